@@ -1,0 +1,148 @@
+# ringlet: two commands set everything up.
+#
+#   make demo    install what is missing, then run `python -m ringlet demo`
+#   make test    install what is missing, then run the C tests and pytest
+#
+# Both start with the same prerequisite step:
+#   1. liburing (headers + static library) and pkg-config, via apt-get when root
+#   2. a virtual environment in .venv with pytest and pytest-timeout
+#   3. `pip install .` of ringlet into .venv, redone whenever the sources change
+#
+# Other targets: make bench, make sanitize, make clean.
+
+PYTHON ?= python3
+CC     := gcc
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+
+# Stamps live inside .venv so that deleting .venv also forgets what was installed.
+STAMP_TOOLS   := $(VENV)/.stamp-tools
+STAMP_INSTALL := $(VENV)/.stamp-install
+STAMP_BENCH   := $(VENV)/.stamp-bench
+
+TEST_TOOLS  := pytest pytest-timeout
+BENCH_PEERS := aiofiles aiofile caio anyio
+
+# Everything that ends up in the installed package: a change to any of it
+# reinstalls. (Build products that appear in python/ are left out.)
+PKG_SOURCES := setup.py pyproject.toml \
+	$(shell find csrc python -type f -not -path '*/__pycache__/*' \
+	        -not -path '*.egg-info/*' -not -name '*.so' 2>/dev/null)
+
+# The C tests link the pure C engine (csrc/*.c, not the CPython binding in
+# csrc/py) into one program per tests/c/test_*.c.
+ENGINE_SRCS := $(sort $(wildcard csrc/*.c))
+ENGINE_HDRS := $(wildcard csrc/*.h)
+CTEST_SRCS  := $(sort $(wildcard tests/c/test_*.c))
+CTEST_BINS  := $(patsubst tests/c/%.c,build/ctests/%,$(CTEST_SRCS))
+CTEST_CFLAGS := -Wall -Wextra -Werror -O2 -std=gnu11 -Icsrc
+# A C test that hangs fails after this many seconds instead of stalling the run.
+CTEST_TIMEOUT := 120
+
+# Deferred (=) so they are read after the liburing step may have installed it.
+# Link liburing.a like the extension does; -luring only if no static library.
+LIBURING_CFLAGS = $(shell pkg-config --cflags liburing 2>/dev/null)
+LIBURING_A = $(firstword $(wildcard \
+	$(shell pkg-config --variable=libdir liburing 2>/dev/null)/liburing.a \
+	/usr/lib/x86_64-linux-gnu/liburing.a /usr/lib/liburing.a /usr/local/lib/liburing.a))
+LIBURING_LIBS = $(or $(LIBURING_A),-luring)
+
+.PHONY: demo test ctest pytest bench sanitize clean liburing
+
+# ---- the two setup commands -------------------------------------------------
+
+demo: $(STAMP_INSTALL)
+	$(VPY) -m ringlet demo
+
+# C tests first: a broken engine shows up there with a clearer message.
+test: $(STAMP_INSTALL) ctest
+	$(VPY) -m pytest tests -q
+
+# ---- shared prerequisite step -----------------------------------------------
+
+# 1. liburing. Runs every time (it is cheap) but never forces a reinstall.
+liburing:
+	@if ! pkg-config --exists liburing 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing liburing-dev and pkg-config with apt-get"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq liburing-dev pkg-config || exit 1; \
+	    pkg-config --exists liburing || { echo "liburing still not found by pkg-config" >&2; exit 1; }; \
+	  else \
+	    echo "ringlet needs liburing (>= 2.3) headers and static library, found with pkg-config." >&2; \
+	    echo "On Debian/Ubuntu run as root:  apt-get install liburing-dev pkg-config" >&2; \
+	    echo "then run this make command again (as root, make installs them itself)." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# 2. the virtual environment and the test tools.
+$(VPY):
+	@echo "creating virtual environment $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP_TOOLS): | $(VPY)
+	@echo "installing test tools into $(VENV): $(TEST_TOOLS)"
+	$(VPY) -m pip install -q $(TEST_TOOLS)
+	@touch $@
+
+# 3. ringlet itself (pip builds the C extension in an isolated build env).
+$(STAMP_INSTALL): $(PKG_SOURCES) | liburing $(STAMP_TOOLS)
+	@echo "installing ringlet into $(VENV): pip install ."
+	$(VPY) -m pip install -q .
+	@touch $@
+
+# ---- C tests ----------------------------------------------------------------
+
+build/ctests/%: tests/c/%.c $(ENGINE_SRCS) $(ENGINE_HDRS) | liburing
+	@mkdir -p $(@D)
+	$(CC) $(CTEST_CFLAGS) $(LIBURING_CFLAGS) -o $@ $< $(ENGINE_SRCS) $(LIBURING_LIBS)
+
+# Exit 0 = pass, 77 = skip (the kernel lacks a feature, as in liburing's
+# tests), anything else = failure. All tests run; the target fails at the end.
+ctest: $(CTEST_BINS)
+	@pass=0; fail=0; skip=0; \
+	for t in $(CTEST_BINS); do \
+	  name=$${t##*/}; \
+	  if timeout $(CTEST_TIMEOUT) ./$$t; then rc=0; else rc=$$?; fi; \
+	  case $$rc in \
+	    0)  pass=$$((pass+1)); echo "PASS $$name" ;; \
+	    77) skip=$$((skip+1)); echo "SKIP $$name" ;; \
+	    *)  fail=$$((fail+1)); echo "FAIL $$name (exit $$rc)" ;; \
+	  esac; \
+	done; \
+	echo "C tests: $$pass passed, $$fail failed, $$skip skipped"; \
+	[ $$fail -eq 0 ]
+
+# pytest alone, without the C tests.
+pytest: $(STAMP_INSTALL)
+	$(VPY) -m pytest tests -q
+
+# ---- benchmarks ---------------------------------------------------------------
+
+$(STAMP_BENCH): | $(VPY)
+	@echo "installing benchmark peers into $(VENV): $(BENCH_PEERS)"
+	$(VPY) -m pip install -q $(BENCH_PEERS)
+	@touch $@
+
+bench: $(STAMP_INSTALL) $(STAMP_BENCH)
+	$(VPY) benchmarks/run.py
+
+# ---- sanitizer build --------------------------------------------------------
+
+# ASan must be the first library loaded, hence LD_PRELOAD for the interpreter.
+# Leak checking is off: CPython itself keeps memory alive until exit.
+# The stamp is removed so the next `make test` reinstalls the normal build.
+sanitize: $(STAMP_TOOLS) | liburing
+	@echo "installing ringlet into $(VENV) with ASan+UBSan: RINGLET_SANITIZE=1 pip install ."
+	rm -f $(STAMP_INSTALL)
+	RINGLET_SANITIZE=1 $(VPY) -m pip install -q .
+	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(VPY) -m pytest tests -q
+
+# ---- housekeeping -------------------------------------------------------------
+
+clean:
+	rm -rf $(VENV) build dist python/*.egg-info python/ringlet/*.so .stamp*
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

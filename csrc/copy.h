@@ -1,0 +1,54 @@
+/* Copy driven entirely in C: the essay's "mission tracker" as a state machine
+ * on the heap.  Each slot reads a chunk; its read completion issues the write
+ * of that chunk; the write completion issues the next read.  Several slots run
+ * at once so the device always has work.  No Python runs until the copy ends. */
+#ifndef RINGLET_COPY_H
+#define RINGLET_COPY_H
+
+#include <stdint.h>
+
+#include "ring.h"
+
+#define RL_COPY_MAX_SLOTS 16
+
+struct rl_copy;
+
+/* Called once, when every slot is idle: result is the bytes copied, or -errno. */
+typedef void (*rl_copy_done)(struct rl_copy *copy, int64_t result);
+
+struct rl_copy_slot {
+    struct rl_cell cell;  /* first member: the ring hands back this pointer */
+    struct rl_copy *copy;
+    char *buf;
+    int64_t offset;       /* where this slot's current range starts */
+    unsigned range;       /* bytes of the range still to read */
+    unsigned len;         /* bytes in buf being written */
+    unsigned written;     /* of len, written so far (short writes continue) */
+    int writing;
+};
+
+struct rl_copy {
+    struct rl_ring *ring;
+    int src_fd, dst_fd;
+    unsigned chunk;
+    unsigned nslots;
+    int64_t next_offset;  /* the next range no slot has taken yet */
+    int64_t copied;
+    int error;            /* first -errno seen; stops new work */
+    int eof;
+    unsigned busy;        /* slots in flight */
+    rl_copy_done on_done;
+    void *owner;          /* for on_done */
+    struct rl_copy_slot slots[RL_COPY_MAX_SLOTS];
+};
+
+/* Allocates and starts a copy (queues its first reads).  On failure returns
+ * NULL with *err set; nothing is in flight then. */
+struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsigned chunk,
+                              unsigned nslots, rl_copy_done on_done, void *owner, int *err);
+/* Stops a running copy: its slots are cancelled; on_done still comes, with -ECANCELED. */
+void rl_copy_cancel(struct rl_copy *copy);
+/* Frees a copy whose on_done has run. */
+void rl_copy_free(struct rl_copy *copy);
+
+#endif

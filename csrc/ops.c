@@ -1,0 +1,48 @@
+#define _GNU_SOURCE /* AT_EMPTY_PATH, STATX_* */
+#include "ops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#define RL_QUEUE(ring, cell, PREP)           \
+    do {                                      \
+        struct io_uring_sqe *sqe = rl_ring_sqe(ring); \
+        if (!sqe)                             \
+            return -ENOMEM;                   \
+        PREP;                                 \
+        rl_ring_arm(ring, sqe, cell);         \
+        return 0;                             \
+    } while (0)
+
+int rl_op_read(struct rl_ring *r, struct rl_cell *c, int fd, void *buf, unsigned len, int64_t offset)
+{
+    RL_QUEUE(r, c, io_uring_prep_read(sqe, fd, buf, len, (uint64_t)offset));
+}
+
+int rl_op_write(struct rl_ring *r, struct rl_cell *c, int fd, const void *buf, unsigned len, int64_t offset)
+{
+    RL_QUEUE(r, c, io_uring_prep_write(sqe, fd, buf, len, (uint64_t)offset));
+}
+
+int rl_op_openat(struct rl_ring *r, struct rl_cell *c, int dirfd, const char *path, int flags, mode_t mode)
+{
+    RL_QUEUE(r, c, io_uring_prep_openat(sqe, dirfd, path, flags | O_CLOEXEC, mode));
+}
+
+int rl_op_close(struct rl_ring *r, struct rl_cell *c, int fd)
+{
+    RL_QUEUE(r, c, io_uring_prep_close(sqe, fd));
+}
+
+int rl_op_fsync(struct rl_ring *r, struct rl_cell *c, int fd, int datasync)
+{
+    RL_QUEUE(r, c, io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0));
+}
+
+int rl_op_statx(struct rl_ring *r, struct rl_cell *c, int dirfd, const char *path, int flags, struct statx *out)
+{
+    if (path[0] == '\0')
+        flags |= AT_EMPTY_PATH;
+    RL_QUEUE(r, c, io_uring_prep_statx(sqe, dirfd, path, flags, STATX_BASIC_STATS, out));
+}

@@ -1,0 +1,76 @@
+/* The CPython binding: it only translates between the C engine in csrc/ and
+ * Python objects.  Engine (engine.c) owns one ring per event loop; Op (op.c)
+ * is the Python side of a task cell: it keeps the future, the result object
+ * and every buffer the kernel may touch alive until the completion arrives. */
+#ifndef RINGLET_BINDING_H
+#define RINGLET_BINDING_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+
+#include "copy.h"
+#include "ops.h"
+#include "ring.h"
+
+typedef struct {
+    PyTypeObject *EngineType;
+    PyTypeObject *OpType;
+    PyObject *stat_result;      /* os.stat_result */
+    PyObject *str_create_future, *str_set_result, *str_set_exception;
+    PyObject *str_add_done_callback, *str_remove_done_callback, *str_done;
+} ringlet_state;
+
+typedef struct {
+    PyObject_HEAD
+    struct rl_ring ring;
+    int ring_open;              /* 0 after shutdown: operations raise */
+    int shutting_down;          /* completions are dropped, not delivered */
+    unsigned long thread_id;    /* the loop's thread: the only one that may submit */
+    unsigned long fork_generation;
+    PyObject *loop_ref;         /* weak reference to the event loop */
+    ringlet_state *state;
+    PyObject *weakreflist;
+} EngineObject;
+
+enum op_kind { OP_READ, OP_READINTO, OP_WRITE, OP_OPEN, OP_CLOSE, OP_FSYNC, OP_STATX, OP_COPY };
+
+typedef struct {
+    PyObject_HEAD
+    struct rl_cell cell;
+    EngineObject *engine;       /* strong: an op in flight keeps its engine */
+    PyObject *future;
+    PyObject *obj;              /* read: the bytes being filled; open/statx: the path */
+    PyObject *filename;         /* for OSError, or NULL */
+    int kind;
+    int fd;
+    int watching;               /* the op is a done callback of its pending future */
+    int abandoned;              /* the future finished first (cancelled): drop the result */
+    int finished;               /* the outcome is delivered (or dropped) */
+    int64_t offset;             /* -1: the file position */
+    size_t length;              /* bytes asked for */
+    size_t done;                /* write: bytes written so far */
+    union {
+        Py_buffer view;         /* readinto/write: the caller's buffer, held */
+        struct statx *stx;      /* statx: where the kernel writes */
+        struct rl_copy *copy;
+    } u;
+} OpObject;
+
+#define OP_FROM_CELL(c) ((OpObject *)((char *)(c) - offsetof(OpObject, cell)))
+
+extern PyType_Spec ringlet_engine_spec;
+extern PyType_Spec ringlet_op_spec;
+
+/* op.c */
+OpObject *op_new(EngineObject *engine, int kind);
+int op_submit(OpObject *op);                 /* arms, submits, reaps inline; consumes nothing */
+void op_complete(struct rl_cell *cell);      /* the continuation of every Python op */
+void op_copy_done(struct rl_copy *copy, int64_t result);
+
+/* engine.c */
+unsigned long ringlet_fork_generation(void);
+int ringlet_register_atfork(void);
+PyObject *ringlet_oserror(int err, PyObject *filename);
+
+#endif

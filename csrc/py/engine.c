@@ -1,0 +1,550 @@
+/* Engine: one io_uring per event loop.  Each method fills a submission,
+ * submits it at once and reaps what completed inside that call, and returns an
+ * asyncio.Future: already done for a page-cache hit, pending otherwise.  The
+ * loop watches the ring's fd and calls drain() to complete the rest. */
+#define _GNU_SOURCE
+#include "binding.h"
+#include "structmember.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* The kernel moves at most this many bytes in one read or write. */
+#define RL_MAX_RW 0x7ffff000u
+
+static unsigned long fork_generation;
+
+static void ringlet_after_fork_child(void) { fork_generation++; }
+
+unsigned long ringlet_fork_generation(void) { return fork_generation; }
+
+/* Registered once per process by the module (see module.c). */
+int ringlet_register_atfork(void)
+{
+    static int registered;
+    if (registered)
+        return 0;
+    registered = 1;
+    return pthread_atfork(NULL, NULL, ringlet_after_fork_child);
+}
+
+/* Every entry point that touches the ring checks it is usable from here. */
+static int engine_check(EngineObject *self)
+{
+    if (!self->ring_open) {
+        PyErr_SetString(PyExc_RuntimeError, "ringlet: this engine is closed");
+        return -1;
+    }
+    if (self->fork_generation != fork_generation) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "ringlet: this engine belongs to the parent process; a forked child gets its own");
+        return -1;
+    }
+    if (self->thread_id != PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "ringlet: an engine may only be used from the thread running its event loop");
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_int(PyObject *obj, const char *what, int *out)
+{
+    long v = PyLong_AsLong(obj);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < INT32_MIN || v > INT32_MAX) {
+        PyErr_Format(PyExc_OverflowError, "%s is out of range", what);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* An offset: -1 means the file position, other negatives are refused. */
+static int parse_offset(PyObject *obj, int64_t *out)
+{
+    long long v = PyLong_AsLongLong(obj);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < -1) {
+        PyErr_SetString(PyExc_ValueError, "negative offset");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Queued an SQE (ret from rl_op_*)?  Then submit; return the future. */
+static PyObject *engine_launch(OpObject *op, int queued)
+{
+    if (queued < 0) {
+        Py_DECREF(op);
+        return PyErr_NoMemory();
+    }
+    PyObject *future = Py_NewRef(op->future);
+    int ret = op_submit(op);
+    Py_DECREF(op);
+    if (ret < 0) {
+        Py_DECREF(future);
+        return NULL;
+    }
+    return future;
+}
+
+PyDoc_STRVAR(engine_read_doc,
+"read(fd, size, offset=-1, /) -> Future[bytes]\n\n"
+"Read up to size bytes at offset (-1: the file position).  The result is\n"
+"shorter only at end of file.");
+
+static PyObject *engine_read(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    int64_t offset = -1;
+    if (nargs < 2 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "read(fd, size, offset=-1)");
+        return NULL;
+    }
+    if (parse_int(args[0], "fd", &fd) < 0)
+        return NULL;
+    Py_ssize_t size = PyLong_AsSsize_t(args[1]);
+    if (size == -1 && PyErr_Occurred())
+        return NULL;
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "size must be >= 0");
+        return NULL;
+    }
+    if (nargs == 3 && parse_offset(args[2], &offset) < 0)
+        return NULL;
+    if (engine_check(self) < 0)
+        return NULL;
+    if ((size_t)size > RL_MAX_RW)
+        size = RL_MAX_RW;
+    OpObject *op = op_new(self, OP_READ);
+    if (op == NULL)
+        return NULL;
+    op->obj = PyBytes_FromStringAndSize(NULL, size);
+    if (op->obj == NULL) {
+        Py_DECREF(op);
+        return NULL;
+    }
+    op->fd = fd;
+    op->offset = offset;
+    op->length = (size_t)size;
+    return engine_launch(op, rl_op_read(&self->ring, &op->cell, fd, PyBytes_AS_STRING(op->obj),
+                                        (unsigned)size, offset));
+}
+
+/* readinto and write share this: the caller's buffer is held until the completion. */
+static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int kind)
+{
+    int fd;
+    int64_t offset = -1;
+    const char *usage = kind == OP_WRITE ? "write(fd, data, offset=-1)" : "readinto(fd, buffer, offset=-1)";
+    if (nargs < 2 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return NULL;
+    }
+    if (parse_int(args[0], "fd", &fd) < 0)
+        return NULL;
+    if (nargs == 3 && parse_offset(args[2], &offset) < 0)
+        return NULL;
+    if (engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, kind);
+    if (op == NULL)
+        return NULL;
+    int flags = kind == OP_WRITE ? PyBUF_SIMPLE : PyBUF_WRITABLE;
+    if (PyObject_GetBuffer(args[1], &op->u.view, flags) < 0) {
+        op->u.view.obj = NULL;
+        Py_DECREF(op);
+        /* As built-in files say it: a wrong buffer is a TypeError. */
+        if (PyErr_ExceptionMatches(PyExc_BufferError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s() argument must be %sbytes-like object, not '%.100s'",
+                         kind == OP_WRITE ? "write" : "readinto", kind == OP_WRITE ? "a " : "read-write ",
+                         Py_TYPE(args[1])->tp_name);
+        }
+        return NULL;
+    }
+    op->fd = fd;
+    op->offset = offset;
+    op->length = (size_t)op->u.view.len;
+    unsigned len = op->length > RL_MAX_RW ? RL_MAX_RW : (unsigned)op->length;
+    int queued = kind == OP_WRITE ? rl_op_write(&self->ring, &op->cell, fd, op->u.view.buf, len, offset)
+                                  : rl_op_read(&self->ring, &op->cell, fd, op->u.view.buf, len, offset);
+    return engine_launch(op, queued);
+}
+
+PyDoc_STRVAR(engine_readinto_doc,
+"readinto(fd, buffer, offset=-1, /) -> Future[int]\n\n"
+"Read into a writable, contiguous buffer; the buffer is held (cannot be\n"
+"resized) until the kernel has completed, even if the wait is cancelled.");
+
+static PyObject *engine_readinto(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return engine_buffer_op(self, args, nargs, OP_READINTO);
+}
+
+PyDoc_STRVAR(engine_write_doc,
+"write(fd, data, offset=-1, /) -> Future[int]\n\n"
+"Write all of data (a contiguous bytes-like object) at offset (-1: the file\n"
+"position).  Short writes are continued; the result is len(data) or an\n"
+"OSError.");
+
+static PyObject *engine_write(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return engine_buffer_op(self, args, nargs, OP_WRITE);
+}
+
+/* The path argument: bytes without NUL (os.fsencode gives it). */
+static int path_check(PyObject *path)
+{
+    if (!PyBytes_Check(path)) {
+        PyErr_Format(PyExc_TypeError, "path must be bytes, not %.100s", Py_TYPE(path)->tp_name);
+        return -1;
+    }
+    if (strlen(PyBytes_AS_STRING(path)) != (size_t)PyBytes_GET_SIZE(path)) {
+        PyErr_SetString(PyExc_ValueError, "embedded null byte");
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(engine_open_doc,
+"open(path, flags, mode=0o666, filename=None) -> Future[int]\n\n"
+"openat(2) through the ring; path is bytes.  The result is a descriptor.\n"
+"OSError carries filename (default: path).  If the wait is cancelled and the\n"
+"open still succeeds, the descriptor is closed.");
+
+static PyObject *engine_open(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"path", "flags", "mode", "filename", NULL};
+    PyObject *path, *filename = NULL;
+    int flags, mode = 0666;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oi|iO:open", kwlist, &path, &flags, &mode, &filename))
+        return NULL;
+    if (path_check(path) < 0 || engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, OP_OPEN);
+    if (op == NULL)
+        return NULL;
+    op->obj = Py_NewRef(path);
+    op->filename = Py_NewRef(filename ? filename : path);
+    return engine_launch(op, rl_op_openat(&self->ring, &op->cell, AT_FDCWD, PyBytes_AS_STRING(path),
+                                          flags, (mode_t)mode));
+}
+
+PyDoc_STRVAR(engine_close_doc, "close(fd, /) -> Future[None]\n\nclose(2) through the ring.");
+
+static PyObject *engine_close(EngineObject *self, PyObject *arg)
+{
+    int fd;
+    if (parse_int(arg, "fd", &fd) < 0 || engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, OP_CLOSE);
+    if (op == NULL)
+        return NULL;
+    op->fd = fd;
+    return engine_launch(op, rl_op_close(&self->ring, &op->cell, fd));
+}
+
+PyDoc_STRVAR(engine_fsync_doc,
+"fsync(fd, datasync=False, /) -> Future[None]\n\nfsync(2), or fdatasync(2) when datasync is true.");
+
+static PyObject *engine_fsync(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd, datasync = 0;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "fsync(fd, datasync=False)");
+        return NULL;
+    }
+    if (parse_int(args[0], "fd", &fd) < 0)
+        return NULL;
+    if (nargs == 2 && (datasync = PyObject_IsTrue(args[1])) < 0)
+        return NULL;
+    if (engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, OP_FSYNC);
+    if (op == NULL)
+        return NULL;
+    op->fd = fd;
+    return engine_launch(op, rl_op_fsync(&self->ring, &op->cell, fd, datasync));
+}
+
+PyDoc_STRVAR(engine_statx_doc,
+"statx(target, filename=None) -> Future[os.stat_result]\n\n"
+"statx(2) through the ring: target is a descriptor (int) or a path (bytes).");
+
+static PyObject *engine_statx(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"target", "filename", NULL};
+    PyObject *target, *filename = NULL;
+    int fd = AT_FDCWD;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:statx", kwlist, &target, &filename))
+        return NULL;
+    if (PyLong_Check(target)) {
+        if (parse_int(target, "fd", &fd) < 0)
+            return NULL;
+    } else if (path_check(target) < 0) {
+        return NULL;
+    }
+    if (engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, OP_STATX);
+    if (op == NULL)
+        return NULL;
+    op->obj = PyLong_Check(target) ? PyBytes_FromStringAndSize("", 0) : Py_NewRef(target);
+    op->u.stx = PyMem_Calloc(1, sizeof(struct statx));
+    if (op->obj == NULL || op->u.stx == NULL) {
+        Py_DECREF(op);
+        return PyErr_NoMemory();
+    }
+    op->fd = fd;
+    if (filename || !PyLong_Check(target))
+        op->filename = Py_NewRef(filename ? filename : target);
+    return engine_launch(op, rl_op_statx(&self->ring, &op->cell, fd, PyBytes_AS_STRING(op->obj), 0,
+                                         op->u.stx));
+}
+
+PyDoc_STRVAR(engine_copy_doc,
+"copy(src_fd, dst_fd, chunk_size=1048576, depth=4) -> Future[int]\n\n"
+"Copy src to dst from offset 0 until end of file, entirely in C: each read\n"
+"completion issues its write, each write completion the next read, with\n"
+"depth chunks in flight.  The result is the number of bytes copied.");
+
+static PyObject *engine_copy(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"src_fd", "dst_fd", "chunk_size", "depth", NULL};
+    int src, dst;
+    unsigned chunk = 1 << 20, depth = 4;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ii|II:copy", kwlist, &src, &dst, &chunk, &depth))
+        return NULL;
+    if (chunk == 0 || chunk > RL_MAX_RW || depth == 0 || depth > RL_COPY_MAX_SLOTS) {
+        PyErr_Format(PyExc_ValueError, "chunk_size must be 1..%u and depth 1..%d", RL_MAX_RW,
+                     RL_COPY_MAX_SLOTS);
+        return NULL;
+    }
+    if (engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, OP_COPY);
+    if (op == NULL)
+        return NULL;
+    int err = 0;
+    op->u.copy = rl_copy_start(&self->ring, src, dst, chunk, depth, op_copy_done, op, &err);
+    if (op->u.copy == NULL) {
+        Py_DECREF(op);
+        return err == -ENOMEM ? PyErr_NoMemory() : PyErr_Format(PyExc_ValueError, "copy: error %d", err);
+    }
+    return engine_launch(op, 0);
+}
+
+PyDoc_STRVAR(engine_drain_doc,
+"drain() -> int\n\n"
+"Reap the completions that are ready and resolve their futures; the loop\n"
+"calls this when the ring's fd is readable.  Returns how many were reaped.");
+
+static PyObject *engine_drain(EngineObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (engine_check(self) < 0)
+        return NULL;
+    int ret = rl_ring_drain(&self->ring, self->ring.ring.cq.ring_entries);
+    if (ret < 0) {
+        errno = -ret;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(ret);
+}
+
+PyDoc_STRVAR(engine_shutdown_doc,
+"shutdown(timeout=1.0) -> int\n\n"
+"Cancel what is in flight, wait up to timeout seconds for the kernel to give\n"
+"the memory back, and close the ring.  Results still arriving are dropped,\n"
+"futures are not resolved.  Operations the kernel has not completed by then\n"
+"keep their memory forever (leaked, never freed under the kernel).  Returns\n"
+"how many were left in flight.");
+
+static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"timeout", NULL};
+    double timeout = 1.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|d:shutdown", kwlist, &timeout))
+        return NULL;
+    if (!self->ring_open || self->fork_generation != fork_generation)
+        return PyLong_FromLong(0);
+    self->shutting_down = 1;
+    /* Only the owner thread may enter a SINGLE_ISSUER ring; from elsewhere, just leave. */
+    if (self->thread_id == PyThread_get_thread_ident() && self->ring.stats.in_flight > 0) {
+        rl_ring_cancel_all(&self->ring);
+        struct timespec start, now;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        for (;;) {
+            rl_ring_drain(&self->ring, UINT32_MAX);
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            double left = timeout - (double)(now.tv_sec - start.tv_sec) - (now.tv_nsec - start.tv_nsec) * 1e-9;
+            if (self->ring.stats.in_flight == 0 || left <= 0)
+                break;
+            int ret;
+            Py_BEGIN_ALLOW_THREADS
+            ret = rl_ring_wait(&self->ring, (unsigned)(left * 1000) + 1);
+            Py_END_ALLOW_THREADS
+            if (ret < 0)
+                break;
+        }
+    }
+    unsigned left_in_flight = self->ring.stats.in_flight;
+    /* Closing the ring with requests still in flight is safe: their ops (and
+     * memory) are never freed, and the kernel cancels them on teardown. */
+    self->ring_open = 0;
+    rl_ring_exit(&self->ring);
+    return PyLong_FromUnsignedLong(left_in_flight);
+}
+
+PyDoc_STRVAR(engine_stats_doc, "stats() -> dict\n\nThe engine's counters.");
+
+static PyObject *engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))
+{
+    const struct rl_stats *s = &self->ring.stats;
+    return Py_BuildValue("{sKsKsKsKsKsKsKsIsIsd}",
+                         "submitted", (unsigned long long)s->submitted,
+                         "completed", (unsigned long long)s->completed,
+                         "completed_inline", (unsigned long long)s->completed_inline,
+                         "deferred", (unsigned long long)s->deferred,
+                         "cancelled", (unsigned long long)s->cancelled,
+                         "enter_calls", (unsigned long long)s->enter_calls,
+                         "overflowed", (unsigned long long)s->overflowed,
+                         "in_flight", s->in_flight,
+                         "peak_in_flight", s->peak_in_flight,
+                         "ops_per_enter", s->enter_calls ? (double)s->submitted / (double)s->enter_calls : 0.0);
+}
+
+PyDoc_STRVAR(engine_fileno_doc, "fileno() -> int\n\nThe eventfd the kernel signals on completions (the loop watches it).");
+
+static PyObject *engine_fileno(EngineObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->ring_open) {
+        PyErr_SetString(PyExc_ValueError, "ringlet: this engine is closed");
+        return NULL;
+    }
+    return PyLong_FromLong(rl_ring_wake_fd(&self->ring));
+}
+
+PyDoc_STRVAR(engine_supports_doc, "supports(opcode, /) -> bool\n\nWhether the kernel has IORING_OP_<opcode> (an int).");
+
+static PyObject *engine_supports(EngineObject *self, PyObject *arg)
+{
+    int op;
+    if (parse_int(arg, "opcode", &op) < 0)
+        return NULL;
+    return PyBool_FromLong(rl_ring_supports(&self->ring, op));
+}
+
+static PyObject *engine_get_loop(EngineObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(PyWeakref_GetObject(self->loop_ref));
+}
+
+static PyObject *engine_get_setup_flags(EngineObject *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(rl_ring_flags_name(self->ring.setup_flags));
+}
+
+static PyObject *engine_get_closed(EngineObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(!self->ring_open);
+}
+
+static PyObject *engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"loop", "sq_entries", "cq_entries", NULL};
+    PyObject *loop;
+    unsigned sq_entries = 256, cq_entries = 4096;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|II:Engine", kwlist, &loop, &sq_entries, &cq_entries))
+        return NULL;
+    EngineObject *self = (EngineObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->state = PyType_GetModuleState(type);
+    self->thread_id = PyThread_get_thread_ident();
+    self->fork_generation = fork_generation;
+    self->loop_ref = PyWeakref_NewRef(loop, NULL);
+    if (self->loop_ref == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    int ret = rl_ring_init(&self->ring, sq_entries, cq_entries);
+    if (ret < 0) {
+        Py_DECREF(self);
+        errno = -ret;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    self->ring_open = 1;
+    return (PyObject *)self;
+}
+
+static void engine_dealloc(EngineObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->weakreflist)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    /* No op is in flight here: each one holds a reference to its engine. */
+    if (self->ring_open && self->fork_generation == fork_generation)
+        rl_ring_exit(&self->ring);
+    Py_XDECREF(self->loop_ref);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef engine_methods[] = {
+    {"read", (PyCFunction)(void (*)(void))engine_read, METH_FASTCALL, engine_read_doc},
+    {"readinto", (PyCFunction)(void (*)(void))engine_readinto, METH_FASTCALL, engine_readinto_doc},
+    {"write", (PyCFunction)(void (*)(void))engine_write, METH_FASTCALL, engine_write_doc},
+    {"open", (PyCFunction)(void (*)(void))engine_open, METH_VARARGS | METH_KEYWORDS, engine_open_doc},
+    {"close", (PyCFunction)engine_close, METH_O, engine_close_doc},
+    {"fsync", (PyCFunction)(void (*)(void))engine_fsync, METH_FASTCALL, engine_fsync_doc},
+    {"statx", (PyCFunction)(void (*)(void))engine_statx, METH_VARARGS | METH_KEYWORDS, engine_statx_doc},
+    {"copy", (PyCFunction)(void (*)(void))engine_copy, METH_VARARGS | METH_KEYWORDS, engine_copy_doc},
+    {"drain", (PyCFunction)engine_drain, METH_NOARGS, engine_drain_doc},
+    {"shutdown", (PyCFunction)(void (*)(void))engine_shutdown, METH_VARARGS | METH_KEYWORDS, engine_shutdown_doc},
+    {"stats", (PyCFunction)engine_stats, METH_NOARGS, engine_stats_doc},
+    {"fileno", (PyCFunction)engine_fileno, METH_NOARGS, engine_fileno_doc},
+    {"supports", (PyCFunction)engine_supports, METH_O, engine_supports_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef engine_getset[] = {
+    {"loop", (getter)engine_get_loop, NULL, "The event loop (None once it is gone).", NULL},
+    {"setup_flags", (getter)engine_get_setup_flags, NULL, "The io_uring setup flags the kernel accepted.", NULL},
+    {"closed", (getter)engine_get_closed, NULL, "True after shutdown().", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef engine_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(EngineObject, weakreflist), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+PyDoc_STRVAR(engine_doc,
+"Engine(loop, sq_entries=256, cq_entries=4096)\n\n"
+"One io_uring for one event loop.  Use ringlet.get_engine() rather than\n"
+"creating one: it also registers the ring's fd with the loop.");
+
+static PyType_Slot engine_slots[] = {
+    {Py_tp_doc, (void *)engine_doc},
+    {Py_tp_new, engine_new},
+    {Py_tp_dealloc, engine_dealloc},
+    {Py_tp_methods, engine_methods},
+    {Py_tp_getset, engine_getset},
+    {Py_tp_members, engine_members},
+    {0, NULL},
+};
+
+PyType_Spec ringlet_engine_spec = {
+    .name = "ringlet._ringlet.Engine",
+    .basicsize = sizeof(EngineObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = engine_slots,
+};

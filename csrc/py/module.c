@@ -1,0 +1,125 @@
+/* ringlet._ringlet: multi-phase init, state in the module, heap types. */
+#include "binding.h"
+
+#include <errno.h>
+#include <string.h>
+
+PyDoc_STRVAR(probe_doc,
+"probe() -> dict\n\n"
+"Set up a throw-away ring to see what this kernel allows: the setup flags\n"
+"it accepted, its feature bits and the supported opcodes (numbers).\n"
+"Raises OSError (EPERM under seccomp or kernel.io_uring_disabled, ENOSYS\n"
+"without io_uring) when it cannot.");
+
+static PyObject *ringlet_probe(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    (void)module;
+    struct rl_ring ring;
+    int ret = rl_ring_init(&ring, 4, 8);
+    if (ret < 0) {
+        errno = -ret;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *ops = PyList_New(0);
+    for (int op = 0; ops && op < 256; op++) {
+        if (rl_ring_supports(&ring, op)) {
+            PyObject *n = PyLong_FromLong(op);
+            if (n == NULL || PyList_Append(ops, n) < 0)
+                Py_CLEAR(ops);
+            Py_XDECREF(n);
+        }
+    }
+    PyObject *result = ops ? Py_BuildValue("{sssIsN}", "setup_flags", rl_ring_flags_name(ring.setup_flags),
+                                           "features", ring.features, "opcodes", ops)
+                           : NULL;
+    rl_ring_exit(&ring);
+    return result;
+}
+
+static PyMethodDef ringlet_methods[] = {
+    {"probe", ringlet_probe, METH_NOARGS, probe_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static int ringlet_exec(PyObject *module)
+{
+    ringlet_state *st = PyModule_GetState(module);
+    if (ringlet_register_atfork() != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "ringlet: pthread_atfork failed");
+        return -1;
+    }
+#define INTERN(field, text)                                  \
+    if ((st->field = PyUnicode_InternFromString(text)) == NULL) \
+        return -1;
+    INTERN(str_create_future, "create_future");
+    INTERN(str_set_result, "set_result");
+    INTERN(str_set_exception, "set_exception");
+    INTERN(str_add_done_callback, "add_done_callback");
+    INTERN(str_remove_done_callback, "remove_done_callback");
+    INTERN(str_done, "done");
+#undef INTERN
+    PyObject *os = PyImport_ImportModule("os");
+    if (os == NULL)
+        return -1;
+    st->stat_result = PyObject_GetAttrString(os, "stat_result");
+    Py_DECREF(os);
+    if (st->stat_result == NULL)
+        return -1;
+    st->OpType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_op_spec, NULL);
+    if (st->OpType == NULL)
+        return -1;
+    st->EngineType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_engine_spec, NULL);
+    if (st->EngineType == NULL || PyModule_AddType(module, st->EngineType) < 0 ||
+        PyModule_AddType(module, st->OpType) < 0)
+        return -1;
+    return 0;
+}
+
+static int ringlet_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    ringlet_state *st = PyModule_GetState(module);
+    Py_VISIT(st->EngineType);
+    Py_VISIT(st->OpType);
+    Py_VISIT(st->stat_result);
+    return 0;
+}
+
+static int ringlet_clear(PyObject *module)
+{
+    ringlet_state *st = PyModule_GetState(module);
+    Py_CLEAR(st->EngineType);
+    Py_CLEAR(st->OpType);
+    Py_CLEAR(st->stat_result);
+    Py_CLEAR(st->str_create_future);
+    Py_CLEAR(st->str_set_result);
+    Py_CLEAR(st->str_set_exception);
+    Py_CLEAR(st->str_add_done_callback);
+    Py_CLEAR(st->str_remove_done_callback);
+    Py_CLEAR(st->str_done);
+    return 0;
+}
+
+static void ringlet_free(void *module) { ringlet_clear((PyObject *)module); }
+
+static PyModuleDef_Slot ringlet_slots[] = {
+    {Py_mod_exec, ringlet_exec},
+    {0, NULL},
+};
+
+PyDoc_STRVAR(module_doc,
+"The C engine of ringlet: io_uring rings (Engine) and the cells of the\n"
+"operations in flight (Op).  Use the ringlet package, not this module.");
+
+static struct PyModuleDef ringlet_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "ringlet._ringlet",
+    .m_doc = module_doc,
+    .m_size = sizeof(ringlet_state),
+    .m_methods = ringlet_methods,
+    .m_slots = ringlet_slots,
+    .m_traverse = ringlet_traverse,
+    .m_clear = ringlet_clear,
+    .m_free = ringlet_free,
+};
+
+PyMODINIT_FUNC PyInit__ringlet(void) { return PyModuleDef_Init(&ringlet_module); }

@@ -1,0 +1,283 @@
+/* Op: the Python side of a task cell.  Created per operation; the ring holds
+ * one reference from submission until the completion is reaped, so every
+ * buffer the kernel may touch stays alive even if the awaiting task was
+ * cancelled long before. */
+#define _GNU_SOURCE /* struct statx */
+#include "binding.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+OpObject *op_new(EngineObject *engine, int kind)
+{
+    ringlet_state *st = engine->state;
+    PyObject *loop = PyWeakref_GetObject(engine->loop_ref); /* borrowed */
+    if (loop == NULL)
+        return NULL;
+    if (loop == Py_None) {
+        PyErr_SetString(PyExc_RuntimeError, "ringlet: the engine's event loop is gone");
+        return NULL;
+    }
+    PyObject *future = PyObject_CallMethodNoArgs(loop, st->str_create_future);
+    if (future == NULL)
+        return NULL;
+    OpObject *op = PyObject_New(OpObject, st->OpType);
+    if (op == NULL) {
+        Py_DECREF(future);
+        return NULL;
+    }
+    memset(&op->cell, 0, sizeof *op - offsetof(OpObject, cell));
+    op->cell.on_complete = op_complete;
+    Py_INCREF(engine);
+    op->engine = engine;
+    op->future = future;
+    op->kind = kind;
+    op->fd = -1;
+    op->offset = -1;
+    return op;
+}
+
+/* Releases what the op held for the kernel.  Only after its completion. */
+static void op_release(OpObject *op)
+{
+    switch (op->kind) {
+    case OP_READINTO:
+    case OP_WRITE:
+        if (op->u.view.obj)
+            PyBuffer_Release(&op->u.view);
+        break;
+    case OP_STATX:
+        PyMem_Free(op->u.stx);
+        op->u.stx = NULL;
+        break;
+    case OP_COPY:
+        if (op->u.copy)
+            rl_copy_free(op->u.copy);
+        op->u.copy = NULL;
+        break;
+    }
+    Py_CLEAR(op->obj);
+}
+
+PyObject *ringlet_oserror(int err, PyObject *filename)
+{
+    /* OSError(errno, strerror, filename) picks the subclass (FileNotFoundError, ...). */
+    return PyObject_CallFunction(PyExc_OSError, "isO", err, strerror(err),
+                                 filename ? filename : Py_None);
+}
+
+static PyObject *op_statx_result(OpObject *op)
+{
+    const struct statx *s = op->u.stx;
+#define RL_NS(t) ((long long)(t).tv_sec * 1000000000LL + (t).tv_nsec)
+#define RL_SEC(t) ((double)(t).tv_sec + (double)(t).tv_nsec * 1e-9)
+    PyObject *fields = Py_BuildValue(
+        "(IKKIIIKLLLdddLLLIKK)",
+        (unsigned)s->stx_mode, (unsigned long long)s->stx_ino,
+        (unsigned long long)makedev(s->stx_dev_major, s->stx_dev_minor),
+        (unsigned)s->stx_nlink, (unsigned)s->stx_uid, (unsigned)s->stx_gid,
+        (unsigned long long)s->stx_size,
+        (long long)s->stx_atime.tv_sec, (long long)s->stx_mtime.tv_sec, (long long)s->stx_ctime.tv_sec,
+        RL_SEC(s->stx_atime), RL_SEC(s->stx_mtime), RL_SEC(s->stx_ctime),
+        RL_NS(s->stx_atime), RL_NS(s->stx_mtime), RL_NS(s->stx_ctime),
+        (unsigned)s->stx_blksize, (unsigned long long)s->stx_blocks,
+        (unsigned long long)makedev(s->stx_rdev_major, s->stx_rdev_minor));
+#undef RL_NS
+#undef RL_SEC
+    if (fields == NULL)
+        return NULL;
+    PyObject *result = PyObject_CallOneArg(op->engine->state->stat_result, fields);
+    Py_DECREF(fields);
+    return result;
+}
+
+/* The value a successful completion gives the future (new reference). */
+static PyObject *op_value(OpObject *op, int64_t res)
+{
+    switch (op->kind) {
+    case OP_READ:
+        if ((size_t)res < op->length && _PyBytes_Resize(&op->obj, (Py_ssize_t)res) < 0)
+            return NULL; /* _PyBytes_Resize cleared op->obj */
+        return Py_NewRef(op->obj);
+    case OP_READINTO:
+    case OP_OPEN:
+    case OP_COPY:
+        return PyLong_FromLongLong(res);
+    case OP_WRITE:
+        return PyLong_FromSize_t(op->done);
+    case OP_STATX:
+        return op_statx_result(op);
+    default:
+        Py_RETURN_NONE;
+    }
+}
+
+/* Whether the awaiting side already has its answer (a cancel, most often):
+ * then the result has nowhere to go.  Only a watched future can be done. */
+static int op_abandoned(OpObject *op)
+{
+    if (op->abandoned)
+        return 1;
+    if (!op->watching)
+        return 0;
+    PyObject *r = PyObject_CallMethodNoArgs(op->future, op->engine->state->str_done);
+    int done = r == NULL ? 1 : PyObject_IsTrue(r);
+    Py_XDECREF(r);
+    if (done != 0)
+        PyErr_Clear();
+    return done != 0;
+}
+
+/* The outcome for the future: a value, or (*failed set) an exception. */
+static PyObject *op_outcome(OpObject *op, int64_t res, int *failed)
+{
+    *failed = res < 0;
+    PyObject *outcome = res < 0 ? ringlet_oserror((int)-res, op->filename) : op_value(op, res);
+    if (outcome != NULL)
+        return outcome;
+    /* Building the value failed (MemoryError, say): that becomes the outcome. */
+    PyObject *type, *tb;
+    PyErr_Fetch(&type, &outcome, &tb);
+    PyErr_NormalizeException(&type, &outcome, &tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    *failed = 1;
+    if (op->kind == OP_OPEN && res >= 0)
+        close((int)res);
+    return outcome;
+}
+
+/* Delivers the outcome to the future, frees what the kernel held, and drops
+ * the ring's reference.  res >= 0: success; res < 0: -errno. */
+static void op_finish(OpObject *op, int64_t res)
+{
+    EngineObject *engine = op->engine;
+    ringlet_state *st = engine->state;
+    PyObject *exc_type, *exc, *tb;
+    PyErr_Fetch(&exc_type, &exc, &tb); /* a continuation must not clobber the caller's error */
+    op->finished = 1;
+
+    if (engine->shutting_down || op_abandoned(op)) {
+        /* Nobody will see the result; a descriptor nobody will close is closed here. */
+        if (op->kind == OP_OPEN && res >= 0)
+            close((int)res);
+    } else {
+        if (op->watching) {
+            PyObject *r = PyObject_CallMethodOneArg(op->future, st->str_remove_done_callback, (PyObject *)op);
+            Py_XDECREF(r);
+            op->watching = 0;
+        }
+        int failed;
+        PyObject *outcome = op_outcome(op, res, &failed);
+        PyObject *r = outcome == NULL ? NULL
+                      : PyObject_CallMethodOneArg(op->future, failed ? st->str_set_exception : st->str_set_result,
+                                                  outcome);
+        if (r == NULL)
+            PyErr_WriteUnraisable(op->future);
+        Py_XDECREF(r);
+        Py_XDECREF(outcome);
+    }
+    op_release(op);
+    PyErr_Restore(exc_type, exc, tb);
+    Py_DECREF(op); /* the ring's reference */
+}
+
+void op_complete(struct rl_cell *cell)
+{
+    OpObject *op = OP_FROM_CELL(cell);
+    int64_t res = cell->result;
+    if (op->kind == OP_WRITE && res >= 0) {
+        op->done += (size_t)res;
+        if (op->done < op->length && !op->engine->shutting_down && !op->abandoned) {
+            /* A short write is continued until all is written or an error comes. */
+            if (res == 0)
+                res = -EIO;
+            else {
+                int64_t off = op->offset < 0 ? -1 : op->offset + (int64_t)op->done;
+                size_t left = op->length - op->done;
+                res = rl_op_write(&op->engine->ring, cell, op->fd, (char *)op->u.view.buf + op->done,
+                                  left > 0x7ffff000u ? 0x7ffff000u : (unsigned)left, off);
+                if (res == 0)
+                    return; /* in flight again: the ring keeps its reference */
+            }
+        }
+    }
+    op_finish(op, res);
+}
+
+void op_copy_done(struct rl_copy *copy, int64_t result)
+{
+    op_finish((OpObject *)copy->owner, result);
+}
+
+int op_submit(OpObject *op)
+{
+    /* From here the ring owns a reference; op_finish drops it. */
+    Py_INCREF(op);
+    int ret = rl_ring_submit_and_reap(&op->engine->ring);
+    if (ret < 0 && !op->finished) {
+        /* The SQE stays queued and may still run: report the failure now, keep the memory. */
+        op->abandoned = 1;
+        PyObject *exc = ringlet_oserror(-ret, NULL);
+        PyObject *r = exc ? PyObject_CallMethodOneArg(op->future, op->engine->state->str_set_exception, exc) : NULL;
+        Py_XDECREF(exc);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    if (!op->finished) {
+        /* Still pending: watch the future so a cancel reaches the kernel. */
+        PyObject *r = PyObject_CallMethodOneArg(op->future, op->engine->state->str_add_done_callback,
+                                                (PyObject *)op);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+        op->watching = 1;
+    }
+    return 0;
+}
+
+/* Called by the future when it is done: a cancelled wait cancels the kernel's work too. */
+static PyObject *op_call(OpObject *op, PyObject *args, PyObject *kwargs)
+{
+    (void)args;
+    (void)kwargs;
+    op->watching = 0; /* the future has dropped its callbacks */
+    op->abandoned = 1;
+    if (!op->engine->ring_open || op->finished)
+        Py_RETURN_NONE;
+    if (op->kind == OP_COPY)
+        rl_copy_cancel(op->u.copy);
+    else
+        rl_ring_cancel(&op->engine->ring, &op->cell);
+    Py_RETURN_NONE;
+}
+
+static void op_dealloc(OpObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    op_release(op);
+    Py_CLEAR(op->future);
+    Py_CLEAR(op->filename);
+    Py_CLEAR(op->engine);
+    PyObject_Free(op);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot op_slots[] = {
+    {Py_tp_doc, "One operation in flight: the cell that holds its state until the kernel completes it."},
+    {Py_tp_call, op_call},
+    {Py_tp_dealloc, op_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec ringlet_op_spec = {
+    .name = "ringlet._ringlet.Op",
+    .basicsize = sizeof(OpObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = op_slots,
+};

@@ -1,0 +1,277 @@
+#include "ring.h"
+
+#include <errno.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* user_data of the ring's own requests (cancels): their CQEs are dropped. */
+#define RL_INTERNAL_USER_DATA 0
+
+static const unsigned rl_flag_choices[] = {
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+    IORING_SETUP_COOP_TASKRUN,
+    0,
+};
+
+const char *rl_ring_flags_name(unsigned setup_flags)
+{
+    unsigned f = setup_flags & ~IORING_SETUP_CQSIZE;
+    if (f == (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN))
+        return "SINGLE_ISSUER|DEFER_TASKRUN";
+    if (f == IORING_SETUP_COOP_TASKRUN)
+        return "COOP_TASKRUN";
+    return f ? "other" : "none";
+}
+
+static void rl_ring_probe(struct rl_ring *r)
+{
+    memset(r->supported_ops, 0, sizeof r->supported_ops);
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&r->ring);
+    if (!probe)
+        return;
+    for (int op = 0; op <= probe->last_op && op < 256; op++)
+        if (probe->ops[op].flags & IO_URING_OP_SUPPORTED)
+            r->supported_ops[op / 64] |= (uint64_t)1 << (op % 64);
+    io_uring_free_probe(probe);
+}
+
+int rl_ring_supports(const struct rl_ring *r, int opcode)
+{
+    if (opcode < 0 || opcode >= 256)
+        return 0;
+    return (r->supported_ops[opcode / 64] >> (opcode % 64)) & 1;
+}
+
+int rl_ring_init(struct rl_ring *r, unsigned sq_entries, unsigned cq_entries)
+{
+    memset(r, 0, sizeof *r);
+    int ret = -EINVAL;
+    for (size_t i = 0; i < sizeof rl_flag_choices / sizeof rl_flag_choices[0]; i++) {
+        struct io_uring_params p;
+        memset(&p, 0, sizeof p);
+        p.flags = rl_flag_choices[i] | IORING_SETUP_CQSIZE;
+        p.cq_entries = cq_entries;
+        ret = io_uring_queue_init_params(sq_entries, &r->ring, &p);
+        if (ret == 0) {
+            r->setup_flags = p.flags;
+            r->features = p.features;
+            break;
+        }
+        if (ret != -EINVAL) /* EPERM, ENOSYS, ENOMEM: no flag choice helps */
+            return ret;
+    }
+    if (ret < 0)
+        return ret;
+    r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (r->wake_fd < 0) {
+        ret = -errno;
+        io_uring_queue_exit(&r->ring);
+        return ret;
+    }
+    ret = io_uring_register_eventfd(&r->ring, r->wake_fd);
+    if (ret < 0) {
+        close(r->wake_fd);
+        io_uring_queue_exit(&r->ring);
+        return ret;
+    }
+    /* A forked child must never touch this ring: keep its memory out of it. */
+    io_uring_ring_dontfork(&r->ring);
+    rl_ring_probe(r);
+    return 0;
+}
+
+void rl_ring_exit(struct rl_ring *r)
+{
+    struct rl_overflow *o = r->overflow_head;
+    while (o) {
+        struct rl_overflow *next = o->next;
+        free(o);
+        o = next;
+    }
+    r->overflow_head = r->overflow_tail = NULL;
+    io_uring_queue_exit(&r->ring);
+    close(r->wake_fd);
+}
+
+struct io_uring_sqe *rl_ring_sqe(struct rl_ring *r)
+{
+    if (!r->overflow_head) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+        if (!sqe && rl_ring_submit(r) > 0)
+            sqe = io_uring_get_sqe(&r->ring);
+        if (sqe)
+            return sqe;
+    }
+    struct rl_overflow *o = calloc(1, sizeof *o);
+    if (!o)
+        return NULL;
+    if (r->overflow_tail)
+        r->overflow_tail->next = o;
+    else
+        r->overflow_head = o;
+    r->overflow_tail = o;
+    r->stats.overflowed++;
+    return &o->sqe;
+}
+
+void rl_ring_arm(struct rl_ring *r, struct io_uring_sqe *sqe, struct rl_cell *cell)
+{
+    io_uring_sqe_set_data(sqe, cell);
+    cell->state = RL_CELL_IN_FLIGHT;
+    cell->reaped_inline = 0;
+    r->stats.submitted++;
+    if (++r->stats.in_flight > r->stats.peak_in_flight)
+        r->stats.peak_in_flight = r->stats.in_flight;
+}
+
+/* Moves waiting overflow entries into the SQ while it has room. */
+static void rl_ring_move_overflow(struct rl_ring *r)
+{
+    while (r->overflow_head) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+        if (!sqe)
+            return;
+        struct rl_overflow *o = r->overflow_head;
+        *sqe = o->sqe;
+        r->overflow_head = o->next;
+        if (!r->overflow_head)
+            r->overflow_tail = NULL;
+        free(o);
+    }
+}
+
+int rl_ring_submit(struct rl_ring *r)
+{
+    int taken = 0;
+    for (;;) {
+        rl_ring_move_overflow(r);
+        if (io_uring_sq_ready(&r->ring) == 0)
+            return taken;
+        r->stats.enter_calls++;
+        int ret = io_uring_submit(&r->ring);
+        if (ret == -EAGAIN || ret == -EBUSY || ret == -EINTR)
+            return taken; /* the kernel is short of room; retried on the next submit */
+        if (ret < 0)
+            return ret;
+        taken += ret;
+        if (!r->overflow_head || ret == 0)
+            return taken;
+    }
+}
+
+unsigned rl_ring_reap(struct rl_ring *r, unsigned max)
+{
+    enum { BATCH = 64 };
+    unsigned total = 0;
+    while (total < max) {
+        struct io_uring_cqe *cqes[BATCH];
+        unsigned want = max - total < BATCH ? max - total : BATCH;
+        unsigned n = io_uring_peek_batch_cqe(&r->ring, cqes, want);
+        if (n == 0)
+            break;
+        /* Copy the batch out and hand the slots back to the kernel before any
+         * continuation runs: a continuation may reap or submit re-entrantly. */
+        struct { struct rl_cell *cell; int32_t res; uint32_t flags; } batch[BATCH];
+        for (unsigned i = 0; i < n; i++) {
+            batch[i].cell = io_uring_cqe_get_data(cqes[i]);
+            batch[i].res = cqes[i]->res;
+            batch[i].flags = cqes[i]->flags;
+        }
+        io_uring_cq_advance(&r->ring, n);
+        int inline_ = r->reaping_inline;
+        for (unsigned i = 0; i < n; i++) {
+            struct rl_cell *cell = batch[i].cell;
+            if (cell == RL_INTERNAL_USER_DATA)
+                continue;
+            cell->result = batch[i].res;
+            cell->cqe_flags = batch[i].flags;
+            cell->state = RL_CELL_IDLE;
+            cell->reaped_inline = (uint8_t)inline_;
+            r->stats.in_flight--;
+            r->stats.completed++;
+            if (inline_)
+                r->stats.completed_inline++;
+            else
+                r->stats.deferred++;
+            total++;
+            cell->on_complete(cell);
+        }
+    }
+    return total;
+}
+
+int rl_ring_submit_and_reap(struct rl_ring *r)
+{
+    int ret = rl_ring_submit(r);
+    r->reaping_inline = 1;
+    rl_ring_reap(r, UINT32_MAX);
+    r->reaping_inline = 0;
+    return ret < 0 ? ret : 0;
+}
+
+int rl_ring_drain(struct rl_ring *r, unsigned max)
+{
+    eventfd_t ignored;
+    eventfd_read(r->wake_fd, &ignored); /* EAGAIN (already 0) is fine: drain anyway */
+    /* With DEFER_TASKRUN the kernel holds finished work until this thread
+     * enters; a CQ overflow also needs an enter to be flushed back. */
+    unsigned sq_flags = IO_URING_READ_ONCE(*r->ring.sq.kflags);
+    if ((r->setup_flags & IORING_SETUP_DEFER_TASKRUN) ||
+        (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN))) {
+        r->stats.enter_calls++;
+        int ret = io_uring_get_events(&r->ring);
+        if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR)
+            return ret;
+    }
+    unsigned n = rl_ring_reap(r, max);
+    if (io_uring_cq_ready(&r->ring))
+        eventfd_write(r->wake_fd, 1);
+    int ret = rl_ring_submit(r);
+    return ret < 0 ? ret : (int)n;
+}
+
+int rl_ring_cancel(struct rl_ring *r, struct rl_cell *cell)
+{
+    if (cell->state != RL_CELL_IN_FLIGHT)
+        return 0;
+    /* Queued behind the cell's own SQE (SQ or overflow keep order), so the
+     * kernel always sees the request before its cancel. */
+    struct io_uring_sqe *sqe = rl_ring_sqe(r);
+    if (!sqe)
+        return -ENOMEM;
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)cell, 0);
+    io_uring_sqe_set_data64(sqe, RL_INTERNAL_USER_DATA);
+    r->stats.cancelled++;
+    return rl_ring_submit(r) < 0 ? -EIO : 0;
+}
+
+int rl_ring_cancel_all(struct rl_ring *r)
+{
+    if (r->stats.in_flight == 0)
+        return 0;
+    struct io_uring_sqe *sqe = rl_ring_sqe(r);
+    if (!sqe)
+        return -ENOMEM;
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    io_uring_sqe_set_data64(sqe, RL_INTERNAL_USER_DATA);
+    r->stats.cancelled++;
+    int ret = rl_ring_submit(r);
+    return ret < 0 ? ret : 0;
+}
+
+int rl_ring_wait(struct rl_ring *r, unsigned timeout_ms)
+{
+    struct __kernel_timespec ts = {
+        .tv_sec = timeout_ms / 1000,
+        .tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
+    };
+    struct io_uring_cqe *cqe;
+    r->stats.enter_calls++;
+    int ret = io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts);
+    if (ret == -ETIME || ret == -EINTR)
+        return 0;
+    return ret < 0 ? ret : 1;
+}

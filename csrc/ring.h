@@ -1,0 +1,91 @@
+/* The ring: io_uring setup, submission (with an overflow queue so a caller
+ * never sees EBUSY), and reaping of completions into task cells.
+ * Every function returns >= 0 on success and -errno on failure (liburing style). */
+#ifndef RINGLET_RING_H
+#define RINGLET_RING_H
+
+#include <liburing.h>
+#include <stdint.h>
+
+#include "cell.h"
+
+struct rl_stats {
+    uint64_t submitted;        /* operations handed to the ring */
+    uint64_t completed;        /* completions reaped into cells */
+    uint64_t completed_inline; /* ... of which inside the submitting call */
+    uint64_t deferred;         /* ... of which later, from the ring's wake-up */
+    uint64_t cancelled;        /* cancel requests sent to the kernel */
+    uint64_t enter_calls;      /* io_uring_enter system calls */
+    uint64_t overflowed;       /* submissions that waited in the overflow queue */
+    uint32_t in_flight;        /* cells owned by the kernel now */
+    uint32_t peak_in_flight;
+};
+
+/* A submission that found the SQ full waits here, in order, until there is room. */
+struct rl_overflow {
+    struct rl_overflow *next;
+    struct io_uring_sqe sqe;
+};
+
+struct rl_ring {
+    struct io_uring ring;
+    unsigned setup_flags;      /* the IORING_SETUP_* flags the kernel accepted */
+    unsigned features;         /* IORING_FEAT_* */
+    int wake_fd;               /* eventfd the kernel signals on completions; the loop watches it */
+    int reaping_inline;        /* set while reaping inside a submitting call */
+    struct rl_overflow *overflow_head, *overflow_tail;
+    struct rl_stats stats;
+    uint64_t supported_ops[4]; /* bit per IORING_OP_*, from the kernel's probe */
+};
+
+/* Sets up a ring, trying SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN,
+ * then no flags (each refused with EINVAL on older kernels). */
+int rl_ring_init(struct rl_ring *r, unsigned sq_entries, unsigned cq_entries);
+void rl_ring_exit(struct rl_ring *r);
+/* The descriptor to watch for readability: an eventfd, because with
+ * DEFER_TASKRUN polling the ring fd itself does not wake on finished work. */
+static inline int rl_ring_wake_fd(const struct rl_ring *r) { return r->wake_fd; }
+
+/* A free SQE to fill: a slot of the SQ, or an overflow entry when the SQ is
+ * full.  NULL only when memory for an overflow entry cannot be had. */
+struct io_uring_sqe *rl_ring_sqe(struct rl_ring *r);
+/* Binds a filled SQE to its cell: the cell is in flight from here on. */
+void rl_ring_arm(struct rl_ring *r, struct io_uring_sqe *sqe, struct rl_cell *cell);
+
+/* Sends what is queued to the kernel (one io_uring_enter), overflow first.
+ * A kernel that is busy (EAGAIN, EBUSY, EINTR) is not an error: the SQEs stay
+ * queued and go with the next submit.  Returns the number the kernel took. */
+int rl_ring_submit(struct rl_ring *r);
+
+/* Runs each completion that is ready (no system call) through its cell's
+ * continuation.  The CQ head is advanced for a batch before any continuation
+ * runs, so a continuation may safely reap or submit again.  Returns the count. */
+unsigned rl_ring_reap(struct rl_ring *r, unsigned max);
+
+/* Submit, then reap what completed inside that call (page-cache hits). */
+int rl_ring_submit_and_reap(struct rl_ring *r);
+
+/* The wake-up path: clear the eventfd, flush the kernel's deferred work
+ * (DEFER_TASKRUN needs an io_uring_enter from this thread for it), reap up to
+ * max completions, and submit whatever the continuations queued.  If more
+ * than max were ready, the eventfd is signalled again so the loop comes back. */
+int rl_ring_drain(struct rl_ring *r, unsigned max);
+
+/* Asks the kernel to cancel a cell in flight.  Its completion still arrives
+ * (with -ECANCELED or its real result) and runs the continuation as usual. */
+int rl_ring_cancel(struct rl_ring *r, struct rl_cell *cell);
+
+/* Asks the kernel to cancel everything in flight (kernel 5.19+). */
+int rl_ring_cancel_all(struct rl_ring *r);
+
+/* Blocks until a completion is ready or timeout_ms passes; reaps nothing, so
+ * it may run without the caller's locks.  Shutdown only.  1: ready, 0: not. */
+int rl_ring_wait(struct rl_ring *r, unsigned timeout_ms);
+
+/* Whether the kernel supports an IORING_OP_*. */
+int rl_ring_supports(const struct rl_ring *r, int opcode);
+
+/* A readable name of setup_flags, e.g. "SINGLE_ISSUER|DEFER_TASKRUN". */
+const char *rl_ring_flags_name(unsigned setup_flags);
+
+#endif

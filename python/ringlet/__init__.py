@@ -1,0 +1,16 @@
+"""ringlet: real asynchronous file I/O for asyncio, on Linux io_uring.
+
+A call fills a submission in C, the kernel does the waiting, and the
+completion is reaped in C, where it resolves the asyncio future you await.
+No thread pool, no thread parked on the disk.
+
+    data = await ringlet.read_file(path)
+    async with ringlet.open(path, "rb") as f:
+        head = await f.read(100)
+"""
+
+from ._engine import backend, get_engine
+from ._file import AsyncFile, copy_file, open, read_file, write_file
+
+__all__ = ["AsyncFile", "backend", "copy_file", "get_engine", "open", "read_file", "write_file"]
+__version__ = "0.1.0"

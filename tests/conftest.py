@@ -1,0 +1,223 @@
+"""Shared fixtures for the ringlet test suite.
+
+Plain pytest: every test drives its coroutine with the ``run`` fixture
+(``asyncio.run`` under the hood), no pytest-asyncio.
+
+Per-test timeouts: every test gets ``@pytest.mark.timeout(DEFAULT_TIMEOUT)``
+unless it carries its own marker.  pytest-timeout enforces it when installed;
+otherwise a SIGALRM fallback in this file does.
+"""
+
+import asyncio
+import errno
+import os
+import signal
+import stat
+import time
+
+import pytest
+
+try:
+    import pytest_timeout  # noqa: F401
+
+    HAVE_PYTEST_TIMEOUT = True
+except ImportError:  # pragma: no cover - depends on the environment
+    HAVE_PYTEST_TIMEOUT = False
+
+DEFAULT_TIMEOUT = 30
+
+# Sizes around the page boundary plus one large, odd-sized file.
+SIZES = [0, 1, 4095, 4096, 4097, 3 * 1024 * 1024 + 7]
+SIZE_IDS = ["0", "1", "4095", "4096", "4097", "3MiB+7"]
+
+
+# --------------------------------------------------------------------------
+# timeouts
+# --------------------------------------------------------------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "timeout(seconds): per-test timeout (pytest-timeout or SIGALRM fallback)"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT))
+
+
+if not HAVE_PYTEST_TIMEOUT:
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(item):
+        marker = item.get_closest_marker("timeout")
+        seconds = marker.args[0] if marker and marker.args else DEFAULT_TIMEOUT
+
+        def _alarm(signum, frame):
+            pytest.fail(f"test timed out after {seconds}s (SIGALRM fallback)", pytrace=True)
+
+        old = signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+
+# --------------------------------------------------------------------------
+# the package under test
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ringlet():
+    """The package under test.  Import failure is an error, never a skip."""
+    import ringlet as _ringlet
+
+    return _ringlet
+
+
+@pytest.fixture(scope="session")
+def backend_name(ringlet):
+    """The backend string, or a skip with the reason if it cannot be obtained."""
+    try:
+        return ringlet.backend()
+    except Exception as exc:  # noqa: BLE001 - we want the reason in the skip
+        pytest.skip(f"ringlet.backend() raised {type(exc).__name__}: {exc}")
+
+
+@pytest.fixture
+def require_io_uring(backend_name):
+    """Skip (with the backend string as reason) unless ringlet runs on io_uring."""
+    if not backend_name.startswith("io_uring"):
+        pytest.skip(f"ringlet is not using io_uring: backend() = {backend_name!r}")
+    return backend_name
+
+
+# --------------------------------------------------------------------------
+# running coroutines
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def run():
+    """``run(coro)`` -> result, on a fresh event loop (asyncio.run)."""
+
+    def _run(aw):
+        if not asyncio.iscoroutine(aw):
+            # e.g. a Future-returning call made inside a running loop elsewhere
+            async def _wrap():
+                return await aw
+
+            return asyncio.run(_wrap())
+        return asyncio.run(aw)
+
+    return _run
+
+
+# --------------------------------------------------------------------------
+# files
+# --------------------------------------------------------------------------
+
+
+def write_os(path, data):
+    """Write ``data`` to ``path`` with plain os calls (the reference)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+    finally:
+        os.close(fd)
+
+
+def read_os(path):
+    """Read all of ``path`` with plain os calls (the reference)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def make_file(tmp_path):
+    """``make_file(size_or_bytes, name=None)`` -> (str path, data) of a file with random content."""
+    counter = iter(range(1_000_000))
+
+    def _make(content, name=None):
+        data = os.urandom(content) if isinstance(content, int) else bytes(content)
+        path = tmp_path / (name or f"file{next(counter)}.bin")
+        write_os(path, data)
+        return str(path), data
+
+    return _make
+
+
+@pytest.fixture(params=SIZES, ids=SIZE_IDS)
+def size(request):
+    return request.param
+
+
+@pytest.fixture
+def sized_file(make_file, size):
+    """(path, data) of a random file of each size in SIZES."""
+    return make_file(size)
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    """Path (str) of a fresh FIFO."""
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    assert stat.S_ISFIFO(os.stat(path).st_mode)
+    return str(path)
+
+
+# --------------------------------------------------------------------------
+# helpers usable from tests (import from conftest)
+# --------------------------------------------------------------------------
+
+
+def fd_count():
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def wait_until(predicate, timeout=3.0, interval=0.005):
+    """Poll ``predicate()`` with asyncio.sleep until true; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        await asyncio.sleep(interval)
+
+
+async def open_fifo_writer(path, timeout=3.0):
+    """Open the write end of a FIFO without blocking the loop.
+
+    O_WRONLY|O_NONBLOCK fails with ENXIO until some reader has the FIFO open
+    (for instance a reader whose open is pending in the kernel); retry until
+    then.  The returned fd is switched back to blocking mode.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO or time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.002)
+            continue
+        os.set_blocking(fd, True)
+        return fd
