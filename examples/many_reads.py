@@ -27,6 +27,8 @@ import time
 import ringlet
 
 BLOCK = 4096
+# the cumulative counters of engine.stats(); in_flight/peak_in_flight are levels
+COUNTERS = ("submitted", "completed", "completed_inline", "deferred", "cancelled", "enter_calls")
 
 
 async def ringlet_reads(path, offsets):
@@ -42,7 +44,7 @@ async def ringlet_reads(path, offsets):
         elapsed = time.perf_counter() - t
         s1 = eng.stats()
     threads_after = threading.active_count()
-    delta = {k: s1[k] - s0[k] for k in s1 if k not in ("in_flight", "peak_in_flight")}
+    delta = {k: s1[k] - s0[k] for k in COUNTERS}
     delta["in_flight"] = s1["in_flight"]
     delta["peak_in_flight"] = s1["peak_in_flight"]
     return results, elapsed, delta, threads_before, threads_after
