@@ -46,3 +46,37 @@ int rl_op_statx(struct rl_ring *r, struct rl_cell *c, int dirfd, const char *pat
         flags |= AT_EMPTY_PATH;
     RL_QUEUE(r, c, io_uring_prep_statx(sqe, dirfd, path, flags, STATX_BASIC_STATS, out));
 }
+
+int rl_op_renameat(struct rl_ring *r, struct rl_cell *c, const char *oldpath, const char *newpath, unsigned flags)
+{
+    RL_QUEUE(r, c, io_uring_prep_renameat(sqe, AT_FDCWD, oldpath, AT_FDCWD, newpath, flags));
+}
+
+int rl_op_unlinkat(struct rl_ring *r, struct rl_cell *c, const char *path, int remove_dir)
+{
+    RL_QUEUE(r, c, io_uring_prep_unlinkat(sqe, AT_FDCWD, path, remove_dir ? AT_REMOVEDIR : 0));
+}
+
+int rl_op_mkdirat(struct rl_ring *r, struct rl_cell *c, const char *path, mode_t mode)
+{
+    RL_QUEUE(r, c, io_uring_prep_mkdirat(sqe, AT_FDCWD, path, mode));
+}
+
+int rl_op_symlinkat(struct rl_ring *r, struct rl_cell *c, const char *target, const char *linkpath)
+{
+    RL_QUEUE(r, c, io_uring_prep_symlinkat(sqe, target, AT_FDCWD, linkpath));
+}
+
+int rl_op_linkat(struct rl_ring *r, struct rl_cell *c, const char *oldpath, const char *newpath, int follow)
+{
+    RL_QUEUE(r, c, io_uring_prep_linkat(sqe, AT_FDCWD, oldpath, AT_FDCWD, newpath, follow ? AT_SYMLINK_FOLLOW : 0));
+}
+
+#ifndef IORING_OP_FTRUNCATE
+#define IORING_OP_FTRUNCATE 55
+#endif
+
+int rl_op_ftruncate(struct rl_ring *r, struct rl_cell *c, int fd, int64_t length)
+{
+    RL_QUEUE(r, c, io_uring_prep_rw(IORING_OP_FTRUNCATE, sqe, fd, NULL, 0, (uint64_t)length));
+}

@@ -20,4 +20,14 @@ int rl_op_fsync(struct rl_ring *r, struct rl_cell *c, int fd, int datasync);
 /* statx of fd itself when path is "" (AT_EMPTY_PATH), else of path. */
 int rl_op_statx(struct rl_ring *r, struct rl_cell *c, int dirfd, const char *path, int flags, struct statx *out);
 
+/* Path operations (kernel 5.11+ for renameat/unlinkat, 5.15+ for mkdirat/symlinkat/linkat). */
+int rl_op_renameat(struct rl_ring *r, struct rl_cell *c, const char *oldpath, const char *newpath, unsigned flags);
+/* rmdir when remove_dir, else unlink. */
+int rl_op_unlinkat(struct rl_ring *r, struct rl_cell *c, const char *path, int remove_dir);
+int rl_op_mkdirat(struct rl_ring *r, struct rl_cell *c, const char *path, mode_t mode);
+int rl_op_symlinkat(struct rl_ring *r, struct rl_cell *c, const char *target, const char *linkpath);
+int rl_op_linkat(struct rl_ring *r, struct rl_cell *c, const char *oldpath, const char *newpath, int follow);
+/* IORING_OP_FTRUNCATE (kernel 6.9+): liburing 2.3 has no helper for it. */
+int rl_op_ftruncate(struct rl_ring *r, struct rl_cell *c, int fd, int64_t length);
+
 #endif

@@ -33,15 +33,18 @@ typedef struct {
     PyObject *weakreflist;
 } EngineObject;
 
-enum op_kind { OP_READ, OP_READINTO, OP_WRITE, OP_OPEN, OP_CLOSE, OP_FSYNC, OP_STATX, OP_COPY };
+/* What the completion gives the future; OP_NONE: None (close, fsync, path operations). */
+enum op_kind { OP_READ, OP_READINTO, OP_WRITE, OP_OPEN, OP_STATX, OP_COPY, OP_NONE };
 
 typedef struct {
     PyObject_HEAD
     struct rl_cell cell;
     EngineObject *engine;       /* strong: an op in flight keeps its engine */
     PyObject *future;
-    PyObject *obj;              /* read: the bytes being filled; open/statx: the path */
+    PyObject *obj;              /* read: the bytes being filled; path operations: the path */
+    PyObject *obj2;             /* the second path of rename/link/symlink */
     PyObject *filename;         /* for OSError, or NULL */
+    PyObject *filename2;
     int kind;
     int fd;
     int watching;               /* the op is a done callback of its pending future */

@@ -245,7 +245,7 @@ static PyObject *engine_close(EngineObject *self, PyObject *arg)
     int fd;
     if (parse_int(arg, "fd", &fd) < 0 || engine_check(self) < 0)
         return NULL;
-    OpObject *op = op_new(self, OP_CLOSE);
+    OpObject *op = op_new(self, OP_NONE);
     if (op == NULL)
         return NULL;
     op->fd = fd;
@@ -268,7 +268,7 @@ static PyObject *engine_fsync(EngineObject *self, PyObject *const *args, Py_ssiz
         return NULL;
     if (engine_check(self) < 0)
         return NULL;
-    OpObject *op = op_new(self, OP_FSYNC);
+    OpObject *op = op_new(self, OP_NONE);
     if (op == NULL)
         return NULL;
     op->fd = fd;
@@ -276,15 +276,15 @@ static PyObject *engine_fsync(EngineObject *self, PyObject *const *args, Py_ssiz
 }
 
 PyDoc_STRVAR(engine_statx_doc,
-"statx(target, filename=None) -> Future[os.stat_result]\n\n"
+"statx(target, filename=None, follow_symlinks=True) -> Future[os.stat_result]\n\n"
 "statx(2) through the ring: target is a descriptor (int) or a path (bytes).");
 
 static PyObject *engine_statx(EngineObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"target", "filename", NULL};
+    static char *kwlist[] = {"target", "filename", "follow_symlinks", NULL};
     PyObject *target, *filename = NULL;
-    int fd = AT_FDCWD;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:statx", kwlist, &target, &filename))
+    int fd = AT_FDCWD, follow = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|Op:statx", kwlist, &target, &filename, &follow))
         return NULL;
     if (PyLong_Check(target)) {
         if (parse_int(target, "fd", &fd) < 0)
@@ -306,8 +306,138 @@ static PyObject *engine_statx(EngineObject *self, PyObject *args, PyObject *kwar
     op->fd = fd;
     if (filename || !PyLong_Check(target))
         op->filename = Py_NewRef(filename ? filename : target);
-    return engine_launch(op, rl_op_statx(&self->ring, &op->cell, fd, PyBytes_AS_STRING(op->obj), 0,
+    return engine_launch(op, rl_op_statx(&self->ring, &op->cell, fd, PyBytes_AS_STRING(op->obj),
+                                         follow ? 0 : AT_SYMLINK_NOFOLLOW,
                                          op->u.stx));
+}
+
+/* The common part of the path operations: paths checked, op made. */
+static OpObject *path_op_new(EngineObject *self, PyObject *path, PyObject *path2, PyObject *filename,
+                             PyObject *filename2)
+{
+    if (path_check(path) < 0 || (path2 && path_check(path2) < 0) || engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, OP_NONE);
+    if (op == NULL)
+        return NULL;
+    op->obj = Py_NewRef(path);
+    op->obj2 = Py_XNewRef(path2);
+    op->filename = Py_NewRef(filename ? filename : path);
+    if (path2)
+        op->filename2 = Py_NewRef(filename2 ? filename2 : path2);
+    return op;
+}
+
+PyDoc_STRVAR(engine_rename_doc,
+"rename(src, dst, flags=0, filename=None, filename2=None) -> Future[None]\n\n"
+"renameat2(2) through the ring (flags: RENAME_NOREPLACE=1, RENAME_EXCHANGE=2).");
+
+static PyObject *engine_rename(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"src", "dst", "flags", "filename", "filename2", NULL};
+    PyObject *src, *dst, *fn = NULL, *fn2 = NULL;
+    unsigned flags = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|IOO:rename", kwlist, &src, &dst, &flags, &fn, &fn2))
+        return NULL;
+    OpObject *op = path_op_new(self, src, dst, fn, fn2);
+    if (op == NULL)
+        return NULL;
+    return engine_launch(op, rl_op_renameat(&self->ring, &op->cell, PyBytes_AS_STRING(src),
+                                            PyBytes_AS_STRING(dst), flags));
+}
+
+PyDoc_STRVAR(engine_unlink_doc,
+"unlink(path, rmdir=False, filename=None) -> Future[None]\n\n"
+"unlinkat(2) through the ring: removes a file, or an empty directory when rmdir.");
+
+static PyObject *engine_unlink(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"path", "rmdir", "filename", NULL};
+    PyObject *path, *fn = NULL;
+    int rmdir = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|pO:unlink", kwlist, &path, &rmdir, &fn))
+        return NULL;
+    OpObject *op = path_op_new(self, path, NULL, fn, NULL);
+    if (op == NULL)
+        return NULL;
+    return engine_launch(op, rl_op_unlinkat(&self->ring, &op->cell, PyBytes_AS_STRING(path), rmdir));
+}
+
+PyDoc_STRVAR(engine_mkdir_doc, "mkdir(path, mode=0o777, filename=None) -> Future[None]\n\nmkdirat(2) through the ring.");
+
+static PyObject *engine_mkdir(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"path", "mode", "filename", NULL};
+    PyObject *path, *fn = NULL;
+    int mode = 0777;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|iO:mkdir", kwlist, &path, &mode, &fn))
+        return NULL;
+    OpObject *op = path_op_new(self, path, NULL, fn, NULL);
+    if (op == NULL)
+        return NULL;
+    return engine_launch(op, rl_op_mkdirat(&self->ring, &op->cell, PyBytes_AS_STRING(path), (mode_t)mode));
+}
+
+PyDoc_STRVAR(engine_symlink_doc,
+"symlink(target, linkpath, filename=None, filename2=None) -> Future[None]\n\nsymlinkat(2) through the ring.");
+
+static PyObject *engine_symlink(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"target", "linkpath", "filename", "filename2", NULL};
+    PyObject *target, *linkpath, *fn = NULL, *fn2 = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OO:symlink", kwlist, &target, &linkpath, &fn, &fn2))
+        return NULL;
+    OpObject *op = path_op_new(self, target, linkpath, fn, fn2);
+    if (op == NULL)
+        return NULL;
+    return engine_launch(op, rl_op_symlinkat(&self->ring, &op->cell, PyBytes_AS_STRING(target),
+                                             PyBytes_AS_STRING(linkpath)));
+}
+
+PyDoc_STRVAR(engine_link_doc,
+"link(src, dst, follow_symlinks=True, filename=None, filename2=None) -> Future[None]\n\nlinkat(2) through the ring.");
+
+static PyObject *engine_link(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"src", "dst", "follow_symlinks", "filename", "filename2", NULL};
+    PyObject *src, *dst, *fn = NULL, *fn2 = NULL;
+    int follow = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|pOO:link", kwlist, &src, &dst, &follow, &fn, &fn2))
+        return NULL;
+    OpObject *op = path_op_new(self, src, dst, fn, fn2);
+    if (op == NULL)
+        return NULL;
+    return engine_launch(op, rl_op_linkat(&self->ring, &op->cell, PyBytes_AS_STRING(src),
+                                          PyBytes_AS_STRING(dst), follow));
+}
+
+PyDoc_STRVAR(engine_ftruncate_doc,
+"ftruncate(fd, length, /) -> Future[None]\n\n"
+"ftruncate(2) through the ring (IORING_OP_FTRUNCATE, kernel 6.9+; see supports()).");
+
+static PyObject *engine_ftruncate(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "ftruncate(fd, length)");
+        return NULL;
+    }
+    if (parse_int(args[0], "fd", &fd) < 0)
+        return NULL;
+    long long length = PyLong_AsLongLong(args[1]);
+    if (length == -1 && PyErr_Occurred())
+        return NULL;
+    if (length < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative length");
+        return NULL;
+    }
+    if (engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, OP_NONE);
+    if (op == NULL)
+        return NULL;
+    op->fd = fd;
+    return engine_launch(op, rl_op_ftruncate(&self->ring, &op->cell, fd, length));
 }
 
 PyDoc_STRVAR(engine_copy_doc,
@@ -507,6 +637,12 @@ static PyMethodDef engine_methods[] = {
     {"fsync", (PyCFunction)(void (*)(void))engine_fsync, METH_FASTCALL, engine_fsync_doc},
     {"statx", (PyCFunction)(void (*)(void))engine_statx, METH_VARARGS | METH_KEYWORDS, engine_statx_doc},
     {"copy", (PyCFunction)(void (*)(void))engine_copy, METH_VARARGS | METH_KEYWORDS, engine_copy_doc},
+    {"rename", (PyCFunction)(void (*)(void))engine_rename, METH_VARARGS | METH_KEYWORDS, engine_rename_doc},
+    {"unlink", (PyCFunction)(void (*)(void))engine_unlink, METH_VARARGS | METH_KEYWORDS, engine_unlink_doc},
+    {"mkdir", (PyCFunction)(void (*)(void))engine_mkdir, METH_VARARGS | METH_KEYWORDS, engine_mkdir_doc},
+    {"symlink", (PyCFunction)(void (*)(void))engine_symlink, METH_VARARGS | METH_KEYWORDS, engine_symlink_doc},
+    {"link", (PyCFunction)(void (*)(void))engine_link, METH_VARARGS | METH_KEYWORDS, engine_link_doc},
+    {"ftruncate", (PyCFunction)(void (*)(void))engine_ftruncate, METH_FASTCALL, engine_ftruncate_doc},
     {"drain", (PyCFunction)engine_drain, METH_NOARGS, engine_drain_doc},
     {"shutdown", (PyCFunction)(void (*)(void))engine_shutdown, METH_VARARGS | METH_KEYWORDS, engine_shutdown_doc},
     {"stats", (PyCFunction)engine_stats, METH_NOARGS, engine_stats_doc},

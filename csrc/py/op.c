@@ -60,6 +60,7 @@ static void op_release(OpObject *op)
         break;
     }
     Py_CLEAR(op->obj);
+    Py_CLEAR(op->obj2);
 }
 
 PyObject *ringlet_oserror(int err, PyObject *filename)
@@ -67,6 +68,14 @@ PyObject *ringlet_oserror(int err, PyObject *filename)
     /* OSError(errno, strerror, filename) picks the subclass (FileNotFoundError, ...). */
     return PyObject_CallFunction(PyExc_OSError, "isO", err, strerror(err),
                                  filename ? filename : Py_None);
+}
+
+static PyObject *op_oserror(OpObject *op, int err)
+{
+    if (op->filename2 == NULL)
+        return ringlet_oserror(err, op->filename);
+    return PyObject_CallFunction(PyExc_OSError, "isOOO", err, strerror(err), op->filename, Py_None,
+                                 op->filename2);
 }
 
 static PyObject *op_statx_result(OpObject *op)
@@ -135,7 +144,7 @@ static int op_abandoned(OpObject *op)
 static PyObject *op_outcome(OpObject *op, int64_t res, int *failed)
 {
     *failed = res < 0;
-    PyObject *outcome = res < 0 ? ringlet_oserror((int)-res, op->filename) : op_value(op, res);
+    PyObject *outcome = res < 0 ? op_oserror(op, (int)-res) : op_value(op, res);
     if (outcome != NULL)
         return outcome;
     /* Building the value failed (MemoryError, say): that becomes the outcome. */
@@ -263,6 +272,7 @@ static void op_dealloc(OpObject *op)
     op_release(op);
     Py_CLEAR(op->future);
     Py_CLEAR(op->filename);
+    Py_CLEAR(op->filename2);
     Py_CLEAR(op->engine);
     PyObject_Free(op);
     Py_DECREF(tp);
