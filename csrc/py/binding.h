@@ -13,6 +13,9 @@
 #include "ops.h"
 #include "ring.h"
 
+/* What the completion gives the future; OP_NONE: None (close, fsync, path operations). */
+enum op_kind { OP_READ, OP_READINTO, OP_WRITE, OP_OPEN, OP_STATX, OP_COPY, OP_NONE };
+
 typedef struct {
     PyTypeObject *EngineType;
     PyTypeObject *OpType;
@@ -29,12 +32,11 @@ typedef struct {
     unsigned long thread_id;    /* the loop's thread: the only one that may submit */
     unsigned long fork_generation;
     PyObject *loop_ref;         /* weak reference to the event loop */
+    PyObject *tracer;           /* callable(dict) per finished op, or NULL: tracing off */
     ringlet_state *state;
     PyObject *weakreflist;
 } EngineObject;
 
-/* What the completion gives the future; OP_NONE: None (close, fsync, path operations). */
-enum op_kind { OP_READ, OP_READINTO, OP_WRITE, OP_OPEN, OP_STATX, OP_COPY, OP_NONE };
 
 typedef struct {
     PyObject_HEAD
@@ -46,13 +48,21 @@ typedef struct {
     PyObject *filename;         /* for OSError, or NULL */
     PyObject *filename2;
     int kind;
+    const char *name;           /* "read", "rename", ...: for traces */
     int fd;
     int watching;               /* the op is a done callback of its pending future */
     int abandoned;              /* the future finished first (cancelled): drop the result */
     int finished;               /* the outcome is delivered (or dropped) */
+    int traced;                 /* a record goes to engine->tracer */
     int64_t offset;             /* -1: the file position */
     size_t length;              /* bytes asked for */
     size_t done;                /* write: bytes written so far */
+    struct op_times {           /* CLOCK_MONOTONIC ns, when traced (0: did not happen) */
+        int64_t submitted, returned, reaped, resolved, resumed;
+        unsigned long submit_thread, reap_thread;
+        int inline_;
+        int64_t result;
+    } times;
     union {
         Py_buffer view;         /* readinto/write: the caller's buffer, held */
         struct statx *stx;      /* statx: where the kernel writes */
@@ -66,7 +76,7 @@ extern PyType_Spec ringlet_engine_spec;
 extern PyType_Spec ringlet_op_spec;
 
 /* op.c */
-OpObject *op_new(EngineObject *engine, int kind);
+OpObject *op_new(EngineObject *engine, int kind, const char *name);
 int op_submit(OpObject *op);                 /* arms, submits, reaps inline; consumes nothing */
 void op_complete(struct rl_cell *cell);      /* the continuation of every Python op */
 void op_copy_done(struct rl_copy *copy, int64_t result);

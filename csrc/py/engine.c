@@ -123,7 +123,7 @@ static PyObject *engine_read(EngineObject *self, PyObject *const *args, Py_ssize
         return NULL;
     if ((size_t)size > RL_MAX_RW)
         size = RL_MAX_RW;
-    OpObject *op = op_new(self, OP_READ);
+    OpObject *op = op_new(self, OP_READ, "read");
     if (op == NULL)
         return NULL;
     op->obj = PyBytes_FromStringAndSize(NULL, size);
@@ -154,7 +154,7 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
         return NULL;
     if (engine_check(self) < 0)
         return NULL;
-    OpObject *op = op_new(self, kind);
+    OpObject *op = op_new(self, kind, kind == OP_WRITE ? "write" : "readinto");
     if (op == NULL)
         return NULL;
     int flags = kind == OP_WRITE ? PyBUF_SIMPLE : PyBUF_WRITABLE;
@@ -229,7 +229,7 @@ static PyObject *engine_open(EngineObject *self, PyObject *args, PyObject *kwarg
         return NULL;
     if (path_check(path) < 0 || engine_check(self) < 0)
         return NULL;
-    OpObject *op = op_new(self, OP_OPEN);
+    OpObject *op = op_new(self, OP_OPEN, "open");
     if (op == NULL)
         return NULL;
     op->obj = Py_NewRef(path);
@@ -245,7 +245,7 @@ static PyObject *engine_close(EngineObject *self, PyObject *arg)
     int fd;
     if (parse_int(arg, "fd", &fd) < 0 || engine_check(self) < 0)
         return NULL;
-    OpObject *op = op_new(self, OP_NONE);
+    OpObject *op = op_new(self, OP_NONE, "close");
     if (op == NULL)
         return NULL;
     op->fd = fd;
@@ -268,7 +268,7 @@ static PyObject *engine_fsync(EngineObject *self, PyObject *const *args, Py_ssiz
         return NULL;
     if (engine_check(self) < 0)
         return NULL;
-    OpObject *op = op_new(self, OP_NONE);
+    OpObject *op = op_new(self, OP_NONE, "fsync");
     if (op == NULL)
         return NULL;
     op->fd = fd;
@@ -294,7 +294,7 @@ static PyObject *engine_statx(EngineObject *self, PyObject *args, PyObject *kwar
     }
     if (engine_check(self) < 0)
         return NULL;
-    OpObject *op = op_new(self, OP_STATX);
+    OpObject *op = op_new(self, OP_STATX, "statx");
     if (op == NULL)
         return NULL;
     op->obj = PyLong_Check(target) ? PyBytes_FromStringAndSize("", 0) : Py_NewRef(target);
@@ -312,12 +312,12 @@ static PyObject *engine_statx(EngineObject *self, PyObject *args, PyObject *kwar
 }
 
 /* The common part of the path operations: paths checked, op made. */
-static OpObject *path_op_new(EngineObject *self, PyObject *path, PyObject *path2, PyObject *filename,
-                             PyObject *filename2)
+static OpObject *path_op_new(EngineObject *self, const char *name, PyObject *path, PyObject *path2,
+                             PyObject *filename, PyObject *filename2)
 {
     if (path_check(path) < 0 || (path2 && path_check(path2) < 0) || engine_check(self) < 0)
         return NULL;
-    OpObject *op = op_new(self, OP_NONE);
+    OpObject *op = op_new(self, OP_NONE, name);
     if (op == NULL)
         return NULL;
     op->obj = Py_NewRef(path);
@@ -339,7 +339,7 @@ static PyObject *engine_rename(EngineObject *self, PyObject *args, PyObject *kwa
     unsigned flags = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|IOO:rename", kwlist, &src, &dst, &flags, &fn, &fn2))
         return NULL;
-    OpObject *op = path_op_new(self, src, dst, fn, fn2);
+    OpObject *op = path_op_new(self, "rename", src, dst, fn, fn2);
     if (op == NULL)
         return NULL;
     return engine_launch(op, rl_op_renameat(&self->ring, &op->cell, PyBytes_AS_STRING(src),
@@ -357,7 +357,7 @@ static PyObject *engine_unlink(EngineObject *self, PyObject *args, PyObject *kwa
     int rmdir = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|pO:unlink", kwlist, &path, &rmdir, &fn))
         return NULL;
-    OpObject *op = path_op_new(self, path, NULL, fn, NULL);
+    OpObject *op = path_op_new(self, "unlink", path, NULL, fn, NULL);
     if (op == NULL)
         return NULL;
     return engine_launch(op, rl_op_unlinkat(&self->ring, &op->cell, PyBytes_AS_STRING(path), rmdir));
@@ -372,7 +372,7 @@ static PyObject *engine_mkdir(EngineObject *self, PyObject *args, PyObject *kwar
     int mode = 0777;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|iO:mkdir", kwlist, &path, &mode, &fn))
         return NULL;
-    OpObject *op = path_op_new(self, path, NULL, fn, NULL);
+    OpObject *op = path_op_new(self, "mkdir", path, NULL, fn, NULL);
     if (op == NULL)
         return NULL;
     return engine_launch(op, rl_op_mkdirat(&self->ring, &op->cell, PyBytes_AS_STRING(path), (mode_t)mode));
@@ -387,7 +387,7 @@ static PyObject *engine_symlink(EngineObject *self, PyObject *args, PyObject *kw
     PyObject *target, *linkpath, *fn = NULL, *fn2 = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OO:symlink", kwlist, &target, &linkpath, &fn, &fn2))
         return NULL;
-    OpObject *op = path_op_new(self, target, linkpath, fn, fn2);
+    OpObject *op = path_op_new(self, "symlink", target, linkpath, fn, fn2);
     if (op == NULL)
         return NULL;
     return engine_launch(op, rl_op_symlinkat(&self->ring, &op->cell, PyBytes_AS_STRING(target),
@@ -404,7 +404,7 @@ static PyObject *engine_link(EngineObject *self, PyObject *args, PyObject *kwarg
     int follow = 1;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|pOO:link", kwlist, &src, &dst, &follow, &fn, &fn2))
         return NULL;
-    OpObject *op = path_op_new(self, src, dst, fn, fn2);
+    OpObject *op = path_op_new(self, "link", src, dst, fn, fn2);
     if (op == NULL)
         return NULL;
     return engine_launch(op, rl_op_linkat(&self->ring, &op->cell, PyBytes_AS_STRING(src),
@@ -433,7 +433,7 @@ static PyObject *engine_ftruncate(EngineObject *self, PyObject *const *args, Py_
     }
     if (engine_check(self) < 0)
         return NULL;
-    OpObject *op = op_new(self, OP_NONE);
+    OpObject *op = op_new(self, OP_NONE, "ftruncate");
     if (op == NULL)
         return NULL;
     op->fd = fd;
@@ -460,7 +460,7 @@ static PyObject *engine_copy(EngineObject *self, PyObject *args, PyObject *kwarg
     }
     if (engine_check(self) < 0)
         return NULL;
-    OpObject *op = op_new(self, OP_COPY);
+    OpObject *op = op_new(self, OP_COPY, "copy");
     if (op == NULL)
         return NULL;
     int err = 0;
@@ -506,6 +506,7 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
     if (!self->ring_open || self->fork_generation != fork_generation)
         return PyLong_FromLong(0);
     self->shutting_down = 1;
+    Py_CLEAR(self->tracer);
     /* Only the owner thread may enter a SINGLE_ISSUER ring; from elsewhere, just leave. */
     if (self->thread_id == PyThread_get_thread_ident() && self->ring.stats.in_flight > 0) {
         rl_ring_cancel_all(&self->ring);
@@ -582,6 +583,21 @@ static PyObject *engine_get_setup_flags(EngineObject *self, void *Py_UNUSED(clos
     return PyUnicode_FromString(rl_ring_flags_name(self->ring.setup_flags));
 }
 
+static PyObject *engine_get_tracer(EngineObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->tracer ? self->tracer : Py_None);
+}
+
+static int engine_set_tracer(EngineObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value != NULL && value != Py_None && !PyCallable_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "tracer must be callable or None");
+        return -1;
+    }
+    Py_XSETREF(self->tracer, value == Py_None ? NULL : Py_XNewRef(value));
+    return 0;
+}
+
 static PyObject *engine_get_closed(EngineObject *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(!self->ring_open);
@@ -624,6 +640,7 @@ static void engine_dealloc(EngineObject *self)
     if (self->ring_open && self->fork_generation == fork_generation)
         rl_ring_exit(&self->ring);
     Py_XDECREF(self->loop_ref);
+    Py_XDECREF(self->tracer);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -655,6 +672,9 @@ static PyGetSetDef engine_getset[] = {
     {"loop", (getter)engine_get_loop, NULL, "The event loop (None once it is gone).", NULL},
     {"setup_flags", (getter)engine_get_setup_flags, NULL, "The io_uring setup flags the kernel accepted.", NULL},
     {"closed", (getter)engine_get_closed, NULL, "True after shutdown().", NULL},
+    {"tracer", (getter)engine_get_tracer, (setter)engine_set_tracer,
+     "None, or a callable given one dict per finished operation: op, fd, result, inline, and the\n"
+     "time.monotonic_ns() stamps submitted, returned, reaped, resolved, resumed; thread, reap_thread.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -9,9 +9,17 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
-OpObject *op_new(EngineObject *engine, int kind)
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t); /* the clock of time.monotonic_ns() */
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+OpObject *op_new(EngineObject *engine, int kind, const char *name)
 {
     ringlet_state *st = engine->state;
     PyObject *loop = PyWeakref_GetObject(engine->loop_ref); /* borrowed */
@@ -35,6 +43,8 @@ OpObject *op_new(EngineObject *engine, int kind)
     op->engine = engine;
     op->future = future;
     op->kind = kind;
+    op->name = name;
+    op->traced = engine->tracer != NULL;
     op->fd = -1;
     op->offset = -1;
     return op;
@@ -159,6 +169,32 @@ static PyObject *op_outcome(OpObject *op, int64_t res, int *failed)
     return outcome;
 }
 
+/* Hands the op's timeline to the engine's tracer (tracing on only). */
+static void op_emit_trace(OpObject *op)
+{
+    PyObject *tracer = op->engine->tracer;
+    op->traced = 0; /* once */
+    if (tracer == NULL)
+        return;
+    const struct op_times *t = &op->times;
+    PyObject *exc_type, *exc, *tb;
+    PyErr_Fetch(&exc_type, &exc, &tb);
+#define RL_TIME(v) (v) ? PyLong_FromLongLong(v) : Py_NewRef(Py_None)
+    PyObject *record = Py_BuildValue(
+        "{sssisLsOsNsNsNsNsNsksN}", "op", op->name, "fd", op->fd, "result", (long long)t->result,
+        "inline", t->inline_ ? Py_True : Py_False, "submitted", RL_TIME(t->submitted),
+        "returned", RL_TIME(t->returned), "reaped", RL_TIME(t->reaped), "resolved", RL_TIME(t->resolved),
+        "resumed", RL_TIME(t->resumed), "thread", t->submit_thread,
+        "reap_thread", t->reap_thread ? PyLong_FromUnsignedLong(t->reap_thread) : Py_NewRef(Py_None));
+#undef RL_TIME
+    PyObject *r = record ? PyObject_CallOneArg(tracer, record) : NULL;
+    if (r == NULL)
+        PyErr_WriteUnraisable(tracer);
+    Py_XDECREF(r);
+    Py_XDECREF(record);
+    PyErr_Restore(exc_type, exc, tb);
+}
+
 /* Delivers the outcome to the future, frees what the kernel held, and drops
  * the ring's reference.  res >= 0: success; res < 0: -errno. */
 static void op_finish(OpObject *op, int64_t res)
@@ -168,13 +204,22 @@ static void op_finish(OpObject *op, int64_t res)
     PyObject *exc_type, *exc, *tb;
     PyErr_Fetch(&exc_type, &exc, &tb); /* a continuation must not clobber the caller's error */
     op->finished = 1;
+    if (op->traced) {
+        op->times.reaped = now_ns();
+        op->times.reap_thread = PyThread_get_thread_ident();
+        op->times.result = res;
+    }
 
     if (engine->shutting_down || op_abandoned(op)) {
         /* Nobody will see the result; a descriptor nobody will close is closed here. */
         if (op->kind == OP_OPEN && res >= 0)
             close((int)res);
+        if (op->traced)
+            op_emit_trace(op);
     } else {
-        if (op->watching) {
+        /* A traced op stays a done callback: it runs first, right before the
+         * awaiting task resumes, and stamps that moment. */
+        if (op->watching && !op->traced) {
             PyObject *r = PyObject_CallMethodOneArg(op->future, st->str_remove_done_callback, (PyObject *)op);
             Py_XDECREF(r);
             op->watching = 0;
@@ -188,6 +233,8 @@ static void op_finish(OpObject *op, int64_t res)
             PyErr_WriteUnraisable(op->future);
         Py_XDECREF(r);
         Py_XDECREF(outcome);
+        if (op->traced)
+            op->times.resolved = now_ns();
     }
     op_release(op);
     PyErr_Restore(exc_type, exc, tb);
@@ -226,7 +273,19 @@ int op_submit(OpObject *op)
 {
     /* From here the ring owns a reference; op_finish drops it. */
     Py_INCREF(op);
+    if (op->traced) {
+        op->times.submitted = now_ns();
+        op->times.submit_thread = PyThread_get_thread_ident();
+    }
     int ret = rl_ring_submit_and_reap(&op->engine->ring);
+    if (op->traced) {
+        op->times.returned = now_ns();
+        if (op->finished) { /* completed inline: awaiting it will not suspend */
+            op->times.inline_ = 1;
+            op->times.resumed = op->times.returned;
+            op_emit_trace(op);
+        }
+    }
     if (ret < 0 && !op->finished) {
         /* The SQE stays queued and may still run: report the failure now, keep the memory. */
         op->abandoned = 1;
@@ -256,8 +315,13 @@ static PyObject *op_call(OpObject *op, PyObject *args, PyObject *kwargs)
     (void)args;
     (void)kwargs;
     op->watching = 0; /* the future has dropped its callbacks */
+    if (op->finished) { /* a traced op, resolved: its task resumes right after this */
+        op->times.resumed = now_ns();
+        op_emit_trace(op);
+        Py_RETURN_NONE;
+    }
     op->abandoned = 1;
-    if (!op->engine->ring_open || op->finished)
+    if (!op->engine->ring_open)
         Py_RETURN_NONE;
     if (op->kind == OP_COPY)
         rl_copy_cancel(op->u.copy);

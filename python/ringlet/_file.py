@@ -59,21 +59,37 @@ def _isdir_error(filename: Any) -> IsADirectoryError:
     return IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), filename)
 
 
-async def _read_to_end(engine: Any, fd: int, st: os.stat_result, position: int) -> bytes:
-    """Read from the file position to end of file, in as few reads as possible."""
-    regular = stat.S_ISREG(st.st_mode)
-    # One byte more than the size left: a short read then proves end of file.
-    want = max(st.st_size - position, 0) + 1 if regular and st.st_size else _READ_CHUNK
+async def _read_to_end(engine: Any, fd: int) -> bytes:
+    """Read from the file position until a read returns b"" (end of file).
+
+    Pipes and /proc files give short reads before their end, so only an
+    empty read ends it.  A file larger than the first chunk is sized once
+    with fstat and read in one go (one copy, not a chunk list)."""
     chunks = []
+    want = _READ_CHUNK
     while True:
         chunk = await engine.read(fd, want, -1)
         if not chunk:
             break
         chunks.append(chunk)
-        if regular and len(chunk) < want:
-            break
+        if len(chunks) == 1 and len(chunk) == want:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                # One byte more than what is left: a short read then proves end of file.
+                want = max(st.st_size - os.lseek(fd, 0, os.SEEK_CUR) + 1, _READ_CHUNK)
+                continue
         want = min(want * 2, _MAX_READ_CHUNK)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _reject_directory(fd: int, filename: Any) -> None:
+    """Built-in open() refuses a directory even for reading; so does ringlet.
+
+    fstat of an open descriptor reads the in-memory inode and does not wait
+    on the device, while io_uring's statx always goes through a kernel worker
+    thread (about a millisecond): this check runs on every open for reading."""
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        raise _isdir_error(filename)
 
 
 class AsyncFile:
@@ -129,10 +145,7 @@ class AsyncFile:
         size = -1 if size is None else operator.index(size)
         if size >= 0:
             return await self._engine.read(fd, size, -1)
-        engine = self._engine
-        st = await engine.statx(fd)
-        position = os.lseek(fd, 0, os.SEEK_CUR) if stat.S_ISREG(st.st_mode) else 0
-        return await _read_to_end(engine, fd, st, position)
+        return await _read_to_end(self._engine, fd)
 
     async def readinto(self, buffer: Any) -> int:
         """Read into a writable bytes-like object; return the count read."""
@@ -207,14 +220,12 @@ async def _open_file(file: Any, mode: str, closefd: bool) -> AsyncFile:
         raise ValueError("Cannot use closefd=False with file name")
     path, name = _fspath(file)
     fd = await engine.open(path, flags, 0o666, name)
-    try:
-        st = await engine.statx(fd)
-    except BaseException:
-        await engine.close(fd)
-        raise
-    if stat.S_ISDIR(st.st_mode):  # built-in open() refuses directories too
-        await engine.close(fd)
-        raise _isdir_error(name)
+    if not writable:  # for writing, openat(2) itself refuses a directory
+        try:
+            _reject_directory(fd, name)
+        except BaseException:
+            await engine.close(fd)
+            raise
     return AsyncFile(engine, fd, name, mode, readable, writable)
 
 
@@ -266,10 +277,9 @@ async def read_file(path: PathArg) -> bytes:
     engine = get_engine()
     fd = await engine.open(raw, os.O_RDONLY, 0, name)
     try:
-        st = await engine.statx(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise _isdir_error(name)
-        return await _read_to_end(engine, fd, st, 0)
+        return await _read_to_end(engine, fd)
+    except IsADirectoryError:
+        raise _isdir_error(name) from None
     finally:
         await engine.close(fd)
 
@@ -296,9 +306,7 @@ async def copy_file(src: PathArg, dst: PathArg) -> int:
     engine = get_engine()
     src_fd = await engine.open(raw_src, os.O_RDONLY, 0, src_name)
     try:
-        st = await engine.statx(src_fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise _isdir_error(src_name)
+        _reject_directory(src_fd, src_name)
         dst_fd = await engine.open(raw_dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, dst_name)
         try:
             return await engine.copy(src_fd, dst_fd)
