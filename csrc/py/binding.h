@@ -19,8 +19,10 @@ enum op_kind { OP_READ, OP_READINTO, OP_WRITE, OP_OPEN, OP_STATX, OP_COPY, OP_NO
 typedef struct {
     PyTypeObject *EngineType;
     PyTypeObject *OpType;
+    PyTypeObject *ReadyType;
     PyObject *stat_result;      /* os.stat_result */
     PyObject *str_create_future, *str_set_result, *str_set_exception;
+    PyObject *kwnames_loop;     /* ("loop",): Future(loop=loop) by vectorcall */
     PyObject *str_add_done_callback, *str_remove_done_callback, *str_done;
 } ringlet_state;
 
@@ -32,6 +34,8 @@ typedef struct {
     unsigned long thread_id;    /* the loop's thread: the only one that may submit */
     unsigned long fork_generation;
     PyObject *loop_ref;         /* weak reference to the event loop */
+    PyObject *future_type;      /* asyncio.Future for a stock loop (no Python frame), or NULL:
+                                   then loop.create_future() */
     PyObject *tracer;           /* callable(dict) per finished op, or NULL: tracing off */
     ringlet_state *state;
     PyObject *weakreflist;
@@ -42,7 +46,9 @@ typedef struct {
     PyObject_HEAD
     struct rl_cell cell;
     EngineObject *engine;       /* strong: an op in flight keeps its engine */
-    PyObject *future;
+    PyObject *future;           /* NULL until the op is still pending after its submission */
+    PyObject *outcome;          /* inline completion: the value or exception, for op_launch */
+    int failed;                 /* outcome is an exception */
     PyObject *obj;              /* read: the bytes being filled; path operations: the path */
     PyObject *obj2;             /* the second path of rename/link/symlink */
     PyObject *filename;         /* for OSError, or NULL */
@@ -74,10 +80,15 @@ typedef struct {
 
 extern PyType_Spec ringlet_engine_spec;
 extern PyType_Spec ringlet_op_spec;
+extern PyType_Spec ringlet_ready_spec;
 
 /* op.c */
 OpObject *op_new(EngineObject *engine, int kind, const char *name);
-int op_submit(OpObject *op);                 /* arms, submits, reaps inline; consumes nothing */
+/* Submits a queued op (taking over the caller's reference) and returns what
+ * the caller awaits: an asyncio.Future; or, want_future false and completed
+ * inline, a Ready holding the value (an inline error is raised at once). */
+PyObject *op_launch(OpObject *op, int want_future);
+PyObject *ready_new(ringlet_state *st, PyObject *value);
 void op_complete(struct rl_cell *cell);      /* the continuation of every Python op */
 void op_copy_done(struct rl_copy *copy, int64_t result);
 

@@ -78,29 +78,38 @@ static int parse_offset(PyObject *obj, int64_t *out)
     return 0;
 }
 
-/* Queued an SQE (ret from rl_op_*)?  Then submit; return the future. */
-static PyObject *engine_launch(OpObject *op, int queued)
+/* Queued an SQE (queued: ret of rl_op_*)?  Then submit; see op_launch. */
+static PyObject *engine_launch_as(OpObject *op, int queued, int want_future)
 {
     if (queued < 0) {
         Py_DECREF(op);
         return PyErr_NoMemory();
     }
-    PyObject *future = Py_NewRef(op->future);
-    int ret = op_submit(op);
-    Py_DECREF(op);
-    if (ret < 0) {
-        Py_DECREF(future);
-        return NULL;
-    }
-    return future;
+    return op_launch(op, want_future);
 }
+
+static PyObject *engine_launch(OpObject *op, int queued) { return engine_launch_as(op, queued, 1); }
+
+/* The hot operations come in twins: NAME returns an asyncio.Future, _NAME
+ * (for ringlet's own coroutines) skips making one when the kernel completed
+ * inline -- it returns a Ready, or raises the error at once. */
+#define RL_TWINS(name, impl, type)                                                             \
+    static PyObject *engine_##name(EngineObject *self, type) { return impl(self, ARGS, 1); }  \
+    static PyObject *engine__##name(EngineObject *self, type) { return impl(self, ARGS, 0); }
+#define RL_FASTCALL PyObject *const *args, Py_ssize_t nargs
+#define RL_VARARGS PyObject *args, PyObject *kwargs
+
+PyDoc_STRVAR(engine_lazy_doc,
+"Like the method without the underscore, for ringlet's own coroutines: when\n"
+"the kernel completed inline, no future is made -- it returns an awaitable\n"
+"holding the result, or raises the error at once.");
 
 PyDoc_STRVAR(engine_read_doc,
 "read(fd, size, offset=-1, /) -> Future[bytes]\n\n"
 "Read up to size bytes at offset (-1: the file position).  The result is\n"
 "shorter only at end of file.");
 
-static PyObject *engine_read(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int want_future)
 {
     int fd;
     int64_t offset = -1;
@@ -134,12 +143,16 @@ static PyObject *engine_read(EngineObject *self, PyObject *const *args, Py_ssize
     op->fd = fd;
     op->offset = offset;
     op->length = (size_t)size;
-    return engine_launch(op, rl_op_read(&self->ring, &op->cell, fd, PyBytes_AS_STRING(op->obj),
-                                        (unsigned)size, offset));
+    return engine_launch_as(op, rl_op_read(&self->ring, &op->cell, fd, PyBytes_AS_STRING(op->obj),
+                                           (unsigned)size, offset), want_future);
 }
 
+#define ARGS args, nargs
+RL_TWINS(read, engine_read_impl, RL_FASTCALL)
+
 /* readinto and write share this: the caller's buffer is held until the completion. */
-static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int kind)
+static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int kind,
+                                  int want_future)
 {
     int fd;
     int64_t offset = -1;
@@ -176,7 +189,7 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
     unsigned len = op->length > RL_MAX_RW ? RL_MAX_RW : (unsigned)op->length;
     int queued = kind == OP_WRITE ? rl_op_write(&self->ring, &op->cell, fd, op->u.view.buf, len, offset)
                                   : rl_op_read(&self->ring, &op->cell, fd, op->u.view.buf, len, offset);
-    return engine_launch(op, queued);
+    return engine_launch_as(op, queued, want_future);
 }
 
 PyDoc_STRVAR(engine_readinto_doc,
@@ -184,10 +197,11 @@ PyDoc_STRVAR(engine_readinto_doc,
 "Read into a writable, contiguous buffer; the buffer is held (cannot be\n"
 "resized) until the kernel has completed, even if the wait is cancelled.");
 
-static PyObject *engine_readinto(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *engine_readinto_impl(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int want_future)
 {
-    return engine_buffer_op(self, args, nargs, OP_READINTO);
+    return engine_buffer_op(self, args, nargs, OP_READINTO, want_future);
 }
+RL_TWINS(readinto, engine_readinto_impl, RL_FASTCALL)
 
 PyDoc_STRVAR(engine_write_doc,
 "write(fd, data, offset=-1, /) -> Future[int]\n\n"
@@ -195,10 +209,12 @@ PyDoc_STRVAR(engine_write_doc,
 "position).  Short writes are continued; the result is len(data) or an\n"
 "OSError.");
 
-static PyObject *engine_write(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *engine_write_impl(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int want_future)
 {
-    return engine_buffer_op(self, args, nargs, OP_WRITE);
+    return engine_buffer_op(self, args, nargs, OP_WRITE, want_future);
 }
+RL_TWINS(write, engine_write_impl, RL_FASTCALL)
+#undef ARGS
 
 /* The path argument: bytes without NUL (os.fsencode gives it). */
 static int path_check(PyObject *path)
@@ -220,7 +236,7 @@ PyDoc_STRVAR(engine_open_doc,
 "OSError carries filename (default: path).  If the wait is cancelled and the\n"
 "open still succeeds, the descriptor is closed.");
 
-static PyObject *engine_open(EngineObject *self, PyObject *args, PyObject *kwargs)
+static PyObject *engine_open_impl(EngineObject *self, PyObject *args, PyObject *kwargs, int want_future)
 {
     static char *kwlist[] = {"path", "flags", "mode", "filename", NULL};
     PyObject *path, *filename = NULL;
@@ -234,13 +250,17 @@ static PyObject *engine_open(EngineObject *self, PyObject *args, PyObject *kwarg
         return NULL;
     op->obj = Py_NewRef(path);
     op->filename = Py_NewRef(filename ? filename : path);
-    return engine_launch(op, rl_op_openat(&self->ring, &op->cell, AT_FDCWD, PyBytes_AS_STRING(path),
-                                          flags, (mode_t)mode));
+    return engine_launch_as(op, rl_op_openat(&self->ring, &op->cell, AT_FDCWD, PyBytes_AS_STRING(path),
+                                             flags, (mode_t)mode), want_future);
 }
+
+#define ARGS args, kwargs
+RL_TWINS(open, engine_open_impl, RL_VARARGS)
+#undef ARGS
 
 PyDoc_STRVAR(engine_close_doc, "close(fd, /) -> Future[None]\n\nclose(2) through the ring.");
 
-static PyObject *engine_close(EngineObject *self, PyObject *arg)
+static PyObject *engine_close_impl(EngineObject *self, PyObject *arg, int want_future)
 {
     int fd;
     if (parse_int(arg, "fd", &fd) < 0 || engine_check(self) < 0)
@@ -249,8 +269,12 @@ static PyObject *engine_close(EngineObject *self, PyObject *arg)
     if (op == NULL)
         return NULL;
     op->fd = fd;
-    return engine_launch(op, rl_op_close(&self->ring, &op->cell, fd));
+    return engine_launch_as(op, rl_op_close(&self->ring, &op->cell, fd), want_future);
 }
+
+#define ARGS arg
+RL_TWINS(close, engine_close_impl, PyObject *arg)
+#undef ARGS
 
 PyDoc_STRVAR(engine_fsync_doc,
 "fsync(fd, datasync=False, /) -> Future[None]\n\nfsync(2), or fdatasync(2) when datasync is true.");
@@ -605,10 +629,11 @@ static PyObject *engine_get_closed(EngineObject *self, void *Py_UNUSED(closure))
 
 static PyObject *engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"loop", "sq_entries", "cq_entries", NULL};
-    PyObject *loop;
+    static char *kwlist[] = {"loop", "sq_entries", "cq_entries", "future_type", NULL};
+    PyObject *loop, *future_type = NULL;
     unsigned sq_entries = 256, cq_entries = 4096;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|II:Engine", kwlist, &loop, &sq_entries, &cq_entries))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|IIO:Engine", kwlist, &loop, &sq_entries, &cq_entries,
+                                     &future_type))
         return NULL;
     EngineObject *self = (EngineObject *)type->tp_alloc(type, 0);
     if (self == NULL)
@@ -616,6 +641,7 @@ static PyObject *engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     self->state = PyType_GetModuleState(type);
     self->thread_id = PyThread_get_thread_ident();
     self->fork_generation = fork_generation;
+    self->future_type = future_type == Py_None ? NULL : Py_XNewRef(future_type);
     self->loop_ref = PyWeakref_NewRef(loop, NULL);
     if (self->loop_ref == NULL) {
         Py_DECREF(self);
@@ -641,6 +667,7 @@ static void engine_dealloc(EngineObject *self)
         rl_ring_exit(&self->ring);
     Py_XDECREF(self->loop_ref);
     Py_XDECREF(self->tracer);
+    Py_XDECREF(self->future_type);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -651,6 +678,11 @@ static PyMethodDef engine_methods[] = {
     {"write", (PyCFunction)(void (*)(void))engine_write, METH_FASTCALL, engine_write_doc},
     {"open", (PyCFunction)(void (*)(void))engine_open, METH_VARARGS | METH_KEYWORDS, engine_open_doc},
     {"close", (PyCFunction)engine_close, METH_O, engine_close_doc},
+    {"_read", (PyCFunction)(void (*)(void))engine__read, METH_FASTCALL, engine_lazy_doc},
+    {"_readinto", (PyCFunction)(void (*)(void))engine__readinto, METH_FASTCALL, engine_lazy_doc},
+    {"_write", (PyCFunction)(void (*)(void))engine__write, METH_FASTCALL, engine_lazy_doc},
+    {"_open", (PyCFunction)(void (*)(void))engine__open, METH_VARARGS | METH_KEYWORDS, engine_lazy_doc},
+    {"_close", (PyCFunction)engine__close, METH_O, engine_lazy_doc},
     {"fsync", (PyCFunction)(void (*)(void))engine_fsync, METH_FASTCALL, engine_fsync_doc},
     {"statx", (PyCFunction)(void (*)(void))engine_statx, METH_VARARGS | METH_KEYWORDS, engine_statx_doc},
     {"copy", (PyCFunction)(void (*)(void))engine_copy, METH_VARARGS | METH_KEYWORDS, engine_copy_doc},
@@ -684,7 +716,10 @@ static PyMemberDef engine_members[] = {
 };
 
 PyDoc_STRVAR(engine_doc,
-"Engine(loop, sq_entries=256, cq_entries=4096)\n\n"
+"Engine(loop, sq_entries=256, cq_entries=4096, future_type=None)\n\n"
+"future_type: a class called as future_type(loop=loop) for each operation,\n"
+"where loop.create_future() would return the same (asyncio.Future on a stock\n"
+"loop: it saves a Python frame per operation); None: loop.create_future().\n"
 "One io_uring for one event loop.  Use ringlet.get_engine() rather than\n"
 "creating one: it also registers the ring's fd with the loop.");
 

@@ -58,6 +58,8 @@ static int ringlet_exec(PyObject *module)
     INTERN(str_remove_done_callback, "remove_done_callback");
     INTERN(str_done, "done");
 #undef INTERN
+    if ((st->kwnames_loop = Py_BuildValue("(s)", "loop")) == NULL)
+        return -1;
     PyObject *os = PyImport_ImportModule("os");
     if (os == NULL)
         return -1;
@@ -67,6 +69,9 @@ static int ringlet_exec(PyObject *module)
         return -1;
     st->OpType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_op_spec, NULL);
     if (st->OpType == NULL)
+        return -1;
+    st->ReadyType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_ready_spec, NULL);
+    if (st->ReadyType == NULL)
         return -1;
     st->EngineType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_engine_spec, NULL);
     if (st->EngineType == NULL || PyModule_AddType(module, st->EngineType) < 0 ||
@@ -80,6 +85,7 @@ static int ringlet_traverse(PyObject *module, visitproc visit, void *arg)
     ringlet_state *st = PyModule_GetState(module);
     Py_VISIT(st->EngineType);
     Py_VISIT(st->OpType);
+    Py_VISIT(st->ReadyType);
     Py_VISIT(st->stat_result);
     return 0;
 }
@@ -89,8 +95,10 @@ static int ringlet_clear(PyObject *module)
     ringlet_state *st = PyModule_GetState(module);
     Py_CLEAR(st->EngineType);
     Py_CLEAR(st->OpType);
+    Py_CLEAR(st->ReadyType);
     Py_CLEAR(st->stat_result);
     Py_CLEAR(st->str_create_future);
+    Py_CLEAR(st->kwnames_loop);
     Py_CLEAR(st->str_set_result);
     Py_CLEAR(st->str_set_exception);
     Py_CLEAR(st->str_add_done_callback);

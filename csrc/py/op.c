@@ -21,7 +21,25 @@ static int64_t now_ns(void)
 
 OpObject *op_new(EngineObject *engine, int kind, const char *name)
 {
-    ringlet_state *st = engine->state;
+    OpObject *op = PyObject_New(OpObject, engine->state->OpType);
+    if (op == NULL)
+        return NULL;
+    memset(&op->cell, 0, sizeof *op - offsetof(OpObject, cell));
+    op->cell.on_complete = op_complete;
+    Py_INCREF(engine);
+    op->engine = engine;
+    op->kind = kind;
+    op->name = name;
+    op->traced = engine->tracer != NULL;
+    op->fd = -1;
+    op->offset = -1;
+    return op;
+}
+
+/* A future of the engine's loop (new reference). */
+static PyObject *op_make_future(OpObject *op)
+{
+    EngineObject *engine = op->engine;
     PyObject *loop = PyWeakref_GetObject(engine->loop_ref); /* borrowed */
     if (loop == NULL)
         return NULL;
@@ -29,25 +47,9 @@ OpObject *op_new(EngineObject *engine, int kind, const char *name)
         PyErr_SetString(PyExc_RuntimeError, "ringlet: the engine's event loop is gone");
         return NULL;
     }
-    PyObject *future = PyObject_CallMethodNoArgs(loop, st->str_create_future);
-    if (future == NULL)
-        return NULL;
-    OpObject *op = PyObject_New(OpObject, st->OpType);
-    if (op == NULL) {
-        Py_DECREF(future);
-        return NULL;
-    }
-    memset(&op->cell, 0, sizeof *op - offsetof(OpObject, cell));
-    op->cell.on_complete = op_complete;
-    Py_INCREF(engine);
-    op->engine = engine;
-    op->future = future;
-    op->kind = kind;
-    op->name = name;
-    op->traced = engine->tracer != NULL;
-    op->fd = -1;
-    op->offset = -1;
-    return op;
+    if (engine->future_type)
+        return PyObject_Vectorcall(engine->future_type, &loop, 0, engine->state->kwnames_loop);
+    return PyObject_CallMethodNoArgs(loop, engine->state->str_create_future);
 }
 
 /* Releases what the op held for the kernel.  Only after its completion. */
@@ -216,6 +218,9 @@ static void op_finish(OpObject *op, int64_t res)
             close((int)res);
         if (op->traced)
             op_emit_trace(op);
+    } else if (op->future == NULL) {
+        /* Completed inside the submitting call: op_launch hands it over. */
+        op->outcome = op_outcome(op, res, &op->failed);
     } else {
         /* A traced op stays a done callback: it runs first, right before the
          * awaiting task resumes, and stamps that moment. */
@@ -269,10 +274,68 @@ void op_copy_done(struct rl_copy *copy, int64_t result)
     op_finish((OpObject *)copy->owner, result);
 }
 
-int op_submit(OpObject *op)
+/* Calls future.set_result(outcome) or set_exception(outcome); 0 or -1. */
+static int op_resolve(OpObject *op, PyObject *future, PyObject *outcome, int failed)
 {
-    /* From here the ring owns a reference; op_finish drops it. */
-    Py_INCREF(op);
+    ringlet_state *st = op->engine->state;
+    PyObject *r = PyObject_CallMethodOneArg(future, failed ? st->str_set_exception : st->str_set_result, outcome);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* The inline outcome as the caller receives it: a done future, or (no
+ * future wanted) a Ready holding the value, or the exception raised now. */
+static PyObject *op_hand_over(OpObject *op, int want_future)
+{
+    PyObject *outcome = op->outcome, *result = NULL;
+    op->outcome = NULL;
+    if (outcome == NULL) {
+        PyErr_SetString(PyExc_SystemError, "ringlet: an operation completed without an outcome");
+        return NULL;
+    }
+    if (want_future) {
+        result = op_make_future(op);
+        if (result && op_resolve(op, result, outcome, op->failed) < 0)
+            Py_CLEAR(result);
+    } else if (op->failed) {
+        PyErr_SetObject((PyObject *)Py_TYPE(outcome), outcome);
+    } else {
+        result = ready_new(op->engine->state, outcome);
+    }
+    Py_DECREF(outcome);
+    return result;
+}
+
+/* Still pending after its submission: a future to await, watched so that a
+ * cancel reaches the kernel.  ret: what the submission returned. */
+static PyObject *op_pending_future(OpObject *op, int ret)
+{
+    PyObject *future = op_make_future(op);
+    if (future == NULL) {
+        op->abandoned = 1; /* the completion still comes; its outcome is dropped */
+        return NULL;
+    }
+    op->future = Py_NewRef(future);
+    PyObject *r;
+    if (ret < 0) {
+        /* The SQE stays queued and may still run: report the failure now, keep the memory. */
+        op->abandoned = 1;
+        PyObject *exc = ringlet_oserror(-ret, NULL);
+        r = exc && op_resolve(op, future, exc, 1) == 0 ? Py_None : NULL;
+        Py_XDECREF(exc);
+    } else {
+        r = PyObject_CallMethodOneArg(future, op->engine->state->str_add_done_callback, (PyObject *)op);
+        Py_XDECREF(r);
+        op->watching = r != NULL;
+    }
+    if (r == NULL)
+        Py_CLEAR(future);
+    return future;
+}
+
+PyObject *op_launch(OpObject *op, int want_future)
+{
+    Py_INCREF(op); /* the ring's reference, dropped by op_finish */
     if (op->traced) {
         op->times.submitted = now_ns();
         op->times.submit_thread = PyThread_get_thread_ident();
@@ -286,27 +349,9 @@ int op_submit(OpObject *op)
             op_emit_trace(op);
         }
     }
-    if (ret < 0 && !op->finished) {
-        /* The SQE stays queued and may still run: report the failure now, keep the memory. */
-        op->abandoned = 1;
-        PyObject *exc = ringlet_oserror(-ret, NULL);
-        PyObject *r = exc ? PyObject_CallMethodOneArg(op->future, op->engine->state->str_set_exception, exc) : NULL;
-        Py_XDECREF(exc);
-        if (r == NULL)
-            return -1;
-        Py_DECREF(r);
-        return 0;
-    }
-    if (!op->finished) {
-        /* Still pending: watch the future so a cancel reaches the kernel. */
-        PyObject *r = PyObject_CallMethodOneArg(op->future, op->engine->state->str_add_done_callback,
-                                                (PyObject *)op);
-        if (r == NULL)
-            return -1;
-        Py_DECREF(r);
-        op->watching = 1;
-    }
-    return 0;
+    PyObject *result = op->finished ? op_hand_over(op, want_future) : op_pending_future(op, ret);
+    Py_DECREF(op); /* the caller's reference */
+    return result;
 }
 
 /* Called by the future when it is done: a cancelled wait cancels the kernel's work too. */
@@ -335,6 +380,7 @@ static void op_dealloc(OpObject *op)
     PyTypeObject *tp = Py_TYPE(op);
     op_release(op);
     Py_CLEAR(op->future);
+    Py_CLEAR(op->outcome);
     Py_CLEAR(op->filename);
     Py_CLEAR(op->filename2);
     Py_CLEAR(op->engine);
@@ -354,4 +400,68 @@ PyType_Spec ringlet_op_spec = {
     .basicsize = sizeof(OpObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = op_slots,
+};
+
+/* Ready: the result of an operation the kernel completed inside the
+ * submitting call, awaitable without a future: awaiting it gives the value at
+ * once.  Only ringlet's own coroutines see it (Engine._read and friends). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *value;
+} ReadyObject;
+
+PyObject *ready_new(ringlet_state *st, PyObject *value)
+{
+    ReadyObject *ready = PyObject_New(ReadyObject, st->ReadyType);
+    if (ready)
+        ready->value = Py_NewRef(value);
+    return (PyObject *)ready;
+}
+
+static PyObject *ready_await(PyObject *self) { return Py_NewRef(self); }
+
+static PyObject *ready_iternext(ReadyObject *self)
+{
+    /* StopIteration(value) built explicitly: a tuple value must not become its args. */
+    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, self->value);
+    if (stop) {
+        PyErr_SetObject(PyExc_StopIteration, stop);
+        Py_DECREF(stop);
+    }
+    return NULL;
+}
+
+#if PY_VERSION_HEX >= 0x030A0000
+static PySendResult ready_send(ReadyObject *self, PyObject *Py_UNUSED(arg), PyObject **result)
+{
+    *result = Py_NewRef(self->value);
+    return PYGEN_RETURN;
+}
+#endif
+
+static void ready_dealloc(ReadyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    Py_DECREF(self->value);
+    PyObject_Free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot ready_slots[] = {
+    {Py_tp_doc, "An operation's result, already there: awaiting it returns the value at once."},
+    {Py_am_await, ready_await},
+#if PY_VERSION_HEX >= 0x030A0000
+    {Py_am_send, ready_send},
+#endif
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, ready_iternext},
+    {Py_tp_dealloc, ready_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec ringlet_ready_spec = {
+    .name = "ringlet._ringlet.Ready",
+    .basicsize = sizeof(ReadyObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = ready_slots,
 };

@@ -60,11 +60,19 @@ def get_engine() -> _ringlet.Engine:
         ref = _engines.get(loop)
         engine = ref() if ref is not None else None
         if engine is None or engine.closed:
-            engine = _ringlet.Engine(loop)
+            engine = _ringlet.Engine(loop, future_type=_future_type(loop))
             loop.add_reader(engine.fileno(), _Watch(engine))
             _engines[loop] = weakref.ref(engine)
     _current.ref = weakref.ref(engine)
     return engine
+
+
+def _future_type(loop: asyncio.AbstractEventLoop) -> "type | None":
+    # The stock create_future() is just Future(loop=self); calling the class
+    # from C skips its Python frame.  Any other loop keeps its own method.
+    if type(loop).create_future is asyncio.BaseEventLoop.create_future:
+        return asyncio.Future
+    return None
 
 
 def _forget_engines() -> None:

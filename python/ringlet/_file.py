@@ -68,7 +68,7 @@ async def _read_to_end(engine: Any, fd: int) -> bytes:
     chunks = []
     want = _READ_CHUNK
     while True:
-        chunk = await engine.read(fd, want, -1)
+        chunk = await engine._read(fd, want, -1)
         if not chunk:
             break
         chunks.append(chunk)
@@ -144,12 +144,12 @@ class AsyncFile:
         fd = self._reading_fd()
         size = -1 if size is None else operator.index(size)
         if size >= 0:
-            return await self._engine.read(fd, size, -1)
+            return await self._engine._read(fd, size, -1)
         return await _read_to_end(self._engine, fd)
 
     async def readinto(self, buffer: Any) -> int:
         """Read into a writable bytes-like object; return the count read."""
-        return await self._engine.readinto(self._reading_fd(), buffer, -1)
+        return await self._engine._readinto(self._reading_fd(), buffer, -1)
 
     async def pread(self, size: int, offset: int) -> bytes:
         """Read up to size bytes at offset, leaving the file position alone."""
@@ -159,18 +159,18 @@ class AsyncFile:
             raise ValueError("size must be >= 0")
         if operator.index(offset) < 0:
             raise ValueError("negative offset")
-        return await self._engine.read(fd, size, offset)
+        return await self._engine._read(fd, size, offset)
 
     async def write(self, data: Any) -> int:
         """Write all of data at the file position (the end, in append mode)."""
-        return await self._engine.write(self._writing_fd(), data, -1)
+        return await self._engine._write(self._writing_fd(), data, -1)
 
     async def pwrite(self, data: Any, offset: int) -> int:
         """Write all of data at offset, leaving the file position alone."""
         fd = self._writing_fd()
         if operator.index(offset) < 0:
             raise ValueError("negative offset")
-        return await self._engine.write(fd, data, offset)
+        return await self._engine._write(fd, data, offset)
 
     async def fsync(self) -> None:
         """Flush data and metadata to the device (fsync(2))."""
@@ -192,7 +192,7 @@ class AsyncFile:
         """Close the file.  Calling it again does nothing."""
         fd, self._fd = self._fd, -1
         if fd >= 0 and self._closefd:
-            await self._engine.close(fd)
+            await self._engine._close(fd)
 
     async def __aenter__(self) -> "AsyncFile":
         return self
@@ -219,12 +219,12 @@ async def _open_file(file: Any, mode: str, closefd: bool) -> AsyncFile:
     if not closefd:
         raise ValueError("Cannot use closefd=False with file name")
     path, name = _fspath(file)
-    fd = await engine.open(path, flags, 0o666, name)
+    fd = await engine._open(path, flags, 0o666, name)
     if not writable:  # for writing, openat(2) itself refuses a directory
         try:
             _reject_directory(fd, name)
         except BaseException:
-            await engine.close(fd)
+            await engine._close(fd)
             raise
     return AsyncFile(engine, fd, name, mode, readable, writable)
 
@@ -275,13 +275,13 @@ async def read_file(path: PathArg) -> bytes:
     """Return the whole content of the file at path."""
     raw, name = _fspath(path)
     engine = get_engine()
-    fd = await engine.open(raw, os.O_RDONLY, 0, name)
+    fd = await engine._open(raw, os.O_RDONLY, 0, name)
     try:
         return await _read_to_end(engine, fd)
     except IsADirectoryError:
         raise _isdir_error(name) from None
     finally:
-        await engine.close(fd)
+        await engine._close(fd)
 
 
 async def write_file(path: PathArg, data: Any) -> int:
@@ -289,11 +289,11 @@ async def write_file(path: PathArg, data: Any) -> int:
     raw, name = _fspath(path)
     memoryview(data)  # TypeError for anything that is not bytes-like, before the file is touched
     engine = get_engine()
-    fd = await engine.open(raw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, name)
+    fd = await engine._open(raw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, name)
     try:
-        return await engine.write(fd, data, 0)
+        return await engine._write(fd, data, 0)
     finally:
-        await engine.close(fd)
+        await engine._close(fd)
 
 
 async def copy_file(src: PathArg, dst: PathArg) -> int:
@@ -304,13 +304,13 @@ async def copy_file(src: PathArg, dst: PathArg) -> int:
     raw_src, src_name = _fspath(src)
     raw_dst, dst_name = _fspath(dst)
     engine = get_engine()
-    src_fd = await engine.open(raw_src, os.O_RDONLY, 0, src_name)
+    src_fd = await engine._open(raw_src, os.O_RDONLY, 0, src_name)
     try:
         _reject_directory(src_fd, src_name)
-        dst_fd = await engine.open(raw_dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, dst_name)
+        dst_fd = await engine._open(raw_dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, dst_name)
         try:
             return await engine.copy(src_fd, dst_fd)
         finally:
-            await engine.close(dst_fd)
+            await engine._close(dst_fd)
     finally:
-        await engine.close(src_fd)
+        await engine._close(src_fd)
