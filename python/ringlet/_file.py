@@ -153,11 +153,11 @@ class AsyncFile:
 
     async def pread(self, size: int, offset: int) -> bytes:
         """Read up to size bytes at offset, leaving the file position alone."""
-        fd = self._reading_fd()
-        size = operator.index(size)
-        if size < 0:
-            raise ValueError("size must be >= 0")
-        if operator.index(offset) < 0:
+        # The hot path: the engine checks size's type and sign itself.
+        fd = self._fd
+        if fd < 0 or not self._readable:
+            self._reading_fd()  # raises the right error
+        if offset < 0:
             raise ValueError("negative offset")
         return await self._engine._read(fd, size, offset)
 
