@@ -14,7 +14,7 @@
 #include "ring.h"
 
 /* What the completion gives the future; OP_NONE: None (close, fsync, path operations). */
-enum op_kind { OP_READ, OP_READINTO, OP_WRITE, OP_OPEN, OP_STATX, OP_COPY, OP_NONE };
+enum op_kind { OP_READ, OP_READINTO, OP_WRITE, OP_OPEN, OP_STATX, OP_COPY, OP_BATCH, OP_NONE };
 
 typedef struct {
     PyTypeObject *EngineType;
@@ -41,6 +41,8 @@ typedef struct {
     PyObject *weakreflist;
 } EngineObject;
 
+
+struct batch_part;
 
 typedef struct {
     PyObject_HEAD
@@ -73,8 +75,21 @@ typedef struct {
         Py_buffer view;         /* readinto/write: the caller's buffer, held */
         struct statx *stx;      /* statx: where the kernel writes */
         struct rl_copy *copy;
+        struct {                /* read_many: one cell and one bytes per read */
+            struct batch_part *parts;
+            PyObject **items;
+            Py_ssize_t count, pending;
+            int error;          /* the first -errno */
+        } batch;
     } u;
 } OpObject;
+
+/* One read of a read_many batch: its own cell, pointing back to the op. */
+struct batch_part {
+    struct rl_cell cell;
+    OpObject *op;
+    Py_ssize_t index;
+};
 
 #define OP_FROM_CELL(c) ((OpObject *)((char *)(c) - offsetof(OpObject, cell)))
 
@@ -90,7 +105,11 @@ OpObject *op_new(EngineObject *engine, int kind, const char *name);
 PyObject *op_launch(OpObject *op, int want_future);
 PyObject *ready_new(ringlet_state *st, PyObject *value);
 void op_complete(struct rl_cell *cell);      /* the continuation of every Python op */
+/* Delivers the outcome (res >= 0, or -errno), frees what the kernel held and
+ * drops the ring's reference to the op. */
+void op_finish(OpObject *op, int64_t res);
 void op_copy_done(struct rl_copy *copy, int64_t result);
+void op_batch_part_complete(struct rl_cell *cell);
 
 /* engine.c */
 unsigned long ringlet_fork_generation(void);

@@ -496,6 +496,101 @@ static PyObject *engine_copy(EngineObject *self, PyObject *args, PyObject *kwarg
     return engine_launch(op, 0);
 }
 
+PyDoc_STRVAR(engine_read_many_doc,
+"read_many(fd, requests, /) -> Future[list[bytes]]\n\n"
+"Positional reads [(size, offset), ...] submitted as one batch (one\n"
+"io_uring_enter); the result lists the bytes in request order.  If any read\n"
+"fails, the first error is raised once all of them have completed.");
+
+static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                       int want_future)
+{
+    int fd;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "read_many(fd, requests)");
+        return NULL;
+    }
+    if (parse_int(args[0], "fd", &fd) < 0)
+        return NULL;
+    PyObject *requests = PySequence_Fast(args[1], "requests must be a sequence of (size, offset)");
+    if (requests == NULL)
+        return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(requests);
+    OpObject *op = engine_check(self) < 0 ? NULL : op_new(self, OP_BATCH, "read_many");
+    if (op == NULL) {
+        Py_DECREF(requests);
+        return NULL;
+    }
+    op->fd = fd;
+    op->u.batch.count = count;
+    op->u.batch.items = PyMem_Calloc(count ? count : 1, sizeof(PyObject *));
+    op->u.batch.parts = PyMem_Calloc(count ? count : 1, sizeof(struct batch_part));
+    if (op->u.batch.items == NULL || op->u.batch.parts == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    /* Check every request before queueing any: a bad one queues nothing. */
+    Py_ssize_t *sizes = PyMem_Calloc(count ? count : 1, sizeof(Py_ssize_t));
+    int64_t *offsets = PyMem_Calloc(count ? count : 1, sizeof(int64_t));
+    int ok = sizes && offsets;
+    if (!ok)
+        PyErr_NoMemory();
+    for (Py_ssize_t i = 0; ok && i < count; i++) {
+        PyObject *req = PySequence_Fast_GET_ITEM(requests, i);
+        if (!PyTuple_Check(req) || PyTuple_GET_SIZE(req) != 2) {
+            PyErr_Format(PyExc_TypeError, "requests[%zd] must be a (size, offset) tuple", i);
+            ok = 0;
+            break;
+        }
+        sizes[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(req, 0));
+        ok = !(sizes[i] == -1 && PyErr_Occurred()) && parse_offset(PyTuple_GET_ITEM(req, 1), &offsets[i]) == 0;
+        if (ok && (sizes[i] < 0 || offsets[i] < 0)) {
+            PyErr_Format(PyExc_ValueError, "requests[%zd]: size and offset must be >= 0", i);
+            ok = 0;
+        }
+        if (ok && (size_t)sizes[i] > RL_MAX_RW)
+            sizes[i] = RL_MAX_RW;
+        if (ok && (op->u.batch.items[i] = PyBytes_FromStringAndSize(NULL, sizes[i])) == NULL)
+            ok = 0;
+    }
+    int queued = 0;
+    for (Py_ssize_t i = 0; ok && i < count; i++) {
+        struct batch_part *part = &op->u.batch.parts[i];
+        part->cell.on_complete = op_batch_part_complete;
+        part->op = op;
+        part->index = i;
+        queued = rl_op_read(&self->ring, &part->cell, fd, PyBytes_AS_STRING(op->u.batch.items[i]),
+                            (unsigned)sizes[i], offsets[i]);
+        if (queued < 0) {
+            /* The reads already queued are in flight: the batch ends with ENOMEM once they complete. */
+            op->u.batch.error = queued;
+            op->u.batch.count = i;
+            break;
+        }
+        op->u.batch.pending++;
+    }
+    PyMem_Free(sizes);
+    PyMem_Free(offsets);
+    Py_DECREF(requests);
+    if (!ok)
+        goto error_no_requests;
+    if (op->u.batch.pending == 0) { /* an empty batch, or nothing could be queued */
+        Py_INCREF(op); /* standing in for the ring's reference, which op_finish drops */
+        op_finish(op, op->u.batch.error);
+    }
+    return op_launch(op, want_future);
+
+error:
+    Py_DECREF(requests);
+error_no_requests:
+    Py_DECREF(op);
+    return NULL;
+}
+
+#define ARGS args, nargs
+RL_TWINS(read_many, engine_read_many_impl, RL_FASTCALL)
+#undef ARGS
+
 PyDoc_STRVAR(engine_drain_doc,
 "drain() -> int\n\n"
 "Reap the completions that are ready and resolve their futures; the loop\n"
@@ -692,6 +787,8 @@ static PyMethodDef engine_methods[] = {
     {"symlink", (PyCFunction)(void (*)(void))engine_symlink, METH_VARARGS | METH_KEYWORDS, engine_symlink_doc},
     {"link", (PyCFunction)(void (*)(void))engine_link, METH_VARARGS | METH_KEYWORDS, engine_link_doc},
     {"ftruncate", (PyCFunction)(void (*)(void))engine_ftruncate, METH_FASTCALL, engine_ftruncate_doc},
+    {"read_many", (PyCFunction)(void (*)(void))engine_read_many, METH_FASTCALL, engine_read_many_doc},
+    {"_read_many", (PyCFunction)(void (*)(void))engine__read_many, METH_FASTCALL, engine_lazy_doc},
     {"drain", (PyCFunction)engine_drain, METH_NOARGS, engine_drain_doc},
     {"shutdown", (PyCFunction)(void (*)(void))engine_shutdown, METH_VARARGS | METH_KEYWORDS, engine_shutdown_doc},
     {"stats", (PyCFunction)engine_stats, METH_NOARGS, engine_stats_doc},

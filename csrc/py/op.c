@@ -70,6 +70,14 @@ static void op_release(OpObject *op)
             rl_copy_free(op->u.copy);
         op->u.copy = NULL;
         break;
+    case OP_BATCH:
+        for (Py_ssize_t i = 0; op->u.batch.items && i < op->u.batch.count; i++)
+            Py_XDECREF(op->u.batch.items[i]);
+        PyMem_Free(op->u.batch.items);
+        PyMem_Free(op->u.batch.parts);
+        op->u.batch.items = NULL;
+        op->u.batch.parts = NULL;
+        break;
     }
     Py_CLEAR(op->obj);
     Py_CLEAR(op->obj2);
@@ -115,6 +123,19 @@ static PyObject *op_statx_result(OpObject *op)
     return result;
 }
 
+/* read_many's list of bytes; the op gives up its items. */
+static PyObject *op_batch_result(OpObject *op)
+{
+    PyObject *list = PyList_New(op->u.batch.count);
+    if (list == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < op->u.batch.count; i++) {
+        PyList_SET_ITEM(list, i, op->u.batch.items[i]);
+        op->u.batch.items[i] = NULL;
+    }
+    return list;
+}
+
 /* The value a successful completion gives the future (new reference). */
 static PyObject *op_value(OpObject *op, int64_t res)
 {
@@ -131,6 +152,8 @@ static PyObject *op_value(OpObject *op, int64_t res)
         return PyLong_FromSize_t(op->done);
     case OP_STATX:
         return op_statx_result(op);
+    case OP_BATCH:
+        return op_batch_result(op);
     default:
         Py_RETURN_NONE;
     }
@@ -199,7 +222,7 @@ static void op_emit_trace(OpObject *op)
 
 /* Delivers the outcome to the future, frees what the kernel held, and drops
  * the ring's reference.  res >= 0: success; res < 0: -errno. */
-static void op_finish(OpObject *op, int64_t res)
+void op_finish(OpObject *op, int64_t res)
 {
     EngineObject *engine = op->engine;
     ringlet_state *st = engine->state;
@@ -269,6 +292,25 @@ void op_complete(struct rl_cell *cell)
     op_finish(op, res);
 }
 
+void op_batch_part_complete(struct rl_cell *cell)
+{
+    struct batch_part *part = (struct batch_part *)cell;
+    OpObject *op = part->op;
+    int res = cell->result;
+    PyObject **item = &op->u.batch.items[part->index];
+    if (res < 0) {
+        if (!op->u.batch.error)
+            op->u.batch.error = res;
+    } else if (res < PyBytes_GET_SIZE(*item) && _PyBytes_Resize(item, res) < 0) {
+        PyErr_Clear(); /* shrinking failed: keep the item, mark the batch failed */
+        *item = PyBytes_FromStringAndSize(NULL, 0);
+        if (!op->u.batch.error)
+            op->u.batch.error = -ENOMEM;
+    }
+    if (--op->u.batch.pending == 0)
+        op_finish(op, op->u.batch.error);
+}
+
 void op_copy_done(struct rl_copy *copy, int64_t result)
 {
     op_finish((OpObject *)copy->owner, result);
@@ -335,18 +377,21 @@ static PyObject *op_pending_future(OpObject *op, int ret)
 
 PyObject *op_launch(OpObject *op, int want_future)
 {
-    Py_INCREF(op); /* the ring's reference, dropped by op_finish */
-    if (op->traced) {
-        op->times.submitted = now_ns();
-        op->times.submit_thread = PyThread_get_thread_ident();
-    }
-    int ret = rl_ring_submit_and_reap(&op->engine->ring);
-    if (op->traced) {
-        op->times.returned = now_ns();
-        if (op->finished) { /* completed inline: awaiting it will not suspend */
-            op->times.inline_ = 1;
-            op->times.resumed = op->times.returned;
-            op_emit_trace(op);
+    int ret = 0;
+    if (!op->finished) { /* an empty batch finishes before any submission */
+        Py_INCREF(op); /* the ring's reference, dropped by op_finish */
+        if (op->traced) {
+            op->times.submitted = now_ns();
+            op->times.submit_thread = PyThread_get_thread_ident();
+        }
+        ret = rl_ring_submit_and_reap(&op->engine->ring);
+        if (op->traced) {
+            op->times.returned = now_ns();
+            if (op->finished) { /* completed inline: awaiting it will not suspend */
+                op->times.inline_ = 1;
+                op->times.resumed = op->times.returned;
+                op_emit_trace(op);
+            }
         }
     }
     PyObject *result = op->finished ? op_hand_over(op, want_future) : op_pending_future(op, ret);
@@ -370,6 +415,9 @@ static PyObject *op_call(OpObject *op, PyObject *args, PyObject *kwargs)
         Py_RETURN_NONE;
     if (op->kind == OP_COPY)
         rl_copy_cancel(op->u.copy);
+    else if (op->kind == OP_BATCH)
+        for (Py_ssize_t i = 0; i < op->u.batch.count; i++)
+            rl_ring_cancel(&op->engine->ring, &op->u.batch.parts[i].cell);
     else
         rl_ring_cancel(&op->engine->ring, &op->cell);
     Py_RETURN_NONE;

@@ -1,28 +1,44 @@
-"""AsyncFile: a file object whose every operation goes through the ring."""
+"""AsyncFile and AsyncTextFile: file objects whose every operation goes through the ring.
+
+A binary file (AsyncFile) reads and writes without any buffer of its own,
+except for the read-ahead that readline() needs.  A text file (AsyncTextFile)
+sits on a binary one, as io.TextIOWrapper sits on a buffered file: it decodes
+what it reads and buffers what it writes until flush().
+"""
 
 from __future__ import annotations
 
+import asyncio
+import codecs
 import collections.abc
 import errno
 import io
+import locale
 import operator
 import os
+import re
 import stat
 import warnings
-from typing import Any, Coroutine, Generator, Optional, Union
+from typing import Any, AsyncIterator, Callable, Coroutine, Generator, Iterable, List, Optional, Tuple, Union
 
 from ._engine import get_engine
 
-__all__ = ["AsyncFile", "open", "read_file", "write_file", "copy_file"]
+__all__ = ["AsyncFile", "AsyncTextFile", "open", "read_file", "write_file", "copy_file"]
 
 PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
-_READ_CHUNK = 64 * 1024          # read() to EOF of a file whose size is unknown
+_READ_CHUNK = 64 * 1024          # read() to EOF of a file whose size is unknown; readline() read-ahead
 _MAX_READ_CHUNK = 16 * 1024 * 1024
+_TEXT_CHUNK = 8 * 1024           # bytes decoded at a time by a text file (as io.TextIOWrapper)
+_WRITE_CHUNK = 64 * 1024         # a text file writes once this much is pending; writelines() batches
+_IORING_OP_FTRUNCATE = 55
+_COOKIE_BITS = 64                # a text tell() cookie: byte offset | decoder flags << 64 (as CPython)
+_COOKIE_MASK = (1 << _COOKIE_BITS) - 1
+_UNIVERSAL_EOL = re.compile(r"\r\n|\r|\n")
 
 
-def _mode_flags(mode: str) -> tuple[int, bool, bool]:
-    """Validate a mode as built-in open() does; return (flags, readable, writable)."""
+def _mode_flags(mode: str) -> Tuple[int, bool, bool, bool]:
+    """Validate a mode as built-in open() does; return (flags, readable, writable, text)."""
     if not isinstance(mode, str):
         raise TypeError(f"open() argument 'mode' must be str, not {type(mode).__name__}")
     chars = set(mode)
@@ -33,8 +49,6 @@ def _mode_flags(mode: str) -> tuple[int, bool, bool]:
         raise ValueError("must have exactly one of create/read/write/append mode")
     if "t" in chars and "b" in chars:
         raise ValueError("can't have text and binary mode at once")
-    if "b" not in chars:
-        raise ValueError(f"ringlet.open: text mode {mode!r} is not supported yet; use a binary mode such as 'rb'")
     update = "+" in chars
     kind = kinds[0]
     flags = {
@@ -46,10 +60,30 @@ def _mode_flags(mode: str) -> tuple[int, bool, bool]:
     readable = kind == "r" or update
     writable = kind != "r" or update
     flags |= os.O_RDWR if update else (os.O_RDONLY if kind == "r" else os.O_WRONLY)
-    return flags, readable, writable
+    return flags, readable, writable, "b" not in chars
 
 
-def _fspath(path: Any) -> tuple[bytes, Any]:
+def _optional_str(value: Any, what: str) -> Optional[str]:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"open() argument '{what}' must be str or None, not {type(value).__name__}")
+    return value
+
+
+def _text_options(encoding: Any, errors: Any, newline: Any) -> Tuple[str, str, Optional[str]]:
+    """Check encoding, errors and newline as io.TextIOWrapper does; resolve the defaults."""
+    encoding = _optional_str(encoding, "encoding")
+    errors = _optional_str(errors, "errors")
+    newline = _optional_str(newline, "newline")
+    if newline not in (None, "", "\n", "\r", "\r\n"):
+        raise ValueError(f"illegal newline value: {newline}")
+    if encoding is None or encoding == "locale":
+        encoding = locale.getpreferredencoding(False)
+    if not codecs.lookup(encoding)._is_text_encoding:  # LookupError for unknown names
+        raise LookupError(f"{encoding!r} is not a text encoding; use codecs.open() to handle arbitrary codecs")
+    return encoding, "strict" if errors is None else errors, newline
+
+
+def _fspath(path: Any) -> Tuple[bytes, Any]:
     """(bytes for the kernel, the path as given for error messages)."""
     path = os.fspath(path)  # TypeError for anything that is not a path
     return os.fsencode(path), path
@@ -59,44 +93,132 @@ def _isdir_error(filename: Any) -> IsADirectoryError:
     return IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), filename)
 
 
-async def _read_to_end(engine: Any, fd: int) -> bytes:
-    """Read from the file position until a read returns b"" (end of file).
+def _size_arg(size: Optional[int]) -> int:
+    """A read size as io accepts it: None or negative means 'all'."""
+    return -1 if size is None else operator.index(size)
 
-    Pipes and /proc files give short reads before their end, so only an
-    empty read ends it.  A file larger than the first chunk is sized once
-    with fstat and read in one go (one copy, not a chunk list)."""
+
+async def _read_to_end(engine: Any, fd: int, st: os.stat_result, position: int) -> bytes:
+    """Read from the file position to end of file, in as few reads as possible."""
+    regular = stat.S_ISREG(st.st_mode)
+    # One byte more than the size left: a short read then proves end of file.
+    want = max(st.st_size - position, 0) + 1 if regular and st.st_size else _READ_CHUNK
     chunks = []
-    want = _READ_CHUNK
     while True:
-        chunk = await engine._read(fd, want, -1)
+        chunk = await engine.read(fd, want, -1)
         if not chunk:
             break
         chunks.append(chunk)
-        if len(chunks) == 1 and len(chunk) == want:
-            st = os.fstat(fd)
-            if stat.S_ISREG(st.st_mode):
-                # One byte more than what is left: a short read then proves end of file.
-                want = max(st.st_size - os.lseek(fd, 0, os.SEEK_CUR) + 1, _READ_CHUNK)
-                continue
+        if regular and len(chunk) < want:
+            break
         want = min(want * 2, _MAX_READ_CHUNK)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _reject_directory(fd: int, filename: Any) -> None:
-    """Built-in open() refuses a directory even for reading; so does ringlet.
+async def _write_batched(write: Callable[[Any], Coroutine[Any, Any, int]], lines: Iterable[Any], empty: Any) -> None:
+    """writelines(): join the lines into writes of about _WRITE_CHUNK each."""
+    batch: List[Any] = []
+    size = 0
+    for line in lines:
+        batch.append(line)
+        size += len(line)
+        if size >= _WRITE_CHUNK:
+            await write(empty.join(batch))
+            batch, size = [], 0
+    if batch:
+        await write(empty.join(batch))
 
-    fstat of an open descriptor reads the in-memory inode and does not wait
-    on the device, while io_uring's statx always goes through a kernel worker
-    thread (about a millisecond): this check runs on every open for reading."""
-    if stat.S_ISDIR(os.fstat(fd).st_mode):
-        raise _isdir_error(filename)
+
+class _FileBase:
+    """What binary and text files share: lines, iteration, context manager,
+    and the aiofiles-style awaitable readable()/writable()/seekable()/isatty()."""
+
+    __slots__ = ()
+
+    def _raw(self) -> "AsyncFile":
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        """True once close() has been called."""
+        return self._raw()._fd < 0
+
+    def fileno(self) -> int:
+        """The file descriptor."""
+        return self._raw()._open_fd()
+
+    async def readable(self) -> bool:
+        """True if the file was opened for reading."""
+        raw = self._raw()
+        raw._open_fd()
+        return raw._readable
+
+    async def writable(self) -> bool:
+        """True if the file was opened for writing."""
+        raw = self._raw()
+        raw._open_fd()
+        return raw._writable
+
+    async def seekable(self) -> bool:
+        """True if the file supports seek() and tell() (not a pipe, FIFO or socket)."""
+        try:
+            os.lseek(self.fileno(), 0, os.SEEK_CUR)
+        except OSError:
+            return False
+        return True
+
+    async def isatty(self) -> bool:
+        """True if the file is a terminal."""
+        return os.isatty(self.fileno())
+
+    async def readline(self, size: Optional[int] = -1) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def readlines(self, hint: Optional[int] = -1) -> list:
+        """Read lines to end of file; stop after the line that takes the total
+        size to hint or more, when hint > 0 (as io.IOBase.readlines)."""
+        hint = _size_arg(hint)
+        lines = []
+        total = 0
+        while True:
+            line = await self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                return lines
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        self._raw()._open_fd()
+        return self  # type: ignore[return-value]
+
+    async def __anext__(self) -> Any:
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+    async def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
 
 
-class AsyncFile:
+class AsyncFile(_FileBase):
     """A binary file opened with ringlet.open().  Every method is a coroutine
-    whose work is one or more io_uring operations; none blocks the loop."""
+    whose work is one or more io_uring operations; none blocks the loop.
 
-    __slots__ = ("_fd", "_engine", "_readable", "_writable", "_closefd", "name", "mode")
+    Nothing is buffered, except the read-ahead of readline() (and of
+    iteration): while it holds bytes, tell() subtracts them, and seek(),
+    write(), pwrite() and truncate() first move the file position back over
+    them, so the position is always where the reads so far have reached."""
+
+    __slots__ = ("_fd", "_engine", "_readable", "_writable", "_closefd", "_rbuf", "_rpos", "name", "mode")
 
     def __init__(self, engine: Any, fd: int, name: Any, mode: str, readable: bool, writable: bool,
                  closefd: bool = True) -> None:
@@ -105,6 +227,8 @@ class AsyncFile:
         self._readable = readable
         self._writable = writable
         self._closefd = closefd
+        self._rbuf = b""   # read-ahead: bytes read from the kernel that readline() has not returned yet
+        self._rpos = 0     # ... starting at this index; _rbuf is b"" when nothing is left
         self.name = name
         self.mode = mode
 
@@ -112,14 +236,8 @@ class AsyncFile:
         state = "closed" if self._fd < 0 else f"fd={self._fd}"
         return f"<ringlet.AsyncFile name={self.name!r} mode={self.mode!r} {state}>"
 
-    @property
-    def closed(self) -> bool:
-        """True once close() has been called."""
-        return self._fd < 0
-
-    def fileno(self) -> int:
-        """The file descriptor."""
-        return self._open_fd()
+    def _raw(self) -> "AsyncFile":
+        return self
 
     def _open_fd(self) -> int:
         if self._fd < 0:
@@ -138,39 +256,163 @@ class AsyncFile:
             raise io.UnsupportedOperation("File not open for writing")
         return fd
 
+    # -- the read-ahead -------------------------------------------------------
+
+    def _take(self, size: int) -> bytes:
+        """Up to size bytes (all if size < 0) from the read-ahead."""
+        buf, pos = self._rbuf, self._rpos
+        end = len(buf) if size < 0 else min(len(buf), pos + size)
+        self._consume(end)
+        return buf[pos:end]
+
+    def _consume(self, end: int) -> None:
+        if end >= len(self._rbuf):
+            self._rbuf, self._rpos = b"", 0
+        else:
+            self._rpos = end
+
+    def _drop_read_ahead(self, fd: int) -> None:
+        """Move the kernel's file position back over the unread read-ahead and forget it."""
+        unread = len(self._rbuf) - self._rpos
+        if unread:
+            os.lseek(fd, -unread, os.SEEK_CUR)  # first: if it fails (a pipe), nothing is lost
+        self._rbuf, self._rpos = b"", 0
+
+    def _position(self) -> int:
+        """The file position as the reader sees it (the kernel's, less the read-ahead)."""
+        return os.lseek(self._open_fd(), 0, os.SEEK_CUR) - (len(self._rbuf) - self._rpos)
+
+    def _seek(self, offset: int, whence: int) -> int:
+        fd = self._open_fd()
+        if whence not in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END, os.SEEK_DATA, os.SEEK_HOLE):
+            raise ValueError(f"whence value {whence} unsupported")
+        self._drop_read_ahead(fd)
+        return os.lseek(fd, offset, whence)
+
+    # -- reading --------------------------------------------------------------
+
     async def read(self, size: Optional[int] = -1) -> bytes:
         """Read up to size bytes from the file position; all of it to end of
         file when size is -1 or None.  b"" at end of file."""
         fd = self._reading_fd()
-        size = -1 if size is None else operator.index(size)
+        size = _size_arg(size)
+        head = b""
+        if self._rbuf:
+            head = self._take(size)
+            if len(head) == size:
+                return head
+            size = size if size < 0 else size - len(head)
         if size >= 0:
-            return await self._engine._read(fd, size, -1)
-        return await _read_to_end(self._engine, fd)
+            data = await self._engine.read(fd, size, -1)
+        else:
+            engine = self._engine
+            st = await engine.statx(fd)
+            position = os.lseek(fd, 0, os.SEEK_CUR) if stat.S_ISREG(st.st_mode) else 0
+            data = await _read_to_end(engine, fd, st, position)
+        return head + data if head else data
+
+    async def readall(self) -> bytes:
+        """Read to end of file (read(-1))."""
+        return await self.read(-1)
+
+    async def read1(self, size: Optional[int] = -1) -> bytes:
+        """Read up to size bytes with at most one read from the kernel; to end
+        of file when size is -1 or None."""
+        self._reading_fd()
+        size = _size_arg(size)
+        if self._rbuf and size != 0:
+            return self._take(size)
+        return await self.read(size)
 
     async def readinto(self, buffer: Any) -> int:
         """Read into a writable bytes-like object; return the count read."""
-        return await self._engine._readinto(self._reading_fd(), buffer, -1)
+        fd = self._reading_fd()
+        if not self._rbuf:
+            return await self._engine.readinto(fd, buffer, -1)
+        view = memoryview(buffer).cast("B")
+        head = self._take(len(view))
+        view[:len(head)] = head
+        if len(head) == len(view):
+            return len(head)
+        return len(head) + await self._engine.readinto(fd, view[len(head):], -1)
+
+    async def readline(self, size: Optional[int] = -1) -> bytes:
+        """Read one line, up to and including b"\\n"; at most size bytes when
+        size >= 0.  b"" at end of file.  Reads ahead in chunks: see the class."""
+        fd = self._reading_fd()
+        size = _size_arg(size)
+        parts = []
+        total = 0
+        while True:
+            buf, pos = self._rbuf, self._rpos
+            end = len(buf) if size < 0 else min(len(buf), pos + size - total)
+            newline = buf.find(b"\n", pos, end)
+            if newline >= 0:
+                end = newline + 1
+            self._consume(end)
+            if newline >= 0 and not parts:
+                return buf[pos:end]  # the usual case: the whole line is in the read-ahead
+            parts.append(buf[pos:end])
+            total += end - pos
+            if newline >= 0 or total == size:
+                break
+            chunk = await self._engine.read(fd, _READ_CHUNK, -1)
+            if not chunk:
+                break
+            self._rbuf, self._rpos = chunk, 0
+        return b"".join(parts)
 
     async def pread(self, size: int, offset: int) -> bytes:
         """Read up to size bytes at offset, leaving the file position alone."""
-        # The hot path: the engine checks size's type and sign itself.
-        fd = self._fd
-        if fd < 0 or not self._readable:
-            self._reading_fd()  # raises the right error
-        if offset < 0:
+        fd = self._reading_fd()
+        size = operator.index(size)
+        if size < 0:
+            raise ValueError("size must be >= 0")
+        if operator.index(offset) < 0:
             raise ValueError("negative offset")
-        return await self._engine._read(fd, size, offset)
+        return await self._engine.read(fd, size, offset)
+
+    # -- writing --------------------------------------------------------------
 
     async def write(self, data: Any) -> int:
         """Write all of data at the file position (the end, in append mode)."""
-        return await self._engine._write(self._writing_fd(), data, -1)
+        fd = self._writing_fd()
+        if self._rbuf:
+            self._drop_read_ahead(fd)
+        return await self._engine.write(fd, data, -1)
+
+    async def writelines(self, lines: Iterable[Any]) -> None:
+        """Write each bytes-like object of lines (no separator is added)."""
+        self._writing_fd()
+        await _write_batched(self.write, lines, b"")
 
     async def pwrite(self, data: Any, offset: int) -> int:
         """Write all of data at offset, leaving the file position alone."""
         fd = self._writing_fd()
         if operator.index(offset) < 0:
             raise ValueError("negative offset")
-        return await self._engine._write(fd, data, offset)
+        if self._rbuf:  # the read-ahead may hold the old bytes
+            self._drop_read_ahead(fd)
+        return await self._engine.write(fd, data, offset)
+
+    async def truncate(self, size: Optional[int] = None) -> int:
+        """Resize the file to size bytes (default: the file position) and
+        return size; the file position does not change.  Uses io_uring's
+        ftruncate where the kernel has it (6.9+), ftruncate(2) otherwise."""
+        fd = self._writing_fd()
+        size = self._position() if size is None else operator.index(size)
+        if size < 0:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        self._drop_read_ahead(fd)
+        if self._engine.supports(_IORING_OP_FTRUNCATE):
+            await self._engine.ftruncate(fd, size)
+        else:
+            os.ftruncate(fd, size)
+        return size
+
+    async def flush(self) -> None:
+        """Nothing to do: a binary file buffers no writes.  (ValueError if closed.)"""
+        self._open_fd()
 
     async def fsync(self) -> None:
         """Flush data and metadata to the device (fsync(2))."""
@@ -180,25 +422,22 @@ class AsyncFile:
         """Flush data to the device (fdatasync(2))."""
         await self._engine.fsync(self._open_fd(), True)
 
+    # -- position and life ----------------------------------------------------
+
     async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move the file position (lseek(2) never waits on the device)."""
-        return os.lseek(self._open_fd(), offset, whence)
+        return self._seek(offset, whence)
 
     async def tell(self) -> int:
         """The file position."""
-        return os.lseek(self._open_fd(), 0, os.SEEK_CUR)
+        return self._position()
 
     async def close(self) -> None:
         """Close the file.  Calling it again does nothing."""
         fd, self._fd = self._fd, -1
+        self._rbuf, self._rpos = b"", 0
         if fd >= 0 and self._closefd:
-            await self._engine._close(fd)
-
-    async def __aenter__(self) -> "AsyncFile":
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self.close()
+            await self._engine.close(fd)
 
     def __del__(self) -> None:
         if getattr(self, "_fd", -1) >= 0 and self._closefd:
@@ -209,24 +448,423 @@ class AsyncFile:
                 pass
 
 
-async def _open_file(file: Any, mode: str, closefd: bool) -> AsyncFile:
-    flags, readable, writable = _mode_flags(mode)
+# A decoded chunk, kept while its characters may still be returned: the
+# decoder state before it, the byte offset it was read at (None if the file
+# cannot seek), its bytes, and where its characters start and end in _decoded.
+_Chunk = Tuple[Tuple[bytes, int], Optional[int], bytes, int, int]
+
+
+class AsyncTextFile(_FileBase):
+    """A text file opened with ringlet.open(): str in, str out, as built-in
+    open() in text mode, with every read and write going through the ring.
+
+    The differences from io.TextIOWrapper:
+
+    * tell() returns the byte offset of the next character to read (with the
+      decoder flags above bit 64, as CPython does, for encodings such as
+      UTF-16 whose decoder has state).  Read ahead is undone by decoding it
+      again, so the cookie is exact; if the next character does not start on
+      a byte boundary that a fresh decoder can start from, tell() raises
+      io.UnsupportedOperation (CPython would encode a character count).
+    * write() after a read writes at the position reached by the reads (tell()),
+      whereas CPython writes after its read-ahead.
+    * An unknown encoding or bad newline is refused before the file is opened
+      (built-in open() may already have created or truncated it).
+    """
+
+    __slots__ = ("buffer", "name", "mode", "encoding", "errors", "line_buffering", "_newline",
+                 "_decoder_factory", "_decoder", "_encoder", "_decoded", "_dpos", "_chunks",
+                 "_pending", "_pending_size", "_write_chunk")
+
+    def __init__(self, raw: AsyncFile, mode: str, encoding: str, errors: str, newline: Optional[str],
+                 line_buffering: bool = False, write_chunk: int = _WRITE_CHUNK) -> None:
+        self.buffer = raw
+        self.name = raw.name
+        self.mode = mode
+        self.encoding = encoding
+        self.errors = errors
+        self.line_buffering = line_buffering
+        self._newline = newline
+        self._write_chunk = write_chunk
+        self._decoder_factory = codecs.getincrementaldecoder(encoding)
+        self._decoder: Any = self._new_decoder() if raw._readable else None
+        self._encoder: Any = None
+        if raw._writable:
+            self._encoder = codecs.getincrementalencoder(encoding)(errors)
+            try:
+                if raw._position() != 0:  # no byte order mark in the middle of a file
+                    self._encoder.setstate(0)
+            except OSError:  # not seekable: a pipe
+                pass
+        self._decoded = ""              # decoded characters; those before _dpos are returned
+        self._dpos = 0
+        self._chunks: List[_Chunk] = []  # what _decoded came from, for tell()
+        self._pending: List[bytes] = []  # encoded writes not yet handed to the kernel
+        self._pending_size = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self.buffer._fd}"
+        return (f"<ringlet.AsyncTextFile name={self.name!r} mode={self.mode!r} "
+                f"encoding={self.encoding!r} {state}>")
+
+    def _raw(self) -> AsyncFile:
+        return self.buffer
+
+    @property
+    def newlines(self) -> Any:
+        """The line endings seen so far when reading with universal newlines
+        (newline None or ""): None, one of "\\r", "\\n", "\\r\\n", or a tuple."""
+        return getattr(self._decoder, "newlines", None)
+
+    def _new_decoder(self) -> Any:
+        decoder = self._decoder_factory(self.errors)
+        if self._newline is None or self._newline == "":
+            decoder = io.IncrementalNewlineDecoder(decoder, translate=self._newline is None)
+        return decoder
+
+    def _check_readable(self) -> None:
+        if self.buffer._fd < 0:
+            raise ValueError("I/O operation on closed file.")
+        if self._decoder is None:
+            raise io.UnsupportedOperation("not readable")
+
+    # -- the decoded read-ahead and tell() -------------------------------------
+
+    def _decoder_state(self, decoder: Any) -> Tuple[bytes, int, int]:
+        """(bytes the decoder holds, its flags without the pending-CR bit, pending CR 0/1)."""
+        pending, flags = decoder.getstate()
+        if isinstance(decoder, io.IncrementalNewlineDecoder):
+            return pending, flags & ~1, flags & 1
+        return pending, flags, 0
+
+    def _reset_reading(self, flags: Optional[int] = None) -> None:
+        """Forget the decoded read-ahead; restart the decoder (with flags, if given)."""
+        self._decoded, self._dpos, self._chunks = "", 0, []
+        if self._decoder is not None:
+            if flags is None:
+                self._decoder.reset()
+            else:
+                self._decoder.setstate((b"", flags))
+
+    def _trim(self) -> None:
+        """Drop the chunks whose characters have all been returned."""
+        chunks, k = self._chunks, self._dpos
+        if not chunks:
+            return
+        if k == len(self._decoded) and self._decoder_state(self._decoder)[:3:2] == (b"", 0):
+            self._decoded, self._dpos, self._chunks = "", 0, []  # all consumed, nothing held back
+            return
+        first = 0
+        while chunks[first][4] < k:
+            first += 1
+        cut = chunks[first][3]
+        if cut:
+            self._decoded = self._decoded[cut:]
+            self._dpos -= cut
+            self._chunks = [(s, p, d, a - cut, b - cut) for s, p, d, a, b in chunks[first:]]
+
+    async def _read_chunk(self, size: int = _TEXT_CHUNK) -> bool:
+        """Read and decode up to size bytes (to end of file if size < 0);
+        False at end of file."""
+        self._trim()
+        try:
+            position: Optional[int] = self.buffer._position()
+        except OSError:
+            position = None
+        state = self._decoder.getstate()
+        data = await self.buffer.read(size)
+        text = self._decoder.decode(data, final=size < 0 or not data)
+        start = len(self._decoded)
+        self._decoded += text
+        self._chunks.append((state, position, data, start, start + len(text)))
+        return bool(data)
+
+    def _decode_from(self, state: Tuple[bytes, int], data: bytes) -> Tuple[int, bytes, int, int]:
+        """Decode data from state: (characters out, counting a held-back CR; bytes held; flags; CR held)."""
+        decoder = self._new_decoder()
+        decoder.setstate(state)
+        count = len(decoder.decode(data))
+        pending, flags, cr = self._decoder_state(decoder)
+        return count + cr, pending, flags, cr
+
+    def _resumes_at(self, index: int, offset: int, flags: int, k: int) -> bool:
+        """Does a fresh decoder started at offset into chunk index give back _decoded[k:]?"""
+        tail = self._chunks[index][2][offset:offset + 64]
+        for later in self._chunks[index + 1:]:
+            if len(tail) >= 64:
+                break
+            tail += later[2][:64]
+        decoder = self._new_decoder()
+        decoder.setstate((b"", flags))
+        return self._decoded.startswith(decoder.decode(tail), k)
+
+    def _cookie(self) -> int:
+        """tell() of a text file: see the class docstring."""
+        if not self._chunks:
+            return self.buffer._position()  # nothing read since the last seek
+        k = self._dpos
+        index = next(i for i, chunk in enumerate(self._chunks) if chunk[4] >= k)
+        state, position, data, start, _ = self._chunks[index]
+        if position is None:
+            raise io.UnsupportedOperation("underlying stream is not seekable")
+        want = k - start
+        low, high = 0, len(data)  # the fewest bytes that decode to `want` characters
+        while low < high:
+            middle = (low + high) // 2
+            if self._decode_from(state, data[:middle])[0] >= want:
+                high = middle
+            else:
+                low = middle + 1
+        for offset in range(low, len(data) + 1):
+            count, held, flags, _ = self._decode_from(state, data[:offset])
+            if count > want:
+                break
+            if count == want and not held and self._resumes_at(index, offset, flags, k):
+                return (position + offset) | (flags << _COOKIE_BITS)
+        raise io.UnsupportedOperation("tell(): the read position is not on a byte boundary a decoder can start from")
+
+    def _rewind(self) -> None:
+        """Before a write or truncate: put the file position back where the reads reached."""
+        if self._chunks:
+            cookie = self._cookie()
+            self.buffer._seek(cookie & _COOKIE_MASK, os.SEEK_SET)
+            self._reset_reading(cookie >> _COOKIE_BITS)
+
+    # -- reading --------------------------------------------------------------
+
+    async def read(self, size: Optional[int] = -1) -> str:
+        """Read up to size characters; to end of file when size is -1 or None.
+        "" at end of file."""
+        self._check_readable()
+        size = _size_arg(size)
+        await self._flush_pending()
+        if size < 0:
+            await self._read_chunk(-1)
+        else:
+            while len(self._decoded) - self._dpos < size and await self._read_chunk():
+                pass
+        start = self._dpos
+        text = self._decoded[start:] if size < 0 else self._decoded[start:start + size]
+        self._dpos = start + len(text)
+        return text
+
+    def _line_end(self, start: int) -> int:
+        """Index just after the first line ending at or after start in _decoded, or -1."""
+        decoded, newline = self._decoded, self._newline
+        if newline is None or newline == "\n":
+            found = decoded.find("\n", start)
+            return found + 1 if found >= 0 else -1
+        if newline == "":
+            match = _UNIVERSAL_EOL.search(decoded, start)
+            return match.end() if match else -1
+        found = decoded.find(newline, start)
+        return found + len(newline) if found >= 0 else -1
+
+    async def readline(self, size: Optional[int] = -1) -> str:
+        """Read one line, with its line ending ("\\n" after translation when
+        newline is None); at most size characters when size >= 0.  "" at end of file."""
+        self._check_readable()
+        size = _size_arg(size)
+        await self._flush_pending()
+        searched = 0  # characters after _dpos already searched for a line ending
+        while True:
+            end = self._line_end(self._dpos + searched)
+            available = len(self._decoded) - self._dpos
+            if end >= 0 or 0 <= size <= available:
+                break
+            searched = max(available - 1, 0)  # "\r\n" may straddle two chunks
+            if not await self._read_chunk():
+                break
+        start = self._dpos
+        if end < 0:
+            end = len(self._decoded)
+        if 0 <= size < end - start:
+            end = start + size
+        self._dpos = end
+        return self._decoded[start:end]
+
+    # -- writing --------------------------------------------------------------
+
+    async def write(self, text: str) -> int:
+        """Write text (newlines translated as newline= says); return its length
+        in characters.  The encoded bytes are buffered until flush(), close(),
+        a read or seek, _WRITE_CHUNK bytes, or a line end with line buffering."""
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self.buffer._fd < 0:
+            raise ValueError("I/O operation on closed file.")
+        if self._encoder is None:
+            raise io.UnsupportedOperation("not writable")
+        if self._chunks:
+            self._rewind()
+        length = len(text)
+        newline = self._newline
+        line_end = self.line_buffering and ("\n" in text or "\r" in text)
+        if newline is None and os.linesep != "\n":  # pragma: no cover - not Linux
+            newline = os.linesep
+        if newline and newline != "\n":
+            text = text.replace("\n", newline)
+        data = self._encoder.encode(text)
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if line_end or self._pending_size >= self._write_chunk:
+            await self._flush_pending()
+        return length
+
+    async def writelines(self, lines: Iterable[str]) -> None:
+        """Write each string of lines (no separator is added)."""
+        await _write_batched(self.write, lines, "")
+
+    async def _flush_pending(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending, self._pending_size = [], 0
+            await self.buffer.write(data)
+
+    async def flush(self) -> None:
+        """Hand the buffered writes to the kernel (one write)."""
+        self.buffer._open_fd()
+        await self._flush_pending()
+
+    async def truncate(self, size: Optional[int] = None) -> int:
+        """Flush, then resize the file to size bytes (default: tell()); the
+        position does not change.  Returns size."""
+        self.buffer._writing_fd()
+        await self._flush_pending()
+        if size is None:
+            size = self._cookie() & _COOKIE_MASK
+        self._rewind()
+        return await self.buffer.truncate(size)
+
+    async def fsync(self) -> None:
+        """Flush, then fsync(2)."""
+        await self.flush()
+        await self.buffer.fsync()
+
+    async def fdatasync(self) -> None:
+        """Flush, then fdatasync(2)."""
+        await self.flush()
+        await self.buffer.fdatasync()
+
+    # -- position and life ----------------------------------------------------
+
+    async def tell(self) -> int:
+        """An opaque cookie for seek(): the byte offset of the next character
+        for stateless encodings such as UTF-8 (see the class docstring)."""
+        self.buffer._open_fd()
+        await self._flush_pending()
+        return self._cookie()
+
+    async def seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
+        """Go to a cookie from tell() (or 0); whence SEEK_CUR and SEEK_END
+        only with 0, as io.TextIOWrapper.  Returns the new cookie."""
+        self.buffer._open_fd()
+        cookie = operator.index(cookie)
+        if whence == os.SEEK_CUR:
+            if cookie != 0:
+                raise io.UnsupportedOperation("can't do nonzero cur-relative seeks")
+            cookie = await self.tell()
+        elif whence == os.SEEK_END:
+            if cookie != 0:
+                raise io.UnsupportedOperation("can't do nonzero end-relative seeks")
+            await self._flush_pending()
+            cookie = self.buffer._seek(0, os.SEEK_END)
+            self._reset_reading(None if cookie == 0 else 0)
+            self._reset_encoder(cookie)
+            return cookie
+        elif whence != os.SEEK_SET:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if cookie < 0:
+            raise ValueError(f"negative seek position {cookie}")
+        await self._flush_pending()
+        self.buffer._seek(cookie & _COOKIE_MASK, os.SEEK_SET)
+        self._reset_reading(None if cookie == 0 else cookie >> _COOKIE_BITS)
+        self._reset_encoder(cookie)
+        return cookie
+
+    def _reset_encoder(self, cookie: int) -> None:
+        if self._encoder is not None:
+            if cookie == 0:
+                self._encoder.reset()  # a byte order mark again at the start
+            else:
+                self._encoder.setstate(0)
+
+    async def close(self) -> None:
+        """Flush, then close the file.  Calling it again does nothing."""
+        if self.closed:
+            return
+        try:
+            await self._flush_pending()
+        finally:
+            self._reset_reading()
+            await self.buffer.close()
+
+    def __del__(self) -> None:
+        # Like a built-in file, do not lose what was written but never flushed;
+        # the binary file then warns (ResourceWarning) and closes the fd.
+        pending = getattr(self, "_pending", None)
+        if pending and getattr(self.buffer, "_fd", -1) >= 0:
+            try:
+                view = memoryview(b"".join(pending))
+                while view:
+                    view = view[os.write(self.buffer._fd, view):]
+            except OSError:
+                pass
+
+
+async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[str], errors: Optional[str],
+                     newline: Optional[str], closefd: bool, opener: Any) -> Union[AsyncFile, AsyncTextFile]:
+    flags, readable, writable, text = _mode_flags(mode)
+    buffering = operator.index(buffering)
+    if text:
+        if buffering == 0:
+            raise ValueError("can't have unbuffered text I/O")
+        encoding, errors, newline = _text_options(encoding, errors, newline)
+    else:
+        for value, what in ((encoding, "an encoding"), (errors, "an errors"), (newline, "a newline")):
+            if value is not None:
+                raise ValueError(f"binary mode doesn't take {what} argument")
+        if buffering == 1:
+            warnings.warn("line buffering (buffering=1) isn't supported in binary mode, "
+                          "the default buffer size will be used", RuntimeWarning, stacklevel=2)
     engine = get_engine()
+    binary_mode = mode.replace("t", "") + ("" if "b" in mode else "b")
     if isinstance(file, int) and not isinstance(file, bool):
         if file < 0:
             raise ValueError("negative file descriptor")
-        return AsyncFile(engine, file, file, mode, readable, writable, closefd)
-    if not closefd:
-        raise ValueError("Cannot use closefd=False with file name")
-    path, name = _fspath(file)
-    fd = await engine._open(path, flags, 0o666, name)
-    if not writable:  # for writing, openat(2) itself refuses a directory
-        try:
-            _reject_directory(fd, name)
-        except BaseException:
-            await engine._close(fd)
-            raise
-    return AsyncFile(engine, fd, name, mode, readable, writable)
+        fd, name, owned = file, file, closefd
+    else:
+        if not closefd:
+            raise ValueError("Cannot use closefd=False with file name")
+        path, name = _fspath(file)
+        if opener is None:
+            fd = await engine.open(path, flags, 0o666, name)
+        else:
+            fd = opener(name, flags | os.O_CLOEXEC)
+            if not isinstance(fd, int):
+                raise TypeError("expected integer from opener")
+            if fd < 0:
+                raise ValueError(f"opener returned {fd}")
+        owned = True
+    raw = AsyncFile(engine, fd, name, binary_mode if text else mode, readable, writable, owned)
+    try:
+        if not isinstance(file, int):
+            st = await engine.statx(fd)
+            if stat.S_ISDIR(st.st_mode):  # built-in open() refuses directories too
+                raise _isdir_error(name)
+        if "a" in mode:  # as built-in open(): the position starts at the end
+            try:
+                os.lseek(fd, 0, os.SEEK_END)
+            except OSError as exc:
+                if exc.errno != errno.ESPIPE:
+                    raise
+        if not text:
+            return raw
+        return AsyncTextFile(raw, mode, encoding, errors, newline, line_buffering=buffering == 1,
+                             write_chunk=buffering if buffering > 1 else _WRITE_CHUNK)
+    except BaseException:
+        await raw.close()
+        raise
 
 
 class _Opening(collections.abc.Coroutine):
@@ -236,11 +874,11 @@ class _Opening(collections.abc.Coroutine):
 
     __slots__ = ("_coro", "_file")
 
-    def __init__(self, coro: Coroutine[Any, Any, AsyncFile]) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, Union[AsyncFile, AsyncTextFile]]) -> None:
         self._coro = coro
-        self._file: Optional[AsyncFile] = None
+        self._file: Optional[Union[AsyncFile, AsyncTextFile]] = None
 
-    def __await__(self) -> Generator[Any, None, AsyncFile]:
+    def __await__(self) -> Generator[Any, None, Union[AsyncFile, AsyncTextFile]]:
         return self._coro.__await__()
 
     def send(self, value: Any) -> Any:
@@ -252,7 +890,7 @@ class _Opening(collections.abc.Coroutine):
     def close(self) -> None:
         self._coro.close()
 
-    async def __aenter__(self) -> AsyncFile:
+    async def __aenter__(self) -> Any:
         self._file = await self._coro
         return self._file
 
@@ -261,14 +899,32 @@ class _Opening(collections.abc.Coroutine):
             await self._file.close()
 
 
-def open(file: Union[PathArg, int], mode: str = "rb", *, closefd: bool = True) -> _Opening:
+def open(file: Union[PathArg, int], mode: str = "r", buffering: int = -1, encoding: Optional[str] = None,
+         errors: Optional[str] = None, newline: Optional[str] = None, closefd: bool = True,
+         opener: Optional[Callable[[Any, int], int]] = None, *, loop: Any = None, executor: Any = None) -> _Opening:
     """Open a file for asynchronous I/O through io_uring.
 
-    Modes are those of built-in open() in binary: r, w, a, x, with + for
-    update.  Use ``f = await ringlet.open(...)`` or ``async with
-    ringlet.open(...) as f``.  Errors are those open() raises.
+    The arguments are those of built-in open().  A binary mode ("rb", "wb",
+    "r+b", ...) gives an AsyncFile; a text mode ("r", "w", "a", "x", with "+"
+    or "t") gives an AsyncTextFile that decodes with encoding (default: the
+    locale's, as open()), errors and newline as io.TextIOWrapper does.
+    buffering=1 in text mode flushes at each line end; a value > 1 is the
+    size at which buffered text writes are flushed.  Binary files buffer no
+    writes.  opener(path, flags) is called, blocking, as built-in open() does.
+
+    Use ``f = await ringlet.open(...)`` or ``async with ringlet.open(...) as
+    f``.  Errors are those open() raises.  loop and executor are accepted for
+    aiofiles compatibility: executor is ignored (there is no thread pool) and
+    loop, if given, must be the running loop.
     """
-    return _Opening(_open_file(file, mode, closefd))
+    return _Opening(_open_checked(file, mode, buffering, encoding, errors, newline, closefd, opener, loop))
+
+
+async def _open_checked(file: Any, mode: str, buffering: int, encoding: Optional[str], errors: Optional[str],
+                        newline: Optional[str], closefd: bool, opener: Any, loop: Any) -> Union[AsyncFile, AsyncTextFile]:
+    if loop is not None and loop is not asyncio.get_running_loop():
+        raise ValueError("ringlet.open(loop=...) must be the running loop: ringlet uses the running loop's engine")
+    return await _open_file(file, mode, buffering, encoding, errors, newline, closefd, opener)
 
 
 async def read_file(path: PathArg) -> bytes:
