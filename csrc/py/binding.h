@@ -31,6 +31,7 @@ typedef struct {
     struct rl_ring ring;
     int ring_open;              /* 0 after shutdown: operations raise */
     int shutting_down;          /* completions are dropped, not delivered */
+    int flush_scheduled;        /* a call_soon(_flush) is pending for deferred submissions */
     unsigned long thread_id;    /* the loop's thread: the only one that may submit */
     unsigned long fork_generation;
     PyObject *loop_ref;         /* weak reference to the event loop */
@@ -65,6 +66,8 @@ typedef struct {
     int64_t offset;             /* -1: the file position */
     size_t length;              /* bytes asked for */
     size_t done;                /* write: bytes written so far */
+    char *bounce;               /* O_DIRECT: the aligned memory the kernel uses, or NULL */
+    size_t bounce_skip;         /* read: where the bytes asked for start in bounce */
     struct op_times {           /* CLOCK_MONOTONIC ns, when traced (0: did not happen) */
         int64_t submitted, returned, reaped, resolved, resumed;
         unsigned long submit_thread, reap_thread;
@@ -112,6 +115,7 @@ void op_copy_done(struct rl_copy *copy, int64_t result);
 void op_batch_part_complete(struct rl_cell *cell);
 
 /* engine.c */
+int engine_schedule_flush(EngineObject *engine);
 unsigned long ringlet_fork_generation(void);
 int ringlet_register_atfork(void);
 PyObject *ringlet_oserror(int err, PyObject *filename);

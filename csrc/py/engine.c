@@ -104,17 +104,89 @@ PyDoc_STRVAR(engine_lazy_doc,
 "the kernel completed inline, no future is made -- it returns an awaitable\n"
 "holding the result, or raises the error at once.");
 
+/* Where the kernel reads or writes for an op: the op's own memory, or with
+ * O_DIRECT (align > 0) a bounce buffer covering the aligned range around
+ * [offset, offset + length), because the kernel needs memory, offset and
+ * length aligned.  A write must be aligned itself (the caller keeps a
+ * buffered descriptor for the rest); its data is copied, so the caller's
+ * buffer is free at once.  0, or -1 with an exception set. */
+struct kernel_io {
+    char *buf;
+    unsigned len;
+    int64_t offset;
+};
+
+static int op_kernel_io(OpObject *op, char *memory, unsigned align, struct kernel_io *io)
+{
+    io->buf = memory;
+    io->len = (unsigned)op->length;
+    io->offset = op->offset;
+    if (align == 0)
+        return 0;
+    if (align < 512 || align > (1u << 20) || (align & (align - 1))) {
+        PyErr_SetString(PyExc_ValueError, "align must be a power of two from 512 to 1 MiB");
+        return -1;
+    }
+    if (op->offset < 0) {
+        PyErr_SetString(PyExc_ValueError, "O_DIRECT I/O needs an explicit offset");
+        return -1;
+    }
+    int64_t start = op->offset & ~(int64_t)(align - 1);
+    int64_t end = (op->offset + (int64_t)op->length + align - 1) & ~(int64_t)(align - 1);
+    if (op->kind == OP_WRITE && (start != op->offset || end != op->offset + (int64_t)op->length)) {
+        PyErr_Format(PyExc_ValueError, "an O_DIRECT write needs offset and length multiples of %u", align);
+        return -1;
+    }
+    if (posix_memalign((void **)&op->bounce, align, end > start ? (size_t)(end - start) : align) != 0) {
+        op->bounce = NULL;
+        PyErr_NoMemory();
+        return -1;
+    }
+    op->bounce_skip = (size_t)(op->offset - start);
+    if (op->kind == OP_WRITE) {
+        memcpy(op->bounce, memory, op->length);
+        PyBuffer_Release(&op->u.view); /* copied: the caller's buffer is free */
+    }
+    io->buf = op->bounce;
+    io->len = (unsigned)(end - start);
+    io->offset = start;
+    return 0;
+}
+
+/* The optional trailing arguments offset=-1 and align=0 of read/readinto/write. */
+static int parse_offset_align(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t first, int64_t *offset,
+                              unsigned *align)
+{
+    *offset = -1;
+    *align = 0;
+    if (nargs > first && parse_offset(args[first], offset) < 0)
+        return -1;
+    if (nargs > first + 1) {
+        unsigned long a = PyLong_AsUnsignedLong(args[first + 1]);
+        if (a == (unsigned long)-1 && PyErr_Occurred())
+            return -1;
+        *align = a > (1u << 20) ? (1u << 21) : (unsigned)a; /* too big: refused by op_kernel_io */
+    }
+    return 0;
+}
+
+/* O_DIRECT caps a transfer so that its aligned range still fits one kernel call. */
+#define RL_MAX_DIRECT (RL_MAX_RW - (2u << 20))
+
 PyDoc_STRVAR(engine_read_doc,
-"read(fd, size, offset=-1, /) -> Future[bytes]\n\n"
+"read(fd, size, offset=-1, align=0, /) -> Future[bytes]\n\n"
 "Read up to size bytes at offset (-1: the file position).  The result is\n"
-"shorter only at end of file.");
+"shorter only at end of file.  align > 0: the descriptor is O_DIRECT and\n"
+"the kernel reads an aligned range into aligned memory, of which the part\n"
+"asked for is returned (any offset and size work).");
 
 static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int want_future)
 {
     int fd;
-    int64_t offset = -1;
-    if (nargs < 2 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "read(fd, size, offset=-1)");
+    int64_t offset;
+    unsigned align;
+    if (nargs < 2 || nargs > 4) {
+        PyErr_SetString(PyExc_TypeError, "read(fd, size, offset=-1, align=0)");
         return NULL;
     }
     if (parse_int(args[0], "fd", &fd) < 0)
@@ -126,25 +198,23 @@ static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_
         PyErr_SetString(PyExc_ValueError, "size must be >= 0");
         return NULL;
     }
-    if (nargs == 3 && parse_offset(args[2], &offset) < 0)
+    if (parse_offset_align(args, nargs, 2, &offset, &align) < 0 || engine_check(self) < 0)
         return NULL;
-    if (engine_check(self) < 0)
-        return NULL;
-    if ((size_t)size > RL_MAX_RW)
-        size = RL_MAX_RW;
+    if ((size_t)size > (align ? RL_MAX_DIRECT : RL_MAX_RW))
+        size = align ? RL_MAX_DIRECT : RL_MAX_RW;
     OpObject *op = op_new(self, OP_READ, "read");
     if (op == NULL)
         return NULL;
-    op->obj = PyBytes_FromStringAndSize(NULL, size);
-    if (op->obj == NULL) {
-        Py_DECREF(op);
-        return NULL;
-    }
     op->fd = fd;
     op->offset = offset;
     op->length = (size_t)size;
-    return engine_launch_as(op, rl_op_read(&self->ring, &op->cell, fd, PyBytes_AS_STRING(op->obj),
-                                           (unsigned)size, offset), want_future);
+    struct kernel_io io;
+    op->obj = PyBytes_FromStringAndSize(NULL, size);
+    if (op->obj == NULL || op_kernel_io(op, PyBytes_AS_STRING(op->obj), align, &io) < 0) {
+        Py_DECREF(op);
+        return NULL;
+    }
+    return engine_launch_as(op, rl_op_read(&self->ring, &op->cell, fd, io.buf, io.len, io.offset), want_future);
 }
 
 #define ARGS args, nargs
@@ -155,17 +225,16 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
                                   int want_future)
 {
     int fd;
-    int64_t offset = -1;
-    const char *usage = kind == OP_WRITE ? "write(fd, data, offset=-1)" : "readinto(fd, buffer, offset=-1)";
-    if (nargs < 2 || nargs > 3) {
+    int64_t offset;
+    unsigned align;
+    const char *usage = kind == OP_WRITE ? "write(fd, data, offset=-1, align=0)"
+                                         : "readinto(fd, buffer, offset=-1, align=0)";
+    if (nargs < 2 || nargs > 4) {
         PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
-    if (parse_int(args[0], "fd", &fd) < 0)
-        return NULL;
-    if (nargs == 3 && parse_offset(args[2], &offset) < 0)
-        return NULL;
-    if (engine_check(self) < 0)
+    if (parse_int(args[0], "fd", &fd) < 0 || parse_offset_align(args, nargs, 2, &offset, &align) < 0 ||
+        engine_check(self) < 0)
         return NULL;
     OpObject *op = op_new(self, kind, kind == OP_WRITE ? "write" : "readinto");
     if (op == NULL)
@@ -183,19 +252,29 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
         }
         return NULL;
     }
+    size_t cap = align ? RL_MAX_DIRECT : RL_MAX_RW;
     op->fd = fd;
     op->offset = offset;
     op->length = (size_t)op->u.view.len;
-    unsigned len = op->length > RL_MAX_RW ? RL_MAX_RW : (unsigned)op->length;
-    int queued = kind == OP_WRITE ? rl_op_write(&self->ring, &op->cell, fd, op->u.view.buf, len, offset)
-                                  : rl_op_read(&self->ring, &op->cell, fd, op->u.view.buf, len, offset);
+    if (kind != OP_WRITE && op->length > cap)
+        op->length = cap; /* a read may be short; a write continues past the cap */
+    struct kernel_io io;
+    if (op_kernel_io(op, op->u.view.buf, align, &io) < 0) {
+        Py_DECREF(op);
+        return NULL;
+    }
+    if (io.len > cap)
+        io.len = kind == OP_WRITE && align ? cap & ~(align - 1) : cap;
+    int queued = kind == OP_WRITE ? rl_op_write(&self->ring, &op->cell, fd, io.buf, io.len, io.offset)
+                                  : rl_op_read(&self->ring, &op->cell, fd, io.buf, io.len, io.offset);
     return engine_launch_as(op, queued, want_future);
 }
 
 PyDoc_STRVAR(engine_readinto_doc,
-"readinto(fd, buffer, offset=-1, /) -> Future[int]\n\n"
+"readinto(fd, buffer, offset=-1, align=0, /) -> Future[int]\n\n"
 "Read into a writable, contiguous buffer; the buffer is held (cannot be\n"
-"resized) until the kernel has completed, even if the wait is cancelled.");
+"resized) until the kernel has completed, even if the wait is cancelled.\n"
+"align > 0: O_DIRECT, as for read().");
 
 static PyObject *engine_readinto_impl(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int want_future)
 {
@@ -204,10 +283,11 @@ static PyObject *engine_readinto_impl(EngineObject *self, PyObject *const *args,
 RL_TWINS(readinto, engine_readinto_impl, RL_FASTCALL)
 
 PyDoc_STRVAR(engine_write_doc,
-"write(fd, data, offset=-1, /) -> Future[int]\n\n"
+"write(fd, data, offset=-1, align=0, /) -> Future[int]\n\n"
 "Write all of data (a contiguous bytes-like object) at offset (-1: the file\n"
 "position).  Short writes are continued; the result is len(data) or an\n"
-"OSError.");
+"OSError.  align > 0: O_DIRECT; offset and length must be multiples of\n"
+"align, and data is copied into aligned memory (data is free at once).");
 
 static PyObject *engine_write_impl(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int want_future)
 {
@@ -591,6 +671,43 @@ error_no_requests:
 RL_TWINS(read_many, engine_read_many_impl, RL_FASTCALL)
 #undef ARGS
 
+int engine_schedule_flush(EngineObject *engine)
+{
+    if (engine->flush_scheduled)
+        return 0;
+    PyObject *loop = PyWeakref_GetObject(engine->loop_ref);
+    PyObject *flush = loop && loop != Py_None ? PyObject_GetAttrString((PyObject *)engine, "_flush") : NULL;
+    PyObject *r = flush ? PyObject_CallMethod(loop, "call_soon", "O", flush) : NULL;
+    Py_XDECREF(flush);
+    if (r == NULL) {
+        PyErr_Clear();
+        return -2;
+    }
+    Py_DECREF(r);
+    engine->flush_scheduled = 1;
+    return 0;
+}
+
+PyDoc_STRVAR(engine_flush_doc,
+"_flush() -> None\n\n"
+"Submit what waits in the SQ (O_DIRECT operations wait for the end of the\n"
+"loop tick, so that many go in one io_uring_enter); scheduled with call_soon.");
+
+static PyObject *engine_flush(EngineObject *self, PyObject *Py_UNUSED(ignored))
+{
+    self->flush_scheduled = 0;
+    if (!self->ring_open || engine_check(self) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    int ret = rl_ring_submit_and_reap(&self->ring);
+    if (ret < 0) {
+        errno = -ret;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(engine_drain_doc,
 "drain() -> int\n\n"
 "Reap the completions that are ready and resolve their futures; the loop\n"
@@ -790,6 +907,7 @@ static PyMethodDef engine_methods[] = {
     {"read_many", (PyCFunction)(void (*)(void))engine_read_many, METH_FASTCALL, engine_read_many_doc},
     {"_read_many", (PyCFunction)(void (*)(void))engine__read_many, METH_FASTCALL, engine_lazy_doc},
     {"drain", (PyCFunction)engine_drain, METH_NOARGS, engine_drain_doc},
+    {"_flush", (PyCFunction)engine_flush, METH_NOARGS, engine_flush_doc},
     {"shutdown", (PyCFunction)(void (*)(void))engine_shutdown, METH_VARARGS | METH_KEYWORDS, engine_shutdown_doc},
     {"stats", (PyCFunction)engine_stats, METH_NOARGS, engine_stats_doc},
     {"fileno", (PyCFunction)engine_fileno, METH_NOARGS, engine_fileno_doc},

@@ -6,6 +6,7 @@
 #include "binding.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -81,6 +82,8 @@ static void op_release(OpObject *op)
     }
     Py_CLEAR(op->obj);
     Py_CLEAR(op->obj2);
+    free(op->bounce);
+    op->bounce = NULL;
 }
 
 PyObject *ringlet_oserror(int err, PyObject *filename)
@@ -269,10 +272,22 @@ void op_finish(OpObject *op, int64_t res)
     Py_DECREF(op); /* the ring's reference */
 }
 
+/* O_DIRECT read into the bounce buffer: copy out the part asked for. */
+static int64_t op_copy_from_bounce(OpObject *op, int64_t res)
+{
+    int64_t n = res - (int64_t)op->bounce_skip;
+    n = n < 0 ? 0 : n > (int64_t)op->length ? (int64_t)op->length : n;
+    char *dest = op->kind == OP_READ ? PyBytes_AS_STRING(op->obj) : op->u.view.buf;
+    memcpy(dest, op->bounce + op->bounce_skip, (size_t)n);
+    return n;
+}
+
 void op_complete(struct rl_cell *cell)
 {
     OpObject *op = OP_FROM_CELL(cell);
     int64_t res = cell->result;
+    if (op->bounce && op->kind != OP_WRITE && res >= 0)
+        res = op_copy_from_bounce(op, res);
     if (op->kind == OP_WRITE && res >= 0) {
         op->done += (size_t)res;
         if (op->done < op->length && !op->engine->shutting_down && !op->abandoned) {
@@ -282,7 +297,8 @@ void op_complete(struct rl_cell *cell)
             else {
                 int64_t off = op->offset < 0 ? -1 : op->offset + (int64_t)op->done;
                 size_t left = op->length - op->done;
-                res = rl_op_write(&op->engine->ring, cell, op->fd, (char *)op->u.view.buf + op->done,
+                const char *data = op->bounce ? op->bounce : op->u.view.buf;
+                res = rl_op_write(&op->engine->ring, cell, op->fd, data + op->done,
                                   left > 0x7ffff000u ? 0x7ffff000u : (unsigned)left, off);
                 if (res == 0)
                     return; /* in flight again: the ring keeps its reference */
@@ -384,7 +400,11 @@ PyObject *op_launch(OpObject *op, int want_future)
             op->times.submitted = now_ns();
             op->times.submit_thread = PyThread_get_thread_ident();
         }
-        ret = rl_ring_submit_and_reap(&op->engine->ring);
+        /* O_DIRECT never completes inline: its SQE waits for the end of the
+         * loop tick and goes with the others in one io_uring_enter. */
+        ret = op->bounce ? engine_schedule_flush(op->engine) : rl_ring_submit_and_reap(&op->engine->ring);
+        if (ret == -2)
+            ret = -EIO; /* scheduling failed: reported as the op's error, the SQE stays queued */
         if (op->traced) {
             op->times.returned = now_ns();
             if (op->finished) { /* completed inline: awaiting it will not suspend */
