@@ -7,6 +7,8 @@ library, so the installed module does not depend on liburing.so at run time.
 
 Environment:
     RINGLET_SANITIZE=1   build with AddressSanitizer + UBSan (see `make sanitize`).
+    RINGLET_FAULTS=1     compile in fault injection for tests (`ringlet._ringlet._fault_arm`);
+                         never in a normal build.
 """
 
 import glob
@@ -130,6 +132,8 @@ class BuildExt(build_ext):
             # Keep liburing's symbols private to our .so so they cannot clash
             # with another extension that brings its own liburing.
             ext.extra_link_args.append("-Wl,--exclude-libs,liburing.a")
+            if os.environ.get("RINGLET_FAULTS", "") not in ("", "0"):
+                ext.define_macros.append(("RINGLET_FAULTS", "1"))
             if sanitize:
                 # Later flags win, so -O1 overrides the default -O2.
                 ext.extra_compile_args += san_flags

@@ -28,6 +28,7 @@ struct rl_cell {
     uint32_t cqe_flags;
     uint8_t state;          /* enum rl_cell_state */
     uint8_t reaped_inline;  /* the completion was reaped inside the submitting call */
+    uint8_t opcode;         /* IORING_OP_* of the request in flight */
 };
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "ops.h"
 
 static void rl_copy_slot_complete(struct rl_cell *cell);
@@ -46,7 +47,9 @@ static void rl_copy_slot_complete(struct rl_cell *cell)
     struct rl_copy *copy = s->copy;
     int res = cell->result;
     copy->busy--;
-    if (res < 0) {
+    if (res == -EAGAIN) {
+        /* The kernel had no room: the same step again. */
+    } else if (res < 0) {
         rl_copy_fail(copy, res);
     } else if (s->writing) {
         s->written += (unsigned)res;
@@ -78,7 +81,7 @@ struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsi
         *err = -EINVAL;
         return NULL;
     }
-    struct rl_copy *copy = calloc(1, sizeof *copy);
+    struct rl_copy *copy = rl_fault_hit(RL_FAULT_ALLOC) ? NULL : calloc(1, sizeof *copy);
     if (!copy) {
         *err = -ENOMEM;
         return NULL;

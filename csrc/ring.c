@@ -1,5 +1,7 @@
 #include "ring.h"
 
+#include "fault.h"
+
 #include <errno.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -98,6 +100,8 @@ void rl_ring_exit(struct rl_ring *r)
 
 struct io_uring_sqe *rl_ring_sqe(struct rl_ring *r)
 {
+    if (rl_fault_hit(RL_FAULT_ALLOC))
+        return NULL;
     if (!r->overflow_head) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
         if (!sqe && rl_ring_submit(r) > 0)
@@ -120,6 +124,7 @@ struct io_uring_sqe *rl_ring_sqe(struct rl_ring *r)
 void rl_ring_arm(struct rl_ring *r, struct io_uring_sqe *sqe, struct rl_cell *cell)
 {
     io_uring_sqe_set_data(sqe, cell);
+    cell->opcode = sqe->opcode;
     cell->state = RL_CELL_IN_FLIGHT;
     cell->reaped_inline = 0;
     r->stats.submitted++;
@@ -151,15 +156,34 @@ int rl_ring_submit(struct rl_ring *r)
         if (io_uring_sq_ready(&r->ring) == 0)
             return taken;
         r->stats.enter_calls++;
-        int ret = io_uring_submit(&r->ring);
-        if (ret == -EAGAIN || ret == -EBUSY || ret == -EINTR)
-            return taken; /* the kernel is short of room; retried on the next submit */
+        int ret = rl_fault_hit(RL_FAULT_ENTER);
+        if (ret == 0)
+            ret = io_uring_submit(&r->ring);
+        if (ret == -EAGAIN || ret == -EBUSY || ret == -EINTR) {
+            /* The kernel is short of room (EBUSY: until completions are
+             * reaped).  The SQEs stay queued; wake the loop so that its drain
+             * reaps and submits again. */
+            eventfd_write(r->wake_fd, 1);
+            return taken;
+        }
         if (ret < 0)
             return ret;
         taken += ret;
         if (!r->overflow_head || ret == 0)
             return taken;
     }
+}
+
+/* Test builds only: make a read or write completion fail or come back short. */
+static inline void rl_ring_fault_cqe(const struct rl_cell *cell, int32_t *res)
+{
+    if (cell == RL_INTERNAL_USER_DATA || (cell->opcode != IORING_OP_READ && cell->opcode != IORING_OP_WRITE))
+        return;
+    int err = rl_fault_hit(RL_FAULT_CQE);
+    if (err)
+        *res = err;
+    else if (*res > 1 && rl_fault_hit(RL_FAULT_SHORT))
+        *res /= 2;
 }
 
 unsigned rl_ring_reap(struct rl_ring *r, unsigned max)
@@ -179,6 +203,7 @@ unsigned rl_ring_reap(struct rl_ring *r, unsigned max)
             batch[i].cell = io_uring_cqe_get_data(cqes[i]);
             batch[i].res = cqes[i]->res;
             batch[i].flags = cqes[i]->flags;
+            rl_ring_fault_cqe(batch[i].cell, &batch[i].res);
         }
         io_uring_cq_advance(&r->ring, n);
         int inline_ = r->reaping_inline;

@@ -43,7 +43,21 @@ typedef struct {
 } EngineObject;
 
 
+/* The kernel moves at most RL_MAX_RW bytes in one read or write.  Longer
+ * writes go in pieces of RL_MAX_DIRECT, a multiple of any O_DIRECT alignment
+ * up to 1 MiB, which also caps an O_DIRECT read so its aligned range fits. */
+#define RL_MAX_RW 0x7ffff000u
+#define RL_MAX_DIRECT 0x7fd00000u
+
 struct batch_part;
+
+/* The kernel's side of a read or write: the memory, length and offset it is
+ * given (the op's own buffer, or an aligned bounce buffer for O_DIRECT). */
+struct kernel_io {
+    char *buf;
+    size_t len;
+    int64_t offset;             /* -1: the file position */
+};
 
 typedef struct {
     PyObject_HEAD
@@ -66,6 +80,7 @@ typedef struct {
     int64_t offset;             /* -1: the file position */
     size_t length;              /* bytes asked for */
     size_t done;                /* write: bytes written so far */
+    struct kernel_io io;        /* read/readinto/write */
     char *bounce;               /* O_DIRECT: the aligned memory the kernel uses, or NULL */
     size_t bounce_skip;         /* read: where the bytes asked for start in bounce */
     struct op_times {           /* CLOCK_MONOTONIC ns, when traced (0: did not happen) */
@@ -92,6 +107,7 @@ struct batch_part {
     struct rl_cell cell;
     OpObject *op;
     Py_ssize_t index;
+    int64_t offset;
 };
 
 #define OP_FROM_CELL(c) ((OpObject *)((char *)(c) - offsetof(OpObject, cell)))
@@ -111,6 +127,8 @@ void op_complete(struct rl_cell *cell);      /* the continuation of every Python
 /* Delivers the outcome (res >= 0, or -errno), frees what the kernel held and
  * drops the ring's reference to the op. */
 void op_finish(OpObject *op, int64_t res);
+/* Queues (again) the kernel side of a read/readinto/write, from op->done on. */
+int op_queue_io(OpObject *op);
 void op_copy_done(struct rl_copy *copy, int64_t result);
 void op_batch_part_complete(struct rl_cell *cell);
 

@@ -12,8 +12,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/* The kernel moves at most this many bytes in one read or write. */
-#define RL_MAX_RW 0x7ffff000u
 
 static unsigned long fork_generation;
 
@@ -110,16 +108,11 @@ PyDoc_STRVAR(engine_lazy_doc,
  * length aligned.  A write must be aligned itself (the caller keeps a
  * buffered descriptor for the rest); its data is copied, so the caller's
  * buffer is free at once.  0, or -1 with an exception set. */
-struct kernel_io {
-    char *buf;
-    unsigned len;
-    int64_t offset;
-};
-
-static int op_kernel_io(OpObject *op, char *memory, unsigned align, struct kernel_io *io)
+static int op_kernel_io(OpObject *op, char *memory, unsigned align)
 {
+    struct kernel_io *io = &op->io;
     io->buf = memory;
-    io->len = (unsigned)op->length;
+    io->len = op->length;
     io->offset = op->offset;
     if (align == 0)
         return 0;
@@ -148,7 +141,7 @@ static int op_kernel_io(OpObject *op, char *memory, unsigned align, struct kerne
         PyBuffer_Release(&op->u.view); /* copied: the caller's buffer is free */
     }
     io->buf = op->bounce;
-    io->len = (unsigned)(end - start);
+    io->len = (size_t)(end - start);
     io->offset = start;
     return 0;
 }
@@ -170,8 +163,6 @@ static int parse_offset_align(PyObject *const *args, Py_ssize_t nargs, Py_ssize_
     return 0;
 }
 
-/* O_DIRECT caps a transfer so that its aligned range still fits one kernel call. */
-#define RL_MAX_DIRECT (RL_MAX_RW - (2u << 20))
 
 PyDoc_STRVAR(engine_read_doc,
 "read(fd, size, offset=-1, align=0, /) -> Future[bytes]\n\n"
@@ -208,13 +199,12 @@ static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_
     op->fd = fd;
     op->offset = offset;
     op->length = (size_t)size;
-    struct kernel_io io;
     op->obj = PyBytes_FromStringAndSize(NULL, size);
-    if (op->obj == NULL || op_kernel_io(op, PyBytes_AS_STRING(op->obj), align, &io) < 0) {
+    if (op->obj == NULL || op_kernel_io(op, PyBytes_AS_STRING(op->obj), align) < 0) {
         Py_DECREF(op);
         return NULL;
     }
-    return engine_launch_as(op, rl_op_read(&self->ring, &op->cell, fd, io.buf, io.len, io.offset), want_future);
+    return engine_launch_as(op, op_queue_io(op), want_future);
 }
 
 #define ARGS args, nargs
@@ -252,22 +242,17 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
         }
         return NULL;
     }
-    size_t cap = align ? RL_MAX_DIRECT : RL_MAX_RW;
     op->fd = fd;
     op->offset = offset;
     op->length = (size_t)op->u.view.len;
+    size_t cap = align ? RL_MAX_DIRECT : RL_MAX_RW;
     if (kind != OP_WRITE && op->length > cap)
-        op->length = cap; /* a read may be short; a write continues past the cap */
-    struct kernel_io io;
-    if (op_kernel_io(op, op->u.view.buf, align, &io) < 0) {
+        op->length = cap; /* a read may be short; a write goes on past the cap (op_queue_io) */
+    if (op_kernel_io(op, op->u.view.buf, align) < 0) {
         Py_DECREF(op);
         return NULL;
     }
-    if (io.len > cap)
-        io.len = kind == OP_WRITE && align ? cap & ~(align - 1) : cap;
-    int queued = kind == OP_WRITE ? rl_op_write(&self->ring, &op->cell, fd, io.buf, io.len, io.offset)
-                                  : rl_op_read(&self->ring, &op->cell, fd, io.buf, io.len, io.offset);
-    return engine_launch_as(op, queued, want_future);
+    return engine_launch_as(op, op_queue_io(op), want_future);
 }
 
 PyDoc_STRVAR(engine_readinto_doc,
@@ -639,6 +624,7 @@ static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args
         part->cell.on_complete = op_batch_part_complete;
         part->op = op;
         part->index = i;
+        part->offset = offsets[i];
         queued = rl_op_read(&self->ring, &part->cell, fd, PyBytes_AS_STRING(op->u.batch.items[i]),
                             (unsigned)sizes[i], offsets[i]);
         if (queued < 0) {

@@ -36,8 +36,55 @@ static PyObject *ringlet_probe(PyObject *module, PyObject *Py_UNUSED(ignored))
     return result;
 }
 
+#ifdef RINGLET_FAULTS
+#include "fault.h"
+
+static const char *const fault_names[RL_FAULT_KINDS] = {"alloc", "enter", "cqe", "short"};
+
+static int fault_kind(const char *name)
+{
+    for (int k = 0; k < RL_FAULT_KINDS; k++)
+        if (strcmp(name, fault_names[k]) == 0)
+            return k;
+    PyErr_Format(PyExc_ValueError, "fault kind must be alloc, enter, cqe or short, not %.50s", name);
+    return -1;
+}
+
+PyDoc_STRVAR(fault_arm_doc,
+"_fault_arm(kind, skip, count, errno=0)\n\n"
+"Test builds only (RINGLET_FAULTS=1): after skip events of kind (alloc,\n"
+"enter, cqe, short) the next count fail; enter and cqe with -errno.");
+
+static PyObject *ringlet_fault_arm(PyObject *module, PyObject *args)
+{
+    (void)module;
+    const char *name;
+    unsigned skip, count;
+    int err = 0;
+    if (!PyArg_ParseTuple(args, "sII|i:_fault_arm", &name, &skip, &count, &err))
+        return NULL;
+    int kind = fault_kind(name);
+    if (kind < 0)
+        return NULL;
+    rl_fault_arm(kind, skip, count, -err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *ringlet_fault_hits(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    const char *name = PyUnicode_AsUTF8(arg);
+    int kind = name ? fault_kind(name) : -1;
+    return kind < 0 ? NULL : PyLong_FromUnsignedLong(rl_fault_hits(kind));
+}
+#endif
+
 static PyMethodDef ringlet_methods[] = {
     {"probe", ringlet_probe, METH_NOARGS, probe_doc},
+#ifdef RINGLET_FAULTS
+    {"_fault_arm", ringlet_fault_arm, METH_VARARGS, fault_arm_doc},
+    {"_fault_hits", ringlet_fault_hits, METH_O, "_fault_hits(kind) -> int: failures injected since armed."},
+#endif
     {NULL, NULL, 0, NULL},
 };
 

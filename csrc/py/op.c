@@ -4,6 +4,7 @@
  * cancelled long before. */
 #define _GNU_SOURCE /* struct statx */
 #include "binding.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -22,6 +23,8 @@ static int64_t now_ns(void)
 
 OpObject *op_new(EngineObject *engine, int kind, const char *name)
 {
+    if (rl_fault_hit(RL_FAULT_ALLOC))
+        return (OpObject *)PyErr_NoMemory();
     OpObject *op = PyObject_New(OpObject, engine->state->OpType);
     if (op == NULL)
         return NULL;
@@ -282,27 +285,36 @@ static int64_t op_copy_from_bounce(OpObject *op, int64_t res)
     return n;
 }
 
+int op_queue_io(OpObject *op)
+{
+    const struct kernel_io *io = &op->io;
+    size_t left = io->len - op->done;
+    unsigned len = left > RL_MAX_DIRECT ? RL_MAX_DIRECT : (unsigned)left;
+    int64_t offset = io->offset < 0 ? -1 : io->offset + (int64_t)op->done;
+    if (op->kind == OP_WRITE)
+        return rl_op_write(&op->engine->ring, &op->cell, op->fd, io->buf + op->done, len, offset);
+    return rl_op_read(&op->engine->ring, &op->cell, op->fd, io->buf, len, offset);
+}
+
 void op_complete(struct rl_cell *cell)
 {
     OpObject *op = OP_FROM_CELL(cell);
     int64_t res = cell->result;
-    if (op->bounce && op->kind != OP_WRITE && res >= 0)
+    int going_on = !op->engine->shutting_down && !op->abandoned;
+    if (res == -EAGAIN && going_on) {
+        /* The kernel had no room for it (or a test injected EAGAIN): again. */
+        res = op_queue_io(op);
+        if (res == 0)
+            return; /* in flight again: the ring keeps its reference */
+    } else if (op->bounce && op->kind != OP_WRITE && res >= 0) {
         res = op_copy_from_bounce(op, res);
-    if (op->kind == OP_WRITE && res >= 0) {
+    } else if (op->kind == OP_WRITE && res >= 0) {
         op->done += (size_t)res;
-        if (op->done < op->length && !op->engine->shutting_down && !op->abandoned) {
+        if (op->done < op->length && going_on) {
             /* A short write is continued until all is written or an error comes. */
+            res = res == 0 ? -EIO : op_queue_io(op);
             if (res == 0)
-                res = -EIO;
-            else {
-                int64_t off = op->offset < 0 ? -1 : op->offset + (int64_t)op->done;
-                size_t left = op->length - op->done;
-                const char *data = op->bounce ? op->bounce : op->u.view.buf;
-                res = rl_op_write(&op->engine->ring, cell, op->fd, data + op->done,
-                                  left > 0x7ffff000u ? 0x7ffff000u : (unsigned)left, off);
-                if (res == 0)
-                    return; /* in flight again: the ring keeps its reference */
-            }
+                return;
         }
     }
     op_finish(op, res);
@@ -314,6 +326,10 @@ void op_batch_part_complete(struct rl_cell *cell)
     OpObject *op = part->op;
     int res = cell->result;
     PyObject **item = &op->u.batch.items[part->index];
+    if (res == -EAGAIN && !op->engine->shutting_down && !op->abandoned &&
+        rl_op_read(&op->engine->ring, cell, op->fd, PyBytes_AS_STRING(*item), (unsigned)PyBytes_GET_SIZE(*item),
+                   part->offset) == 0)
+        return; /* again, as op_complete does */
     if (res < 0) {
         if (!op->u.batch.error)
             op->u.batch.error = res;

@@ -1,0 +1,43 @@
+#include "fault.h"
+
+#ifdef RINGLET_FAULTS
+
+#include <errno.h>
+
+static struct {
+    unsigned skip, count, hits;
+    int error;
+} faults[RL_FAULT_KINDS];
+
+void rl_fault_arm(int kind, unsigned skip, unsigned count, int error)
+{
+    if (kind < 0 || kind >= RL_FAULT_KINDS)
+        return;
+    faults[kind].skip = skip;
+    faults[kind].count = count;
+    faults[kind].hits = 0;
+    faults[kind].error = kind == RL_FAULT_ALLOC ? -ENOMEM : kind == RL_FAULT_SHORT ? 1 : error;
+}
+
+int rl_fault_hit(int kind)
+{
+    if (faults[kind].count == 0)
+        return 0;
+    if (faults[kind].skip > 0) {
+        faults[kind].skip--;
+        return 0;
+    }
+    faults[kind].count--;
+    faults[kind].hits++;
+    return faults[kind].error;
+}
+
+unsigned rl_fault_hits(int kind)
+{
+    return kind >= 0 && kind < RL_FAULT_KINDS ? faults[kind].hits : 0;
+}
+
+#else
+/* ISO C wants a translation unit to declare something. */
+typedef int rl_fault_unused;
+#endif

@@ -1,0 +1,148 @@
+"""Fault injection: allocations that fail, io_uring_enter refusing work, and
+completions that carry errors or short counts.  Each ends in the right Python
+exception, or in a retry that completes the operation correctly.
+
+The hooks exist only in a build made with RINGLET_FAULTS=1; `make test`
+builds one and runs this file against it.
+"""
+
+import errno
+import os
+
+import pytest
+
+ringlet_c = pytest.importorskip("ringlet._ringlet")
+if not hasattr(ringlet_c, "_fault_arm"):
+    pytest.skip("this ringlet was built without RINGLET_FAULTS=1; `make test` runs this file "
+                "in its fault-injection pass", allow_module_level=True)
+
+
+@pytest.fixture(autouse=True)
+def disarm(require_io_uring):
+    yield
+    for kind in ("alloc", "enter", "cqe", "short"):
+        ringlet_c._fault_arm(kind, 0, 0)
+
+
+def arm(kind, skip, count, err=0):
+    ringlet_c._fault_arm(kind, skip, count, err)
+
+
+def hits(kind):
+    return ringlet_c._fault_hits(kind)
+
+
+def test_failed_allocation_is_memoryerror_then_it_works(ringlet, run, make_file):
+    path, data = make_file(10_000)
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            arm("alloc", 0, 1)  # the op's own allocation
+            with pytest.raises(MemoryError):
+                await f.pread(10, 0)
+            arm("alloc", 1, 1)  # the SQE (an overflow entry) after the op
+            with pytest.raises(MemoryError):
+                await f.pread(10, 0)
+            assert hits("alloc") == 1
+            return await f.pread(100, 5), ringlet.get_engine().stats()["in_flight"]
+
+    assert run(main()) == (data[5:105], 0)
+
+
+@pytest.mark.parametrize("err", [errno.EAGAIN, errno.EBUSY, errno.EINTR])
+def test_enter_refused_is_retried(ringlet, run, make_file, err):
+    path, data = make_file(100_000)
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            arm("enter", 0, 3, err)
+            got = await f.pread(4096, 8192)
+            many = await f.pread_many([(100, i * 1000) for i in range(50)])
+            return got, many, hits("enter")
+
+    got, many, n = run(main())
+    assert got == data[8192:8192 + 4096]
+    assert many == [data[i * 1000:i * 1000 + 100] for i in range(50)]
+    assert n == 3
+
+
+@pytest.mark.parametrize("err, exc", [(errno.EIO, OSError), (errno.ENOSPC, OSError), (errno.EBADF, OSError)])
+def test_completion_errors_become_oserror(ringlet, run, make_file, tmp_path, err, exc):
+    path, data = make_file(10_000)
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            arm("cqe", 0, 1, err)
+            with pytest.raises(exc) as info:
+                await f.pread(10, 0)
+            assert info.value.errno == err
+            assert await f.pread(10, 0) == data[:10]
+        async with ringlet.open(tmp_path / "out", "wb") as w:
+            arm("cqe", 0, 1, err)
+            with pytest.raises(exc) as info:
+                await w.write(b"x" * 5000)
+            assert info.value.errno == err
+        arm("cqe", 2, 1, err)  # the copy's first read passes, a later one fails
+        with pytest.raises(exc) as info:
+            await ringlet.copy_file(path, tmp_path / "copy")
+        assert info.value.errno == err
+        return ringlet.get_engine().stats()["in_flight"]
+
+    assert run(main()) == 0
+
+
+def test_completion_eagain_is_retried(ringlet, run, make_file, tmp_path):
+    path, data = make_file(3 * 1024 * 1024 + 7)
+
+    async def main():
+        arm("cqe", 0, 5, errno.EAGAIN)
+        got = await ringlet.read_file(path)
+        arm("cqe", 0, 5, errno.EAGAIN)
+        await ringlet.write_file(tmp_path / "w", data)
+        arm("cqe", 0, 5, errno.EAGAIN)
+        await ringlet.copy_file(path, tmp_path / "c")
+        async with ringlet.open(path, "rb") as f:
+            arm("cqe", 0, 7, errno.EAGAIN)
+            many = await f.pread_many([(10, i * 4096) for i in range(20)])
+        return got, many, hits("cqe")
+
+    got, many, n = run(main())
+    assert got == data
+    assert (tmp_path / "w").read_bytes() == data
+    assert (tmp_path / "c").read_bytes() == data
+    assert many == [data[i * 4096:i * 4096 + 10] for i in range(20)]
+    assert n == 7
+
+
+def test_short_completions_are_continued_or_reported_short(ringlet, run, make_file, tmp_path):
+    path, data = make_file(1024 * 1024 + 3)
+
+    async def main():
+        arm("short", 0, 6)
+        n = await ringlet.write_file(tmp_path / "w", data)  # short writes are continued
+        arm("short", 0, 6)
+        got = await ringlet.read_file(path)  # reads until b"": a short read is no end of file
+        arm("short", 0, 10)
+        copied = await ringlet.copy_file(path, tmp_path / "c")
+        async with ringlet.open(path, "rb") as f:
+            arm("short", 0, 1)
+            short = await f.pread(4096, 0)  # a positional read may come back short, as os.pread
+        return n, got, copied, short, hits("short")
+
+    n, got, copied, short, n_short = run(main())
+    assert n == len(data) and (tmp_path / "w").read_bytes() == data
+    assert got == data
+    assert copied == len(data) and (tmp_path / "c").read_bytes() == data
+    assert short == data[:2048]
+    assert n_short == 1
+
+
+def test_fault_build_passes_the_basics(ringlet, run, make_file):
+    """The fault hooks disarmed change nothing."""
+    path, data = make_file(50_000)
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            return await f.read(), await f.pread(10, 20)
+
+    assert run(main()) == (data, data[20:30])
