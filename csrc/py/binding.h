@@ -51,6 +51,14 @@ typedef struct {
 
 struct batch_part;
 
+/* An op's timeline, kept only while tracing: CLOCK_MONOTONIC ns (0: did not happen). */
+struct op_times {
+    int64_t submitted, returned, reaped, resolved, resumed;
+    unsigned long submit_thread, reap_thread;
+    int inline_;
+    int64_t result;
+};
+
 /* The kernel's side of a read or write: the memory, length and offset it is
  * given (the op's own buffer, or an aligned bounce buffer for O_DIRECT). */
 struct kernel_io {
@@ -76,19 +84,13 @@ typedef struct {
     int watching;               /* the op is a done callback of its pending future */
     int abandoned;              /* the future finished first (cancelled): drop the result */
     int finished;               /* the outcome is delivered (or dropped) */
-    int traced;                 /* a record goes to engine->tracer */
     int64_t offset;             /* -1: the file position */
     size_t length;              /* bytes asked for */
     size_t done;                /* write: bytes written so far */
     struct kernel_io io;        /* read/readinto/write */
     char *bounce;               /* O_DIRECT: the aligned memory the kernel uses, or NULL */
     size_t bounce_skip;         /* read: where the bytes asked for start in bounce */
-    struct op_times {           /* CLOCK_MONOTONIC ns, when traced (0: did not happen) */
-        int64_t submitted, returned, reaped, resolved, resumed;
-        unsigned long submit_thread, reap_thread;
-        int inline_;
-        int64_t result;
-    } times;
+    struct op_times *times;     /* when traced: the op's timeline, else NULL */
     union {
         Py_buffer view;         /* readinto/write: the caller's buffer, held */
         struct statx *stx;      /* statx: where the kernel writes */

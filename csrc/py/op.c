@@ -34,7 +34,10 @@ OpObject *op_new(EngineObject *engine, int kind, const char *name)
     op->engine = engine;
     op->kind = kind;
     op->name = name;
-    op->traced = engine->tracer != NULL;
+    if (engine->tracer && (op->times = PyMem_Calloc(1, sizeof *op->times)) == NULL) {
+        Py_DECREF(op);
+        return (OpObject *)PyErr_NoMemory();
+    }
     op->fd = -1;
     op->offset = -1;
     return op;
@@ -204,10 +207,12 @@ static PyObject *op_outcome(OpObject *op, int64_t res, int *failed)
 static void op_emit_trace(OpObject *op)
 {
     PyObject *tracer = op->engine->tracer;
-    op->traced = 0; /* once */
-    if (tracer == NULL)
+    struct op_times *t = op->times;
+    op->times = NULL; /* once */
+    if (tracer == NULL) {
+        PyMem_Free(t);
         return;
-    const struct op_times *t = &op->times;
+    }
     PyObject *exc_type, *exc, *tb;
     PyErr_Fetch(&exc_type, &exc, &tb);
 #define RL_TIME(v) (v) ? PyLong_FromLongLong(v) : Py_NewRef(Py_None)
@@ -223,6 +228,7 @@ static void op_emit_trace(OpObject *op)
         PyErr_WriteUnraisable(tracer);
     Py_XDECREF(r);
     Py_XDECREF(record);
+    PyMem_Free(t);
     PyErr_Restore(exc_type, exc, tb);
 }
 
@@ -235,17 +241,17 @@ void op_finish(OpObject *op, int64_t res)
     PyObject *exc_type, *exc, *tb;
     PyErr_Fetch(&exc_type, &exc, &tb); /* a continuation must not clobber the caller's error */
     op->finished = 1;
-    if (op->traced) {
-        op->times.reaped = now_ns();
-        op->times.reap_thread = PyThread_get_thread_ident();
-        op->times.result = res;
+    if (op->times) {
+        op->times->reaped = now_ns();
+        op->times->reap_thread = PyThread_get_thread_ident();
+        op->times->result = res;
     }
 
     if (engine->shutting_down || op_abandoned(op)) {
         /* Nobody will see the result; a descriptor nobody will close is closed here. */
         if (op->kind == OP_OPEN && res >= 0)
             close((int)res);
-        if (op->traced)
+        if (op->times)
             op_emit_trace(op);
     } else if (op->future == NULL) {
         /* Completed inside the submitting call: op_launch hands it over. */
@@ -253,7 +259,7 @@ void op_finish(OpObject *op, int64_t res)
     } else {
         /* A traced op stays a done callback: it runs first, right before the
          * awaiting task resumes, and stamps that moment. */
-        if (op->watching && !op->traced) {
+        if (op->watching && !op->times) {
             PyObject *r = PyObject_CallMethodOneArg(op->future, st->str_remove_done_callback, (PyObject *)op);
             Py_XDECREF(r);
             op->watching = 0;
@@ -267,8 +273,8 @@ void op_finish(OpObject *op, int64_t res)
             PyErr_WriteUnraisable(op->future);
         Py_XDECREF(r);
         Py_XDECREF(outcome);
-        if (op->traced)
-            op->times.resolved = now_ns();
+        if (op->times)
+            op->times->resolved = now_ns();
     }
     op_release(op);
     PyErr_Restore(exc_type, exc, tb);
@@ -412,20 +418,20 @@ PyObject *op_launch(OpObject *op, int want_future)
     int ret = 0;
     if (!op->finished) { /* an empty batch finishes before any submission */
         Py_INCREF(op); /* the ring's reference, dropped by op_finish */
-        if (op->traced) {
-            op->times.submitted = now_ns();
-            op->times.submit_thread = PyThread_get_thread_ident();
+        if (op->times) {
+            op->times->submitted = now_ns();
+            op->times->submit_thread = PyThread_get_thread_ident();
         }
         /* O_DIRECT never completes inline: its SQE waits for the end of the
          * loop tick and goes with the others in one io_uring_enter. */
         ret = op->bounce ? engine_schedule_flush(op->engine) : rl_ring_submit_and_reap(&op->engine->ring);
         if (ret == -2)
             ret = -EIO; /* scheduling failed: reported as the op's error, the SQE stays queued */
-        if (op->traced) {
-            op->times.returned = now_ns();
+        if (op->times) {
+            op->times->returned = now_ns();
             if (op->finished) { /* completed inline: awaiting it will not suspend */
-                op->times.inline_ = 1;
-                op->times.resumed = op->times.returned;
+                op->times->inline_ = 1;
+                op->times->resolved = op->times->resumed = op->times->returned;
                 op_emit_trace(op);
             }
         }
@@ -442,8 +448,10 @@ static PyObject *op_call(OpObject *op, PyObject *args, PyObject *kwargs)
     (void)kwargs;
     op->watching = 0; /* the future has dropped its callbacks */
     if (op->finished) { /* a traced op, resolved: its task resumes right after this */
-        op->times.resumed = now_ns();
-        op_emit_trace(op);
+        if (op->times) {
+            op->times->resumed = now_ns();
+            op_emit_trace(op);
+        }
         Py_RETURN_NONE;
     }
     op->abandoned = 1;
@@ -465,6 +473,7 @@ static void op_dealloc(OpObject *op)
     op_release(op);
     Py_CLEAR(op->future);
     Py_CLEAR(op->outcome);
+    PyMem_Free(op->times);
     Py_CLEAR(op->filename);
     Py_CLEAR(op->filename2);
     Py_CLEAR(op->engine);
