@@ -20,7 +20,7 @@ STAMP_TOOLS   := $(VENV)/.stamp-tools
 STAMP_INSTALL := $(VENV)/.stamp-install
 STAMP_BENCH   := $(VENV)/.stamp-bench
 
-TEST_TOOLS  := pytest pytest-timeout
+TEST_TOOLS  := pytest pytest-timeout hypothesis nbclient nbformat ipykernel matplotlib
 BENCH_PEERS := aiofiles aiofile caio anyio
 
 # Everything that ends up in the installed package: a change to any of it
@@ -30,7 +30,8 @@ PKG_SOURCES := setup.py pyproject.toml \
 	        -not -path '*.egg-info/*' -not -name '*.so' 2>/dev/null)
 
 # The C tests link the pure C engine (csrc/*.c, not the CPython binding in
-# csrc/py) into one program per tests/c/test_*.c.
+# csrc/py) into one program per tests/c/test_*.c; test_faults*.c get the
+# engine's fault-injection hooks compiled in (-DRINGLET_FAULTS).
 ENGINE_SRCS := $(sort $(wildcard csrc/*.c))
 ENGINE_HDRS := $(wildcard csrc/*.h)
 CTEST_SRCS  := $(sort $(wildcard tests/c/test_*.c))
@@ -96,7 +97,8 @@ $(STAMP_INSTALL): $(PKG_SOURCES) | liburing $(STAMP_TOOLS)
 
 build/ctests/%: tests/c/%.c $(ENGINE_SRCS) $(ENGINE_HDRS) | liburing
 	@mkdir -p $(@D)
-	$(CC) $(CTEST_CFLAGS) $(LIBURING_CFLAGS) -o $@ $< $(ENGINE_SRCS) $(LIBURING_LIBS)
+	$(CC) $(CTEST_CFLAGS) $(if $(findstring faults,$*),-DRINGLET_FAULTS) $(LIBURING_CFLAGS) \
+	  -o $@ $< $(ENGINE_SRCS) $(LIBURING_LIBS)
 
 # Exit 0 = pass, 77 = skip (the kernel lacks a feature, as in liburing's
 # tests), anything else = failure. All tests run; the target fails at the end.

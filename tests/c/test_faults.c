@@ -1,0 +1,157 @@
+/* Fault injection in the engine (built with -DRINGLET_FAULTS: the Makefile
+ * compiles test_faults*.c so): a failed SQE allocation, io_uring_enter
+ * refusing work, and completions with errors, EAGAIN and short counts --
+ * including in the middle of a copy. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "copy.h"
+#include "fault.h"
+#include "ops.h"
+
+#ifndef RINGLET_FAULTS
+int main(void)
+{
+    fprintf(stderr, "SKIP: built without -DRINGLET_FAULTS\n");
+    return 77;
+}
+#else
+
+static void wait_for(struct rl_ring *r, const int *flag)
+{
+    for (int i = 0; i < 1000 && !*flag; i++) {
+        rl_ring_submit_and_reap(r);
+        rl_ring_drain(r, 1024);
+        if (!*flag)
+            rl_ring_wait(r, 10);
+    }
+    CHECK(*flag);
+}
+
+static void test_sqe_allocation(struct rl_ring *r, int fd)
+{
+    char buf[8];
+    struct test_cell c = {.cell.on_complete = test_cell_done};
+    rl_fault_arm(RL_FAULT_ALLOC, 0, 1, 0);
+    CHECK(rl_op_read(r, &c.cell, fd, buf, 8, 0) == -ENOMEM);
+    CHECK(c.cell.state == RL_CELL_IDLE && r->stats.in_flight == 0);
+    CHECK(rl_op_read(r, &c.cell, fd, buf, 8, 0) == 0);
+    wait_for(r, &c.completions);
+    CHECK(c.cell.result == 8 && memcmp(buf, "01234567", 8) == 0);
+}
+
+static void test_enter_refused(struct rl_ring *r, int fd, int err)
+{
+    char buf[8];
+    struct test_cell c = {.cell.on_complete = test_cell_done};
+    rl_fault_arm(RL_FAULT_ENTER, 0, 2, -err);
+    CHECK(rl_op_read(r, &c.cell, fd, buf, 8, 2) == 0);
+    CHECK(rl_ring_submit_and_reap(r) == 0); /* not an error: retried */
+    CHECK(c.completions == 0 && rl_fault_hits(RL_FAULT_ENTER) == 1);
+    /* The loop is woken to retry. */
+    struct pollfd p = {.fd = rl_ring_wake_fd(r), .events = POLLIN};
+    CHECK(poll(&p, 1, 1000) == 1);
+    wait_for(r, &c.completions);
+    CHECK(c.cell.result == 8 && memcmp(buf, "23456789", 8) == 0 && rl_fault_hits(RL_FAULT_ENTER) == 2);
+}
+
+static void test_completion_error(struct rl_ring *r, int fd)
+{
+    char buf[8];
+    struct test_cell c = {.cell.on_complete = test_cell_done};
+    rl_fault_arm(RL_FAULT_CQE, 0, 1, -EIO);
+    CHECK(rl_op_read(r, &c.cell, fd, buf, 8, 0) == 0);
+    wait_for(r, &c.completions);
+    CHECK(c.cell.result == -EIO);
+    rl_fault_arm(RL_FAULT_SHORT, 0, 1, 0);
+    c.completions = 0;
+    CHECK(rl_op_read(r, &c.cell, fd, buf, 8, 0) == 0);
+    wait_for(r, &c.completions);
+    CHECK(c.cell.result == 4);
+}
+
+struct outcome {
+    int done;
+    int64_t result;
+};
+
+static void on_copy_done(struct rl_copy *copy, int64_t result)
+{
+    struct outcome *o = copy->owner;
+    o->done = 1;
+    o->result = result;
+}
+
+static int64_t copy_with_fault(struct rl_ring *r, int src, int kind, unsigned skip, unsigned count, int err)
+{
+    char dst_path[] = "/tmp/ringlet-faults-dst-XXXXXX";
+    int dst = mkstemp(dst_path);
+    CHECK(dst >= 0);
+    struct outcome o = {0};
+    int e = 0;
+    rl_fault_arm(kind, skip, count, err);
+    struct rl_copy *copy = rl_copy_start(r, src, dst, 4096, 4, on_copy_done, &o, &e);
+    if (!copy) {
+        close(dst);
+        unlink(dst_path);
+        return e;
+    }
+    wait_for(r, &o.done);
+    rl_copy_free(copy);
+    if (o.result > 0) { /* the copy must be exact */
+        char a[65536], b[65536];
+        CHECK(pread(src, a, sizeof a, 0) == o.result && pread(dst, b, sizeof b, 0) == o.result);
+        CHECK(memcmp(a, b, (size_t)o.result) == 0);
+    }
+    close(dst);
+    unlink(dst_path);
+    rl_fault_arm(kind, 0, 0, 0);
+    return o.result;
+}
+
+static void test_copy(struct rl_ring *r)
+{
+    char path[] = "/tmp/ringlet-faults-src-XXXXXX";
+    int src = mkstemp(path);
+    CHECK(src >= 0);
+    static char data[50000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (char)(i * 7 + 3);
+    CHECK(write(src, data, sizeof data) == (ssize_t)sizeof data);
+    CHECK(copy_with_fault(r, src, RL_FAULT_CQE, 5, 1, -EIO) == -EIO);
+    CHECK(copy_with_fault(r, src, RL_FAULT_CQE, 3, 4, -ENOSPC) == -ENOSPC);
+    CHECK(copy_with_fault(r, src, RL_FAULT_CQE, 0, 6, -EAGAIN) == (int64_t)sizeof data);
+    CHECK(copy_with_fault(r, src, RL_FAULT_SHORT, 0, 20, 0) == (int64_t)sizeof data);
+    CHECK(copy_with_fault(r, src, RL_FAULT_ENTER, 0, 3, -EBUSY) == (int64_t)sizeof data);
+    CHECK(copy_with_fault(r, src, RL_FAULT_ALLOC, 0, 1, 0) == -ENOMEM);
+    CHECK(r->stats.in_flight == 0);
+    close(src);
+    unlink(path);
+}
+
+int main(void)
+{
+    struct rl_ring r;
+    ring_or_skip(&r, 8, 64);
+    char path[] = "/tmp/ringlet-faults-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "0123456789abcdef", 16) == 16);
+    test_sqe_allocation(&r, fd);
+    test_enter_refused(&r, fd, EAGAIN);
+    test_enter_refused(&r, fd, EBUSY);
+    test_enter_refused(&r, fd, EINTR);
+    test_completion_error(&r, fd);
+    test_copy(&r);
+    close(fd);
+    unlink(path);
+    rl_ring_exit(&r);
+    printf("test_faults: all passed\n");
+    return 0;
+}
+#endif
