@@ -119,6 +119,9 @@ extern PyType_Spec ringlet_op_spec;
 extern PyType_Spec ringlet_ready_spec;
 
 /* op.c */
+extern struct ringlet_live {
+    Py_ssize_t ops, bounce_buffers, copies;
+} ringlet_live;
 OpObject *op_new(EngineObject *engine, int kind, const char *name);
 /* Submits a queued op (taking over the caller's reference) and returns what
  * the caller awaits: an asyncio.Future; or, want_future false and completed

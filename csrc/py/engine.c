@@ -135,6 +135,7 @@ static int op_kernel_io(OpObject *op, char *memory, unsigned align)
         PyErr_NoMemory();
         return -1;
     }
+    ringlet_live.bounce_buffers++;
     op->bounce_skip = (size_t)(op->offset - start);
     if (op->kind == OP_WRITE) {
         memcpy(op->bounce, memory, op->length);
@@ -554,6 +555,7 @@ static PyObject *engine_copy(EngineObject *self, PyObject *args, PyObject *kwarg
         return NULL;
     int err = 0;
     op->u.copy = rl_copy_start(&self->ring, src, dst, chunk, depth, op_copy_done, op, &err);
+    ringlet_live.copies += op->u.copy != NULL;
     if (op->u.copy == NULL) {
         Py_DECREF(op);
         return err == -ENOMEM ? PyErr_NoMemory() : PyErr_Format(PyExc_ValueError, "copy: error %d", err);

@@ -21,6 +21,10 @@ static int64_t now_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
+/* What ringlet itself holds now (tests check it returns to its baseline:
+ * nothing of ringlet's own leaks, cancel or not).  Under the GIL. */
+struct ringlet_live ringlet_live;
+
 OpObject *op_new(EngineObject *engine, int kind, const char *name)
 {
     if (rl_fault_hit(RL_FAULT_ALLOC))
@@ -29,6 +33,7 @@ OpObject *op_new(EngineObject *engine, int kind, const char *name)
     if (op == NULL)
         return NULL;
     memset(&op->cell, 0, sizeof *op - offsetof(OpObject, cell));
+    ringlet_live.ops++;
     op->cell.on_complete = op_complete;
     Py_INCREF(engine);
     op->engine = engine;
@@ -73,8 +78,10 @@ static void op_release(OpObject *op)
         op->u.stx = NULL;
         break;
     case OP_COPY:
-        if (op->u.copy)
+        if (op->u.copy) {
             rl_copy_free(op->u.copy);
+            ringlet_live.copies--;
+        }
         op->u.copy = NULL;
         break;
     case OP_BATCH:
@@ -88,8 +95,11 @@ static void op_release(OpObject *op)
     }
     Py_CLEAR(op->obj);
     Py_CLEAR(op->obj2);
-    free(op->bounce);
-    op->bounce = NULL;
+    if (op->bounce) {
+        free(op->bounce);
+        ringlet_live.bounce_buffers--;
+        op->bounce = NULL;
+    }
 }
 
 PyObject *ringlet_oserror(int err, PyObject *filename)
@@ -478,6 +488,7 @@ static void op_dealloc(OpObject *op)
     Py_CLEAR(op->filename2);
     Py_CLEAR(op->engine);
     PyObject_Free(op);
+    ringlet_live.ops--;
     Py_DECREF(tp);
 }
 
