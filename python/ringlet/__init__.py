@@ -11,6 +11,9 @@ No thread pool, no thread parked on the disk.
 
 from ._engine import backend, get_engine
 from ._file import AsyncFile, copy_file, open, read_file, write_file
+from ._trace import Timeline, trace
+from ._view import EngineView, Stats, engine_info, stats
 
-__all__ = ["AsyncFile", "backend", "copy_file", "get_engine", "open", "read_file", "write_file"]
+__all__ = ["AsyncFile", "EngineView", "Stats", "Timeline", "backend", "copy_file", "engine_info", "get_engine",
+           "open", "read_file", "stats", "trace", "write_file"]
 __version__ = "0.1.0"

@@ -1,9 +1,11 @@
-"""python -m ringlet demo|info
+"""python -m ringlet demo|info|cliff
 
 demo  reads and copies a file the synchronous way and the ringlet way, side by
       side, then follows single operations through the engine: submitted,
       completed inline or pending, completed, resumed.
 info  what this kernel offers and which backend ringlet uses.
+cliff synchronous reads vs ringlet vs a thread pool on this machine and path:
+      which side of the async cliff each workload lives on.
 """
 
 from __future__ import annotations
@@ -18,34 +20,11 @@ import time
 
 import ringlet
 
-from ._engine import probe
-
-# IORING_OP_* in kernel order (include/uapi/linux/io_uring.h).
-_OPCODE_NAMES = (
-    "NOP READV WRITEV FSYNC READ_FIXED WRITE_FIXED POLL_ADD POLL_REMOVE SYNC_FILE_RANGE SENDMSG RECVMSG "
-    "TIMEOUT TIMEOUT_REMOVE ACCEPT ASYNC_CANCEL LINK_TIMEOUT CONNECT FALLOCATE OPENAT CLOSE FILES_UPDATE "
-    "STATX READ WRITE FADVISE MADVISE SEND RECV OPENAT2 EPOLL_CTL SPLICE PROVIDE_BUFFERS REMOVE_BUFFERS "
-    "TEE SHUTDOWN RENAMEAT UNLINKAT MKDIRAT SYMLINKAT LINKAT MSG_RING FSETXATTR SETXATTR FGETXATTR "
-    "GETXATTR SOCKET URING_CMD SEND_ZC SENDMSG_ZC READ_MULTISHOT WAITID FUTEX_WAIT FUTEX_WAKE FUTEX_WAITV "
-    "FIXED_FD_INSTALL FTRUNCATE BIND LISTEN"
-).split()
-
-
-def opcode_name(op: int) -> str:
-    return _OPCODE_NAMES[op] if op < len(_OPCODE_NAMES) else f"op{op}"
-
+from ._view import EngineView
 
 def info() -> None:
-    print(f"kernel:   {platform.system()} {platform.release()} ({platform.machine()})")
-    print(f"python:   {platform.python_implementation()} {platform.python_version()}")
-    print(f"backend:  {ringlet.backend()}")
-    details = probe()
-    if "error" not in details:
-        print(f"features: 0x{details['features']:x}")
-        names = [opcode_name(op) for op in details["opcodes"]]
-        print(f"opcodes:  {len(names)} supported")
-        for i in range(0, len(names), 8):
-            print("          " + " ".join(names[i:i + 8]))
+    print(f"python:      {platform.python_implementation()} {platform.python_version()}")
+    print(EngineView())
 
 
 def _sync_job(src: str, dst: str) -> bytes:
@@ -161,9 +140,16 @@ def main(argv: list[str] | None = None) -> None:
     demo = sub.add_parser("demo", help="the synchronous way and the ringlet way, side by side")
     demo.add_argument("path", nargs="?", help="a file to read (default: 8 MiB of random bytes)")
     sub.add_parser("info", help="kernel, io_uring features and the backend")
+    cliff = sub.add_parser("cliff", help="sync vs ringlet vs a thread pool: which side of the async cliff")
+    cliff.add_argument("path", nargs="?", help="a directory for the test file, or a file to read (default: temp dir)")
+    cliff.add_argument("--quick", action="store_true", help="fewer points (well under a minute)")
+    cliff.add_argument("--plot", metavar="FILE", help="write a PNG of the results (needs matplotlib)")
     args = parser.parse_args(argv)
     if args.command == "info":
         info()
+    elif args.command == "cliff":
+        from ._cliff import main_cliff
+        main_cliff(args.path, quick=args.quick, plot_file=args.plot)
     else:
         asyncio.run(_demo(args.path))
 
