@@ -420,18 +420,6 @@ def test_invalid_mode(ringlet, run, make_file, mode):
     assert read_os(path) == data
 
 
-@pytest.mark.parametrize("mode", ["r", "w", "a", "r+", "rt", "wt"])
-def test_text_modes_rejected_for_now(ringlet, run, make_file, mode):
-    path, data = make_file(100)
-
-    async def main():
-        await ringlet.open(path, mode)
-
-    with pytest.raises(ValueError):
-        run(main())
-    assert read_os(path) == data  # "w" did not truncate
-
-
 def test_invalid_mode_creates_nothing(ringlet, run, tmp_path):
     path = tmp_path / "never.bin"
 

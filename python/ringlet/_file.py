@@ -98,21 +98,37 @@ def _size_arg(size: Optional[int]) -> int:
     return -1 if size is None else operator.index(size)
 
 
-async def _read_to_end(engine: Any, fd: int, st: os.stat_result, position: int) -> bytes:
-    """Read from the file position to end of file, in as few reads as possible."""
-    regular = stat.S_ISREG(st.st_mode)
-    # One byte more than the size left: a short read then proves end of file.
-    want = max(st.st_size - position, 0) + 1 if regular and st.st_size else _READ_CHUNK
+async def _read_to_end(engine: Any, fd: int) -> bytes:
+    """Read from the file position until a read returns b"" (end of file).
+
+    Pipes and /proc files give short reads before their end, so only an
+    empty read ends it.  A file larger than the first chunk is sized once
+    with fstat and read in one go (one copy, not a chunk list)."""
     chunks = []
+    want = _READ_CHUNK
     while True:
-        chunk = await engine.read(fd, want, -1)
+        chunk = await engine._read(fd, want, -1)
         if not chunk:
             break
         chunks.append(chunk)
-        if regular and len(chunk) < want:
-            break
+        if len(chunks) == 1 and len(chunk) == want:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                # One byte more than what is left: a short read then proves end of file.
+                want = max(st.st_size - os.lseek(fd, 0, os.SEEK_CUR) + 1, _READ_CHUNK)
+                continue
         want = min(want * 2, _MAX_READ_CHUNK)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _reject_directory(fd: int, filename: Any) -> None:
+    """Built-in open() refuses a directory even for reading; so does ringlet.
+
+    fstat of an open descriptor reads the in-memory inode and does not wait
+    on the device, while io_uring's statx always goes through a kernel worker
+    thread (about a millisecond): this check runs on every open for reading."""
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        raise _isdir_error(filename)
 
 
 async def _write_batched(write: Callable[[Any], Coroutine[Any, Any, int]], lines: Iterable[Any], empty: Any) -> None:
@@ -175,8 +191,8 @@ class _FileBase:
         raise NotImplementedError
 
     async def readlines(self, hint: Optional[int] = -1) -> list:
-        """Read lines to end of file; stop after the line that takes the total
-        size to hint or more, when hint > 0 (as io.IOBase.readlines)."""
+        """Read lines to end of file; when hint > 0, stop after the line that
+        takes the total size beyond hint (as io.IOBase.readlines)."""
         hint = _size_arg(hint)
         lines = []
         total = 0
@@ -186,17 +202,23 @@ class _FileBase:
                 return lines
             lines.append(line)
             total += len(line)
-            if 0 < hint <= total:
+            if 0 < hint < total:
                 return lines
 
     def __aiter__(self) -> AsyncIterator[Any]:
         self._raw()._open_fd()
         return self  # type: ignore[return-value]
 
+    def _buffered_line(self) -> Any:
+        """The next line if it is already read ahead (no I/O), else None."""
+        return None
+
     async def __anext__(self) -> Any:
-        line = await self.readline()
-        if not line:
-            raise StopAsyncIteration
+        line = self._buffered_line()  # the fast path: one coroutine less a line
+        if line is None:
+            line = await self.readline()
+            if not line:
+                raise StopAsyncIteration
         return line
 
     async def close(self) -> None:  # pragma: no cover - overridden
@@ -302,13 +324,7 @@ class AsyncFile(_FileBase):
             if len(head) == size:
                 return head
             size = size if size < 0 else size - len(head)
-        if size >= 0:
-            data = await self._engine.read(fd, size, -1)
-        else:
-            engine = self._engine
-            st = await engine.statx(fd)
-            position = os.lseek(fd, 0, os.SEEK_CUR) if stat.S_ISREG(st.st_mode) else 0
-            data = await _read_to_end(engine, fd, st, position)
+        data = await (self._engine._read(fd, size, -1) if size >= 0 else _read_to_end(self._engine, fd))
         return head + data if head else data
 
     async def readall(self) -> bytes:
@@ -328,19 +344,22 @@ class AsyncFile(_FileBase):
         """Read into a writable bytes-like object; return the count read."""
         fd = self._reading_fd()
         if not self._rbuf:
-            return await self._engine.readinto(fd, buffer, -1)
+            return await self._engine._readinto(fd, buffer, -1)
         view = memoryview(buffer).cast("B")
         head = self._take(len(view))
         view[:len(head)] = head
         if len(head) == len(view):
             return len(head)
-        return len(head) + await self._engine.readinto(fd, view[len(head):], -1)
+        return len(head) + await self._engine._readinto(fd, view[len(head):], -1)
 
     async def readline(self, size: Optional[int] = -1) -> bytes:
         """Read one line, up to and including b"\\n"; at most size bytes when
         size >= 0.  b"" at end of file.  Reads ahead in chunks: see the class."""
-        fd = self._reading_fd()
         size = _size_arg(size)
+        if size == 0:  # as io.FileIO: even on a file not open for reading
+            self._open_fd()
+            return b""
+        fd = self._reading_fd()
         parts = []
         total = 0
         while True:
@@ -356,21 +375,37 @@ class AsyncFile(_FileBase):
             total += end - pos
             if newline >= 0 or total == size:
                 break
-            chunk = await self._engine.read(fd, _READ_CHUNK, -1)
+            chunk = await self._engine._read(fd, _READ_CHUNK, -1)
             if not chunk:
                 break
             self._rbuf, self._rpos = chunk, 0
         return b"".join(parts)
 
+    def _buffered_line(self) -> Optional[bytes]:
+        buf = self._rbuf
+        if buf and self._readable:
+            pos = self._rpos
+            newline = buf.find(b"\n", pos)
+            if newline >= 0:
+                self._consume(newline + 1)
+                return buf[pos:newline + 1]
+        return None
+
     async def pread(self, size: int, offset: int) -> bytes:
         """Read up to size bytes at offset, leaving the file position alone."""
-        fd = self._reading_fd()
-        size = operator.index(size)
-        if size < 0:
-            raise ValueError("size must be >= 0")
-        if operator.index(offset) < 0:
+        # The hot path: the engine checks size's type and sign itself.
+        fd = self._fd
+        if fd < 0 or not self._readable:
+            self._reading_fd()  # raises the right error
+        if offset < 0:
             raise ValueError("negative offset")
-        return await self._engine.read(fd, size, offset)
+        return await self._engine._read(fd, size, offset)
+
+    async def pread_many(self, requests: Iterable[Tuple[int, int]]) -> List[bytes]:
+        """Read each (size, offset) of requests positionally, all in one
+        submission; return the bytes of each, in order.  The file position
+        does not change."""
+        return await self._engine._read_many(self._reading_fd(), requests)
 
     # -- writing --------------------------------------------------------------
 
@@ -379,7 +414,7 @@ class AsyncFile(_FileBase):
         fd = self._writing_fd()
         if self._rbuf:
             self._drop_read_ahead(fd)
-        return await self._engine.write(fd, data, -1)
+        return await self._engine._write(fd, data, -1)
 
     async def writelines(self, lines: Iterable[Any]) -> None:
         """Write each bytes-like object of lines (no separator is added)."""
@@ -393,7 +428,7 @@ class AsyncFile(_FileBase):
             raise ValueError("negative offset")
         if self._rbuf:  # the read-ahead may hold the old bytes
             self._drop_read_ahead(fd)
-        return await self._engine.write(fd, data, offset)
+        return await self._engine._write(fd, data, offset)
 
     async def truncate(self, size: Optional[int] = None) -> int:
         """Resize the file to size bytes (default: the file position) and
@@ -437,7 +472,7 @@ class AsyncFile(_FileBase):
         fd, self._fd = self._fd, -1
         self._rbuf, self._rpos = b"", 0
         if fd >= 0 and self._closefd:
-            await self._engine.close(fd)
+            await self._engine._close(fd)
 
     def __del__(self) -> None:
         if getattr(self, "_fd", -1) >= 0 and self._closefd:
@@ -468,8 +503,11 @@ class AsyncTextFile(_FileBase):
       io.UnsupportedOperation (CPython would encode a character count).
     * write() after a read writes at the position reached by the reads (tell()),
       whereas CPython writes after its read-ahead.
+    * truncate(size) takes a byte offset (CPython passes the cookie on).
     * An unknown encoding or bad newline is refused before the file is opened
       (built-in open() may already have created or truncated it).
+
+    Writes are buffered (see write()); reads decode _TEXT_CHUNK bytes at a time.
     """
 
     __slots__ = ("buffer", "name", "mode", "encoding", "errors", "line_buffering", "_newline",
@@ -546,13 +584,20 @@ class AsyncTextFile(_FileBase):
             else:
                 self._decoder.setstate((b"", flags))
 
+    def _all_returned(self) -> bool:
+        """True if every character decoded was returned and the decoder holds nothing back."""
+        if self._dpos != len(self._decoded):
+            return False
+        held, _, cr = self._decoder_state(self._decoder)
+        return not held and not cr
+
     def _trim(self) -> None:
         """Drop the chunks whose characters have all been returned."""
         chunks, k = self._chunks, self._dpos
         if not chunks:
             return
-        if k == len(self._decoded) and self._decoder_state(self._decoder)[:3:2] == (b"", 0):
-            self._decoded, self._dpos, self._chunks = "", 0, []  # all consumed, nothing held back
+        if self._all_returned():  # tell() is then the file position
+            self._decoded, self._dpos, self._chunks = "", 0, []
             return
         first = 0
         while chunks[first][4] < k:
@@ -600,8 +645,8 @@ class AsyncTextFile(_FileBase):
 
     def _cookie(self) -> int:
         """tell() of a text file: see the class docstring."""
-        if not self._chunks:
-            return self.buffer._position()  # nothing read since the last seek
+        if not self._chunks or self._all_returned():
+            return self.buffer._position()  # nothing read ahead: as CPython, the plain byte offset
         k = self._dpos
         index = next(i for i, chunk in enumerate(self._chunks) if chunk[4] >= k)
         state, position, data, start, _ = self._chunks[index]
@@ -620,7 +665,8 @@ class AsyncTextFile(_FileBase):
             if count > want:
                 break
             if count == want and not held and self._resumes_at(index, offset, flags, k):
-                return (position + offset) | (flags << _COOKIE_BITS)
+                position += offset  # 0 is the start of the file, where the decoder starts afresh
+                return position | (flags << _COOKIE_BITS) if position else 0
         raise io.UnsupportedOperation("tell(): the read position is not on a byte boundary a decoder can start from")
 
     def _rewind(self) -> None:
@@ -629,6 +675,7 @@ class AsyncTextFile(_FileBase):
             cookie = self._cookie()
             self.buffer._seek(cookie & _COOKIE_MASK, os.SEEK_SET)
             self._reset_reading(cookie >> _COOKIE_BITS)
+            self._reset_encoder(cookie)
 
     # -- reading --------------------------------------------------------------
 
@@ -659,6 +706,16 @@ class AsyncTextFile(_FileBase):
             return match.end() if match else -1
         found = decoded.find(newline, start)
         return found + len(newline) if found >= 0 else -1
+
+    def _buffered_line(self) -> Optional[str]:
+        if self._pending or not (self._newline is None or self._newline == "\n"):
+            return None
+        decoded, start = self._decoded, self._dpos
+        end = decoded.find("\n", start)
+        if end < 0:
+            return None
+        self._dpos = end + 1
+        return decoded[start:end + 1]
 
     async def readline(self, size: Optional[int] = -1) -> str:
         """Read one line, with its line ending ("\\n" after translation when
@@ -705,6 +762,8 @@ class AsyncTextFile(_FileBase):
         if newline and newline != "\n":
             text = text.replace("\n", newline)
         data = self._encoder.encode(text)
+        if data and self._decoder is not None:  # a read after this starts mid-stream (no BOM)
+            self._decoder.setstate((b"", 0))
         self._pending.append(data)
         self._pending_size += len(data)
         if line_end or self._pending_size >= self._write_chunk:
@@ -813,8 +872,10 @@ class AsyncTextFile(_FileBase):
 
 
 async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[str], errors: Optional[str],
-                     newline: Optional[str], closefd: bool, opener: Any) -> Union[AsyncFile, AsyncTextFile]:
+                     newline: Optional[str], closefd: bool, opener: Any, loop: Any) -> Union[AsyncFile, AsyncTextFile]:
     flags, readable, writable, text = _mode_flags(mode)
+    if loop is not None and loop is not asyncio.get_running_loop():
+        raise ValueError("ringlet.open(loop=...) must be the running loop: ringlet uses the running loop's engine")
     buffering = operator.index(buffering)
     if text:
         if buffering == 0:
@@ -838,7 +899,7 @@ async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[st
             raise ValueError("Cannot use closefd=False with file name")
         path, name = _fspath(file)
         if opener is None:
-            fd = await engine.open(path, flags, 0o666, name)
+            fd = await engine._open(path, flags, 0o666, name)
         else:
             fd = opener(name, flags | os.O_CLOEXEC)
             if not isinstance(fd, int):
@@ -848,10 +909,8 @@ async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[st
         owned = True
     raw = AsyncFile(engine, fd, name, binary_mode if text else mode, readable, writable, owned)
     try:
-        if not isinstance(file, int):
-            st = await engine.statx(fd)
-            if stat.S_ISDIR(st.st_mode):  # built-in open() refuses directories too
-                raise _isdir_error(name)
+        if not writable and not isinstance(file, int):  # for writing, openat(2) refuses a directory
+            _reject_directory(fd, name)
         if "a" in mode:  # as built-in open(): the position starts at the end
             try:
                 os.lseek(fd, 0, os.SEEK_END)
@@ -917,14 +976,7 @@ def open(file: Union[PathArg, int], mode: str = "r", buffering: int = -1, encodi
     aiofiles compatibility: executor is ignored (there is no thread pool) and
     loop, if given, must be the running loop.
     """
-    return _Opening(_open_checked(file, mode, buffering, encoding, errors, newline, closefd, opener, loop))
-
-
-async def _open_checked(file: Any, mode: str, buffering: int, encoding: Optional[str], errors: Optional[str],
-                        newline: Optional[str], closefd: bool, opener: Any, loop: Any) -> Union[AsyncFile, AsyncTextFile]:
-    if loop is not None and loop is not asyncio.get_running_loop():
-        raise ValueError("ringlet.open(loop=...) must be the running loop: ringlet uses the running loop's engine")
-    return await _open_file(file, mode, buffering, encoding, errors, newline, closefd, opener)
+    return _Opening(_open_file(file, mode, buffering, encoding, errors, newline, closefd, opener, loop))
 
 
 async def read_file(path: PathArg) -> bytes:

@@ -1,0 +1,418 @@
+"""Lines and the rest of the file API on binary files: readline, readlines,
+writelines, async iteration, truncate, flush, and how the read-ahead of
+readline() stays invisible to tell/seek/read/write/pread/pwrite.  Built-in
+open() in binary mode is the reference throughout."""
+
+import io
+import os
+import random
+import threading
+import warnings
+
+import pytest
+
+from conftest import open_fifo_writer, read_os, write_os
+from test_text import _builtin_readlines_and_tells, _readlines_and_tells
+
+# Empty lines, CR and CRLF (bytes are not translated), no final newline,
+# and a line longer than the 64 KiB read-ahead.
+CONTENTS = {
+    "empty": b"",
+    "one-no-newline": b"abc",
+    "only-newlines": b"\n\n\n",
+    "mixed": b"first\r\nsecond\rthird\n\nfifth",
+    "long-line": b"short\n" + b"L" * 200_000 + b"\nafter\n",
+    "many": b"".join(b"line %d %s\n" % (i, b"x" * (i % 97)) for i in range(20_000)),
+}
+
+
+@pytest.fixture(params=sorted(CONTENTS))
+def lines_file(request, make_file):
+    return make_file(CONTENTS[request.param])
+
+
+def builtin(path, fn, mode="rb"):
+    with open(path, mode) as f:
+        return fn(f)
+
+
+def test_readline_and_tell_like_builtin(ringlet, run, lines_file):
+    path, data = lines_file
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            return await _readlines_and_tells(f)
+
+    got = run(main())
+    assert got == builtin(path, _builtin_readlines_and_tells)
+    assert b"".join(line for _, line in got) == data
+
+
+def test_async_for_like_builtin_iteration(ringlet, run, lines_file):
+    path, data = lines_file
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            return [line async for line in f]
+
+    got = run(main())
+    assert got == builtin(path, list)
+    assert all(type(line) is bytes for line in got)
+
+
+@pytest.mark.parametrize("hint", [-1, 0, 1, 10, 5000, 10**9])
+def test_readlines_hint_like_builtin(ringlet, run, lines_file, hint):
+    path, _ = lines_file
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            return await f.readlines(hint), await f.read()
+
+    assert run(main()) == builtin(path, lambda f: (f.readlines(hint), f.read()))
+
+
+@pytest.mark.parametrize("sizes", [[0, 1, 2, 3, 100], [5, -1, None, 70_000, 7]])
+def test_readline_size_like_builtin(ringlet, run, lines_file, sizes):
+    path, _ = lines_file
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            return [await f.readline(n) for n in sizes] + [await f.read()]
+
+    assert run(main()) == builtin(path, lambda f: [f.readline(n) for n in sizes] + [f.read()])
+
+
+def test_reads_after_readline_continue_where_lines_stopped(ringlet, run, make_file):
+    path, data = make_file(CONTENTS["many"])
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            first = await f.readline()
+            chunk = await f.read(10)  # partly from the read-ahead
+            line = await f.readline()
+            buf = bytearray(20)
+            n = await f.readinto(buf)
+            one = await f.read1(5)
+            again = await f.readline()
+            big = await f.read(100_000)  # more than the read-ahead holds
+            await f.readline()
+            rest = await f.readall()
+            return [first, chunk, line, bytes(buf[:n]), one, again, big], rest
+
+    def ref(f):
+        first, chunk, line = f.readline(), f.read(10), f.readline()
+        buf = bytearray(20)
+        n = f.readinto(buf)
+        one, again, big = f.read(5), f.readline(), f.read(100_000)
+        f.readline()
+        return [first, chunk, line, bytes(buf[:n]), one, again, big], f.read()
+
+    got = run(main())
+    assert got == builtin(path, ref)
+    assert got[1]
+
+
+def test_seek_after_readline_like_builtin(ringlet, run, make_file):
+    path, _ = make_file(CONTENTS["mixed"] * 100)
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            out = [await f.readline(), await f.seek(0, os.SEEK_CUR), await f.readline()]
+            out += [await f.seek(-3, os.SEEK_CUR), await f.readline(), await f.seek(2), await f.readline()]
+            out += [await f.seek(-4, os.SEEK_END), await f.readline(), await f.tell()]
+            return out
+
+    def ref(f):
+        out = [f.readline(), f.seek(0, 1), f.readline(), f.seek(-3, 1), f.readline(), f.seek(2), f.readline()]
+        return out + [f.seek(-4, 2), f.readline(), f.tell()]
+
+    assert run(main()) == builtin(path, ref)
+
+
+def test_write_after_readline_goes_at_tell_like_builtin(ringlet, run, make_file, tmp_path):
+    """Built-in BufferedRandom also writes where the reads reached."""
+    content = CONTENTS["many"][:5000]
+    path, _ = make_file(content)
+    ref = str(tmp_path / "ref.bin")
+    write_os(ref, content)
+
+    async def main():
+        async with ringlet.open(path, "r+b") as f:
+            line = await f.readline()
+            written = await f.write(b"OVERWRITTEN")
+            after = await f.readline()
+            await f.writelines([b"<", bytearray(b"mid"), memoryview(b">")])
+            return line, written, after, await f.tell()
+
+    def reference(f):
+        line = f.readline()
+        written = f.write(b"OVERWRITTEN")
+        after = f.readline()
+        f.writelines([b"<", bytearray(b"mid"), memoryview(b">")])
+        return line, written, after, f.tell()
+
+    assert run(main()) == builtin(ref, reference, "r+b")
+    assert read_os(path) == read_os(ref)
+
+
+def test_pwrite_drops_a_stale_read_ahead(ringlet, run, make_file):
+    path, _ = make_file(b"aaaa\nbbbb\ncccc\n")
+
+    async def main():
+        async with ringlet.open(path, "r+b") as f:
+            first = await f.readline()  # the read-ahead now holds "bbbb\ncccc\n"
+            await f.pwrite(b"BBBB", 5)
+            return first, await f.readline(), await f.pread(4, 10), await f.tell()
+
+    assert run(main()) == (b"aaaa\n", b"BBBB\n", b"cccc", 10)
+
+
+def test_pread_does_not_disturb_lines(ringlet, run, make_file):
+    path, data = make_file(CONTENTS["mixed"])
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            first = await f.readline()
+            peek = await f.pread(6, 0)
+            return first, peek, await f.readline(), await f.tell()
+
+    assert run(main()) == builtin(path, lambda f: (f.readline(), data[:6], f.readline(), f.tell()))
+
+
+def test_writelines_like_builtin(ringlet, run, tmp_path):
+    ours, ref = tmp_path / "ours.bin", tmp_path / "ref.bin"
+    lines = [b"%d\n" % i * (i % 50) for i in range(5000)]  # more than one batch
+
+    async def main():
+        async with ringlet.open(ours, "wb") as f:
+            result = await f.writelines(iter(lines))
+            await f.writelines([])
+            return result, await f.tell()
+
+    with open(ref, "wb") as g:
+        expected = (g.writelines(iter(lines)), g.tell())
+    assert run(main()) == expected
+    assert read_os(ours) == read_os(ref) == b"".join(lines)
+
+
+def test_writelines_wrong_type_like_builtin(ringlet, run, tmp_path):
+    path = tmp_path / "w.bin"
+
+    async def main():
+        async with ringlet.open(path, "wb") as f:
+            await f.writelines(["text"])
+
+    with pytest.raises(TypeError):
+        with open(tmp_path / "ref.bin", "wb") as g:
+            g.writelines(["text"])
+    with pytest.raises(TypeError):
+        run(main())
+
+
+# --------------------------------------------------------------------------
+# truncate, flush, and the small methods
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [None, 0, 3, 10, 100_000])
+def test_truncate_like_builtin(ringlet, run, make_file, tmp_path, size):
+    content = b"0123456789\nabcdef\n"
+    path, _ = make_file(content)
+    ref = str(tmp_path / "ref.bin")
+    write_os(ref, content)
+
+    async def main():
+        async with ringlet.open(path, "r+b") as f:
+            await f.readline()
+            result = await f.truncate(size)
+            return result, await f.tell(), await f.read()
+
+    assert run(main()) == builtin(ref, lambda f: (f.readline(), f.truncate(size), f.tell(), f.read())[1:], "r+b")
+    assert read_os(path) == read_os(ref)
+
+
+def test_truncate_errors_like_builtin(ringlet, run, make_file):
+    path, data = make_file(b"abc")
+
+    async def on(mode, *args):
+        async with ringlet.open(path, mode) as f:
+            await f.truncate(*args)
+
+    with pytest.raises(io.UnsupportedOperation):
+        with open(path, "rb") as g:
+            g.truncate()
+    with pytest.raises(io.UnsupportedOperation):
+        run(on("rb"))
+    with pytest.raises(OSError) as ref_info:
+        with open(path, "r+b") as g:
+            g.truncate(-1)
+    with pytest.raises(OSError) as info:
+        run(on("r+b", -1))
+    assert info.value.errno == ref_info.value.errno
+    assert read_os(path) == data
+
+
+def test_flush_is_a_no_op_that_checks_closed(ringlet, run, make_file):
+    path, _ = make_file(b"abc")
+
+    async def main():
+        f = await ringlet.open(path, "r+b")
+        result = await f.flush()
+        await f.close()
+        with pytest.raises(ValueError):
+            await f.flush()
+        return result
+
+    assert run(main()) is None
+
+
+def test_readable_writable_seekable_isatty_like_builtin(ringlet, run, make_file):
+    path, _ = make_file(b"abc")
+    for mode in ("rb", "wb", "ab", "r+b"):
+
+        async def main():
+            async with ringlet.open(path, mode) as f:
+                return await f.readable(), await f.writable(), await f.seekable(), await f.isatty()
+
+        assert run(main()) == builtin(path, lambda f: (f.readable(), f.writable(), f.seekable(), f.isatty()), mode)
+
+
+def test_append_mode_starts_at_the_end_like_builtin(ringlet, run, make_file):
+    path, data = make_file(b"12345")
+
+    async def main():
+        async with ringlet.open(path, "a+b") as f:
+            return await f.tell(), await f.read()
+
+    assert run(main()) == builtin(path, lambda f: (f.tell(), f.read()), "a+b") == (5, b"")
+
+
+def test_lines_of_a_closed_file_raise_value_error(ringlet, run, make_file):
+    path, _ = make_file(b"a\nb\n")
+
+    async def main():
+        f = await ringlet.open(path, "rb")
+        await f.readline()
+        await f.close()
+        errors = []
+        for call in (f.readline, f.readlines, lambda: f.writelines([b"x"]), f.truncate, f.__anext__):
+            with pytest.raises(ValueError):
+                await call()
+            errors.append(True)
+        with pytest.raises(ValueError):
+            f.__aiter__()
+        return errors
+
+    assert run(main()) == [True] * 5
+
+
+def test_lines_from_a_fifo(ringlet, run, fifo):
+    """Lines arrive as the writer writes them: readline does not wait for more
+    than one line, and ends at the writer's close."""
+
+    async def main():
+        opening = ringlet.open(fifo, "rb")
+        import asyncio
+
+        reader = asyncio.ensure_future(opening)
+        writer = await open_fifo_writer(fifo)
+        f = await reader
+        try:
+            os.write(writer, b"one\ntw")
+            first = await f.readline()
+            os.write(writer, b"o\nthree")
+            second = await f.readline()
+            os.close(writer)
+            return first, second, await f.readline(), await f.readline()
+        finally:
+            await f.close()
+
+    assert run(main()) == (b"one\n", b"two\n", b"three", b"")
+
+
+def test_binary_open_arguments_like_builtin(ringlet, run, make_file):
+    path, _ = make_file(b"abc\n")
+    opened = []
+
+    def opener(name, flags):
+        opened.append(name)
+        return os.open(name, flags)
+
+    async def main():
+        async with ringlet.open(path, "rb", 0, None, None, None, True, opener) as f:
+            return await f.read()
+
+    assert run(main()) == builtin(path, lambda f: f.read()) == b"abc\n"
+    assert opened == [path]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(ringlet.open(path, "rb", buffering=1)).__del__()
+    assert [w.category for w in caught if w.category is RuntimeWarning] == [RuntimeWarning]
+
+
+def test_loop_and_executor_arguments_accepted_for_aiofiles(ringlet, run, make_file):
+    import asyncio
+
+    path, _ = make_file(b"abc")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with ringlet.open(path, "rb", loop=loop, executor=None) as f:
+            data = await f.read()
+        with pytest.raises(ValueError):
+            await ringlet.open(path, "rb", loop=asyncio.new_event_loop())
+        return data
+
+    assert run(main()) == b"abc"
+
+
+def test_line_reading_uses_no_thread(ringlet, run, require_io_uring, make_file):
+    path, data = make_file(CONTENTS["many"])
+    before = threading.active_count()
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            binary = [line async for line in f]
+        async with ringlet.open(path, "r", encoding="ascii") as f:
+            text = [line async for line in f]
+        return binary, text, threading.active_count()
+
+    binary, text, during = run(main())
+    assert b"".join(binary) == data and "".join(text) == data.decode()
+    assert during == before
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_mixed_binary_operations_match_builtin(ringlet, run, make_file, tmp_path, seed):
+    rng = random.Random(seed)
+    content = b"".join(rng.choice([b"a", b"bb\n", b"\n", b"\r\n", b"x" * 300, b"\r"]) for _ in range(3000))
+    path, _ = make_file(content)
+    ref_path = str(tmp_path / "ref.bin")
+    write_os(ref_path, content)
+
+    async def main():
+        with open(ref_path, "r+b") as ref:
+            async with ringlet.open(path, "r+b") as f:
+                for _ in range(300):
+                    op = rng.choice(["readline", "read", "tell", "seek", "write", "truncate", "readlines"])
+                    n = rng.choice([-1, 0, 1, 10, 1000, 100_000])
+                    if op == "readline":
+                        assert await f.readline(n) == ref.readline(n)
+                    elif op == "read":
+                        assert await f.read(n if n < 100_000 else 7) == ref.read(n if n < 100_000 else 7)
+                    elif op == "tell":
+                        assert await f.tell() == ref.tell()
+                    elif op == "seek":
+                        target = rng.randint(0, len(content))
+                        assert await f.seek(target) == ref.seek(target)
+                    elif op == "write":
+                        piece = rng.choice([b"W", b"WW\n", b"\n" * 3])
+                        assert await f.write(piece) == ref.write(piece)
+                    elif op == "truncate":
+                        size = rng.choice([None, rng.randint(0, len(content))])
+                        assert await f.truncate(size) == ref.truncate(size)
+                    else:
+                        assert await f.readlines(50) == ref.readlines(50)
+
+    run(main())
+    assert read_os(path) == read_os(ref_path)
