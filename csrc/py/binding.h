@@ -23,6 +23,8 @@ typedef struct {
     PyObject *stat_result;      /* os.stat_result */
     PyObject *str_create_future, *str_set_result, *str_set_exception;
     PyObject *kwnames_loop;     /* ("loop",): Future(loop=loop) by vectorcall */
+    PyObject *resolve_later;    /* _ringlet._resolve: sets a future unless it is done already */
+    PyObject *empty_tuple;
     PyObject *str_add_done_callback, *str_remove_done_callback, *str_done;
 } ringlet_state;
 
@@ -32,6 +34,8 @@ typedef struct {
     int ring_open;              /* 0 after shutdown: operations raise */
     int shutting_down;          /* completions are dropped, not delivered */
     int flush_scheduled;        /* a call_soon(_flush) is pending for deferred submissions */
+    int tick_scheduled;         /* a call_soon(_tick) is pending: the loop has not turned since */
+    int64_t streak_start;       /* when inline completions began without the loop turning */
     unsigned long thread_id;    /* the loop's thread: the only one that may submit */
     unsigned long fork_generation;
     PyObject *loop_ref;         /* weak reference to the event loop */
@@ -119,6 +123,7 @@ extern PyType_Spec ringlet_op_spec;
 extern PyType_Spec ringlet_ready_spec;
 
 /* op.c */
+int64_t ringlet_now_ns(void); /* CLOCK_MONOTONIC, the clock of time.monotonic_ns() */
 extern struct ringlet_live {
     Py_ssize_t ops, bounce_buffers, copies;
 } ringlet_live;
@@ -139,6 +144,12 @@ void op_batch_part_complete(struct rl_cell *cell);
 
 /* engine.c */
 int engine_schedule_flush(EngineObject *engine);
+/* loop.call_soon(callable, *args) for the engine's loop; 0 or -1 with an exception. */
+int engine_call_soon(EngineObject *engine, PyObject *callable, PyObject *args);
+/* Whether an inline completion must go through the loop, so its task yields:
+ * inline completions never suspend a task, and a task reading a cached file
+ * could otherwise keep the loop from everything else. */
+int engine_must_yield(EngineObject *engine);
 unsigned long ringlet_fork_generation(void);
 int ringlet_register_atfork(void);
 PyObject *ringlet_oserror(int err, PyObject *filename);

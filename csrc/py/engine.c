@@ -659,21 +659,70 @@ error_no_requests:
 RL_TWINS(read_many, engine_read_many_impl, RL_FASTCALL)
 #undef ARGS
 
+int engine_call_soon(EngineObject *engine, PyObject *callable, PyObject *args)
+{
+    PyObject *loop = PyWeakref_GetObject(engine->loop_ref);
+    if (loop == NULL)
+        return -1;
+    if (loop == Py_None) {
+        PyErr_SetString(PyExc_RuntimeError, "ringlet: the engine's event loop is gone");
+        return -1;
+    }
+    PyObject *call_soon = PyObject_GetAttrString(loop, "call_soon");
+    if (call_soon == NULL)
+        return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *argv[4] = {callable};
+    for (Py_ssize_t i = 0; i < n && i < 3; i++)
+        argv[i + 1] = PyTuple_GET_ITEM(args, i);
+    PyObject *r = PyObject_Vectorcall(call_soon, argv, (size_t)(n < 3 ? n : 3) + 1, NULL);
+    Py_DECREF(call_soon);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* call_soon(self.<method>) once until it has run; flag records that it is pending. */
+static int engine_call_soon_once(EngineObject *engine, const char *method, int *flag)
+{
+    if (*flag)
+        return 0;
+    PyObject *bound = PyObject_GetAttrString((PyObject *)engine, method);
+    int ret = bound ? engine_call_soon(engine, bound, engine->state->empty_tuple) : -1;
+    Py_XDECREF(bound);
+    if (ret == 0)
+        *flag = 1;
+    return ret;
+}
+
 int engine_schedule_flush(EngineObject *engine)
 {
-    if (engine->flush_scheduled)
-        return 0;
-    PyObject *loop = PyWeakref_GetObject(engine->loop_ref);
-    PyObject *flush = loop && loop != Py_None ? PyObject_GetAttrString((PyObject *)engine, "_flush") : NULL;
-    PyObject *r = flush ? PyObject_CallMethod(loop, "call_soon", "O", flush) : NULL;
-    Py_XDECREF(flush);
-    if (r == NULL) {
+    if (engine_call_soon_once(engine, "_flush", &engine->flush_scheduled) < 0) {
         PyErr_Clear();
         return -2;
     }
-    Py_DECREF(r);
-    engine->flush_scheduled = 1;
     return 0;
+}
+
+/* A task may run on inline completions this long before it must yield once. */
+#define RL_INLINE_BUDGET_NS 1000000
+
+int engine_must_yield(EngineObject *engine)
+{
+    int64_t now = ringlet_now_ns();
+    if (engine->tick_scheduled)
+        return now - engine->streak_start > RL_INLINE_BUDGET_NS;
+    /* The loop turned since the last inline completion: start a new streak,
+     * and learn when it turns next. */
+    if (engine_call_soon_once(engine, "_tick", &engine->tick_scheduled) < 0)
+        PyErr_Clear(); /* then no yield is forced: a lost tick costs fairness, not data */
+    engine->streak_start = now;
+    return 0;
+}
+
+static PyObject *engine_tick(EngineObject *self, PyObject *Py_UNUSED(ignored))
+{
+    self->tick_scheduled = 0;
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(engine_flush_doc,
@@ -896,6 +945,8 @@ static PyMethodDef engine_methods[] = {
     {"_read_many", (PyCFunction)(void (*)(void))engine__read_many, METH_FASTCALL, engine_lazy_doc},
     {"drain", (PyCFunction)engine_drain, METH_NOARGS, engine_drain_doc},
     {"_flush", (PyCFunction)engine_flush, METH_NOARGS, engine_flush_doc},
+    {"_tick", (PyCFunction)engine_tick, METH_NOARGS,
+     "_tick() -> None\n\nScheduled with call_soon: the loop has turned (see engine_must_yield)."},
     {"shutdown", (PyCFunction)(void (*)(void))engine_shutdown, METH_VARARGS | METH_KEYWORDS, engine_shutdown_doc},
     {"stats", (PyCFunction)engine_stats, METH_NOARGS, engine_stats_doc},
     {"fileno", (PyCFunction)engine_fileno, METH_NOARGS, engine_fileno_doc},

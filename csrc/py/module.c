@@ -91,7 +91,29 @@ static PyObject *ringlet_live_counts(PyObject *module, PyObject *Py_UNUSED(ignor
                          "copies", ringlet_live.copies);
 }
 
+PyDoc_STRVAR(resolve_doc,
+"_resolve(future, outcome, failed) -> None\n\n"
+"Set the future's result (or exception, when failed) unless it is done\n"
+"already (cancelled meanwhile).  The engine schedules it with call_soon.");
+
+static PyObject *ringlet_resolve(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    ringlet_state *st = PyModule_GetState(module);
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "_resolve(future, outcome, failed)");
+        return NULL;
+    }
+    PyObject *done = PyObject_CallMethodNoArgs(args[0], st->str_done);
+    int is_done = done ? PyObject_IsTrue(done) : -1;
+    Py_XDECREF(done);
+    if (is_done != 0)
+        return is_done < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *method = PyObject_IsTrue(args[2]) ? st->str_set_exception : st->str_set_result;
+    return PyObject_CallMethodOneArg(args[0], method, args[1]);
+}
+
 static PyMethodDef ringlet_methods[] = {
+    {"_resolve", (PyCFunction)(void (*)(void))ringlet_resolve, METH_FASTCALL, resolve_doc},
     {"_live", ringlet_live_counts, METH_NOARGS, live_doc},
     {"probe", ringlet_probe, METH_NOARGS, probe_doc},
 #ifdef RINGLET_FAULTS
@@ -118,7 +140,8 @@ static int ringlet_exec(PyObject *module)
     INTERN(str_remove_done_callback, "remove_done_callback");
     INTERN(str_done, "done");
 #undef INTERN
-    if ((st->kwnames_loop = Py_BuildValue("(s)", "loop")) == NULL)
+    if ((st->kwnames_loop = Py_BuildValue("(s)", "loop")) == NULL || (st->empty_tuple = PyTuple_New(0)) == NULL ||
+        (st->resolve_later = PyObject_GetAttrString(module, "_resolve")) == NULL)
         return -1;
     PyObject *os = PyImport_ImportModule("os");
     if (os == NULL)
@@ -147,6 +170,7 @@ static int ringlet_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->OpType);
     Py_VISIT(st->ReadyType);
     Py_VISIT(st->stat_result);
+    Py_VISIT(st->resolve_later);
     return 0;
 }
 
@@ -159,6 +183,8 @@ static int ringlet_clear(PyObject *module)
     Py_CLEAR(st->stat_result);
     Py_CLEAR(st->str_create_future);
     Py_CLEAR(st->kwnames_loop);
+    Py_CLEAR(st->empty_tuple);
+    Py_CLEAR(st->resolve_later);
     Py_CLEAR(st->str_set_result);
     Py_CLEAR(st->str_set_exception);
     Py_CLEAR(st->str_add_done_callback);

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int64_t now_ns(void)
+int64_t ringlet_now_ns(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t); /* the clock of time.monotonic_ns() */
@@ -252,7 +252,7 @@ void op_finish(OpObject *op, int64_t res)
     PyErr_Fetch(&exc_type, &exc, &tb); /* a continuation must not clobber the caller's error */
     op->finished = 1;
     if (op->times) {
-        op->times->reaped = now_ns();
+        op->times->reaped = ringlet_now_ns();
         op->times->reap_thread = PyThread_get_thread_ident();
         op->times->result = res;
     }
@@ -284,7 +284,7 @@ void op_finish(OpObject *op, int64_t res)
         Py_XDECREF(r);
         Py_XDECREF(outcome);
         if (op->times)
-            op->times->resolved = now_ns();
+            op->times->resolved = ringlet_now_ns();
     }
     op_release(op);
     PyErr_Restore(exc_type, exc, tb);
@@ -383,7 +383,14 @@ static PyObject *op_hand_over(OpObject *op, int want_future)
         PyErr_SetString(PyExc_SystemError, "ringlet: an operation completed without an outcome");
         return NULL;
     }
-    if (want_future) {
+    if (engine_must_yield(op->engine)) {
+        /* Delivered through the loop: the awaiting task yields once. */
+        result = op_make_future(op);
+        PyObject *args = result ? Py_BuildValue("(OOO)", result, outcome, op->failed ? Py_True : Py_False) : NULL;
+        if (args == NULL || engine_call_soon(op->engine, op->engine->state->resolve_later, args) < 0)
+            Py_CLEAR(result);
+        Py_XDECREF(args);
+    } else if (want_future) {
         result = op_make_future(op);
         if (result && op_resolve(op, result, outcome, op->failed) < 0)
             Py_CLEAR(result);
@@ -429,7 +436,7 @@ PyObject *op_launch(OpObject *op, int want_future)
     if (!op->finished) { /* an empty batch finishes before any submission */
         Py_INCREF(op); /* the ring's reference, dropped by op_finish */
         if (op->times) {
-            op->times->submitted = now_ns();
+            op->times->submitted = ringlet_now_ns();
             op->times->submit_thread = PyThread_get_thread_ident();
         }
         /* O_DIRECT never completes inline: its SQE waits for the end of the
@@ -438,7 +445,7 @@ PyObject *op_launch(OpObject *op, int want_future)
         if (ret == -2)
             ret = -EIO; /* scheduling failed: reported as the op's error, the SQE stays queued */
         if (op->times) {
-            op->times->returned = now_ns();
+            op->times->returned = ringlet_now_ns();
             if (op->finished) { /* completed inline: awaiting it will not suspend */
                 op->times->inline_ = 1;
                 op->times->resolved = op->times->resumed = op->times->returned;
@@ -459,7 +466,7 @@ static PyObject *op_call(OpObject *op, PyObject *args, PyObject *kwargs)
     op->watching = 0; /* the future has dropped its callbacks */
     if (op->finished) { /* a traced op, resolved: its task resumes right after this */
         if (op->times) {
-            op->times->resumed = now_ns();
+            op->times->resumed = ringlet_now_ns();
             op_emit_trace(op);
         }
         Py_RETURN_NONE;
