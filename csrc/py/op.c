@@ -287,6 +287,9 @@ void op_finish(OpObject *op, int64_t res)
             op->times->resolved = ringlet_now_ns();
     }
     op_release(op);
+    /* The future may still hold this op among its callbacks (a cancelled or
+     * traced one): let go of the future so the two make no cycle. */
+    Py_CLEAR(op->future);
     PyErr_Restore(exc_type, exc, tb);
     Py_DECREF(op); /* the ring's reference */
 }

@@ -32,6 +32,7 @@ _MAX_READ_CHUNK = 16 * 1024 * 1024
 _TEXT_CHUNK = 8 * 1024           # bytes decoded at a time by a text file (as io.TextIOWrapper)
 _WRITE_CHUNK = 64 * 1024         # a text file writes once this much is pending; writelines() batches
 _IORING_OP_FTRUNCATE = 55
+_DIRECT_ALIGN = 4096             # O_DIRECT: memory, offsets and lengths aligned to this (any device's block)
 _COOKIE_BITS = 64                # a text tell() cookie: byte offset | decoder flags << 64 (as CPython)
 _COOKIE_MASK = (1 << _COOKIE_BITS) - 1
 _UNIVERSAL_EOL = re.compile(r"\r\n|\r|\n")
@@ -98,8 +99,8 @@ def _size_arg(size: Optional[int]) -> int:
     return -1 if size is None else operator.index(size)
 
 
-async def _read_to_end(engine: Any, fd: int) -> bytes:
-    """Read from the file position until a read returns b"" (end of file).
+async def _read_to_end(engine: Any, fd: int, offset: int, align: int = 0) -> bytes:
+    """Read from offset (-1: a stream) until a read returns b"" (end of file).
 
     Pipes and /proc files give short reads before their end, so only an
     empty read ends it.  A file larger than the first chunk is sized once
@@ -107,28 +108,33 @@ async def _read_to_end(engine: Any, fd: int) -> bytes:
     chunks = []
     want = _READ_CHUNK
     while True:
-        chunk = await engine._read(fd, want, -1)
+        chunk = await engine._read(fd, want, offset, align)
         if not chunk:
             break
         chunks.append(chunk)
-        if len(chunks) == 1 and len(chunk) == want:
+        if offset >= 0:
+            offset += len(chunk)
+        if len(chunks) == 1 and len(chunk) == want and offset >= 0:
             st = os.fstat(fd)
             if stat.S_ISREG(st.st_mode):
                 # One byte more than what is left: a short read then proves end of file.
-                want = max(st.st_size - os.lseek(fd, 0, os.SEEK_CUR) + 1, _READ_CHUNK)
+                want = max(st.st_size - offset + 1, _READ_CHUNK)
                 continue
         want = min(want * 2, _MAX_READ_CHUNK)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _reject_directory(fd: int, filename: Any) -> None:
-    """Built-in open() refuses a directory even for reading; so does ringlet.
+def _stat_open_file(fd: int, filename: Any, reject_directory: bool) -> os.stat_result:
+    """fstat of a file just opened; built-in open() refuses a directory even
+    for reading, and so does ringlet (for writing, openat(2) itself does).
 
     fstat of an open descriptor reads the in-memory inode and does not wait
     on the device, while io_uring's statx always goes through a kernel worker
-    thread (about a millisecond): this check runs on every open for reading."""
-    if stat.S_ISDIR(os.fstat(fd).st_mode):
+    thread (about a millisecond): this runs on every open."""
+    st = os.fstat(fd)
+    if reject_directory and stat.S_ISDIR(st.st_mode):
         raise _isdir_error(filename)
+    return st
 
 
 async def _write_batched(write: Callable[[Any], Coroutine[Any, Any, int]], lines: Iterable[Any], empty: Any) -> None:
@@ -237,13 +243,29 @@ class AsyncFile(_FileBase):
 
     Nothing is buffered, except the read-ahead of readline() (and of
     iteration): while it holds bytes, tell() subtracts them, and seek(),
-    write(), pwrite() and truncate() first move the file position back over
-    them, so the position is always where the reads so far have reached."""
+    write(), pwrite() and truncate() first step back over them, so the
+    position is always where the reads so far have reached.
 
-    __slots__ = ("_fd", "_engine", "_readable", "_writable", "_closefd", "_rbuf", "_rpos", "name", "mode")
+    The file position lives in this object, not in the descriptor: io_uring
+    moves a descriptor's own offset asynchronously (a read or write "at the
+    file position" can complete before the kernel has moved it, and the next
+    one would then land on the same bytes), so every read and write goes to
+    an explicit offset.  Concurrent writes take their places in call order.
+    The descriptor's offset (os.lseek on fileno()) is not kept in step; use
+    tell() and seek().  Pipes, FIFOs, sockets and character devices have no
+    position and are read and written as streams.
+
+    With direct=True (O_DIRECT, the page cache bypassed), reads of any offset
+    and size go through aligned memory ringlet manages; writes whose offset
+    and length are multiples of 4096 go direct, others through a second,
+    buffered descriptor of the same file."""
+
+    __slots__ = ("_fd", "_engine", "_readable", "_writable", "_closefd", "_rbuf", "_rpos", "_pos", "_append",
+                 "_align", "_buffered_fd", "name", "mode")
 
     def __init__(self, engine: Any, fd: int, name: Any, mode: str, readable: bool, writable: bool,
-                 closefd: bool = True) -> None:
+                 closefd: bool = True, *, position: Optional[int] = None, append: bool = False,
+                 align: int = 0) -> None:
         self._engine = engine
         self._fd = fd
         self._readable = readable
@@ -251,6 +273,10 @@ class AsyncFile(_FileBase):
         self._closefd = closefd
         self._rbuf = b""   # read-ahead: bytes read from the kernel that readline() has not returned yet
         self._rpos = 0     # ... starting at this index; _rbuf is b"" when nothing is left
+        self._pos = position  # where the next kernel read or write goes; None: a stream
+        self._append = append  # writes go to the end (O_APPEND)
+        self._align = align    # O_DIRECT: the alignment reads and writes need, else 0
+        self._buffered_fd = -1  # O_DIRECT: a buffered descriptor for unaligned writes, opened on demand
         self.name = name
         self.mode = mode
 
@@ -293,23 +319,44 @@ class AsyncFile(_FileBase):
         else:
             self._rpos = end
 
-    def _drop_read_ahead(self, fd: int) -> None:
-        """Move the kernel's file position back over the unread read-ahead and forget it."""
-        unread = len(self._rbuf) - self._rpos
-        if unread:
-            os.lseek(fd, -unread, os.SEEK_CUR)  # first: if it fails (a pipe), nothing is lost
-        self._rbuf, self._rpos = b"", 0
+    def _drop_read_ahead(self) -> None:
+        """Step the position back over the unread read-ahead and forget it.
+        A stream cannot step back: its read-ahead stays for the next reads."""
+        if self._pos is not None:
+            self._pos -= len(self._rbuf) - self._rpos
+            self._rbuf, self._rpos = b"", 0
+
+    def _offset(self) -> int:
+        """Where the next kernel read or write goes: -1 for a stream."""
+        return -1 if self._pos is None else self._pos
 
     def _position(self) -> int:
-        """The file position as the reader sees it (the kernel's, less the read-ahead)."""
-        return os.lseek(self._open_fd(), 0, os.SEEK_CUR) - (len(self._rbuf) - self._rpos)
+        """The file position as the reader sees it (less the read-ahead)."""
+        self._open_fd()
+        if self._pos is None:
+            raise OSError(errno.ESPIPE, os.strerror(errno.ESPIPE))
+        return self._pos - (len(self._rbuf) - self._rpos)
 
     def _seek(self, offset: int, whence: int) -> int:
         fd = self._open_fd()
         if whence not in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END, os.SEEK_DATA, os.SEEK_HOLE):
             raise ValueError(f"whence value {whence} unsupported")
-        self._drop_read_ahead(fd)
-        return os.lseek(fd, offset, whence)
+        offset = operator.index(offset)
+        if self._pos is None:
+            return os.lseek(fd, offset, whence)  # a stream: ESPIPE, as io.FileIO says
+        self._drop_read_ahead()
+        if whence == os.SEEK_SET:
+            position = offset
+        elif whence == os.SEEK_CUR:
+            position = self._pos + offset
+        elif whence == os.SEEK_END:
+            position = os.fstat(fd).st_size + offset
+        else:  # SEEK_DATA, SEEK_HOLE: only the kernel knows where the data lies
+            position = os.lseek(fd, offset, whence)
+        if position < 0:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        self._pos = position
+        return position
 
     # -- reading --------------------------------------------------------------
 
@@ -324,7 +371,13 @@ class AsyncFile(_FileBase):
             if len(head) == size:
                 return head
             size = size if size < 0 else size - len(head)
-        data = await (self._engine._read(fd, size, -1) if size >= 0 else _read_to_end(self._engine, fd))
+        offset = self._offset()
+        if size >= 0:
+            data = await self._engine._read(fd, size, offset, self._align)
+        else:
+            data = await _read_to_end(self._engine, fd, offset, self._align)
+        if offset >= 0:
+            self._pos = offset + len(data)
         return head + data if head else data
 
     async def readall(self) -> bytes:
@@ -343,14 +396,20 @@ class AsyncFile(_FileBase):
     async def readinto(self, buffer: Any) -> int:
         """Read into a writable bytes-like object; return the count read."""
         fd = self._reading_fd()
-        if not self._rbuf:
-            return await self._engine._readinto(fd, buffer, -1)
-        view = memoryview(buffer).cast("B")
-        head = self._take(len(view))
-        view[:len(head)] = head
-        if len(head) == len(view):
-            return len(head)
-        return len(head) + await self._engine._readinto(fd, view[len(head):], -1)
+        head = 0
+        if self._rbuf:
+            view = memoryview(buffer).cast("B")
+            taken = self._take(len(view))
+            head = len(taken)
+            view[:head] = taken
+            if head == len(view):
+                return head
+            buffer = view[head:]
+        offset = self._offset()
+        n = await self._engine._readinto(fd, buffer, offset, self._align)
+        if offset >= 0:
+            self._pos = offset + n
+        return head + n
 
     async def readline(self, size: Optional[int] = -1) -> bytes:
         """Read one line, up to and including b"\\n"; at most size bytes when
@@ -375,9 +434,12 @@ class AsyncFile(_FileBase):
             total += end - pos
             if newline >= 0 or total == size:
                 break
-            chunk = await self._engine._read(fd, _READ_CHUNK, -1)
+            offset = self._offset()
+            chunk = await self._engine._read(fd, _READ_CHUNK, offset, self._align)
             if not chunk:
                 break
+            if offset >= 0:
+                self._pos = offset + len(chunk)
             self._rbuf, self._rpos = chunk, 0
         return b"".join(parts)
 
@@ -399,22 +461,56 @@ class AsyncFile(_FileBase):
             self._reading_fd()  # raises the right error
         if offset < 0:
             raise ValueError("negative offset")
-        return await self._engine._read(fd, size, offset)
+        return await self._engine._read(fd, size, offset, self._align)
 
     async def pread_many(self, requests: Iterable[Tuple[int, int]]) -> List[bytes]:
         """Read each (size, offset) of requests positionally, all in one
         submission; return the bytes of each, in order.  The file position
         does not change."""
-        return await self._engine._read_many(self._reading_fd(), requests)
+        fd = self._reading_fd()
+        if self._align:  # O_DIRECT reads are batched per loop tick anyway
+            return list(await asyncio.gather(*(self.pread(size, offset) for size, offset in requests)))
+        return await self._engine._read_many(fd, requests)
 
     # -- writing --------------------------------------------------------------
 
     async def write(self, data: Any) -> int:
-        """Write all of data at the file position (the end, in append mode)."""
+        """Write all of data at the file position (the end, in append mode)
+        and move the position past it.  A failed write leaves the position
+        where it was."""
         fd = self._writing_fd()
         if self._rbuf:
-            self._drop_read_ahead(fd)
-        return await self._engine._write(fd, data, -1)
+            self._drop_read_ahead()
+        offset = self._pos
+        if offset is None or self._append:
+            n = await self._engine._write(fd, data, -1)  # a stream, or O_APPEND: the kernel places it
+            if offset is not None and n:  # after an append, the position is the end, as write(2) leaves it
+                self._pos = os.fstat(fd).st_size
+            return n
+        # Claim the place now: a write started later goes after this one.
+        size = len(data) if type(data) is bytes else memoryview(data).nbytes
+        self._pos = offset + size
+        try:
+            return await self._write_at(fd, data, offset, size)
+        except BaseException:
+            if self._pos == offset + size:  # nothing claimed a place after ours
+                self._pos = offset
+            raise
+
+    async def _write_at(self, fd: int, data: Any, offset: int, size: Optional[int] = None) -> int:
+        align = self._align
+        if align:
+            size = memoryview(data).nbytes if size is None else size
+            if offset % align or size % align:
+                fd, align = self._buffered(), 0  # O_DIRECT takes aligned writes only
+        return await self._engine._write(fd, data, offset, align)
+
+    def _buffered(self) -> int:
+        """O_DIRECT files: a second descriptor of the same file, without O_DIRECT."""
+        if self._buffered_fd < 0:
+            flags = os.O_RDWR if self._readable else os.O_WRONLY
+            self._buffered_fd = os.open(f"/proc/self/fd/{self._fd}", flags | os.O_CLOEXEC)
+        return self._buffered_fd
 
     async def writelines(self, lines: Iterable[Any]) -> None:
         """Write each bytes-like object of lines (no separator is added)."""
@@ -427,8 +523,10 @@ class AsyncFile(_FileBase):
         if operator.index(offset) < 0:
             raise ValueError("negative offset")
         if self._rbuf:  # the read-ahead may hold the old bytes
-            self._drop_read_ahead(fd)
-        return await self._engine._write(fd, data, offset)
+            self._drop_read_ahead()
+        if self._append:
+            return await self._engine._write(fd, data, offset)  # Linux appends anyway, as os.pwrite
+        return await self._write_at(fd, data, offset)
 
     async def truncate(self, size: Optional[int] = None) -> int:
         """Resize the file to size bytes (default: the file position) and
@@ -438,7 +536,7 @@ class AsyncFile(_FileBase):
         size = self._position() if size is None else operator.index(size)
         if size < 0:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-        self._drop_read_ahead(fd)
+        self._drop_read_ahead()
         if self._engine.supports(_IORING_OP_FTRUNCATE):
             await self._engine.ftruncate(fd, size)
         else:
@@ -471,10 +569,15 @@ class AsyncFile(_FileBase):
         """Close the file.  Calling it again does nothing."""
         fd, self._fd = self._fd, -1
         self._rbuf, self._rpos = b"", 0
+        if self._buffered_fd >= 0:
+            os.close(self._buffered_fd)
+            self._buffered_fd = -1
         if fd >= 0 and self._closefd:
             await self._engine._close(fd)
 
     def __del__(self) -> None:
+        if getattr(self, "_buffered_fd", -1) >= 0:
+            os.close(self._buffered_fd)
         if getattr(self, "_fd", -1) >= 0 and self._closefd:
             warnings.warn(f"unclosed file {self!r}", ResourceWarning, source=self)
             try:
@@ -864,16 +967,28 @@ class AsyncTextFile(_FileBase):
         pending = getattr(self, "_pending", None)
         if pending and getattr(self.buffer, "_fd", -1) >= 0:
             try:
+                raw = self.buffer
                 view = memoryview(b"".join(pending))
                 while view:
-                    view = view[os.write(self.buffer._fd, view):]
+                    if raw._pos is None or raw._append:
+                        written = os.write(raw._fd, view)
+                    else:
+                        written = os.pwrite(raw._fd, view, raw._pos)
+                        raw._pos += written
+                    view = view[written:]
             except OSError:
                 pass
 
 
 async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[str], errors: Optional[str],
-                     newline: Optional[str], closefd: bool, opener: Any, loop: Any) -> Union[AsyncFile, AsyncTextFile]:
+                     newline: Optional[str], closefd: bool, opener: Any, loop: Any,
+                     direct: bool) -> Union[AsyncFile, AsyncTextFile]:
     flags, readable, writable, text = _mode_flags(mode)
+    append = "a" in mode
+    if direct:
+        if text or append:
+            raise ValueError("direct=True needs a binary mode other than append ('rb', 'wb', 'r+b', ...)")
+        flags |= os.O_DIRECT
     if loop is not None and loop is not asyncio.get_running_loop():
         raise ValueError("ringlet.open(loop=...) must be the running loop: ringlet uses the running loop's engine")
     buffering = operator.index(buffering)
@@ -907,16 +1022,16 @@ async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[st
             if fd < 0:
                 raise ValueError(f"opener returned {fd}")
         owned = True
-    raw = AsyncFile(engine, fd, name, binary_mode if text else mode, readable, writable, owned)
+    raw = AsyncFile(engine, fd, name, binary_mode if text else mode, readable, writable, owned, append=append)
     try:
-        if not writable and not isinstance(file, int):  # for writing, openat(2) refuses a directory
-            _reject_directory(fd, name)
-        if "a" in mode:  # as built-in open(): the position starts at the end
-            try:
-                os.lseek(fd, 0, os.SEEK_END)
-            except OSError as exc:
-                if exc.errno != errno.ESPIPE:
-                    raise
+        st = _stat_open_file(fd, name, reject_directory=not writable and not isinstance(file, int))
+        if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            # The position starts at 0; at the end in append mode, as built-in
+            # open(); where the descriptor is for a descriptor given.
+            raw._pos = st.st_size if append else os.lseek(fd, 0, os.SEEK_CUR) if isinstance(file, int) else 0
+        elif direct:
+            raise ValueError("direct=True needs a regular file or a block device")
+        raw._align = _DIRECT_ALIGN if direct else 0
         if not text:
             return raw
         return AsyncTextFile(raw, mode, encoding, errors, newline, line_buffering=buffering == 1,
@@ -960,7 +1075,8 @@ class _Opening(collections.abc.Coroutine):
 
 def open(file: Union[PathArg, int], mode: str = "r", buffering: int = -1, encoding: Optional[str] = None,
          errors: Optional[str] = None, newline: Optional[str] = None, closefd: bool = True,
-         opener: Optional[Callable[[Any, int], int]] = None, *, loop: Any = None, executor: Any = None) -> _Opening:
+         opener: Optional[Callable[[Any, int], int]] = None, *, direct: bool = False, loop: Any = None,
+         executor: Any = None) -> _Opening:
     """Open a file for asynchronous I/O through io_uring.
 
     The arguments are those of built-in open().  A binary mode ("rb", "wb",
@@ -971,12 +1087,16 @@ def open(file: Union[PathArg, int], mode: str = "r", buffering: int = -1, encodi
     size at which buffered text writes are flushed.  Binary files buffer no
     writes.  opener(path, flags) is called, blocking, as built-in open() does.
 
+    direct=True opens with O_DIRECT: the page cache is bypassed, reads and
+    writes go through aligned memory ringlet manages (binary modes only; see
+    AsyncFile).
+
     Use ``f = await ringlet.open(...)`` or ``async with ringlet.open(...) as
     f``.  Errors are those open() raises.  loop and executor are accepted for
     aiofiles compatibility: executor is ignored (there is no thread pool) and
     loop, if given, must be the running loop.
     """
-    return _Opening(_open_file(file, mode, buffering, encoding, errors, newline, closefd, opener, loop))
+    return _Opening(_open_file(file, mode, buffering, encoding, errors, newline, closefd, opener, loop, direct))
 
 
 async def read_file(path: PathArg) -> bytes:
@@ -985,7 +1105,7 @@ async def read_file(path: PathArg) -> bytes:
     engine = get_engine()
     fd = await engine._open(raw, os.O_RDONLY, 0, name)
     try:
-        return await _read_to_end(engine, fd)
+        return await _read_to_end(engine, fd, 0)
     except IsADirectoryError:
         raise _isdir_error(name) from None
     finally:
@@ -1014,7 +1134,7 @@ async def copy_file(src: PathArg, dst: PathArg) -> int:
     engine = get_engine()
     src_fd = await engine._open(raw_src, os.O_RDONLY, 0, src_name)
     try:
-        _reject_directory(src_fd, src_name)
+        _stat_open_file(src_fd, src_name, reject_directory=True)
         dst_fd = await engine._open(raw_dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, dst_name)
         try:
             return await engine.copy(src_fd, dst_fd)
