@@ -118,3 +118,63 @@ def test_direct_read_cancelled_keeps_memory_until_completion(ringlet, require_io
     done, in_flight = run(main())
     assert done == [data[i * 65536:(i + 1) * 65536] for i in range(2, 40, 2)]
     assert in_flight == 0
+
+
+def test_open_direct_reads_like_a_buffered_file(ringlet, require_io_uring, run, direct_file):
+    path, data = direct_file
+
+    async def main():
+        async with ringlet.open(path, "rb", direct=True) as f:
+            head = await f.read(10)
+            middle = await f.read(5000)
+            at = await f.pread(100, 4095)
+            many = await f.pread_many([(7, 1), (4096, 8192)])
+            await f.seek(-50, os.SEEK_END)
+            tail = await f.read()
+            await f.seek(0)
+            whole = await f.read()
+            position = await f.tell()
+        return head, middle, at, many, tail, whole, position
+
+    head, middle, at, many, tail, whole, position = run(main())
+    assert head == data[:10] and middle == data[10:5010] and at == data[4095:4195]
+    assert many == [data[1:8], data[8192:12288]]
+    assert tail == data[-50:] and whole == data and position == len(data)
+
+
+def test_open_direct_writes_aligned_direct_and_the_rest_buffered(ringlet, require_io_uring, run, direct_file, tmp_path):
+    _, data = direct_file
+    path = tmp_path / "direct-out.bin"
+
+    async def main():
+        async with ringlet.open(path, "w+b", direct=True) as f:
+            await f.write(data[:ALIGN * 3])            # aligned: O_DIRECT
+            await f.write(data[ALIGN * 3:ALIGN * 3 + 10])  # unaligned length: the buffered descriptor
+            await f.pwrite(data[:100], 5)              # unaligned offset
+            await f.fsync()
+            await f.seek(0)
+            return await f.read()
+
+    expected = bytearray(data[:ALIGN * 3 + 10])
+    expected[5:105] = data[:100]
+    assert run(main()) == bytes(expected)
+    assert path.read_bytes() == bytes(expected)
+
+
+@pytest.mark.parametrize("mode", ["r", "ab", "a+b"])
+def test_open_direct_refuses_text_and_append(ringlet, run, direct_file, mode):
+    path, _ = direct_file
+
+    async def main():
+        with pytest.raises(ValueError, match="direct"):
+            await ringlet.open(path, mode, direct=True)
+
+    run(main())
+
+
+def test_open_direct_refuses_a_fifo(ringlet, require_io_uring, run, fifo):
+    async def main():
+        with pytest.raises((ValueError, OSError)):
+            await ringlet.open(fifo, "r+b", direct=True)
+
+    run(main())
