@@ -221,3 +221,80 @@ async def open_fifo_writer(path, timeout=3.0):
             continue
         os.set_blocking(fd, True)
         return fd
+
+
+# --------------------------------------------------------------------------
+# fixtures for the robustness tests (full disk, bad input in a subprocess)
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """Path (str) of a freshly mounted 1 MiB tmpfs, unmounted afterwards.
+
+    Needs root (or CAP_SYS_ADMIN); otherwise the test is skipped with the
+    exact reason mount gave."""
+    import shutil
+    import subprocess
+
+    mount = shutil.which("mount")
+    if mount is None:
+        pytest.skip("no mount command here")
+    where = tmp_path / "tmpfs-1m"
+    where.mkdir()
+    proc = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "size=1m,mode=0777", "tmpfs", str(where)],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        reason = (proc.stderr or proc.stdout).strip() or f"exit status {proc.returncode}"
+        pytest.skip(f"cannot mount a 1 MiB tmpfs (uid {os.getuid()}): mount: {reason}")
+    try:
+        yield str(where)
+    finally:
+        umount = subprocess.run(["umount", str(where)], capture_output=True, text=True)
+        if umount.returncode != 0:  # something still holds it open: detach lazily
+            subprocess.run(["umount", "-l", str(where)], capture_output=True, text=True)
+
+
+@pytest.fixture
+def run_python(tmp_path):
+    """``run_python(source, timeout=60)`` runs ``source`` in a fresh interpreter
+    (same sys.path, cwd tmp_path) and returns the CompletedProcess.  A death
+    by signal fails the calling test with the signal's name and the output,
+    so a crash is reported as a failure instead of ending the test run."""
+    import signal as _signal
+    import subprocess
+    import sys
+
+    def _run(source, timeout=60):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env.setdefault("PYTHONFAULTHANDLER", "1")
+        proc = subprocess.run(
+            [sys.executable, "-c", source], cwd=str(tmp_path), env=env,
+            capture_output=True, text=True, timeout=timeout,
+        )
+        if proc.returncode < 0:
+            try:
+                name = _signal.Signals(-proc.returncode).name
+            except ValueError:
+                name = f"signal {-proc.returncode}"
+            pytest.fail(
+                f"the interpreter died with {name}\n--- stdout ---\n{proc.stdout[-4000:]}"
+                f"\n--- stderr ---\n{proc.stderr[-4000:]}",
+                pytrace=False,
+            )
+        return proc
+
+    return _run
+
+
+def write_fifo(path, data):
+    """Write data (at most a pipe's capacity) into a FIFO that a reader has
+    open, without blocking."""
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        assert os.write(fd, data) == len(data)
+    finally:
+        os.close(fd)
