@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fault.h"
 #include "ops.h"
@@ -23,8 +24,8 @@ static void rl_copy_slot_step(struct rl_copy_slot *s)
     if (copy->error)
         return;
     if (s->writing) {
-        ret = rl_op_write(copy->ring, &s->cell, copy->dst_fd, s->buf + s->written,
-                          s->len - s->written, s->offset + s->written);
+        ret = rl_op_write(copy->ring, &s->cell, copy->dst_fd, s->buf + s->written, s->len - s->written,
+                          copy->dst_stream ? -1 : s->offset + s->written);
     } else {
         if (s->range == 0) { /* take a new range */
             if (copy->eof)
@@ -33,7 +34,7 @@ static void rl_copy_slot_step(struct rl_copy_slot *s)
             s->range = copy->chunk;
             copy->next_offset += copy->chunk;
         }
-        ret = rl_op_read(copy->ring, &s->cell, copy->src_fd, s->buf, s->range, s->offset);
+        ret = rl_op_read(copy->ring, &s->cell, copy->src_fd, s->buf, s->range, copy->src_stream ? -1 : s->offset);
     }
     if (ret < 0)
         rl_copy_fail(copy, ret);
@@ -74,6 +75,15 @@ static void rl_copy_slot_complete(struct rl_cell *cell)
         copy->on_done(copy, copy->error ? copy->error : copy->copied);
 }
 
+/* 1: fd has no offsets (pipe, FIFO, socket: lseek says ESPIPE); 0: it has
+ * (files, block devices, /dev/zero...); -errno: fd is not usable. */
+static int rl_copy_is_stream(int fd)
+{
+    if (lseek(fd, 0, SEEK_CUR) >= 0)
+        return 0;
+    return errno == ESPIPE ? 1 : -errno;
+}
+
 struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsigned chunk,
                               unsigned nslots, rl_copy_done on_done, void *owner, int *err)
 {
@@ -81,6 +91,13 @@ struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsi
         *err = -EINVAL;
         return NULL;
     }
+    int src_stream = rl_copy_is_stream(src_fd), dst_stream = rl_copy_is_stream(dst_fd);
+    if (src_stream < 0 || dst_stream < 0) {
+        *err = src_stream < 0 ? src_stream : dst_stream;
+        return NULL;
+    }
+    if (src_stream || dst_stream)
+        nslots = 1; /* in order: one chunk at a time */
     struct rl_copy *copy = rl_fault_hit(RL_FAULT_ALLOC) ? NULL : calloc(1, sizeof *copy);
     if (!copy) {
         *err = -ENOMEM;
@@ -91,6 +108,8 @@ struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsi
     copy->dst_fd = dst_fd;
     copy->chunk = chunk;
     copy->nslots = nslots;
+    copy->src_stream = src_stream;
+    copy->dst_stream = dst_stream;
     copy->on_done = on_done;
     copy->owner = owner;
     for (unsigned i = 0; i < nslots; i++) {

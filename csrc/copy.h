@@ -35,6 +35,8 @@ struct rl_copy {
     int64_t next_offset;  /* the next range no slot has taken yet */
     int64_t copied;
     int error;            /* first -errno seen; stops new work */
+    int src_stream;       /* a pipe, FIFO, socket...: no offsets, read in order (one slot) */
+    int dst_stream;       /* ... written in order */
     int eof;
     unsigned busy;        /* slots in flight */
     rl_copy_done on_done;
@@ -42,8 +44,10 @@ struct rl_copy {
     struct rl_copy_slot slots[RL_COPY_MAX_SLOTS];
 };
 
-/* Allocates and starts a copy (queues its first reads).  On failure returns
- * NULL with *err set; nothing is in flight then. */
+/* Allocates and starts a copy (queues its first reads).  A side without
+ * offsets (a pipe, FIFO or socket) is read or written in order, and the
+ * copy then runs one slot.  On failure returns NULL with *err
+ * set; nothing is in flight then. */
 struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsigned chunk,
                               unsigned nslots, rl_copy_done on_done, void *owner, int *err);
 /* Stops a running copy: its slots are cancelled; on_done still comes, with -ECANCELED. */

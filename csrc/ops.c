@@ -42,8 +42,6 @@ int rl_op_fsync(struct rl_ring *r, struct rl_cell *c, int fd, int datasync)
 
 int rl_op_statx(struct rl_ring *r, struct rl_cell *c, int dirfd, const char *path, int flags, struct statx *out)
 {
-    if (path[0] == '\0')
-        flags |= AT_EMPTY_PATH;
     RL_QUEUE(r, c, io_uring_prep_statx(sqe, dirfd, path, flags, STATX_BASIC_STATS, out));
 }
 

@@ -17,7 +17,7 @@ int rl_op_write(struct rl_ring *r, struct rl_cell *c, int fd, const void *buf, u
 int rl_op_openat(struct rl_ring *r, struct rl_cell *c, int dirfd, const char *path, int flags, mode_t mode);
 int rl_op_close(struct rl_ring *r, struct rl_cell *c, int fd);
 int rl_op_fsync(struct rl_ring *r, struct rl_cell *c, int fd, int datasync);
-/* statx of fd itself when path is "" (AT_EMPTY_PATH), else of path. */
+/* statx(2): of dirfd itself with path "" and AT_EMPTY_PATH in flags. */
 int rl_op_statx(struct rl_ring *r, struct rl_cell *c, int dirfd, const char *path, int flags, struct statx *out);
 
 /* Path operations (kernel 5.11+ for renameat/unlinkat, 5.15+ for mkdirat/symlinkat/linkat). */

@@ -110,18 +110,30 @@ def test_pread_many_closed_and_write_only(ringlet, run, make_file, tmp_path):
     run(main())
 
 
-def test_pread_many_cancel_pending_reads_keeps_engine_working(ringlet, run, fifo):
-    """A batch on a FIFO waits (the kernel ignores offsets on a stream);
-    cancelling it cancels every read in the kernel."""
+def test_pread_many_on_a_fifo_is_espipe(ringlet, run, fifo):
+    """A FIFO has no offsets: os.pread says ESPIPE, and so does pread_many."""
+
+    async def main():
+        async with ringlet.open(fifo, "r+b") as f:
+            with pytest.raises(OSError) as info:
+                await f.pread_many([(10, 0)])
+            return info.value.errno
+
+    assert run(main()) == 29  # ESPIPE
+
+
+def test_read_many_cancel_pending_reads_keeps_engine_working(ringlet, run, fifo):
+    """engine.read_many on a FIFO waits (the kernel ignores offsets on a
+    stream); cancelling it cancels every read in the kernel."""
 
     async def main():
         engine = ringlet.get_engine()
-        f = await ringlet.open(fifo, "r+b")
+        fd = os.open(fifo, os.O_RDWR)
         try:
-            task = asyncio.ensure_future(f.pread_many([(10, 0)]))
+            task = asyncio.ensure_future(engine.read_many(fd, [(10, 0), (10, 0)]))
             await asyncio.sleep(0.01)
             assert not task.done()
-            assert engine.stats()["in_flight"] == 1
+            assert engine.stats()["in_flight"] == 2
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
@@ -131,6 +143,6 @@ def test_pread_many_cancel_pending_reads_keeps_engine_working(ringlet, run, fifo
                 await asyncio.sleep(0.005)
             return engine.stats()["in_flight"]
         finally:
-            await f.close()
+            os.close(fd)
 
     assert run(main()) == 0

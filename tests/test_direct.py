@@ -62,8 +62,9 @@ def test_direct_writes_aligned_and_refuses_unaligned(ringlet, require_io_uring, 
                 engine.write(fd, b"x" * 10, 0, ALIGN)
             with pytest.raises(ValueError, match="multiples"):
                 engine.write(fd, b"x" * ALIGN, 1, ALIGN)
-            with pytest.raises(ValueError, match="explicit offset"):
-                engine.read(fd, 10, -1, ALIGN)
+            os.lseek(fd, ALIGN + 3, os.SEEK_SET)  # offset -1: the descriptor's offset, taken explicitly
+            assert await engine.read(fd, 10, -1, ALIGN) == (bytes(ALIGN) + data[1:2 * ALIGN + 1])[ALIGN + 3:ALIGN + 13]
+            assert os.lseek(fd, 0, os.SEEK_CUR) == ALIGN + 13  # and moved past the bytes read
             with pytest.raises(ValueError, match="power of two"):
                 engine.read(fd, 10, 0, 1000)
         finally:

@@ -160,10 +160,6 @@ def test_tmpfs_sequential_writes_until_full(ringlet, run, small_tmpfs, mode):
     assert len(content) <= MiB
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine.write(fd, data, -1): on ENOSPC the kernel completes the short write (res = bytes done) but does "
-    "not advance the file position; the continuation (offset -1) rewrites at the old position, so a full "
-    "disk is reported as success with data at the wrong place"))
 @pytest.mark.parametrize("chunk", [CHUNK, 3 * MiB], ids=["chunks", "one-write"])
 def test_tmpfs_engine_write_at_file_position(ringlet, run, small_tmpfs, chunk):
     """The engine's write(fd, data) at the file position (offset -1), as a

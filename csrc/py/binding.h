@@ -88,7 +88,8 @@ typedef struct {
     int watching;               /* the op is a done callback of its pending future */
     int abandoned;              /* the future finished first (cancelled): drop the result */
     int finished;               /* the outcome is delivered (or dropped) */
-    int64_t offset;             /* -1: the file position */
+    int64_t offset;             /* -1: a stream, or an O_APPEND write */
+    int moves_position;         /* offset was the descriptor's: move it past the bytes at completion */
     size_t length;              /* bytes asked for */
     size_t done;                /* write: bytes written so far */
     struct kernel_io io;        /* read/readinto/write */

@@ -8,9 +8,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 
 static unsigned long fork_generation;
@@ -59,6 +61,25 @@ static int parse_int(PyObject *obj, const char *what, int *out)
         return -1;
     }
     *out = (int)v;
+    return 0;
+}
+
+/* An unsigned int up to max: TypeError, OverflowError (negative or too
+ * big), never silently wrapped. */
+static int parse_unsigned(PyObject *obj, const char *what, unsigned long max, unsigned *out)
+{
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", what, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    unsigned long v = PyLong_AsUnsignedLong(obj);
+    if (v == (unsigned long)-1 && PyErr_Occurred())
+        return -1;
+    if (v > max) {
+        PyErr_Format(PyExc_OverflowError, "%s must be at most %lu", what, max);
+        return -1;
+    }
+    *out = (unsigned)v;
     return 0;
 }
 
@@ -121,7 +142,7 @@ static int op_kernel_io(OpObject *op, char *memory, unsigned align)
         return -1;
     }
     if (op->offset < 0) {
-        PyErr_SetString(PyExc_ValueError, "O_DIRECT I/O needs an explicit offset");
+        PyErr_SetString(PyExc_ValueError, "O_DIRECT I/O needs a file with offsets (not a stream or append mode)");
         return -1;
     }
     int64_t start = op->offset & ~(int64_t)(align - 1);
@@ -144,6 +165,32 @@ static int op_kernel_io(OpObject *op, char *memory, unsigned align)
     io->buf = op->bounce;
     io->len = (size_t)(end - start);
     io->offset = start;
+    return 0;
+}
+
+/* offset -1, "at the descriptor's offset" as read(2) and write(2) have it:
+ * io_uring moves that offset asynchronously (a completion can be reaped
+ * before it has moved, and the next read or write would land on the same
+ * bytes), so ringlet reads it now, hands the kernel an explicit offset and
+ * moves it itself at completion (op_complete).  A stream (lseek fails) and
+ * an O_APPEND write keep -1: no offset to race on, or the kernel appends.
+ * An offset + length beyond what a file can have is EINVAL, as pread(2) says. */
+static int op_take_position(OpObject *op, unsigned align)
+{
+    if (op->offset < 0) {
+        int flags = op->kind == OP_WRITE ? fcntl(op->fd, F_GETFL) : 0;
+        off_t position = flags >= 0 && !(flags & O_APPEND) ? lseek(op->fd, 0, SEEK_CUR) : -1;
+        if (position < 0)
+            return 0; /* a stream (or a bad descriptor: the kernel will say so) */
+        op->offset = position;
+        op->moves_position = 1;
+    }
+    /* With O_DIRECT, leave room for the aligned range around it. */
+    if ((uint64_t)op->offset + op->length > INT64_MAX - (align ? 2u << 20 : 0)) {
+        errno = EINVAL; /* what pread(2)/pwrite(2) say of it */
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     return 0;
 }
 
@@ -201,7 +248,8 @@ static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_
     op->offset = offset;
     op->length = (size_t)size;
     op->obj = PyBytes_FromStringAndSize(NULL, size);
-    if (op->obj == NULL || op_kernel_io(op, PyBytes_AS_STRING(op->obj), align) < 0) {
+    if (op->obj == NULL || op_take_position(op, align) < 0 ||
+        op_kernel_io(op, PyBytes_AS_STRING(op->obj), align) < 0) {
         Py_DECREF(op);
         return NULL;
     }
@@ -249,7 +297,7 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
     size_t cap = align ? RL_MAX_DIRECT : RL_MAX_RW;
     if (kind != OP_WRITE && op->length > cap)
         op->length = cap; /* a read may be short; a write goes on past the cap (op_queue_io) */
-    if (op_kernel_io(op, op->u.view.buf, align) < 0) {
+    if (op_take_position(op, align) < 0 || op_kernel_io(op, op->u.view.buf, align) < 0) {
         Py_DECREF(op);
         return NULL;
     }
@@ -396,8 +444,8 @@ static PyObject *engine_statx(EngineObject *self, PyObject *args, PyObject *kwar
     op->fd = fd;
     if (filename || !PyLong_Check(target))
         op->filename = Py_NewRef(filename ? filename : target);
-    return engine_launch(op, rl_op_statx(&self->ring, &op->cell, fd, PyBytes_AS_STRING(op->obj),
-                                         follow ? 0 : AT_SYMLINK_NOFOLLOW,
+    int flags = (follow ? 0 : AT_SYMLINK_NOFOLLOW) | (PyLong_Check(target) ? AT_EMPTY_PATH : 0);
+    return engine_launch(op, rl_op_statx(&self->ring, &op->cell, fd, PyBytes_AS_STRING(op->obj), flags,
                                          op->u.stx));
 }
 
@@ -425,9 +473,10 @@ PyDoc_STRVAR(engine_rename_doc,
 static PyObject *engine_rename(EngineObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"src", "dst", "flags", "filename", "filename2", NULL};
-    PyObject *src, *dst, *fn = NULL, *fn2 = NULL;
+    PyObject *src, *dst, *fn = NULL, *fn2 = NULL, *flags_obj = NULL;
     unsigned flags = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|IOO:rename", kwlist, &src, &dst, &flags, &fn, &fn2))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OOO:rename", kwlist, &src, &dst, &flags_obj, &fn, &fn2) ||
+        (flags_obj && parse_unsigned(flags_obj, "flags", UINT32_MAX, &flags) < 0))
         return NULL;
     OpObject *op = path_op_new(self, "rename", src, dst, fn, fn2);
     if (op == NULL)
@@ -540,12 +589,14 @@ static PyObject *engine_copy(EngineObject *self, PyObject *args, PyObject *kwarg
 {
     static char *kwlist[] = {"src_fd", "dst_fd", "chunk_size", "depth", NULL};
     int src, dst;
+    PyObject *chunk_obj = NULL, *depth_obj = NULL;
     unsigned chunk = 1 << 20, depth = 4;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ii|II:copy", kwlist, &src, &dst, &chunk, &depth))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ii|OO:copy", kwlist, &src, &dst, &chunk_obj, &depth_obj) ||
+        (chunk_obj && parse_unsigned(chunk_obj, "chunk_size", UINT32_MAX, &chunk) < 0) ||
+        (depth_obj && parse_unsigned(depth_obj, "depth", UINT32_MAX, &depth) < 0))
         return NULL;
     if (chunk == 0 || chunk > RL_MAX_RW || depth == 0 || depth > RL_COPY_MAX_SLOTS) {
-        PyErr_Format(PyExc_ValueError, "chunk_size must be 1..%u and depth 1..%d", RL_MAX_RW,
-                     RL_COPY_MAX_SLOTS);
+        PyErr_Format(PyExc_ValueError, "chunk_size must be 1..%u and depth 1..%d", RL_MAX_RW, RL_COPY_MAX_SLOTS);
         return NULL;
     }
     if (engine_check(self) < 0)
@@ -558,7 +609,13 @@ static PyObject *engine_copy(EngineObject *self, PyObject *args, PyObject *kwarg
     ringlet_live.copies += op->u.copy != NULL;
     if (op->u.copy == NULL) {
         Py_DECREF(op);
-        return err == -ENOMEM ? PyErr_NoMemory() : PyErr_Format(PyExc_ValueError, "copy: error %d", err);
+        if (err == -ENOMEM)
+            return PyErr_NoMemory();
+        PyObject *exc = ringlet_oserror(-err, NULL); /* e.g. EBADF from fstat */
+        if (exc)
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_XDECREF(exc);
+        return NULL;
     }
     return engine_launch(op, 0);
 }
@@ -776,6 +833,10 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
     double timeout = 1.0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|d:shutdown", kwlist, &timeout))
         return NULL;
+    if (isnan(timeout)) {
+        PyErr_SetString(PyExc_ValueError, "timeout must be a number");
+        return NULL;
+    }
     if (!self->ring_open || self->fork_generation != fork_generation)
         return PyLong_FromLong(0);
     self->shutting_down = 1;
@@ -793,7 +854,7 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
                 break;
             int ret;
             Py_BEGIN_ALLOW_THREADS
-            ret = rl_ring_wait(&self->ring, (unsigned)(left * 1000) + 1);
+            ret = rl_ring_wait(&self->ring, left > 60 ? 60000 : (unsigned)(left * 1000) + 1);
             Py_END_ALLOW_THREADS
             if (ret < 0)
                 break;

@@ -17,6 +17,7 @@ import locale
 import operator
 import os
 import re
+import shutil
 import stat
 import warnings
 from typing import Any, AsyncIterator, Callable, Coroutine, Generator, Iterable, List, Optional, Tuple, Union
@@ -122,6 +123,18 @@ async def _read_to_end(engine: Any, fd: int, offset: int, align: int = 0) -> byt
                 continue
         want = min(want * 2, _MAX_READ_CHUNK)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _descriptor_offset(fd: int) -> Optional[int]:
+    """The descriptor's offset, or None for a stream (pipe, FIFO, socket,
+    terminal: lseek(2) says ESPIPE), which ringlet then reads and writes
+    without offsets.  Devices such as /dev/zero or /dev/full have offsets."""
+    try:
+        return os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError as exc:
+        if exc.errno == errno.ESPIPE:
+            return None
+        raise
 
 
 def _stat_open_file(fd: int, filename: Any, reject_directory: bool) -> os.stat_result:
@@ -332,10 +345,14 @@ class AsyncFile(_FileBase):
 
     def _position(self) -> int:
         """The file position as the reader sees it (less the read-ahead)."""
+        self._require_position()
+        return self._pos - (len(self._rbuf) - self._rpos)
+
+    def _require_position(self) -> None:
+        """A stream has no position: ESPIPE, as lseek(2), pread(2) and pwrite(2) say."""
         self._open_fd()
         if self._pos is None:
             raise OSError(errno.ESPIPE, os.strerror(errno.ESPIPE))
-        return self._pos - (len(self._rbuf) - self._rpos)
 
     def _seek(self, offset: int, whence: int) -> int:
         fd = self._open_fd()
@@ -344,17 +361,13 @@ class AsyncFile(_FileBase):
         offset = operator.index(offset)
         if self._pos is None:
             return os.lseek(fd, offset, whence)  # a stream: ESPIPE, as io.FileIO says
-        self._drop_read_ahead()
-        if whence == os.SEEK_SET:
-            position = offset
-        elif whence == os.SEEK_CUR:
-            position = self._pos + offset
-        elif whence == os.SEEK_END:
-            position = os.fstat(fd).st_size + offset
-        else:  # SEEK_DATA, SEEK_HOLE: only the kernel knows where the data lies
-            position = os.lseek(fd, offset, whence)
-        if position < 0:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        if whence == os.SEEK_CUR:  # from the position as the reader sees it
+            offset, whence = self._position() + offset, os.SEEK_SET
+        # The kernel checks the new position (EINVAL past the file system's
+        # largest offset, OverflowError past off_t, EBADF) and, while at it,
+        # the descriptor's own offset is set in step.
+        position = os.lseek(fd, offset, whence)
+        self._rbuf, self._rpos = b"", 0
         self._pos = position
         return position
 
@@ -461,6 +474,8 @@ class AsyncFile(_FileBase):
             self._reading_fd()  # raises the right error
         if offset < 0:
             raise ValueError("negative offset")
+        if self._pos is None:
+            self._require_position()
         return await self._engine._read(fd, size, offset, self._align)
 
     async def pread_many(self, requests: Iterable[Tuple[int, int]]) -> List[bytes]:
@@ -468,6 +483,7 @@ class AsyncFile(_FileBase):
         submission; return the bytes of each, in order.  The file position
         does not change."""
         fd = self._reading_fd()
+        self._require_position()
         if self._align:  # O_DIRECT reads are batched per loop tick anyway
             return list(await asyncio.gather(*(self.pread(size, offset) for size, offset in requests)))
         return await self._engine._read_many(fd, requests)
@@ -522,6 +538,7 @@ class AsyncFile(_FileBase):
         fd = self._writing_fd()
         if operator.index(offset) < 0:
             raise ValueError("negative offset")
+        self._require_position()
         if self._rbuf:  # the read-ahead may hold the old bytes
             self._drop_read_ahead()
         if self._append:
@@ -537,10 +554,7 @@ class AsyncFile(_FileBase):
         if size < 0:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         self._drop_read_ahead()
-        if self._engine.supports(_IORING_OP_FTRUNCATE):
-            await self._engine.ftruncate(fd, size)
-        else:
-            os.ftruncate(fd, size)
+        await _truncate(self._engine, fd, size)
         return size
 
     async def flush(self) -> None:
@@ -563,6 +577,7 @@ class AsyncFile(_FileBase):
 
     async def tell(self) -> int:
         """The file position."""
+        os.fstat(self._open_fd())  # EBADF for a descriptor closed underneath, as io.FileIO
         return self._position()
 
     async def close(self) -> None:
@@ -1025,11 +1040,12 @@ async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[st
     raw = AsyncFile(engine, fd, name, binary_mode if text else mode, readable, writable, owned, append=append)
     try:
         st = _stat_open_file(fd, name, reject_directory=not writable and not isinstance(file, int))
-        if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        position = _descriptor_offset(fd)
+        if position is not None:
             # The position starts at 0; at the end in append mode, as built-in
             # open(); where the descriptor is for a descriptor given.
-            raw._pos = st.st_size if append else os.lseek(fd, 0, os.SEEK_CUR) if isinstance(file, int) else 0
-        elif direct:
+            raw._pos = st.st_size if append else position if isinstance(file, int) else 0
+        if direct and not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
             raise ValueError("direct=True needs a regular file or a block device")
         raw._align = _DIRECT_ALIGN if direct else 0
         if not text:
@@ -1128,17 +1144,33 @@ async def copy_file(src: PathArg, dst: PathArg) -> int:
     """Copy the content of src to dst (created or truncated); return the bytes copied.
 
     The copy runs in C: each read's completion issues its write, with several
-    chunks in flight, and Python is resumed once at the end."""
+    chunks in flight, and Python is resumed once at the end.  A pipe or FIFO
+    is copied in order.  As shutil.copyfile, copying a file onto itself (or a
+    hard link of it) raises shutil.SameFileError and leaves it alone."""
     raw_src, src_name = _fspath(src)
     raw_dst, dst_name = _fspath(dst)
     engine = get_engine()
     src_fd = await engine._open(raw_src, os.O_RDONLY, 0, src_name)
     try:
-        _stat_open_file(src_fd, src_name, reject_directory=True)
-        dst_fd = await engine._open(raw_dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, dst_name)
+        src_st = _stat_open_file(src_fd, src_name, reject_directory=True)
+        # Truncate only once dst is known not to be src.
+        dst_fd = await engine._open(raw_dst, os.O_WRONLY | os.O_CREAT, 0o666, dst_name)
         try:
+            dst_st = os.fstat(dst_fd)
+            if (dst_st.st_dev, dst_st.st_ino) == (src_st.st_dev, src_st.st_ino):
+                raise shutil.SameFileError(f"{src_name!r} and {dst_name!r} are the same file")
+            if stat.S_ISREG(dst_st.st_mode) and dst_st.st_size:
+                await _truncate(engine, dst_fd, 0)
             return await engine.copy(src_fd, dst_fd)
         finally:
             await engine._close(dst_fd)
     finally:
         await engine._close(src_fd)
+
+
+async def _truncate(engine: Any, fd: int, size: int) -> None:
+    """ftruncate through io_uring where the kernel has it (6.9+), ftruncate(2) otherwise."""
+    if engine.supports(_IORING_OP_FTRUNCATE):
+        await engine.ftruncate(fd, size)
+    else:
+        os.ftruncate(fd, size)
