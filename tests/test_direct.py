@@ -179,3 +179,32 @@ def test_open_direct_refuses_a_fifo(ringlet, require_io_uring, run, fifo):
             await ringlet.open(fifo, "r+b", direct=True)
 
     run(main())
+
+
+def test_direct_readinto_aligned_memory_goes_straight_to_it(ringlet, require_io_uring, run, direct_file):
+    """An aligned buffer (mmap) at an aligned offset needs no bounce buffer;
+    an unaligned one (a bytearray slice) still reads right."""
+    import mmap
+
+    from ringlet import _ringlet
+
+    path, data = direct_file
+
+    async def main():
+        engine = ringlet.get_engine()
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        try:
+            aligned = mmap.mmap(-1, 2 * ALIGN)
+            fut = engine.readinto(fd, aligned, ALIGN, ALIGN)
+            bounces = _ringlet._live()["bounce_buffers"]
+            n = await fut
+            unaligned = bytearray(2 * ALIGN + 1)
+            m = await engine.readinto(fd, memoryview(unaligned)[1:], ALIGN, ALIGN)
+            return bounces, n, bytes(aligned), m, bytes(unaligned[1:])
+        finally:
+            os.close(fd)
+
+    bounces, n, aligned, m, unaligned = run(main())
+    assert bounces == 0
+    assert n == m == 2 * ALIGN
+    assert aligned == unaligned == data[ALIGN:3 * ALIGN]

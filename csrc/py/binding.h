@@ -13,6 +13,12 @@
 #include "ops.h"
 #include "ring.h"
 
+/* O_DIRECT bounce buffers of 4 KiB << k, k < RL_BOUNCE_CLASSES, are kept
+ * for reuse, up to RL_BOUNCE_CACHE bytes per engine: a fresh large buffer
+ * costs an mmap, page faults and a munmap per read. */
+#define RL_BOUNCE_CLASSES 13 /* 4 KiB .. 16 MiB */
+#define RL_BOUNCE_CACHE (64u << 20)
+
 /* What the completion gives the future; OP_NONE: None (close, fsync, path operations). */
 enum op_kind { OP_READ, OP_READINTO, OP_WRITE, OP_OPEN, OP_STATX, OP_COPY, OP_BATCH, OP_NONE };
 
@@ -42,6 +48,10 @@ typedef struct {
     PyObject *future_type;      /* asyncio.Future for a stock loop (no Python frame), or NULL:
                                    then loop.create_future() */
     PyObject *tracer;           /* callable(dict) per finished op, or NULL: tracing off */
+    struct bounce_pool {        /* O_DIRECT bounce buffers kept for reuse, by power-of-two size */
+        char *free[RL_BOUNCE_CLASSES];
+        size_t cached;          /* bytes held in the lists */
+    } bounce_pool;
     ringlet_state *state;
     PyObject *weakreflist;
 } EngineObject;
@@ -93,7 +103,9 @@ typedef struct {
     size_t length;              /* bytes asked for */
     size_t done;                /* write: bytes written so far */
     struct kernel_io io;        /* read/readinto/write */
+    int direct;                 /* O_DIRECT: submitted at the end of the loop tick */
     char *bounce;               /* O_DIRECT: the aligned memory the kernel uses, or NULL */
+    size_t bounce_size;         /* its size (a pool size class, or its exact size if not pooled) */
     size_t bounce_skip;         /* read: where the bytes asked for start in bounce */
     struct op_times *times;     /* when traced: the op's timeline, else NULL */
     union {
@@ -151,6 +163,9 @@ int engine_call_soon(EngineObject *engine, PyObject *callable, PyObject *args);
  * inline completions never suspend a task, and a task reading a cached file
  * could otherwise keep the loop from everything else. */
 int engine_must_yield(EngineObject *engine);
+/* An aligned bounce buffer of at least size bytes (sets *allocated), or NULL. */
+char *engine_bounce_get(EngineObject *engine, size_t size, unsigned align, size_t *allocated);
+void engine_bounce_put(EngineObject *engine, char *buf, size_t allocated);
 unsigned long ringlet_fork_generation(void);
 int ringlet_register_atfork(void);
 PyObject *ringlet_oserror(int err, PyObject *filename);

@@ -124,11 +124,12 @@ PyDoc_STRVAR(engine_lazy_doc,
 "holding the result, or raises the error at once.");
 
 /* Where the kernel reads or writes for an op: the op's own memory, or with
- * O_DIRECT (align > 0) a bounce buffer covering the aligned range around
- * [offset, offset + length), because the kernel needs memory, offset and
- * length aligned.  A write must be aligned itself (the caller keeps a
- * buffered descriptor for the rest); its data is copied, so the caller's
- * buffer is free at once.  0, or -1 with an exception set. */
+ * O_DIRECT (align > 0), which needs memory, offset and length aligned, that
+ * memory when it is aligned already (readinto/write), else a bounce buffer
+ * covering the aligned range around [offset, offset + length).  A write must
+ * be aligned itself (the caller keeps a buffered descriptor for the rest);
+ * its data is copied into the bounce buffer, so the caller's buffer is free
+ * at once.  0, or -1 with an exception set. */
 static int op_kernel_io(OpObject *op, char *memory, unsigned align)
 {
     struct kernel_io *io = &op->io;
@@ -145,14 +146,18 @@ static int op_kernel_io(OpObject *op, char *memory, unsigned align)
         PyErr_SetString(PyExc_ValueError, "O_DIRECT I/O needs a file with offsets (not a stream or append mode)");
         return -1;
     }
+    op->direct = 1;
     int64_t start = op->offset & ~(int64_t)(align - 1);
     int64_t end = (op->offset + (int64_t)op->length + align - 1) & ~(int64_t)(align - 1);
-    if (op->kind == OP_WRITE && (start != op->offset || end != op->offset + (int64_t)op->length)) {
+    int aligned = start == op->offset && end == op->offset + (int64_t)op->length;
+    if (op->kind == OP_WRITE && !aligned) {
         PyErr_Format(PyExc_ValueError, "an O_DIRECT write needs offset and length multiples of %u", align);
         return -1;
     }
-    if (posix_memalign((void **)&op->bounce, align, end > start ? (size_t)(end - start) : align) != 0) {
-        op->bounce = NULL;
+    if (aligned && op->kind != OP_READ && (uintptr_t)memory % align == 0)
+        return 0; /* the caller's memory is aligned: the kernel uses it as it is */
+    op->bounce = engine_bounce_get(op->engine, end > start ? (size_t)(end - start) : align, align, &op->bounce_size);
+    if (op->bounce == NULL) {
         PyErr_NoMemory();
         return -1;
     }
@@ -166,6 +171,59 @@ static int op_kernel_io(OpObject *op, char *memory, unsigned align)
     io->len = (size_t)(end - start);
     io->offset = start;
     return 0;
+}
+
+/* The size class that holds size bytes, or -1 for one too large to keep. */
+static int bounce_class(size_t size)
+{
+    for (int k = 0; k < RL_BOUNCE_CLASSES; k++)
+        if (size <= (size_t)4096 << k)
+            return k;
+    return -1;
+}
+
+char *engine_bounce_get(EngineObject *engine, size_t size, unsigned align, size_t *allocated)
+{
+    struct bounce_pool *pool = &engine->bounce_pool;
+    int k = align <= 4096 ? bounce_class(size) : -1; /* pooled buffers are 4096-aligned */
+    char *buf = NULL;
+    if (k >= 0) {
+        size = (size_t)4096 << k;
+        if ((buf = pool->free[k]) != NULL) {
+            memcpy(&pool->free[k], buf, sizeof(char *)); /* the next free one is kept in its first bytes */
+            pool->cached -= size;
+        }
+    }
+    if (buf == NULL && posix_memalign((void **)&buf, align < 4096 ? 4096 : align, size) != 0)
+        return NULL;
+    *allocated = size;
+    return buf;
+}
+
+void engine_bounce_put(EngineObject *engine, char *buf, size_t allocated)
+{
+    struct bounce_pool *pool = &engine->bounce_pool;
+    int k = bounce_class(allocated);
+    if (k < 0 || ((size_t)4096 << k) != allocated || pool->cached + allocated > RL_BOUNCE_CACHE) {
+        free(buf);
+        return;
+    }
+    memcpy(buf, &pool->free[k], sizeof(char *));
+    pool->free[k] = buf;
+    pool->cached += allocated;
+}
+
+static void engine_bounce_clear(EngineObject *engine)
+{
+    struct bounce_pool *pool = &engine->bounce_pool;
+    for (int k = 0; k < RL_BOUNCE_CLASSES; k++) {
+        while (pool->free[k]) {
+            char *buf = pool->free[k];
+            memcpy(&pool->free[k], buf, sizeof(char *));
+            free(buf);
+        }
+    }
+    pool->cached = 0;
 }
 
 /* offset -1, "at the descriptor's offset" as read(2) and write(2) have it:
@@ -975,6 +1033,7 @@ static void engine_dealloc(EngineObject *self)
     /* No op is in flight here: each one holds a reference to its engine. */
     if (self->ring_open && self->fork_generation == fork_generation)
         rl_ring_exit(&self->ring);
+    engine_bounce_clear(self);
     Py_XDECREF(self->loop_ref);
     Py_XDECREF(self->tracer);
     Py_XDECREF(self->future_type);

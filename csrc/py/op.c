@@ -96,7 +96,7 @@ static void op_release(OpObject *op)
     Py_CLEAR(op->obj);
     Py_CLEAR(op->obj2);
     if (op->bounce) {
-        free(op->bounce);
+        engine_bounce_put(op->engine, op->bounce, op->bounce_size);
         ringlet_live.bounce_buffers--;
         op->bounce = NULL;
     }
@@ -448,7 +448,7 @@ PyObject *op_launch(OpObject *op, int want_future)
         }
         /* O_DIRECT never completes inline: its SQE waits for the end of the
          * loop tick and goes with the others in one io_uring_enter. */
-        ret = op->bounce ? engine_schedule_flush(op->engine) : rl_ring_submit_and_reap(&op->engine->ring);
+        ret = op->direct ? engine_schedule_flush(op->engine) : rl_ring_submit_and_reap(&op->engine->ring);
         if (ret == -2)
             ret = -EIO; /* scheduling failed: reported as the op's error, the SQE stays queued */
         if (op->times) {
