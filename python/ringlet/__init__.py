@@ -14,10 +14,10 @@ No thread pool, no thread parked on the disk.
 
 from . import os
 from ._engine import backend, get_engine
-from ._file import AsyncFile, copy_file, open, read_file, write_file
+from ._file import AsyncFile, AsyncTextFile, copy_file, open, read_file, write_file
 from ._trace import Timeline, trace
 from ._view import EngineView, Stats, engine_info, stats
 
-__all__ = ["AsyncFile", "EngineView", "Stats", "Timeline", "backend", "copy_file", "engine_info", "get_engine",
+__all__ = ["AsyncFile", "AsyncTextFile", "EngineView", "Stats", "Timeline", "backend", "copy_file", "engine_info", "get_engine",
            "open", "os", "read_file", "stats", "trace", "write_file"]
 __version__ = "0.1.0"
