@@ -21,7 +21,7 @@ STAMP_INSTALL := $(VENV)/.stamp-install
 STAMP_BENCH   := $(VENV)/.stamp-bench
 
 TEST_TOOLS  := pytest pytest-timeout hypothesis nbclient nbformat ipykernel matplotlib
-BENCH_PEERS := aiofiles aiofile caio anyio
+BENCH_PEERS := aiofiles aiofile caio anyio uvloop matplotlib
 
 # Everything that ends up in the installed package: a change to any of it
 # reinstalls. (Build products that appear in python/ are left out.)

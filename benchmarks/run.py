@@ -1,42 +1,51 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark: 4 KiB random reads from a page-cached file.
+"""Side-by-side benchmark of ringlet and its peers: issue 3, points 3, 4 and 5.
 
-    python benchmarks/run.py [--quick] [--out DIR] [--dir TMPDIR] [--only REGEX]
+    python benchmarks/run.py [--quick] [--out DIR] [--dir TMPDIR] [--sections LIST]
+                             [--only REGEX] [--rounds N] [--duration S] [--mem-ops N]
 
-What it does
-  1. creates a test file of random bytes (256 MiB, --quick 32 MiB) in a fresh
-     temp dir under /var/tmp (or --dir), then reads it once so it is in the
-     page cache;
-  2. for every contender (sync os.pread, ringlet, caio, aiofiles, thread pool,
-     anyio, ...) and task count, runs a fixed-duration measurement of 4 KiB
-     reads at random 4 KiB-aligned offsets, each in a FRESH subprocess and a
-     FRESH event loop (asyncio.run);
-  3. repeats that in alternation for several rounds (5, --quick 2), rotating
-     the order each round, and reports per contender the MEDIAN over rounds
-     of ops/s, p50 and p99 latency per op;
-  4. prints a Markdown table and writes DIR/results.md, DIR/results.json and
-     (if matplotlib is importable) DIR/reads.png.
+Sections (all by default; --sections reads,direct,copy,files,sweep,memory):
 
-Every contender reads exactly the same offsets, and its first read is checked
-against os.pread before timing starts.  A library that is not importable is
-reported as "not installed"; a contender that crashes or hangs is reported as
-such; neither stops the run.  This is a measurement, never a test: nothing
-here fails because a machine is slow (the exit status is non-zero only when a
-contender returned WRONG DATA).
+  reads   S1-S3: 4 KiB random reads of a page-cached file (256 MiB, --quick
+          32 MiB): a sync os.pread loop, ringlet f.pread with 1 and 64 tasks,
+          f.pread_many of 64 reads per await, caio linux_uring (SQPOLL on,
+          off, deferred: its best counts), aiofile, aiofiles, anyio,
+          run_in_executor, to_thread.
+  direct  S4: O_DIRECT 4 KiB random reads of the same file: ringlet
+          open(direct=True) with 64 tasks, fio io_uring at iodepth 64, and a
+          sync O_DIRECT loop (os.preadv into an mmap buffer).  Skipped, with
+          the reason, where the file system refuses O_DIRECT.
+  copy    S5: copy_file of 256 MiB and 1 GiB (--quick 64 MiB) page-cached
+          files vs shutil.copyfile and an aiofiles copy in 1 MiB chunks, MB/s;
+          the destination is deleted after every copy.
+  files   S6: read_file of 10,000 files of 4 KiB with 64 tasks vs a sync
+          open/read/close loop and aiofiles with 64 tasks, files/s.
+  sweep   point 4: ringlet cached 4 KiB reads with 1 to 4096 tasks; O_DIRECT
+          reads with 1 to 4096 in flight beside fio at the same iodepth; read
+          sizes 4 KiB to 16 MiB, one task, beside the sync loop.
+  memory  point 5: 100,000 engine.read futures pending on a pipe at once, then
+          fed; bytes per in-flight operation beyond the data (tracemalloc).
 
-Latency is measured around each `await` (or call) with time.perf_counter_ns;
-with N tasks in flight it includes the time an op waits behind the others
-(p50 ~= N / ops/s).  The two clock reads cost every contender the same
-~0.1 µs per op.
+Method: every measurement runs in a FRESH subprocess (and a fresh event
+loop); within a section, every contender runs once per round, in an order
+rotated each round, and the MEDIAN over rounds is reported (5 rounds, --quick
+2; sweeps 3, --quick 1).  Reads are timed for a fixed count sized to last
+--duration after a warm-up; every contender reads the same offsets and its
+first reads are checked against os.pread.  Each scenario's goal (issue 3) is
+judged from the measured ratios: "goal met?" is a report, never a test.
+
+Writes DIR/results.md, DIR/results.json, and (with matplotlib) DIR/reads.png,
+DIR/sweep.png and DIR/scenarios.png.  The exit status is non-zero only when a
+contender returned WRONG DATA: a slow machine fails nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import os
 import platform
-import random
 import re
 import shutil
 import statistics
@@ -44,331 +53,110 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import partial
 
-BLOCK = 4096
-N_OFFSETS = 1 << 16  # distinct random offsets each contender cycles through
-SEED = 20261126
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _workers as W  # noqa: E402
 
-# --------------------------------------------------------------------------
-# Contenders.  Each is (key, label, family, tasks, modules it needs).
-# `key` selects the reader factory in the worker (see _make_readers).
-# --------------------------------------------------------------------------
+MiB = 1 << 20
+SECTIONS = ("reads", "direct", "copy", "files", "sweep", "memory")
 
+# S1-S3 contenders: (key, label, family, tasks, modules it needs).
 CONTENDERS = [
-    # key                  label                                      family      tasks  needs
-    ("sync",               "sync os.pread loop",                      "sync",     1,  []),
-    ("baseline",           "baseline: create_future+call_soon",       "baseline", 1,  []),
-    ("baseline",           "baseline: create_future+call_soon",       "baseline", 64, []),
-    ("ringlet",            "ringlet f.pread",                         "ringlet",  1,  ["ringlet"]),
-    ("ringlet",            "ringlet f.pread",                         "ringlet",  64, ["ringlet"]),
-    ("ringlet_engine",     "ringlet engine.read (low level)",         "ringlet",  1,  ["ringlet"]),
-    ("ringlet_engine",     "ringlet engine.read (low level)",         "ringlet",  64, ["ringlet"]),
-    ("ringlet_uvloop",     "ringlet f.pread on uvloop",               "ringlet",  1,  ["ringlet", "uvloop"]),
-    ("ringlet_uvloop",     "ringlet f.pread on uvloop",               "ringlet",  64, ["ringlet", "uvloop"]),
-    ("caio",               "caio linux_uring sqpoll=off",             "caio",     1,  ["caio.linux_uring_asyncio"]),
-    ("caio",               "caio linux_uring sqpoll=off",             "caio",     64, ["caio.linux_uring_asyncio"]),
-    ("caio_deferred",      "caio linux_uring sqpoll=off deferred",    "caio",     64, ["caio.linux_uring_asyncio"]),
-    ("caio_sqpoll",        "caio linux_uring sqpoll=on",              "caio",     1,  ["caio.linux_uring_asyncio"]),
-    ("caio_sqpoll",        "caio linux_uring sqpoll=on",              "caio",     64, ["caio.linux_uring_asyncio"]),
-    ("aiofile",            "aiofile AIOFile.read_bytes (caio default)", "aiofile", 1,  ["aiofile"]),
-    ("aiofile",            "aiofile AIOFile.read_bytes (caio default)", "aiofile", 64, ["aiofile"]),
-    ("aiofiles",           "aiofiles seek+read",                      "aiofiles", 1,  ["aiofiles"]),
-    ("aiofiles",           "aiofiles seek+read",                      "aiofiles", 64, ["aiofiles"]),
-    ("executor",           "loop.run_in_executor(None, os.pread)",    "threads",  64, []),
-    ("to_thread",          "asyncio.to_thread(os.pread)",             "threads",  64, []),
-    ("anyio",              "anyio.open_file seek+read",               "anyio",    1,  ["anyio"]),
-    ("anyio",              "anyio.open_file seek+read",               "anyio",    64, ["anyio"]),
+    ("sync",           "sync os.pread loop",                        "sync",     1,  []),
+    ("baseline",       "baseline: create_future+call_soon",         "baseline", 1,  []),
+    ("baseline",       "baseline: create_future+call_soon",         "baseline", 64, []),
+    ("ringlet",        "ringlet f.pread",                           "ringlet",  1,  ["ringlet"]),
+    ("ringlet",        "ringlet f.pread",                           "ringlet",  64, ["ringlet"]),
+    ("ringlet_many",   "ringlet f.pread_many (64 reads per await)", "ringlet",  1,  ["ringlet"]),
+    ("ringlet_engine", "ringlet engine.read (low level)",           "ringlet",  1,  ["ringlet"]),
+    ("ringlet_engine", "ringlet engine.read (low level)",           "ringlet",  64, ["ringlet"]),
+    ("ringlet_uvloop", "ringlet f.pread on uvloop",                 "ringlet",  1,  ["ringlet", "uvloop"]),
+    ("ringlet_uvloop", "ringlet f.pread on uvloop",                 "ringlet",  64, ["ringlet", "uvloop"]),
+    ("caio",           "caio linux_uring sqpoll=off",               "caio",     1,  ["caio.linux_uring_asyncio"]),
+    ("caio",           "caio linux_uring sqpoll=off",               "caio",     64, ["caio.linux_uring_asyncio"]),
+    ("caio_deferred",  "caio linux_uring sqpoll=off deferred",      "caio",     64, ["caio.linux_uring_asyncio"]),
+    ("caio_sqpoll",    "caio linux_uring sqpoll=on",                "caio",     1,  ["caio.linux_uring_asyncio"]),
+    ("caio_sqpoll",    "caio linux_uring sqpoll=on",                "caio",     64, ["caio.linux_uring_asyncio"]),
+    ("aiofile",        "aiofile AIOFile.read_bytes (caio default)", "aiofile",  1,  ["aiofile"]),
+    ("aiofile",        "aiofile AIOFile.read_bytes (caio default)", "aiofile",  64, ["aiofile"]),
+    ("aiofiles",       "aiofiles seek+read",                        "aiofiles", 1,  ["aiofiles"]),
+    ("aiofiles",       "aiofiles seek+read",                        "aiofiles", 64, ["aiofiles"]),
+    ("executor",       "loop.run_in_executor(None, os.pread)",      "threads",  64, []),
+    ("to_thread",      "asyncio.to_thread(os.pread)",               "threads",  64, []),
+    ("anyio",          "anyio.open_file seek+read",                 "anyio",    1,  ["anyio"]),
+    ("anyio",          "anyio.open_file seek+read",                 "anyio",    64, ["anyio"]),
 ]
+ALWAYS = ("sync", "ringlet", "ringlet_many")  # kept by --only
 
-# Families whose variants are collapsed to their best in the main table.
-BEST_OF = {"caio": "caio linux_uring"}
-
-RINGLET_REF = "ringlet f.pread"
-SYNC_REF = "sync os.pread loop"
-
-
-# ==========================================================================
-# Worker side: runs ONE measurement in its own process and prints JSON.
-# ==========================================================================
-
-def _offsets(size: int) -> list[int]:
-    rnd = random.Random(SEED)
-    nblocks = size // BLOCK
-    return [rnd.randrange(nblocks) * BLOCK for _ in range(N_OFFSETS)]
-
-
-async def _make_readers(key, path, fd, ntasks):
-    """Return (readers, cleanup): one `await reader(offset) -> bytes` per task.
-
-    Readers are functools.partial objects where possible so that the only
-    Python-level overhead is the library's own call path.
-    """
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    cleanups = []
-
-    if key == "baseline":
-        # The floor for any asyncio-future-based design: a future created and
-        # resolved via call_soon, awaited.  No I/O at all.  (DESIGN.md.)
-        data = os.pread(fd, BLOCK, 0)
-        create, call_soon = loop.create_future, loop.call_soon
-
-        def rd(off):
-            fut = create()
-            call_soon(fut.set_result, data)
-            return fut
-        readers = [rd] * ntasks
-
-    elif key in ("ringlet", "ringlet_uvloop"):
-        import ringlet
-        f = await ringlet.open(path, "rb")
-        cleanups.append(f.close)
-        readers = [partial(f.pread, BLOCK)] * ntasks
-
-    elif key == "ringlet_engine":
-        import ringlet
-        eng = ringlet.get_engine()
-        readers = [partial(eng.read, fd, BLOCK)] * ntasks
-
-    elif key in ("caio", "caio_deferred", "caio_sqpoll"):
-        from caio.linux_uring_asyncio import AsyncioContext
-        ctx = AsyncioContext(max_requests=max(64, ntasks) * 2,
-                             sqpoll=(key == "caio_sqpoll"),
-                             deferred=(key == "caio_deferred"))
-        if key == "caio_sqpoll" and not ctx.context.sqpoll:
-            ctx.close()
-            raise _Skip("SQPOLL not negotiated by the kernel")
-
-        async def _close_ctx():
-            ctx.close()
-        cleanups.append(_close_ctx)
-        readers = [partial(ctx.read, BLOCK, fd)] * ntasks
-
-    elif key == "aiofile":
-        # aiofile (on caio, with caio's default context for this loop).
-        from aiofile import AIOFile
-        f = AIOFile(path, "rb")
-        await f.open()
-        cleanups.append(f.close)
-        readers = [partial(f.read_bytes, BLOCK)] * ntasks
-
-    elif key == "aiofiles":
-        # aiofiles has no pread: each task gets its own handle and does
-        # seek + read (two trips to the thread pool), as a user would.
-        import aiofiles
-        readers = []
-        for _ in range(ntasks):
-            f = await aiofiles.open(path, "rb")
-            cleanups.append(f.close)
-
-            async def rd(off, f=f):
-                await f.seek(off)
-                return await f.read(BLOCK)
-            readers.append(rd)
-
-    elif key == "anyio":
-        import anyio
-        readers = []
-        for _ in range(ntasks):
-            f = await anyio.open_file(path, "rb")
-            cleanups.append(f.aclose)
-
-            async def rd(off, f=f):
-                await f.seek(off)
-                return await f.read(BLOCK)
-            readers.append(rd)
-
-    elif key == "executor":
-        readers = [partial(loop.run_in_executor, None, os.pread, fd, BLOCK)] * ntasks
-
-    elif key == "to_thread":
-        readers = [partial(asyncio.to_thread, os.pread, fd, BLOCK)] * ntasks
-
-    else:
-        raise ValueError(f"unknown contender {key!r}")
-
-    async def cleanup():
-        for c in cleanups:
-            r = c()
-            if asyncio.iscoroutine(r) or isinstance(r, asyncio.Future):
-                await r
-    return readers, cleanup
-
-
-class _Skip(Exception):
-    pass
-
-
-async def _task(rd, offs, j, count, deadline, lat):
-    """Do `count` reads (or stop at `deadline`), appending each op's latency."""
-    now = time.perf_counter_ns
-    app = lat.append
-    mask = N_OFFSETS - 1
-    for _ in range(count):
-        t0 = now()
-        if t0 >= deadline:
-            return
-        await rd(offs[j & mask])
-        app(now() - t0)
-        j += 1
-
-
-async def _measure_async(key, path, ntasks, duration, warmup):
-    import asyncio
-
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        offs = _offsets(os.fstat(fd).st_size)
-        readers, cleanup = await _make_readers(key, path, fd, ntasks)
-        try:
-            # Correctness first: every reader's first result is checked.
-            for i, rd in enumerate(readers[: 0 if key == "baseline" else 4]):
-                off = offs[i]
-                got = await rd(off)
-                if bytes(got) != os.pread(fd, BLOCK, off):
-                    return {"status": "WRONG DATA",
-                            "detail": f"read at offset {off} differs from os.pread"}
-            stride = N_OFFSETS // ntasks
-            # Warm-up, time-bounded (spins up thread pools, caches); it also
-            # measures the rate used to size the timed run.
-            lat: list[int] = []
-            t_w = time.perf_counter_ns()
-            dl = t_w + int(warmup * 1e9)
-            await asyncio.gather(*[_task(readers[i], offs, i * stride + 7, 1 << 62, dl, lat)
-                                   for i in range(ntasks)])
-            rate = len(lat) / max((time.perf_counter_ns() - t_w) / 1e9, 1e-9)
-            # Timed run: a FIXED number of reads per task, sized to last about
-            # `duration`.  (Not "until a deadline": when reads complete inline,
-            # awaiting a done future never yields, so with a deadline the first
-            # task would do every read and the other 63 none.)  A safety
-            # deadline of 5x keeps a mis-sized run from dragging on.
-            per_task = max(1, int(rate * duration / ntasks))
-            lat = []
-            t_start = time.perf_counter_ns()
-            dl = t_start + int((5 * duration + 1) * 1e9)
-            await asyncio.gather(*[_task(readers[i], offs, i * stride, per_task, dl, lat)
-                                   for i in range(ntasks)])
-            elapsed = time.perf_counter_ns() - t_start
-        finally:
-            await cleanup()
-        extra = {}
-        if key.startswith("ringlet"):
-            import ringlet
-            try:
-                extra["engine_stats"] = dict(ringlet.get_engine().stats())
-            except Exception as e:  # noqa: BLE001 - reporting only
-                extra["engine_stats"] = repr(e)
-        return _summary(lat, elapsed) | {"ops_per_task": per_task} | extra
-    finally:
-        os.close(fd)
-
-
-def _measure_sync(path, duration, warmup):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        offs = _offsets(os.fstat(fd).st_size)
-        mask = N_OFFSETS - 1
-        rd = partial(os.pread, fd, BLOCK)
-        now = time.perf_counter_ns
-        for phase in ("warmup", "timed"):
-            lat: list[int] = []
-            app = lat.append
-            j = 0
-            t_start = now()
-            dl = t_start + int((warmup if phase == "warmup" else duration) * 1e9)
-            while True:
-                t0 = now()
-                if t0 >= dl:
-                    break
-                rd(offs[j & mask])
-                app(now() - t0)
-                j += 1
-            elapsed = now() - t_start
-        return _summary(lat, elapsed)
-    finally:
-        os.close(fd)
-
-
-def _summary(lat, elapsed_ns):
-    n = len(lat)
-    if n == 0:
-        return {"status": "no ops completed"}
-    lat.sort()
-    return {
-        "status": "ok",
-        "ops": n,
-        "elapsed_s": elapsed_ns / 1e9,
-        "ops_per_s": n / (elapsed_ns / 1e9),
-        "p50_us": lat[n // 2] / 1e3,
-        "p99_us": lat[min(n - 1, int(n * 0.99))] / 1e3,
-        "max_us": lat[-1] / 1e3,
-    }
-
-
-def worker_main(argv):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--key")
-    ap.add_argument("--tasks", type=int)
-    ap.add_argument("--duration", type=float)
-    ap.add_argument("--warmup", type=float)
-    ap.add_argument("--path")
-    a = ap.parse_args(argv)
-    try:
-        if a.key == "sync":
-            res = _measure_sync(a.path, a.duration, a.warmup)
-        else:
-            import asyncio
-            coro = _measure_async(a.key, a.path, a.tasks, a.duration, a.warmup)
-            if a.key.endswith("_uvloop"):
-                import uvloop
-                loop = uvloop.new_event_loop()
-                try:
-                    res = loop.run_until_complete(coro)
-                finally:
-                    loop.close()
-            else:
-                res = asyncio.run(coro)  # a FRESH event loop per measurement
-    except ImportError as e:
-        res = {"status": "not installed", "detail": str(e)}
-    except _Skip as e:
-        res = {"status": "skipped", "detail": str(e)}
-    except Exception as e:  # noqa: BLE001 - a contender failing must not stop the run
-        res = {"status": "error", "detail": f"{type(e).__name__}: {e}"}
-    print("RESULT " + json.dumps(res), flush=True)
+SWEEP_TASKS = (1, 4, 16, 64, 256, 1024, 4096)
+SWEEP_TASKS_QUICK = (1, 16, 256, 4096)
+SWEEP_SIZES = tuple(4096 << (2 * i) for i in range(7))        # 4 KiB .. 16 MiB, x4
+SWEEP_SIZES_QUICK = (4096, 65536, 1 << 20, 16 << 20)
+SWEEP_DIRECT = (1, 4, 16, 64, 256, 1024, 4096)
+SWEEP_DIRECT_QUICK = (1, 16, 256)
 
 
 # ==========================================================================
-# Probe: which libraries are importable (in a child, so a broken import
-# cannot take the harness down), their versions, ringlet's backend.
+# Specs: one row of results per spec, measured once per round.
 # ==========================================================================
 
-PROBE = r"""
-import importlib, json, sys
-from importlib import metadata
-mods = json.loads(sys.argv[1])
-out = {}
-for m in mods:
-    try:
-        importlib.import_module(m)
-        dist = m.split(".")[0]
-        try:
-            ver = metadata.version(dist)
-        except Exception:
-            ver = "?"
-        out[m] = {"ok": True, "version": ver}
-    except Exception as e:
-        out[m] = {"ok": False, "detail": f"{type(e).__name__}: {e}"}
-try:
-    import ringlet
-    out["ringlet.backend"] = ringlet.backend()
-except Exception as e:
-    out["ringlet.backend"] = None
-print("RESULT " + json.dumps(out))
-"""
+def spec(section, key, label, family, *, tasks=1, size=W.BLOCK, needs=(), unit="ops/s", **params):
+    sid = f"{section}/{key}/{tasks}/{size}" + "".join(f"/{v}" for v in params.values() if isinstance(v, int))
+    return {"id": sid, "section": section, "key": key, "label": label, "family": family,
+            "tasks": tasks, "size": size, "needs": list(needs), "unit": unit, "params": params,
+            "rounds": []}
 
+
+def build_specs(sections, cfg, a):
+    S = []
+    path, dpath = cfg.get("path"), cfg.get("path")
+    if "reads" in sections:
+        rx = re.compile(a.only) if a.only else None
+        for key, label, fam, tasks, needs in CONTENDERS:
+            if rx and not (rx.search(label) or rx.search(key) or key in ALWAYS):
+                continue
+            S.append(spec("reads", key, label, fam, tasks=tasks, needs=needs, kind="reads", path=path))
+    if "direct" in sections and cfg.get("direct_ok"):
+        S.append(spec("direct", "ringlet_direct", "ringlet open(direct=True) f.pread", "ringlet",
+                      tasks=64, needs=["ringlet"], kind="reads", path=dpath))
+        S.append(spec("direct", "fio", "fio io_uring O_DIRECT, iodepth 64", "fio", tasks=64,
+                      kind="fio", path=dpath))
+        S.append(spec("direct", "sync_direct", "sync O_DIRECT loop (os.preadv, mmap buffer)", "sync",
+                      kind="reads", path=dpath))
+    if "copy" in sections:
+        for src in cfg["copy_srcs"]:
+            size = os.path.getsize(src)
+            common = dict(unit="MB/s", size=size, kind="copy", src=src, dst=src + ".copy")
+            S.append(spec("copy", "ringlet", "ringlet copy_file", "ringlet", needs=["ringlet"], **common))
+            S.append(spec("copy", "shutil", "shutil.copyfile", "sync", **common))
+            S.append(spec("copy", "aiofiles", "aiofiles chunked copy (1 MiB chunks)", "aiofiles",
+                          needs=["aiofiles"], **common))
+    if "files" in sections:
+        common = dict(unit="files/s", kind="files", dir=cfg["files_dir"], nfiles=cfg["nfiles"])
+        S.append(spec("files", "ringlet", "ringlet read_file", "ringlet", tasks=64, needs=["ringlet"], **common))
+        S.append(spec("files", "sync", "sync open/read/close loop", "sync", tasks=1, **common))
+        S.append(spec("files", "aiofiles", "aiofiles open+read", "aiofiles", tasks=64, needs=["aiofiles"], **common))
+    if "sweep" in sections:
+        for t in cfg["sweep_tasks"]:
+            S.append(spec("sweep_tasks", "ringlet", "ringlet f.pread, cached", "ringlet", tasks=t,
+                          needs=["ringlet"], kind="reads", path=path))
+        for sz in cfg["sweep_sizes"]:
+            S.append(spec("sweep_sizes", "ringlet", "ringlet f.pread, 1 task", "ringlet", size=sz,
+                          needs=["ringlet"], kind="reads", path=path))
+            S.append(spec("sweep_sizes", "sync", "sync os.pread loop", "sync", size=sz, kind="reads", path=path))
+        if cfg.get("direct_ok"):
+            for t in cfg["sweep_direct"]:
+                S.append(spec("sweep_direct", "ringlet_direct", "ringlet open(direct=True) f.pread", "ringlet",
+                              tasks=t, needs=["ringlet"], kind="reads", path=dpath))
+                S.append(spec("sweep_direct", "fio", "fio io_uring O_DIRECT", "fio", tasks=t, kind="fio",
+                              path=dpath))
+    return S
+
+
+# ==========================================================================
+# Running.
+# ==========================================================================
 
 def _last_result(stdout: str):
     for line in reversed(stdout.splitlines()):
@@ -377,72 +165,8 @@ def _last_result(stdout: str):
     return None
 
 
-def probe_libs():
-    mods = sorted({m for c in CONTENDERS for m in c[4]} | {"matplotlib"})
-    try:
-        p = subprocess.run([sys.executable, "-c", PROBE, json.dumps(mods)],
-                           capture_output=True, text=True, timeout=120)
-        res = _last_result(p.stdout)
-    except subprocess.TimeoutExpired:
-        res = None
-    if res is None:
-        res = {m: {"ok": False, "detail": "import probe crashed"} for m in mods}
-    return res
-
-
-# ==========================================================================
-# Harness side.
-# ==========================================================================
-
-def machine_info(libs):
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {
-        "kernel": platform.release(),
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0] + " (" + sys.executable + ")",
-        "ringlet_backend": libs.get("ringlet.backend"),
-        "versions": {m: v.get("version") for m, v in libs.items()
-                     if isinstance(v, dict) and v.get("ok")},
-    }
-    return info
-
-
-def make_file(dirpath: str, size: int) -> tuple[str, float, float]:
-    path = os.path.join(dirpath, "ringlet-bench.dat")
-    chunk = 4 << 20
-    t = time.perf_counter()
-    with open(path, "wb") as f:
-        left = size
-        while left > 0:
-            n = min(chunk, left)
-            f.write(os.urandom(n))
-            left -= n
-    t_make = time.perf_counter() - t
-    # Warm: read it all once so every measurement hits the page cache.
-    t = time.perf_counter()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        while os.read(fd, chunk):
-            pass
-    finally:
-        os.close(fd)
-    t_warm = time.perf_counter() - t
-    return path, t_make, t_warm
-
-
-def run_one(key, tasks, duration, warmup, path, timeout):
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker",
-           "--key", key, "--tasks", str(tasks), "--duration", str(duration),
-           "--warmup", str(warmup), "--path", path]
+def run_worker(params: dict, timeout: float) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(params)]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -454,263 +178,331 @@ def run_one(key, tasks, duration, warmup, path, timeout):
     return res
 
 
-def fmt_int(x):
-    return f"{x:,.0f}"
+def run_spec(s: dict, cfg: dict) -> dict:
+    p = dict(s["params"])
+    if p["kind"] == "fio":
+        return W.run_fio(p["path"], s["tasks"], cfg["fio_runtime"], s["size"], timeout=60 + 3 * cfg["fio_runtime"])
+    if p["kind"] == "reads":
+        p.update(key=s["key"], tasks=s["tasks"], size=s["size"], duration=cfg["duration"], warmup=cfg["warmup"])
+        timeout = 30 + 10 * (cfg["duration"] + cfg["warmup"])
+    elif p["kind"] == "copy":
+        p.update(key=s["key"])
+        timeout = 60 + s["size"] / (20 * MiB)
+    else:  # files
+        p.update(key=s["key"], tasks=s["tasks"], duration=cfg["duration"])
+        timeout = 120 + 10 * cfg["duration"]
+    return run_worker(p, timeout)
 
 
-def fmt_ratio(x):
-    return "—" if x is None else f"{x:.2f}×"
+def _shown(s, res):
+    if res.get("status") != "ok":
+        return f"{res.get('status')}: {res.get('detail', '')}"[:70]
+    return f"{res['value']:>14,.0f} {s['unit']}"
 
 
-def aggregate(rows):
-    """rows: list of dicts (label, family, tasks, key, rounds: [result...])."""
-    for r in rows:
-        oks = [x for x in r["rounds"] if x.get("status") == "ok"]
-        if oks:
-            r["status"] = "ok" if len(oks) == len(r["rounds"]) else \
-                f"ok ({len(oks)}/{len(r['rounds'])} rounds)"
-            r["ops_per_s"] = statistics.median(x["ops_per_s"] for x in oks)
-            r["p50_us"] = statistics.median(x["p50_us"] for x in oks)
-            r["p99_us"] = statistics.median(x["p99_us"] for x in oks)
-            ops = [x["ops_per_s"] for x in oks]
-            r["spread_pct"] = 100.0 * (max(ops) - min(ops)) / r["ops_per_s"]
-        else:
-            first = r["rounds"][0] if r["rounds"] else {"status": "not run"}
-            r["status"] = first.get("status", "?")
-            r["detail"] = first.get("detail", "")
-            r["ops_per_s"] = None
-    return rows
+def run_sections(specs, libs, rounds_of, cfg):
+    """Every section's specs once per round, the order rotated each round."""
+    by_section: dict = {}
+    for s in specs:
+        by_section.setdefault(s["section"], []).append(s)
+    missing = {}
+    for s in specs:
+        bad = [m for m in s["needs"] if not libs.get(m, {}).get("ok")]
+        if bad:
+            missing[s["id"]] = {"status": "not installed",
+                                "detail": "; ".join(f"{m}: {libs.get(m, {}).get('detail', '?')}" for m in bad)}
+    for section, group in by_section.items():
+        rounds = rounds_of(section)
+        n_meas = sum(1 for s in group if s["id"] not in missing) * rounds
+        done = 0
+        t0 = time.perf_counter()
+        print(f"-- {section}: {len(group)} contenders x {rounds} rounds", file=sys.stderr, flush=True)
+        for rnd in range(rounds):
+            k = (rnd * 7) % len(group)
+            for s in group[k:] + group[:k]:
+                if s["id"] in missing:
+                    if rnd == 0:
+                        s["rounds"].append(missing[s["id"]])
+                    continue
+                res = run_spec(s, cfg)
+                s["rounds"].append(res)
+                done += 1
+                print(f"  [{done:3d}/{n_meas}] round {rnd + 1}: {s['label'][:44]:<44} x{s['tasks']:<4} "
+                      f"{_size(s['size']):>7} {_shown(s, res)}", file=sys.stderr, flush=True)
+        print(f"   ({section}: {n_meas} measurements in {time.perf_counter() - t0:.0f} s)",
+              file=sys.stderr, flush=True)
 
 
-def main_table(rows):
-    """Collapse BEST_OF families to their fastest variant per task count."""
-    out = []
-    seen_best = set()
-    for r in rows:
-        fam = r["family"]
-        if fam in BEST_OF:
-            k = (fam, r["tasks"])
-            if k in seen_best:
-                continue
-            seen_best.add(k)
-            cands = [x for x in rows if x["family"] == fam and x["tasks"] == r["tasks"]]
-            good = [x for x in cands if x["ops_per_s"] is not None]
-            if good:
-                best = max(good, key=lambda x: x["ops_per_s"])
-                variant = best["label"][len(BEST_OF[fam]):].strip()
-                out.append(dict(best, label=f"{BEST_OF[fam]} (best: {variant})"))
-            else:
-                out.append(dict(cands[0], label=BEST_OF[fam]))
-        else:
-            out.append(r)
-    ref = {r["tasks"]: r["ops_per_s"] for r in rows if r["label"] == RINGLET_REF}
-    sync = next((r["ops_per_s"] for r in rows if r["label"] == SYNC_REF), None)
-    for r in out:
-        v = r["ops_per_s"]
-        rr = ref.get(r["tasks"])
-        r["x_ringlet"] = v / rr if v and rr else None
-        r["x_sync"] = v / sync if v and sync else None
-    return out
+def _size(n: int) -> str:
+    for unit, div in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1024)):
+        if n >= div and n % div == 0:
+            return f"{n // div} {unit}"
+    return f"{n} B"
 
 
-def markdown(info, cfg, table, rows):
-    L = []
-    L.append("# ringlet benchmark: 4 KiB random reads, page-cached file\n")
-    L.append(f"- kernel: `{info['kernel']}`; CPU: {info['cpu']} × {info['cpus']}")
-    L.append(f"- python: {info['python']}")
-    L.append(f"- ringlet backend: {info['ringlet_backend'] or 'ringlet not importable'}")
-    vers = ", ".join(f"{k} {v}" for k, v in sorted(info["versions"].items()))
-    L.append(f"- versions: {vers or '—'}")
-    L.append(f"- file: {cfg['file_mib']} MiB; {cfg['rounds']} rounds × {cfg['duration']} s per "
-             f"measurement (after {cfg['warmup']} s warm-up), each in a fresh process and event loop; "
-             "median over rounds")
-    L.append("")
-    L.append("| contender | tasks | ops/s (median) | p50 µs | p99 µs | vs ringlet (same tasks) | vs sync | spread |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in table:
-        if r["ops_per_s"] is None:
-            L.append(f"| {r['label']} | {r['tasks']} | {r['status']} | | | | | |")
-            continue
-        note = "" if r["status"] == "ok" else f" ({r['status']})"
-        L.append(f"| {r['label']}{note} | {r['tasks']} | {fmt_int(r['ops_per_s'])} | "
-                 f"{r['p50_us']:.1f} | {r['p99_us']:.1f} | {fmt_ratio(r['x_ringlet'])} | "
-                 f"{fmt_ratio(r['x_sync'])} | ±{r['spread_pct'] / 2:.0f}% |")
-    L.append("")
-    L.append("vs ringlet / vs sync = this row's ops/s ÷ the reference's ops/s (above 1 = faster "
-             "than the reference). spread = (max − min) / 2 of ops/s over rounds, in % of the median. "
-             "With 64 tasks, latency includes waiting behind the other 63 ops.")
-    variants = [r for r in rows if r["family"] in BEST_OF]
-    if variants:
-        L.append("")
-        L.append("## all variants (best per task count is in the table above)\n")
-        L.append("| variant | tasks | ops/s (median) | p50 µs | p99 µs |")
-        L.append("|---|---:|---:|---:|---:|")
-        for r in variants:
-            if r["ops_per_s"] is None:
-                L.append(f"| {r['label']} | {r['tasks']} | {r['status']} | | |")
-            else:
-                L.append(f"| {r['label']} | {r['tasks']} | {fmt_int(r['ops_per_s'])} | "
-                         f"{r['p50_us']:.1f} | {r['p99_us']:.1f} |")
-    stats = [(r, x["engine_stats"]) for r in rows for x in r["rounds"][-1:]
-             if isinstance(x.get("engine_stats"), dict)]
-    if stats:
-        L.append("")
-        L.append("## ringlet engine.stats() after the last round "
-                 "(whole worker: verification + warm-up + timed run)\n")
-        L.append("| contender | tasks | completed | inline % | enter_calls / op | peak_in_flight |")
-        L.append("|---|---:|---:|---:|---:|---:|")
-        for r, st in stats:
-            done = st.get("completed") or 0
-            inl = st.get("completed_inline")
-            ent = st.get("enter_calls")
-            L.append(f"| {r['label']} | {r['tasks']} | {done:,} | "
-                     f"{(100.0 * inl / done) if done and inl is not None else float('nan'):.1f} | "
-                     f"{(ent / done) if done and ent is not None else float('nan'):.3f} | "
-                     f"{st.get('peak_in_flight', '?')} |")
-    problems = [r for r in rows if r["ops_per_s"] is None and r.get("detail")]
-    if problems:
-        L.append("")
-        L.append("## not measured\n")
-        done = set()
-        for r in problems:
-            k = (r["label"], r["status"], r["detail"])
-            if k in done:
-                continue
-            done.add(k)
-            L.append(f"- {r['label']}: {r['status']} — {r['detail']}")
-    return "\n".join(L) + "\n"
+# ==========================================================================
+# Probe (in a child: a broken import cannot take the harness down), machine.
+# ==========================================================================
 
-
-def chart(table, path, info):
+PROBE = r"""
+import importlib, json, sys
+from importlib import metadata
+mods = json.loads(sys.argv[1])
+out = {}
+for m in mods:
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception as e:  # noqa: BLE001
-        return f"matplotlib not importable ({type(e).__name__}); no chart written"
-    rows = [r for r in table if r["ops_per_s"]]
-    if not rows:
-        return "nothing measured; no chart written"
-    colors = {"ringlet": "#d62728", "sync": "#7f7f7f", "baseline": "#bcbd22",
-              "caio": "#1f77b4", "aiofiles": "#2ca02c", "threads": "#9467bd",
-              "anyio": "#ff7f0e", "aiofile": "#17becf"}
-    labels = [f"{r['label']}  [{r['tasks']}]" for r in rows]
-    vals = [r["ops_per_s"] for r in rows]
-    fig, ax = plt.subplots(figsize=(10, 0.42 * len(rows) + 1.6))
-    y = range(len(rows))
-    ax.barh(list(y), vals, color=[colors.get(r["family"], "#333333") for r in rows])
-    ax.set_yticks(list(y))
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.set_xlabel("ops/s (median over rounds, log scale) — 4 KiB random reads, page cache")
-    for yi, v in zip(y, vals):
-        ax.text(v, yi, f" {v:,.0f}", va="center", fontsize=7)
-    ax.set_xlim(right=max(vals) * 4)
-    ax.set_title(f"{info['cpu']} × {info['cpus']}, Linux {info['kernel']}, "
-                 f"Python {info['python'].split()[0]}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return f"chart written to {path}"
+        importlib.import_module(m)
+        try:
+            ver = metadata.version(m.split(".")[0])
+        except Exception:
+            ver = "?"
+        out[m] = {"ok": True, "version": ver}
+    except Exception as e:
+        out[m] = {"ok": False, "detail": f"{type(e).__name__}: {e}"}
+try:
+    import ringlet
+    out["ringlet.backend"] = ringlet.backend()
+    out["ringlet.file"] = ringlet.__file__
+except Exception as e:
+    out["ringlet.backend"] = None
+print("RESULT " + json.dumps(out))
+"""
 
+
+def probe_libs():
+    mods = sorted({m for c in CONTENDERS for m in c[4]} | {"aiofiles", "matplotlib"})
+    try:
+        p = subprocess.run([sys.executable, "-c", PROBE, json.dumps(mods)],
+                           capture_output=True, text=True, timeout=120)
+        res = _last_result(p.stdout)
+    except subprocess.TimeoutExpired:
+        res = None
+    if res is None:
+        res = {m: {"ok": False, "detail": "import probe crashed"} for m in mods}
+    return res
+
+
+def machine_info(libs):
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    fio = shutil.which("fio")
+    fio_ver = None
+    if fio:
+        try:
+            fio_ver = subprocess.run([fio, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f"{int(f.readline().split()[1]) / (1 << 20):.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        commit = subprocess.run(["git", "-C", here, "describe", "--always", "--dirty"], capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        commit = None
+    return {
+        "kernel": platform.release(),
+        "commit": commit,
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory": mem,
+        "python": sys.version.split()[0] + " (" + sys.executable + ")",
+        "ringlet_backend": libs.get("ringlet.backend"),
+        "ringlet_file": libs.get("ringlet.file"),
+        "fio": fio_ver or "fio not installed",
+        "versions": {m: v.get("version") for m, v in libs.items() if isinstance(v, dict) and v.get("ok")},
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+# ==========================================================================
+# Test files.
+# ==========================================================================
+
+def make_file(path: str, size: int) -> float:
+    """Random bytes, written back to the device (fsync: later reads and
+    O_DIRECT do not wait on writeback), then read once into the page cache."""
+    chunk = 4 * MiB
+    t = time.perf_counter()
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            n = min(chunk, left)
+            f.write(os.urandom(n))
+            left -= n
+        f.flush()
+        os.fsync(f.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while os.read(fd, chunk):
+            pass
+    finally:
+        os.close(fd)
+    return time.perf_counter() - t
+
+
+def make_small_files(directory: str, nfiles: int, size: int = 4096) -> float:
+    t = time.perf_counter()
+    os.makedirs(directory, exist_ok=True)
+    for p in W.file_paths(directory, nfiles):
+        with open(p, "wb") as f:
+            f.write(os.urandom(size))
+    os.sync()
+    return time.perf_counter() - t
+
+
+def direct_check(path: str):
+    """None if O_DIRECT reads work on path, else the reason."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except (OSError, AttributeError) as e:
+        return f"O_DIRECT open refused on {path}: {getattr(e, 'strerror', None) or e}"
+    try:
+        buf = mmap.mmap(-1, W.BLOCK)
+        if os.preadv(fd, [buf], 0) != W.BLOCK:
+            return f"O_DIRECT read of {path} came back short"
+    except OSError as e:
+        return f"O_DIRECT read refused on {path}: {e.strerror}"
+    finally:
+        os.close(fd)
+    return None
+
+
+# ==========================================================================
+# main
+# ==========================================================================
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--worker":
-        return worker_main(argv[1:])
+        return W.worker_main(argv[1])
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="32 MiB file, 2 rounds, 0.3 s per measurement")
+                    help="smaller files, 2 rounds (sweeps 1), 0.3 s per measurement, fewer sweep points")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
                     help="output directory (default: results/ next to this script)")
-    ap.add_argument("--dir", default=None,
-                    help="where to create the temp test file (default /var/tmp)")
-    ap.add_argument("--size-mib", type=int, default=None)
-    ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--duration", type=float, default=None,
-                    help="seconds per measurement (default 1.0, quick 0.3)")
+    ap.add_argument("--dir", default=None, help="where to create the temp test files (default /var/tmp)")
+    ap.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated: " + ",".join(SECTIONS))
+    ap.add_argument("--size-mib", type=int, default=None, help="the read test file (256, quick 32)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds per section (5, quick 2)")
+    ap.add_argument("--sweep-rounds", type=int, default=None, help="rounds per sweep (3, quick 1)")
+    ap.add_argument("--duration", type=float, default=None, help="seconds per measurement (1.0, quick 0.3)")
+    ap.add_argument("--fio-runtime", type=float, default=None, help="fio --runtime seconds (3, quick 1)")
+    ap.add_argument("--mem-ops", type=int, default=100_000, help="reads in flight at once (point 5)")
     ap.add_argument("--only", default=None,
-                    help="regex on contender label/key; sync and ringlet f.pread always run")
+                    help="reads section: regex on contender label/key; sync, ringlet and pread_many always run")
     a = ap.parse_args(argv)
 
-    size_mib = a.size_mib or (32 if a.quick else 256)
-    rounds = a.rounds or (2 if a.quick else 5)
-    duration = a.duration or (0.3 if a.quick else 1.0)
-    warmup = round(min(0.2, duration / 3), 3)
-    contenders = CONTENDERS
-    if a.only:
-        rx = re.compile(a.only)
-        contenders = [c for c in CONTENDERS
-                      if rx.search(c[1]) or rx.search(c[0]) or c[1] in (SYNC_REF, RINGLET_REF)]
+    sections = [s.strip() for s in a.sections.split(",") if s.strip()]
+    for s in sections:
+        if s not in SECTIONS:
+            ap.error(f"unknown section {s!r}")
+    q = a.quick
+    size_mib = a.size_mib or (32 if q else 256)
+    cfg = {
+        "quick": q,
+        "sections": sections,
+        "file_mib": size_mib,
+        "rounds": a.rounds or (2 if q else 5),
+        "sweep_rounds": a.sweep_rounds or (1 if q else 3),
+        "duration": a.duration or (0.3 if q else 1.0),
+        "fio_runtime": a.fio_runtime or (1 if q else 3),
+        "copy_mib": [64] if q else [256, 1024],
+        "nfiles": 10_000,
+        "mem_ops": a.mem_ops,
+        "sweep_tasks": list(SWEEP_TASKS_QUICK if q else SWEEP_TASKS),
+        "sweep_sizes": list(SWEEP_SIZES_QUICK if q else SWEEP_SIZES),
+        "sweep_direct": list(SWEEP_DIRECT_QUICK if q else SWEEP_DIRECT),
+        "block": W.BLOCK, "offsets": W.N_OFFSETS, "seed": W.SEED, "batch": W.BATCH,
+    }
+    cfg["warmup"] = round(min(0.2, cfg["duration"] / 3), 3)
 
     libs = probe_libs()
     info = machine_info(libs)
-    print(f"machine: Linux {info['kernel']} | {info['cpu']} × {info['cpus']} | "
-          f"Python {info['python']}")
-    print(f"ringlet: {info['ringlet_backend'] or 'not importable'}")
-    print("versions: " + (", ".join(f"{k} {v}" for k, v in sorted(info["versions"].items())) or "—"))
+    print(f"machine: Linux {info['kernel']} | {info['cpu']} x {info['cpus']} | {info['memory']} | "
+          f"Python {info['python']} | load average {info['loadavg_start'][0]:.2f}")
+    print(f"ringlet: {info['ringlet_backend'] or 'not importable'} ({info['ringlet_file']})")
+    print("versions: " + (", ".join(f"{k} {v}" for k, v in sorted(info["versions"].items())) or "—")
+          + f"; {info['fio']}")
 
     base = a.dir or ("/var/tmp" if os.path.isdir("/var/tmp") else None)
     tmpdir = tempfile.mkdtemp(prefix="ringlet-bench-", dir=base)
+    t_all = time.perf_counter()
+    memory = None
+    specs: list = []
     try:
-        path, t_make, t_warm = make_file(tmpdir, size_mib << 20)
-        print(f"test file: {path} ({size_mib} MiB; written in {t_make:.2f} s, "
-              f"warm read {size_mib / max(t_warm, 1e-9):,.0f} MiB/s)")
-        cfg = {"file_mib": size_mib, "rounds": rounds, "duration": duration,
-               "warmup": warmup, "block": BLOCK, "offsets": N_OFFSETS, "seed": SEED}
+        if {"reads", "direct", "sweep"} & set(sections):
+            cfg["path"] = os.path.join(tmpdir, "reads.dat")
+            t = make_file(cfg["path"], size_mib * MiB)
+            print(f"test file: {cfg['path']} ({size_mib} MiB, made and cached in {t:.1f} s)")
+            reason = direct_check(cfg["path"])
+            cfg["direct_ok"] = reason is None
+            cfg["direct_skip"] = reason
+            if reason and ({"direct", "sweep"} & set(sections)):
+                print(f"S4 and the O_DIRECT sweep are skipped: {reason}")
+        if "copy" in sections:
+            cfg["copy_srcs"] = []
+            for mib in cfg["copy_mib"]:
+                src = os.path.join(tmpdir, f"copy-{mib}.dat")
+                t = make_file(src, mib * MiB)
+                cfg["copy_srcs"].append(src)
+                print(f"copy source: {src} ({mib} MiB, made and cached in {t:.1f} s)")
+        if "files" in sections:
+            cfg["files_dir"] = os.path.join(tmpdir, "files")
+            t = make_small_files(cfg["files_dir"], cfg["nfiles"])
+            print(f"small files: {cfg['nfiles']:,} x 4 KiB in {cfg['files_dir']} (made in {t:.1f} s)")
 
-        rows = [{"key": k, "label": lab, "family": fam, "tasks": t, "needs": needs,
-                 "rounds": []} for (k, lab, fam, t, needs) in contenders]
-        missing = {}
-        for r in rows:
-            bad = [m for m in r["needs"] if not libs.get(m, {}).get("ok")]
-            if bad:
-                missing[id(r)] = {"status": "not installed",
-                                  "detail": "; ".join(f"{m}: {libs.get(m, {}).get('detail', '?')}"
-                                                      for m in bad)}
-        timeout = 30 + 10 * (duration + warmup)
-        n_meas = sum(1 for r in rows if id(r) not in missing) * rounds
-        done = 0
-        t0 = time.perf_counter()
-        for rnd in range(rounds):
-            # Alternate: every contender once per round, order rotated each round.
-            k = (rnd * 7) % len(rows)
-            for r in rows[k:] + rows[:k]:
-                if id(r) in missing:
-                    if rnd == 0:
-                        r["rounds"].append(missing[id(r)])
-                    continue
-                res = run_one(r["key"], r["tasks"], duration, warmup, path, timeout)
-                r["rounds"].append(res)
-                done += 1
-                shown = (f"{res['ops_per_s']:>12,.0f} ops/s" if res.get("status") == "ok"
-                         else res.get("status"))
-                print(f"  [{done:3d}/{n_meas}] round {rnd + 1}: {r['label']:<40} "
-                      f"x{r['tasks']:<3} {shown}", file=sys.stderr, flush=True)
-        print(f"({n_meas} measurements in {time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        specs = build_specs(sections, cfg, a)
+        run_sections(specs, libs, lambda s: cfg["sweep_rounds"] if s.startswith("sweep") else cfg["rounds"], cfg)
+        if "memory" in sections:
+            print(f"-- memory: {cfg['mem_ops']:,} reads in flight at once", file=sys.stderr, flush=True)
+            if libs.get("ringlet", {}).get("ok"):
+                memory = run_worker({"kind": "memory", "n": cfg["mem_ops"], "size": 8},
+                                    timeout=120 + cfg["mem_ops"] / 1000)
+            else:
+                memory = {"status": "not installed", "detail": libs.get("ringlet", {}).get("detail", "")}
+            print(f"   {memory.get('status')}: {memory.get('value', 0):.0f} B per op beyond the data",
+                  file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+    info["loadavg_end"] = os.getloadavg()
+    cfg["total_s"] = time.perf_counter() - t_all
 
-    aggregate(rows)
-    table = main_table(rows)
-    md = markdown(info, cfg, table, rows)
+    import _report as R
+    R.aggregate(specs)
+    report = R.build(info, cfg, specs, memory)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "results.md"), "w") as f:
-        f.write(md)
+        f.write(report["markdown"])
     with open(os.path.join(a.out, "results.json"), "w") as f:
-        json.dump({"machine": info, "config": cfg, "table": table, "measurements": rows,
-                   "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, f, indent=1)
+        json.dump({"machine": info, "config": cfg, "goals": report["goals"], "findings": report["findings"],
+                   "memory": memory, "measurements": specs,
+                   "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, f, indent=1, default=str)
     print()
-    print(md)
-    print(chart(table, os.path.join(a.out, "reads.png"), info))
-    print(f"results: {os.path.join(a.out, 'results.md')}, {os.path.join(a.out, 'results.json')}")
+    print(report["markdown"])
+    for msg in R.charts(specs, report, info, a.out):
+        print(msg)
+    print(f"results: {os.path.join(a.out, 'results.md')}, {os.path.join(a.out, 'results.json')} "
+          f"({cfg['total_s']:.0f} s in all)")
 
-    wrong = [r for r in rows for x in r["rounds"] if x.get("status") == "WRONG DATA"]
+    wrong = [s for s in specs for x in s["rounds"] if x.get("status") == "WRONG DATA"]
+    if memory and memory.get("status") == "WRONG DATA":
+        wrong.append({"label": "100,000 reads in flight", "tasks": cfg["mem_ops"]})
     if wrong:
         print("ERROR: some contenders returned WRONG DATA: "
-              + ", ".join(sorted({f"{r['label']} x{r['tasks']}" for r in wrong})), file=sys.stderr)
+              + ", ".join(sorted({f"{s['label']} x{s['tasks']}" for s in wrong})), file=sys.stderr)
         return 1
     return 0
 
