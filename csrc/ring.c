@@ -12,7 +12,7 @@
 /* user_data of the ring's own requests (cancels): their CQEs are dropped. */
 #define RL_INTERNAL_USER_DATA 0
 
-static const unsigned rl_flag_choices[] = {
+const unsigned rl_ring_flag_choices[RL_RING_FLAG_CHOICES] = {
     IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
     IORING_SETUP_COOP_TASKRUN,
     0,
@@ -51,10 +51,10 @@ int rl_ring_init(struct rl_ring *r, unsigned sq_entries, unsigned cq_entries)
 {
     memset(r, 0, sizeof *r);
     int ret = -EINVAL;
-    for (size_t i = 0; i < sizeof rl_flag_choices / sizeof rl_flag_choices[0]; i++) {
+    for (size_t i = 0; i < RL_RING_FLAG_CHOICES; i++) {
         struct io_uring_params p;
         memset(&p, 0, sizeof p);
-        p.flags = rl_flag_choices[i] | IORING_SETUP_CQSIZE;
+        p.flags = rl_ring_flag_choices[i] | IORING_SETUP_CQSIZE;
         p.cq_entries = cq_entries;
         ret = io_uring_queue_init_params(sq_entries, &r->ring, &p);
         if (ret == 0) {

@@ -85,6 +85,10 @@ int rl_ring_wait(struct rl_ring *r, unsigned timeout_ms);
 /* Whether the kernel supports an IORING_OP_*. */
 int rl_ring_supports(const struct rl_ring *r, int opcode);
 
+/* The setup flags rl_ring_init tries, in order (each refused with EINVAL on older kernels). */
+#define RL_RING_FLAG_CHOICES 3
+extern const unsigned rl_ring_flag_choices[RL_RING_FLAG_CHOICES];
+
 /* A readable name of setup_flags, e.g. "SINGLE_ISSUER|DEFER_TASKRUN". */
 const char *rl_ring_flags_name(unsigned setup_flags);
 

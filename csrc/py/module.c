@@ -143,6 +143,19 @@ static int ringlet_exec(PyObject *module)
     if ((st->kwnames_loop = Py_BuildValue("(s)", "loop")) == NULL || (st->empty_tuple = PyTuple_New(0)) == NULL ||
         (st->resolve_later = PyObject_GetAttrString(module, "_resolve")) == NULL)
         return -1;
+    PyObject *choices = PyTuple_New(RL_RING_FLAG_CHOICES);
+    for (int i = 0; choices && i < RL_RING_FLAG_CHOICES; i++) {
+        PyObject *name = PyUnicode_FromString(rl_ring_flags_name(rl_ring_flag_choices[i]));
+        if (name == NULL)
+            Py_CLEAR(choices);
+        else
+            PyTuple_SET_ITEM(choices, i, name);
+    }
+    /* The io_uring setup flags an Engine tries, in order. */
+    if (choices == NULL || PyModule_AddObject(module, "SETUP_FLAG_CHOICES", choices) < 0) {
+        Py_XDECREF(choices);
+        return -1;
+    }
     PyObject *os = PyImport_ImportModule("os");
     if (os == NULL)
         return -1;

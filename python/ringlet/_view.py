@@ -11,12 +11,13 @@ import html
 import platform
 from typing import Any, Optional
 
+from . import _ringlet
 from ._engine import backend, get_engine, probe
 
 __all__ = ["Stats", "EngineView", "stats", "engine_info", "feature_names", "opcode_name", "FLAG_CHOICES"]
 
-# The setup flags rl_ring_init tries, in order; the first one the kernel accepts is used.
-FLAG_CHOICES = ("SINGLE_ISSUER|DEFER_TASKRUN", "COOP_TASKRUN", "none")
+# The setup flags an engine tries, in order; the first one the kernel accepts is used.
+FLAG_CHOICES = _ringlet.SETUP_FLAG_CHOICES
 
 # IORING_FEAT_* bits, in bit order (include/uapi/linux/io_uring.h).
 _FEATURE_NAMES = (
