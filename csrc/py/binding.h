@@ -31,6 +31,9 @@ typedef struct {
     PyObject *kwnames_loop;     /* ("loop",): Future(loop=loop) by vectorcall */
     PyObject *resolve_later;    /* _ringlet._resolve: sets a future unless it is done already */
     PyObject *empty_tuple;
+    PyObject *kwnames_context;  /* ("context",) */
+    PyObject *callback_context; /* one empty contextvars.Context for every op's done callback:
+                                   add_done_callback would copy the caller's (64 bytes an op) */
     PyObject *str_add_done_callback, *str_remove_done_callback, *str_done;
 } ringlet_state;
 
@@ -87,23 +90,23 @@ typedef struct {
     EngineObject *engine;       /* strong: an op in flight keeps its engine */
     PyObject *future;           /* NULL until the op is still pending after its submission */
     PyObject *outcome;          /* inline completion: the value or exception, for op_launch */
-    int failed;                 /* outcome is an exception */
+    uint8_t failed;             /* outcome is an exception */
     PyObject *obj;              /* read: the bytes being filled; path operations: the path */
     PyObject *obj2;             /* the second path of rename/link/symlink */
     PyObject *filename;         /* for OSError, or NULL */
     PyObject *filename2;
-    int kind;
+    uint8_t kind;               /* enum op_kind */
     const char *name;           /* "read", "rename", ...: for traces */
     int fd;
-    int watching;               /* the op is a done callback of its pending future */
-    int abandoned;              /* the future finished first (cancelled): drop the result */
-    int finished;               /* the outcome is delivered (or dropped) */
+    uint8_t watching;           /* the op is a done callback of its pending future */
+    uint8_t abandoned;          /* the future finished first (cancelled): drop the result */
+    uint8_t finished;           /* the outcome is delivered (or dropped) */
     int64_t offset;             /* -1: a stream, or an O_APPEND write */
-    int moves_position;         /* offset was the descriptor's: move it past the bytes at completion */
+    uint8_t moves_position;     /* offset was the descriptor's: move it past the bytes at completion */
     size_t length;              /* bytes asked for */
     size_t done;                /* write: bytes written so far */
     struct kernel_io io;        /* read/readinto/write */
-    int direct;                 /* O_DIRECT: submitted at the end of the loop tick */
+    uint8_t direct;             /* O_DIRECT: submitted at the end of the loop tick */
     char *bounce;               /* O_DIRECT: the aligned memory the kernel uses, or NULL */
     size_t bounce_size;         /* its size (a pool size class, or its exact size if not pooled) */
     size_t bounce_skip;         /* read: where the bytes asked for start in bounce */

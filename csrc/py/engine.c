@@ -824,8 +824,14 @@ int engine_schedule_flush(EngineObject *engine)
 int engine_must_yield(EngineObject *engine)
 {
     int64_t now = ringlet_now_ns();
-    if (engine->tick_scheduled)
-        return now - engine->streak_start > RL_INLINE_BUDGET_NS;
+    if (engine->tick_scheduled) {
+        if (now - engine->streak_start <= RL_INLINE_BUDGET_NS)
+            return 0;
+        /* This op yields; the next may run a full budget more.  (A long loop
+         * iteration of many tasks would otherwise make every later op yield.) */
+        engine->streak_start = now;
+        return 1;
+    }
     /* The loop turned since the last inline completion: start a new streak,
      * and learn when it turns next. */
     if (engine_call_soon_once(engine, "_tick", &engine->tick_scheduled) < 0)

@@ -140,6 +140,11 @@ static int ringlet_exec(PyObject *module)
     INTERN(str_remove_done_callback, "remove_done_callback");
     INTERN(str_done, "done");
 #undef INTERN
+    PyObject *contextvars = PyImport_ImportModule("contextvars");
+    st->callback_context = contextvars ? PyObject_CallMethod(contextvars, "Context", NULL) : NULL;
+    Py_XDECREF(contextvars);
+    if (st->callback_context == NULL || (st->kwnames_context = Py_BuildValue("(s)", "context")) == NULL)
+        return -1;
     if ((st->kwnames_loop = Py_BuildValue("(s)", "loop")) == NULL || (st->empty_tuple = PyTuple_New(0)) == NULL ||
         (st->resolve_later = PyObject_GetAttrString(module, "_resolve")) == NULL)
         return -1;
@@ -196,6 +201,8 @@ static int ringlet_clear(PyObject *module)
     Py_CLEAR(st->stat_result);
     Py_CLEAR(st->str_create_future);
     Py_CLEAR(st->kwnames_loop);
+    Py_CLEAR(st->kwnames_context);
+    Py_CLEAR(st->callback_context);
     Py_CLEAR(st->empty_tuple);
     Py_CLEAR(st->resolve_later);
     Py_CLEAR(st->str_set_result);

@@ -265,7 +265,9 @@ void op_finish(OpObject *op, int64_t res)
             op_emit_trace(op);
     } else if (op->future == NULL) {
         /* Completed inside the submitting call: op_launch hands it over. */
-        op->outcome = op_outcome(op, res, &op->failed);
+        int failed;
+        op->outcome = op_outcome(op, res, &failed);
+        op->failed = (uint8_t)failed;
     } else {
         /* A traced op stays a done callback: it runs first, right before the
          * awaiting task resumes, and stamps that moment. */
@@ -428,7 +430,10 @@ static PyObject *op_pending_future(OpObject *op, int ret)
         r = exc && op_resolve(op, future, exc, 1) == 0 ? Py_None : NULL;
         Py_XDECREF(exc);
     } else {
-        r = PyObject_CallMethodOneArg(future, op->engine->state->str_add_done_callback, (PyObject *)op);
+        ringlet_state *st = op->engine->state;
+        PyObject *argv[3] = {future, (PyObject *)op, st->callback_context};
+        r = PyObject_VectorcallMethod(st->str_add_done_callback, argv, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      st->kwnames_context);
         Py_XDECREF(r);
         op->watching = r != NULL;
     }
