@@ -122,7 +122,8 @@ class BuildExt(build_ext):
             raise SystemExit(1)
 
         sanitize = os.environ.get("RINGLET_SANITIZE", "") not in ("", "0")
-        san_flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]
+        san_flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
+                     "-O1", "-g"]
 
         for ext in self.extensions:
             ext.include_dirs += include_dirs
