@@ -91,9 +91,20 @@ def backend_name(ringlet):
 
 @pytest.fixture
 def require_io_uring(backend_name):
-    """Skip (with the backend string as reason) unless ringlet runs on io_uring."""
+    """Skip unless ringlet runs on io_uring: for what only io_uring does
+    (inline completions and the ring's counters, no thread for I/O, the C
+    engine's own types).  The reason names the backend in use instead."""
     if not backend_name.startswith("io_uring"):
-        pytest.skip(f"ringlet is not using io_uring: backend() = {backend_name!r}")
+        pytest.skip(f"io_uring-specific; ringlet runs on its fallback here: backend() = {backend_name!r}")
+    return backend_name
+
+
+@pytest.fixture
+def require_threads(backend_name):
+    """Skip unless ringlet runs on its thread fallback (RINGLET_BACKEND=threads,
+    or io_uring refused): for the fallback's own promises, through the public API."""
+    if not backend_name.startswith("threads"):
+        pytest.skip(f"checks the thread fallback; ringlet runs on io_uring here: backend() = {backend_name!r}")
     return backend_name
 
 
@@ -102,9 +113,44 @@ def require_io_uring(backend_name):
 # --------------------------------------------------------------------------
 
 
+# RINGLET_TEST_LOOP=uvloop runs the suite on uvloop: the run fixture makes
+# uvloop loops, and so does every asyncio.run() and asyncio.new_event_loop()
+# in the tests (the event loop policy is uvloop's).  Unset or "asyncio": the
+# stock loop.
+TEST_LOOP = os.environ.get("RINGLET_TEST_LOOP") or "asyncio"
+
+
+def _test_loop_factory():
+    if TEST_LOOP == "asyncio":
+        return None
+    if TEST_LOOP != "uvloop":
+        raise pytest.UsageError(f"RINGLET_TEST_LOOP must be 'asyncio' or 'uvloop', not {TEST_LOOP!r}")
+    try:
+        import uvloop
+    except ImportError as exc:
+        raise pytest.UsageError(f"RINGLET_TEST_LOOP=uvloop, but uvloop cannot be imported: {exc}") from None
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # The first uvloop loop of a process opens a pipe that stays for good:
+    # open it now, so that no test counts it as a descriptor leak.
+    uvloop.new_event_loop().close()
+    return uvloop.new_event_loop
+
+
+LOOP_FACTORY = _test_loop_factory()
+
+
+def asyncio_run(coro):
+    """asyncio.run(coro) on the loop RINGLET_TEST_LOOP names."""
+    if LOOP_FACTORY is not None and hasattr(asyncio, "Runner"):
+        with asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
+            return runner.run(coro)
+    return asyncio.run(coro)  # the policy makes the loop
+
+
 @pytest.fixture
 def run():
-    """``run(coro)`` -> result, on a fresh event loop (asyncio.run)."""
+    """``run(coro)`` -> result, on a fresh event loop (asyncio.run; uvloop
+    with RINGLET_TEST_LOOP=uvloop)."""
 
     def _run(aw):
         if not asyncio.iscoroutine(aw):
@@ -112,8 +158,8 @@ def run():
             async def _wrap():
                 return await aw
 
-            return asyncio.run(_wrap())
-        return asyncio.run(aw)
+            return asyncio_run(_wrap())
+        return asyncio_run(aw)
 
     return _run
 

@@ -918,10 +918,6 @@ def test_engine_after_shutdown_refuses_everything(ringlet, run, make_file):
     run(main())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine.shutdown() closes the eventfd but the loop keeps its reader; the next engine's eventfd gets the "
-    "same number, loop.add_reader then only swaps the callback (selector.modify with the same events), so "
-    "epoll never watches the new fd: deferred completions are never delivered (hang)"))
 def test_new_engine_after_shutdown_delivers_deferred_completions(ringlet, run, fifo):
     """engine.shutdown(), then get_engine() on the same loop makes a new
     engine; its eventfd may get the old one's number, which the loop still

@@ -209,6 +209,9 @@ def _assert_flat(samples, warmup, n_ops, rss_slack):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.xfail(os.environ.get("RINGLET_TEST_LOOP") == "uvloop", strict=False,
+                   reason="uvloop runs a timer due in under 1 ms before the tasks created in the same loop turn: "
+                   "some FIFO reads are cancelled before they are submitted, so fewer cancels than fifo_cancelled")
 def test_100k_mixed_reads_a_third_cancelled(ringlet, make_file, fifo):
     """100,000 reads (pread, readinto, engine.read) on a cached file with a
     third cancelled at random moments: nothing in flight afterwards, every

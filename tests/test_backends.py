@@ -1,0 +1,682 @@
+"""Backends: which one ringlet picks and why, and the thread fallback's own
+promises (same interface and errors as the io_uring engine, a bounded pool,
+no worker ever waiting on a pipe).
+
+The contract tests of the other files run on both backends: `make test` runs
+pytest on io_uring, with RINGLET_BACKEND=threads, and under a seccomp filter
+that refuses io_uring_setup (tests/seccomp/no_io_uring.c).  The tests here
+that build a ThreadEngine by hand run in every pass.
+"""
+
+import asyncio
+import contextlib
+import errno
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import fd_count, open_fifo_writer, wait_until
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+EPERM_TEXT = "threads: io_uring_setup refused with EPERM (seccomp, e.g. Docker's default profile, or kernel.io_uring_disabled?)"
+UNDER_SECCOMP = os.environ.get("RINGLET_SECCOMP_NO_IO_URING") == "1"
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def no_io_uring(tmp_path_factory):
+    """Path of the seccomp launcher (built by make, or here with cc)."""
+    built = os.path.join(ROOT, "build", "seccomp", "no_io_uring")
+    if os.access(built, os.X_OK):
+        return built
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no seccomp launcher: run make test (it builds build/seccomp/no_io_uring), or install a C compiler")
+    out = str(tmp_path_factory.mktemp("seccomp") / "no_io_uring")
+    proc = subprocess.run([cc, "-O2", "-o", out, os.path.join(HERE, "seccomp", "no_io_uring.c")],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot build the seccomp launcher: {proc.stderr.strip()[:300]}")
+    return out
+
+
+def python(source, env=None, launcher=None, timeout=60):
+    """Run source in a fresh interpreter (ringlet importable, RINGLET_BACKEND
+    unset unless env sets it); the CompletedProcess."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("RINGLET_BACKEND", "RINGLET_SECCOMP_NO_IO_URING")}
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    full_env.update(env or {})
+    cmd = ([launcher] if launcher else []) + [sys.executable, "-c", source]
+    proc = subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert proc.returncode >= 0, f"killed by signal {-proc.returncode}\n{proc.stderr}"
+    return proc
+
+
+def io_uring_here():
+    """True if this kernel lets ringlet use io_uring (whatever this pass forces)."""
+    from ringlet import _engine
+
+    return not _engine._io_uring_problem(_engine.probe())[0]
+
+
+@contextlib.asynccontextmanager
+async def thread_engine(max_workers=None):
+    """A ThreadEngine on the running loop, watched as get_engine() watches
+    one; shut down at the end."""
+    from ringlet._threads import ThreadEngine
+
+    loop = asyncio.get_running_loop()
+    engine = ThreadEngine(loop, max_workers=max_workers)
+    fd = engine.fileno()
+    loop.add_reader(fd, engine.drain)
+    try:
+        yield engine
+    finally:
+        loop.remove_reader(fd)
+        engine.shutdown()
+
+
+def workers_busy(engine):
+    return engine.pool.busy
+
+
+# --------------------------------------------------------------------------
+# which backend, and why
+# --------------------------------------------------------------------------
+
+
+def test_backend_names_itself_and_why(ringlet, backend_name):
+    if backend_name.startswith("io_uring"):
+        assert backend_name.startswith("io_uring (setup flags: "), backend_name
+    else:
+        assert backend_name.startswith("threads: "), backend_name
+        assert len(backend_name) > len("threads: ") + 5  # a reason follows
+
+
+def test_engine_type_matches_backend(ringlet, run, backend_name):
+    from ringlet import _ringlet
+    from ringlet._threads import ThreadEngine
+
+    async def main():
+        return ringlet.get_engine()
+
+    engine = run(main())
+    want = _ringlet.Engine if backend_name.startswith("io_uring") else ThreadEngine
+    assert type(engine) is want, (backend_name, type(engine))
+
+
+def test_seccomp_pass_uses_threads_because_of_eperm(ringlet, run, backend_name):
+    """In the pass under tests/seccomp/no_io_uring: the refusal is detected, not forced."""
+    if not UNDER_SECCOMP:
+        pytest.skip("only under tests/seccomp/no_io_uring (make test's seccomp pass)")
+    if os.environ.get("RINGLET_BACKEND"):
+        pytest.skip("RINGLET_BACKEND is set: the choice is forced")
+    assert backend_name == EPERM_TEXT
+
+    async def main():
+        await ringlet.write_file("/dev/null", b"x")
+        return type(ringlet.get_engine()).__name__
+
+    assert run(main()) == "ThreadEngine"
+
+
+def test_choice_is_made_at_first_use_not_at_import():
+    """Importing ringlet sets up no ring; what the first use finds decides."""
+    proc = python("""
+import ringlet
+from ringlet import _engine, _ringlet
+assert _engine._choice is None, _engine._choice
+assert _engine.probe.cache_info().currsize == 0   # no probe ring at import
+real = _ringlet.probe
+_ringlet.probe = lambda: {**real(), "opcodes": [op for op in real()["opcodes"] if op != 21]}
+print(ringlet.backend())
+""")
+    assert proc.returncode == 0, proc.stderr
+    if "io_uring_setup" in proc.stdout:
+        pytest.skip(f"io_uring refused here: {proc.stdout.strip()}")
+    assert proc.stdout.startswith("threads: this kernel's io_uring lacks IORING_OP_STATX (Linux "), proc.stdout
+
+
+def test_missing_opcode_selects_threads_and_works():
+    proc = python("""
+import asyncio, os, ringlet
+from ringlet import _ringlet
+real = _ringlet.probe
+_ringlet.probe = lambda: {**real(), "opcodes": [op for op in real()["opcodes"] if op not in (14, 18)]}
+async def main():
+    await ringlet.write_file("missing-op.tmp", b"data")
+    try:
+        return await ringlet.read_file("missing-op.tmp"), type(ringlet.get_engine()).__name__
+    finally:
+        os.unlink("missing-op.tmp")
+print(ringlet.backend())
+print(asyncio.run(main()))
+""")
+    assert proc.returncode == 0, proc.stderr
+    if "io_uring_setup" in proc.stdout:
+        pytest.skip(f"io_uring refused here: {proc.stdout.strip()}")
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("threads: this kernel's io_uring lacks IORING_OP_ASYNC_CANCEL, IORING_OP_OPENAT")
+    assert lines[1] == "(b'data', 'ThreadEngine')"
+
+
+@pytest.mark.parametrize("value", ["threads", "io_uring"])
+def test_forced_backend(value):
+    proc = python("""
+import asyncio, ringlet
+async def main():
+    return await ringlet.read_file("/dev/null"), type(ringlet.get_engine()).__name__
+print(ringlet.backend())
+print(asyncio.run(main()))
+""", env={"RINGLET_BACKEND": value})
+    if value == "io_uring" and not io_uring_here():
+        assert proc.returncode != 0 and "RINGLET_BACKEND=io_uring" in proc.stderr, proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr
+    backend, result = proc.stdout.splitlines()
+    if value == "threads":
+        assert backend == "threads: forced by RINGLET_BACKEND=threads"
+        assert result == "(b'', 'ThreadEngine')"
+    else:
+        assert backend.startswith("io_uring (setup flags: ")
+        assert result == "(b'', 'Engine')"
+
+
+def test_bad_backend_value_is_a_clear_error():
+    proc = python("import ringlet; ringlet.backend()", env={"RINGLET_BACKEND": "uring"})
+    assert proc.returncode != 0
+    assert "ValueError: RINGLET_BACKEND must be 'io_uring' or 'threads' (or unset), not 'uring'" in proc.stderr
+
+
+def test_seccomp_refusal_selects_threads(no_io_uring):
+    """A real seccomp filter refusing io_uring_setup (as Docker's default profile)."""
+    proc = python("""
+import asyncio, os, ringlet
+async def main():
+    n = await ringlet.write_file("seccomp.tmp", b"under seccomp")
+    try:
+        return n, await ringlet.read_file("seccomp.tmp"), type(ringlet.get_engine()).__name__
+    finally:
+        os.unlink("seccomp.tmp")
+print(ringlet.backend())
+print(asyncio.run(main()))
+""", launcher=no_io_uring)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [EPERM_TEXT, "(13, b'under seccomp', 'ThreadEngine')"]
+
+
+def test_seccomp_refusal_with_io_uring_forced_is_a_clear_oserror(no_io_uring):
+    proc = python("""
+import asyncio, ringlet
+print(ringlet.backend())
+async def main():
+    try:
+        ringlet.get_engine()
+    except OSError as exc:
+        print(type(exc).__name__, exc.errno, exc)
+asyncio.run(main())
+""", env={"RINGLET_BACKEND": "io_uring"}, launcher=no_io_uring)
+    assert proc.returncode == 0, proc.stderr
+    backend, error = proc.stdout.splitlines()
+    assert backend == ("unavailable: RINGLET_BACKEND=io_uring, but io_uring_setup refused with EPERM "
+                       "(seccomp, e.g. Docker's default profile, or kernel.io_uring_disabled?)")
+    assert error.startswith(f"PermissionError {errno.EPERM} [Errno 1] ringlet: RINGLET_BACKEND=io_uring, but ")
+
+
+def test_engine_refused_after_a_good_probe_falls_back():
+    """The probe's tiny ring is allowed but the engine's is not (ENOMEM:
+    RLIMIT_MEMLOCK on older kernels): threads from then on, with the reason."""
+    proc = python("""
+import asyncio, errno, os, ringlet
+from ringlet import _ringlet
+class Refused:
+    def __init__(self, *args, **kwargs):
+        raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+_ringlet.Engine = Refused
+async def main():
+    return await ringlet.read_file("/dev/null"), type(ringlet.get_engine()).__name__
+print(asyncio.run(main()))
+print(ringlet.backend())
+""")
+    assert proc.returncode == 0, proc.stderr
+    if not io_uring_here():
+        pytest.skip("io_uring is refused here already")
+    assert proc.stdout.splitlines() == [
+        "(b'', 'ThreadEngine')",
+        "threads: io_uring_setup of the engine's ring out of locked memory (ENOMEM: raise RLIMIT_MEMLOCK?)",
+    ]
+
+
+def test_cli_info_names_the_fallback(no_io_uring):
+    env = {k: v for k, v in os.environ.items() if k != "RINGLET_BACKEND"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    proc = subprocess.run([no_io_uring, sys.executable, "-m", "ringlet", "info"], capture_output=True, text=True,
+                          timeout=60, cwd="/", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert EPERM_TEXT in proc.stdout
+
+
+# --------------------------------------------------------------------------
+# the same interface and the same errors
+# --------------------------------------------------------------------------
+
+
+def test_thread_engine_has_the_c_engine_interface():
+    from ringlet import _ringlet
+    from ringlet._threads import ThreadEngine
+
+    internal = {"_flush", "_tick"}  # the C engine's own call_soon hooks
+    wanted = {name for name in dir(_ringlet.Engine) if not name.startswith("__")} - internal
+    missing = sorted(name for name in wanted if not hasattr(ThreadEngine, name))
+    assert not missing, missing
+
+
+def test_thread_engine_stats_keys_are_the_c_engines(run):
+    from ringlet import _ringlet
+
+    async def main():
+        async with thread_engine() as engine:
+            threads = engine.stats()
+        try:
+            ring = _ringlet.Engine(asyncio.get_running_loop())
+        except OSError:
+            return threads, None
+        try:
+            return threads, ring.stats()
+        finally:
+            ring.shutdown()
+
+    threads, ring = run(main())
+    if ring is None:
+        pytest.skip("no io_uring here to compare with")
+    assert set(threads) == set(ring)
+    assert {k: type(v) for k, v in threads.items()} == {k: type(v) for k, v in ring.items()}
+
+
+def _error_cases(tmp):
+    """(name, call(engine, fd) -> future or raises) for errors both engines must give alike."""
+    missing, file_, dir_ = f"{tmp}/missing".encode(), f"{tmp}/file".encode(), f"{tmp}/dir".encode()
+    return [
+        ("open-missing", lambda e, fd: e.open(missing, os.O_RDONLY)),
+        ("open-missing-named", lambda e, fd: e.open(missing, os.O_RDONLY, 0, "shown name")),
+        ("open-missing-None", lambda e, fd: e.open(missing, os.O_RDONLY, 0, None)),
+        ("open-dir-for-writing", lambda e, fd: e.open(dir_, os.O_WRONLY)),
+        ("open-exclusive-existing", lambda e, fd: e.open(file_, os.O_WRONLY | os.O_CREAT | os.O_EXCL)),
+        ("open-bad-path-type", lambda e, fd: e.open(1.5, os.O_RDONLY)),
+        ("open-str-path", lambda e, fd: e.open("str", os.O_RDONLY)),
+        ("open-nul", lambda e, fd: e.open(b"a\0b", os.O_RDONLY)),
+        ("open-flags-float", lambda e, fd: e.open(file_, 0.5)),
+        ("read-bad-fd", lambda e, fd: e.read(987654, 10, 0)),
+        ("read-fd-str", lambda e, fd: e.read("0", 10)),
+        ("read-size-negative", lambda e, fd: e.read(fd, -1)),
+        ("read-size-float", lambda e, fd: e.read(fd, 1.0)),
+        ("read-offset-negative", lambda e, fd: e.read(fd, 1, -2)),
+        ("read-offset-huge", lambda e, fd: e.read(fd, 1, 2**63)),
+        ("read-too-many-args", lambda e, fd: e.read(fd, 1, 0, 0, 0)),
+        ("read-align-3", lambda e, fd: e.read(fd, 1, 0, 3)),
+        ("read-align-negative", lambda e, fd: e.read(fd, 1, 0, -1)),
+        ("readinto-bytes", lambda e, fd: e.readinto(fd, b"read-only")),
+        ("readinto-str", lambda e, fd: e.readinto(fd, "text")),
+        ("readinto-noncontiguous", lambda e, fd: e.readinto(fd, memoryview(bytearray(10))[::2])),
+        ("write-str", lambda e, fd: e.write(fd, "text")),
+        ("write-read-only-fd", lambda e, fd: e.write(fd, b"x", 0)),
+        ("write-bad-fd", lambda e, fd: e.write(987654, b"x")),
+        ("write-direct-unaligned", lambda e, fd: e.write(fd, b"x", 0, 512)),
+        ("fsync-bad-fd", lambda e, fd: e.fsync(987654)),
+        ("close-bad-fd", lambda e, fd: e.close(987654)),
+        ("statx-missing", lambda e, fd: e.statx(missing)),
+        ("statx-missing-named", lambda e, fd: e.statx(missing, "name")),
+        ("statx-bad-fd", lambda e, fd: e.statx(987654)),
+        ("statx-bad-fd-named", lambda e, fd: e.statx(987654, "name")),
+        ("rename-missing", lambda e, fd: e.rename(missing, file_ + b"2")),
+        ("rename-noreplace", lambda e, fd: e.rename(file_, dir_, 1)),
+        ("rename-flags-huge", lambda e, fd: e.rename(missing, file_, 2**40)),
+        ("unlink-missing", lambda e, fd: e.unlink(missing)),
+        ("unlink-dir", lambda e, fd: e.unlink(dir_)),
+        ("rmdir-file", lambda e, fd: e.unlink(file_, True)),
+        ("mkdir-existing", lambda e, fd: e.mkdir(dir_)),
+        ("symlink-existing", lambda e, fd: e.symlink(b"target", file_)),
+        ("link-missing", lambda e, fd: e.link(missing, file_ + b"3")),
+        ("link-existing-named", lambda e, fd: e.link(file_, dir_, True, "a", "b")),
+        ("ftruncate-negative", lambda e, fd: e.ftruncate(fd, -1)),
+        ("copy-chunk-0", lambda e, fd: e.copy(fd, fd, 0)),
+        ("copy-depth-99", lambda e, fd: e.copy(fd, fd, 4096, 99)),
+        ("copy-chunk-str", lambda e, fd: e.copy(fd, fd, "1")),
+        ("read_many-not-a-sequence", lambda e, fd: e.read_many(fd, 5)),
+        ("read_many-not-a-pair", lambda e, fd: e.read_many(fd, [(1,)])),
+        ("read_many-list-pair", lambda e, fd: e.read_many(fd, [[1, 0]])),
+        ("read_many-negative", lambda e, fd: e.read_many(fd, [(1, -1)])),
+        ("read_many-bad-fd", lambda e, fd: e.read_many(987654, [(1, 0)])),
+        ("shutdown-str", lambda e, fd: e.shutdown("1")),
+        ("supports-str", lambda e, fd: e.supports("22")),
+        ("tracer-not-callable", lambda e, fd: setattr(e, "tracer", 5)),
+    ]
+
+
+def _outcome_of(call):
+    async def main():
+        try:
+            result = call()
+            if isinstance(result, asyncio.Future):
+                result = await result
+        except BaseException as exc:  # noqa: BLE001
+            return (type(exc), getattr(exc, "errno", None), str(exc), getattr(exc, "filename", None),
+                    getattr(exc, "filename2", None))
+        return ("ok",)
+
+    return main
+
+
+def test_errors_are_the_c_engines(run, tmp_path):
+    """Every bad call gives the same exception (class, errno, message,
+    filename, filename2) on both engines."""
+    from ringlet import _ringlet
+
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_bytes(b"0123456789")
+    cases = _error_cases(str(tmp_path))
+
+    async def main():
+        fd = os.open(tmp_path / "file", os.O_RDONLY)
+        try:
+            try:
+                ring = _ringlet.Engine(asyncio.get_running_loop())
+            except OSError:
+                return None
+            loop = asyncio.get_running_loop()
+            loop.add_reader(ring.fileno(), ring.drain)
+            try:
+                async with thread_engine() as threads:
+                    outcomes = []
+                    for name, call in cases:
+                        a = await _outcome_of(lambda: call(ring, fd))()
+                        b = await _outcome_of(lambda: call(threads, fd))()
+                        outcomes.append((name, a, b))
+                    return outcomes
+            finally:
+                loop.remove_reader(ring.fileno())
+                ring.shutdown()
+        finally:
+            os.close(fd)
+
+    outcomes = run(main())
+    if outcomes is None:
+        pytest.skip("no io_uring here to compare with")
+    differ = [f"{name}: io_uring {a!r}, threads {b!r}" for name, a, b in outcomes if a != b]
+    assert not differ, "\n".join(differ)
+    assert sum(a[0] != "ok" for _, a, _ in outcomes) >= len(outcomes) - 2  # they are errors indeed
+
+
+def test_thread_engine_does_the_low_level_api(run, tmp_path):
+    """The ThreadEngine directly: every call returns a future of the running loop."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    data = os.urandom(300_000)
+    src.write_bytes(data)
+
+    async def main():
+        async with thread_engine() as e:
+            loop = asyncio.get_running_loop()
+            futures = []
+
+            def check(fut):
+                assert isinstance(fut, asyncio.Future) and fut.get_loop() is loop
+                futures.append(fut)
+                return fut
+
+            fd = await check(e.open(os.fsencode(src), os.O_RDONLY))
+            out = await check(e.open(os.fsencode(dst), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600))
+            assert await check(e.read(fd, 10, 5)) == data[5:15]
+            buf = bytearray(100)
+            assert await check(e.readinto(fd, buf, 1000)) == 100 and buf == data[1000:1100]
+            assert await check(e.read_many(fd, [(3, 0), (4, 10)])) == [data[:3], data[10:14]]
+            assert await check(e.copy(fd, out)) == len(data)
+            assert await check(e.write(out, b"head", 0)) == 4
+            assert await check(e.fsync(out, True)) is None
+            assert await check(e.ftruncate(out, 10)) is None
+            st = await check(e.statx(out))
+            assert st.st_size == 10
+            assert (await check(e.statx(os.fsencode(src)))).st_size == len(data)
+            assert await check(e.close(out)) is None and await check(e.close(fd)) is None
+            d = os.fsencode(tmp_path / "d")
+            assert await check(e.mkdir(d, 0o700)) is None
+            assert await check(e.symlink(b"../src", d + b"/link")) is None
+            assert await check(e.link(d + b"/link", d + b"/hard")) is None  # follows the symlink
+            assert await check(e.rename(d + b"/hard", d + b"/renamed")) is None
+            assert await check(e.unlink(d + b"/renamed")) is None
+            assert await check(e.unlink(d + b"/link")) is None
+            assert await check(e.unlink(d, True)) is None
+            stats = e.stats()
+            assert stats["submitted"] == stats["completed"] == len(futures) - 1 + 3  # copy: 2 reads, 1 write
+            assert stats["in_flight"] == 0
+            assert e.supports(22) and e.supports(55) and not e.supports(200)
+            return os.stat(src).st_nlink
+
+    assert run(main()) == 1
+    assert (tmp_path / "dst").read_bytes() == b"head" + data[4:10]
+
+
+def test_thread_engine_tracer_records_have_the_c_keys(run, tmp_path):
+    (tmp_path / "f").write_bytes(b"x" * 100)
+    keys = {"op", "fd", "result", "inline", "submitted", "returned", "reaped", "resolved", "resumed", "thread",
+            "reap_thread"}
+
+    async def main():
+        records = []
+        async with thread_engine() as e:
+            e.tracer = records.append
+            fd = await e.open(os.fsencode(tmp_path / "f"), os.O_RDONLY)
+            assert await e.read(fd, 10, 0) == b"x" * 10
+            await e.close(fd)
+            e.tracer = None
+        return records
+
+    records = run(main())
+    assert [r["op"] for r in records] == ["open", "read", "close"]
+    for r in records:
+        assert set(r) == keys
+        assert r["submitted"] <= r["returned"] <= r["reaped"] <= r["resolved"] <= r["resumed"]
+        assert r["inline"] is False and r["reap_thread"] == r["thread"] == threading.get_ident()
+    assert records[1]["result"] == 10
+
+
+# --------------------------------------------------------------------------
+# the fallback's pool: bounded, never starved by what may block for ever
+# --------------------------------------------------------------------------
+
+
+def test_pool_is_bounded(run, tmp_path):
+    path = tmp_path / "f"
+    data = os.urandom(1 << 20)
+    path.write_bytes(data)
+
+    async def main():
+        async with thread_engine(max_workers=3) as e:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                seen = []
+                reads = [e.read(fd, 4096, i * 4096) for i in range(200)]
+                while not all(r.done() for r in reads):
+                    seen.append((e.pool.size, e.pool.busy))
+                    await asyncio.sleep(0)
+                results = await asyncio.gather(*reads)
+            finally:
+                os.close(fd)
+            return seen, results, e.stats(), e.pool.max_workers
+
+    seen, results, stats, max_workers = run(main())
+    assert results == [data[i * 4096:(i + 1) * 4096] for i in range(200)]
+    assert max_workers == 3
+    assert max(size for size, _ in seen) <= 3 and max(busy for _, busy in seen) <= 3
+    assert stats["overflowed"] > 0 and stats["in_flight"] == 0
+
+
+def test_fifo_waits_take_no_worker_and_cannot_starve_the_pool(run, tmp_path, fifo):
+    """More FIFO reads and FIFO opens pending than the pool has workers:
+    regular-file work still gets done at once."""
+    path = tmp_path / "f"
+    path.write_bytes(b"regular")
+    lonely = str(tmp_path / "lonely-fifo")
+    os.mkfifo(lonely)
+
+    async def main():
+        async with thread_engine(max_workers=1) as e:
+            rfd = os.open(fifo, os.O_RDWR)
+            try:
+                reads = [e.read(rfd, 10) for _ in range(10)]
+                opens = [e.open(os.fsencode(lonely), os.O_WRONLY) for _ in range(5)]  # no reader: ENXIO, retried
+                await asyncio.sleep(0.05)
+                assert not any(f.done() for f in reads + opens)
+                t0 = time.monotonic()
+                fd = await e.open(os.fsencode(path), os.O_RDONLY)
+                got = await e.read(fd, 100, 0)
+                await e.close(fd)
+                elapsed = time.monotonic() - t0
+                busy = e.pool.busy
+                for f in reads + opens:
+                    f.cancel()
+                settled = await wait_until(lambda: e.stats()["in_flight"] == 0)
+                return got, elapsed, busy, settled
+            finally:
+                os.close(rfd)
+
+    got, elapsed, busy, settled = run(main())
+    assert got == b"regular"
+    assert elapsed < 1.0
+    assert busy == 0
+    assert settled
+
+
+@pytest.mark.timeout(60)
+def test_cancelled_fifo_reads_and_opens_leave_no_worker_blocked(ringlet, run, require_threads, fifo, make_file):
+    """20 FIFO reads and 20 FIFO opens (for writing, no reader) cancelled:
+    no worker is left busy, the threads are back to where they were, no
+    descriptor leaks, and the engine goes on working."""
+    path, data = make_file(5000)
+
+    async def main():
+        engine = ringlet.get_engine()
+        assert await ringlet.read_file(path) == data
+        await asyncio.sleep(0)
+        threads_before = {t for t in threading.enumerate() if not t.name.startswith("ringlet-worker")}
+        fds_before = fd_count()
+        f = await ringlet.open(fifo, "r+b")
+        reads = [asyncio.ensure_future(f.read(10)) for _ in range(20)]
+        lonely = fifo + "-lonely"
+        os.mkfifo(lonely)
+        opens = [asyncio.ensure_future(ringlet.open(lonely, "wb")) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        assert not any(t.done() for t in reads + opens)
+        during = engine.pool.busy
+        for t in reads + opens:
+            t.cancel()
+        outcomes = await asyncio.gather(*reads, *opens, return_exceptions=True)
+        settled = await wait_until(lambda: engine.stats()["in_flight"] == 0)
+        busy_after = engine.pool.busy
+        await f.close()
+        fds_back = await wait_until(lambda: fd_count() == fds_before)
+        threads_after = {t for t in threading.enumerate() if not t.name.startswith("ringlet-worker")}
+        workers = [t for t in threading.enumerate() if t.name.startswith("ringlet-worker")]
+        still = await ringlet.read_file(path)
+        return (outcomes, during, settled, busy_after, fds_back, threads_before, threads_after, workers,
+                engine.pool.max_workers, still)
+
+    (outcomes, during, settled, busy_after, fds_back, before, after, workers, max_workers, still) = run(main())
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes
+    assert busy_after == 0 and settled and fds_back
+    assert during <= max_workers  # FIFO reads take none; opens only for the instant of a try
+    assert after == before, (before, after)
+    assert len(workers) <= max_workers
+    assert still == data
+
+
+def test_fifo_open_for_writing_waits_for_a_reader(run, tmp_path):
+    lonely = str(tmp_path / "fifo")
+    os.mkfifo(lonely)
+
+    async def main():
+        async with thread_engine(max_workers=2) as e:
+            fut = e.open(os.fsencode(lonely), os.O_WRONLY)
+            await asyncio.sleep(0.05)
+            assert not fut.done()
+            rfd = os.open(lonely, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                wfd = await asyncio.wait_for(fut, 2)
+                blocking = os.get_blocking(wfd)
+                assert await e.write(wfd, b"through") == 7
+                await e.close(wfd)
+                os.set_blocking(rfd, True)
+                return blocking, os.read(rfd, 100), e.pool.busy
+            finally:
+                os.close(rfd)
+
+    assert run(main()) == (True, b"through", 0)
+
+
+def test_reads_wait_on_a_descriptor_of_their_own(run, fifo):
+    """As the kernel holds the file: closing the caller's descriptor does not
+    disturb a pending read, which still gets data written later."""
+
+    async def main():
+        async with thread_engine() as e:
+            fd = os.open(fifo, os.O_RDWR)
+            fut = e.read(fd, 5)
+            await asyncio.sleep(0.01)
+            assert await e.close(fd) is None
+            wfd = os.open(fifo, os.O_RDWR)
+            try:
+                os.write(wfd, b"hello")
+                return await asyncio.wait_for(fut, 2)
+            finally:
+                os.close(wfd)
+
+    assert run(main()) == b"hello"
+
+
+def test_o_nonblock_is_set_only_around_each_call(run, fifo):
+    async def main():
+        async with thread_engine() as e:
+            fd = os.open(fifo, os.O_RDWR)
+            try:
+                fut = e.read(fd, 3)
+                await asyncio.sleep(0.01)
+                pending_blocking = os.get_blocking(fd)
+                os.write(fd, b"abc")
+                got = await asyncio.wait_for(fut, 2)
+                return pending_blocking, got, os.get_blocking(fd)
+            finally:
+                os.close(fd)
+
+    assert run(main()) == (True, b"abc", True)
+
+
+def test_fifo_read_only_open_waits_for_data_not_eof(run, fifo):
+    """open(fifo, O_RDONLY) never blocks a worker (O_NONBLOCK), yet a read
+    waits for a writer's data, as a blocking open + read would."""
+
+    async def main():
+        async with thread_engine() as e:
+            fd = await asyncio.wait_for(e.open(os.fsencode(fifo), os.O_RDONLY), 2)
+            try:
+                fut = e.read(fd, 100)
+                await asyncio.sleep(0.05)
+                assert not fut.done()
+                wfd = await open_fifo_writer(fifo)
+                os.write(wfd, b"late data")
+                os.close(wfd)
+                first = await asyncio.wait_for(fut, 2)
+                eof = await asyncio.wait_for(e.read(fd, 100), 2)  # the writer is gone
+                return first, eof
+            finally:
+                os.close(fd)
+
+    assert run(main()) == (b"late data", b"")
