@@ -77,13 +77,15 @@ def test_pending_fifo_read_does_not_stall_loop_thread_writer(ringlet, run, fifo)
             ticks_at_write = counter[0]
 
             def writer():
-                fd = os.open(fifo, os.O_WRONLY)
+                # O_NONBLOCK: our O_RDWR reader is open, so this cannot fail
+                # with ENXIO, and the thread can never hang in open()
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
                 try:
                     os.write(fd, b"from thread")
                 finally:
                     os.close(fd)
 
-            t = threading.Thread(target=writer)
+            t = threading.Thread(target=writer, daemon=True)
             t.start()
             data = await asyncio.wait_for(rtask, timeout=5)
             await asyncio.get_running_loop().run_in_executor(None, t.join, 5)
