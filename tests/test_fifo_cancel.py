@@ -387,3 +387,18 @@ def test_open_completing_after_cancel_is_closed(ringlet, run, fifo):
     back, baseline, final, outcomes = run(main())
     assert sum(outcomes.values()) == 20
     assert back, f"fd leak: baseline {baseline}, now {final}, {outcomes}"
+
+
+def test_zero_length_read_of_an_empty_fifo_is_empty_at_once(ringlet, run, fifo):
+    """os.read(fd, 0) returns b"" at once; io_uring would wait for data."""
+
+    async def main():
+        engine = ringlet.get_engine()
+        fd = os.open(fifo, os.O_RDWR)
+        try:
+            return (await asyncio.wait_for(engine.read(fd, 0), 2), await asyncio.wait_for(engine._read(fd, 0), 2),
+                    await asyncio.wait_for(engine.readinto(fd, bytearray(0)), 2), engine.stats()["in_flight"])
+        finally:
+            os.close(fd)
+
+    assert run(main()) == (b"", b"", 0, 0)

@@ -173,22 +173,14 @@ asyncio.run(main())
 """
 
 
-C_FORK_CANCEL_BUG = (
-    "C engine bug: Op.__call__ (op_call in csrc/py/op.c), the done callback that cancels a pending "
-    "operation, does not check the fork generation and calls rl_ring_cancel on the parent's ring, whose "
-    "memory the child does not have (io_uring_ring_dontfork): SIGSEGV in the child"
-)
 
 
-def test_child_exiting_normally_leaves_the_parents_engine_alone(ringlet, backend_name, request, make_file):
+def test_child_exiting_normally_leaves_the_parents_engine_alone(ringlet, make_file):
     """Forked inside asyncio.run with a read pending: the child leaves through
     asyncio.run's teardown, which cancels the parent's pending task in the
     child's copy of memory, and through interpreter finalization."""
     import subprocess
     import sys
-
-    if backend_name.startswith("io_uring"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=C_FORK_CANCEL_BUG))
 
     path, _ = make_file(b"payload")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

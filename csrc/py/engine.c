@@ -109,6 +109,15 @@ static PyObject *engine_launch_as(OpObject *op, int queued, int want_future)
 
 static PyObject *engine_launch(OpObject *op, int queued) { return engine_launch_as(op, queued, 1); }
 
+/* An op whose answer needs no kernel: a read of 0 bytes is b"" at once, as
+ * os.read(fd, 0) (io_uring would wait for data on a pipe). */
+static PyObject *engine_finish_now(OpObject *op, int want_future)
+{
+    Py_INCREF(op); /* standing in for the ring's reference, which op_finish drops */
+    op_finish(op, 0);
+    return op_launch(op, want_future);
+}
+
 /* The hot operations come in twins: NAME returns an asyncio.Future, _NAME
  * (for ringlet's own coroutines) skips making one when the kernel completed
  * inline -- it returns a Ready, or raises the error at once. */
@@ -311,6 +320,8 @@ static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_
         Py_DECREF(op);
         return NULL;
     }
+    if (size == 0)
+        return engine_finish_now(op, want_future);
     return engine_launch_as(op, op_queue_io(op), want_future);
 }
 
@@ -359,6 +370,8 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
         Py_DECREF(op);
         return NULL;
     }
+    if (op->length == 0 && kind != OP_WRITE)
+        return engine_finish_now(op, want_future);
     return engine_launch_as(op, op_queue_io(op), want_future);
 }
 

@@ -484,7 +484,9 @@ static PyObject *op_call(OpObject *op, PyObject *args, PyObject *kwargs)
         Py_RETURN_NONE;
     }
     op->abandoned = 1;
-    if (!op->engine->ring_open)
+    /* A forked child must not touch the parent's ring (its memory is not
+     * mapped in the child): the parent's kernel work is the parent's. */
+    if (!op->engine->ring_open || op->engine->fork_generation != ringlet_fork_generation())
         Py_RETURN_NONE;
     if (op->kind == OP_COPY)
         rl_copy_cancel(op->u.copy);

@@ -892,6 +892,14 @@ class ThreadEngine:
         if times is not None:
             times["resolved"] = time.monotonic_ns()
 
+    def _done_now(self, op: _Op, value: Any) -> Any:
+        """An op whose answer needs no system call (a read of 0 bytes is b"",
+        as os.read(fd, 0), where a pipe would otherwise wait): a done future."""
+        self._begin(op)
+        op.value = value
+        self._finish(op, inline=True)
+        return self._returned(op)
+
     def _failed(self, op: _Op, exc: OSError) -> Any:
         """An op that failed before it started (fstat said EBADF, say): a done future."""
         self._begin(op)
@@ -1132,6 +1140,8 @@ class ThreadEngine:
         except OSError as exc:
             return self._failed(op, exc)
         kind = _kind_of(st.st_mode)
+        if size == 0:
+            return self._done_now(op, b"")
         if kind != "file":
             return self._start_ready_op(op, st, "read", _at_offset(kind, offset, lambda f, at: _read(f, size, at)))
         if align:
@@ -1155,6 +1165,8 @@ class ThreadEngine:
         if st is None:
             return op.future
         fd, kind = op.fd, _kind_of(st.st_mode)
+        if len(op.view) == 0:  # type: ignore[arg-type]
+            return self._done_now(op, 0)
         if kind != "file":
             return self._start_ready_op(op, st, "read",
                                         _at_offset(kind, offset, lambda f, at: _readinto(f, op.view, at)))
