@@ -160,6 +160,8 @@ class EngineView:
         """Why this backend and these setup flags."""
         if self.error is not None:
             return "io_uring_setup was refused: " + self.backend
+        if not self.backend.startswith("io_uring"):
+            return self.backend  # the thread backend says why itself ("threads: forced by ...")
         flags = self.setup_flags or "none"
         tried = FLAG_CHOICES[: FLAG_CHOICES.index(flags) + 1] if flags in FLAG_CHOICES else FLAG_CHOICES
         refused = [f for f in tried if f != flags]
