@@ -74,8 +74,8 @@ demo: $(STAMP_INSTALL)
 #      in Docker's default profile), so ringlet finds the fallback by itself
 #   4. RINGLET_TEST_LOOP=uvloop: every event loop of the tests is a uvloop loop
 test: $(STAMP_INSTALL) ctest $(NO_IO_URING)
-	@echo "== pytest 1/4: $$($(VPY) -c 'import ringlet; print(ringlet.backend())')"
-	$(VPY) -m pytest tests -q
+	@echo "== pytest 1/4: $$($(VPY) -c 'import ringlet; print(ringlet.backend())') (with the 1,000,000-operation soak)"
+	RINGLET_SOAK=1 $(VPY) -m pytest tests -q
 	@echo "== pytest 2/4: the thread fallback, forced"
 	RINGLET_BACKEND=threads $(VPY) -m pytest tests -q
 	@echo "== pytest 3/4: io_uring_setup refused by a seccomp filter"
