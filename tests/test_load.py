@@ -178,8 +178,10 @@ def _load(ringlet, make_file, fifo, rounds, n_ops, seed, evict_every=3):
             assert await asyncio.wait_for(ff.read(100), 5) == b"intact"
             return after
 
+    gc.collect()  # an earlier test's loop and engine must not close their fds during this one
     fds = fd_count()
     final = asyncio.run(main())
+    gc.collect()
     assert fd_count() == fds, "descriptors leaked"
     return samples, stats, final
 
