@@ -109,12 +109,13 @@ static PyObject *engine_launch_as(OpObject *op, int queued, int want_future)
 
 static PyObject *engine_launch(OpObject *op, int queued) { return engine_launch_as(op, queued, 1); }
 
-/* An op whose answer needs no kernel: a read of 0 bytes is b"" at once, as
- * os.read(fd, 0) (io_uring would wait for data on a pipe). */
-static PyObject *engine_finish_now(OpObject *op, int want_future)
+/* An op whose answer needs no kernel (res: >= 0, or -errno): a read of 0
+ * bytes is b"" at once, as os.read(fd, 0) (io_uring would wait for data on a
+ * pipe); an empty batch is []. */
+static PyObject *engine_finish_now(OpObject *op, int64_t res, int want_future)
 {
     Py_INCREF(op); /* standing in for the ring's reference, which op_finish drops */
-    op_finish(op, 0);
+    op_finish(op, res);
     return op_launch(op, want_future);
 }
 
@@ -321,7 +322,7 @@ static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_
         return NULL;
     }
     if (size == 0)
-        return engine_finish_now(op, want_future);
+        return engine_finish_now(op, 0, want_future);
     return engine_launch_as(op, op_queue_io(op), want_future);
 }
 
@@ -371,7 +372,7 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
         return NULL;
     }
     if (op->length == 0 && kind != OP_WRITE)
-        return engine_finish_now(op, want_future);
+        return engine_finish_now(op, 0, want_future);
     return engine_launch_as(op, op_queue_io(op), want_future);
 }
 
@@ -770,10 +771,8 @@ static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args
     Py_DECREF(requests);
     if (!ok)
         goto error_no_requests;
-    if (op->u.batch.pending == 0) { /* an empty batch, or nothing could be queued */
-        Py_INCREF(op); /* standing in for the ring's reference, which op_finish drops */
-        op_finish(op, op->u.batch.error);
-    }
+    if (op->u.batch.pending == 0) /* an empty batch, or nothing could be queued */
+        return engine_finish_now(op, op->u.batch.error, want_future);
     return op_launch(op, want_future);
 
 error:
