@@ -7,6 +7,11 @@ files/s: see run.py's sections); `status` is "ok" or says why there is no
 figure ("not installed", "skipped", "WRONG DATA", "error").
 
 `run_fio` is the exception: it runs fio itself as the child process.
+
+What every measurement shares (files, warming, offsets, the sync and
+ringlet/thread-pool read loops, one timed copy) is ringlet's measuring core,
+`ringlet._measure.core`, imported from the installed ringlet: the same code
+serves `python -m ringlet cliff`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import asyncio
 import json
 import mmap
 import os
-import random
 import shutil
 import struct
 import subprocess
@@ -24,40 +28,14 @@ import time
 from functools import partial
 from typing import Any
 
-BLOCK = 4096
+from ringlet._measure import core as M
+from ringlet._measure.core import BLOCK, N_OFFSETS, SEED, offsets, warm  # noqa: F401 - run.py uses them
+
 BATCH = 64           # reads per pread_many await (S3)
-N_OFFSETS = 1 << 16  # distinct random offsets each contender cycles through (a power of two)
-SEED = 20261126
 
 
 class Skip(Exception):
     """The measurement cannot be done here (the reason is reported, not an error)."""
-
-
-def offsets(file_size: int, size: int = BLOCK) -> list[int]:
-    """N_OFFSETS random offsets aligned to size (the same for every contender)."""
-    rnd = random.Random(SEED)
-    nblocks = max(1, file_size // size)
-    return [rnd.randrange(nblocks) * size for _ in range(N_OFFSETS)]
-
-
-def warm(path: str, chunk: int = 4 << 20) -> None:
-    """Read the whole file into the page cache, right before a measurement.
-
-    Needed on VMs that page out memory left idle (this project's VM runs
-    DAMON with a "page out what is idle for ~60 s" scheme): a file cached
-    when the run started may be gone a few sections later."""
-    buf = bytearray(chunk)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        off = 0
-        while True:
-            n = os.preadv(fd, [buf], off)
-            if n <= 0:
-                break
-            off += n
-    finally:
-        os.close(fd)
 
 
 def _summary(lat: list[int], elapsed_ns: int, cpu_ns: int, batch: int = 1) -> dict:
@@ -89,11 +67,16 @@ async def _make_readers(key: str, path: str, fd: int, ntasks: int, size: int):
     """Return (readers, cleanup): one `await reader(item)` per task, where an
     item is an offset (a batch of (size, offset) for ringlet_many).
 
-    Readers are functools.partial objects where possible so that the only
-    Python-level overhead is the library's own call path.
+    ringlet's own contenders and the executor come from the measuring core;
+    the peers are here.  Readers are functools.partial objects where possible
+    so that the only Python-level overhead is the library's own call path.
     """
     loop = asyncio.get_running_loop()
     cleanups = []
+
+    if key in ("ringlet", "ringlet_uvloop", "ringlet_direct", "ringlet_many", "ringlet_engine", "executor"):
+        core_key = {"ringlet_uvloop": "ringlet", "executor": "threads"}.get(key, key)
+        return await M.readers_for(core_key, path, fd, ntasks, size, pool=None)
 
     if key == "baseline":
         # The floor for any asyncio-future-based design: a future created and
@@ -106,23 +89,6 @@ async def _make_readers(key: str, path: str, fd: int, ntasks: int, size: int):
             call_soon(fut.set_result, data)
             return fut
         readers = [rd] * ntasks
-
-    elif key in ("ringlet", "ringlet_uvloop", "ringlet_direct"):
-        import ringlet
-        f = await ringlet.open(path, "rb", direct=(key == "ringlet_direct"))
-        cleanups.append(f.close)
-        readers = [partial(f.pread, size)] * ntasks
-
-    elif key == "ringlet_many":
-        import ringlet
-        f = await ringlet.open(path, "rb")
-        cleanups.append(f.close)
-        readers = [f.pread_many] * ntasks
-
-    elif key == "ringlet_engine":
-        import ringlet
-        eng = ringlet.get_engine()
-        readers = [partial(eng.read, fd, size)] * ntasks
 
     elif key in ("caio", "caio_deferred", "caio_sqpoll"):
         from caio.linux_uring_asyncio import AsyncioContext
@@ -165,9 +131,6 @@ async def _make_readers(key: str, path: str, fd: int, ntasks: int, size: int):
                 return await f.read(size)
             readers.append(rd)
 
-    elif key == "executor":
-        readers = [partial(loop.run_in_executor, None, os.pread, fd, size)] * ntasks
-
     elif key == "to_thread":
         readers = [partial(asyncio.to_thread, os.pread, fd, size)] * ntasks
 
@@ -180,20 +143,6 @@ async def _make_readers(key: str, path: str, fd: int, ntasks: int, size: int):
             if asyncio.iscoroutine(r) or isinstance(r, asyncio.Future):
                 await r
     return readers, cleanup
-
-
-async def _task(rd, items, j, count, deadline, lat):
-    """Do `count` awaits (or stop at `deadline`), appending each one's latency."""
-    now = time.perf_counter_ns
-    app = lat.append
-    mask = len(items) - 1
-    for _ in range(count):
-        t0 = now()
-        if t0 >= deadline:
-            return
-        await rd(items[j & mask])
-        app(now() - t0)
-        j += 1
 
 
 def _expected(fd: int, item: Any) -> Any:
@@ -222,39 +171,17 @@ async def _measure_async(key: str, path: str, ntasks: int, size: int, duration: 
                     ok = bytes(got) == os.pread(fd, size, items[i])
                 if not ok:
                     return {"status": "WRONG DATA", "detail": f"read {i} differs from os.pread"}
-            stride = len(items) // ntasks or 1
-            # Warm-up, time-bounded (spins up thread pools, caches); it also
-            # measures the rate used to size the timed run.
-            lat: list[int] = []
-            t_w = time.perf_counter_ns()
-            dl = t_w + int(warmup * 1e9)
-            await asyncio.gather(*[_task(readers[i], items, i * stride + 7, 1 << 62, dl, lat)
-                                   for i in range(ntasks)])
-            rate = len(lat) / max((time.perf_counter_ns() - t_w) / 1e9, 1e-9)
-            # Timed run: a FIXED number of awaits per task, sized to last about
-            # `duration`.  (Not "until a deadline": when reads complete inline,
-            # awaiting a done future never yields, so with a deadline the first
-            # task would do every read and the others none.)  A safety
-            # deadline of 5x keeps a mis-sized run from dragging on.
-            per_task = max(1, int(rate * duration / ntasks))
-            lat = []
-            cpu0 = time.process_time_ns()
-            t_start = time.perf_counter_ns()
-            dl = t_start + int((5 * duration + 1) * 1e9)
-            await asyncio.gather(*[_task(readers[i], items, i * stride, per_task, dl, lat)
-                                   for i in range(ntasks)])
-            elapsed = time.perf_counter_ns() - t_start
-            cpu = time.process_time_ns() - cpu0
+            t = await M.task_loops(readers, items, duration, warmup)
         finally:
             await cleanup()
-        extra: dict = {"per_task": per_task}
+        extra: dict = {"per_task": t.ops // ntasks}
         if key.startswith("ringlet"):
             import ringlet
             try:
                 extra["engine_stats"] = dict(ringlet.get_engine().stats())
             except Exception as e:  # noqa: BLE001 - reporting only
                 extra["engine_stats"] = repr(e)
-        return _summary(lat, elapsed, cpu, batch) | extra
+        return _summary(t.latencies, t.elapsed_ns, t.cpu_ns, batch) | extra
     finally:
         os.close(fd)
 
@@ -270,33 +197,17 @@ def _measure_sync(path: str, size: int, duration: float, warmup: float, direct: 
             try:
                 dfd = os.open(path, os.O_RDONLY | os.O_DIRECT)
                 buf = mmap.mmap(-1, size)
-                rd = partial(os.preadv, dfd, [buf])
+                rd = M.sync_reader(dfd, size, direct=True, buffer=buf)
                 n = rd(offs[0])
             except OSError as e:
                 raise Skip(f"O_DIRECT refused on {path}: {e.strerror}") from None
             if n != size or buf[:size] != os.pread(fd, size, offs[0]):
                 return {"status": "WRONG DATA", "detail": "O_DIRECT read differs from os.pread"}
         else:
-            rd = partial(os.pread, fd, size)
-        mask = N_OFFSETS - 1
-        now = time.perf_counter_ns
-        for phase in ("warmup", "timed"):
-            lat: list[int] = []
-            app = lat.append
-            j = 0
-            cpu0 = time.process_time_ns()
-            t_start = now()
-            dl = t_start + int((warmup if phase == "warmup" else duration) * 1e9)
-            while True:
-                t0 = now()
-                if t0 >= dl:
-                    break
-                rd(offs[j & mask])
-                app(now() - t0)
-                j += 1
-            elapsed = now() - t_start
-            cpu = time.process_time_ns() - cpu0
-        return _summary(lat, elapsed, cpu)
+            rd = M.sync_reader(fd, size)
+        M.sync_loop(rd, offs, warmup, record=False)
+        t = M.sync_loop(rd, offs, duration)
+        return _summary(t.latencies, t.elapsed_ns, t.cpu_ns)
     finally:
         os.close(fd)
         if dfd >= 0:
@@ -379,33 +290,16 @@ async def _aiofiles_copy(src: str, dst: str, chunk: int) -> None:
 
 
 def measure_copy(p: dict) -> dict:
-    key, src, dst = p["key"], p["src"], p["dst"]
+    """One copy of p["src"], warm or (p["fresh"]) rewritten and synced right
+    before; every copier gets the core's same set-up (prepare_copy)."""
+    key, src, dst, fresh = p["key"], p["src"], p["dst"], bool(p.get("fresh"))
     size = os.path.getsize(src)
-    if os.path.exists(dst):
-        os.unlink(dst)
-    warm(src)
     try:
-        if key == "shutil":
-            t0 = time.perf_counter_ns()
-            shutil.copyfile(src, dst)
-            elapsed = time.perf_counter_ns() - t0
-        else:
-            if key == "ringlet":
-                import ringlet
-                copy = ringlet.copy_file
-            elif key == "aiofiles":
-                import aiofiles  # noqa: F401 - "not installed" before anything is timed
-                copy = partial(_aiofiles_copy, chunk=p.get("chunk", 1 << 20))
-            else:
-                raise ValueError(f"unknown copier {key!r}")
-
-            async def main():
-                if key == "ringlet":
-                    ringlet.get_engine()  # the engine exists before the clock starts
-                t0 = time.perf_counter_ns()
-                await copy(src, dst)
-                return time.perf_counter_ns() - t0
-            elapsed = asyncio.run(main())
+        copier = None
+        if key == "aiofiles":
+            import aiofiles  # noqa: F401 - "not installed" before anything is timed
+            copier = partial(_aiofiles_copy, chunk=p.get("chunk", 1 << 20))
+        elapsed = asyncio.run(M.copy_once(key, src, dst, fresh, copier))
         bad = _check_copy(src, dst)
         if bad:
             return {"status": "WRONG DATA", "detail": bad}

@@ -4,7 +4,7 @@
     python benchmarks/run.py [--quick] [--out DIR] [--dir TMPDIR] [--sections LIST]
                              [--only REGEX] [--rounds N] [--duration S] [--mem-ops N]
 
-Sections (all by default; --sections reads,direct,copy,files,sweep,memory):
+Sections (all by default; --sections reads,direct,copy,copy_fresh,files,sweep,memory):
 
   reads   S1-S3: 4 KiB random reads of a page-cached file (256 MiB, --quick
           32 MiB): a sync os.pread loop, ringlet f.pread with 1 and 64 tasks,
@@ -18,6 +18,8 @@ Sections (all by default; --sections reads,direct,copy,files,sweep,memory):
   copy    S5: copy_file of 256 MiB and 1 GiB (--quick 64 MiB) page-cached
           files vs shutil.copyfile and an aiofiles copy in 1 MiB chunks, MB/s;
           the destination is deleted after every copy.
+  copy_fresh  S5 again, the source rewritten and fsynced right before each
+          copy (a pipeline copying what it just wrote).
   files   S6: read_file of 10,000 files of 4 KiB with 64 tasks vs a sync
           open/read/close loop and aiofiles with 64 tasks, files/s.
   sweep   point 4: ringlet cached 4 KiB reads with 1 to 4096 tasks; O_DIRECT
@@ -27,7 +29,10 @@ Sections (all by default; --sections reads,direct,copy,files,sweep,memory):
           fed; bytes per in-flight operation beyond the data (tracemalloc).
 
 Method: every measurement runs in a FRESH subprocess (and a fresh event
-loop); within a section, every contender runs once per round, in an order
+loop) and follows the harness rules of ringlet's measuring core
+(ringlet/_measure/core.py, shared with `python -m ringlet cliff`): the page
+cache is re-warmed right before every contender's round, every contender gets
+the same set-up; within a section, every contender runs once per round, in an order
 rotated each round, and the MEDIAN over rounds is reported (5 rounds, --quick
 2; sweeps 3, --quick 1).  Reads are timed for a fixed count sized to last
 --duration after a warm-up; every contender reads the same offsets and its
@@ -57,9 +62,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _workers as W  # noqa: E402
+from ringlet._measure import core as M  # noqa: E402
 
 MiB = 1 << 20
-SECTIONS = ("reads", "direct", "copy", "files", "sweep", "memory")
+SECTIONS = ("reads", "direct", "copy", "copy_fresh", "files", "sweep", "memory")
 
 # S1-S3 contenders: (key, label, family, tasks, modules it needs).
 CONTENDERS = [
@@ -124,13 +130,16 @@ def build_specs(sections, cfg, a):
                       kind="fio", path=dpath))
         S.append(spec("direct", "sync_direct", "sync O_DIRECT loop (os.preadv, mmap buffer)", "sync",
                       kind="reads", path=dpath))
-    if "copy" in sections:
+    for section in ("copy", "copy_fresh"):
+        if section not in sections:
+            continue
+        fresh = section == "copy_fresh"
         for src in cfg["copy_srcs"]:
             size = os.path.getsize(src)
-            common = dict(unit="MB/s", size=size, kind="copy", src=src, dst=src + ".copy")
-            S.append(spec("copy", "ringlet", "ringlet copy_file", "ringlet", needs=["ringlet"], **common))
-            S.append(spec("copy", "shutil", "shutil.copyfile", "sync", **common))
-            S.append(spec("copy", "aiofiles", "aiofiles chunked copy (1 MiB chunks)", "aiofiles",
+            common = dict(unit="MB/s", size=size, kind="copy", src=src, dst=src + ".copy", fresh=fresh)
+            S.append(spec(section, "ringlet", "ringlet copy_file", "ringlet", needs=["ringlet"], **common))
+            S.append(spec(section, "shutil", "shutil.copyfile", "sync", **common))
+            S.append(spec(section, "aiofiles", "aiofiles chunked copy (1 MiB chunks)", "aiofiles",
                           needs=["aiofiles"], **common))
     if "files" in sections:
         common = dict(unit="files/s", kind="files", dir=cfg["files_dir"], nfiles=cfg["nfiles"])
@@ -330,28 +339,6 @@ def machine_info(libs):
 # Test files.
 # ==========================================================================
 
-def make_file(path: str, size: int) -> float:
-    """Random bytes, written back to the device (fsync: later reads and
-    O_DIRECT do not wait on writeback), then read once into the page cache."""
-    chunk = 4 * MiB
-    t = time.perf_counter()
-    with open(path, "wb") as f:
-        left = size
-        while left > 0:
-            n = min(chunk, left)
-            f.write(os.urandom(n))
-            left -= n
-        f.flush()
-        os.fsync(f.fileno())
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        while os.read(fd, chunk):
-            pass
-    finally:
-        os.close(fd)
-    return time.perf_counter() - t
-
-
 def make_small_files(directory: str, nfiles: int, size: int = 4096) -> float:
     t = time.perf_counter()
     os.makedirs(directory, exist_ok=True)
@@ -360,23 +347,6 @@ def make_small_files(directory: str, nfiles: int, size: int = 4096) -> float:
             f.write(os.urandom(size))
     os.sync()
     return time.perf_counter() - t
-
-
-def direct_check(path: str):
-    """None if O_DIRECT reads work on path, else the reason."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
-    except (OSError, AttributeError) as e:
-        return f"O_DIRECT open refused on {path}: {getattr(e, 'strerror', None) or e}"
-    try:
-        buf = mmap.mmap(-1, W.BLOCK)
-        if os.preadv(fd, [buf], 0) != W.BLOCK:
-            return f"O_DIRECT read of {path} came back short"
-    except OSError as e:
-        return f"O_DIRECT read refused on {path}: {e.strerror}"
-    finally:
-        os.close(fd)
-    return None
 
 
 # ==========================================================================
@@ -445,18 +415,18 @@ def main(argv=None):
     try:
         if {"reads", "direct", "sweep"} & set(sections):
             cfg["path"] = os.path.join(tmpdir, "reads.dat")
-            t = make_file(cfg["path"], size_mib * MiB)
+            t = M.make_file(cfg["path"], size_mib * MiB)
             print(f"test file: {cfg['path']} ({size_mib} MiB, made and cached in {t:.1f} s)")
-            reason = direct_check(cfg["path"])
+            reason = M.direct_refusal(cfg["path"])
             cfg["direct_ok"] = reason is None
             cfg["direct_skip"] = reason
             if reason and ({"direct", "sweep"} & set(sections)):
                 print(f"S4 and the O_DIRECT sweep are skipped: {reason}")
-        if "copy" in sections:
+        if {"copy", "copy_fresh"} & set(sections):
             cfg["copy_srcs"] = []
             for mib in cfg["copy_mib"]:
                 src = os.path.join(tmpdir, f"copy-{mib}.dat")
-                t = make_file(src, mib * MiB)
+                t = M.make_file(src, mib * MiB)
                 cfg["copy_srcs"].append(src)
                 print(f"copy source: {src} ({mib} MiB, made and cached in {t:.1f} s)")
         if "files" in sections:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ringlet import _cliff
+from ringlet._measure import cliff as _cliff
 
 
 def _result(where, size, c, approach, ops, seconds=1.0):
@@ -59,3 +59,13 @@ def test_cliff_rejects_a_missing_path(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ringlet", "cliff", str(tmp_path / "nope"), "--quick"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "does not exist" in out.stderr
+
+
+def test_import_ringlet_loads_no_measuring_code():
+    """The measuring core, matplotlib and tracemalloc stay out of a plain `import ringlet`."""
+    code = ("import sys, ringlet\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('ringlet._measure', 'matplotlib'))"
+            " or m == 'tracemalloc'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

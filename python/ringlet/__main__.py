@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "info":
         info()
     elif args.command == "cliff":
-        from ._cliff import main_cliff
+        from ._measure.cliff import main_cliff
         main_cliff(args.path, quick=args.quick, plot_file=args.plot)
     else:
         asyncio.run(_demo(args.path))

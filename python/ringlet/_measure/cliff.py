@@ -15,43 +15,43 @@ sizes (4 KiB to 1 MiB), in two places the data can be:
     disk     O_DIRECT: every read goes to the device (the wait is real)
 
 Every request is a closed loop: a caller asks again as soon as its previous
-read is answered, and its latency runs from asking to being answered.  The
-synchronous code serves its c callers one after another.  The bill per
-operation is itemized: Python heap held per request in flight (tracemalloc,
-including the data buffers), system calls per operation (/proc/self/io read
-and write calls, plus io_uring_enter calls from the engine's stats) and
-threads used (threading.active_count() delta; io_uring's kernel workers,
-iou-wrk, in parentheses when there are any).
+read is answered.  The synchronous code serves its c callers one after
+another.  Each point follows the harness rules of core.py: the file is
+re-warmed before every cached point, every approach reads the same offsets
+after the same warm-up.  The bill per operation is itemized: Python heap held
+per request in flight (tracemalloc, including the data buffers), system calls
+per operation (/proc/self/io read and write calls, plus io_uring_enter calls
+from the engine's stats) and threads used (threading.active_count() delta;
+io_uring's kernel workers, iou-wrk, in parentheses when there are any).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import math
-import mmap
 import os
 import platform
-import random
 import sys
 import tempfile
 import threading
 import time
 import tracemalloc
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional, TextIO, Tuple
 
-from ._engine import backend, get_engine
+from .._engine import backend, get_engine
+from . import core
 
 __all__ = ["Result", "figure", "measure", "main_cliff", "plot", "report", "summary", "verdicts"]
 
-KiB = 1024
-MiB = 1024 * KiB
+KiB = core.KiB
+MiB = core.MiB
 APPROACHES = ("sync", "ringlet", "threads")
-FULL = {"sizes": (4 * KiB, 64 * KiB, 1 * MiB), "concurrency": (1, 4, 16, 64, 256), "seconds": 0.3,
-        "file": 128 * MiB}
-QUICK = {"sizes": (4 * KiB, 1 * MiB), "concurrency": (1, 16, 256), "seconds": 0.15, "file": 64 * MiB}
+FULL: Dict[str, Any] = {"sizes": (4 * KiB, 64 * KiB, 1 * MiB), "concurrency": (1, 4, 16, 64, 256),
+                        "seconds": 0.3, "file": 128 * MiB}
+QUICK: Dict[str, Any] = {"sizes": (4 * KiB, 1 * MiB), "concurrency": (1, 16, 256), "seconds": 0.15,
+                         "file": 64 * MiB}
 _BILL_SECONDS = 0.03          # the tracemalloc pass (slower: kept short)
 _N_OFFSETS = 8192             # precomputed random offsets, cycled
 
@@ -66,7 +66,7 @@ class Result:
     approach: str
     ops: int = 0
     seconds: float = 0.0
-    latencies: list = field(default_factory=list, repr=False)   # seconds
+    latencies: List[float] = field(default_factory=list, repr=False)   # seconds
     heap: float = 0.0         # bytes of Python heap held per request in flight
     syscalls: float = 0.0     # per operation
     threads: int = 0          # Python threads added
@@ -110,30 +110,19 @@ def _kernel_workers() -> int:
     return n
 
 
-# ---- the three ways to serve c callers ----------------------------------------------------
+# ---- one point: c callers served one way ------------------------------------------------
 
 class _Target:
-    """The file under test, opened both ways."""
+    """The file under test, opened plainly and (where the file system allows) with O_DIRECT."""
 
     def __init__(self, path: str, region: int) -> None:
         self.path = path
         self.region = region
         self.fd = os.open(path, os.O_RDONLY)
-        try:
-            self.direct_fd: Optional[int] = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECT", 0))
-            probe = mmap.mmap(-1, 4096)
-            os.preadv(self.direct_fd, [probe], 0)
-            probe.close()
-            self.direct_error = ""
-        except OSError as exc:  # e.g. a file system without O_DIRECT
-            self.direct_fd = None
-            self.direct_error = f"O_DIRECT not available on {path}: {exc.strerror}"
-        self.afile: Any = None
-
-    def offsets(self, size: int, seed: int) -> list[int]:
-        blocks = max(self.region // size, 1)
-        rnd = random.Random(seed)
-        return [rnd.randrange(blocks) * size for _ in range(_N_OFFSETS)]
+        self.direct_error = core.direct_refusal(path) or ""
+        self.direct_fd: Optional[int] = None
+        if not self.direct_error:
+            self.direct_fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -141,34 +130,7 @@ class _Target:
             os.close(self.direct_fd)
 
 
-def _discard(value: float) -> None:
-    pass
-
-
-def _sync(target: _Target, where: str, size: int, offs: list[int], seconds: float,
-          record: bool = True) -> tuple[int, list, float]:
-    """One thread, one read after another.  Returns (ops, per-read seconds, elapsed)."""
-    now = time.perf_counter
-    durations: list = []
-    append = durations.append if record else _discard
-    # read(offset): os.pread, or os.preadv into an aligned buffer for O_DIRECT (a C partial: no Python frame)
-    if where == "cached":
-        read = functools.partial(os.pread, target.fd, size)
-    else:
-        read = functools.partial(os.preadv, target.direct_fd, [mmap.mmap(-1, size)])
-    i = 0
-    t0 = last = now()
-    deadline = t0 + seconds
-    while last < deadline:
-        read(offs[i & (_N_OFFSETS - 1)])
-        t = now()
-        append(t - last)
-        last = t
-        i += 1
-    return i, durations, last - t0
-
-
-def _round_robin(durations: list, c: int) -> list:
+def _round_robin(durations: List[float], c: int) -> List[float]:
     """Latencies of c callers served one after another by one thread: each
     waits for the c - 1 reads ahead of its own (a sliding sum of c)."""
     out = []
@@ -181,111 +143,83 @@ def _round_robin(durations: list, c: int) -> list:
     return out
 
 
-async def _concurrent(approach: str, target: _Target, where: str, size: int, c: int, offs: list[int],
-                      seconds: float, pool: Optional[concurrent.futures.Executor],
-                      record: bool = True) -> tuple[int, list, float]:
-    """c tasks, each reading in a loop until the deadline."""
-    loop = asyncio.get_running_loop()
-    now = time.perf_counter
-    latencies: list = []
-    counter = [0]
-    if approach == "ringlet":
-        if where == "cached":
-            pread = target.afile.pread
+RunOnce = Callable[[float, float, bool], Awaitable[core.Timing]]
 
-            def start(off: int, buf: Any) -> Any:
-                return pread(size, off)
-        else:
-            readinto, dfd = get_engine().readinto, target.direct_fd
 
-            def start(off: int, buf: Any) -> Any:
-                return readinto(dfd, buf, off)
-    else:
-        run = loop.run_in_executor
-        if where == "cached":
-            fd, pread_ = target.fd, os.pread
+async def _runner(approach: str, target: _Target, where: str, size: int, c: int, offs: List[int],
+                  pool: Optional[concurrent.futures.Executor]) -> Tuple[RunOnce, Callable[[], Awaitable[None]]]:
+    """run(seconds, warmup, record) for this approach, and its clean-up."""
+    disk = where == "disk"
+    if approach == "sync":
+        fd = target.direct_fd if disk else target.fd
+        assert fd is not None
+        read = core.sync_reader(fd, size, direct=disk)
 
-            def start(off: int, buf: Any) -> Any:
-                return run(pool, pread_, fd, size, off)
-        else:
-            dfd, preadv = target.direct_fd, os.preadv
+        async def run_sync(seconds: float, warmup: float, record: bool) -> core.Timing:
+            core.sync_loop(read, offs, warmup, record=False)
+            return core.sync_loop(read, offs, seconds, record)
 
-            def start(off: int, buf: Any) -> Any:
-                return run(pool, preadv, dfd, [buf], off)
+        async def nothing() -> None:
+            pass
+        return run_sync, nothing
+    key = approach + ("_direct" if disk else "")
+    readers, cleanup = await core.readers_for(key, target.path, target.fd, c, size, pool, target.direct_fd)
 
-    t0 = now()
-    deadline = t0 + seconds
-
-    async def caller(k: int) -> None:
-        buf = mmap.mmap(-1, size) if where == "disk" else None
-        append = latencies.append if record else _discard
-        last = t0
-        i = k * 97
-        while last < deadline:
-            await start(offs[i & (_N_OFFSETS - 1)], buf)
-            t = now()
-            append(t - last)
-            last = t
-            i += 1
-        counter[0] += i - k * 97
-
-    await asyncio.gather(*(caller(k) for k in range(c)))
-    return counter[0], latencies, now() - t0
+    async def run_tasks(seconds: float, warmup: float, record: bool) -> core.Timing:
+        return await core.task_loops(readers, offs, seconds, warmup, record)
+    return run_tasks, cleanup
 
 
 async def _measure_point(approach: str, target: _Target, where: str, size: int, c: int, seconds: float,
                          bill: bool) -> Result:
     res = Result(where, size, c, approach)
-    offs = target.offsets(size, seed=size * 1000 + c)
+    offs = core.offsets(target.region, size, seed=size * 1000 + c, count=_N_OFFSETS)
+    if where == "cached":
+        core.warm(target.path, target.region)  # before every contender: idle memory is paged out here
     pool = concurrent.futures.ThreadPoolExecutor() if approach == "threads" else None
     try:
-        async def once(secs: float, record: bool = True) -> tuple[int, list, float]:
-            if approach == "sync":
-                return _sync(target, where, size, offs, secs, record)
-            return await _concurrent(approach, target, where, size, c, offs, secs, pool, record)
-
         engine = get_engine()
         threads_before, workers_before = threading.active_count(), _kernel_workers()
-        calls_before, stats_before = _io_calls(), engine.stats()
-        ops, lat, elapsed = await once(seconds)
-        calls = _io_calls() - calls_before
-        if approach == "ringlet":
-            calls += engine.stats()["enter_calls"] - stats_before["enter_calls"]
-        res.threads = threading.active_count() - threads_before
-        res.kernel_workers = max(_kernel_workers() - workers_before, 0)
-        res.ops, res.seconds = ops, elapsed
-        res.latencies = _round_robin(lat, c) if approach == "sync" else lat
-        res.syscalls = calls / ops if ops else 0.0
-        if bill:  # the heap held while serving c callers: a short pass under tracemalloc
-            tracemalloc.start()
-            try:
-                base = tracemalloc.get_traced_memory()[0]
-                tracemalloc.reset_peak()
-                await once(_BILL_SECONDS, record=False)
-                peak = tracemalloc.get_traced_memory()[1] - base
-            finally:
-                tracemalloc.stop()
-            res.heap = max(peak, 0) / (1 if approach == "sync" else c)
+        run, cleanup = await _runner(approach, target, where, size, c, offs, pool)
+        try:
+            calls_before, stats_before = _io_calls(), engine.stats()
+            timing = await run(seconds, seconds / 3, True)
+            calls = _io_calls() - calls_before
+            if approach == "ringlet":
+                calls += engine.stats().get("enter_calls", 0) - stats_before.get("enter_calls", 0)
+            res.threads = threading.active_count() - threads_before
+            res.kernel_workers = max(_kernel_workers() - workers_before, 0)
+            res.ops, res.seconds = timing.ops, timing.elapsed_ns / 1e9
+            lat = [ns / 1e9 for ns in timing.latencies]
+            res.latencies = _round_robin(lat, c) if approach == "sync" else lat
+            res.syscalls = calls / timing.ops if timing.ops else 0.0
+            if bill:  # the heap held while serving c callers: a short pass under tracemalloc
+                tracemalloc.start()
+                try:
+                    base = tracemalloc.get_traced_memory()[0]
+                    tracemalloc.reset_peak()
+                    await run(_BILL_SECONDS, _BILL_SECONDS / 6, False)
+                    peak = tracemalloc.get_traced_memory()[1] - base
+                finally:
+                    tracemalloc.stop()
+                res.heap = max(peak, 0) / (1 if approach == "sync" else c)
+        finally:
+            await cleanup()
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
     return res
 
 
-def _points(config: dict, where_list: list[str]) -> list[tuple[str, int, int, str]]:
-    pts = []
-    for where in where_list:
-        for size in config["sizes"]:
-            for c in config["concurrency"]:
-                for approach in APPROACHES:
-                    pts.append((where, size, c, approach))
-    return pts
+def _points(config: Dict[str, Any], where_list: List[str]) -> List[Tuple[str, int, int, str]]:
+    return [(where, size, c, approach) for where in where_list for size in config["sizes"]
+            for c in config["concurrency"] for approach in APPROACHES]
 
 
 class _Progress:
     """A one-line progress bar on stderr (no dependency)."""
 
-    def __init__(self, total: int, stream: Any = None) -> None:
+    def __init__(self, total: int, stream: Optional[TextIO] = None) -> None:
         self.total, self.done, self.t0 = total, 0, time.monotonic()
         self.stream = stream if stream is not None else sys.stderr
 
@@ -306,25 +240,18 @@ class _Progress:
 
 def _make_file(directory: str, size: int) -> str:
     fd, path = tempfile.mkstemp(prefix="ringlet-cliff-", suffix=".bin", dir=directory)
+    os.close(fd)
     try:
-        chunk = os.urandom(4 * MiB)
-        left = size
-        while left > 0:
-            left -= os.write(fd, chunk[:min(left, len(chunk))])
-        os.fsync(fd)  # O_DIRECT reads should not wait for this data's writeback
-    finally:
-        os.close(fd)
+        core.write_random(path, size)  # fsynced: O_DIRECT reads should not wait for its writeback
+    except BaseException:
+        os.unlink(path)
+        raise
     return path
 
 
-def _warm(path: str, region: int) -> None:
-    with open(path, "rb", buffering=0) as f:
-        while f.tell() < region and f.read(4 * MiB):
-            pass
-
-
 async def measure(path: Optional[str] = None, *, quick: bool = False, progress: bool = True,
-                  config: Optional[dict] = None, where: Optional[list] = None) -> tuple[list, dict]:
+                  config: Optional[Dict[str, Any]] = None,
+                  where: Optional[List[str]] = None) -> Tuple[List[Result], Dict[str, Any]]:
     """Measure every point; returns (results, facts about the run).  Needs a running loop."""
     config = dict(config or (QUICK if quick else FULL))
     directory = path or tempfile.gettempdir()
@@ -337,37 +264,31 @@ async def measure(path: Optional[str] = None, *, quick: bool = False, progress: 
     region = min(os.path.getsize(file_path), config["file"] if made else 256 * MiB)
     sizes = tuple(s for s in config["sizes"] if s <= region) or (4 * KiB,)
     config["sizes"] = sizes
-    facts: dict[str, Any] = {"path": file_path if not made else os.path.dirname(made), "file_bytes": region,
+    facts: Dict[str, Any] = {"path": file_path if not made else os.path.dirname(made), "file_bytes": region,
                              "made_file": bool(made), "config": config, "notes": []}
-    target = _Target(file_path, region)
     try:
-        _warm(file_path, region)
-        get_engine()  # the loop's engine, before any thread counting
-        target.afile = await _open_async(file_path)
-        where_list = list(where or ["cached", "disk"])
-        if target.direct_fd is None and "disk" in where_list:
-            where_list.remove("disk")
-            facts["notes"].append(target.direct_error + "; the disk rows are left out")
-        pts = _points(config, where_list)
-        bar = _Progress(len(pts)) if progress else None
-        results = []
-        for (wh, size, c, approach) in pts:
+        target = _Target(file_path, region)
+        try:
+            get_engine()  # the loop's engine, before any thread counting
+            where_list = list(where or ["cached", "disk"])
+            if target.direct_fd is None and "disk" in where_list:
+                where_list.remove("disk")
+                facts["notes"].append(target.direct_error + "; the disk rows are left out")
+            pts = _points(config, where_list)
+            bar = _Progress(len(pts)) if progress else None
+            results = []
+            for (wh, size, c, approach) in pts:
+                if bar:
+                    bar.step(f"{wh} {_size(size)} c={c} {approach}")
+                results.append(await _measure_point(approach, target, wh, size, c, config["seconds"], bill=True))
             if bar:
-                bar.step(f"{wh} {_size(size)} c={c} {approach}")
-            results.append(await _measure_point(approach, target, wh, size, c, config["seconds"], bill=True))
-        if bar:
-            bar.close()
-        await target.afile.close()
+                bar.close()
+        finally:
+            target.close()
     finally:
-        target.close()
         if made:
             os.unlink(made)
     return results, facts
-
-
-async def _open_async(path: str) -> Any:
-    from ._file import open as ropen
-    return await ropen(path, "rb")
 
 
 # ---- the report -------------------------------------------------------------------------
@@ -394,8 +315,8 @@ def _bytes(n: float) -> str:
     return f"{n:.0f} B"
 
 
-def _groups(results: list) -> dict:
-    groups: dict = {}
+def _groups(results: List[Result]) -> Dict[Tuple[str, int, int], Dict[str, Result]]:
+    groups: Dict[Tuple[str, int, int], Dict[str, Result]] = {}
     for r in results:
         groups.setdefault((r.where, r.size, r.concurrency), {})[r.approach] = r
     return groups
@@ -404,7 +325,7 @@ def _groups(results: list) -> dict:
 TIE = 1.10  # a winner by less than 10% is a tie: single readings on a noisy machine
 
 
-def verdicts(results: list) -> list[dict]:
+def verdicts(results: List[Result]) -> List[Dict[str, Any]]:
     """Per (where, size, concurrency): the winner by ops/s, its margin over
     the runner-up, and whether that margin is clear (at least TIE)."""
     out = []
@@ -417,13 +338,13 @@ def verdicts(results: list) -> list[dict]:
     return out
 
 
-def _verdict_text(v: dict) -> str:
+def _verdict_text(v: Dict[str, Any]) -> str:
     if not v["clear"]:
         return f"-> a tie: {v['winner']} ahead of {v['runner_up']} by {100 * (v['margin'] - 1):.0f}%"
     return f"-> {v['winner']} wins, {v['margin']:.1f}x over {v['runner_up']}"
 
 
-def report(results: list, facts: dict) -> str:
+def report(results: List[Result], facts: Dict[str, Any]) -> str:
     lines = []
     cfg = facts["config"]
     lines.append(f"ringlet cliff: {platform.node()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
@@ -451,7 +372,7 @@ def report(results: list, facts: dict) -> str:
             widths = [max(w, len(c)) for w, c in zip(widths, row)]
     left = {0, 1, 3}
 
-    def fmt(row: tuple) -> str:
+    def fmt(row: Tuple[str, ...]) -> str:
         if row[3].startswith("->"):
             return " " * (sum(widths[:3]) + 6) + row[3]
         return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
@@ -475,9 +396,9 @@ def report(results: list, facts: dict) -> str:
     return "\n".join(lines)
 
 
-def summary(results: list) -> list[str]:
+def summary(results: List[Result]) -> List[str]:
     """One sentence per (where, size): which side of the cliff it lives on."""
-    by_ws: dict = {}
+    by_ws: Dict[Tuple[str, int], List[Dict[str, Any]]] = {}
     for v in verdicts(results):
         by_ws.setdefault((v["where"], v["size"]), []).append(v)
     out = []
@@ -508,57 +429,19 @@ def summary(results: list) -> list[str]:
     return out
 
 
-def plot(results: list, facts: dict, filename: str) -> None:
+def plot(results: List[Result], facts: Dict[str, Any], filename: str) -> None:
     """Write a PNG of figure(results)."""
     figure(results).savefig(filename, dpi=100)
 
 
-def figure(results: list) -> Any:
+def figure(results: List[Result]) -> Any:
     """A matplotlib Figure: ops/s and p99 latency against concurrency, per place and size."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ImportError("python -m ringlet cliff --plot draws with matplotlib, which is not installed: "
-                          "pip install matplotlib") from None
-    wheres = list(dict.fromkeys(r.where for r in results))
-    sizes = list(dict.fromkeys(r.size for r in results))
-    fig = Figure(figsize=(3.4 * len(sizes) + 0.6, 2.7 * 2 * len(wheres)), layout="constrained")
-    axes = fig.subplots(2 * len(wheres), len(sizes), squeeze=False)
-    colors = {"sync": "#555555", "ringlet": "#3b6fb6", "threads": "#e08a3c"}
-    for (w, where), (col, size) in ((w, c) for w in enumerate(wheres) for c in enumerate(sizes)):
-        ax_ops, ax_lat = axes[2 * w][col], axes[2 * w + 1][col]
-        for approach in APPROACHES:
-            pts = sorted((r for r in results if (r.where, r.size, r.approach) == (where, size, approach)),
-                         key=lambda r: r.concurrency)
-            if not pts:
-                continue
-            cs = [r.concurrency for r in pts]
-            ax_ops.plot(cs, [r.ops_per_s for r in pts], "o-", color=colors[approach], label=approach)
-            ax_lat.plot(cs, [r.percentile(0.99) * 1e3 for r in pts], "o-", color=colors[approach], label=approach)
-        ax_ops.set_title(f"{where}, {_size(size)} reads", fontsize=10)
-        concurrency = sorted({r.concurrency for r in results})
-        for ax in (ax_ops, ax_lat):
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(concurrency, [str(c) for c in concurrency])
-            ax.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
-            ax.set_yscale("log")
-            ax.grid(alpha=0.3)
-            ax.tick_params(labelsize=8)
-        if w == len(wheres) - 1:
-            ax_lat.set_xlabel("concurrent requests", fontsize=9)
-        if col == 0:
-            ax_ops.set_ylabel(f"{where}: reads/s\n(higher wins)", fontsize=9)
-            ax_lat.set_ylabel(f"{where}: p99 latency, ms\n(lower wins)", fontsize=9)
-            if w == 0:
-                ax_ops.legend(fontsize=8)
-    fig.suptitle(f"The async cliff on this machine ({os.cpu_count()} CPUs, Linux {platform.release()}):\n"
-                 "random reads, synchronous vs ringlet vs a thread pool; cached = page cache, disk = O_DIRECT",
-                 fontsize=10)
-    return fig
+    from .plot import figure as draw  # matplotlib is imported only here
+    return draw(results)
 
 
 def main_cliff(path: Optional[str] = None, quick: bool = False, plot_file: Optional[str] = None,
-               out: Callable[[str], Any] = print) -> list:
+               out: Callable[[str], Any] = print) -> List[Result]:
     """The `python -m ringlet cliff` command."""
     if plot_file:  # fail before measuring, not after
         try:
