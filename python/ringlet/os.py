@@ -23,7 +23,7 @@ import asyncio
 import functools
 import os
 import sys
-from typing import Any, Callable, Iterator, List, Optional, TypeVar, Union
+from typing import Any, AsyncIterator, Callable, Generator, Iterator, List, Optional, Tuple, TypeVar, Union
 
 from ._engine import get_engine
 
@@ -223,11 +223,143 @@ def _scandir_list(path: Any) -> List["os.DirEntry[Any]"]:
         return list(entries)
 
 
-async def scandir(path: Union[PathArg, int, None] = None) -> ScandirEntries:
-    """os.scandir() in the executor: the directory is read there in full,
-    and the entries come back in an iterator that never blocks.  (DirEntry.stat()
-    is still a plain, blocking call; use ringlet.os.stat(entry.path).)"""
-    return ScandirEntries(await _in_thread(_scandir_list, "." if path is None else path))
+_SCANDIR_BATCH = 256  # entries read per trip to the executor
+
+
+def _next_batch(it: Iterator["os.DirEntry[Any]"], n: int) -> List["os.DirEntry[Any]"]:
+    batch = []
+    for entry in it:
+        batch.append(entry)
+        if len(batch) == n:
+            break
+    return batch
+
+
+class ScandirIterator:
+    """What scandir() returns.  Awaited, it gives today's ScandirEntries (the
+    whole directory read in the executor).  Iterated with ``async for`` (in
+    ``async with`` to close it early), it opens the directory and reads it in
+    the executor a batch of entries at a time, so a large or slow directory
+    neither blocks the loop nor sits in memory whole."""
+
+    __slots__ = ("_path", "_it", "_batch", "_done")
+
+    def __init__(self, path: Union[PathArg, int, None]) -> None:
+        self._path: Any = "." if path is None else path
+        self._it: Any = None  # the os.scandir iterator, once open
+        self._batch: List["os.DirEntry[Any]"] = []
+        self._done = False
+
+    def __await__(self) -> Generator[Any, None, ScandirEntries]:
+        return self._read_all().__await__()
+
+    async def _read_all(self) -> ScandirEntries:
+        return ScandirEntries(await _in_thread(_scandir_list, self._path))
+
+    def __aiter__(self) -> "ScandirIterator":
+        return self
+
+    async def __anext__(self) -> "os.DirEntry[Any]":
+        if not self._batch:
+            if self._done:
+                raise StopAsyncIteration
+            if self._it is None:
+                self._it = await _in_thread(os.scandir, self._path)
+            batch = await _in_thread(_next_batch, self._it, _SCANDIR_BATCH)
+            if len(batch) < _SCANDIR_BATCH:
+                self.close()
+            if not batch:
+                raise StopAsyncIteration
+            batch.reverse()  # popped from the end, in the directory's order
+            self._batch = batch
+        return self._batch.pop()
+
+    def close(self) -> None:
+        """Close the directory (closedir does not wait for the device); the
+        entries not yet iterated are forgotten."""
+        self._done = True
+        self._batch = []
+        it, self._it = self._it, None
+        if it is not None:
+            it.close()
+
+    async def __aenter__(self) -> "ScandirIterator":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if self._it is not None:
+            self._it.close()
+
+
+def scandir(path: Union[PathArg, int, None] = None) -> ScandirIterator:
+    """os.scandir() without blocking the loop, two ways:
+
+        with await ringlet.os.scandir(path) as entries:   # read in full, in the executor
+            for entry in entries: ...
+        async for entry in ringlet.os.scandir(path):      # read in batches, in the executor
+            ...
+
+    Errors are os.scandir's (raised by the await, or by the first step of
+    ``async for``).  DirEntry.stat() is still a plain, blocking call; use
+    ringlet.os.stat(entry.path)."""
+    return ScandirIterator(path)
+
+
+def _list_for_walk(top: Any, topdown: bool, followlinks: bool) -> Tuple[List[Any], List[Any], List[Any]]:
+    """One directory of walk(), in the executor: (dirs, nondirs, the paths to
+    walk into when bottom-up), decided as os.walk decides them."""
+    dirs: List[Any] = []
+    nondirs: List[Any] = []
+    walk_dirs: List[Any] = []
+    with os.scandir(top) as entries:
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else nondirs).append(entry.name)
+            if is_dir and not topdown:
+                try:
+                    into = followlinks or not entry.is_symlink()
+                except OSError:
+                    into = True
+                if into:
+                    walk_dirs.append(entry.path)
+    return dirs, nondirs, walk_dirs
+
+
+async def walk(top: PathArg, topdown: bool = True, onerror: Optional[Callable[[OSError], Any]] = None,
+               followlinks: bool = False) -> AsyncIterator[Tuple[Any, List[Any], List[Any]]]:
+    """os.walk() as an async generator: ``async for dirpath, dirnames,
+    filenames in ringlet.os.walk(top)``, with os.walk's arguments and
+    results (top-down, the caller may prune dirnames in place; bottom-up;
+    onerror called with the OSError of a directory that cannot be listed;
+    symbolic links to directories followed only with followlinks).  Each
+    directory is listed in the executor, one trip per directory; the
+    symbolic-link check of top-down walking goes through ringlet.os.path."""
+    top = os.fspath(top)
+    sys.audit("os.walk", top, topdown, onerror, followlinks)
+    try:
+        dirs, nondirs, walk_dirs = await _in_thread(_list_for_walk, top, topdown, followlinks)
+    except OSError as error:
+        if onerror is not None:
+            onerror(error)
+        return
+    if topdown:
+        yield top, dirs, nondirs
+        for name in dirs:
+            new_path = os.path.join(top, name)
+            if followlinks or not await path.islink(new_path):
+                async for step in walk(new_path, topdown, onerror, followlinks):
+                    yield step
+    else:
+        for new_path in walk_dirs:
+            async for step in walk(new_path, topdown, onerror, followlinks):
+                yield step
+        yield top, dirs, nondirs
 
 
 async def access(path: Union[PathArg, int], mode: int, *, dir_fd: Optional[int] = None,
