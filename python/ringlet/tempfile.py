@@ -1,0 +1,393 @@
+"""ringlet.tempfile: aiofiles.tempfile's API, with reads and writes through ringlet.
+
+    async with ringlet.tempfile.TemporaryFile("wb+") as f:
+        await f.write(b"data")
+        await f.seek(0)
+        data = await f.read()
+    async with ringlet.tempfile.TemporaryDirectory() as name:   # the path
+        ...
+
+Each function takes the arguments of aiofiles.tempfile's function of the same
+name (those of the standard tempfile module, plus loop and executor) and
+returns an object that can be awaited (giving the file, or the directory
+object) or used with ``async with`` (giving the file, or the directory's
+name; closed or removed at the end of the block).
+
+The files are ringlet files (``ringlet.open`` on the descriptor): their
+reads and writes go through the ring.  Creating the file (mkstemp), making
+the directory and removing a directory tree may block on the file system, so
+they run in the loop's executor (``executor``, default: the loop's default),
+as aiofiles runs them; removing a named file goes through ringlet.os.unlink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import os
+import shutil
+import tempfile as _tempfile
+from typing import Any, AnyStr, Callable, Coroutine, Generator, Generic, Iterable, Optional, TypeVar, Union
+
+from . import os as _ros
+from ._file import AsyncFile, AsyncTextFile
+from ._file import open as _open
+
+__all__ = ["AsyncSpooledTemporaryFile", "AsyncTemporaryDirectory", "NamedTemporaryFile", "NamedTemporaryFileWrapper",
+           "SpooledTemporaryFile", "TemporaryDirectory", "TemporaryFile"]
+
+T = TypeVar("T")
+RingletFile = Union[AsyncFile, AsyncTextFile]
+
+
+async def _in_executor(executor: Any, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(func, *args, **kwargs))
+
+
+class _Context(Generic[T]):
+    """What the functions return: awaitable (giving the object) and an async
+    context manager (giving enter(object), and closing it at the end)."""
+
+    __slots__ = ("_coro", "_obj", "_enter")
+
+    def __init__(self, coro: Coroutine[Any, Any, T], enter: Callable[[T], Any] = lambda obj: obj) -> None:
+        self._coro = coro
+        self._obj: Optional[T] = None
+        self._enter = enter
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> Any:
+        self._obj = await self._coro
+        return self._enter(self._obj)
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._obj is not None:
+            await self._obj.close()  # type: ignore[attr-defined]
+
+
+async def _wrap_fd(fd: int, path: Any, mode: str, buffering: int, encoding: Optional[str],
+                   newline: Optional[str], executor: Any) -> RingletFile:
+    """ringlet.open(fd, ...), or on failure close fd and remove path (as the
+    tempfile module does)."""
+    try:
+        return await _open(fd, mode, buffering, encoding, newline=newline)
+    except BaseException:
+        os.close(fd)
+        if path is not None:
+            await _in_executor(executor, os.unlink, path)
+        raise
+
+
+def _mkstemp(suffix: Optional[AnyStr], prefix: Optional[AnyStr], dir: Optional[AnyStr],
+             unlink: bool) -> tuple[int, Any]:
+    fd, path = _tempfile.mkstemp(suffix, prefix, dir)
+    if unlink:
+        try:
+            os.unlink(path)
+        except BaseException:
+            os.close(fd)
+            raise
+    return fd, path  # bytes when the arguments are, as tempfile gives it
+
+
+async def _temporary_file(mode: str, buffering: int, encoding: Optional[str], newline: Optional[str],
+                          suffix: Any, prefix: Any, dir: Any, executor: Any) -> RingletFile:
+    fd, _ = await _in_executor(executor, _mkstemp, suffix, prefix, dir, True)
+    return await _wrap_fd(fd, None, mode, buffering, encoding, newline, executor)
+
+
+def TemporaryFile(mode: str = "w+b", buffering: int = -1, encoding: Optional[str] = None,
+                  newline: Optional[str] = None, suffix: Optional[AnyStr] = None, prefix: Optional[AnyStr] = None,
+                  dir: Optional[AnyStr] = None, loop: Any = None, executor: Any = None) -> _Context[RingletFile]:
+    """An unnamed temporary file (removed from its directory at once, gone
+    when closed), as a ringlet file whose name is its descriptor."""
+    return _Context(_temporary_file(mode, buffering, encoding, newline, suffix, prefix, dir, executor))
+
+
+class NamedTemporaryFileWrapper:
+    """A ringlet file with a name in the file system: ``name`` is its path,
+    ``delete`` says whether it is removed (on close when delete_on_close,
+    else at the end of the ``async with`` block).  Everything else is the
+    ringlet file's (``file``)."""
+
+    def __init__(self, file: RingletFile, name: Any, delete: bool, delete_on_close: bool) -> None:
+        self.file = file
+        self.name = name
+        self.delete = delete
+        self._delete_on_close = delete_on_close
+        self._removed = False
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.file, attr)
+
+    def __aiter__(self) -> "NamedTemporaryFileWrapper":
+        self.file.__aiter__()
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self.file.__anext__()
+
+    async def _remove(self) -> None:
+        if not self._removed:
+            self._removed = True
+            try:
+                await _ros.unlink(self.name)
+            except FileNotFoundError:  # removed by someone else: nothing left to do
+                pass
+
+    async def close(self) -> None:
+        """Close the file; remove it if delete and delete_on_close."""
+        try:
+            await self.file.close()
+        finally:
+            if self.delete and self._delete_on_close:
+                await self._remove()
+
+    async def __aenter__(self) -> "NamedTemporaryFileWrapper":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        try:
+            await self.file.close()
+        finally:
+            if self.delete:
+                await self._remove()
+
+
+class _NamedContext(_Context[NamedTemporaryFileWrapper]):
+    __slots__ = ()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._obj is not None:
+            await self._obj.__aexit__(*exc_info)
+
+
+async def _named_temporary_file(mode: str, buffering: int, encoding: Optional[str], newline: Optional[str],
+                                suffix: Any, prefix: Any, dir: Any, delete: bool, delete_on_close: bool,
+                                executor: Any) -> NamedTemporaryFileWrapper:
+    fd, path = await _in_executor(executor, _mkstemp, suffix, prefix, dir, False)
+    file = await _wrap_fd(fd, path, mode, buffering, encoding, newline, executor)
+    return NamedTemporaryFileWrapper(file, path, delete, delete_on_close)
+
+
+def NamedTemporaryFile(mode: str = "w+b", buffering: int = -1, encoding: Optional[str] = None,
+                       newline: Optional[str] = None, suffix: Optional[AnyStr] = None,
+                       prefix: Optional[AnyStr] = None, dir: Optional[AnyStr] = None, delete: bool = True,
+                       delete_on_close: bool = True, loop: Any = None,
+                       executor: Any = None) -> _NamedContext:
+    """A temporary file with a visible name (``f.name``), as a ringlet file.
+    With delete (the default) it is removed when closed, or, with
+    delete_on_close=False, at the end of the ``async with`` block."""
+    return _NamedContext(_named_temporary_file(mode, buffering, encoding, newline, suffix, prefix, dir,
+                                               delete, delete_on_close, executor))
+
+
+class AsyncSpooledTemporaryFile:
+    """A temporary file kept in memory until it grows beyond max_size (or
+    fileno() or rollover() is called); then its content moves to a ringlet
+    TemporaryFile and every call after goes through ringlet.  In memory the
+    calls do no I/O and never block."""
+
+    def __init__(self, max_size: int, mode: str, buffering: int, encoding: Optional[str],
+                 newline: Optional[str], suffix: Any, prefix: Any, dir: Any, executor: Any) -> None:
+        self._memory: Union[io.BytesIO, io.TextIOWrapper]
+        if "b" in mode:
+            self._memory = io.BytesIO()
+        else:
+            encoding = io.text_encoding(encoding)
+            self._memory = io.TextIOWrapper(io.BytesIO(), encoding=encoding, newline=newline)
+        self._file: Optional[RingletFile] = None
+        self._max_size = max_size
+        self._args = (mode, buffering, encoding, newline, suffix, prefix, dir, executor)
+        self._rolled = False
+        self._mode = mode
+
+    async def _check(self) -> None:
+        if self._max_size and self._memory.tell() > self._max_size:
+            await self.rollover()
+
+    async def rollover(self) -> None:
+        """Move the content to a file on disk (once)."""
+        if self._rolled:
+            return
+        mode, buffering, encoding, newline, suffix, prefix, dir, executor = self._args
+        memory = self._memory
+        memory.flush()
+        if isinstance(memory, io.TextIOWrapper):
+            data, pos = memory.buffer.getvalue(), memory.tell()  # type: ignore[attr-defined]
+        else:
+            data, pos = memory.getvalue(), memory.tell()
+        fd, _ = await _in_executor(executor, _mkstemp, suffix, prefix, dir, True)
+        try:
+            raw = await _open(fd, "r+b", closefd=False)
+            try:
+                await raw.write(data)
+            finally:
+                await raw.close()
+        except BaseException:
+            os.close(fd)
+            raise
+        file = await _wrap_fd(fd, None, mode, buffering, encoding, newline, executor)
+        await file.seek(pos, 0)
+        self._file, self._rolled = file, True
+        memory.close()
+
+    async def fileno(self) -> int:
+        """The descriptor, after rolling the content over to a file."""
+        await self.rollover()
+        assert self._file is not None
+        return self._file.fileno()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed if self._file is not None else self._memory.closed
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
+    def name(self) -> Any:
+        return self._file.name if self._file is not None else None
+
+    @property
+    def encoding(self) -> Optional[str]:
+        if self._file is not None:
+            return getattr(self._file, "encoding", None)
+        return getattr(self._memory, "encoding", None)
+
+    @property
+    def newlines(self) -> Any:
+        if self._file is not None:
+            return getattr(self._file, "newlines", None)
+        return getattr(self._memory, "newlines", None)
+
+    async def write(self, data: Any) -> int:
+        if self._file is not None:
+            return await self._file.write(data)
+        n = self._memory.write(data)
+        await self._check()
+        return n
+
+    async def writelines(self, lines: Iterable[Any]) -> None:
+        if self._file is not None:
+            return await self._file.writelines(lines)
+        self._memory.writelines(lines)
+        await self._check()
+
+    async def read(self, size: Optional[int] = -1) -> Any:
+        if self._file is not None:
+            return await self._file.read(size)
+        return self._memory.read(size)
+
+    async def readline(self, size: Optional[int] = -1) -> Any:
+        if self._file is not None:
+            return await self._file.readline(size)
+        return self._memory.readline(-1 if size is None else size)
+
+    async def readlines(self, hint: Optional[int] = -1) -> list[Any]:
+        if self._file is not None:
+            return await self._file.readlines(hint)
+        return self._memory.readlines(-1 if hint is None else hint)
+
+    async def seek(self, offset: int, whence: int = 0) -> int:
+        if self._file is not None:
+            return await self._file.seek(offset, whence)
+        return self._memory.seek(offset, whence)
+
+    async def tell(self) -> int:
+        if self._file is not None:
+            return await self._file.tell()
+        return self._memory.tell()
+
+    async def truncate(self, size: Optional[int] = None) -> int:
+        if self._file is not None:
+            return await self._file.truncate(size)
+        n = self._memory.truncate(size)
+        await self._check()
+        return n
+
+    async def flush(self) -> None:
+        if self._file is not None:
+            return await self._file.flush()
+        self._memory.flush()
+
+    async def isatty(self) -> bool:
+        return False if self._file is None else await self._file.isatty()
+
+    async def close(self) -> None:
+        if self._file is not None:
+            await self._file.close()
+        self._memory.close()
+
+    def __aiter__(self) -> "AsyncSpooledTemporaryFile":
+        return self
+
+    async def __anext__(self) -> Any:
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+    async def __aenter__(self) -> "AsyncSpooledTemporaryFile":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+
+async def _spooled(*args: Any) -> AsyncSpooledTemporaryFile:
+    return AsyncSpooledTemporaryFile(*args)
+
+
+def SpooledTemporaryFile(max_size: int = 0, mode: str = "w+b", buffering: int = -1,
+                            encoding: Optional[str] = None, newline: Optional[str] = None,
+                            suffix: Optional[AnyStr] = None, prefix: Optional[AnyStr] = None,
+                            dir: Optional[AnyStr] = None, loop: Any = None,
+                            executor: Any = None) -> _Context[AsyncSpooledTemporaryFile]:
+    """A temporary file in memory until it grows beyond max_size bytes (0:
+    no limit), then on disk through ringlet (see AsyncSpooledTemporaryFile)."""
+    return _Context(_spooled(max_size, mode, buffering, encoding, newline, suffix, prefix, dir, executor))
+
+
+class AsyncTemporaryDirectory:
+    """A temporary directory: ``name`` is its path; cleanup() (or close(), or
+    the end of the ``async with`` block) removes it and everything in it, in
+    the executor."""
+
+    def __init__(self, name: Any, ignore_cleanup_errors: bool, delete: bool, executor: Any) -> None:
+        self.name = name
+        self._ignore_errors = ignore_cleanup_errors
+        self._delete = delete
+        self._executor = executor
+        self._done = False
+
+    async def cleanup(self) -> None:
+        """Remove the directory and its content (once)."""
+        if not self._done:
+            self._done = True
+            await _in_executor(self._executor, shutil.rmtree, self.name, ignore_errors=self._ignore_errors)
+
+    async def close(self) -> None:
+        """cleanup(), unless made with delete=False."""
+        if self._delete:
+            await self.cleanup()
+
+
+async def _temporary_directory(suffix: Any, prefix: Any, dir: Any, ignore_cleanup_errors: bool, delete: bool,
+                               executor: Any) -> AsyncTemporaryDirectory:
+    name = await _in_executor(executor, _tempfile.mkdtemp, suffix, prefix, dir)
+    return AsyncTemporaryDirectory(name, ignore_cleanup_errors, delete, executor)
+
+
+def TemporaryDirectory(suffix: Optional[AnyStr] = None, prefix: Optional[AnyStr] = None,
+                                 dir: Optional[AnyStr] = None, ignore_cleanup_errors: bool = False, *,
+                                 delete: bool = True, loop: Any = None,
+                                 executor: Any = None) -> _Context[AsyncTemporaryDirectory]:
+    """A temporary directory: ``async with`` gives its name and removes it at
+    the end; awaiting gives an AsyncTemporaryDirectory (name, cleanup())."""
+    return _Context(_temporary_directory(suffix, prefix, dir, ignore_cleanup_errors, delete, executor),
+                    enter=lambda d: d.name)
