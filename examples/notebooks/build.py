@@ -182,7 +182,7 @@ size, both from the page cache and from the device (`O_DIRECT`). It is the same 
 import asyncio, os, time, threading, tempfile
 %matplotlib inline
 import ringlet
-from ringlet import _cliff   # the code behind `python -m ringlet cliff`
+from ringlet._measure import cliff as _cliff   # the code behind `python -m ringlet cliff`
 
 ringlet.engine_info()
 """),
