@@ -1,5 +1,6 @@
 """ringlet.os.walk and ringlet.os.scandir against os.walk and os.scandir."""
 
+import asyncio
 import os
 import threading
 
@@ -189,3 +190,19 @@ def test_scandir_reads_the_directory_off_the_loop_thread(ros, run, tmp_path, mon
     assert len(run(main())) == 600
     assert len(threads) == 1 + 600 + 1  # the open, each entry, the end
     assert threading.get_ident() not in threads
+
+
+def test_scandir_one_reader_at_a_time(ros, run, tmp_path):
+    for i in range(10):
+        (tmp_path / f"n{i}").write_bytes(b"")
+
+    async def main():
+        it = ros.scandir(tmp_path)
+        first = asyncio.ensure_future(it.__anext__())
+        await asyncio.sleep(0)  # the first task is now reading a batch in the executor
+        with pytest.raises(RuntimeError):
+            await it.__anext__()
+        names = [(await first).name] + [e.name async for e in it]
+        return sorted(names)
+
+    assert run(main()) == sorted(os.listdir(tmp_path))

@@ -212,3 +212,22 @@ def test_temporary_directory_missing_dir(rtf, run, tmp_path):
         tempfile.TemporaryDirectory(dir=tmp_path / "missing")
     assert got.value.errno == want.value.errno
 
+
+
+@pytest.mark.parametrize("max_size,size", [(0, None), (0, 3), (10, 5), (10, 11)])
+def test_spooled_truncate_like_tempfile(rtf, run, tmp_path, max_size, size):
+    async def main():
+        async with rtf.SpooledTemporaryFile(max_size=max_size, dir=tmp_path) as f:
+            await f.write(b"abcdefgh")
+            await f.seek(2)
+            await f.truncate(size)
+            await f.seek(0)
+            return f._rolled, await f.read()
+
+    with tempfile.SpooledTemporaryFile(max_size=max_size, dir=tmp_path) as g:
+        g.write(b"abcdefgh")
+        g.seek(2)
+        g.truncate(size)
+        g.seek(0)
+        want = (g._rolled, g.read())
+    assert run(main()) == want

@@ -242,13 +242,14 @@ class ScandirIterator:
     the executor a batch of entries at a time, so a large or slow directory
     neither blocks the loop nor sits in memory whole."""
 
-    __slots__ = ("_path", "_it", "_batch", "_done")
+    __slots__ = ("_path", "_it", "_batch", "_done", "_busy")
 
     def __init__(self, path: Union[PathArg, int, None]) -> None:
         self._path: Any = "." if path is None else path
         self._it: Any = None  # the os.scandir iterator, once open
         self._batch: List["os.DirEntry[Any]"] = []
         self._done = False
+        self._busy = False  # a batch is being read: one reader of the directory at a time
 
     def __await__(self) -> Generator[Any, None, ScandirEntries]:
         return self._read_all().__await__()
@@ -263,9 +264,15 @@ class ScandirIterator:
         if not self._batch:
             if self._done:
                 raise StopAsyncIteration
-            if self._it is None:
-                self._it = await _in_thread(os.scandir, self._path)
-            batch = await _in_thread(_next_batch, self._it, _SCANDIR_BATCH)
+            if self._busy:
+                raise RuntimeError("ringlet.os.scandir: another task is already reading this iterator")
+            self._busy = True
+            try:
+                if self._it is None:
+                    self._it = await _in_thread(os.scandir, self._path)
+                batch = await _in_thread(_next_batch, self._it, _SCANDIR_BATCH)
+            finally:
+                self._busy = False
             if len(batch) < _SCANDIR_BATCH:
                 self.close()
             if not batch:

@@ -28,7 +28,7 @@ import io
 import os
 import shutil
 import tempfile as _tempfile
-from typing import Any, AnyStr, Callable, Coroutine, Generator, Generic, Iterable, Optional, TypeVar, Union
+from typing import Any, AnyStr, Callable, Coroutine, Generator, Generic, Iterable, Optional, Protocol, TypeVar, Union
 
 from . import os as _ros
 from ._file import AsyncFile, AsyncTextFile
@@ -38,6 +38,13 @@ __all__ = ["AsyncSpooledTemporaryFile", "AsyncTemporaryDirectory", "NamedTempora
            "SpooledTemporaryFile", "TemporaryDirectory", "TemporaryFile"]
 
 T = TypeVar("T")
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
 RingletFile = Union[AsyncFile, AsyncTextFile]
 
 
@@ -45,18 +52,18 @@ async def _in_executor(executor: Any, func: Callable[..., T], *args: Any, **kwar
     return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(func, *args, **kwargs))
 
 
-class _Context(Generic[T]):
+class _Context(Generic[C]):
     """What the functions return: awaitable (giving the object) and an async
     context manager (giving enter(object), and closing it at the end)."""
 
     __slots__ = ("_coro", "_obj", "_enter")
 
-    def __init__(self, coro: Coroutine[Any, Any, T], enter: Callable[[T], Any] = lambda obj: obj) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, C], enter: Callable[[C], Any] = lambda obj: obj) -> None:
         self._coro = coro
-        self._obj: Optional[T] = None
+        self._obj: Optional[C] = None
         self._enter = enter
 
-    def __await__(self) -> Generator[Any, None, T]:
+    def __await__(self) -> Generator[Any, None, C]:
         return self._coro.__await__()
 
     async def __aenter__(self) -> Any:
@@ -65,7 +72,7 @@ class _Context(Generic[T]):
 
     async def __aexit__(self, *exc_info: Any) -> None:
         if self._obj is not None:
-            await self._obj.close()  # type: ignore[attr-defined]
+            await self._obj.close()
 
 
 async def _wrap_fd(fd: int, path: Any, mode: str, buffering: int, encoding: Optional[str],
@@ -304,11 +311,11 @@ class AsyncSpooledTemporaryFile:
         return self._memory.tell()
 
     async def truncate(self, size: Optional[int] = None) -> int:
+        if self._file is None and size is not None and size > self._max_size:
+            await self.rollover()  # as tempfile: growing past max_size by truncate rolls over too
         if self._file is not None:
             return await self._file.truncate(size)
-        n = self._memory.truncate(size)
-        await self._check()
-        return n
+        return self._memory.truncate(size)
 
     async def flush(self) -> None:
         if self._file is not None:

@@ -1,7 +1,7 @@
 """Measuring file I/O fairly: one place for what every measurement shares.
 
-The harness rules (issue 14, point 6), kept here so that both the cliff
-command and benchmarks/ follow them:
+The harness rules, kept here so that both the cliff command and
+benchmarks/ follow them:
 
 - The page cache is re-warmed right before every contender's round
   (``warm``): this project's VM pages out memory left idle for about a
