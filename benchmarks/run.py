@@ -48,12 +48,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import mmap
 import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
