@@ -16,8 +16,13 @@ How an operation waits depends on the descriptor (``os.fstat`` per operation):
   a cancelled wait only drops the result (an open that still succeeds has its
   descriptor closed).  A job cancelled while queued leaves the queue at once.
   Writes to one file run one after the other, in the order they were made
-  (io_uring's io-wq does the same).  Buffers for reads are made on the loop
-  thread (large ones as anonymous maps), so that workers allocate nothing.
+  (io_uring's io-wq does the same).  A close waits for the operations
+  already handed to workers on its descriptor (io_uring holds the file for
+  them), so their bytes never land in a file that reuses the number; later
+  ones fail with EBADF.  A close is never dropped, even if its wait is
+  cancelled or the engine shuts down first.  Buffers for reads are made on
+  the loop thread (large ones as anonymous maps), so that workers allocate
+  nothing.
 * **FIFOs, pipes, sockets, character devices** can block for ever, so no
   worker ever waits on them.  The read or write is tried at once, non-blocking,
   on the loop thread; if it would block, the loop waits for readiness
@@ -38,9 +43,14 @@ How an operation waits depends on the descriptor (``os.fstat`` per operation):
 
 Workers hand finished operations to the loop through a pipe that the loop
 watches (``fileno()``), as it watches the ring's eventfd; ``drain()`` then
-resolves their futures on the loop thread.  So this engine has the life cycle
-of the io_uring one: one per loop, ``shutdown()`` when the loop drops its
-reader, and RuntimeError when used from another thread or after ``fork()``.
+resolves their futures on the loop thread.  One callback of the loop (a
+drain, or one file's readiness) resolves at most ``cq_entries`` operations,
+as the io_uring engine reaps at most its completion queue: the rest come at
+the next turn, so a long queue never makes a slow callback.  A cancelled
+operation that never ran is traced with -ECANCELED, as io_uring reports it.
+So this engine has the life cycle of the io_uring one: one per loop,
+``shutdown()`` when the loop drops its reader, and RuntimeError when used
+from another thread or after ``fork()``.
 
 What differs: ``stats()["enter_calls"]`` stays 0 (no ring), and operations on
 regular files never complete inline (each is a trip to a worker).

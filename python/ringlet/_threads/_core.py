@@ -2,11 +2,19 @@
 its resolved future: submitting (to the pool, or to readiness waiting),
 finishing on the loop thread, cancelling, tracing, draining what workers
 finished, shutting down; the engine's counters and properties.
+
+Descriptors stay valid for the operations on them: a close waits until
+the operations already started on its descriptor (in the pool) are over,
+so its number cannot be reused under them (the kernel holds the file for
+io_uring operations in the same way); operations started after the close
+fail with EBADF.  A close is never dropped: not when its wait is
+cancelled, nor at shutdown, where it is made at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import threading
 import time
@@ -24,8 +32,8 @@ from ._ready import Readiness
 class EngineCore:
     """What every operation of ThreadEngine goes through."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, future_type: Optional[type] = None,
-                 max_workers: Optional[int] = None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, cq_entries: int = 4096,
+                 future_type: Optional[type] = None, max_workers: Optional[int] = None) -> None:
         self._loop_ref = weakref.ref(loop)
         self._future_type = future_type
         self._thread = threading.get_ident()
@@ -33,11 +41,16 @@ class EngineCore:
         self._tracer: Optional[contract.Tracer] = None
         self.pool: WorkerPool[Op] = WorkerPool(max_workers or default_max_workers())
         self.ready = Readiness(self)
+        # The most one callback (drain, or a file's readiness) completes, as
+        # the io_uring engine reaps at most its completion queue per drain.
+        self._budget = max(1, cq_entries)
         self._lock = threading.Lock()  # guards _completed and the wake pipe
         self._completed: list[Op] = []
         # A pipe rather than an eventfd: if a caller closes fileno(), the
         # workers still write to a descriptor of their own, never a reused number.
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._fd_users: dict[int, int] = {}  # fd -> operations in the pool that use its number
+        self._closing: dict[int, list[Op]] = {}  # fd -> closes waiting for those operations
         self._closed = False
         self._shutting_down = False
         self._submitted = 0
@@ -128,13 +141,42 @@ class EngineCore:
         return op.future
 
     def _to_pool(self, op: Op, work: Callable[[], Any], key: Any = None) -> asyncio.Future[Any]:
-        """Start op in a worker."""
+        """Start op in a worker.  An op on a descriptor (not its close) counts
+        as a user of the number until it is over: see the module docstring."""
+        uses_fd = op.fd >= 0 and op.name != "close"
+        if uses_fd and op.fd in self._closing:
+            return self._failed(op, OSError(errno.EBADF, os.strerror(errno.EBADF)))
         self._begin(op)
         op.work = work
         op.state = "pool"
         if self.pool.submit(op, key):
             self._overflowed += 1
+        if uses_fd:
+            op.holds_fd = True
+            self._fd_users[op.fd] = self._fd_users.get(op.fd, 0) + 1
         return self._returned(op)
+
+    def _close_after_users(self, op: Op, close: Callable[[], Any]) -> asyncio.Future[Any]:
+        """A close of a descriptor that operations in the pool still use: made
+        once they are over (see _fd_done)."""
+        self._begin(op)
+        op.work = close
+        op.state = "closing"
+        self._closing.setdefault(op.fd, []).append(op)
+        return self._returned(op)
+
+    def _fd_done(self, fd: int) -> None:
+        """An op counted in the users of fd is over; the last one lets the close go."""
+        left = self._fd_users[fd] - 1
+        if left:
+            self._fd_users[fd] = left
+            return
+        del self._fd_users[fd]
+        if self._shutting_down:
+            return  # shutdown() makes the closes waiting here
+        for op in self._closing.pop(fd, ()):
+            op.state = "pool"
+            self.pool.submit(op, ("close", fd))
 
     def _post(self, op: Op) -> None:
         """In a worker: queue the finished op for drain() and wake the loop."""
@@ -162,6 +204,9 @@ class EngineCore:
         else:
             self._deferred += 1
         self._in_flight -= 1
+        if op.holds_fd:
+            op.holds_fd = False
+            self._fd_done(op.fd)
         times = op.times
         if times is not None:
             times["reaped"] = time.monotonic_ns()
@@ -201,9 +246,13 @@ class EngineCore:
         return self._returned(op)
 
     def _cancel(self, op: Op) -> None:
-        """The future is done (cancelled) while the op is not: drop what can be dropped now."""
+        """The future is done (cancelled) while the op is not: drop what can be
+        dropped now.  A dropped op ends with ECANCELED, as a cancelled io_uring
+        operation does (its trace record says -ECANCELED)."""
         self._cancelled += 1
         state = op.state
+        if op.name == "close":
+            return  # made all the same: a descriptor is never left open
         if state == "pool":
             if not self.pool.remove(op):
                 return  # a worker is running it: its completion is dropped (an fd closed)
@@ -213,6 +262,7 @@ class EngineCore:
             self.ready.cancel(op)
         else:
             return
+        op.error = errno.ECANCELED
         self._finish(op, inline=False)
 
     def _emit(self, op: Op) -> None:
@@ -235,15 +285,23 @@ class EngineCore:
 
     def drain(self) -> int:
         """drain() -> int: resolve the futures of the operations the workers
-        have finished; the loop calls this when fileno() is readable.
-        Returns how many."""
+        have finished, at most the budget (the rest at the next call); the
+        loop calls this when fileno() is readable.  Returns how many."""
         self._check()
         try:
             os.read(self._wake_r, 4096)
         except OSError:
             pass
         with self._lock:
-            done, self._completed = self._completed, []
+            done = self._completed
+            if len(done) <= self._budget:
+                self._completed = []
+            else:  # more than one callback's worth: the rest after the loop wakes again
+                done, self._completed = done[:self._budget], done[self._budget:]
+                try:
+                    os.write(self._wake_w, b"\1")
+                except OSError:
+                    pass
         for op in done:
             self._reaped(op)
         return len(done)
@@ -287,7 +345,8 @@ class EngineCore:
         """shutdown(timeout=1.0) -> int: drop what waits (in the queue, for a
         pipe, for a retry), wait up to timeout seconds for the calls workers
         are making, and close.  Futures are not resolved; a descriptor an open
-        still returns is closed.  Returns how many were left running."""
+        still returns is closed, and so is one whose close had not been made.
+        Returns how many were left running."""
         timeout = _args.timeout(timeout)
         if self._closed or self._fork_generation != contract.fork_generation:
             return 0
@@ -308,6 +367,10 @@ class EngineCore:
             if op.value is RETRY:
                 op.value = None
             self._finish(op, inline=False)
+        for closes in list(self._closing.values()):
+            for op in closes:
+                self._finish(op, inline=False)  # orphaned: the close is made now
+        self._closing.clear()
         self._closed = True
         for fd in (wake_r, wake_w):
             try:

@@ -27,12 +27,13 @@ OPCODES = frozenset(contract.Opcode)
 class ThreadEngine(EngineCore):
     """ringlet's engine on worker threads and loop readiness, for one event
     loop.  Use ringlet.get_engine() rather than creating one: it also
-    registers the engine's fileno() with the loop.  sq_entries and
-    cq_entries are accepted as the C engine's (no ring here)."""
+    registers the engine's fileno() with the loop.  sq_entries is accepted
+    as the C engine's (no ring here); cq_entries bounds the completions one
+    callback of the loop resolves."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sq_entries: int = 256, cq_entries: int = 4096,
                  future_type: Optional[type] = None, max_workers: Optional[int] = None) -> None:
-        super().__init__(loop, future_type, max_workers)
+        super().__init__(loop, cq_entries, future_type, max_workers)
 
     # -- read, readinto, write ----------------------------------------------
 
@@ -161,11 +162,15 @@ class ThreadEngine(EngineCore):
         return self._to_pool(op, lambda: _calls.open_now(path, flags, mode))
 
     def close(self, fd: int, /) -> asyncio.Future[None]:
-        """close(fd, /) -> Future[None]: close(2).  Operations waiting on the
-        file (a pipe, say) go on: they hold a descriptor of their own."""
+        """close(fd, /) -> Future[None]: close(2), once the operations already
+        started on fd in a worker are over.  Operations waiting on the file (a
+        pipe, say) go on: they hold a descriptor of their own.  Cancelling the
+        wait does not stop the close."""
         fd = _args.int32(fd, "fd")
         self._check()
         op = Op(self, "close", fd)
+        if fd in self._fd_users:
+            return self._close_after_users(op, lambda: os.close(fd))
         try:
             kind = kind_of(os.fstat(fd).st_mode)
         except OSError as exc:
@@ -173,6 +178,7 @@ class ThreadEngine(EngineCore):
         if kind == "file":
             return self._to_pool(op, lambda: os.close(fd))
         self._begin(op)
+        op.ran = True
         try:
             os.close(fd)
         except OSError as exc:

@@ -25,8 +25,8 @@ class Op:
     """One operation: what it holds until it is over, and its future."""
 
     __slots__ = ("engine", "name", "fd", "future", "work", "convert", "value", "error", "filename", "filename2",
-                 "holder", "view", "bounce", "done", "finished", "inline", "state", "retries", "handle",
-                 "times", "traced", "key", "waiting")
+                 "holder", "view", "bounce", "done", "ran", "finished", "inline", "state", "retries", "handle",
+                 "times", "traced", "key", "waiting", "holds_fd")
 
     def __init__(self, engine: EngineCore, name: str, fd: int = -1, filename: Any = None,
                  filename2: Any = None) -> None:
@@ -44,18 +44,23 @@ class Op:
         self.view: Optional[memoryview] = None
         self.bounce: Optional[Bounce] = None  # O_DIRECT: the aligned memory the kernel uses
         self.done = 0  # bytes written so far (writes)
+        self.ran = False  # the system call was made (a close that never ran is made when the op is dropped)
         self.finished = False
         self.inline = False
-        self.state = ""  # "pool", "retry", "read"/"write" (waiting for readiness), or ""
+        # "pool", "retry", "read"/"write" (waiting for readiness), "closing"
+        # (a close waiting for the operations on its descriptor), or "".
+        self.state = ""
         self.retries = 0
         self.handle: Optional[asyncio.TimerHandle] = None  # the retry timer
         self.key: Any = None  # the pool's chain: writes to one file run in order
         self.waiting: Optional[Waiters] = None
+        self.holds_fd = False  # counted in the engine's users of fd: a close waits for it
         self.traced = engine._tracer is not None
         self.times: Optional[dict[str, Any]] = {"submitted": time.monotonic_ns()} if self.traced else None
 
     def run(self) -> None:
         """In a worker: do the work, hand the outcome to the loop thread."""
+        self.ran = True
         try:
             self.value = self.work()  # type: ignore[misc]
         except OSError as exc:
@@ -81,10 +86,14 @@ class Op:
             self.holder = None
 
     def orphan(self) -> None:
-        """Over, and nobody wants the outcome: close a descriptor nobody will close."""
+        """Over, and nobody wants the outcome: close a descriptor nobody else will
+        close (one an open returned, or one whose close was dropped unmade)."""
         if self.name == "open" and self.error is None and isinstance(self.value, int):
             _close_quietly(self.value)
             self.value = None
+        elif self.name == "close" and not self.ran:
+            self.ran = True
+            _close_quietly(self.fd)
         self.release()
 
     def outcome(self) -> Any:

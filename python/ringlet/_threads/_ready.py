@@ -9,7 +9,9 @@ waiting on that file is over (as the kernel holds the file: closing the
 caller's descriptor does not disturb them).  ``O_NONBLOCK`` is set just
 around each system call and restored right after (the flag belongs to the
 open file description, which another process may share).  Cancelling is
-leaving the queue.
+leaving the queue.  One readiness callback serves at most the engine's
+budget of operations: the loop calls again while the file stays ready, so a
+long queue never makes one slow callback.
 """
 
 from __future__ import annotations
@@ -164,16 +166,21 @@ class Readiness:
             pass
 
     def _on_ready(self, waiters: Waiters) -> None:
-        """The loop says the file is ready: serve its queue in order until it would block."""
+        """The loop says the file is ready: serve its queue in order until it
+        would block, at most the engine's budget of operations this time."""
         engine = self.engine
         if engine._closed or engine._fork_generation != contract.fork_generation:
             return
         ops = waiters.ops
+        budget = engine._budget
         while ops:
             op = ops[0]
             if op.finished:
                 ops.popleft()
                 continue
+            if budget == 0:
+                return  # the rest when the loop calls again: the file is still ready
+            budget -= 1
             if not self._attempt(op, waiters.fd, inline=False):
                 return
             if ops and ops[0] is op:
