@@ -31,20 +31,20 @@ import os
 import platform
 import threading
 import weakref
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
+from . import _contract as contract
 from . import _ringlet
+from ._contract import NEEDED_OPCODES, Engine
 from ._threads import ThreadEngine
 
 __all__ = ["get_engine", "backend", "probe"]
 
 # loop -> (weak references to its engine and to the _Watch the loop holds for it)
-_engines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple]" = weakref.WeakKeyDictionary()
+_engines: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, tuple[weakref.ref[Engine], weakref.ref[_Watch]]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()  # guards _engines and the choice of backend: loops may run in several threads
 _current = threading.local()  # per thread: weak reference to the last engine used
-
-# IORING_OP_* ringlet cannot do without: READ, WRITE, OPENAT, CLOSE, STATX, FSYNC, ASYNC_CANCEL.
-_NEEDED_OPCODES = {22: "READ", 23: "WRITE", 18: "OPENAT", 19: "CLOSE", 21: "STATX", 3: "FSYNC", 14: "ASYNC_CANCEL"}
 
 # Errors of io_uring_setup after which the thread backend takes over.
 _REFUSALS = {
@@ -57,7 +57,7 @@ _BACKENDS = ("io_uring", "threads")
 
 # The choice, once made.  backend is "io_uring", "threads", or "unavailable"
 # (io_uring forced but refused); why is "" (io_uring, nothing forced) or the reason.
-_choice: Optional[Tuple[str, str, int]] = None  # (backend, why, errno), see _choose()
+_choice: Optional[tuple[str, str, int]] = None  # (backend, why, errno), see _choose()
 
 
 class _Watch:
@@ -71,14 +71,14 @@ class _Watch:
 
     __slots__ = ("engine", "fd", "loop", "generation", "__weakref__")
 
-    def __init__(self, engine: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
         self.engine = engine
         self.fd = os.dup(engine.fileno())
         self.loop = weakref.ref(loop)
-        self.generation = _fork_generation
+        self.generation = contract.fork_generation
 
     def __call__(self) -> None:
-        if self.generation != _fork_generation:
+        if self.generation != contract.fork_generation:
             # A forked child running its copy of the parent's loop: the epoll
             # instance is shared with the parent, so leave everything alone.
             return
@@ -103,14 +103,14 @@ class _Watch:
             pass
 
 
-def get_engine() -> Any:
+def get_engine() -> Engine:
     """Return the engine of the running event loop, creating it on first use.
 
     Raises RuntimeError when called without a running loop, and OSError when
     RINGLET_BACKEND=io_uring forces io_uring where it cannot be set up (see
     ringlet.backend())."""
     loop = asyncio.get_running_loop()
-    ref = getattr(_current, "ref", None)
+    ref: Optional[weakref.ref[Engine]] = getattr(_current, "ref", None)
     engine = ref() if ref is not None else None
     if engine is not None and engine.loop is loop and not engine.closed:
         return engine
@@ -136,7 +136,7 @@ def get_engine() -> Any:
     return engine
 
 
-def _new_engine(loop: asyncio.AbstractEventLoop) -> Any:
+def _new_engine(loop: asyncio.AbstractEventLoop) -> Engine:
     global _choice
     name, why, code = _choose()
     future_type = _future_type(loop)
@@ -155,7 +155,7 @@ def _new_engine(loop: asyncio.AbstractEventLoop) -> Any:
         return ThreadEngine(loop, future_type=future_type)
 
 
-def _future_type(loop: asyncio.AbstractEventLoop) -> "type | None":
+def _future_type(loop: asyncio.AbstractEventLoop) -> Optional[type]:
     # The stock create_future() is just Future(loop=self); calling the class
     # from C skips its Python frame.  Any other loop keeps its own method.
     if type(loop).create_future is asyncio.BaseEventLoop.create_future:
@@ -163,13 +163,9 @@ def _future_type(loop: asyncio.AbstractEventLoop) -> "type | None":
     return None
 
 
-_fork_generation = 0
-
-
 def _forget_engines() -> None:
     # A forked child must never touch its parent's rings: start afresh.
-    global _lock, _fork_generation
-    _fork_generation += 1
+    global _lock
     _lock = threading.Lock()
     _engines.clear()
     _current.__dict__.clear()
@@ -179,7 +175,7 @@ os.register_at_fork(after_in_child=_forget_engines)
 
 
 @functools.lru_cache(maxsize=1)
-def probe() -> dict:
+def probe() -> dict[str, Any]:
     """What this kernel allows, from a throw-away ring; {'error': errno} if refused."""
     try:
         return _ringlet.probe()
@@ -187,20 +183,20 @@ def probe() -> dict:
         return {"error": exc.errno}
 
 
-def _io_uring_problem(info: dict) -> "tuple[str, int]":
+def _io_uring_problem(info: dict[str, Any]) -> tuple[str, int]:
     """Why io_uring cannot serve ringlet here ('' if it can), and the errno."""
     if "error" in info:
         code = info["error"]
         why = _REFUSALS.get(code, f"failed with {errno.errorcode.get(code, code)}")
         return f"io_uring_setup {why}", code
-    missing = [name for op, name in sorted(_NEEDED_OPCODES.items()) if op not in info.get("opcodes", ())]
+    missing = [op for op in sorted(NEEDED_OPCODES) if op not in info.get("opcodes", ())]
     if missing:
-        ops = ", ".join("IORING_OP_" + name for name in missing)
+        ops = ", ".join("IORING_OP_" + op.name for op in missing)
         return f"this kernel's io_uring lacks {ops} (Linux {platform.release()})", errno.ENOSYS
     return "", 0
 
 
-def _choose() -> "tuple[str, str, int]":
+def _choose() -> tuple[str, str, int]:
     """The backend of this process: chosen at the first call, then kept."""
     global _choice
     if _choice is not None:

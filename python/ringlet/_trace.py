@@ -24,11 +24,10 @@ import io
 import threading
 from typing import Any, Callable, Optional
 
+from ._contract import STAMPS
 from ._engine import get_engine
 
 __all__ = ["trace", "Timeline"]
-
-_STAMPS = ("submitted", "returned", "reaped", "resolved", "resumed")
 
 
 class trace:
@@ -58,11 +57,11 @@ class trace:
         self.limit = limit
         self.records: list[dict[str, Any]] = []
         self.dropped = 0
-        self._previous: Optional[Callable[[dict], Any]] = None
+        self._previous: Optional[Callable[[dict[str, Any]], Any]] = None
         self._active = False
         self.thread_names: dict[int, str] = {}
 
-    def _record(self, record: dict) -> None:
+    def _record(self, record: dict[str, Any]) -> None:
         if self.limit is None or len(self.records) < self.limit:
             self.records.append(record)
         else:
@@ -139,7 +138,7 @@ class Timeline:
     inline) and its Timeline B (the completion reaped, the future resolved,
     the awaiting task resumed).  Times are µs after the first submission."""
 
-    def __init__(self, records: list[dict], thread_names: Optional[dict[int, str]] = None) -> None:
+    def __init__(self, records: list[dict[str, Any]], thread_names: Optional[dict[int, str]] = None) -> None:
         self.records = sorted(records, key=lambda r: (r.get("submitted") or 0))
         self.thread_names = dict(thread_names or {})
         if not self.thread_names:
@@ -156,7 +155,7 @@ class Timeline:
         """One dict per operation with times in µs after the first submission."""
         rows = []
         for i, r in enumerate(self.records):
-            rel = {k: _us(r.get(k), self.t0) for k in _STAMPS}
+            rel = {k: _us(r.get(k), self.t0) for k in STAMPS}
             result = r.get("result")
             if r.get("resumed") is None and r.get("resolved") is None:
                 state = "cancelled"
@@ -172,7 +171,7 @@ class Timeline:
              "reaped", "resolved", "resumed")
 
     def _table(self) -> list[tuple[str, ...]]:
-        out = []
+        out: list[tuple[str, ...]] = []
         for row in self.rows():
             out.append((str(row["n"]), str(row["op"]), str(row["fd"]), str(row["result"]),
                         _fmt_us(row["submitted"]), row["thread"], row["state"], _fmt_us(row["call_us"]),

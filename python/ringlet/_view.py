@@ -12,6 +12,7 @@ import platform
 from typing import Any, Optional
 
 from . import _ringlet
+from ._contract import STATS_KEYS, opcode_name
 from ._engine import backend, get_engine, probe
 
 __all__ = ["Stats", "EngineView", "stats", "engine_info", "feature_names", "opcode_name", "FLAG_CHOICES"]
@@ -26,22 +27,6 @@ _FEATURE_NAMES = (
     "RW_ATTR NO_IOWAIT"
 ).split()
 
-# IORING_OP_* in kernel order (include/uapi/linux/io_uring.h).
-_OPCODE_NAMES = (
-    "NOP READV WRITEV FSYNC READ_FIXED WRITE_FIXED POLL_ADD POLL_REMOVE SYNC_FILE_RANGE SENDMSG RECVMSG "
-    "TIMEOUT TIMEOUT_REMOVE ACCEPT ASYNC_CANCEL LINK_TIMEOUT CONNECT FALLOCATE OPENAT CLOSE FILES_UPDATE "
-    "STATX READ WRITE FADVISE MADVISE SEND RECV OPENAT2 EPOLL_CTL SPLICE PROVIDE_BUFFERS REMOVE_BUFFERS "
-    "TEE SHUTDOWN RENAMEAT UNLINKAT MKDIRAT SYMLINKAT LINKAT MSG_RING FSETXATTR SETXATTR FGETXATTR "
-    "GETXATTR SOCKET URING_CMD SEND_ZC SENDMSG_ZC READ_MULTISHOT WAITID FUTEX_WAIT FUTEX_WAKE FUTEX_WAITV "
-    "FIXED_FD_INSTALL FTRUNCATE BIND LISTEN RECV_ZC EPOLL_WAIT READV_FIXED WRITEV_FIXED PIPE"
-).split()
-
-
-def opcode_name(op: int) -> str:
-    """IORING_OP_* name of an opcode number (``op<N>`` for one newer than this list)."""
-    return _OPCODE_NAMES[op] if 0 <= op < len(_OPCODE_NAMES) else f"op{op}"
-
-
 def feature_names(bits: int) -> list[str]:
     """IORING_FEAT_* names of the bits set in ``bits``."""
     names = []
@@ -55,24 +40,25 @@ def _fmt(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, float) else f"{value:,}"
 
 
-# (key, label, what it means) in display order.
-_ROWS = (
-    ("submitted", "submitted", "operations handed to the ring"),
-    ("completed", "completed", "completions reaped in C"),
-    ("completed_inline", "completed inline", "finished inside the submitting io_uring_enter"),
-    ("deferred", "deferred", "finished later: the loop woke on the ring"),
-    ("cancelled", "cancelled", "cancel requests sent to the kernel"),
-    ("enter_calls", "io_uring_enter calls", "system calls into the ring"),
-    ("ops_per_enter", "ops per enter", "submissions per system call"),
-    ("in_flight", "in flight", "cells the kernel owns right now"),
-    ("peak_in_flight", "peak in flight", "most cells owned at once"),
-    ("overflowed", "overflowed", "submissions that waited for room in the SQ"),
-)
+# key -> (label, what it means); shown in the order of STATS_KEYS.
+_LABELS = {
+    "submitted": ("submitted", "operations handed to the ring"),
+    "completed": ("completed", "completions reaped in C"),
+    "completed_inline": ("completed inline", "finished inside the submitting io_uring_enter"),
+    "deferred": ("deferred", "finished later: the loop woke on the ring"),
+    "cancelled": ("cancelled", "cancel requests sent to the kernel"),
+    "enter_calls": ("io_uring_enter calls", "system calls into the ring"),
+    "ops_per_enter": ("ops per enter", "submissions per system call"),
+    "in_flight": ("in flight", "cells the kernel owns right now"),
+    "peak_in_flight": ("peak in flight", "most cells owned at once"),
+    "overflowed": ("overflowed", "submissions that waited for room in the SQ"),
+}
+_ROWS = tuple((key, *_LABELS[key]) for key in STATS_KEYS)
 
 _COUNTERS = ("submitted", "completed", "completed_inline", "deferred", "cancelled", "enter_calls", "overflowed")
 
 
-class Stats(dict):
+class Stats(dict[str, Any]):
     """The engine's counters (a dict), printed for people.
 
     ``after - before`` gives the counters of what happened in between (in
@@ -84,7 +70,7 @@ class Stats(dict):
         done = self.get("completed_inline", 0) + self.get("deferred", 0)
         return self.get("completed_inline", 0) / done if done else 0.0
 
-    def __sub__(self, other: dict) -> "Stats":
+    def __sub__(self, other: dict[str, Any]) -> "Stats":
         if not isinstance(other, dict):
             return NotImplemented
         diff = Stats(self)

@@ -25,6 +25,7 @@ import os
 import sys
 from typing import Any, AsyncIterator, Callable, Generator, Iterator, List, Optional, Tuple, TypeVar, Union
 
+from ._contract import Opcode
 from ._engine import get_engine
 
 __all__ = [
@@ -35,9 +36,6 @@ __all__ = [
 
 PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 T = TypeVar("T")
-
-# IORING_OP_* numbers of the operations that have one.
-_STATX, _RENAMEAT, _UNLINKAT, _MKDIRAT, _SYMLINKAT, _LINKAT = 21, 35, 36, 37, 38, 39
 
 
 async def _in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -71,7 +69,7 @@ def _ring_path(path: Any) -> Optional[bytes]:
 async def stat(path: Union[PathArg, int], *, dir_fd: Optional[int] = None,
                follow_symlinks: bool = True) -> os.stat_result:
     """os.stat(): through io_uring statx, or the executor (dir_fd given)."""
-    engine = _ring(_STATX) if dir_fd is None else None
+    engine = _ring(Opcode.STATX) if dir_fd is None else None
     if engine is not None:
         if type(path) is int and follow_symlinks and 0 <= path <= 0x7FFFFFFF:
             return await engine.statx(path, path)
@@ -92,7 +90,7 @@ async def rename(src: PathArg, dst: PathArg, *, src_dir_fd: Optional[int] = None
                  dst_dir_fd: Optional[int] = None) -> None:
     """os.rename(): through io_uring renameat, or the executor.  On Linux
     it replaces an existing dst, exactly as replace()."""
-    engine = _ring(_RENAMEAT) if src_dir_fd is None and dst_dir_fd is None else None
+    engine = _ring(Opcode.RENAMEAT) if src_dir_fd is None and dst_dir_fd is None else None
     raw_src, raw_dst = _ring_path(src), _ring_path(dst)
     if engine is not None and raw_src is not None and raw_dst is not None:
         return await engine.rename(raw_src, raw_dst, 0, os.fspath(src), os.fspath(dst))
@@ -106,7 +104,7 @@ async def replace(src: PathArg, dst: PathArg, *, src_dir_fd: Optional[int] = Non
 
 
 async def _unlinkat(path: PathArg, dir_fd: Optional[int], directory: bool) -> None:
-    engine = _ring(_UNLINKAT) if dir_fd is None else None
+    engine = _ring(Opcode.UNLINKAT) if dir_fd is None else None
     raw = _ring_path(path)
     if engine is not None and raw is not None:
         return await engine.unlink(raw, directory, os.fspath(path))
@@ -130,7 +128,7 @@ async def rmdir(path: PathArg, *, dir_fd: Optional[int] = None) -> None:
 
 async def mkdir(path: PathArg, mode: int = 0o777, *, dir_fd: Optional[int] = None) -> None:
     """os.mkdir(): through io_uring mkdirat, or the executor."""
-    engine = _ring(_MKDIRAT) if dir_fd is None and type(mode) is int else None
+    engine = _ring(Opcode.MKDIRAT) if dir_fd is None and type(mode) is int else None
     raw = _ring_path(path)
     if engine is not None and raw is not None and -(1 << 31) <= mode < (1 << 31):
         return await engine.mkdir(raw, mode, os.fspath(path))
@@ -161,7 +159,7 @@ async def makedirs(name: PathArg, mode: int = 0o777, exist_ok: bool = False) -> 
 async def link(src: PathArg, dst: PathArg, *, src_dir_fd: Optional[int] = None,
                dst_dir_fd: Optional[int] = None, follow_symlinks: bool = True) -> None:
     """os.link(): through io_uring linkat, or the executor."""
-    engine = _ring(_LINKAT) if src_dir_fd is None and dst_dir_fd is None else None
+    engine = _ring(Opcode.LINKAT) if src_dir_fd is None and dst_dir_fd is None else None
     raw_src, raw_dst = _ring_path(src), _ring_path(dst)
     if engine is not None and raw_src is not None and raw_dst is not None:
         return await engine.link(raw_src, raw_dst, bool(follow_symlinks), os.fspath(src), os.fspath(dst))
@@ -173,7 +171,7 @@ async def symlink(src: PathArg, dst: PathArg, target_is_directory: bool = False,
                   dir_fd: Optional[int] = None) -> None:
     """os.symlink(): make dst a symbolic link to src, through io_uring
     symlinkat, or the executor.  target_is_directory matters on Windows only."""
-    engine = _ring(_SYMLINKAT) if dir_fd is None else None
+    engine = _ring(Opcode.SYMLINKAT) if dir_fd is None else None
     raw_src, raw_dst = _ring_path(src), _ring_path(dst)
     if engine is not None and raw_src is not None and raw_dst is not None:
         return await engine.symlink(raw_src, raw_dst, os.fspath(src), os.fspath(dst))

@@ -1,0 +1,369 @@
+"""Operations still queued when their file is closed, their wait is
+cancelled or the loop is interrupted (findings 3, 10, 11 and 12 of the
+adversarial pass, issue 13).
+
+* A close never lets a descriptor number be reused under operations started
+  before it: their bytes land in their own file, never in the next one
+  opened (io_uring holds the file; the thread engine makes the close wait).
+* A close is never dropped: not when its wait is cancelled (asyncio.run's
+  final cancellation after Ctrl-C), nor when the engine shuts down first.
+* One loop callback serves a bounded number of operations, however many
+  wait on a pipe.
+* A cancelled read's trace record says -ECANCELED on both backends.
+
+The front-end tests run on the backend of the pass; the thread engine's
+own tests run on it directly in every pass.
+"""
+
+import asyncio
+import contextlib
+import errno
+import gc
+import os
+import threading
+
+import pytest
+
+from conftest import fd_count, read_os, wait_until
+
+CHUNK = 1 << 20
+
+
+@contextlib.asynccontextmanager
+async def thread_engine(**kwargs):
+    """A ThreadEngine on the running loop, drained as get_engine() drains one;
+    shut down at the end."""
+    from ringlet._threads import ThreadEngine
+
+    loop = asyncio.get_running_loop()
+    engine = ThreadEngine(loop, **kwargs)
+    fd = engine.fileno()
+    loop.add_reader(fd, engine.drain)
+    try:
+        yield engine
+    finally:
+        loop.remove_reader(fd)
+        engine.shutdown()
+
+
+class Blocker:
+    """A job that holds a pool worker until released (it posts nothing)."""
+
+    key = None
+
+    def __init__(self):
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def run(self):
+        self.started.set()
+        self.release.wait(30)
+
+
+def is_open(fd):
+    try:
+        os.fstat(fd)
+    except OSError as exc:
+        assert exc.errno == errno.EBADF
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------
+# 13.3: queued writes, then close, then another file on the same number
+# --------------------------------------------------------------------------
+
+
+def test_writes_queued_before_close_never_land_in_the_next_file(ringlet, run, tmp_path):
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    chunks = [os.urandom(CHUNK) for _ in range(8)]
+
+    async def main():
+        f = await ringlet.open(first, "wb")
+        number = f.fileno()
+        writes = [asyncio.ensure_future(f.pwrite(chunk, i * CHUNK)) for i, chunk in enumerate(chunks)]
+        await asyncio.sleep(0)  # every write is handed to the engine; none is awaited
+        await f.close()
+        async with ringlet.open(second, "wb") as g:
+            reused = g.fileno() == number
+            outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        return reused, outcomes
+
+    reused, outcomes = run(main())
+    assert reused, "the second file did not get the first one's number: the case is not exercised"
+    assert read_os(second) == b""
+    content = read_os(first)
+    for i, outcome in enumerate(outcomes):
+        if isinstance(outcome, OSError):  # allowed: failed before the number could be reused
+            assert outcome.errno == errno.EBADF, outcome
+        else:
+            assert outcome == CHUNK and content[i * CHUNK:(i + 1) * CHUNK] == chunks[i], i
+
+
+def test_thread_engine_close_waits_for_the_operations_before_it(run, tmp_path):
+    first, second = str(tmp_path / "first.bin"), str(tmp_path / "second.bin")
+    chunks = [os.urandom(CHUNK) for _ in range(8)]
+
+    async def main():
+        async with thread_engine(max_workers=4) as engine:
+            fd = os.open(first, os.O_WRONLY | os.O_CREAT, 0o644)
+            writes = [engine.write(fd, chunk, i * CHUNK) for i, chunk in enumerate(chunks)]
+            closing = engine.close(fd)
+            late = engine.read(fd, 10, 0)  # after the close: the descriptor is gone for it
+            await closing
+            other = os.open(second, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                results = await asyncio.gather(*writes)
+            finally:
+                os.close(other)
+            with pytest.raises(OSError) as info:
+                await late
+            return other == fd, results, info.value.errno
+
+    reused, results, late_errno = run(main())
+    assert reused
+    assert results == [CHUNK] * 8
+    assert late_errno == errno.EBADF
+    assert read_os(second) == b""
+    assert read_os(first) == b"".join(chunks)
+
+
+# --------------------------------------------------------------------------
+# 13.10: a close is never dropped
+# --------------------------------------------------------------------------
+
+
+def test_thread_engine_cancelled_close_still_closes(run, make_file):
+    path, _ = make_file(100)
+
+    async def main():
+        async with thread_engine(max_workers=1) as engine:
+            blocker = Blocker()
+            engine.pool.submit(blocker)
+            assert await asyncio.get_running_loop().run_in_executor(None, blocker.started.wait, 10)
+            fd = os.open(path, os.O_RDONLY)
+            closing = engine.close(fd)  # queued behind the blocker
+            closing.cancel()
+            await asyncio.sleep(0)
+            still_open = is_open(fd)
+            blocker.release.set()
+            closed = await wait_until(lambda: not is_open(fd), timeout=10)
+            return still_open, closed
+
+    assert run(main()) == (True, True)
+
+
+def test_thread_engine_shutdown_makes_the_closes_it_did_not_run(run, make_file):
+    path, _ = make_file(100)
+
+    async def main():
+        async with thread_engine(max_workers=1) as engine:
+            blocker = Blocker()
+            engine.pool.submit(blocker)
+            assert await asyncio.get_running_loop().run_in_executor(None, blocker.started.wait, 10)
+            queued = os.open(path, os.O_RDONLY)
+            engine.close(queued)  # queued behind the blocker
+            waiting = os.open(path, os.O_RDONLY)
+            engine.read(waiting, 10, 0)
+            engine.close(waiting)  # waits for the read, which waits for the blocker
+            assert is_open(queued) and is_open(waiting)
+            left_running = engine.shutdown(0)
+            blocker.release.set()
+            return left_running, is_open(queued), is_open(waiting)
+
+    assert run(main()) == (1, False, False)
+
+
+def _interrupted_rounds(run, interrupted, rounds):
+    """run(interrupted(steps)) for steps = 0, 1, ... until a round ends
+    without KeyboardInterrupt (the work finishes within that many steps);
+    returns how many rounds were interrupted."""
+    count = 0
+    for steps in range(rounds):
+        try:
+            run(interrupted(steps))
+        except KeyboardInterrupt:
+            count += 1
+        else:
+            break
+    return count
+
+
+@pytest.mark.timeout(120)
+def test_interrupt_while_files_are_written_and_closed_leaves_none_open(ringlet, run, tmp_path):
+    """Ctrl-C while tasks write and close their files: KeyboardInterrupt ends
+    the main task and asyncio.run cancels the others, some while they wait
+    for their close.  The files are opened before the interrupt can land (an
+    open completing in the very iteration its task is cancelled is finding
+    13.9, tested where it is fixed); the interrupt lands at a different step
+    in each round."""
+    data = os.urandom(CHUNK)
+
+    async def interrupted(steps):
+        files = [await ringlet.open(tmp_path / f"f{steps}-{k}.bin", "wb") for k in range(16)]
+
+        async def write_and_close(f):
+            try:
+                await f.write(data)
+            finally:
+                await f.close()
+
+        tasks = [asyncio.ensure_future(write_and_close(f)) for f in files]
+        if steps is None:
+            return await asyncio.gather(*tasks)
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        if all(task.done() for task in tasks):
+            return steps
+        raise KeyboardInterrupt
+
+    run(interrupted(None))  # warm-up: what stays open for good is open now
+    gc.collect()
+    before = fd_count()
+    rounds = _interrupted_rounds(run, interrupted, 200)
+    gc.collect()
+    assert rounds >= 3
+    assert fd_count() == before
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.xfail(reason="finding 13.9 (front end): a task cancelled in the iteration its open completes "
+                          "loses the descriptor; this test passes once that is fixed", strict=False)
+def test_interrupt_during_copy_file_leaves_no_descriptor_open(ringlet, run, make_file, tmp_path):
+    """Ctrl-C while copies run, at a different step in each round (finding 13.10 as reported)."""
+    src, _ = make_file(3 * CHUNK + 5)
+
+    async def interrupted(steps):
+        copies = [asyncio.ensure_future(ringlet.copy_file(src, tmp_path / f"dst{steps}-{k}.bin"))
+                  for k in range(4)]
+        if steps is None:
+            return await asyncio.gather(*copies)
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        if all(copy.done() for copy in copies):
+            return steps
+        raise KeyboardInterrupt
+
+    run(interrupted(None))  # warm-up
+    gc.collect()
+    before = fd_count()
+    rounds = _interrupted_rounds(run, interrupted, 200)
+    gc.collect()
+    assert rounds >= 3
+    assert fd_count() == before
+
+
+# --------------------------------------------------------------------------
+# 13.11: one readiness callback serves a bounded number of operations
+# --------------------------------------------------------------------------
+
+
+def test_thread_engine_serves_a_long_pipe_queue_in_bounded_callbacks(run):
+    count, budget = 20_000, 1000
+
+    async def main():
+        r, w = os.pipe()
+        try:
+            async with thread_engine(cq_entries=budget) as engine:
+                reads = [engine.read(r, 1) for _ in range(count)]
+                assert not any(read.done() for read in reads)
+                payload = bytes(i % 251 for i in range(count))
+                assert os.write(w, payload) == count  # fits in the pipe: every read can be served now
+                served = []  # reads finished between two turns of this task (one loop iteration)
+                done = 0
+                while done < count:
+                    await asyncio.sleep(0)
+                    now = sum(read.done() for read in reads)
+                    served.append(now - done)
+                    done = now
+                data = b"".join(read.result() for read in reads)
+                return served, data == payload
+        finally:
+            os.close(r)
+            os.close(w)
+
+    served, in_order = run(main())
+    assert in_order
+    assert max(served) <= budget, max(served)
+    assert sum(1 for n in served if n) >= count // budget
+
+
+def test_thread_engine_drains_a_long_completion_list_in_bounded_callbacks(run, make_file):
+    path, data = make_file(4096)
+    count, budget = 300, 50
+
+    async def main():
+        async with thread_engine(cq_entries=budget, max_workers=1) as engine:
+            blocker = Blocker()
+            engine.pool.submit(blocker)
+            assert await asyncio.get_running_loop().run_in_executor(None, blocker.started.wait, 10)
+            fd = os.open(path, os.O_RDONLY)
+            loop = asyncio.get_running_loop()
+            try:
+                reads = [engine.read(fd, 16, i) for i in range(count)]
+                # Every read finishes before the loop looks: all of them wait for one drain.
+                loop.remove_reader(engine.fileno())
+                blocker.release.set()
+                assert await wait_until(lambda: engine.pool.queued == 0 and engine.pool.busy == 0, timeout=10)
+                loop.add_reader(engine.fileno(), engine.drain)
+                calls = []
+                while not all(read.done() for read in reads):
+                    await asyncio.sleep(0)
+                    calls.append(sum(read.done() for read in reads))
+                results = [read.result() for read in reads]
+            finally:
+                os.close(fd)
+            steps = [b - a for a, b in zip([0] + calls, calls)]
+            return max(steps), results
+
+    most, results = run(main())
+    assert most <= budget
+    assert results == [data[i:i + 16] for i in range(count)]
+
+
+# --------------------------------------------------------------------------
+# 13.12: the trace record of a cancelled read
+# --------------------------------------------------------------------------
+
+
+def test_cancelled_read_is_traced_as_ecanceled(ringlet, run):
+    async def main():
+        engine = ringlet.get_engine()
+        records = []
+        r, w = os.pipe()
+        try:
+            engine.tracer = records.append
+            read = engine.read(r, 10)  # nothing to read: it waits
+            await asyncio.sleep(0)
+            read.cancel()
+            await wait_until(lambda: any(rec["op"] == "read" for rec in records))
+        finally:
+            engine.tracer = None
+            os.close(r)
+            os.close(w)
+        return [rec["result"] for rec in records if rec["op"] == "read"]
+
+    assert run(main()) == [-errno.ECANCELED]
+
+
+def test_thread_engine_read_cancelled_in_the_queue_is_traced_as_ecanceled(run, make_file):
+    path, _ = make_file(100)
+
+    async def main():
+        async with thread_engine(max_workers=1) as engine:
+            records = []
+            engine.tracer = records.append
+            blocker = Blocker()
+            engine.pool.submit(blocker)
+            assert await asyncio.get_running_loop().run_in_executor(None, blocker.started.wait, 10)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                read = engine.read(fd, 10, 0)  # queued behind the blocker
+                read.cancel()
+                await asyncio.sleep(0)
+            finally:
+                blocker.release.set()
+                os.close(fd)
+            return [(rec["op"], rec["result"]) for rec in records]
+
+    assert run(main()) == [("read", -errno.ECANCELED)]
