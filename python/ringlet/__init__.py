@@ -12,7 +12,7 @@ No thread pool, no thread parked on the disk.
     await ringlet.os.rename(path, other)                # ringlet.os, ringlet.os.path
 """
 
-from . import os
+from . import os, tempfile
 from ._engine import backend, get_engine
 from ._binary import AsyncFile
 from ._oneshot import copy_file, read_file, write_file
@@ -22,5 +22,5 @@ from ._trace import Timeline, trace
 from ._view import EngineView, Stats, engine_info, stats
 
 __all__ = ["AsyncFile", "AsyncTextFile", "EngineView", "Stats", "Timeline", "backend", "copy_file", "engine_info", "get_engine",
-           "open", "os", "read_file", "stats", "trace", "write_file"]
+           "open", "os", "read_file", "stats", "tempfile", "trace", "write_file"]
 __version__ = "0.1.0"

@@ -31,8 +31,9 @@ import tempfile as _tempfile
 from typing import Any, AnyStr, Callable, Coroutine, Generator, Generic, Iterable, Optional, Protocol, TypeVar, Union
 
 from . import os as _ros
-from ._file import AsyncFile, AsyncTextFile
-from ._file import open as _open
+from ._binary import AsyncFile
+from ._text import AsyncTextFile
+from ._open import open as _open
 
 __all__ = ["AsyncSpooledTemporaryFile", "AsyncTemporaryDirectory", "NamedTemporaryFile", "NamedTemporaryFileWrapper",
            "SpooledTemporaryFile", "TemporaryDirectory", "TemporaryFile"]
