@@ -264,12 +264,12 @@ print(asyncio.run(main()))
 
 
 @pytest.mark.own_backend
-def test_each_refusal_has_its_own_reason(no_io_uring):
+def test_each_refusal_has_its_own_reason(no_io_uring: str) -> None:
     """io_uring_setup refused by a seccomp filter with each errno a real
     system gives: ENOSYS (no io_uring, or hidden as gVisor does), EPERM
     (Docker's profile, kernel.io_uring_disabled), ENOMEM (RLIMIT_MEMLOCK
     before Linux 5.12): the fallback each time, with a reason naming it."""
-    reasons = {}
+    reasons: dict[str, str] = {}
     for name in ("ENOSYS", "EPERM", "ENOMEM"):
         proc = python(REFUSED_SCRIPT, launcher=[no_io_uring, "-e", name])
         assert proc.returncode == 0, (name, proc.stderr)
@@ -283,7 +283,7 @@ def test_each_refusal_has_its_own_reason(no_io_uring):
 
 
 @pytest.mark.own_backend
-def test_no_descriptor_left_for_the_ring_is_its_own_reason():
+def test_no_descriptor_left_for_the_ring_is_its_own_reason() -> None:
     """EMFILE (RLIMIT_NOFILE reached at the first use) is named as such."""
     proc = python("""
 import asyncio, errno, os, resource

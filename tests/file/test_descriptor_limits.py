@@ -3,6 +3,8 @@ raises OSError(EMFILE) as built-in open() does, nothing leaks, and the engine
 works again once descriptors are freed.  In a subprocess (the limit is per
 process), on the test's backend (its RINGLET_BACKEND is inherited)."""
 
+from typing import Any, Callable
+
 import pytest
 
 LIMIT = 64
@@ -66,7 +68,7 @@ asyncio.run(main())
 
 
 @pytest.mark.timeout(120)
-def test_open_past_the_descriptor_limit_is_emfile_and_recovers(run_python, backend):
+def test_open_past_the_descriptor_limit_is_emfile_and_recovers(run_python: Callable[[str], Any], backend: str) -> None:
     proc = run_python(SCRIPT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     name, same, limit, leaks, works = proc.stdout.splitlines()
