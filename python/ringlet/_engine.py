@@ -54,7 +54,8 @@ _REFUSALS = {
     errno.ENOMEM: "out of locked memory (ENOMEM: raise RLIMIT_MEMLOCK?)",
 }
 # Errors of io_uring_setup that say something about this process, not about
-# io_uring: named in backend() too, but no reason to give up a later ring.
+# io_uring, named in backend() when the probe meets them.  Not refusals: an
+# engine's ring failing so raises the error, as the built-in call would.
 _SETUP_FAILURES = {
     errno.EMFILE: "failed with EMFILE (no descriptor left for the ring: RLIMIT_NOFILE reached)",
 }

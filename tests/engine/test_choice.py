@@ -92,6 +92,7 @@ def test_engine_type_matches_backend(ringlet, run, backend_name):
     assert type(engine) is want, (backend_name, type(engine))
 
 
+@pytest.mark.own_backend  # nothing forced: what ringlet finds by itself
 def test_seccomp_pass_uses_threads_because_of_eperm(ringlet, run, backend_name):
     """In the pass under tests/seccomp/no_io_uring: the refusal is detected, not forced."""
     if not UNDER_SECCOMP:
