@@ -1,7 +1,15 @@
 """Shared fixtures for the ringlet test suite.
 
 Plain pytest: every test drives its coroutine with the ``run`` fixture
-(``asyncio.run`` under the hood), no pytest-asyncio.
+(``asyncio.run`` under the hood), no pytest-asyncio.  Every test runs once
+per backend, io_uring and the thread fallback (the ``backend`` fixture).
+
+The folders follow python/ringlet: engine/ (the backend choice, get_engine,
+the engine's life: shutdown, fork, threads, loops, fairness, leaks), threads/
+(the thread fallback built by hand), file/ (open, the binary, text and line
+APIs, errors, bad input, cancellation, O_DIRECT), os/ (ringlet.os), trace/,
+cliff/, load/ (load, soak, fault injection), examples/ (the notebooks).
+C tests: c/; the seccomp launcher: seccomp/.
 
 Per-test timeouts: every test gets ``@pytest.mark.timeout(DEFAULT_TIMEOUT)``
 unless it carries its own marker.  pytest-timeout enforces it when installed;
