@@ -359,7 +359,7 @@ def fd_count():
     return len(os.listdir("/proc/self/fd"))
 
 
-async def wait_until(predicate, timeout=3.0, interval=0.005):
+async def wait_until(predicate, timeout=20.0, interval=0.005):
     """Poll ``predicate()`` with asyncio.sleep until true; return its last value."""
     deadline = time.monotonic() + timeout
     while True:

@@ -194,7 +194,7 @@ def test_200_loops_in_a_row_leak_no_descriptors(ringlet, fifo, make_file):
     gc.collect()
     assert fd_count() == baseline, f"{fd_count() - baseline} descriptors leaked over 200 loops"
     # The thread fallback's workers go with their engines.
-    assert wait_until_sync(lambda: len(ringlet_threads()) <= threads, 5), ringlet_threads()
+    assert wait_until_sync(lambda: len(ringlet_threads()) <= threads, 20), ringlet_threads()
 
 
 def wait_until_sync(predicate, timeout):
@@ -314,7 +314,7 @@ def test_pool_stop_waits_a_bounded_time():
 
     pool = WorkerPool(1)
     pool.submit(Job("slow"))
-    assert wait_until_sync(lambda: pool.busy == 1, 5)
+    assert wait_until_sync(lambda: pool.busy == 1, 20)
     pool.submit(Job("queued"))
     t0 = time.monotonic()
     dropped, running = pool.stop(0.2)
@@ -322,7 +322,7 @@ def test_pool_stop_waits_a_bounded_time():
     assert [job.name for job in dropped] == ["queued"] and running == 1
     assert elapsed > 0.15  # waited its timeout for the slow job, and returned with it still running
     release.set()
-    assert wait_until_sync(lambda: pool.size == 0, 5)
+    assert wait_until_sync(lambda: pool.size == 0, 20)
     assert ran == ["slow"]
     with pytest.raises(RuntimeError):
         pool.submit(Job("late"))

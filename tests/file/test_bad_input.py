@@ -934,7 +934,7 @@ def test_new_engine_after_shutdown_delivers_deferred_completions(ringlet, run, f
             assert not task.done()
             write_fifo(fifo, b"abc")
             try:
-                return await asyncio.wait_for(task, 1)
+                return await asyncio.wait_for(task, 20)  # a hang guard
             except asyncio.TimeoutError:
                 raise AssertionError(
                     f"deferred completion never delivered after engine.shutdown(): {new.stats()}") from None
@@ -1186,7 +1186,7 @@ async def main():
     engine = ringlet.get_engine()
     os.close(engine.fileno())   # a user closes the engine's eventfd: nothing may crash
     try:
-        data = await asyncio.wait_for(ringlet.read_file("file.bin"), 2)
+        data = await asyncio.wait_for(ringlet.read_file("file.bin"), 20)
         assert data == b"0123456789" * 100
     except (OSError, RuntimeError, asyncio.TimeoutError):
         pass

@@ -40,7 +40,7 @@ def test_blocking_fifo_open_and_read_do_not_stall_loop(ringlet, run, fifo):
                 return await f.read(5)
 
         rtask = asyncio.create_task(reader())
-        reached = await wait_until(lambda: counter[0] >= 30, timeout=5)
+        reached = await wait_until(lambda: counter[0] >= 30, timeout=20)
         assert reached, f"loop stalled: counter={counter[0]}"
         pending_while_ticking = not rtask.done()
         ticks_before_write = counter[0]
@@ -71,7 +71,7 @@ def test_pending_fifo_read_does_not_stall_loop_thread_writer(ringlet, run, fifo)
         f = await ringlet.open(fifo, "r+b")  # O_RDWR: does not block on Linux
         try:
             rtask = asyncio.create_task(f.read(11))
-            assert await wait_until(lambda: counter[0] >= 20, timeout=5)
+            assert await wait_until(lambda: counter[0] >= 20, timeout=20)
             pending = not rtask.done()
             ticks_at_write = counter[0]
 
@@ -144,12 +144,12 @@ def test_cancel_pending_fifo_reads_20_in_a_row(ringlet, run, fifo, make_file):
                 assert not task.done()
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
-                    await asyncio.wait_for(task, timeout=2)  # no data ever comes: only the cancel ends it
+                    await asyncio.wait_for(task, timeout=20)  # no data ever comes: only the cancel ends it
                 assert task.cancelled()
                 # the engine still works after every cancel
                 assert await ringlet.read_file(path) == data
 
-            settled = await wait_until(lambda: _stats(ringlet)["in_flight"] == 0, timeout=3)
+            settled = await wait_until(lambda: _stats(ringlet)["in_flight"] == 0, timeout=20)
             # cancelled reads did not consume data: the next write reaches the next read
             wfd = os.open(fifo, os.O_WRONLY)
             try:
@@ -177,8 +177,8 @@ def test_cancel_many_pending_fifo_reads_at_once(ringlet, run, fifo):
             assert not any(t.done() for t in tasks)
             for t in tasks:
                 t.cancel()
-            res = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 2)  # no data ever comes
-            settled = await wait_until(lambda: _stats(ringlet)["in_flight"] == 0, timeout=3)
+            res = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 20)  # no data ever comes
+            settled = await wait_until(lambda: _stats(ringlet)["in_flight"] == 0, timeout=20)
         finally:
             await f.close()
         return res, settled
@@ -203,9 +203,9 @@ def test_cancel_low_level_engine_read(ringlet, run, fifo, make_file):
                 assert not fut.done()
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
-                    await asyncio.wait_for(task, 2)  # no data ever comes: only the cancel ends it
+                    await asyncio.wait_for(task, 20)  # no data ever comes: only the cancel ends it
                 assert fut.cancelled()
-            settled = await wait_until(lambda: eng.stats()["in_flight"] == 0, timeout=3)
+            settled = await wait_until(lambda: eng.stats()["in_flight"] == 0, timeout=20)
             os.write(fd, b"xyz")  # O_RDWR fd: write to ourselves
             got = await asyncio.wait_for(eng.read(fd, 100, -1), 5)
         finally:
@@ -260,7 +260,7 @@ def test_blocking_fifo_open_for_write_does_not_stall_loop(ringlet, run, fifo):
                 return await f.write(b"to the reader")
 
         wtask = asyncio.create_task(writer())
-        assert await wait_until(lambda: counter[0] >= 30, timeout=5), counter
+        assert await wait_until(lambda: counter[0] >= 30, timeout=20), counter
         pending = not wtask.done()
         ticks = counter[0]
         rfd = _open_fifo_reader_nonblock(fifo)
@@ -293,7 +293,7 @@ def test_cancelled_fifo_opens_do_not_leak_fds(ringlet, run, fifo, make_file):
         assert not any(t.done() for t in tasks), [t for t in tasks if t.done()]
         for t in tasks:
             t.cancel()
-        res = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 2)  # no reader ever comes
+        res = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 20)  # no reader ever comes
 
         # Now let any open the kernel did not cancel complete: a reader
         # appears; the engine must close whatever fd such an open returns.
@@ -301,8 +301,8 @@ def test_cancelled_fifo_opens_do_not_leak_fds(ringlet, run, fifo, make_file):
         await asyncio.sleep(0.1)
         os.close(rfd)
 
-        back = await wait_until(lambda: fd_count() == baseline, timeout=3)
-        settled = await wait_until(lambda: _stats(ringlet)["in_flight"] == 0, timeout=3)
+        back = await wait_until(lambda: fd_count() == baseline, timeout=20)
+        settled = await wait_until(lambda: _stats(ringlet)["in_flight"] == 0, timeout=20)
         final = fd_count()
         still_works = await ringlet.read_file(path)
         return res, baseline, final, back, settled, still_works
@@ -332,9 +332,9 @@ def test_cancelled_fifo_open_and_read_tasks_do_not_leak_fds(ringlet, run, fifo, 
         assert not any(t.done() for t in tasks)
         for t in tasks:
             t.cancel()
-        res = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 2)  # no writer ever comes
-        back = await wait_until(lambda: fd_count() == baseline, timeout=3)
-        settled = await wait_until(lambda: _stats(ringlet)["in_flight"] == 0, timeout=3)
+        res = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 20)  # no writer ever comes
+        back = await wait_until(lambda: fd_count() == baseline, timeout=20)
+        settled = await wait_until(lambda: _stats(ringlet)["in_flight"] == 0, timeout=20)
         return res, baseline, fd_count(), back, settled
 
     res, baseline, final, back, settled = run(main())
@@ -356,14 +356,14 @@ def test_open_completing_after_cancel_is_closed(ringlet, run, fifo):
             rfd = _open_fifo_reader_nonblock(fifo)  # lets the kernel open complete
             task.cancel()
             try:
-                f = await asyncio.wait_for(task, 2)
+                f = await asyncio.wait_for(task, 20)
             except asyncio.CancelledError:
                 outcomes["cancelled"] += 1
             else:
                 outcomes["opened"] += 1
                 await f.close()  # completion won the race: we own it
             os.close(rfd)
-        back = await wait_until(lambda: fd_count() == baseline, timeout=3)
+        back = await wait_until(lambda: fd_count() == baseline, timeout=20)
         return back, baseline, fd_count(), outcomes
 
     back, baseline, final, outcomes = run(main())
@@ -378,8 +378,8 @@ def test_zero_length_read_of_an_empty_fifo_is_empty_at_once(ringlet, run, fifo):
         engine = ringlet.get_engine()
         fd = os.open(fifo, os.O_RDWR)
         try:
-            return (await asyncio.wait_for(engine.read(fd, 0), 2), await asyncio.wait_for(engine._read(fd, 0), 2),
-                    await asyncio.wait_for(engine.readinto(fd, bytearray(0)), 2), engine.stats()["in_flight"])
+            return (await asyncio.wait_for(engine.read(fd, 0), 20), await asyncio.wait_for(engine._read(fd, 0), 20),
+                    await asyncio.wait_for(engine.readinto(fd, bytearray(0)), 20), engine.stats()["in_flight"])
         finally:
             os.close(fd)
 

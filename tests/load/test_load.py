@@ -150,7 +150,7 @@ async def _mixed_round(ringlet, f, fifo_file, data, n_ops, rng, stats):
             stats["completed"] += 1
     assert all(isinstance(r, asyncio.CancelledError) for r in fifo_results), fifo_results
     stats["fifo_cancelled"] += len(fifo_results)
-    assert await wait_until(lambda: engine.stats()["in_flight"] == 0, timeout=5), engine.stats()
+    assert await wait_until(lambda: engine.stats()["in_flight"] == 0, timeout=20), engine.stats()
 
 
 def _load(ringlet, make_file, fifo, rounds, n_ops, seed, evict_every=3):

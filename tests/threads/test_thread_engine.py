@@ -385,7 +385,7 @@ def test_fifo_open_for_writing_waits_for_a_reader(run, tmp_path):
             assert not fut.done()
             rfd = os.open(lonely, os.O_RDONLY | os.O_NONBLOCK)
             try:
-                wfd = await asyncio.wait_for(fut, 2)
+                wfd = await asyncio.wait_for(fut, 20)
                 blocking = os.get_blocking(wfd)
                 assert await e.write(wfd, b"through") == 7
                 await e.close(wfd)
@@ -411,7 +411,7 @@ def test_reads_wait_on_a_descriptor_of_their_own(run, fifo):
             wfd = os.open(fifo, os.O_RDWR)
             try:
                 os.write(wfd, b"hello")
-                return await asyncio.wait_for(fut, 2)
+                return await asyncio.wait_for(fut, 20)
             finally:
                 os.close(wfd)
 
@@ -428,7 +428,7 @@ def test_o_nonblock_is_set_only_around_each_call(run, fifo):
                 await asyncio.sleep(0.01)
                 pending_blocking = os.get_blocking(fd)
                 os.write(fd, b"abc")
-                got = await asyncio.wait_for(fut, 2)
+                got = await asyncio.wait_for(fut, 20)
                 return pending_blocking, got, os.get_blocking(fd)
             finally:
                 os.close(fd)
@@ -443,7 +443,7 @@ def test_fifo_read_only_open_waits_for_data_not_eof(run, fifo):
 
     async def main():
         async with thread_engine() as e:
-            fd = await asyncio.wait_for(e.open(os.fsencode(fifo), os.O_RDONLY), 2)
+            fd = await asyncio.wait_for(e.open(os.fsencode(fifo), os.O_RDONLY), 20)
             try:
                 fut = e.read(fd, 100)
                 await asyncio.sleep(0.05)
@@ -451,8 +451,8 @@ def test_fifo_read_only_open_waits_for_data_not_eof(run, fifo):
                 wfd = await open_fifo_writer(fifo)
                 os.write(wfd, b"late data")
                 os.close(wfd)
-                first = await asyncio.wait_for(fut, 2)
-                eof = await asyncio.wait_for(e.read(fd, 100), 2)  # the writer is gone
+                first = await asyncio.wait_for(fut, 20)
+                eof = await asyncio.wait_for(e.read(fd, 100), 20)  # the writer is gone
                 return first, eof
             finally:
                 os.close(fd)
