@@ -8,7 +8,7 @@
 #   2. a virtual environment in .venv with pytest and pytest-timeout
 #   3. `pip install .` of ringlet into .venv, redone whenever the sources change
 #
-# `make test` also runs tests/test_faults.py against a second build of
+# `make test` also runs tests/load/test_faults.py against a second build of
 # ringlet with fault injection compiled in (build/faults; never installed).
 #
 # Other targets: make bench, make sanitize, make clean.
@@ -44,8 +44,8 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 # Left out of the sanitizer run: what draws with matplotlib, whose C++ font
 # code aborts inside an LD_PRELOADed ASan (its exceptions go through ASan's
 # interceptor), and the notebooks (their kernel is another process).
-SAN_PYTEST_SKIP := --ignore tests/test_notebooks.py --deselect tests/test_trace.py::test_timeline_figure \
-	--deselect tests/test_cliff.py::test_cliff_quick_writes_table_and_png
+SAN_PYTEST_SKIP := --ignore tests/examples/test_notebooks.py --deselect tests/trace/test_trace.py::test_timeline_figure \
+	--deselect tests/cliff/test_cliff.py::test_cliff_quick_writes_table_and_png
 # A C test that hangs fails after this many seconds instead of stalling the run.
 CTEST_TIMEOUT := 120
 NO_IO_URING := build/seccomp/no_io_uring
@@ -66,22 +66,27 @@ demo: $(STAMP_INSTALL)
 	$(VPY) -m ringlet demo
 
 # C tests first: a broken engine shows up there with a clearer message.
-# Then pytest once per backend and loop, so that every contract test runs on
-# io_uring and on the thread fallback, and on uvloop:
-#   1. the backend ringlet picks here (io_uring where the kernel allows it)
-#   2. RINGLET_BACKEND=threads: the fallback, forced
-#   3. under tests/seccomp/no_io_uring: io_uring_setup refused with EPERM (as
-#      in Docker's default profile), so ringlet finds the fallback by itself
-#   4. RINGLET_TEST_LOOP=uvloop: every event loop of the tests is a uvloop loop
+# Then pytest: every test runs on both backends in one pass (the backend is a
+# test parameter: test_x[io_uring], test_x[threads]; see tests/conftest.py).
+# Only what needs another environment gets a process of its own:
+#   1. both backends, with the 1,000,000-operation soak (on io_uring)
+#   2. under tests/seccomp/no_io_uring: io_uring_setup refused with EPERM (as
+#      in Docker's default profile), so ringlet must find the fallback by
+#      itself (--backend=auto: nothing forced).  Over SECCOMP_TESTS only: the
+#      fallback itself is what pass 1 runs as [threads]; what differs here is
+#      the choice (tests/engine: the choice, the engine's life on what was
+#      chosen) and a file API smoke test on it.
+#   3. RINGLET_TEST_LOOP=uvloop: every event loop of the tests is a uvloop
+#      loop, on io_uring (as before the backend became a parameter; the thread
+#      fallback on uvloop is tests/engine/test_uvloop.py's, in pass 1)
+SECCOMP_TESTS := tests/engine tests/file/test_binary.py
 test: $(STAMP_INSTALL) ctest $(NO_IO_URING)
-	@echo "== pytest 1/4: $$($(VPY) -c 'import ringlet; print(ringlet.backend())') (with the 1,000,000-operation soak)"
+	@echo "== pytest 1/3: io_uring and the thread fallback, each test once per backend (with the soak)"
 	RINGLET_SOAK=1 $(VPY) -m pytest tests -q
-	@echo "== pytest 2/4: the thread fallback, forced"
-	RINGLET_BACKEND=threads $(VPY) -m pytest tests -q
-	@echo "== pytest 3/4: io_uring_setup refused by a seccomp filter"
-	$(NO_IO_URING) $(VPY) -m pytest tests -q
-	@echo "== pytest 4/4: uvloop"
-	RINGLET_TEST_LOOP=uvloop $(VPY) -m pytest tests -q
+	@echo "== pytest 2/3: io_uring_setup refused by a seccomp filter: ringlet finds the fallback"
+	$(NO_IO_URING) $(VPY) -m pytest $(SECCOMP_TESTS) -q --backend=auto
+	@echo "== pytest 3/3: uvloop"
+	RINGLET_TEST_LOOP=uvloop $(VPY) -m pytest tests -q --backend=io_uring
 	$(MAKE) --no-print-directory faults
 
 # ---- shared prerequisite step -----------------------------------------------
@@ -142,8 +147,9 @@ ctest: $(CTEST_BINS)
 	echo "C tests: $$pass passed, $$fail failed, $$skip skipped"; \
 	[ $$fail -eq 0 ]
 
-# A launcher that runs a command with io_uring_setup refused (EPERM) by a
-# seccomp filter; not a C unit test (those are tests/c/test_*.c).
+# A launcher that runs a command with io_uring_setup refused (EPERM, or the
+# errno given with -e) by a seccomp filter; not a C unit test (those are
+# tests/c/test_*.c).
 $(NO_IO_URING): tests/seccomp/no_io_uring.c
 	@mkdir -p $(@D)
 	$(CC) -Wall -Wextra -Werror -O2 -std=gnu11 -o $@ $<
@@ -167,6 +173,8 @@ bench: $(STAMP_INSTALL) $(STAMP_BENCH)
 # ASan must be the first library loaded, hence LD_PRELOAD for the interpreter.
 # Leak checking is off: CPython itself keeps memory alive until exit.
 # The stamp is removed so the next `make test` reinstalls the normal build.
+# pytest runs on io_uring only: the thread fallback is pure Python, and the
+# C code under the sanitizers is the io_uring engine's.
 sanitize: $(STAMP_TOOLS) | liburing
 	@echo "building ringlet with AddressSanitizer + UBSan into build/asan (the .venv install is left alone)"
 	RINGLET_SANITIZE=1 $(VPY) setup.py -q build --build-base build/asan/tmp --build-lib build/asan/lib
@@ -179,20 +187,20 @@ sanitize: $(STAMP_TOOLS) | liburing
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/asan/ctests/$$name || exit 1; \
 	done
 	@echo "the pytest suite on the ASan build (leak checks: CPython itself keeps memory until exit,"
-	@echo "so LeakSanitizer is off here; tests/test_leaks.py checks ringlet's own allocations)"
+	@echo "so LeakSanitizer is off here; tests/engine/test_leaks.py checks ringlet's own allocations)"
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	PYTHONPATH=build/asan/lib $(VPY) -m pytest tests -q -p no:cacheprovider $(SAN_PYTEST_SKIP)
+	PYTHONPATH=build/asan/lib $(VPY) -m pytest tests -q -p no:cacheprovider --backend=io_uring $(SAN_PYTEST_SKIP)
 
 # Fault injection (issue 6): a build with RINGLET_FAULTS=1, used only here.
 FAULTS_LIB := build/faults/lib
 $(FAULTS_LIB)/.stamp: $(PKG_SOURCES) | $(STAMP_TOOLS) liburing
-	@echo "building ringlet with fault injection into build/faults (for tests/test_faults.py only)"
+	@echo "building ringlet with fault injection into build/faults (for tests/load/test_faults.py only)"
 	RINGLET_FAULTS=1 $(VPY) setup.py -q build --build-base build/faults/tmp --build-lib $(FAULTS_LIB)
 	@touch $@
 
 faults: $(FAULTS_LIB)/.stamp
-	PYTHONPATH=$(FAULTS_LIB) $(VPY) -m pytest tests/test_faults.py -q -p no:cacheprovider
+	PYTHONPATH=$(FAULTS_LIB) $(VPY) -m pytest tests/load/test_faults.py -q -p no:cacheprovider
 
 # ---- housekeeping -------------------------------------------------------------
 

@@ -1,7 +1,15 @@
 """Shared fixtures for the ringlet test suite.
 
 Plain pytest: every test drives its coroutine with the ``run`` fixture
-(``asyncio.run`` under the hood), no pytest-asyncio.
+(``asyncio.run`` under the hood), no pytest-asyncio.  Every test runs once
+per backend, io_uring and the thread fallback (the ``backend`` fixture).
+
+The folders follow python/ringlet: engine/ (the backend choice, get_engine,
+the engine's life: shutdown, fork, threads, loops, fairness, leaks), threads/
+(the thread fallback built by hand), file/ (open, the binary, text and line
+APIs, errors, bad input, cancellation, O_DIRECT), os/ (ringlet.os), trace/,
+cliff/, load/ (load, soak, fault injection), examples/ (the notebooks).
+C tests: c/; the seccomp launcher: seccomp/.
 
 Per-test timeouts: every test gets ``@pytest.mark.timeout(DEFAULT_TIMEOUT)``
 unless it carries its own marker.  pytest-timeout enforces it when installed;
@@ -9,11 +17,14 @@ otherwise a SIGALRM fallback in this file does.
 """
 
 import asyncio
+import contextlib
 import errno
 import os
 import signal
 import stat
 import time
+from types import ModuleType
+from typing import Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import pytest
 
@@ -39,6 +50,10 @@ SIZE_IDS = ["0", "1", "4095", "4096", "4097", "3MiB+7"]
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "timeout(seconds): per-test timeout (pytest-timeout or SIGALRM fallback)"
+    )
+    config.addinivalue_line("markers", "backends(*names): the test is about these backends only (see `backend`)")
+    config.addinivalue_line(
+        "markers", "own_backend: the test sets up its backend itself; it runs once, without a backend parameter"
     )
 
 
@@ -80,29 +95,134 @@ def ringlet():
     return _ringlet
 
 
-@pytest.fixture(scope="session")
-def backend_name(ringlet):
-    """The backend string, or a skip with the reason if it cannot be obtained."""
+# --------------------------------------------------------------------------
+# the backend: a parameter of every test
+# --------------------------------------------------------------------------
+#
+# One pytest run covers both backends: every test runs once per backend, and
+# its id says which (test_x[io_uring], test_x[threads]).  Engines are per
+# loop and each test runs its own loops, so the backend is set per test: the
+# `backend` fixture makes ringlet choose again with RINGLET_BACKEND set to the
+# parameter (ringlet._engine._choose() caches its choice in _engine._choice;
+# the fixture clears it before and restores it after).  RINGLET_BACKEND stays
+# set for the test, so a subprocess it starts runs on the same backend.
+#
+# A test about one backend only says so, and gets only that parameter:
+#   @pytest.mark.backends("io_uring")   (or a require_io_uring argument)
+#   @pytest.mark.backends("threads")    (or a require_threads argument)
+# A test that sets up its backend itself (subprocesses with an environment of
+# their own, engines built by hand) is marked @pytest.mark.own_backend: it
+# runs once, without a backend parameter, on ringlet's own choice.
+#
+# --backend=auto (make test's seccomp pass) parametrizes nothing: ringlet
+# chooses by itself, as it does for a user, and the ids say [auto].
+
+BACKENDS = ("io_uring", "threads")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend", action="append", choices=BACKENDS + ("auto",), default=None,
+        help="backend(s) to run every test on (repeatable; default: io_uring and threads); "
+        "'auto': leave the choice to ringlet",
+    )
+
+
+def _wanted_backends(config: pytest.Config) -> Tuple[str, ...]:
+    return tuple(config.getoption("backend") or BACKENDS)
+
+
+def _allowed_backends(definition: pytest.Item, fixturenames: Iterable[str]) -> List[str]:
+    """The backends a test is about: its backends marker, its require_* fixture, or both."""
+    allowed = set(BACKENDS)
+    marker = definition.get_closest_marker("backends")
+    if marker is not None:
+        unknown = set(marker.args) - set(BACKENDS)
+        if unknown or not marker.args:
+            raise pytest.UsageError(f"{definition.nodeid}: backends() takes names from {BACKENDS}, not {marker.args}")
+        allowed &= set(marker.args)
+    if "require_io_uring" in fixturenames:
+        allowed &= {"io_uring"}
+    if "require_threads" in fixturenames:
+        allowed &= {"threads"}
+    return [name for name in BACKENDS if name in allowed]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames or metafunc.definition.get_closest_marker("own_backend"):
+        return
+    wanted = _wanted_backends(metafunc.config)
+    if "auto" in wanted:
+        metafunc.parametrize("backend", ["auto"], indirect=True)
+        return
+    allowed = _allowed_backends(metafunc.definition, metafunc.fixturenames)
+    if not allowed:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: its markers and fixtures allow no backend")
+    params: List[Any] = [name for name in wanted if name in allowed]
+    if not params:  # e.g. an io_uring-only test in a --backend=threads run: say so
+        params = [pytest.param(name, marks=pytest.mark.skip(reason=f"about {name} only; this run: --backend "
+                                                                   f"{' '.join(wanted)}")) for name in allowed]
+    metafunc.parametrize("backend", params, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Optional[str]:
+    """The backend this test runs on ("io_uring" or "threads"), chosen afresh
+    for it; None for a test marked own_backend.  Where io_uring cannot be set
+    up, the io_uring parameter skips with ringlet's reason."""
+    from ringlet import _engine
+
+    param = getattr(request, "param", None)
+    if param is None:  # own_backend: leave ringlet's choice alone
+        return None
+    if param == "auto":
+        name = _engine._choose()[0]
+        allowed = _allowed_backends(request.node, request.fixturenames)
+        if name not in allowed:
+            pytest.skip(f"about {' and '.join(allowed)} only; ringlet chose here: {ringlet_backend()}")
+        return name
+    monkeypatch.setenv("RINGLET_BACKEND", param)
+    monkeypatch.setattr(_engine, "_choice", None)
+    name, why, _ = _engine._choose()
+    if name != param:
+        pytest.skip(f"{param} cannot be set up here: {why}")
+    return name
+
+
+def ringlet_backend() -> str:
+    """ringlet.backend() of the running test, for messages."""
+    import ringlet
+
     try:
         return ringlet.backend()
-    except Exception as exc:  # noqa: BLE001 - we want the reason in the skip
-        pytest.skip(f"ringlet.backend() raised {type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a message, whatever happened
+        return f"ringlet.backend() raised {type(exc).__name__}: {exc}"
 
 
 @pytest.fixture
-def require_io_uring(backend_name):
-    """Skip unless ringlet runs on io_uring: for what only io_uring does
-    (inline completions and the ring's counters, no thread for I/O, the C
-    engine's own types).  The reason names the backend in use instead."""
+def backend_name(ringlet: ModuleType, backend: Optional[str]) -> str:
+    """ringlet.backend() for this test's backend, or a skip with the reason."""
+    try:
+        name: str = ringlet.backend()
+    except Exception as exc:  # noqa: BLE001 - we want the reason in the skip
+        pytest.skip(f"ringlet.backend() raised {type(exc).__name__}: {exc}")
+    return name
+
+
+@pytest.fixture
+def require_io_uring(backend_name: str) -> str:
+    """For what only io_uring does (inline completions and the ring's
+    counters, no thread for I/O, the C engine's own types): such a test gets
+    only the io_uring parameter (see pytest_generate_tests)."""
     if not backend_name.startswith("io_uring"):
         pytest.skip(f"io_uring-specific; ringlet runs on its fallback here: backend() = {backend_name!r}")
     return backend_name
 
 
 @pytest.fixture
-def require_threads(backend_name):
-    """Skip unless ringlet runs on its thread fallback (RINGLET_BACKEND=threads,
-    or io_uring refused): for the fallback's own promises, through the public API."""
+def require_threads(backend_name: str) -> str:
+    """For the fallback's own promises, through the public API: such a test
+    gets only the threads parameter."""
     if not backend_name.startswith("threads"):
         pytest.skip(f"checks the thread fallback; ringlet runs on io_uring here: backend() = {backend_name!r}")
     return backend_name
@@ -239,7 +359,7 @@ def fd_count():
     return len(os.listdir("/proc/self/fd"))
 
 
-async def wait_until(predicate, timeout=3.0, interval=0.005):
+async def wait_until(predicate, timeout=20.0, interval=0.005):
     """Poll ``predicate()`` with asyncio.sleep until true; return its last value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -314,8 +434,7 @@ def run_python(tmp_path):
     import sys
 
     def _run(source, timeout=60):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env = child_env()
         env.setdefault("PYTHONFAULTHANDLER", "1")
         proc = subprocess.run(
             [sys.executable, "-c", source], cwd=str(tmp_path), env=env,
@@ -334,6 +453,38 @@ def run_python(tmp_path):
         return proc
 
     return _run
+
+
+@contextlib.asynccontextmanager
+async def thread_engine(max_workers: Optional[int] = None) -> AsyncIterator[Any]:
+    """A ThreadEngine on the running loop, watched as get_engine() watches
+    one; shut down at the end (for tests of the fallback built by hand)."""
+    from ringlet._threads import ThreadEngine
+
+    loop = asyncio.get_running_loop()
+    engine = ThreadEngine(loop, max_workers=max_workers)
+    fd = engine.fileno()
+    loop.add_reader(fd, engine.drain)
+    try:
+        yield engine
+    finally:
+        loop.remove_reader(fd)
+        engine.shutdown()
+
+
+def child_env(base: Optional[Mapping[str, str]] = None, **extra: str) -> Dict[str, str]:
+    """The environment for a subprocess of a test (run with sys.executable):
+    it imports the ringlet under test, wherever that is (the .venv install,
+    or the sanitizer or fault-injection build on PYTHONPATH), because it gets
+    this process's sys.path, made absolute (the child may run elsewhere).
+    ``base`` is the environment to start from (default: os.environ, which
+    also carries the test's RINGLET_BACKEND); ``extra`` is added to it."""
+    import sys
+
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in sys.path if p)
+    env.update(extra)
+    return env
 
 
 def write_fifo(path, data):

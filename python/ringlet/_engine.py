@@ -46,11 +46,18 @@ _engines: weakref.WeakKeyDictionary[
 _lock = threading.Lock()  # guards _engines and the choice of backend: loops may run in several threads
 _current = threading.local()  # per thread: weak reference to the last engine used
 
-# Errors of io_uring_setup after which the thread backend takes over.
+# Errors of io_uring_setup after which the thread backend takes over, each
+# with its own reason for backend().
 _REFUSALS = {
     errno.EPERM: "refused with EPERM (seccomp, e.g. Docker's default profile, or kernel.io_uring_disabled?)",
-    errno.ENOSYS: "not in this kernel (ENOSYS)",
+    errno.ENOSYS: "not available (ENOSYS: a kernel without io_uring, or a seccomp filter that hides it, as gVisor's)",
     errno.ENOMEM: "out of locked memory (ENOMEM: raise RLIMIT_MEMLOCK?)",
+}
+# Errors of io_uring_setup that say something about this process, not about
+# io_uring, named in backend() when the probe meets them.  Not refusals: an
+# engine's ring failing so raises the error, as the built-in call would.
+_SETUP_FAILURES = {
+    errno.EMFILE: "failed with EMFILE (no descriptor left for the ring: RLIMIT_NOFILE reached)",
 }
 
 _BACKENDS = ("io_uring", "threads")
@@ -187,7 +194,7 @@ def _io_uring_problem(info: dict[str, Any]) -> tuple[str, int]:
     """Why io_uring cannot serve ringlet here ('' if it can), and the errno."""
     if "error" in info:
         code = info["error"]
-        why = _REFUSALS.get(code, f"failed with {errno.errorcode.get(code, code)}")
+        why = _REFUSALS.get(code) or _SETUP_FAILURES.get(code) or f"failed with {errno.errorcode.get(code, code)}"
         return f"io_uring_setup {why}", code
     missing = [op for op in sorted(NEEDED_OPCODES) if op not in info.get("opcodes", ())]
     if missing:

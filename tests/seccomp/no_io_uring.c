@@ -1,7 +1,11 @@
 /* no_io_uring: run a command under a seccomp filter that refuses
- * io_uring_setup(2) with EPERM, as Docker's default profile does.
+ * io_uring_setup(2), by default with EPERM as Docker's default profile does.
  *
- *     no_io_uring COMMAND [ARG...]
+ *     no_io_uring [-e ERRNO] COMMAND [ARG...]
+ *
+ * -e ERRNO: the error io_uring_setup returns instead: EPERM (the default),
+ * ENOSYS (as gVisor and seccomp profiles that hide the call do), or any
+ * other name from the list below, or a number.
  *
  * The filter is installed with prctl(PR_SET_NO_NEW_PRIVS) (so no privilege
  * is needed) and survives exec, so COMMAND and all its children see a kernel
@@ -39,7 +43,28 @@
 #define __NR_io_uring_setup 425 /* the same number on every architecture */
 #endif
 
-static int install_filter(void)
+static const struct {
+    const char *name;
+    int value;
+} errnos[] = {
+    {"EPERM", EPERM}, {"ENOSYS", ENOSYS}, {"ENOMEM", ENOMEM}, {"EMFILE", EMFILE},
+    {"EACCES", EACCES}, {"EINVAL", EINVAL},
+};
+
+/* ERRNO as a name from errnos[] or a number in 1..4095; -1 if neither. */
+static int parse_errno(const char *text)
+{
+    for (size_t i = 0; i < sizeof errnos / sizeof errnos[0]; i++)
+        if (strcmp(text, errnos[i].name) == 0)
+            return errnos[i].value;
+    char *end;
+    long value = strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || value < 1 || value > 4095)
+        return -1;
+    return (int)value;
+}
+
+static int install_filter(int err)
 {
     struct sock_filter code[] = {
         /* Another architecture's system call numbers mean something else: refuse them all. */
@@ -48,7 +73,7 @@ static int install_filter(void)
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
     struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
@@ -65,21 +90,31 @@ static int install_filter(void)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s COMMAND [ARG...]\n"
-                        "runs COMMAND with io_uring_setup(2) refused (EPERM) by a seccomp filter\n",
+    int err = EPERM;
+    int first = 1; /* argv index of COMMAND */
+    if (argc > 2 && strcmp(argv[1], "-e") == 0) {
+        err = parse_errno(argv[2]);
+        if (err < 0) {
+            fprintf(stderr, "no_io_uring: -e takes an errno name (EPERM, ENOSYS, ...) or number, not %s\n", argv[2]);
+            return 127;
+        }
+        first = 3;
+    }
+    if (argc <= first) {
+        fprintf(stderr, "usage: %s [-e ERRNO] COMMAND [ARG...]\n"
+                        "runs COMMAND with io_uring_setup(2) refused (EPERM, or ERRNO) by a seccomp filter\n",
                 argv[0]);
         return 127;
     }
-    if (install_filter() != 0)
+    if (install_filter(err) != 0)
         return 127;
     /* Check that it holds before running anything under it. */
-    if (syscall(__NR_io_uring_setup, 1, NULL) != -1 || errno != EPERM) {
-        fprintf(stderr, "no_io_uring: the filter did not refuse io_uring_setup with EPERM\n");
+    if (syscall(__NR_io_uring_setup, 1, NULL) != -1 || errno != err) {
+        fprintf(stderr, "no_io_uring: the filter did not refuse io_uring_setup with errno %d\n", err);
         return 127;
     }
     setenv("RINGLET_SECCOMP_NO_IO_URING", "1", 1);
-    execvp(argv[1], argv + 1);
-    fprintf(stderr, "no_io_uring: cannot execute %s: %s\n", argv[1], strerror(errno));
+    execvp(argv[first], argv + first);
+    fprintf(stderr, "no_io_uring: cannot execute %s: %s\n", argv[first], strerror(errno));
     return 127;
 }

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import read_os
+from conftest import child_env, read_os
 
 STATS_KEYS = {
     "submitted",
@@ -48,7 +48,7 @@ def test_backend_stable_inside_loop(ringlet, run, backend_name):
 
 def test_cli_info(ringlet, backend_name):
     proc = subprocess.run(
-        [sys.executable, "-m", "ringlet", "info"], capture_output=True, text=True, timeout=20, cwd="/"
+        [sys.executable, "-m", "ringlet", "info"], capture_output=True, text=True, timeout=20, cwd="/", env=child_env()
     )
     assert proc.returncode == 0, proc.stderr
     assert backend_name.split()[0] in proc.stdout

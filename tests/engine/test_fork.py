@@ -1,7 +1,7 @@
 """fork(): a child gets a fresh engine of its own and never touches its
 parent's (the C engine checks a fork generation; _engine.py forgets every
 engine in the child); the parent goes on working; multiprocessing with the
-fork start method works.  On whichever backend the pass uses."""
+fork start method works.  On both backends (the test parameter)."""
 
 import asyncio
 import multiprocessing
@@ -12,7 +12,7 @@ import time
 import pytest
 
 import ringlet
-from conftest import asyncio_run, wait_until, write_fifo
+from conftest import asyncio_run, child_env, wait_until, write_fifo
 
 PARENT_ENGINE = "ringlet: this engine belongs to the parent process; a forked child gets its own"
 
@@ -183,7 +183,7 @@ def test_child_exiting_normally_leaves_the_parents_engine_alone(ringlet, make_fi
     import sys
 
     path, _ = make_file(b"payload")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env = child_env()
     proc = subprocess.run([sys.executable, "-c", CHILD_EXITS_NORMALLY, path], capture_output=True, text=True,
                           timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr

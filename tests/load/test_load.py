@@ -2,7 +2,7 @@
 at once.  Afterwards nothing is left in flight, every result that was
 delivered is right, and memory (RSS) stays flat.
 
-The million-operation soak runs with RINGLET_SOAK=1 (make test sets it for its io_uring pass).
+The million-operation soak runs with RINGLET_SOAK=1 (make test sets it for its first pass; the soak runs on io_uring).
 """
 
 import asyncio
@@ -150,7 +150,7 @@ async def _mixed_round(ringlet, f, fifo_file, data, n_ops, rng, stats):
             stats["completed"] += 1
     assert all(isinstance(r, asyncio.CancelledError) for r in fifo_results), fifo_results
     stats["fifo_cancelled"] += len(fifo_results)
-    assert await wait_until(lambda: engine.stats()["in_flight"] == 0, timeout=5), engine.stats()
+    assert await wait_until(lambda: engine.stats()["in_flight"] == 0, timeout=20), engine.stats()
 
 
 def _load(ringlet, make_file, fifo, rounds, n_ops, seed, evict_every=3):
@@ -289,6 +289,7 @@ def test_100k_reads_pending_in_the_kernel_at_once(ringlet, run, fifo):
 
 @pytest.mark.skipif(os.environ.get("RINGLET_SOAK") != "1",
                     reason="soak of 1,000,000 operations runs with RINGLET_SOAK=1 (make test sets it for its first pass)")
+@pytest.mark.backends("io_uring")  # the ring's memory over a million operations (the fallback's: the 100k test)
 @pytest.mark.timeout(1800)
 def test_soak_1m_operations_rss_flat(ringlet, make_file, fifo):
     """A compressed soak: 1,000,000 operations (a third cancelled), RSS flat."""

@@ -11,7 +11,9 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import child_env
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/examples/ -> root
 NOTEBOOKS = os.path.join(ROOT, "examples", "notebooks")
 NAMES = ["the_method_that_exits_twice.ipynb", "the_async_cliff.ipynb", "tour.ipynb"]
 
@@ -42,6 +44,7 @@ def _load_builder():
     return module
 
 
+@pytest.mark.own_backend  # reads files only
 def test_notebooks_match_their_builder():
     _need_tools()
     built = _load_builder().build()
@@ -58,6 +61,7 @@ def test_notebook_runs(name, kernel_path, tmp_path, monkeypatch, require_io_urin
     from nbclient import NotebookClient
 
     monkeypatch.setenv("JUPYTER_PATH", kernel_path)
+    monkeypatch.setenv("PYTHONPATH", child_env()["PYTHONPATH"])  # the kernel imports the ringlet under test
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
     client = NotebookClient(nb, kernel_name="python3", timeout=240,

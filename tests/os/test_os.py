@@ -14,6 +14,8 @@ import threading
 
 import pytest
 
+from conftest import child_env
+
 # IORING_OP_* of the operations that ringlet.os sends through the ring.
 STATX, RENAMEAT, UNLINKAT, MKDIRAT, SYMLINKAT, LINKAT = 21, 35, 36, 37, 38, 39
 
@@ -517,7 +519,7 @@ AIOFILES_OUTPUT = textwrap.dedent('''\
 
 
 def _run_script(script, directory):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    env = child_env()
     return subprocess.run([sys.executable, "-c", script, str(directory)], capture_output=True, text=True,
                           env=env, timeout=60)
 

@@ -8,6 +8,8 @@ import threading
 
 import pytest
 
+from conftest import child_env
+
 STAMPS = ("submitted", "returned", "reaped", "resolved", "resumed")
 
 
@@ -178,7 +180,8 @@ def test_engine_info(ringlet, require_io_uring, run):
 
 
 def test_info_command(ringlet, require_io_uring):
-    out = subprocess.run([sys.executable, "-m", "ringlet", "info"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "ringlet", "info"], capture_output=True, text=True, timeout=60,
+                         env=child_env())
     assert out.returncode == 0, out.stderr
     for word in ("kernel:", "backend:", "why:", "features:", "opcodes:", "OPENAT", "READ"):
         assert word in out.stdout

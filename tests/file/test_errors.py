@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from conftest import fd_count, read_os
+from conftest import child_env, fd_count, read_os
 
 
 def builtin_error(path, mode):
@@ -224,7 +224,7 @@ def test_permission_denied_unprivileged_subprocess(ringlet):
             print("|".join(out))
             """
         )
-        env = dict(os.environ)
+        env = child_env()  # the ringlet under test, readable by 'nobody' where it is
         proc = subprocess.run(
             [sys.executable, "-c", code, path],
             capture_output=True,

@@ -1,7 +1,7 @@
 """Threads: each thread's event loop gets an engine of its own, and an engine
 or a file used from a thread that does not own it raises RuntimeError
-instead of touching anything.  Runs on whichever backend the pass uses, and
-directly on the thread fallback in every pass."""
+instead of touching anything.  On both backends (the test parameter), and
+on a thread fallback built by hand."""
 
 import asyncio
 import os
@@ -9,9 +9,7 @@ import threading
 
 import pytest
 
-from conftest import asyncio_run
-
-from test_backends import thread_engine
+from conftest import asyncio_run, thread_engine
 
 WRONG_THREAD = "ringlet: an engine may only be used from the thread running its event loop"
 
@@ -149,8 +147,9 @@ def test_file_from_another_threads_loop_raises(ringlet, run, make_file):
         assert f.read() == data  # nothing was written
 
 
+@pytest.mark.own_backend
 def test_thread_engine_refuses_other_threads_too(run, tmp_path):
-    """The same refusal from the fallback, in every pass."""
+    """The same refusal from a fallback engine built by hand."""
     (tmp_path / "f").write_bytes(b"data")
 
     async def main():
