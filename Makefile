@@ -244,3 +244,14 @@ test-dist: dist $(NO_IO_URING)
 	PYTHON=$(PYTHON) tools/test_wheel.sh dist $(NO_IO_URING) "$(WHEEL_EXTRAS)" "$(TEST_TOOLS)"
 	PYTHON=$(PYTHON) tools/test_sdist.sh dist
 	PYTHON=$(PYTHON) tools/test_no_liburing.sh dist
+
+# `setup.py build` in .venv (the faults and sanitize builds) reads
+# pyproject.toml, whose SPDX `license` needs setuptools >= 77; a new venv
+# brings an older one. Order-only, so an existing .venv is upgraded too
+# without reinstalling the test tools.
+STAMP_SETUPTOOLS := $(VENV)/.stamp-setuptools
+$(STAMP_TOOLS): | $(STAMP_SETUPTOOLS)
+$(STAMP_SETUPTOOLS): | $(VPY)
+	@echo "installing setuptools>=77 into $(VENV) (pyproject.toml's license needs it)"
+	$(VPY) -m pip install -q "setuptools>=77"
+	@touch $@

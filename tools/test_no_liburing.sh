@@ -78,7 +78,7 @@ if [ $rc -eq 0 ] || [ $rc -eq 97 ]; then
   cat "$work/pip.log"; echo "FAILED: pip install exited $rc (expected a build failure)" >&2; exit 1
 fi
 echo "pip install exited $rc; the message:"
-sed -n '/ringlet is being built from source/,/Problem found/p' "$work/pip.log" | sed 's/^ *//'
+sed -n '/ringlet is being built from source/,/Problem found/p' "$work/pip.log" | sed -E 's/^ {6}//'
 missing=0
 for want in "apt-get install liburing-dev" "dnf install liburing-devel" "apk add liburing-dev" \
             "pacman -S liburing" "Problem found: \`pkg-config --modversion liburing\` failed"; do
