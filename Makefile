@@ -121,6 +121,9 @@ $(STAMP_TOOLS): Makefile | $(VPY)
 # 3. ringlet itself (pip builds the C extension in an isolated build env).
 $(STAMP_INSTALL): $(PKG_SOURCES) | liburing $(STAMP_TOOLS)
 	@echo "installing ringlet into $(VENV): pip install ."
+	@# setuptools copies build/lib into the wheel: a module moved or removed
+	@# in the sources would otherwise still be installed from an older build.
+	rm -rf build/lib.* build/bdist.*
 	$(VPY) -m pip install -q .
 	@touch $@
 
