@@ -45,17 +45,26 @@ class OpenedFile:
         self._fd = -1
 
     async def __aenter__(self) -> "OpenedFile":
-        if self._fd >= 0:  # borrowed
-            return self
-        raw, name = _fspath(self._path)
-        self._engine = get_engine()
-        self._fd = await self._engine._open(raw, self._flags, self._mode, name)
+        if self._fd < 0:  # not borrowed
+            await self.open()
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        raw, name = _fspath(self._path)
+        self._engine = get_engine()
+        self._fd = await self._engine._open(raw, self._flags, self._mode, name)
+
+    async def close(self) -> None:
+        """Close the file (a borrowed descriptor is left open); again: nothing."""
         fd, self._fd = self._fd, -1
         if fd >= 0 and not isinstance(self._path, int):
             await close_shielded(self._engine._close(fd))
+
+    def fileno(self) -> int:
+        return self._fd
 
     async def pread(self, size: int, offset: int) -> bytes:
         data: bytes = await self._engine._read(self._fd, size, offset)
