@@ -82,6 +82,12 @@ def folder(tmp_path_factory):
     return root
 
 
+class RingReads(RingletFileResponse):
+    """ringlet's class with sendfile(2) off: every body through ring reads."""
+
+    use_sendfile = False
+
+
 def _app(folder):
     def endpoint(cls):
         async def handler(request):
@@ -92,6 +98,7 @@ def _app(folder):
     app = web.Application()
     app.router.add_route("*", "/stock/{name}", endpoint(web.FileResponse))
     app.router.add_route("*", "/ringlet/{name}", endpoint(RingletFileResponse))
+    app.router.add_route("*", "/ring-reads/{name}", endpoint(RingReads))
     return app
 
 
@@ -101,7 +108,8 @@ async def _fetch(client, method, url, headers):
         return (response.status, response.reason, {name: response.headers.get(name) for name in COMPARED}, body)
 
 
-def test_same_responses_as_stock(folder):
+@pytest.mark.parametrize("ours", ["ringlet", "ring-reads"])
+def test_same_responses_as_stock(folder, ours):
     names = sorted(SIZES) + ["missing.txt", "subdir", "fifo"]
 
     async def main():
@@ -116,8 +124,8 @@ def test_same_responses_as_stock(folder):
                     for variant in sorted(VARIANTS):
                         url = f"/{{}}/{name}?variant={variant}"
                         stock = await _fetch(client, method, url.format("stock"), headers)
-                        ours = await _fetch(client, method, url.format("ringlet"), headers)
-                        assert ours == stock, (name, kind, variant)
+                        assert await _fetch(client, method, url.format(ours), headers) == stock, (
+                            name, kind, variant)
                         compared += 1
         return compared
 
@@ -139,13 +147,14 @@ def test_statuses_cover_every_branch(folder):
     assert asyncio.run(main()) >= {200, 206, 304, 403, 404, 412, 416}
 
 
-def test_body_is_the_file(folder):
+@pytest.mark.parametrize("ours", ["ringlet", "ring-reads"])
+def test_body_is_the_file(folder, ours):
     async def main():
         async with TestClient(TestServer(_app(folder))) as client:
             plain = {"Accept-Encoding": "identity"}  # the client's default asks for gzip: odd.html.gz
-            whole = await _fetch(client, "GET", "/ringlet/odd.html?variant=small_chunks", plain)
-            part = await _fetch(client, "GET", "/ringlet/odd.html", {**plain, "Range": "bytes=1000-299999"})
-            gz = await _fetch(client, "GET", "/ringlet/page.txt", {"Accept-Encoding": "gzip"})
+            whole = await _fetch(client, "GET", f"/{ours}/odd.html?variant=small_chunks", plain)
+            part = await _fetch(client, "GET", f"/{ours}/odd.html", {**plain, "Range": "bytes=1000-299999"})
+            gz = await _fetch(client, "GET", f"/{ours}/page.txt", {"Accept-Encoding": "gzip"})
         return whole, part, gz
 
     whole, part, gz = asyncio.run(main())
@@ -159,7 +168,8 @@ def _no_executor(*args, **kwargs):
     raise AssertionError("the executor was asked for")
 
 
-def test_no_executor_is_used(folder, backend_name):
+@pytest.mark.parametrize("ours", ["ringlet", "ring-reads"])
+def test_no_executor_is_used(folder, backend_name, ours):
     if not backend_name.startswith("io_uring"):
         pytest.skip("the thread backend does its I/O on threads by design (RINGLET_BACKEND=threads)")
 
@@ -174,7 +184,7 @@ def test_no_executor_is_used(folder, backend_name):
                 for name in sorted(SIZES) + ["missing.txt", "fifo"]:
                     for method, headers in REQUESTS.values():
                         headers = {k: v.replace("{etag}", '"x"') for k, v in headers.items()}
-                        status = (await _fetch(client, method, f"/ringlet/{name}", headers))[0]
+                        status = (await _fetch(client, method, f"/{ours}/{name}", headers))[0]
                         assert status != 500
                         served += 1
             finally:

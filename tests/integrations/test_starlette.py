@@ -22,8 +22,9 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from ringlet.integrations.starlette import FileResponse as RingletFileResponse  # noqa: E402
 
-# 64 KiB is the classes' chunk size: sizes below it, one byte over, and an exact multiple.
-SIZES = {"empty.bin": 0, "page.txt": 4096, "odd.html": 65537, "mib.bin": 1 << 20}
+# Sizes below each class's chunk size, one byte over, and an exact multiple of both.
+SIZES = {"empty.bin": 0, "page.txt": 4096, "odd.html": StockFileResponse.chunk_size + 1,
+         "over.css": RingletFileResponse.chunk_size + 1, "mib.bin": 1 << 20}
 
 # How each response is built from the path, by name (the route's ?variant=).
 VARIANTS = {

@@ -8,10 +8,14 @@
 ``FileResponse`` is aiohttp.web.FileResponse with its file work moved onto
 ringlet: the stats (of the file and of its pre-compressed ``.br``/``.gz``
 siblings), the open, the reads and the close are io_uring operations,
-where the stock class runs them in the loop's executor.  The stock class
-sends the body with ``loop.sendfile`` where the transport allows it; this
-one reads it through the ring, chunk_size bytes at a time, and writes it to
-the transport, so it behaves the same with compression and TLS.  Its
+where the stock class runs them in the loop's executor.  The body goes as
+the stock class sends it: by ``loop.sendfile`` (sendfile(2) from the loop's
+thread, zero copy) where the transport allows it, and otherwise (TLS,
+compression, AIOHTTP_NOSENDFILE, uvloop) by reads through the ring,
+chunk_size bytes at a time, where the stock class reads in its executor.
+Set ``use_sendfile = False`` on the class (or a subclass) to always read
+through the ring: sendfile(2) of a file not in the page cache waits for the
+disk in the loop's thread, as it does for the stock class.  Its
 arguments, statuses, reasons and headers are the stock class's (ranges,
 If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, If-Range,
 HEAD, Accept-Encoding): the conditional logic below follows the stock
@@ -32,7 +36,7 @@ from . import missing_framework
 try:
     from aiohttp import hdrs, web
     from aiohttp.abc import AbstractStreamWriter
-    from aiohttp.web_fileresponse import ENCODING_EXTENSIONS
+    from aiohttp.web_fileresponse import ENCODING_EXTENSIONS, NOSENDFILE
 except ImportError as exc:
     raise missing_framework(__name__, "aiohttp", "aiohttp") from exc
 
@@ -48,6 +52,9 @@ __all__ = ["FileResponse"]
 class FileResponse(web.FileResponse):
     """aiohttp.web.FileResponse whose stats, open, reads and close go through
     ringlet instead of the executor (same arguments, same responses)."""
+
+    # sendfile(2) where the stock class would use it (see the module docstring).
+    use_sendfile = True
 
     async def _find(self, accept_encoding: str) -> Tuple[Optional[pathlib.Path], os.stat_result, Optional[str]]:
         """The file to send (a pre-compressed sibling the client accepts, or
@@ -115,13 +122,45 @@ class FileResponse(web.FileResponse):
             await file.close()
 
     async def _sendfile(self, request: "BaseRequest", fobj: Any, offset: int, count: int) -> AbstractStreamWriter:
-        """Send count bytes of the file from offset: read through the ring,
-        written to the response (for HEAD and empty bodies the stock class
-        never gets here)."""
+        """Send count bytes of the file from offset (for HEAD and empty bodies
+        the stock class never gets here)."""
         writer = await super(web.FileResponse, self).prepare(request)
         assert writer is not None
         file: OpenedFile = fobj
+        if self.use_sendfile and not NOSENDFILE and not self.compression:
+            transport = request.transport
+            if transport is None:
+                raise ConnectionResetError("Connection lost")
+            try:
+                descriptor: Any = _Descriptor(file.fileno())  # typed IO[bytes]; fileno and seek are what it uses
+                await request._loop.sendfile(transport, descriptor, offset, count, fallback=False)
+            except (RuntimeError, NotImplementedError):
+                # No sendfile(2) for this transport (asyncio says so with
+                # SendfileNotAvailableError, a RuntimeError, before sending
+                # anything; uvloop with NotImplementedError).  Its own
+                # fallback would read in the executor: read through the ring.
+                pass
+            else:
+                await super(web.FileResponse, self).write_eof()
+                return writer
         async for chunk in file.chunks(offset, count, self._chunk_size):
             await writer.write(chunk)
         await writer.drain()
         return writer
+
+
+class _Descriptor:
+    """What loop.sendfile needs of a file: its descriptor, and a seek it
+    calls to leave the position after what was sent (ringlet reads at
+    explicit offsets: nothing to move)."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return offset
