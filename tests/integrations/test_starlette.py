@@ -216,3 +216,45 @@ def test_no_thread_is_used(folder, monkeypatch, backend_name):
         return served
 
     assert asyncio.run(main()) == len(REQUESTS) * len(SIZES)
+
+
+def _open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("cancel_at", [1, 2, 3])
+def test_cancelled_response_closes_its_file(folder, cancel_at):
+    """A response cancelled mid-body (a client gone, a timeout) closes the
+    file it opened: no descriptor is left behind."""
+    app = _starlette_app(folder)
+
+    async def serve_and_cancel():
+        sent = []
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+                 "method": "GET", "scheme": "http", "path": "/ringlet/mib.bin", "raw_path": b"/ringlet/mib.bin",
+                 "root_path": "", "query_string": b"", "headers": [], "server": ("127.0.0.1", 80),
+                 "client": ("127.0.0.1", 1234)}
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+            if len(sent) == cancel_at:
+                asyncio.current_task().cancel()
+            await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(app(scope, receive, send))
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return len(sent)
+
+    async def main():
+        import ringlet
+        ringlet.get_engine()  # its own descriptors (the ring, ...) before counting
+        before = _open_fds()
+        sent = [await serve_and_cancel() for _ in range(20)]
+        assert _open_fds() == before
+        return sent
+
+    assert asyncio.run(main()) == [cancel_at] * 20
