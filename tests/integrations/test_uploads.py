@@ -103,10 +103,15 @@ def test_failed_or_cancelled_save(tmp_path, run, action, keep_partial):
         run(save_upload(upload, target, keep_partial=keep_partial))
     assert _names(tmp_path) == ["saved.bin"]  # no temporary file left behind
     if keep_partial:
-        # What was written before the failure: the first chunk, and for a
-        # cancel the second (read before the next await was cancelled).
+        # What was written before the failure: the first chunk.  A cancel
+        # lands in the write of the second: done at once by the kernel, or
+        # cancelled there, wholly or partly; what is kept is a prefix.
         written = target.read_bytes()
-        assert written == DATA[:len(written)] and len(written) == (1 << 20) * (1 if action == "fail" else 2)
+        assert written == DATA[:len(written)]
+        if action == "fail":
+            assert len(written) == 1 << 20
+        else:
+            assert 1 << 20 <= len(written) <= 2 << 20
     else:
         assert target.read_bytes() == b"previous"
 

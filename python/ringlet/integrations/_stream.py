@@ -18,11 +18,17 @@ from .._engine import get_engine
 from .._file import _fspath
 
 
+# O_NONBLOCK: a path stat'ed as a regular file but replaced by a FIFO before
+# the open would otherwise hold a kernel worker until a writer came (on a
+# regular file the flag changes nothing).
+_READ = os.O_RDONLY | os.O_NONBLOCK
+
+
 class OpenedFile:
     """A file opened through ringlet for one response or one upload.
 
     ``async with OpenedFile(path) as f`` opens it (io_uring openat; flags
-    and mode as os.open's, read-only by default); ``f.pread``, ``f.chunks``
+    and mode as os.open's, read-only by default, never waiting on a FIFO); ``f.pread``, ``f.chunks``
     and ``f.pwrite`` work at explicit offsets; leaving the block closes it
     through the ring."""
 
@@ -37,7 +43,7 @@ class OpenedFile:
         self._fd = fd
         return self
 
-    def __init__(self, path: "PathArg | int", flags: int = os.O_RDONLY, mode: int = 0o666) -> None:
+    def __init__(self, path: "PathArg | int", flags: int = _READ, mode: int = 0o666) -> None:
         self._path = path
         self._flags = flags
         self._mode = mode

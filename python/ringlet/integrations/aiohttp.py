@@ -27,6 +27,7 @@ Needs aiohttp: ``pip install ringlet[aiohttp]``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import stat
@@ -137,7 +138,7 @@ class FileResponse(web.FileResponse):
                 raise ConnectionResetError("Connection lost")
             try:
                 descriptor: Any = _Descriptor(file.fileno())  # typed IO[bytes]; fileno and seek are what it uses
-                await request._loop.sendfile(transport, descriptor, offset, count, fallback=False)
+                await asyncio.get_running_loop().sendfile(transport, descriptor, offset, count, fallback=False)
             except (RuntimeError, NotImplementedError):
                 # No sendfile(2) for this transport (asyncio says so with
                 # SendfileNotAvailableError, a RuntimeError, before sending
