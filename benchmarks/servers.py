@@ -255,7 +255,8 @@ def _table(results: List[Result], notes: List[str], duration: int, rounds: int) 
         "",
         f"wrk, {CONNECTIONS} connections, {WRK_THREADS} threads, {duration} s per case after a {WARMUP_S} s warm-up, "
         f"median of {rounds} round(s); server and wrk on {HOST}, {os.cpu_count()} CPUs shared.  "
-        f"Python {sys.version.split()[0]}; {_versions()}.",
+        f"Python {sys.version.split()[0]}; {_versions()}.  uvicorn runs with its defaults (uvloop and "
+        f"httptools where installed, else asyncio and h11); aiohttp's web.run_app on asyncio's loop.",
         "",
         "| server | class | file | requests/s | p99 latency | threads added | of which io_uring workers | errors |",
         "|---|---|---|---:|---:|---:|---:|---:|",
