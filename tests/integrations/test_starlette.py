@@ -3,6 +3,7 @@ starlette.responses.FileResponse, request by request, with Starlette's own
 TestClient, in a Starlette app and in a FastAPI app."""
 
 import asyncio
+import concurrent.futures
 import os
 import re
 import threading
@@ -173,13 +174,15 @@ def _no_thread(*args, **kwargs):
     raise AssertionError("a worker thread was asked for")
 
 
-def test_no_thread_is_used(folder, monkeypatch, backend_name):
+def test_no_thread_is_used(folder, monkeypatch, backend_name, run):
     """Serve every request kind by calling the ASGI app in this thread's
     loop, with anyio's thread pool and the loop's executor made to fail, and
     the thread count watched."""
     if not backend_name.startswith("io_uring"):
         pytest.skip("the thread backend does its I/O on threads by design (RINGLET_BACKEND=threads)")
     monkeypatch.setattr(anyio.to_thread, "run_sync", _no_thread)
+    # run_in_executor's way to a thread, whatever the loop (uvloop's too).
+    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", _no_thread)
     app = _starlette_app(folder)
     probe = os.stat(folder / "odd.html")
 
@@ -200,8 +203,6 @@ def test_no_thread_is_used(folder, monkeypatch, backend_name):
         return messages
 
     async def main():
-        loop = asyncio.get_running_loop()
-        monkeypatch.setattr(loop, "run_in_executor", _no_thread)
         threads = threading.active_count()
         etag = f'"{os.urandom(1).hex()}"'
         last_modified = _date(probe.st_mtime)
@@ -215,7 +216,7 @@ def test_no_thread_is_used(folder, monkeypatch, backend_name):
         assert threading.active_count() == threads
         return served
 
-    assert asyncio.run(main()) == len(REQUESTS) * len(SIZES)
+    assert run(main()) == len(REQUESTS) * len(SIZES)
 
 
 def _open_fds():
@@ -223,7 +224,7 @@ def _open_fds():
 
 
 @pytest.mark.parametrize("cancel_at", [1, 2, 3])
-def test_cancelled_response_closes_its_file(folder, cancel_at):
+def test_cancelled_response_closes_its_file(folder, cancel_at, run):
     """A response cancelled mid-body (a client gone, a timeout) closes the
     file it opened: no descriptor is left behind."""
     app = _starlette_app(folder)
@@ -257,4 +258,4 @@ def test_cancelled_response_closes_its_file(folder, cancel_at):
         assert _open_fds() == before
         return sent
 
-    assert asyncio.run(main()) == [cancel_at] * 20
+    assert run(main()) == [cancel_at] * 20

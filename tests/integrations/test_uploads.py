@@ -2,6 +2,7 @@
 or FastAPI's) streamed to disk through ringlet, whole or not at all."""
 
 import asyncio
+import concurrent.futures
 import io
 import os
 import tempfile
@@ -120,14 +121,14 @@ def _no_thread(*args, **kwargs):
     raise AssertionError("a worker thread was asked for")
 
 
-def test_no_thread_is_used(tmp_path, monkeypatch, backend_name):
+def test_no_thread_is_used(tmp_path, monkeypatch, backend_name, run):
     if not backend_name.startswith("io_uring"):
         pytest.skip("the thread backend does its I/O on threads by design (RINGLET_BACKEND=threads)")
     monkeypatch.setattr(anyio.to_thread, "run_sync", _no_thread)
+    # run_in_executor's way to a thread, whatever the loop (uvloop's too).
+    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", _no_thread)
 
     async def main():
-        loop = asyncio.get_running_loop()
-        monkeypatch.setattr(loop, "run_in_executor", _no_thread)
         threads = threading.active_count()
         sizes = []
         for i, max_size in enumerate([1 << 30, 1]):  # in memory, then on disk
@@ -135,5 +136,5 @@ def test_no_thread_is_used(tmp_path, monkeypatch, backend_name):
         assert threading.active_count() == threads
         return sizes
 
-    assert asyncio.run(main()) == [len(DATA)] * 2
+    assert run(main()) == [len(DATA)] * 2
     assert (tmp_path / "saved1").read_bytes() == DATA
