@@ -71,9 +71,10 @@ class FileResponse(_StockFileResponse):
             self.stat_result = stat_result
         await super().__call__(scope, receive, send)
 
-    # The three ways the stock class sends a file, with ringlet reads.  The
-    # bodies are cut into the same chunks (chunk_size), and each ends where
-    # the stock one does (a short read, the end of the range).
+    # The three ways the stock class sends a file, with ringlet reads at
+    # explicit offsets (no seek) of chunk_size bytes; each body ends where
+    # the stock one does (a short read, the end of the range), so the bytes
+    # on the wire are the same, in fewer messages.
 
     async def _handle_simple(self, send: Send, send_header_only: bool, send_pathsend: bool) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
