@@ -1,0 +1,19 @@
+"""ringlet.integrations: web frameworks serving and storing files through ringlet.
+
+Each module imports its framework, which is an optional dependency (an
+extra of ringlet); ``import ringlet`` imports none of them.
+
+    from ringlet.integrations.starlette import FileResponse, save_upload  # ringlet[starlette], FastAPI too
+    from ringlet.integrations.aiohttp import FileResponse                 # ringlet[aiohttp]
+"""
+
+from __future__ import annotations
+
+__all__ = ["missing_framework"]
+
+
+def missing_framework(module: str, framework: str, extra: str) -> ImportError:
+    """The ImportError an integration raises when its framework is absent:
+    it names the extra that installs it."""
+    return ImportError(f"{module} needs {framework}, which is not installed: pip install ringlet[{extra}]",
+                       name=module)

@@ -1,0 +1,171 @@
+"""aiohttp without an executor: FileResponse.
+
+    from ringlet.integrations.aiohttp import FileResponse
+
+    async def download(request: web.Request) -> web.StreamResponse:
+        return FileResponse(folder / request.match_info["name"])
+
+``FileResponse`` is aiohttp.web.FileResponse with its file work moved onto
+ringlet: the stats (of the file and of its pre-compressed ``.br``/``.gz``
+siblings), the open, the reads and the close are io_uring operations
+(the stat of the opened descriptor is an fstat(2), which never waits),
+where the stock class runs them in the loop's executor.  The body goes as
+the stock class sends it: by ``loop.sendfile`` (sendfile(2) from the loop's
+thread, zero copy) where the transport allows it, and otherwise (TLS,
+compression, AIOHTTP_NOSENDFILE, uvloop) by reads through the ring,
+chunk_size bytes at a time, where the stock class reads in its executor.
+Set ``use_sendfile = False`` on the class (or a subclass) to always read
+through the ring: sendfile(2) of a file not in the page cache waits for the
+disk in the loop's thread, as it does for the stock class.  Its
+arguments, statuses, reasons and headers are the stock class's (ranges,
+If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, If-Range,
+HEAD, Accept-Encoding): the conditional logic below follows the stock
+class's; the headers and ranges are the stock class's own code, inherited.
+
+Needs aiohttp: ``pip install ringlet[aiohttp]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import stat
+from typing import TYPE_CHECKING, Any, Optional, Tuple
+
+from . import missing_framework
+
+try:
+    from aiohttp import hdrs, web
+    from aiohttp.abc import AbstractStreamWriter
+    from aiohttp.web_fileresponse import ENCODING_EXTENSIONS, NOSENDFILE
+except ImportError as exc:
+    raise missing_framework(__name__, "aiohttp", "aiohttp") from exc
+
+from .. import os as ringlet_os
+from ._stream import OpenedFile
+
+if TYPE_CHECKING:
+    from aiohttp.web_request import BaseRequest
+
+__all__ = ["FileResponse"]
+
+
+class FileResponse(web.FileResponse):
+    """aiohttp.web.FileResponse whose stats, open, reads and close go through
+    ringlet instead of the executor (same arguments, same responses)."""
+
+    # sendfile(2) where the stock class would use it (see the module docstring).
+    use_sendfile = True
+
+    async def _find(self, accept_encoding: str) -> Tuple[Optional[pathlib.Path], os.stat_result, Optional[str]]:
+        """The file to send (a pre-compressed sibling the client accepts, or
+        the file itself), its stat, and its content coding; None for the path
+        when it is not a regular file (the stock class's order and rules)."""
+        for extension, coding in ENCODING_EXTENSIONS.items():
+            if coding not in accept_encoding:
+                continue
+            compressed = self._path.with_suffix(self._path.suffix + extension)
+            try:
+                st = await ringlet_os.lstat(compressed)  # a symbolic link is not followed
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                return compressed, st, coding
+        st = await ringlet_os.stat(self._path)
+        return (self._path if stat.S_ISREG(st.st_mode) else None), st, None
+
+    async def prepare(self, request: "BaseRequest") -> Optional[AbstractStreamWriter]:
+        headers_only = super(web.FileResponse, self).prepare  # StreamResponse's: status and headers as set
+        accept_encoding = request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
+        try:
+            path, st, coding = await self._find(accept_encoding)
+        except PermissionError:
+            self.set_status(web.HTTPForbidden.status_code)
+            return await headers_only(request)
+        except OSError:  # not found, a symlink loop, ...: as the stock class
+            self.set_status(web.HTTPNotFound.status_code)
+            return await headers_only(request)
+        if path is None:  # a socket, a FIFO, a device, a directory
+            self.set_status(web.HTTPForbidden.status_code)
+            return await headers_only(request)
+
+        # Preconditions, in the order of RFC 9110 section 13.2.2, as the stock class.
+        etag = f"{st.st_mtime_ns:x}-{st.st_size:x}"
+        if_match = request.if_match
+        if if_match is not None and not self._etag_match(etag, if_match, weak=False):
+            return await self._precondition_failed(request)
+        unmodified_since = request.if_unmodified_since
+        if unmodified_since is not None and if_match is None and st.st_mtime > unmodified_since.timestamp():
+            return await self._precondition_failed(request)
+        if_none_match = request.if_none_match
+        if if_none_match is not None and self._etag_match(etag, if_none_match, weak=True):
+            return await self._not_modified(request, etag, st.st_mtime)
+        modified_since = request.if_modified_since
+        if modified_since is not None and if_none_match is None and st.st_mtime <= modified_since.timestamp():
+            return await self._not_modified(request, etag, st.st_mtime)
+
+        file = OpenedFile(path)
+        try:
+            await file.open()
+            # The stat of the open file: what is sent is what was opened.
+            # fstat(2) of an open descriptor reads the inode the open brought
+            # in and never waits for a disk (ringlet.open does the same);
+            # through the ring, statx always goes to a kernel worker (~30 us).
+            opened = os.fstat(file.fileno())
+        except OSError as exc:
+            await file.close()
+            self.set_status((web.HTTPForbidden if isinstance(exc, PermissionError) else web.HTTPNotFound).status_code)
+            return await headers_only(request)
+        try:
+            # The stock class's own status, range and header logic, which
+            # hands the body to _sendfile below.  It types the file as a
+            # BufferedReader; here it is ringlet's, which only _sendfile reads.
+            opened_file: Any = file
+            return await self._prepare_open_file(request, opened_file, opened, coding)
+        finally:
+            await file.close()
+
+    async def _sendfile(self, request: "BaseRequest", fobj: Any, offset: int, count: int) -> AbstractStreamWriter:
+        """Send count bytes of the file from offset (for HEAD and empty bodies
+        the stock class never gets here)."""
+        writer = await super(web.FileResponse, self).prepare(request)
+        assert writer is not None
+        file: OpenedFile = fobj
+        if self.use_sendfile and not NOSENDFILE and not self.compression:
+            transport = request.transport
+            if transport is None:
+                raise ConnectionResetError("Connection lost")
+            try:
+                descriptor: Any = _Descriptor(file.fileno())  # typed IO[bytes]; fileno and seek are what it uses
+                await asyncio.get_running_loop().sendfile(transport, descriptor, offset, count, fallback=False)
+            except (RuntimeError, NotImplementedError):
+                # No sendfile(2) for this transport (asyncio says so with
+                # SendfileNotAvailableError, a RuntimeError, before sending
+                # anything; uvloop with NotImplementedError).  Its own
+                # fallback would read in the executor: read through the ring.
+                pass
+            else:
+                await super(web.FileResponse, self).write_eof()
+                return writer
+        async for chunk in file.chunks(offset, count, self._chunk_size):
+            await writer.write(chunk)
+        await writer.drain()
+        return writer
+
+
+class _Descriptor:
+    """What loop.sendfile needs of a file: its descriptor, and a seek it
+    calls to leave the position after what was sent (ringlet reads at
+    explicit offsets: nothing to move)."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return offset

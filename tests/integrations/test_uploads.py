@@ -1,0 +1,140 @@
+"""ringlet.integrations.starlette.save_upload: an UploadFile (Starlette's
+or FastAPI's) streamed to disk through ringlet, whole or not at all."""
+
+import asyncio
+import concurrent.futures
+import io
+import os
+import tempfile
+import threading
+
+import pytest
+
+pytest.importorskip("starlette", reason="save_upload needs starlette (ringlet[starlette])")
+
+import anyio.to_thread  # noqa: E402
+from starlette.datastructures import UploadFile  # noqa: E402
+
+from ringlet.integrations.starlette import save_upload  # noqa: E402
+
+DATA = bytes(range(256)) * 12289  # 3 MiB + 256: several of save_upload's 1 MiB chunks
+
+
+def _spooled(data, max_size):
+    """An UploadFile as Starlette's form parser makes it: a spooled file,
+    in memory up to max_size bytes, on disk past it; at position 0."""
+    file = tempfile.SpooledTemporaryFile(max_size=max_size)
+    file.write(data)
+    file.seek(0)
+    return UploadFile(file, size=len(data), filename="upload.bin")
+
+
+def _names(folder):
+    return sorted(os.listdir(folder))
+
+
+@pytest.mark.parametrize("where", ["memory", "disk"])
+@pytest.mark.parametrize("size", [0, 1, 4096, len(DATA)])
+def test_saves_whole_upload(tmp_path, run, where, size):
+    upload = _spooled(DATA[:size], max_size=1 << 30 if where == "memory" else 1)
+    assert upload.file._rolled == (where == "disk" and size > 1)
+    target = tmp_path / "saved.bin"
+    assert run(save_upload(upload, target)) == size
+    assert target.read_bytes() == DATA[:size]
+    assert _names(tmp_path) == ["saved.bin"]
+    assert upload.file.read() == b""  # its position is at its end, as after upload.read()
+
+
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_saves_from_the_current_position(tmp_path, run, where):
+    upload = _spooled(DATA, max_size=1 << 30 if where == "memory" else 1)
+    upload.file.read(1000)
+    assert run(save_upload(upload, tmp_path / "rest")) == len(DATA) - 1000
+    assert (tmp_path / "rest").read_bytes() == DATA[1000:]
+
+
+def test_plain_file_and_bytesio(tmp_path, run):
+    with open(tmp_path / "source", "w+b") as source:
+        source.write(DATA)
+        source.seek(0)
+        assert run(save_upload(UploadFile(source), tmp_path / "a")) == len(DATA)
+    assert run(save_upload(UploadFile(io.BytesIO(DATA[:10])), tmp_path / "b")) == 10
+    assert (tmp_path / "a").read_bytes() == DATA and (tmp_path / "b").read_bytes() == DATA[:10]
+
+
+def test_replaces_an_existing_file(tmp_path, run):
+    target = tmp_path / "saved.bin"
+    target.write_bytes(b"old content, longer than the new")
+    assert run(save_upload(_spooled(b"new", 100), target)) == 3
+    assert target.read_bytes() == b"new"
+
+
+def test_missing_directory_raises_and_creates_nothing(tmp_path, run):
+    with pytest.raises(FileNotFoundError):
+        run(save_upload(_spooled(b"data", 100), tmp_path / "nowhere" / "saved.bin"))
+    assert _names(tmp_path) == []
+
+
+class _Failing(io.BytesIO):
+    """An in-memory upload whose second read fails, or cancels the task
+    saving it (so the cancellation lands at a known point: mid-save)."""
+
+    def __init__(self, data, action):
+        super().__init__(data)
+        self.reads = 0
+        self.action = action
+
+    def read(self, size=-1):
+        self.reads += 1
+        if self.reads == 2:
+            if self.action == "fail":
+                raise OSError(5, "Input/output error")
+            asyncio.current_task().cancel()
+        return super().read(size)
+
+
+@pytest.mark.parametrize("action", ["fail", "cancel"])
+@pytest.mark.parametrize("keep_partial", [False, True])
+def test_failed_or_cancelled_save(tmp_path, run, action, keep_partial):
+    target = tmp_path / "saved.bin"
+    target.write_bytes(b"previous")
+    upload = UploadFile(_Failing(DATA, action))
+    expected = OSError if action == "fail" else asyncio.CancelledError
+    with pytest.raises(expected):
+        run(save_upload(upload, target, keep_partial=keep_partial))
+    assert _names(tmp_path) == ["saved.bin"]  # no temporary file left behind
+    if keep_partial:
+        # What was written before the failure: the first chunk.  A cancel
+        # lands in the write of the second: done at once by the kernel, or
+        # cancelled there, wholly or partly; what is kept is a prefix.
+        written = target.read_bytes()
+        assert written == DATA[:len(written)]
+        if action == "fail":
+            assert len(written) == 1 << 20
+        else:
+            assert 1 << 20 <= len(written) <= 2 << 20
+    else:
+        assert target.read_bytes() == b"previous"
+
+
+def _no_thread(*args, **kwargs):
+    raise AssertionError("a worker thread was asked for")
+
+
+def test_no_thread_is_used(tmp_path, monkeypatch, backend_name, run):
+    if not backend_name.startswith("io_uring"):
+        pytest.skip("the thread backend does its I/O on threads by design (RINGLET_BACKEND=threads)")
+    monkeypatch.setattr(anyio.to_thread, "run_sync", _no_thread)
+    # run_in_executor's way to a thread, whatever the loop (uvloop's too).
+    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", _no_thread)
+
+    async def main():
+        threads = threading.active_count()
+        sizes = []
+        for i, max_size in enumerate([1 << 30, 1]):  # in memory, then on disk
+            sizes.append(await save_upload(_spooled(DATA, max_size), tmp_path / f"saved{i}"))
+        assert threading.active_count() == threads
+        return sizes
+
+    assert run(main()) == [len(DATA)] * 2
+    assert (tmp_path / "saved1").read_bytes() == DATA
