@@ -23,7 +23,10 @@ STAMP_TOOLS   := $(VENV)/.stamp-tools
 STAMP_INSTALL := $(VENV)/.stamp-install
 STAMP_BENCH   := $(VENV)/.stamp-bench
 
-TEST_TOOLS  := pytest pytest-timeout hypothesis nbclient nbformat ipykernel matplotlib setuptools wheel uvloop
+# The web frameworks of ringlet.integrations (and httpx, python-multipart for
+# their test clients and uploads); mypy for the strict type check.
+TEST_TOOLS  := pytest pytest-timeout hypothesis nbclient nbformat ipykernel matplotlib setuptools wheel uvloop \
+	starlette fastapi httpx python-multipart aiohttp mypy
 BENCH_PEERS := aiofiles aiofile caio anyio uvloop matplotlib
 
 # Everything that ends up in the installed package: a change to any of it

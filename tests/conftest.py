@@ -8,7 +8,8 @@ The folders follow python/ringlet: engine/ (the backend choice, get_engine,
 the engine's life: shutdown, fork, threads, loops, fairness, leaks), threads/
 (the thread fallback built by hand), file/ (open, the binary, text and line
 APIs, errors, bad input, cancellation, O_DIRECT), os/ (ringlet.os), trace/,
-cliff/, load/ (load, soak, fault injection), examples/ (the notebooks).
+cliff/, load/ (load, soak, fault injection), examples/ (the notebooks and
+examples), tempfile/ (ringlet.tempfile), integrations/ (the web frameworks).
 C tests: c/; the seccomp launcher: seccomp/.
 
 Per-test timeouts: every test gets ``@pytest.mark.timeout(DEFAULT_TIMEOUT)``

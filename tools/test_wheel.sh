@@ -33,12 +33,12 @@ echo "pip install $(basename "$wheel")[$extras] and the test tools: $test_tools"
 # shellcheck disable=SC2086  # test_tools is a list of names
 "$venv/bin/python" -m pip install -q "$wheel[$extras]" $test_tools
 
-# What the tests read besides ringlet: the tests, the notebooks that
-# tests/test_notebooks.py runs, pytest's settings, the prebuilt launcher
-# where tests/test_backends.py looks for it (ROOT/build/seccomp).
+# What the tests read besides ringlet: the tests, the examples and notebooks
+# that tests/examples and tests/integrations run, pytest's settings, the
+# prebuilt launcher where tests/engine looks for it (ROOT/build/seccomp).
 cp -r "$root/tests" "$work/tests"
-mkdir -p "$work/examples" "$work/build/seccomp"
-cp -r "$root/examples/notebooks" "$work/examples/notebooks"
+mkdir -p "$work/build/seccomp"
+cp -r "$root/examples" "$work/examples"
 cp "$root/pyproject.toml" "$work/pyproject.toml"
 cp "$launcher" "$work/build/seccomp/"
 find "$work/tests" "$work/examples" -name __pycache__ -prune -exec rm -rf {} +
