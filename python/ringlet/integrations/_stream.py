@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Awaitable, Optional
 
 from .._contract import PathArg
 from .._engine import get_engine
-from .._file import _fspath
+from .._fdio import fspath as _fspath
 
 
 # O_NONBLOCK: a path stat'ed as a regular file but replaced by a FIFO before
