@@ -17,7 +17,6 @@ from ringlet import _contract as contract
 from ringlet import _ringlet
 from ringlet._threads import OPCODES, ThreadEngine
 
-BACKENDS = ["io_uring", "threads"]
 
 
 def _c_engine_or_skip(loop):
@@ -78,7 +77,6 @@ def test_both_engine_types_have_every_member(engine_type):
         assert is_property == (name in ("loop", "setup_flags", "closed")), name
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_engines_are_instances_of_the_protocol(run, backend):
     async def main():
         async with engine_on_loop(backend) as engine:
@@ -108,7 +106,6 @@ def test_limits_come_from_the_c_module():
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_stats_and_trace_records_have_the_contract_keys(run, backend, make_file):
     path, data = make_file(5000)
     records = []
@@ -181,7 +178,6 @@ def _cases(fd, pipe_r):
     ]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_argument_errors_say_the_contract_words(run, backend, make_file):
     path, _ = make_file(4096)
 
@@ -205,7 +201,6 @@ def test_argument_errors_say_the_contract_words(run, backend, make_file):
     assert said == want
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_closed_engine_says_so(run, backend):
     async def main():
         loop = asyncio.get_running_loop()
@@ -220,7 +215,6 @@ def test_closed_engine_says_so(run, backend):
     assert run(main()) == (contract.ENGINE_CLOSED, contract.ENGINE_CLOSED)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_engine_from_another_thread_says_so(run, backend):
     async def main():
         async with engine_on_loop(backend) as engine:
@@ -240,7 +234,6 @@ def test_engine_from_another_thread_says_so(run, backend):
     assert run(main()) == [contract.WRONG_THREAD]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_engine_without_its_loop_says_so(backend):
     loop = asyncio.new_event_loop()
     engine = make_engine(backend, loop)
@@ -256,7 +249,6 @@ def test_engine_without_its_loop_says_so(backend):
         engine.shutdown()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_engine_in_a_forked_child_says_so(run, backend):
     async def main():
         async with engine_on_loop(backend) as engine:
