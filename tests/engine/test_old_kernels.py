@@ -185,7 +185,7 @@ def test_os_and_file_operations_give_os_results(ringlet, run, tmp_path, kernel):
 
 
 @pytest.mark.backends("io_uring")
-def test_backend_and_info_name_what_is_missing(ringlet, run, kernel):
+def test_backend_and_info_name_what_is_missing(ringlet, run, capsys, kernel):
     missing = missing_of(kernel)
     said = _kernels.describe(missing)
     assert f"; lacks {said}, done outside the ring)" in ringlet.backend()
@@ -196,6 +196,10 @@ def test_backend_and_info_name_what_is_missing(ringlet, run, kernel):
     view = run(main())
     assert view.missing == missing
     assert f"missing:     {said}: done outside the ring" in str(view).splitlines()
+    from ringlet.__main__ import info  # python -m ringlet info
+
+    info()
+    assert f"missing:     {said}: done outside the ring" in capsys.readouterr().out.splitlines()
     offline = ringlet.engine_info()  # no running loop: the probe's rings are emulated too
     assert offline.missing == missing
     assert all(opcode_name(op) not in offline.opcodes for op in missing)
