@@ -61,7 +61,7 @@ LIBURING_A = $(firstword $(wildcard \
 	/usr/lib/x86_64-linux-gnu/liburing.a /usr/lib/liburing.a /usr/local/lib/liburing.a))
 LIBURING_LIBS = $(or $(LIBURING_A),-luring)
 
-.PHONY: demo test ctest pytest faults bench sanitize clean liburing dist test-dist
+.PHONY: demo test ctest typecheck pytest faults bench sanitize clean liburing dist test-dist
 
 # ---- the two setup commands -------------------------------------------------
 
@@ -83,7 +83,7 @@ demo: $(STAMP_INSTALL)
 #      loop, on io_uring (as before the backend became a parameter; the thread
 #      fallback on uvloop is tests/engine/test_uvloop.py's, in pass 1)
 SECCOMP_TESTS := tests/engine tests/file/test_binary.py
-test: $(STAMP_INSTALL) ctest $(NO_IO_URING)
+test: $(STAMP_INSTALL) ctest $(NO_IO_URING) typecheck
 	@echo "== pytest 1/3: io_uring and the thread fallback, each test once per backend (with the soak)"
 	RINGLET_SOAK=1 $(VPY) -m pytest tests -q
 	@echo "== pytest 2/3: io_uring_setup refused by a seccomp filter: ringlet finds the fallback"
@@ -91,6 +91,11 @@ test: $(STAMP_INSTALL) ctest $(NO_IO_URING)
 	@echo "== pytest 3/3: uvloop"
 	RINGLET_TEST_LOOP=uvloop $(VPY) -m pytest tests -q --backend=io_uring
 	$(MAKE) --no-print-directory faults
+
+# mypy --strict over python/ringlet (the settings are in pyproject.toml); the
+# backend contract (_contract.Engine) is checked against both engines here.
+typecheck: $(STAMP_TOOLS)
+	$(VPY) -m mypy
 
 # ---- shared prerequisite step -----------------------------------------------
 
