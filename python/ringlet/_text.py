@@ -86,6 +86,21 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
     def _raw(self) -> AsyncFile:
         return self.buffer
 
+    def detach(self) -> AsyncFile:
+        """Separate the binary file underneath and return it, as
+        io.TextIOWrapper.detach(); the text file is unusable afterwards
+        (ValueError).  A method, not a coroutine, as in aiofiles: text written
+        but not yet flushed is written now with a blocking write(2), as at
+        garbage collection.  As io, the binary file's position is where the
+        text file's reads have read ahead to, not its tell()."""
+        raw = self.buffer
+        raw._open_fd()
+        if self._turns.busy:
+            raise RuntimeError("ringlet: detach() while a call on the text file is in progress")
+        self._write_pending_now()
+        self._buffer = None
+        return raw
+
     @property
     def newlines(self) -> Any:
         """The line endings seen so far when reading with universal newlines
