@@ -82,14 +82,27 @@ demo: $(STAMP_INSTALL)
 #   3. RINGLET_TEST_LOOP=uvloop: every event loop of the tests is a uvloop
 #      loop, on io_uring (as before the backend became a parameter; the thread
 #      fallback on uvloop is tests/engine/test_uvloop.py's, in pass 1)
+#   4. an older kernel, emulated (RINGLET_TEST_KERNEL, tests/conftest.py):
+#      Linux 5.11's opcodes, so RENAMEAT/UNLINKAT go through the ring and
+#      MKDIRAT/SYMLINKAT/LINKAT/FTRUNCATE around it.  Over OLD_KERNEL_TESTS
+#      only, on io_uring only: ringlet.os and the binary and text files are
+#      where an opcode decides the route (the path operations, truncate);
+#      the rest uses only opcodes every kernel ringlet runs on has.  (Not
+#      test_model.py: its 200 random runs take most of a minute and route
+#      nothing the two files' tests do not.)  Each of 5.6, 5.11, 5.15 and
+#      6.1 is also tests/engine/test_old_kernels.py's, in pass 1.
 SECCOMP_TESTS := tests/engine tests/file/test_binary.py
+OLD_KERNEL := 5.11
+OLD_KERNEL_TESTS := tests/os tests/file/test_binary.py tests/file/test_text.py
 test: $(STAMP_INSTALL) ctest $(NO_IO_URING) typecheck
-	@echo "== pytest 1/3: io_uring and the thread fallback, each test once per backend (with the soak)"
+	@echo "== pytest 1/4: io_uring and the thread fallback, each test once per backend (with the soak)"
 	RINGLET_SOAK=1 $(VPY) -m pytest tests -q
-	@echo "== pytest 2/3: io_uring_setup refused by a seccomp filter: ringlet finds the fallback"
+	@echo "== pytest 2/4: io_uring_setup refused by a seccomp filter: ringlet finds the fallback"
 	$(NO_IO_URING) $(VPY) -m pytest $(SECCOMP_TESTS) -q --backend=auto
-	@echo "== pytest 3/3: uvloop"
+	@echo "== pytest 3/4: uvloop"
 	RINGLET_TEST_LOOP=uvloop $(VPY) -m pytest tests -q --backend=io_uring
+	@echo "== pytest 4/4: Linux $(OLD_KERNEL)'s io_uring opcodes, emulated"
+	RINGLET_TEST_KERNEL=$(OLD_KERNEL) $(VPY) -m pytest $(OLD_KERNEL_TESTS) -q --backend=io_uring
 	$(MAKE) --no-print-directory faults
 
 # mypy --strict over python/ringlet (the settings are in pyproject.toml); the

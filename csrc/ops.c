@@ -11,6 +11,7 @@
         if (!sqe)                             \
             return -ENOMEM;                   \
         PREP;                                 \
+        rl_ring_hide_check(ring, sqe);        \
         rl_ring_arm(ring, sqe, cell);         \
         return 0;                             \
     } while (0)

@@ -34,6 +34,7 @@ static uint64_t rl_new_ring_allowed[4] = {UINT64_MAX, UINT64_MAX, UINT64_MAX, UI
 static void rl_ring_probe(struct rl_ring *r)
 {
     memset(r->supported_ops, 0, sizeof r->supported_ops);
+    memset(r->hidden_ops, 0, sizeof r->hidden_ops);
     struct io_uring_probe *probe = io_uring_get_probe_ring(&r->ring);
     if (!probe)
         return;
@@ -53,8 +54,21 @@ int rl_ring_supports(const struct rl_ring *r, int opcode)
 
 void rl_ring_restrict(struct rl_ring *r, const uint64_t allowed[4])
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 4; i++) {
+        r->hidden_ops[i] |= r->supported_ops[i] & ~allowed[i];
         r->supported_ops[i] &= allowed[i];
+    }
+}
+
+/* No kernel has opcode 255 (IORING_OP_LAST is far below): io_uring fails it
+ * with -EINVAL in its CQE, as a kernel older than an opcode fails that one. */
+#define RL_UNKNOWN_OPCODE 255
+
+void rl_ring_hide_check(const struct rl_ring *r, struct io_uring_sqe *sqe)
+{
+    int op = sqe->opcode;
+    if ((r->hidden_ops[op / 64] >> (op % 64)) & 1)
+        sqe->opcode = RL_UNKNOWN_OPCODE;
 }
 
 void rl_ring_restrict_new(const uint64_t allowed[4])

@@ -38,6 +38,7 @@ struct rl_ring {
     struct rl_overflow *overflow_head, *overflow_tail;
     struct rl_stats stats;
     uint64_t supported_ops[4]; /* bit per IORING_OP_*, from the kernel's probe */
+    uint64_t hidden_ops[4];    /* opcodes the kernel has but a test hid (rl_ring_restrict) */
 };
 
 /* Sets up a ring, trying SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN,
@@ -93,8 +94,12 @@ int rl_ring_wait(struct rl_ring *r, unsigned timeout_ms);
 /* Whether the kernel supports an IORING_OP_*. */
 int rl_ring_supports(const struct rl_ring *r, int opcode);
 /* For tests that emulate an older kernel: from now on rl_ring_supports says
- * no to every opcode whose bit is clear in allowed (bit op % 64 of word op / 64). */
+ * no to every opcode whose bit is clear in allowed (bit op % 64 of word op / 64),
+ * and an SQE of such an opcode reaches the kernel as an unknown opcode, which
+ * it fails with -EINVAL as an older kernel would (rl_ring_hide_check). */
 void rl_ring_restrict(struct rl_ring *r, const uint64_t allowed[4]);
+/* An SQE about to be queued: if a test hid its opcode, make it one no kernel knows. */
+void rl_ring_hide_check(const struct rl_ring *r, struct io_uring_sqe *sqe);
 /* The same for every ring set up from now on (NULL: no restriction). */
 void rl_ring_restrict_new(const uint64_t allowed[4]);
 

@@ -190,6 +190,41 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     return name
 
 
+# --------------------------------------------------------------------------
+# an older kernel, emulated
+# --------------------------------------------------------------------------
+#
+# RINGLET_TEST_KERNEL=5.11 (a release of ringlet._kernels.KERNEL_OPCODE_COUNTS)
+# runs the tests as if on that kernel's io_uring: every ring set up in this
+# process (the probe's and each engine's) reports only that release's
+# opcodes, and an SQE of another one fails with EINVAL as that kernel fails
+# an opcode it does not know (ringlet._ringlet._restrict_opcodes).  ringlet
+# must then route that work around the ring and still give os's results.
+# Subprocesses a test starts see the real kernel.
+
+TEST_KERNEL = os.environ.get("RINGLET_TEST_KERNEL") or None
+
+
+def emulate_kernel(kernel: Optional[str]) -> None:
+    """Make rings set up from now on look like Linux ``kernel``'s (None: this
+    kernel's), and let ringlet probe again."""
+    from ringlet import _engine, _kernels, _ringlet
+
+    _ringlet._restrict_opcodes(None if kernel is None else _kernels.opcodes_of(kernel))
+    _engine.probe.cache_clear()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if TEST_KERNEL is not None:
+        emulate_kernel(TEST_KERNEL)
+
+
+def pytest_report_header(config: pytest.Config) -> Optional[str]:
+    if TEST_KERNEL is None:
+        return None
+    return f"RINGLET_TEST_KERNEL={TEST_KERNEL}: io_uring limited to Linux {TEST_KERNEL}'s opcodes"
+
+
 def ringlet_backend() -> str:
     """ringlet.backend() of the running test, for messages."""
     import ringlet

@@ -36,6 +36,7 @@ from typing import Any, Optional
 from . import _contract as contract
 from . import _ringlet
 from ._contract import NEEDED_OPCODES, Engine
+from ._kernels import describe, lacking
 from ._threads import ThreadEngine
 
 __all__ = ["get_engine", "backend", "probe"]
@@ -196,11 +197,16 @@ def _io_uring_problem(info: dict[str, Any]) -> tuple[str, int]:
         code = info["error"]
         why = _REFUSALS.get(code) or _SETUP_FAILURES.get(code) or f"failed with {errno.errorcode.get(code, code)}"
         return f"io_uring_setup {why}", code
-    missing = [op for op in sorted(NEEDED_OPCODES) if op not in info.get("opcodes", ())]
+    missing = [op for op in _probe_lacks(info) if op in NEEDED_OPCODES]
     if missing:
-        ops = ", ".join("IORING_OP_" + op.name for op in missing)
-        return f"this kernel's io_uring lacks {ops} (Linux {platform.release()})", errno.ENOSYS
+        return f"this kernel's io_uring lacks {describe(missing)} (this is Linux {platform.release()})", errno.ENOSYS
     return "", 0
+
+
+def _probe_lacks(info: dict[str, Any]) -> list[contract.Opcode]:
+    """The opcodes ringlet uses that the probed kernel lacks."""
+    offered = frozenset(info.get("opcodes", ()))
+    return lacking(offered.__contains__)
 
 
 def _choose() -> tuple[str, str, int]:
@@ -229,8 +235,14 @@ def backend() -> str:
     """Name the backend in use here and why, e.g.
     'io_uring (setup flags: SINGLE_ISSUER|DEFER_TASKRUN)' or
     'threads: io_uring_setup refused with EPERM (seccomp, e.g. Docker's
-    default profile, or kernel.io_uring_disabled?)'."""
+    default profile, or kernel.io_uring_disabled?)'.  On io_uring, what the
+    kernel lacks of the opcodes ringlet would use is named too: that work
+    is done outside the ring (ftruncate in the loop's thread, the path
+    operations of ringlet.os in the executor)."""
     name, why, _ = _choose()
     if name == "io_uring":
-        return f"io_uring (setup flags: {probe()['setup_flags']})"
+        info = probe()
+        missing = _probe_lacks(info)
+        lacks = f"; lacks {describe(missing)}, done outside the ring" if missing else ""
+        return f"io_uring (setup flags: {info['setup_flags']}{lacks})"
     return f"{name}: {why}"

@@ -12,8 +12,9 @@ import platform
 from typing import Any, Optional
 
 from . import _ringlet
-from ._contract import STATS_KEYS, opcode_name
+from ._contract import STATS_KEYS, Opcode, opcode_name
 from ._engine import backend, get_engine, probe
+from ._kernels import describe, lacking
 
 __all__ = ["Stats", "EngineView", "stats", "engine_info", "feature_names", "opcode_name", "FLAG_CHOICES"]
 
@@ -131,6 +132,12 @@ class EngineView:
         self.error: Optional[int] = details.get("error")
         self.features: list[str] = feature_names(details.get("features", 0))
         self.opcodes: list[str] = [opcode_name(op) for op in details.get("opcodes", ())]
+        # The opcodes ringlet would use that io_uring lacks here (that work is
+        # done outside the ring): an io_uring engine's own answer, else the probe's.
+        self.missing: list[Opcode] = []
+        if self.error is None:
+            has = engine.supports if isinstance(engine, _ringlet.Engine) else frozenset(details["opcodes"]).__contains__
+            self.missing = lacking(has)
         self.engine = engine
         if engine is not None:
             self.setup_flags: Optional[str] = engine.setup_flags
@@ -154,6 +161,13 @@ class EngineView:
         return (f"setup flags tried in the order {', '.join(FLAG_CHOICES)}; the kernel accepted {flags}"
                 + (f" after refusing {', '.join(refused)}" if refused else " (the first choice)"))
 
+    @property
+    def missing_text(self) -> str:
+        """What io_uring lacks here of what ringlet would use, said for people."""
+        if not self.missing:
+            return "none of the opcodes ringlet uses"
+        return f"{describe(self.missing)}: done outside the ring"
+
     def lines(self) -> list[str]:
         out = [f"kernel:      {self.kernel}", f"backend:     {self.backend}", f"why:         {self.why}"]
         if self.error is None:
@@ -161,6 +175,7 @@ class EngineView:
             out.append(f"opcodes:     {len(self.opcodes)} supported")
             for i in range(0, len(self.opcodes), 8):
                 out.append("             " + " ".join(self.opcodes[i:i + 8]))
+            out.append(f"missing:     {self.missing_text}")
         if self.stats is not None:
             out.append(f"stats:       {self.stats!r}")
             out.append(f"tracing:     {'on' if self.tracing else 'off'}")
@@ -183,6 +198,7 @@ class EngineView:
             rows.append(row("features", html.escape(" ".join(self.features))))
             rows.append(row(f"opcodes ({len(self.opcodes)})",
                             f"<span style='font-size:85%'>{html.escape(' '.join(self.opcodes))}</span>"))
+            rows.append(row("missing", html.escape(self.missing_text)))
         if self.stats is not None:
             rows.append(row("tracing", "on" if self.tracing else "off"))
             rows.append(row("stats", self.stats._repr_html_()))

@@ -162,8 +162,25 @@ async def link(src: PathArg, dst: PathArg, *, src_dir_fd: Optional[int] = None,
     raw_src, raw_dst = _ring_path(src), _ring_path(dst)
     if engine is not None and raw_src is not None and raw_dst is not None:
         return await engine.link(raw_src, raw_dst, bool(follow_symlinks), os.fspath(src), os.fspath(dst))
+    if follow_symlinks and src_dir_fd is None and dst_dir_fd is None and sys.version_info < (3, 14):
+        return await _in_thread(_link_following, src, dst)
     return await _in_thread(os.link, src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd,
                             follow_symlinks=follow_symlinks)
+
+
+def _link_following(src: PathArg, dst: PathArg) -> None:
+    """os.link(src, dst) following a symbolic link src, as linkat(2) with
+    AT_SYMLINK_FOLLOW does on the ring.  Before Python 3.14, os.link without
+    a dir_fd calls link(2), which on Linux links the symbolic link itself
+    (CPython gh-81793); given a directory descriptor it calls linkat(2)."""
+    try:
+        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:  # no working directory: os.link says what that means
+        return os.link(src, dst)
+    try:
+        os.link(src, dst, src_dir_fd=cwd, follow_symlinks=True)
+    finally:
+        os.close(cwd)
 
 
 async def symlink(src: PathArg, dst: PathArg, target_is_directory: bool = False, *,
