@@ -27,7 +27,7 @@ STAMP_BENCH   := $(VENV)/.stamp-bench
 # their test clients and uploads); mypy for the strict type check.
 TEST_TOOLS  := pytest pytest-timeout hypothesis nbclient nbformat ipykernel matplotlib setuptools wheel uvloop \
 	starlette fastapi httpx python-multipart aiohttp mypy
-BENCH_PEERS := aiofiles aiofile caio anyio uvloop matplotlib
+BENCH_PEERS := aiofiles aiofile caio anyio uvloop matplotlib uvicorn starlette aiohttp
 
 # Everything that ends up in the installed package: a change to any of it
 # reinstalls. (Build products that appear in python/ are left out.)
@@ -189,8 +189,13 @@ $(STAMP_BENCH): | $(VPY)
 	$(VPY) -m pip install -q $(BENCH_PEERS)
 	@touch $@
 
+# Every benchmark side by side with its peers and the synchronous call, as
+# ratios with their goals; none of them fails the build.
+#   run.py      the scenarios S1-S6 (reads, O_DIRECT, copy, read_file), sweeps, memory
+#   servers.py  uvicorn+Starlette and aiohttp, stock vs ringlet FileResponse, wrk on loopback
 bench: $(STAMP_INSTALL) $(STAMP_BENCH)
 	$(VPY) benchmarks/run.py
+	$(VPY) benchmarks/servers.py --rounds 3
 
 # ---- sanitizer build --------------------------------------------------------
 
