@@ -12,12 +12,10 @@ import warnings
 from typing import Any, Iterable, List, NoReturn, Optional, Set, Tuple
 
 from ._base import FileBase, write_batched
+from . import _contract as contract
 from ._fdio import READ_CHUNK, close_fd, read_to_end, settle, size_arg, truncate, wait_readable
 from ._turns import Turns
 
-_WRONG_THREAD = "ringlet: an engine may only be used from the thread running its event loop"
-_WRONG_LOOP = ("ringlet: this file belongs to another event loop (each loop has its own engine); "
-               "use it from the loop that opened it")
 
 
 class AsyncFile(FileBase):
@@ -113,7 +111,7 @@ class AsyncFile(FileBase):
     def _refuse_loop(self) -> NoReturn:
         # The engine's futures belong to its loop: from another one, a read
         # would run in the kernel and then fail to deliver its bytes.
-        raise RuntimeError(_WRONG_THREAD if threading.get_ident() != self._thread else _WRONG_LOOP)
+        raise RuntimeError(contract.WRONG_THREAD if threading.get_ident() != self._thread else contract.WRONG_LOOP)
 
     def _reading_fd(self) -> int:
         fd = self._usable_fd()
