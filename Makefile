@@ -27,7 +27,7 @@ STAMP_BENCH   := $(VENV)/.stamp-bench
 # their test clients and uploads); mypy for the strict type check.
 TEST_TOOLS  := pytest pytest-timeout hypothesis nbclient nbformat ipykernel matplotlib setuptools wheel uvloop \
 	starlette fastapi httpx python-multipart aiohttp mypy
-BENCH_PEERS := aiofiles aiofile caio anyio uvloop matplotlib
+BENCH_PEERS := aiofiles aiofile caio anyio uvloop matplotlib uvicorn starlette aiohttp
 
 # Everything that ends up in the installed package: a change to any of it
 # reinstalls. (Build products that appear in python/ are left out.)
@@ -61,7 +61,7 @@ LIBURING_A = $(firstword $(wildcard \
 	/usr/lib/x86_64-linux-gnu/liburing.a /usr/lib/liburing.a /usr/local/lib/liburing.a))
 LIBURING_LIBS = $(or $(LIBURING_A),-luring)
 
-.PHONY: demo test ctest pytest faults bench sanitize clean liburing dist test-dist
+.PHONY: demo test ctest typecheck pytest faults bench sanitize clean liburing dist test-dist
 
 # ---- the two setup commands -------------------------------------------------
 
@@ -94,7 +94,7 @@ demo: $(STAMP_INSTALL)
 SECCOMP_TESTS := tests/engine tests/file/test_binary.py
 OLD_KERNEL := 5.11
 OLD_KERNEL_TESTS := tests/os tests/file/test_binary.py tests/file/test_text.py
-test: $(STAMP_INSTALL) ctest $(NO_IO_URING)
+test: $(STAMP_INSTALL) ctest $(NO_IO_URING) typecheck
 	@echo "== pytest 1/4: io_uring and the thread fallback, each test once per backend (with the soak)"
 	RINGLET_SOAK=1 $(VPY) -m pytest tests -q
 	@echo "== pytest 2/4: io_uring_setup refused by a seccomp filter: ringlet finds the fallback"
@@ -104,6 +104,11 @@ test: $(STAMP_INSTALL) ctest $(NO_IO_URING)
 	@echo "== pytest 4/4: Linux $(OLD_KERNEL)'s io_uring opcodes, emulated"
 	RINGLET_TEST_KERNEL=$(OLD_KERNEL) $(VPY) -m pytest $(OLD_KERNEL_TESTS) -q --backend=io_uring
 	$(MAKE) --no-print-directory faults
+
+# mypy --strict over python/ringlet (the settings are in pyproject.toml); the
+# backend contract (_contract.Engine) is checked against both engines here.
+typecheck: $(STAMP_TOOLS)
+	$(VPY) -m mypy
 
 # ---- shared prerequisite step -----------------------------------------------
 
@@ -184,8 +189,13 @@ $(STAMP_BENCH): | $(VPY)
 	$(VPY) -m pip install -q $(BENCH_PEERS)
 	@touch $@
 
+# Every benchmark side by side with its peers and the synchronous call, as
+# ratios with their goals; none of them fails the build.
+#   run.py      the scenarios S1-S6 (reads, O_DIRECT, copy, read_file), sweeps, memory
+#   servers.py  uvicorn+Starlette and aiohttp, stock vs ringlet FileResponse, wrk on loopback
 bench: $(STAMP_INSTALL) $(STAMP_BENCH)
 	$(VPY) benchmarks/run.py
+	$(VPY) benchmarks/servers.py --rounds 3
 
 # ---- sanitizer build --------------------------------------------------------
 

@@ -12,7 +12,10 @@ connections for --duration seconds (default 5) after a one-second warm-up.
 Every case runs --rounds times (default 1), the cases of a round in rotated
 order; the median is reported.
 
-Reported per case: requests/s and p99 latency (wrk --latency), and threads
+Reported per case: requests/s and p99 latency (wrk --latency); the server
+process's CPU time per request during the run (/proc/PID/stat, all its
+threads: a figure that other load on the machine disturbs far less than
+requests/s, given beside the goals); and threads
 added: the server process's threads (/proc/PID/task) at their most during
 warm-up and run, less those it had before the first request; among them,
 io_uring's kernel workers (iou-wrk-*, where the kernel runs the openat and
@@ -115,6 +118,7 @@ class Result:
     p99_ms: float
     threads_added: int
     uring_workers_added: int
+    cpu_us_per_request: float
     errors: int
 
 
@@ -174,8 +178,16 @@ def _seconds(value: str, unit: str) -> float:
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
-def _wrk(url: str, duration: int) -> Tuple[float, float, int]:
-    """(requests/s, p99 latency in ms, socket errors + non-2xx) of one wrk run."""
+def _cpu_seconds(pid: int) -> float:
+    """CPU time the process has used, all its threads (io_uring's kernel
+    workers included: they belong to it), user and system."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _wrk(url: str, duration: int) -> Tuple[float, float, int, int]:
+    """(requests/s, p99 latency in ms, socket errors + non-2xx, requests) of one wrk run."""
     out = subprocess.run(["wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency", url],
                          capture_output=True, text=True, check=True).stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -184,7 +196,9 @@ def _wrk(url: str, duration: int) -> Tuple[float, float, int]:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return float(rate.group(1)), _seconds(*p99.groups()) * 1000, errors + (int(non2xx.group(1)) if non2xx else 0)
+    done = re.search(r"(\d+) requests in", out)
+    return (float(rate.group(1)), _seconds(*p99.groups()) * 1000, errors + (int(non2xx.group(1)) if non2xx else 0),
+            int(done.group(1)) if done else 0)
 
 
 def _run_case(kind: str, file: str, folder: Path, duration: int) -> Result:
@@ -210,11 +224,13 @@ def _run_case(kind: str, file: str, folder: Path, duration: int) -> Result:
             if body != (folder / file).read_bytes():
                 raise SystemExit(f"WRONG DATA from {kind} for {file}: {len(body)} bytes")
             _wrk(url, WARMUP_S)
-            rate, p99, errors = _wrk(url, duration)
+            cpu_before = _cpu_seconds(server.pid)
+            rate, p99, errors, requests = _wrk(url, duration)
+            cpu_us = (_cpu_seconds(server.pid) - cpu_before) / max(requests, 1) * 1e6
         finally:
             stop.set()
             watcher.join()
-        return Result(kind, file, rate, p99, peak[0] - base[0], peak[1] - base[1], errors)
+        return Result(kind, file, rate, p99, peak[0] - base[0], peak[1] - base[1], cpu_us, errors)
     finally:
         server.terminate()
         try:
@@ -249,31 +265,36 @@ def _available(kinds: List[str]) -> Tuple[List[str], List[str]]:
     return [k for k in kinds if k.split("-")[0] not in missing], sorted(set(missing.values()))
 
 
-def _table(results: List[Result], notes: List[str], duration: int, rounds: int) -> str:
+def _table(results: List[Result], notes: List[str], duration: int, rounds: int, load: Tuple[float, float]) -> str:
     lines = [
         "# Web servers serving files: stock FileResponse vs ringlet's",
         "",
         f"wrk, {CONNECTIONS} connections, {WRK_THREADS} threads, {duration} s per case after a {WARMUP_S} s warm-up, "
-        f"median of {rounds} round(s); server and wrk on {HOST}, {os.cpu_count()} CPUs shared.  "
+        f"median of {rounds} round(s); server and wrk on {HOST}, {os.cpu_count()} CPUs shared; "
+        f"load average {load[0]:.1f} before, {load[1]:.1f} after.  "
         f"Python {sys.version.split()[0]}; {_versions()}.  uvicorn runs with its defaults (uvloop and "
         f"httptools where installed, else asyncio and h11); aiohttp's web.run_app on asyncio's loop.",
         "",
-        "| server | class | file | requests/s | p99 latency | threads added | of which io_uring workers | errors |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| server | class | file | requests/s | p99 latency | server CPU per request | threads added "
+        "| of which io_uring workers | errors |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         framework, implementation = r.kind.split("-")
         server = "uvicorn + Starlette" if framework == "starlette" else "aiohttp"
         lines.append(f"| {server} | {implementation} | {r.file} | {r.requests_per_s:,.0f} | {r.p99_ms:.1f} ms "
-                     f"| {r.threads_added} | {r.uring_workers_added} | {r.errors} |")
-    lines += ["", "| server | file | ringlet / stock requests/s | goal | |", "|---|---|---:|---:|---|"]
+                     f"| {r.cpu_us_per_request:,.0f} us | {r.threads_added} | {r.uring_workers_added} | {r.errors} |")
+    lines += ["", "| server | file | ringlet / stock requests/s | goal | | stock / ringlet server CPU per request |",
+              "|---|---|---:|---:|---|---:|"]
     by_key = {(r.kind, r.file): r for r in results}
     for (framework, file), goal in GOALS.items():
         stock, ours = by_key.get((f"{framework}-stock", file)), by_key.get((f"{framework}-ringlet", file))
         if stock is None or ours is None:
             continue
         ratio = ours.requests_per_s / stock.requests_per_s
-        lines.append(f"| {framework} | {file} | {ratio:.2f}x | {goal:.1f}x | {'met' if ratio >= goal else 'missed'} |")
+        cpu = stock.cpu_us_per_request / ours.cpu_us_per_request if ours.cpu_us_per_request else float("nan")
+        lines.append(f"| {framework} | {file} | {ratio:.2f}x | {goal:.1f}x | {'met' if ratio >= goal else 'missed'} "
+                     f"| {cpu:.2f}x |")
     lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -312,6 +333,7 @@ def main() -> int:
         print(note)
     cases = [(k, f) for k in kinds for f in FILES if re.search(args.only, f"{k}/{f}")]
     samples: Dict[Tuple[str, str], List[Result]] = {case: [] for case in cases}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="ringlet-servers-") as tmp:
         folder = Path(tmp)
         for name, size in FILES.items():
@@ -322,11 +344,12 @@ def main() -> int:
                 result = _run_case(kind, file, folder, args.duration)
                 samples[(kind, file)].append(result)
                 print(f"round {round_ + 1}: {kind:18} {file:5} {result.requests_per_s:9,.0f} req/s  "
-                      f"p99 {result.p99_ms:7.1f} ms  threads +{result.threads_added} "
+                      f"p99 {result.p99_ms:7.1f} ms  cpu {result.cpu_us_per_request:6.0f} us/req  "
+                      f"threads +{result.threads_added} "
                       f"(io_uring workers +{result.uring_workers_added})  errors {result.errors}",
                       flush=True)
     results = [_median(samples[case]) for case in cases]
-    report = _table(results, notes, args.duration, args.rounds)
+    report = _table(results, notes, args.duration, args.rounds, (load_before, os.getloadavg()[0]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
     print()

@@ -12,7 +12,6 @@
 #include <math.h>
 #include <time.h>
 
-
 PyDoc_STRVAR(engine_tick_doc, "_tick() -> None\n\nScheduled with call_soon: the loop has turned (see loop_must_yield).");
 
 static PyObject *engine_tick(EngineObject *self, PyObject *Py_UNUSED(ignored))

@@ -17,9 +17,11 @@ import platform
 import tempfile
 import threading
 import time
+from typing import Any, Callable, Optional
 
 import ringlet
 
+from ._contract import Engine
 from ._view import EngineView
 
 def info() -> None:
@@ -50,7 +52,8 @@ class _Stopwatch:
         return f"{(time.perf_counter_ns() - self.t0) / 1000:9.1f} µs"
 
 
-async def _follow(label: str, submit, before_await=None) -> None:
+async def _follow(label: str, submit: Callable[[Engine], "asyncio.Future[Any]"],
+                  before_await: Optional[Callable[[], object]] = None) -> None:
     """Follow one operation through the engine and print what happened."""
     engine = ringlet.get_engine()
     thread = threading.current_thread().name

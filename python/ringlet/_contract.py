@@ -97,6 +97,8 @@ ENGINE_CLOSED = "ringlet: this engine is closed"  # RuntimeError (ValueError fro
 FORKED = "ringlet: this engine belongs to the parent process; a forked child gets its own"
 WRONG_THREAD = "ringlet: an engine may only be used from the thread running its event loop"
 LOOP_GONE = "ringlet: the engine's event loop is gone"
+WRONG_LOOP = ("ringlet: this file belongs to another event loop (each loop has its own engine); "
+              "use it from the loop that opened it")
 TRACER_NOT_CALLABLE = "tracer must be callable or None"
 TIMEOUT_NAN = "timeout must be a number"
 OUT_OF_RANGE = "{what} is out of range"  # OverflowError: an fd or opcode beyond 32 bits

@@ -25,7 +25,7 @@ import os
 import sys
 from typing import Any, AsyncIterator, Callable, Generator, Iterator, List, Optional, Tuple, TypeVar, Union
 
-from ._contract import Engine, Opcode
+from ._contract import Engine, Opcode, PathArg
 from ._engine import get_engine
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "symlink", "unlink",
 ]
 
-PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 T = TypeVar("T")
 
 
@@ -74,7 +73,7 @@ async def stat(path: Union[PathArg, int], *, dir_fd: Optional[int] = None,
         if type(path) is int and follow_symlinks and 0 <= path <= 0x7FFFFFFF:
             return await engine.statx(path, path)
         raw = _ring_path(path)
-        if raw is not None and not isinstance(path, int):  # (never an int here: for the type checker)
+        if raw is not None and not isinstance(path, int):
             return await engine.statx(raw, os.fspath(path), bool(follow_symlinks))
     return await _in_thread(os.stat, path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
 

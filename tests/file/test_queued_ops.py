@@ -153,6 +153,29 @@ def test_thread_engine_cancelled_close_still_closes(run, make_file):
     assert run(main()) == (True, True)
 
 
+def test_thread_engine_refuses_operations_on_a_descriptor_being_closed(run, make_file):
+    path, _ = make_file(100)
+
+    async def main():
+        async with thread_engine(max_workers=1) as engine:
+            blocker = Blocker()
+            engine.pool.submit(blocker)
+            assert await asyncio.get_running_loop().run_in_executor(None, blocker.started.wait, 10)
+            fd = os.open(path, os.O_RDONLY)
+            closing = engine.close(fd)  # queued behind the blocker: the number is still open
+            late = [engine.read(fd, 10, 0), engine.fsync(fd), engine.statx(fd)]
+            blocker.release.set()
+            await closing
+            errors = []
+            for future in late:
+                with pytest.raises(OSError) as info:
+                    await future
+                errors.append(info.value.errno)
+            return errors, is_open(fd)
+
+    assert run(main()) == ([errno.EBADF] * 3, False)
+
+
 def test_thread_engine_shutdown_makes_the_closes_it_did_not_run(run, make_file):
     path, _ = make_file(100)
 

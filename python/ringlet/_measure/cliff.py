@@ -186,7 +186,7 @@ async def _measure_point(approach: str, target: _Target, where: str, size: int, 
             timing = await run(seconds, seconds / 3, True)
             calls = _io_calls() - calls_before
             if approach == "ringlet":
-                calls += engine.stats().get("enter_calls", 0) - stats_before.get("enter_calls", 0)
+                calls += int(engine.stats().get("enter_calls", 0) - stats_before.get("enter_calls", 0))
             res.threads = threading.active_count() - threads_before
             res.kernel_workers = max(_kernel_workers() - workers_before, 0)
             res.ops, res.seconds = timing.ops, timing.elapsed_ns / 1e9

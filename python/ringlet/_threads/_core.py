@@ -50,7 +50,7 @@ class EngineCore:
         # workers still write to a descriptor of their own, never a reused number.
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._fd_users: dict[int, int] = {}  # fd -> operations in the pool that use its number
-        self._closing: dict[int, list[Op]] = {}  # fd -> closes waiting for those operations
+        self._closing: dict[int, list[Op]] = {}  # fd -> its closes not over yet (waiting for those, or in the pool)
         self._closed = False
         self._shutting_down = False
         self._submitted = 0
@@ -156,13 +156,19 @@ class EngineCore:
             self._fd_users[op.fd] = self._fd_users.get(op.fd, 0) + 1
         return self._returned(op)
 
-    def _close_after_users(self, op: Op, close: Callable[[], Any]) -> asyncio.Future[Any]:
-        """A close of a descriptor that operations in the pool still use: made
-        once they are over (see _fd_done)."""
+    def _close_in_pool(self, op: Op, close: Callable[[], Any]) -> asyncio.Future[Any]:
+        """A close made by a worker, once the operations already in the pool
+        on its descriptor are over (see _fd_done).  Until it is over, new
+        operations on the descriptor fail with EBADF (see _to_pool)."""
         self._begin(op)
         op.work = close
-        op.state = "closing"
         self._closing.setdefault(op.fd, []).append(op)
+        if op.fd in self._fd_users:
+            op.state = "closing"
+        else:
+            op.state = "pool"
+            if self.pool.submit(op, ("close", op.fd)):
+                self._overflowed += 1
         return self._returned(op)
 
     def _fd_done(self, fd: int) -> None:
@@ -174,9 +180,10 @@ class EngineCore:
         del self._fd_users[fd]
         if self._shutting_down:
             return  # shutdown() makes the closes waiting here
-        for op in self._closing.pop(fd, ()):
-            op.state = "pool"
-            self.pool.submit(op, ("close", fd))
+        for op in self._closing.get(fd, ()):
+            if op.state == "closing":
+                op.state = "pool"
+                self.pool.submit(op, ("close", fd))
 
     def _post(self, op: Op) -> None:
         """In a worker: queue the finished op for drain() and wake the loop."""
@@ -207,6 +214,11 @@ class EngineCore:
         if op.holds_fd:
             op.holds_fd = False
             self._fd_done(op.fd)
+        closes = self._closing.get(op.fd) if op.name == "close" else None
+        if closes is not None and op in closes:
+            closes.remove(op)
+            if not closes:
+                del self._closing[op.fd]
         times = op.times
         if times is not None:
             times["reaped"] = time.monotonic_ns()
@@ -368,9 +380,9 @@ class EngineCore:
                 op.value = None
             self._finish(op, inline=False)
         for closes in list(self._closing.values()):
-            for op in closes:
-                self._finish(op, inline=False)  # orphaned: the close is made now
-        self._closing.clear()
+            for op in list(closes):
+                if op.state == "closing":  # never handed to a worker: orphaned, the close is made now
+                    self._finish(op, inline=False)
         self._closed = True
         for fd in (wake_r, wake_w):
             try:

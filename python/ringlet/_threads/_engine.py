@@ -170,13 +170,13 @@ class ThreadEngine(EngineCore):
         self._check()
         op = Op(self, "close", fd)
         if fd in self._fd_users:
-            return self._close_after_users(op, lambda: os.close(fd))
+            return self._close_in_pool(op, lambda: os.close(fd))
         try:
             kind = kind_of(os.fstat(fd).st_mode)
         except OSError as exc:
             return self._failed(op, exc)
         if kind == "file":
-            return self._to_pool(op, lambda: os.close(fd))
+            return self._close_in_pool(op, lambda: os.close(fd))
         self._begin(op)
         op.ran = True
         try:

@@ -57,19 +57,53 @@ class FileResponse(_StockFileResponse):
     # protocol code, so fewer, larger ones serve faster (benchmarks/servers.py).
     chunk_size = 1 << 18
 
+    # The file __call__ opened to stat it, which the body then reads; closed
+    # when the response is done.
+    _opened: Optional[OpenedFile] = None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.stat_result is None:
-            # The stock class stats in a thread here; with the stat result
-            # set, it goes straight on to its headers and ranges.
+        try:
+            if self.stat_result is None:
+                # The stock class stats in a thread here; with the stat
+                # result set, it goes straight on to its headers and ranges.
+                self.stat_result = await self._open_and_stat()
+            await super().__call__(scope, receive, send)
+        finally:
+            opened, self._opened = self._opened, None
+            if opened is not None:
+                await opened.close()
+
+    async def _open_and_stat(self) -> os.stat_result:
+        """The file's stat, with the stock class's checks and headers.
+
+        The file is opened first and fstat'ed: a statx through io_uring
+        always goes to a kernel worker (the costliest operation of a small
+        response), while an open of a cached path completes at once, and
+        fstat(2) of an open descriptor never waits.  Where the open fails
+        (no permission to read, a socket), the path is stat'ed instead, as
+        the stock class does, and the body's open then fails as its does."""
+        file = OpenedFile(self.path)
+        try:
+            await file.open()
+        except OSError:
             try:
                 stat_result = await ringlet_os.stat(self.path)
             except FileNotFoundError:
                 raise RuntimeError(f"File at path {self.path} does not exist.") from None
-            self.set_stat_headers(stat_result)
-            if not stat.S_ISREG(stat_result.st_mode):
-                raise RuntimeError(f"File at path {self.path} is not a file.")
-            self.stat_result = stat_result
-        await super().__call__(scope, receive, send)
+        else:
+            self._opened = file
+            stat_result = os.fstat(file.fileno())
+        self.set_stat_headers(stat_result)
+        if not stat.S_ISREG(stat_result.st_mode):
+            raise RuntimeError(f"File at path {self.path} is not a file.")
+        return stat_result
+
+    def _body_file(self) -> OpenedFile:
+        """The file to read the body from: the one __call__ opened (left
+        open here: __call__ closes it), or a new one."""
+        if self._opened is not None:
+            return OpenedFile.borrowing(self._opened.fileno())
+        return OpenedFile(self.path)
 
     # The three ways the stock class sends a file, with ringlet reads at
     # explicit offsets (no seek) of chunk_size bytes; each body ends where
@@ -83,7 +117,7 @@ class FileResponse(_StockFileResponse):
         elif send_pathsend:
             await send({"type": "http.response.pathsend", "path": str(self.path)})
         else:
-            async with OpenedFile(self.path) as file:
+            async with self._body_file() as file:
                 offset, more_body = 0, True
                 while more_body:
                     chunk = await file.pread(self.chunk_size, offset)
@@ -100,7 +134,7 @@ class FileResponse(_StockFileResponse):
         if send_header_only:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        async with OpenedFile(self.path) as file:
+        async with self._body_file() as file:
             more_body = True
             while more_body:
                 chunk = await file.pread(min(self.chunk_size, end - start), start)
@@ -120,7 +154,7 @@ class FileResponse(_StockFileResponse):
         if send_header_only:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        async with OpenedFile(self.path) as file:
+        async with self._body_file() as file:
             for start, end in ranges:
                 await send({"type": "http.response.body", "body": part_header(start, end), "more_body": True})
                 sent = 0
