@@ -18,13 +18,6 @@ import ringlet
 from ringlet import _ringlet
 
 
-def _threads_still_to_do(what):
-    """Fixed in the C engine; the thread backend does not do it yet.  Strict:
-    once it does, the test passes and this marker must go."""
-    return pytest.mark.xfail(ringlet.backend().startswith("threads"), strict=True,
-                             reason=f"thread backend: {what} (issue 13, the thread backend's part)")
-
-
 # --------------------------------------------------------------------------
 # 13.1: an offset's __index__ that changes the request list
 # --------------------------------------------------------------------------
@@ -234,7 +227,6 @@ class _InterruptingLoop(asyncio.SelectorEventLoop):
         return _InterruptingFuture(loop=self)
 
 
-@_threads_still_to_do("ThreadEngine.drain stops at a BaseException, leaving the rest of the batch unresolved")
 @pytest.mark.parametrize("position", [1, 5, 12])
 def test_keyboard_interrupt_while_resolving_leaves_the_loop_and_resolves_all(position):
     """A KeyboardInterrupt raised while the engine resolves a batch of
@@ -373,7 +365,6 @@ class _Index:
         return self.value
 
 
-@_threads_still_to_do("sizes and align must take any __index__ (operator.index), as offsets do")
 def test_engine_sizes_and_offsets_take_any_index(run, make_file):
     path, data = make_file(8192)
 
@@ -398,7 +389,6 @@ def test_engine_sizes_and_offsets_take_any_index(run, make_file):
     assert open(path, "rb").read()[300:303] == b"xyz"
 
 
-@_threads_still_to_do("sizes must take any __index__ (operator.index), as offsets do")
 def test_pread_takes_numpy_integers(run, make_file):
     np = pytest.importorskip("numpy", reason="numpy not installed: the __index__ case is covered by _Index above")
     path, data = make_file(8192)

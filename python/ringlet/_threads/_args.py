@@ -18,6 +18,13 @@ _INT64_MIN, _INT64_MAX = -0x8000000000000000, 0x7FFFFFFFFFFFFFFF
 _UINT32_MAX = 0xFFFFFFFF
 
 
+def _index(obj: Any, refusal: str) -> int:
+    """obj's __index__ (numpy.int64, say, as os.pread takes it), or TypeError(refusal)."""
+    if not hasattr(type(obj), "__index__"):
+        raise TypeError(refusal)
+    return operator.index(obj)
+
+
 def int32(obj: Any, what: str) -> int:
     """An fd or opcode: any __index__ within 32 bits (the C engine's parse_int)."""
     value = operator.index(obj)
@@ -37,23 +44,21 @@ def c_int(obj: Any) -> int:
 
 
 def uint32(obj: Any, what: str) -> int:
-    """An int from 0 to 2**32 - 1 (the C engine's parse_unsigned)."""
-    if not isinstance(obj, int):
-        raise TypeError(contract.NOT_AN_INT.format(what=what, type=type(obj).__name__))
-    if obj < 0:
-        raise OverflowError("can't convert negative int to unsigned")
-    if obj > _UINT32_MAX:
+    """Any __index__ from 0 to 2**32 - 1 (the C engine's parse_unsigned)."""
+    value = _index(obj, contract.NOT_AN_INT.format(what=what, type=type(obj).__name__))
+    if value < 0:
+        raise OverflowError("can't convert negative value to unsigned int")
+    if value > _UINT32_MAX:
         raise OverflowError(contract.TOO_LARGE.format(what=what, max=_UINT32_MAX))
-    return obj
+    return value
 
 
 def size(obj: Any) -> int:
-    """PyLong_AsSsize_t."""
-    if not isinstance(obj, int):
-        raise TypeError("an integer is required")
-    if not _INT64_MIN <= obj <= _INT64_MAX:
+    """PyLong_AsSsize_t, of any __index__."""
+    value = _index(obj, "an integer is required")
+    if not _INT64_MIN <= value <= _INT64_MAX:
         raise OverflowError("Python int too large to convert to C ssize_t")
-    return obj
+    return value
 
 
 def int64(obj: Any) -> int:
@@ -86,14 +91,14 @@ def timeout(obj: Any) -> float:
 
 
 def align(obj: Any) -> int:
-    """The align argument (PyLong_AsUnsignedLong); too big becomes 2 MiB, refused later."""
-    if not isinstance(obj, int):
-        raise TypeError("an integer is required")
-    if obj < 0:
+    """The align argument (PyLong_AsUnsignedLong of any __index__); too big
+    becomes 2 MiB, refused later."""
+    value = _index(obj, "an integer is required")
+    if value < 0:
         raise OverflowError("can't convert negative value to unsigned int")
-    if obj > 0xFFFFFFFFFFFFFFFF:
+    if value > 0xFFFFFFFFFFFFFFFF:
         raise OverflowError("Python int too large to convert to C unsigned long")
-    return 1 << 21 if obj > 1 << 20 else obj
+    return 1 << 21 if value > 1 << 20 else value
 
 
 def direct_offset(fd: int, offset: int, length: int, align: int, write: bool) -> tuple[int, bool]:

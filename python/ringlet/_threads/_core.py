@@ -9,6 +9,13 @@ so its number cannot be reused under them (the kernel holds the file for
 io_uring operations in the same way); operations started after the close
 fail with EBADF.  A close is never dropped: not when its wait is
 cancelled, nor at shutdown, where it is made at once.
+
+The caller's code that runs while operations are finished (a future's
+set_result, the tracer) may raise.  An Exception is reported to the loop's
+exception handler, as a callback's would be.  The first BaseException
+(KeyboardInterrupt) is kept and raised by drain() once its whole batch is
+resolved, so it leaves the loop as any callback's would and no future is
+left unresolved (as the io_uring engine does: issue 13.8).
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ class EngineCore:
         self._closing: dict[int, list[Op]] = {}  # fd -> its closes not over yet (waiting for those, or in the pool)
         self._closed = False
         self._shutting_down = False
+        self._interrupt: Optional[BaseException] = None  # kept for drain() to raise: see the module docstring
         self._submitted = 0
         self._completed_count = 0
         self._inline = 0
@@ -223,24 +231,65 @@ class EngineCore:
         if times is not None:
             times["reaped"] = time.monotonic_ns()
             times["reap_thread"] = threading.get_ident()
-        future = op.future
-        if self._shutting_down or future.done():
+        if self._shutting_down or op.future.done():
             op.orphan()
             if op.traced:
                 self._emit(op)
             return
+        self._resolve(op)
+
+    def _resolve(self, op: Op) -> None:
+        """Give the finished op's outcome to its pending future.  set_result is
+        the caller's (a future type of its own, say): if it raises a
+        BaseException the future is set once more, so that none is left
+        pending; what it raised is kept (see _note_error)."""
         if op.error is None and op.convert is not None:
             try:
                 op.value = op.convert(op.value)
             except Exception as exc:  # noqa: BLE001 - MemoryError, say: goes to the future
                 op.error = exc
+            op.convert = None  # once, even if the future is set again below
         op.release()
-        if op.error is None:
-            future.set_result(op.value)
-        else:
-            future.set_exception(op.outcome())
+        future = op.future
+        for _attempt in range(2):
+            try:
+                if op.error is None:
+                    future.set_result(op.value)
+                else:
+                    future.set_exception(op.outcome())
+                break
+            except BaseException as exc:  # noqa: BLE001 - kept or reported, never lost
+                self._note_error(exc, "ringlet: setting a future's result raised")
+                if isinstance(exc, Exception) or future.done():
+                    break
+        times = op.times
         if times is not None:
             times["resolved"] = time.monotonic_ns()
+
+    def _note_error(self, exc: BaseException, message: str) -> None:
+        """exc was raised by the caller's code while an operation finished: an
+        Exception (or a second interrupt) goes to the loop's exception handler;
+        the first BaseException is kept for drain() to raise, and the loop is
+        woken for a drain (this may be a readiness or done callback)."""
+        if isinstance(exc, Exception) or self._interrupt is not None:
+            loop = self._loop_ref()
+            if loop is not None:
+                loop.call_exception_handler({"message": message, "exception": exc})
+            return
+        self._interrupt = exc
+        with self._lock:
+            if self._wake_w >= 0:
+                try:
+                    os.write(self._wake_w, b"\1")
+                except OSError:  # full: a drain is coming anyway
+                    pass
+
+    def _rescue(self, op: Op, exc: BaseException) -> None:
+        """An exception escaped the finishing of op (an interrupt landing
+        between two statements): keep it, and resolve op's future all the same."""
+        self._note_error(exc, "ringlet: finishing an operation raised")
+        if op.finished and not self._shutting_down and not op.future.done():
+            self._resolve(op)
 
     def _done_now(self, op: Op, value: Any) -> asyncio.Future[Any]:
         """An op whose answer needs no system call (a read of 0 bytes is b"",
@@ -290,15 +339,15 @@ class EngineCore:
         record["reap_thread"] = times.get("reap_thread")
         try:
             tracer(record)
-        except Exception as exc:  # noqa: BLE001 - as the C engine: reported, not raised
-            loop = self._loop_ref()
-            if loop is not None:
-                loop.call_exception_handler({"message": "ringlet: the tracer raised", "exception": exc})
+        except BaseException as exc:  # noqa: BLE001 - as the C engine: reported, or kept for drain()
+            self._note_error(exc, "ringlet: the tracer raised")
 
     def drain(self) -> int:
         """drain() -> int: resolve the futures of the operations the workers
         have finished, at most the budget (the rest at the next call); the
-        loop calls this when fileno() is readable.  Returns how many."""
+        loop calls this when fileno() is readable.  Returns how many.
+        A BaseException (KeyboardInterrupt) raised while futures were
+        resolved is raised here once every one of the batch is resolved."""
         self._check()
         try:
             os.read(self._wake_r, 4096)
@@ -315,7 +364,18 @@ class EngineCore:
                 except OSError:
                     pass
         for op in done:
-            self._reaped(op)
+            try:
+                self._reaped(op)
+            except BaseException as exc:  # noqa: BLE001 - the rest of the batch is resolved first
+                if not op.finished and op.state == "pool":  # not handled yet: once more
+                    try:
+                        self._reaped(op)
+                    except BaseException as again:  # noqa: BLE001
+                        self._rescue(op, again)
+                self._rescue(op, exc)
+        interrupt, self._interrupt = self._interrupt, None
+        if interrupt is not None:
+            raise interrupt
         return len(done)
 
     def _reaped(self, op: Op) -> None:

@@ -11,7 +11,8 @@ around each system call and restored right after (the flag belongs to the
 open file description, which another process may share).  Cancelling is
 leaving the queue.  One readiness callback serves at most the engine's
 budget of operations: the loop calls again while the file stays ready, so a
-long queue never makes one slow callback.
+long queue never makes one slow callback.  An interrupt raised while a
+queue is served is kept for the engine's drain() to raise (see ``_core``).
 """
 
 from __future__ import annotations
@@ -111,6 +112,9 @@ class Readiness:
             op.error = errno_of(exc)
         except Exception as exc:  # noqa: BLE001 - goes to the future
             op.error = exc
+        except BaseException as exc:  # noqa: BLE001 - an interrupt in the call: kept for drain(), op tried again
+            self.engine._note_error(exc, "ringlet: interrupted while serving a file")
+            return False
         self.engine._finish(op, inline)
         return True
 
@@ -181,7 +185,12 @@ class Readiness:
             if budget == 0:
                 return  # the rest when the loop calls again: the file is still ready
             budget -= 1
-            if not self._attempt(op, waiters.fd, inline=False):
+            try:
+                over = self._attempt(op, waiters.fd, inline=False)
+            except BaseException as exc:  # noqa: BLE001 - an interrupt between two statements
+                engine._rescue(op, exc)
+                over = op.finished
+            if not over:
                 return
             if ops and ops[0] is op:
                 ops.popleft()
