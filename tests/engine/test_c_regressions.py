@@ -389,6 +389,40 @@ def test_engine_sizes_and_offsets_take_any_index(run, make_file):
     assert open(path, "rb").read()[300:303] == b"xyz"
 
 
+def test_engine_align_chunk_size_and_depth_take_any_index(run, make_file, tmp_path):
+    """align, chunk_size and depth take __index__ too; other types are still
+    refused with the same words."""
+    from ringlet import _contract as contract
+
+    path, data = make_file(8192)
+    dst_path = tmp_path / "copied"
+
+    async def main():
+        engine = ringlet.get_engine()
+        src = os.open(path, os.O_RDONLY)
+        dst = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            got = await engine.read(src, 8, 16, _Index(0))
+            copied = await engine.copy(src, dst, chunk_size=_Index(1000), depth=_Index(2))
+            refusals = []
+            for call in (lambda: engine.read(src, 8.0, 0), lambda: engine.read(src, 8, 0, 0.0),
+                         lambda: engine.copy(src, dst, chunk_size=1000.0), lambda: engine.copy(src, dst, depth="2")):
+                with pytest.raises(TypeError) as info:
+                    call()
+                refusals.append(str(info.value))
+            return got, copied, refusals
+        finally:
+            os.close(src)
+            os.close(dst)
+
+    got, copied, refusals = run(main())
+    assert got == data[16:24]
+    assert copied == len(data) and dst_path.read_bytes() == data
+    assert refusals == ["an integer is required", "an integer is required",
+                        contract.NOT_AN_INT.format(what="chunk_size", type="float"),
+                        contract.NOT_AN_INT.format(what="depth", type="str")]
+
+
 def test_pread_takes_numpy_integers(run, make_file):
     np = pytest.importorskip("numpy", reason="numpy not installed: the __index__ case is covered by _Index above")
     path, data = make_file(8192)

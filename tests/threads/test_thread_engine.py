@@ -9,7 +9,9 @@ both backends through the public API.
 
 import asyncio
 import os
+import select
 import threading
+import time
 
 import pytest
 
@@ -458,3 +460,60 @@ def test_fifo_read_only_open_waits_for_data_not_eof(run, fifo):
                 os.close(fd)
 
     assert run(main()) == (b"late data", b"")
+
+
+# --------------------------------------------------------------------------
+# an interrupt while a drain resolves its batch (issue 13.8)
+# --------------------------------------------------------------------------
+
+
+class _InterruptAt(asyncio.Future):
+    """set_result raises KeyboardInterrupt at the countdown-th call (before
+    setting anything), as a Ctrl-C landing in the middle of a drain would."""
+
+    countdown = 0
+
+    def set_result(self, result):
+        cls = _InterruptAt
+        if cls.countdown > 0:
+            cls.countdown -= 1
+            if cls.countdown == 0:
+                raise KeyboardInterrupt("injected")
+        super().set_result(result)
+
+
+@pytest.mark.own_backend
+@pytest.mark.parametrize("position", [1, 6, 12])
+def test_an_interrupt_while_draining_is_raised_after_its_batch(run, make_file, position):
+    """Operations finished in the pool: the drain that meets the interrupt
+    resolves every future of its batch (completed == futures done) and then
+    raises it, once; every read gets its bytes."""
+    from ringlet._threads import ThreadEngine
+
+    path, data = make_file(4096)
+    n = 12
+
+    async def main():
+        engine = ThreadEngine(asyncio.get_running_loop(), future_type=_InterruptAt)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            futures = [engine.read(fd, 16, 16 * i) for i in range(n)]
+            _InterruptAt.countdown = position
+            interrupts, batch_whole = 0, []
+            deadline = time.monotonic() + 20
+            while not all(f.done() for f in futures) and time.monotonic() < deadline:
+                select.select([engine.fileno()], [], [], 0.1)
+                try:
+                    engine.drain()
+                except KeyboardInterrupt:
+                    interrupts += 1
+                    batch_whole.append(engine.stats()["completed"] == sum(f.done() for f in futures))
+            return interrupts, batch_whole, [f.result() for f in futures]
+        finally:
+            _InterruptAt.countdown = 0
+            os.close(fd)
+            engine.shutdown()
+
+    interrupts, batch_whole, results = run(main())
+    assert interrupts == 1 and batch_whole == [True]
+    assert results == [data[16 * i:16 * i + 16] for i in range(n)]

@@ -367,12 +367,12 @@ class EngineCore:
             try:
                 self._reaped(op)
             except BaseException as exc:  # noqa: BLE001 - the rest of the batch is resolved first
-                if not op.finished and op.state == "pool":  # not handled yet: once more
+                self._rescue(op, exc)
+                if not op.finished and op.state == "pool":  # interrupted before it was handled: once more
                     try:
                         self._reaped(op)
                     except BaseException as again:  # noqa: BLE001
                         self._rescue(op, again)
-                self._rescue(op, exc)
         interrupt, self._interrupt = self._interrupt, None
         if interrupt is not None:
             raise interrupt
