@@ -122,9 +122,6 @@ def test_loop_closed_with_operations_in_flight(ringlet, fifo, make_file):
     assert engine.shutdown() == 0  # again: nothing to do
 
 
-@pytest.mark.xfail(strict=True, reason="ringlet bug: a task destroyed with its loop after its open completed closes "
-                   "its descriptor through the engine, closed by then (RuntimeError): the descriptor leaks; "
-                   "this, racing with reads of a regular file, was the 'descriptors leaked' seen under load")
 def test_loop_closed_with_tasks_past_their_open(ringlet, fifo, make_file):
     path, data = make_file(100)
     asyncio_run(ringlet.read_file(path))

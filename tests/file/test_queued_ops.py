@@ -250,8 +250,6 @@ def test_interrupt_while_files_are_written_and_closed_leaves_none_open(ringlet, 
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(reason="finding 13.9 (front end): a task cancelled in the iteration its open completes "
-                          "loses the descriptor; this test passes once that is fixed", strict=False)
 def test_interrupt_during_copy_file_leaves_no_descriptor_open(ringlet, run, make_file, tmp_path):
     """Ctrl-C while copies run, at a different step in each round (finding 13.10 as reported)."""
     src, _ = make_file(3 * CHUNK + 5)
