@@ -15,7 +15,7 @@ set_result, the tracer) may raise.  An Exception is reported to the loop's
 exception handler, as a callback's would be.  The first BaseException
 (KeyboardInterrupt) is kept and raised by drain() once its whole batch is
 resolved, so it leaves the loop as any callback's would and no future is
-left unresolved (as the io_uring engine does: issue 13.8).
+left unresolved (as the io_uring engine does).
 """
 
 from __future__ import annotations
