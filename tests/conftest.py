@@ -492,13 +492,10 @@ def run_python(tmp_path):
 
 
 @contextlib.asynccontextmanager
-async def thread_engine(max_workers: Optional[int] = None) -> AsyncIterator[Any]:
-    """A ThreadEngine on the running loop, watched as get_engine() watches
-    one; shut down at the end (for tests of the fallback built by hand)."""
-    from ringlet._threads import ThreadEngine
-
+async def watched(engine: Any) -> AsyncIterator[Any]:
+    """An engine built by hand on the running loop, drained as get_engine()
+    drains one; shut down at the end."""
     loop = asyncio.get_running_loop()
-    engine = ThreadEngine(loop, max_workers=max_workers)
     fd = engine.fileno()
     loop.add_reader(fd, engine.drain)
     try:
@@ -506,6 +503,14 @@ async def thread_engine(max_workers: Optional[int] = None) -> AsyncIterator[Any]
     finally:
         loop.remove_reader(fd)
         engine.shutdown()
+
+
+def thread_engine(**kwargs: Any) -> contextlib.AbstractAsyncContextManager[Any]:
+    """A ThreadEngine (ThreadEngine's keyword arguments) on the running loop,
+    watched (for tests of the fallback built by hand)."""
+    from ringlet._threads import ThreadEngine
+
+    return watched(ThreadEngine(asyncio.get_running_loop(), **kwargs))
 
 
 def child_env(base: Optional[Mapping[str, str]] = None, **extra: str) -> Dict[str, str]:

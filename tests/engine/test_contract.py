@@ -5,7 +5,6 @@ on the thread engine directly, in every pass, so the strings in
 csrc/py/*.c cannot drift from the contract's."""
 
 import asyncio
-import contextlib
 import gc
 import inspect
 import os
@@ -17,6 +16,7 @@ from ringlet import _contract as contract
 from ringlet import _ringlet
 from ringlet._threads import OPCODES, ThreadEngine
 
+from conftest import watched
 
 
 def _c_engine_or_skip(loop):
@@ -30,19 +30,9 @@ def make_engine(backend, loop):
     return ThreadEngine(loop) if backend == "threads" else _c_engine_or_skip(loop)
 
 
-@contextlib.asynccontextmanager
-async def engine_on_loop(backend):
-    """An engine of the given backend on the running loop, drained as
-    get_engine() drains one; shut down at the end."""
-    loop = asyncio.get_running_loop()
-    engine = make_engine(backend, loop)
-    fd = engine.fileno()
-    loop.add_reader(fd, engine.drain)
-    try:
-        yield engine
-    finally:
-        loop.remove_reader(fd)
-        engine.shutdown()
+def engine_on_loop(backend):
+    """An engine of the given backend on the running loop, watched."""
+    return watched(make_engine(backend, asyncio.get_running_loop()))
 
 
 # --------------------------------------------------------------------------

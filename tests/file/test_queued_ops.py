@@ -16,7 +16,6 @@ own tests run on it directly in every pass.
 """
 
 import asyncio
-import contextlib
 import errno
 import gc
 import os
@@ -24,26 +23,11 @@ import threading
 
 import pytest
 
-from conftest import fd_count, read_os, wait_until
+from conftest import fd_count, read_os, thread_engine, wait_until
 
 CHUNK = 1 << 20
 
 
-@contextlib.asynccontextmanager
-async def thread_engine(**kwargs):
-    """A ThreadEngine on the running loop, drained as get_engine() drains one;
-    shut down at the end."""
-    from ringlet._threads import ThreadEngine
-
-    loop = asyncio.get_running_loop()
-    engine = ThreadEngine(loop, **kwargs)
-    fd = engine.fileno()
-    loop.add_reader(fd, engine.drain)
-    try:
-        yield engine
-    finally:
-        loop.remove_reader(fd)
-        engine.shutdown()
 
 
 class Blocker:
