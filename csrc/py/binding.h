@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "copy.h"
+#include "nowait.h"
 #include "ops.h"
 #include "ring.h"
 
@@ -26,6 +27,7 @@ typedef struct {
     PyTypeObject *EngineType;
     PyTypeObject *OpType;
     PyTypeObject *ReadyType;
+    PyTypeObject *OutcomeType;
     PyObject *stat_result;      /* os.stat_result */
     PyObject *str_create_future, *str_set_result, *str_set_exception;
     PyObject *kwnames_loop;     /* ("loop",): Future(loop=loop) by vectorcall */
@@ -55,6 +57,7 @@ typedef struct {
         char *free[RL_BOUNCE_CLASSES];
         size_t cached;          /* bytes held in the lists */
     } bounce_pool;
+    struct rl_nowait nowait;    /* the non-blocking attempt before the ring (pread.c) */
     ringlet_state *state;
     PyObject *weakreflist;
 } EngineObject;
@@ -73,6 +76,7 @@ struct op_times {
     int64_t submitted, returned, reaped, resolved, resumed;
     unsigned long submit_thread, reap_thread;
     int inline_;
+    int nowait;                 /* completed by the non-blocking attempt, without the ring */
     int64_t result;
 };
 
@@ -137,6 +141,7 @@ struct batch_part {
 extern PyType_Spec ringlet_engine_spec;
 extern PyType_Spec ringlet_op_spec;
 extern PyType_Spec ringlet_ready_spec;
+extern PyType_Spec ringlet_outcome_spec;
 
 /* op.c */
 int64_t ringlet_now_ns(void); /* CLOCK_MONOTONIC, the clock of time.monotonic_ns() */
@@ -157,6 +162,15 @@ void op_finish(OpObject *op, int64_t res);
 int op_queue_io(OpObject *op);
 void op_copy_done(struct rl_copy *copy, int64_t result);
 void op_batch_part_complete(struct rl_cell *cell);
+void op_emit_trace(OpObject *op);
+
+/* pread.c */
+/* The non-blocking attempt for a read or readinto op set up to go to the
+ * ring: the count when the page cache held it all (the op is then finished
+ * with it, see engine_finish_now), or -1: the ring's turn. */
+int64_t op_try_nowait(OpObject *op);
+PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
+extern const char engine__pread_doc[];
 
 /* engine.c */
 int engine_schedule_flush(EngineObject *engine);

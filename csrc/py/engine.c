@@ -323,6 +323,9 @@ static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_
     }
     if (size == 0)
         return engine_finish_now(op, 0, want_future);
+    int64_t cached = op_try_nowait(op);
+    if (cached >= 0)
+        return engine_finish_now(op, cached, want_future);
     return engine_launch_as(op, op_queue_io(op), want_future);
 }
 
@@ -373,6 +376,9 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
     }
     if (op->length == 0 && kind != OP_WRITE)
         return engine_finish_now(op, 0, want_future);
+    int64_t cached = kind == OP_WRITE ? -1 : op_try_nowait(op);
+    if (cached >= 0)
+        return engine_finish_now(op, cached, want_future);
     return engine_launch_as(op, op_queue_io(op), want_future);
 }
 
@@ -455,6 +461,7 @@ static PyObject *engine_close_impl(EngineObject *self, PyObject *arg, int want_f
     if (op == NULL)
         return NULL;
     op->fd = fd;
+    rl_nowait_forget(&self->nowait, fd);
     return engine_launch_as(op, rl_op_close(&self->ring, &op->cell, fd), want_future);
 }
 
@@ -949,10 +956,11 @@ PyDoc_STRVAR(engine_stats_doc, "stats() -> dict\n\nThe engine's counters.");
 static PyObject *engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
     const struct rl_stats *s = &self->ring.stats;
-    return Py_BuildValue("{sKsKsKsKsKsKsKsIsIsd}",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsIsIsd}",
                          "submitted", (unsigned long long)s->submitted,
                          "completed", (unsigned long long)s->completed,
                          "completed_inline", (unsigned long long)s->completed_inline,
+                         "completed_nowait", (unsigned long long)self->nowait.hits,
                          "deferred", (unsigned long long)s->deferred,
                          "cancelled", (unsigned long long)s->cancelled,
                          "enter_calls", (unsigned long long)s->enter_calls,
@@ -1052,6 +1060,7 @@ static void engine_dealloc(EngineObject *self)
     if (self->ring_open && self->fork_generation == fork_generation)
         rl_ring_exit(&self->ring);
     engine_bounce_clear(self);
+    rl_nowait_free(&self->nowait);
     Py_XDECREF(self->loop_ref);
     Py_XDECREF(self->tracer);
     Py_XDECREF(self->future_type);
@@ -1081,6 +1090,7 @@ static PyMethodDef engine_methods[] = {
     {"ftruncate", (PyCFunction)(void (*)(void))engine_ftruncate, METH_FASTCALL, engine_ftruncate_doc},
     {"read_many", (PyCFunction)(void (*)(void))engine_read_many, METH_FASTCALL, engine_read_many_doc},
     {"_read_many", (PyCFunction)(void (*)(void))engine__read_many, METH_FASTCALL, engine_lazy_doc},
+    {"_pread", (PyCFunction)(void (*)(void))engine__pread, METH_FASTCALL, engine__pread_doc},
     {"drain", (PyCFunction)engine_drain, METH_NOARGS, engine_drain_doc},
     {"_flush", (PyCFunction)engine_flush, METH_NOARGS, engine_flush_doc},
     {"_tick", (PyCFunction)engine_tick, METH_NOARGS,

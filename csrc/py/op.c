@@ -214,7 +214,7 @@ static PyObject *op_outcome(OpObject *op, int64_t res, int *failed)
 }
 
 /* Hands the op's timeline to the engine's tracer (tracing on only). */
-static void op_emit_trace(OpObject *op)
+void op_emit_trace(OpObject *op)
 {
     PyObject *tracer = op->engine->tracer;
     struct op_times *t = op->times;
@@ -227,8 +227,8 @@ static void op_emit_trace(OpObject *op)
     PyErr_Fetch(&exc_type, &exc, &tb);
 #define RL_TIME(v) (v) ? PyLong_FromLongLong(v) : Py_NewRef(Py_None)
     PyObject *record = Py_BuildValue(
-        "{sssisLsOsNsNsNsNsNsksN}", "op", op->name, "fd", op->fd, "result", (long long)t->result,
-        "inline", t->inline_ ? Py_True : Py_False, "submitted", RL_TIME(t->submitted),
+        "{sssisLsOsOsNsNsNsNsNsksN}", "op", op->name, "fd", op->fd, "result", (long long)t->result,
+        "inline", t->inline_ ? Py_True : Py_False, "nowait", t->nowait ? Py_True : Py_False, "submitted", RL_TIME(t->submitted),
         "returned", RL_TIME(t->returned), "reaped", RL_TIME(t->reaped), "resolved", RL_TIME(t->resolved),
         "resumed", RL_TIME(t->resumed), "thread", t->submit_thread,
         "reap_thread", t->reap_thread ? PyLong_FromUnsignedLong(t->reap_thread) : Py_NewRef(Py_None));

@@ -1416,6 +1416,12 @@ class ThreadEngine:
     # ringlet's own coroutines call these; here they simply return futures.
     _read = read
     _readinto = readinto
+
+    async def _pread(self, fd: int, size: int, offset: int) -> bytes:
+        """AsyncFile.pread's entry (a coroutine, as the C engine's _pread)."""
+        if offset < 0:  # -1 would mean the file position to read()
+            raise ValueError("negative offset")
+        return await self.read(fd, size, offset)
     _write = write
     _open = open
     _close = close
@@ -1441,6 +1447,7 @@ class ThreadEngine:
             "submitted": self._submitted,
             "completed": self._completed_count,
             "completed_inline": self._inline,
+            "completed_nowait": 0,  # no non-blocking attempt: every read goes to a worker
             "deferred": self._deferred,
             "cancelled": self._cancelled,
             "enter_calls": 0,
