@@ -111,6 +111,8 @@ typedef struct {
     size_t done;                /* write: bytes written so far */
     struct kernel_io io;        /* read/readinto/write */
     uint8_t direct;             /* O_DIRECT: submitted at the end of the loop tick */
+    uint8_t offload;            /* a large read once the loop turn's inline budget is spent: to the
+                                   kernel's workers (IOSQE_ASYNC), submitted at the end of the tick */
     char *bounce;               /* O_DIRECT: the aligned memory the kernel uses, or NULL */
     size_t bounce_size;         /* its size (a pool size class, or its exact size if not pooled) */
     size_t bounce_skip;         /* read: where the bytes asked for start in bounce */
@@ -177,9 +179,12 @@ int engine_schedule_flush(EngineObject *engine);
 /* loop.call_soon(callable, *args) for the engine's loop; 0 or -1 with an exception. */
 int engine_call_soon(EngineObject *engine, PyObject *callable, PyObject *args);
 /* Whether an inline completion must go through the loop, so its task yields:
- * inline completions never suspend a task, and a task reading a cached file
- * could otherwise keep the loop from everything else. */
+ * inline completions never suspend a task, and tasks reading a cached file
+ * could otherwise keep the loop from everything else.  The budget is per
+ * loop turn: once spent, every task yields until the loop has turned. */
 int engine_must_yield(EngineObject *engine);
+/* Reads from this size on are offloaded (see OpObject.offload) once the budget is spent. */
+#define RL_OFFLOAD_MIN (64u << 10)
 /* An aligned bounce buffer of at least size bytes (sets *allocated), or NULL. */
 char *engine_bounce_get(EngineObject *engine, size_t size, unsigned align, size_t *allocated);
 void engine_bounce_put(EngineObject *engine, char *buf, size_t allocated);

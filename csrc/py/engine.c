@@ -316,6 +316,7 @@ static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_
     op->offset = offset;
     op->length = (size_t)size;
     op->obj = PyBytes_FromStringAndSize(NULL, size);
+    op->offload = !align && op->length >= RL_OFFLOAD_MIN && engine_must_yield(self);
     if (op->obj == NULL || op_take_position(op, align) < 0 ||
         op_kernel_io(op, PyBytes_AS_STRING(op->obj), align) < 0) {
         Py_DECREF(op);
@@ -376,6 +377,7 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
     }
     if (op->length == 0 && kind != OP_WRITE)
         return engine_finish_now(op, 0, want_future);
+    op->offload = kind != OP_WRITE && !align && op->length >= RL_OFFLOAD_MIN && engine_must_yield(self);
     int64_t cached = kind == OP_WRITE ? -1 : op_try_nowait(op);
     if (cached >= 0)
         return engine_finish_now(op, cached, want_future);
@@ -837,25 +839,21 @@ int engine_schedule_flush(EngineObject *engine)
     return 0;
 }
 
-/* A task may run on inline completions this long before it must yield once. */
+/* Inline completions may run this long in one loop turn; after that, every
+ * task yields (and large reads go to the kernel's workers) until the loop has
+ * turned, so another task waits at most about this long plus one step of
+ * each ready task.  (A budget per task let 256 tasks spend 256 budgets.) */
 #define RL_INLINE_BUDGET_NS 1000000
 
 int engine_must_yield(EngineObject *engine)
 {
-    int64_t now = ringlet_now_ns();
-    if (engine->tick_scheduled) {
-        if (now - engine->streak_start <= RL_INLINE_BUDGET_NS)
-            return 0;
-        /* This op yields; the next may run a full budget more.  (A long loop
-         * iteration of many tasks would otherwise make every later op yield.) */
-        engine->streak_start = now;
-        return 1;
-    }
-    /* The loop turned since the last inline completion: start a new streak,
-     * and learn when it turns next. */
+    if (engine->tick_scheduled)
+        return ringlet_now_ns() - engine->streak_start > RL_INLINE_BUDGET_NS;
+    /* The loop turned since the last inline completion: start this turn's
+     * budget, and learn when it turns next. */
     if (engine_call_soon_once(engine, "_tick", &engine->tick_scheduled) < 0)
         PyErr_Clear(); /* then no yield is forced: a lost tick costs fairness, not data */
-    engine->streak_start = now;
+    engine->streak_start = ringlet_now_ns();
     return 0;
 }
 

@@ -314,6 +314,8 @@ int op_queue_io(OpObject *op)
     int64_t offset = io->offset < 0 ? -1 : io->offset + (int64_t)op->done;
     if (op->kind == OP_WRITE)
         return rl_op_write(&op->engine->ring, &op->cell, op->fd, io->buf + op->done, len, offset);
+    if (op->offload)
+        return rl_op_read_offloaded(&op->engine->ring, &op->cell, op->fd, io->buf, len, offset);
     return rl_op_read(&op->engine->ring, &op->cell, op->fd, io->buf, len, offset);
 }
 
@@ -392,7 +394,8 @@ static PyObject *op_hand_over(OpObject *op, int want_future)
         PyErr_SetString(PyExc_SystemError, "ringlet: an operation completed without an outcome");
         return NULL;
     }
-    if (engine_must_yield(op->engine)) {
+    int large_read = (op->kind == OP_READ || op->kind == OP_READINTO) && op->length >= RL_OFFLOAD_MIN;
+    if (large_read || engine_must_yield(op->engine)) {
         /* Delivered through the loop: the awaiting task yields once. */
         result = op_make_future(op);
         PyObject *args = result ? Py_BuildValue("(OOO)", result, outcome, op->failed ? Py_True : Py_False) : NULL;
@@ -453,7 +456,8 @@ PyObject *op_launch(OpObject *op, int want_future)
         }
         /* O_DIRECT never completes inline: its SQE waits for the end of the
          * loop tick and goes with the others in one io_uring_enter. */
-        ret = op->direct ? engine_schedule_flush(op->engine) : rl_ring_submit_and_reap(&op->engine->ring);
+        ret = op->direct || op->offload ? engine_schedule_flush(op->engine)
+                                        : rl_ring_submit_and_reap(&op->engine->ring);
         if (ret == -2)
             ret = -EIO; /* scheduling failed: reported as the op's error, the SQE stays queued */
         if (op->times) {

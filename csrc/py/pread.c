@@ -28,7 +28,8 @@ static void engine_count_nowait(EngineObject *engine)
 int64_t op_try_nowait(OpObject *op)
 {
     EngineObject *engine = op->engine;
-    if ((op->kind != OP_READ && op->kind != OP_READINTO) || op->direct || op->offset < 0 || op->io.len == 0 ||
+    if ((op->kind != OP_READ && op->kind != OP_READINTO) || op->direct || op->offload || op->offset < 0 ||
+        op->io.len == 0 ||
         !rl_nowait_enabled(&engine->nowait, op->fd))
         return -1;
     int64_t started = op->times ? ringlet_now_ns() : 0;
@@ -295,7 +296,7 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
     if (overflow || PyErr_Occurred() || fd < 0 || fd > INT32_MAX || size <= 0 ||
         (uint64_t)offset + RL_MAX_RW > INT64_MAX || !self->ring_open ||
         self->fork_generation != ringlet_fork_generation() || self->thread_id != PyThread_get_thread_ident() ||
-        !rl_nowait_enabled(&self->nowait, (int)fd)) {
+        !rl_nowait_enabled(&self->nowait, (int)fd) || (size >= (Py_ssize_t)RL_OFFLOAD_MIN && engine_must_yield(self))) {
         PyErr_Clear();
         return engine_pread_by_ring(self, args, nargs); /* it raises what needs raising */
     }
@@ -312,7 +313,9 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
     engine_count_nowait(self);
     if (n < size && _PyBytes_Resize(&bytes, (Py_ssize_t)n) < 0)
         return NULL;
-    PyObject *o = outcome_new(st, bytes, NULL, NULL, engine_must_yield(self));
+    /* A large read yields every time: the copy dwarfs a turn of the loop,
+     * and tasks reading in turn keep every task's wait alike (p99). */
+    PyObject *o = outcome_new(st, bytes, NULL, NULL, size >= (Py_ssize_t)RL_OFFLOAD_MIN || engine_must_yield(self));
     Py_DECREF(bytes);
     return o;
 }
