@@ -28,6 +28,9 @@ const char *rl_ring_flags_name(unsigned setup_flags)
     return f ? "other" : "none";
 }
 
+/* What rings set up from now on may report (all of it, unless a test said otherwise). */
+static uint64_t rl_new_ring_allowed[4] = {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX};
+
 static void rl_ring_probe(struct rl_ring *r)
 {
     memset(r->supported_ops, 0, sizeof r->supported_ops);
@@ -38,6 +41,7 @@ static void rl_ring_probe(struct rl_ring *r)
         if (probe->ops[op].flags & IO_URING_OP_SUPPORTED)
             r->supported_ops[op / 64] |= (uint64_t)1 << (op % 64);
     io_uring_free_probe(probe);
+    rl_ring_restrict(r, rl_new_ring_allowed);
 }
 
 int rl_ring_supports(const struct rl_ring *r, int opcode)
@@ -45,6 +49,18 @@ int rl_ring_supports(const struct rl_ring *r, int opcode)
     if (opcode < 0 || opcode >= 256)
         return 0;
     return (r->supported_ops[opcode / 64] >> (opcode % 64)) & 1;
+}
+
+void rl_ring_restrict(struct rl_ring *r, const uint64_t allowed[4])
+{
+    for (int i = 0; i < 4; i++)
+        r->supported_ops[i] &= allowed[i];
+}
+
+void rl_ring_restrict_new(const uint64_t allowed[4])
+{
+    for (int i = 0; i < 4; i++)
+        rl_new_ring_allowed[i] = allowed ? allowed[i] : UINT64_MAX;
 }
 
 int rl_ring_init(struct rl_ring *r, unsigned sq_entries, unsigned cq_entries)
@@ -87,6 +103,10 @@ int rl_ring_init(struct rl_ring *r, unsigned sq_entries, unsigned cq_entries)
 
 void rl_ring_exit(struct rl_ring *r)
 {
+    if (r->busy) {
+        r->exit_pending = 1;
+        return;
+    }
     struct rl_overflow *o = r->overflow_head;
     while (o) {
         struct rl_overflow *next = o->next;
@@ -98,9 +118,23 @@ void rl_ring_exit(struct rl_ring *r)
     close(r->wake_fd);
 }
 
+static int rl_ring_drain_held(struct rl_ring *r, unsigned max);
+
+/* Around every call that runs continuations: a continuation may call
+ * rl_ring_exit, which must wait until nothing up the stack reads the ring. */
+static void rl_ring_hold(struct rl_ring *r) { r->busy++; }
+
+static void rl_ring_release(struct rl_ring *r)
+{
+    if (--r->busy == 0 && r->exit_pending) {
+        r->exit_pending = 0;
+        rl_ring_exit(r);
+    }
+}
+
 struct io_uring_sqe *rl_ring_sqe(struct rl_ring *r)
 {
-    if (rl_fault_hit(RL_FAULT_ALLOC))
+    if (r->exit_pending || rl_fault_hit(RL_FAULT_ALLOC))
         return NULL;
     if (!r->overflow_head) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
@@ -186,11 +220,11 @@ static inline void rl_ring_fault_cqe(const struct rl_cell *cell, int32_t *res)
         *res /= 2;
 }
 
-unsigned rl_ring_reap(struct rl_ring *r, unsigned max)
+static unsigned rl_ring_reap_held(struct rl_ring *r, unsigned max)
 {
     enum { BATCH = 64 };
     unsigned total = 0;
-    while (total < max) {
+    while (total < max && !r->exit_pending) {
         struct io_uring_cqe *cqes[BATCH];
         unsigned want = max - total < BATCH ? max - total : BATCH;
         unsigned n = io_uring_peek_batch_cqe(&r->ring, cqes, want);
@@ -204,6 +238,8 @@ unsigned rl_ring_reap(struct rl_ring *r, unsigned max)
             batch[i].res = cqes[i]->res;
             batch[i].flags = cqes[i]->flags;
             rl_ring_fault_cqe(batch[i].cell, &batch[i].res);
+            if (batch[i].cell != RL_INTERNAL_USER_DATA)
+                r->stats.in_flight--; /* the kernel is done with it */
         }
         io_uring_cq_advance(&r->ring, n);
         int inline_ = r->reaping_inline;
@@ -215,7 +251,6 @@ unsigned rl_ring_reap(struct rl_ring *r, unsigned max)
             cell->cqe_flags = batch[i].flags;
             cell->state = RL_CELL_IDLE;
             cell->reaped_inline = (uint8_t)inline_;
-            r->stats.in_flight--;
             r->stats.completed++;
             if (inline_)
                 r->stats.completed_inline++;
@@ -228,16 +263,37 @@ unsigned rl_ring_reap(struct rl_ring *r, unsigned max)
     return total;
 }
 
+unsigned rl_ring_reap(struct rl_ring *r, unsigned max)
+{
+    rl_ring_hold(r);
+    unsigned n = rl_ring_reap_held(r, max);
+    rl_ring_release(r);
+    return n;
+}
+
 int rl_ring_submit_and_reap(struct rl_ring *r)
 {
+    rl_ring_hold(r);
     int ret = rl_ring_submit(r);
+    int was_inline = r->reaping_inline;
     r->reaping_inline = 1;
-    rl_ring_reap(r, UINT32_MAX);
-    r->reaping_inline = 0;
+    rl_ring_reap_held(r, UINT32_MAX);
+    r->reaping_inline = was_inline;
+    rl_ring_release(r);
     return ret < 0 ? ret : 0;
 }
 
 int rl_ring_drain(struct rl_ring *r, unsigned max)
+{
+    if (r->exit_pending)
+        return 0;
+    rl_ring_hold(r);
+    int ret = rl_ring_drain_held(r, max);
+    rl_ring_release(r);
+    return ret;
+}
+
+static int rl_ring_drain_held(struct rl_ring *r, unsigned max)
 {
     eventfd_t ignored;
     eventfd_read(r->wake_fd, &ignored); /* EAGAIN (already 0) is fine: drain anyway */
@@ -251,7 +307,9 @@ int rl_ring_drain(struct rl_ring *r, unsigned max)
         if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR)
             return ret;
     }
-    unsigned n = rl_ring_reap(r, max);
+    unsigned n = rl_ring_reap_held(r, max);
+    if (r->exit_pending)
+        return (int)n; /* a continuation closed the ring: leave it alone */
     if (io_uring_cq_ready(&r->ring))
         eventfd_write(r->wake_fd, 1);
     int ret = rl_ring_submit(r);

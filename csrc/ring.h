@@ -17,7 +17,7 @@ struct rl_stats {
     uint64_t cancelled;        /* cancel requests sent to the kernel */
     uint64_t enter_calls;      /* io_uring_enter system calls */
     uint64_t overflowed;       /* submissions that waited in the overflow queue */
-    uint32_t in_flight;        /* cells owned by the kernel now */
+    uint32_t in_flight;        /* cells owned by the kernel now (until their CQE is taken) */
     uint32_t peak_in_flight;
 };
 
@@ -33,6 +33,8 @@ struct rl_ring {
     unsigned features;         /* IORING_FEAT_* */
     int wake_fd;               /* eventfd the kernel signals on completions; the loop watches it */
     int reaping_inline;        /* set while reaping inside a submitting call */
+    unsigned busy;             /* calls running continuations now (they nest): the ring stays mapped */
+    int exit_pending;          /* rl_ring_exit was called by a continuation: done when busy drops to 0 */
     struct rl_overflow *overflow_head, *overflow_tail;
     struct rl_stats stats;
     uint64_t supported_ops[4]; /* bit per IORING_OP_*, from the kernel's probe */
@@ -41,6 +43,12 @@ struct rl_ring {
 /* Sets up a ring, trying SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN,
  * then no flags (each refused with EINVAL on older kernels). */
 int rl_ring_init(struct rl_ring *r, unsigned sq_entries, unsigned cq_entries);
+/* Unmaps the ring and closes its fds.  Called by a continuation (while a
+ * reap, drain or submit_and_reap up the stack still reads the ring), it only
+ * marks the ring: the reaping stops after the completions already taken
+ * (their continuations all run; no SQE can be had any more) and the
+ * outermost of those calls unmaps it on its way out.  Cells still in flight
+ * then are the owner's to leak: the kernel may still write their memory. */
 void rl_ring_exit(struct rl_ring *r);
 /* The descriptor to watch for readability: an eventfd, because with
  * DEFER_TASKRUN polling the ring fd itself does not wake on finished work. */
@@ -84,6 +92,11 @@ int rl_ring_wait(struct rl_ring *r, unsigned timeout_ms);
 
 /* Whether the kernel supports an IORING_OP_*. */
 int rl_ring_supports(const struct rl_ring *r, int opcode);
+/* For tests that emulate an older kernel: from now on rl_ring_supports says
+ * no to every opcode whose bit is clear in allowed (bit op % 64 of word op / 64). */
+void rl_ring_restrict(struct rl_ring *r, const uint64_t allowed[4]);
+/* The same for every ring set up from now on (NULL: no restriction). */
+void rl_ring_restrict_new(const uint64_t allowed[4]);
 
 /* The setup flags rl_ring_init tries, in order (each refused with EINVAL on older kernels). */
 #define RL_RING_FLAG_CHOICES 3

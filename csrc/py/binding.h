@@ -1,7 +1,20 @@
 /* The CPython binding: it only translates between the C engine in csrc/ and
- * Python objects.  Engine (engine.c) owns one ring per event loop; Op (op.c)
- * is the Python side of a task cell: it keeps the future, the result object
- * and every buffer the kernel may touch alive until the completion arrives. */
+ * Python objects.  Engine (engine.c) owns one ring per event loop; Op (op.c,
+ * op_io.c) is the Python side of a task cell: it keeps the future, the result
+ * object and every buffer the kernel may touch alive until the completion
+ * arrives.
+ *
+ * Who calls whom -- one way, no circle:
+ *   module.c  the module: its state, the types, probe(); calls loop.c (fork counter)
+ *   engine.c  the Engine's methods: parse (args.c), make and launch an Op (op.c, op_io.c)
+ *   op_io.c   the kernel side of reads and writes: memory, position, queueing
+ *             again; calls op.c to finish an op, bounce.c (pure C) for O_DIRECT memory
+ *   op.c      an operation's life: launch, completion, delivery to its future;
+ *             calls loop.c, ready.c, bounce.c (to give memory back)
+ *   loop.c    what the binding asks of the event loop (call_soon, the inline
+ *             budget, errors to raise out of it) and the fork counter; calls nothing above
+ *   ready.c   the Ready type;  args.c  argument parsing: leaves
+ * Nothing below engine.c calls engine.c. */
 #ifndef RINGLET_BINDING_H
 #define RINGLET_BINDING_H
 
@@ -9,16 +22,11 @@
 #include <Python.h>
 #include <stddef.h>
 
+#include "bounce.h"
 #include "copy.h"
 #include "nowait.h"
 #include "ops.h"
 #include "ring.h"
-
-/* O_DIRECT bounce buffers of 4 KiB << k, k < RL_BOUNCE_CLASSES, are kept
- * for reuse, up to RL_BOUNCE_CACHE bytes per engine: a fresh large buffer
- * costs an mmap, page faults and a munmap per read. */
-#define RL_BOUNCE_CLASSES 13 /* 4 KiB .. 16 MiB */
-#define RL_BOUNCE_CACHE (64u << 20)
 
 /* What the completion gives the future; OP_NONE: None (close, fsync, path operations). */
 enum op_kind { OP_READ, OP_READINTO, OP_WRITE, OP_OPEN, OP_STATX, OP_COPY, OP_BATCH, OP_NONE };
@@ -53,10 +61,9 @@ typedef struct {
     PyObject *future_type;      /* asyncio.Future for a stock loop (no Python frame), or NULL:
                                    then loop.create_future() */
     PyObject *tracer;           /* callable(dict) per finished op, or NULL: tracing off */
-    struct bounce_pool {        /* O_DIRECT bounce buffers kept for reuse, by power-of-two size */
-        char *free[RL_BOUNCE_CLASSES];
-        size_t cached;          /* bytes held in the lists */
-    } bounce_pool;
+    PyObject *interrupt;        /* a BaseException (KeyboardInterrupt...) raised while completions
+                                   were delivered, to raise out of the loop once they all are */
+    struct rl_bounce_pool bounce_pool; /* O_DIRECT bounce buffers kept for reuse */
     struct rl_nowait nowait;    /* the non-blocking attempt before the ring (pread.c) */
     ringlet_state *state;
     PyObject *weakreflist;
@@ -145,51 +152,110 @@ extern PyType_Spec ringlet_op_spec;
 extern PyType_Spec ringlet_ready_spec;
 extern PyType_Spec ringlet_outcome_spec;
 
-/* op.c */
-int64_t ringlet_now_ns(void); /* CLOCK_MONOTONIC, the clock of time.monotonic_ns() */
+/* What ringlet itself holds now (tests check it returns to its baseline:
+ * nothing of ringlet's own leaks, cancel or not).  Under the GIL. */
 extern struct ringlet_live {
     Py_ssize_t ops, bounce_buffers, copies;
 } ringlet_live;
+
+/* ---- op.c: an operation's life ---------------------------------------- */
 OpObject *op_new(EngineObject *engine, int kind, const char *name);
 /* Submits a queued op (taking over the caller's reference) and returns what
  * the caller awaits: an asyncio.Future; or, want_future false and completed
- * inline, a Ready holding the value (an inline error is raised at once). */
-PyObject *op_launch(OpObject *op, int want_future);
-PyObject *ready_new(ringlet_state *st, PyObject *value);
-void op_complete(struct rl_cell *cell);      /* the continuation of every Python op */
+ * inline, a Ready holding the value (an inline error is raised at once).
+ * queued: what queueing its SQE returned (0, or -errno: nothing was queued,
+ * the op is dropped and MemoryError raised). */
+PyObject *op_launch(OpObject *op, int queued, int want_future);
+/* An op whose answer needs no kernel (res: >= 0, or -errno): a read of 0
+ * bytes is b"" at once, as os.read(fd, 0) (io_uring would wait for data on a
+ * pipe); an empty batch is []. */
+PyObject *op_finish_now(OpObject *op, int64_t res, int want_future);
 /* Delivers the outcome (res >= 0, or -errno), frees what the kernel held and
  * drops the ring's reference to the op. */
 void op_finish(OpObject *op, int64_t res);
-/* Queues (again) the kernel side of a read/readinto/write, from op->done on. */
-int op_queue_io(OpObject *op);
-void op_copy_done(struct rl_copy *copy, int64_t result);
-void op_batch_part_complete(struct rl_cell *cell);
+PyObject *ringlet_oserror(int err, PyObject *filename);
+/* Hands the op's timeline to the engine's tracer (tracing on only). */
 void op_emit_trace(OpObject *op);
 
-/* pread.c */
-/* The non-blocking attempt for a read or readinto op set up to go to the
- * ring: the count when the page cache held it all (the op is then finished
- * with it, see engine_finish_now), or -1: the ring's turn. */
+/* ---- pread.c: the non-blocking attempt, Outcome, Engine._pread -------- */
+/* The attempt for a read or readinto op set up to go to the ring: the count
+ * when the page cache held it all (finish the op with it: op_finish_now),
+ * or -1: the ring's turn. */
 int64_t op_try_nowait(OpObject *op);
 PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
 extern const char engine__pread_doc[];
+/* Reads from this size on yield after each inline completion, and go to the
+ * kernel's workers (OpObject.offload) once the loop turn's budget is spent. */
+#define RL_OFFLOAD_MIN (64u << 10)
 
-/* engine.c */
-int engine_schedule_flush(EngineObject *engine);
+/* ---- op_io.c: the kernel side of reads and writes --------------------- */
+/* Reads the descriptor's position for offset -1 (see there); 0 or -1 with an exception. */
+int op_take_position(OpObject *op, unsigned align);
+/* Points the kernel at memory, or (align > 0: O_DIRECT) at aligned memory;
+ * 0 or -1 with an exception. */
+int op_kernel_io(OpObject *op, char *memory, unsigned align);
+/* Queues (again) the kernel side of a read/readinto/write, from op->done on. */
+int op_queue_io(OpObject *op);
+/* Queues the reads of a read_many batch whose items are made; a read that
+ * cannot be queued ends the batch there (it fails with ENOMEM once the others
+ * complete).  Returns how many are in flight. */
+Py_ssize_t op_queue_batch(OpObject *op, const int64_t *offsets);
+/* The continuation of copy(): the C state machine is done. */
+void op_copy_done(struct rl_copy *copy, int64_t result);
+
+/* ---- ready.c ----------------------------------------------------------- */
+PyObject *ready_new(ringlet_state *st, PyObject *value);
+
+/* ---- loop.c: the event loop's side ------------------------------------- */
+int64_t ringlet_now_ns(void); /* CLOCK_MONOTONIC, the clock of time.monotonic_ns() */
+unsigned long ringlet_fork_generation(void);
+int ringlet_register_atfork(void);
+/* Every entry point that touches the ring checks it is usable from here: the
+ * engine is open, made in this process, and this is its loop's thread.
+ * 0, or -1 with RuntimeError. */
+int engine_check(EngineObject *engine);
 /* loop.call_soon(callable, *args) for the engine's loop; 0 or -1 with an exception. */
-int engine_call_soon(EngineObject *engine, PyObject *callable, PyObject *args);
+int loop_call_soon(EngineObject *engine, PyObject *callable, PyObject *args);
+/* call_soon(engine._flush) once per loop tick; 0, or -2 when it could not be scheduled. */
+int loop_schedule_flush(EngineObject *engine);
 /* Whether an inline completion must go through the loop, so its task yields:
  * inline completions never suspend a task, and tasks reading a cached file
  * could otherwise keep the loop from everything else.  The budget is per
  * loop turn: once spent, every task yields until the loop has turned. */
-int engine_must_yield(EngineObject *engine);
-/* Reads from this size on are offloaded (see OpObject.offload) once the budget is spent. */
-#define RL_OFFLOAD_MIN (64u << 10)
-/* An aligned bounce buffer of at least size bytes (sets *allocated), or NULL. */
-char *engine_bounce_get(EngineObject *engine, size_t size, unsigned align, size_t *allocated);
-void engine_bounce_put(EngineObject *engine, char *buf, size_t allocated);
-unsigned long ringlet_fork_generation(void);
-int ringlet_register_atfork(void);
-PyObject *ringlet_oserror(int err, PyObject *filename);
+int loop_must_yield(EngineObject *engine);
+/* engine._tick ran: the loop has turned. */
+void loop_ticked(EngineObject *engine);
+/* The exception set now was raised while delivering completions, by Python
+ * code ringlet runs (set_result, the tracer, a signal handler): an Exception
+ * is reported as unraisable (context: obj), as before; a BaseException
+ * (KeyboardInterrupt, SystemExit) is kept for loop_raise_interrupt, so the
+ * delivery of the rest goes on and then it leaves the loop.  Clears it. */
+void loop_note_error(EngineObject *engine, PyObject *obj);
+/* Runs pending signal handlers before Python code that must not be cut off
+ * halfway (a future's set_result, which schedules its callbacks); what they
+ * raise is noted as above. */
+void loop_check_signals(EngineObject *engine);
+/* Raises the kept BaseException, if any: -1 with it set, else 0. */
+int loop_raise_interrupt(EngineObject *engine);
+
+/* ---- args.c: argument parsing (each 0, or -1 with TypeError/ValueError/OverflowError) */
+int parse_int(PyObject *obj, const char *what, int *out);
+/* Any __index__ object up to max; negative or larger: OverflowError. */
+int parse_unsigned(PyObject *obj, const char *what, unsigned long max, unsigned *out);
+/* Any __index__ object as a Py_ssize_t (the sign is the caller's to check). */
+int parse_ssize(PyObject *obj, Py_ssize_t *out);
+/* An offset: -1 means the file position, other negatives are refused. */
+int parse_offset(PyObject *obj, int64_t *out);
+/* The optional trailing arguments offset=-1 and align=0 of read/readinto/write. */
+int parse_offset_align(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t first, int64_t *offset,
+                       unsigned *align);
+/* The path argument: bytes without NUL (os.fsencode gives it). */
+int path_check(PyObject *path);
+/* An iterable of IORING_OP_* numbers (0..255) as a bitmask for rl_ring_restrict. */
+int parse_opcodes(PyObject *opcodes, uint64_t allowed[4]);
+/* read_many's [(size, offset), ...]: read from a private copy, so that no
+ * __index__ can change the sequence while it is walked.  Sizes are capped at
+ * RL_MAX_RW.  *sizes and *offsets are PyMem arrays of *count the caller frees. */
+int parse_requests(PyObject *requests, Py_ssize_t *count, Py_ssize_t **sizes, int64_t **offsets);
 
 #endif

@@ -36,6 +36,22 @@ static PyObject *ringlet_probe(PyObject *module, PyObject *Py_UNUSED(ignored))
     return result;
 }
 
+PyDoc_STRVAR(restrict_opcodes_doc,
+"_restrict_opcodes(opcodes, /) -> None\n\n"
+"A test hook that emulates an older kernel: every ring set up from now on\n"
+"(probe()'s, and each new Engine's) reports only the opcodes in opcodes (ints)\n"
+"as supported.  None lifts it.  Engine._restrict_opcodes does it for one engine.");
+
+static PyObject *ringlet_restrict_opcodes(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    uint64_t allowed[4];
+    if (arg != Py_None && parse_opcodes(arg, allowed) < 0)
+        return NULL;
+    rl_ring_restrict_new(arg == Py_None ? NULL : allowed);
+    Py_RETURN_NONE;
+}
+
 #ifdef RINGLET_FAULTS
 #include "fault.h"
 
@@ -116,6 +132,7 @@ static PyMethodDef ringlet_methods[] = {
     {"_resolve", (PyCFunction)(void (*)(void))ringlet_resolve, METH_FASTCALL, resolve_doc},
     {"_live", ringlet_live_counts, METH_NOARGS, live_doc},
     {"probe", ringlet_probe, METH_NOARGS, probe_doc},
+    {"_restrict_opcodes", ringlet_restrict_opcodes, METH_O, restrict_opcodes_doc},
 #ifdef RINGLET_FAULTS
     {"_fault_arm", ringlet_fault_arm, METH_VARARGS, fault_arm_doc},
     {"_fault_hits", ringlet_fault_hits, METH_O, "_fault_hits(kind) -> int: failures injected since armed."},

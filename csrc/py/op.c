@@ -14,22 +14,20 @@
 #include <time.h>
 #include <unistd.h>
 
-int64_t ringlet_now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t); /* the clock of time.monotonic_ns() */
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-/* What ringlet itself holds now (tests check it returns to its baseline:
- * nothing of ringlet's own leaks, cancel or not).  Under the GIL. */
 struct ringlet_live ringlet_live;
+
+/* The continuation of an op whose completion needs no more work (open,
+ * close, statx, path operations...); reads and writes have op_io.c's. */
+static void op_complete(struct rl_cell *cell)
+{
+    op_finish(OP_FROM_CELL(cell), cell->result);
+}
 
 OpObject *op_new(EngineObject *engine, int kind, const char *name)
 {
     if (rl_fault_hit(RL_FAULT_ALLOC))
         return (OpObject *)PyErr_NoMemory();
-    OpObject *op = PyObject_New(OpObject, engine->state->OpType);
+    OpObject *op = PyObject_GC_New(OpObject, engine->state->OpType);
     if (op == NULL)
         return NULL;
     memset(&op->cell, 0, sizeof *op - offsetof(OpObject, cell));
@@ -45,6 +43,7 @@ OpObject *op_new(EngineObject *engine, int kind, const char *name)
     }
     op->fd = -1;
     op->offset = -1;
+    PyObject_GC_Track(op);
     return op;
 }
 
@@ -96,7 +95,7 @@ static void op_release(OpObject *op)
     Py_CLEAR(op->obj);
     Py_CLEAR(op->obj2);
     if (op->bounce) {
-        engine_bounce_put(op->engine, op->bounce, op->bounce_size);
+        rl_bounce_put(&op->engine->bounce_pool, op->bounce, op->bounce_size);
         ringlet_live.bounce_buffers--;
         op->bounce = NULL;
     }
@@ -178,20 +177,24 @@ static PyObject *op_value(OpObject *op, int64_t res)
     }
 }
 
+/* Whether the future is done; an error asking counts as done. */
+static int op_future_done(OpObject *op)
+{
+    PyObject *r = PyObject_CallMethodNoArgs(op->future, op->engine->state->str_done);
+    int done = r == NULL ? -1 : PyObject_IsTrue(r);
+    Py_XDECREF(r);
+    if (done < 0)
+        loop_note_error(op->engine, op->future);
+    return done != 0;
+}
+
 /* Whether the awaiting side already has its answer (a cancel, most often):
  * then the result has nowhere to go.  Only a watched future can be done. */
 static int op_abandoned(OpObject *op)
 {
     if (op->abandoned)
         return 1;
-    if (!op->watching)
-        return 0;
-    PyObject *r = PyObject_CallMethodNoArgs(op->future, op->engine->state->str_done);
-    int done = r == NULL ? 1 : PyObject_IsTrue(r);
-    Py_XDECREF(r);
-    if (done != 0)
-        PyErr_Clear();
-    return done != 0;
+    return op->watching && op_future_done(op);
 }
 
 /* The outcome for the future: a value, or (*failed set) an exception. */
@@ -223,6 +226,7 @@ void op_emit_trace(OpObject *op)
         PyMem_Free(t);
         return;
     }
+    Py_INCREF(tracer); /* the tracer may replace itself (or shut the engine down) while it runs */
     PyObject *exc_type, *exc, *tb;
     PyErr_Fetch(&exc_type, &exc, &tb);
 #define RL_TIME(v) (v) ? PyLong_FromLongLong(v) : Py_NewRef(Py_None)
@@ -235,11 +239,41 @@ void op_emit_trace(OpObject *op)
 #undef RL_TIME
     PyObject *r = record ? PyObject_CallOneArg(tracer, record) : NULL;
     if (r == NULL)
-        PyErr_WriteUnraisable(tracer);
+        loop_note_error(op->engine, tracer);
     Py_XDECREF(r);
     Py_XDECREF(record);
+    Py_DECREF(tracer);
     PyMem_Free(t);
     PyErr_Restore(exc_type, exc, tb);
+}
+
+/* Calls future.set_result(outcome) or set_exception(outcome); 0 or -1. */
+static int op_resolve(OpObject *op, PyObject *future, PyObject *outcome, int failed)
+{
+    ringlet_state *st = op->engine->state;
+    PyObject *r = PyObject_CallMethodOneArg(future, failed ? st->str_set_exception : st->str_set_result, outcome);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* Resolves the pending future, from a drain.  Signal handlers pending now
+ * run first, here: inside set_result (in the loop's call_soon) a
+ * KeyboardInterrupt would leave the future done without its callbacks
+ * scheduled, and its task would never resume.  A BaseException raised by
+ * set_result itself is kept to leave the loop once the drain is over (see
+ * loop_note_error); the future is then set again if it is still pending, so
+ * that none is left unresolved. */
+static void op_deliver(OpObject *op, PyObject *outcome, int failed)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        loop_check_signals(op->engine);
+        if (op_resolve(op, op->future, outcome, failed) == 0)
+            return;
+        int interrupted = !PyErr_ExceptionMatches(PyExc_Exception);
+        loop_note_error(op->engine, op->future);
+        if (!interrupted || op_future_done(op))
+            return;
+    }
 }
 
 /* Delivers the outcome to the future, frees what the kernel held, and drops
@@ -273,17 +307,17 @@ void op_finish(OpObject *op, int64_t res)
          * awaiting task resumes, and stamps that moment. */
         if (op->watching && !op->times) {
             PyObject *r = PyObject_CallMethodOneArg(op->future, st->str_remove_done_callback, (PyObject *)op);
+            if (r == NULL)
+                loop_note_error(engine, op->future);
             Py_XDECREF(r);
             op->watching = 0;
         }
         int failed;
         PyObject *outcome = op_outcome(op, res, &failed);
-        PyObject *r = outcome == NULL ? NULL
-                      : PyObject_CallMethodOneArg(op->future, failed ? st->str_set_exception : st->str_set_result,
-                                                  outcome);
-        if (r == NULL)
-            PyErr_WriteUnraisable(op->future);
-        Py_XDECREF(r);
+        if (outcome != NULL)
+            op_deliver(op, outcome, failed);
+        else
+            loop_note_error(engine, op->future);
         Py_XDECREF(outcome);
         if (op->times)
             op->times->resolved = ringlet_now_ns();
@@ -296,94 +330,6 @@ void op_finish(OpObject *op, int64_t res)
     Py_DECREF(op); /* the ring's reference */
 }
 
-/* O_DIRECT read into the bounce buffer: copy out the part asked for. */
-static int64_t op_copy_from_bounce(OpObject *op, int64_t res)
-{
-    int64_t n = res - (int64_t)op->bounce_skip;
-    n = n < 0 ? 0 : n > (int64_t)op->length ? (int64_t)op->length : n;
-    char *dest = op->kind == OP_READ ? PyBytes_AS_STRING(op->obj) : op->u.view.buf;
-    memcpy(dest, op->bounce + op->bounce_skip, (size_t)n);
-    return n;
-}
-
-int op_queue_io(OpObject *op)
-{
-    const struct kernel_io *io = &op->io;
-    size_t left = io->len - op->done;
-    unsigned len = left > RL_MAX_DIRECT ? RL_MAX_DIRECT : (unsigned)left;
-    int64_t offset = io->offset < 0 ? -1 : io->offset + (int64_t)op->done;
-    if (op->kind == OP_WRITE)
-        return rl_op_write(&op->engine->ring, &op->cell, op->fd, io->buf + op->done, len, offset);
-    if (op->offload)
-        return rl_op_read_offloaded(&op->engine->ring, &op->cell, op->fd, io->buf, len, offset);
-    return rl_op_read(&op->engine->ring, &op->cell, op->fd, io->buf, len, offset);
-}
-
-void op_complete(struct rl_cell *cell)
-{
-    OpObject *op = OP_FROM_CELL(cell);
-    int64_t res = cell->result;
-    int going_on = !op->engine->shutting_down && !op->abandoned;
-    if (res == -EAGAIN && going_on) {
-        /* The kernel had no room for it (or a test injected EAGAIN): again. */
-        res = op_queue_io(op);
-        if (res == 0)
-            return; /* in flight again: the ring keeps its reference */
-    } else if (op->bounce && op->kind != OP_WRITE && res >= 0) {
-        res = op_copy_from_bounce(op, res);
-    } else if (op->kind == OP_WRITE && res >= 0) {
-        op->done += (size_t)res;
-        if (op->done < op->length && going_on) {
-            /* A short write is continued until all is written or an error comes. */
-            res = res == 0 ? -EIO : op_queue_io(op);
-            if (res == 0)
-                return;
-        }
-    }
-    if (op->moves_position) { /* past what moved, as read(2)/write(2) leave it */
-        size_t moved = op->kind == OP_WRITE ? op->done : res > 0 ? (size_t)res : 0;
-        lseek(op->fd, (off_t)(op->offset + (int64_t)moved), SEEK_SET);
-    }
-    op_finish(op, res);
-}
-
-void op_batch_part_complete(struct rl_cell *cell)
-{
-    struct batch_part *part = (struct batch_part *)cell;
-    OpObject *op = part->op;
-    int res = cell->result;
-    PyObject **item = &op->u.batch.items[part->index];
-    if (res == -EAGAIN && !op->engine->shutting_down && !op->abandoned &&
-        rl_op_read(&op->engine->ring, cell, op->fd, PyBytes_AS_STRING(*item), (unsigned)PyBytes_GET_SIZE(*item),
-                   part->offset) == 0)
-        return; /* again, as op_complete does */
-    if (res < 0) {
-        if (!op->u.batch.error)
-            op->u.batch.error = res;
-    } else if (res < PyBytes_GET_SIZE(*item) && _PyBytes_Resize(item, res) < 0) {
-        PyErr_Clear(); /* shrinking failed: keep the item, mark the batch failed */
-        *item = PyBytes_FromStringAndSize(NULL, 0);
-        if (!op->u.batch.error)
-            op->u.batch.error = -ENOMEM;
-    }
-    if (--op->u.batch.pending == 0)
-        op_finish(op, op->u.batch.error);
-}
-
-void op_copy_done(struct rl_copy *copy, int64_t result)
-{
-    op_finish((OpObject *)copy->owner, result);
-}
-
-/* Calls future.set_result(outcome) or set_exception(outcome); 0 or -1. */
-static int op_resolve(OpObject *op, PyObject *future, PyObject *outcome, int failed)
-{
-    ringlet_state *st = op->engine->state;
-    PyObject *r = PyObject_CallMethodOneArg(future, failed ? st->str_set_exception : st->str_set_result, outcome);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
-}
-
 /* The inline outcome as the caller receives it: a done future, or (no
  * future wanted) a Ready holding the value, or the exception raised now. */
 static PyObject *op_hand_over(OpObject *op, int want_future)
@@ -391,15 +337,19 @@ static PyObject *op_hand_over(OpObject *op, int want_future)
     PyObject *outcome = op->outcome, *result = NULL;
     op->outcome = NULL;
     if (outcome == NULL) {
-        PyErr_SetString(PyExc_SystemError, "ringlet: an operation completed without an outcome");
+        /* The outcome was dropped: the engine was shut down during the call
+         * (by a tracer, a signal handler, a __del__). */
+        PyErr_SetString(op->engine->shutting_down ? PyExc_RuntimeError : PyExc_SystemError,
+                        op->engine->shutting_down ? "ringlet: this engine is closed"
+                                                  : "ringlet: an operation completed without an outcome");
         return NULL;
     }
     int large_read = (op->kind == OP_READ || op->kind == OP_READINTO) && op->length >= RL_OFFLOAD_MIN;
-    if (large_read || engine_must_yield(op->engine)) {
+    if (large_read || loop_must_yield(op->engine)) {
         /* Delivered through the loop: the awaiting task yields once. */
         result = op_make_future(op);
         PyObject *args = result ? Py_BuildValue("(OOO)", result, outcome, op->failed ? Py_True : Py_False) : NULL;
-        if (args == NULL || engine_call_soon(op->engine, op->engine->state->resolve_later, args) < 0)
+        if (args == NULL || loop_call_soon(op->engine, op->engine->state->resolve_later, args) < 0)
             Py_CLEAR(result);
         Py_XDECREF(args);
     } else if (want_future) {
@@ -445,8 +395,12 @@ static PyObject *op_pending_future(OpObject *op, int ret)
     return future;
 }
 
-PyObject *op_launch(OpObject *op, int want_future)
+PyObject *op_launch(OpObject *op, int queued, int want_future)
 {
+    if (queued < 0) {
+        Py_DECREF(op);
+        return PyErr_NoMemory();
+    }
     int ret = 0;
     if (!op->finished) { /* an empty batch finishes before any submission */
         Py_INCREF(op); /* the ring's reference, dropped by op_finish */
@@ -456,7 +410,7 @@ PyObject *op_launch(OpObject *op, int want_future)
         }
         /* O_DIRECT never completes inline: its SQE waits for the end of the
          * loop tick and goes with the others in one io_uring_enter. */
-        ret = op->direct || op->offload ? engine_schedule_flush(op->engine)
+        ret = op->direct || op->offload ? loop_schedule_flush(op->engine)
                                         : rl_ring_submit_and_reap(&op->engine->ring);
         if (ret == -2)
             ret = -EIO; /* scheduling failed: reported as the op's error, the SQE stays queued */
@@ -474,6 +428,13 @@ PyObject *op_launch(OpObject *op, int want_future)
     return result;
 }
 
+PyObject *op_finish_now(OpObject *op, int64_t res, int want_future)
+{
+    Py_INCREF(op); /* standing in for the ring's reference, which op_finish drops */
+    op_finish(op, res);
+    return op_launch(op, 0, want_future);
+}
+
 /* Called by the future when it is done: a cancelled wait cancels the kernel's work too. */
 static PyObject *op_call(OpObject *op, PyObject *args, PyObject *kwargs)
 {
@@ -485,7 +446,8 @@ static PyObject *op_call(OpObject *op, PyObject *args, PyObject *kwargs)
             op->times->resumed = ringlet_now_ns();
             op_emit_trace(op);
         }
-        Py_RETURN_NONE;
+        /* A loop callback: what the tracer raised (KeyboardInterrupt) leaves the loop from here. */
+        return loop_raise_interrupt(op->engine) < 0 ? NULL : Py_NewRef(Py_None);
     }
     op->abandoned = 1;
     /* A forked child must not touch the parent's ring (its memory is not
@@ -502,9 +464,43 @@ static PyObject *op_call(OpObject *op, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
+/* The GC sees what an op holds.  An op in flight is never collected: the
+ * ring's reference is one the GC cannot account for, so the op (and all it
+ * holds) stays reachable until its completion. */
+static int op_traverse(OpObject *op, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(op->engine);
+    Py_VISIT(op->future);
+    Py_VISIT(op->outcome);
+    Py_VISIT(op->obj);
+    Py_VISIT(op->obj2);
+    Py_VISIT(op->filename);
+    Py_VISIT(op->filename2);
+    if (op->kind == OP_READINTO || op->kind == OP_WRITE)
+        Py_VISIT(op->u.view.obj);
+    if (op->kind == OP_BATCH)
+        for (Py_ssize_t i = 0; op->u.batch.items && i < op->u.batch.count; i++)
+            Py_VISIT(op->u.batch.items[i]);
+    return 0;
+}
+
+/* Drops only what the kernel never touches and the completion does not
+ * need: the memory the kernel may write (obj, the held buffer, the batch's
+ * bytes) and the engine stay until op_release after the completion. */
+static int op_clear(OpObject *op)
+{
+    Py_CLEAR(op->future);
+    Py_CLEAR(op->outcome);
+    Py_CLEAR(op->filename);
+    Py_CLEAR(op->filename2);
+    return 0;
+}
+
 static void op_dealloc(OpObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
     op_release(op);
     Py_CLEAR(op->future);
     Py_CLEAR(op->outcome);
@@ -512,7 +508,7 @@ static void op_dealloc(OpObject *op)
     Py_CLEAR(op->filename);
     Py_CLEAR(op->filename2);
     Py_CLEAR(op->engine);
-    PyObject_Free(op);
+    PyObject_GC_Del(op);
     ringlet_live.ops--;
     Py_DECREF(tp);
 }
@@ -521,76 +517,14 @@ static PyType_Slot op_slots[] = {
     {Py_tp_doc, "One operation in flight: the cell that holds its state until the kernel completes it."},
     {Py_tp_call, op_call},
     {Py_tp_dealloc, op_dealloc},
+    {Py_tp_traverse, op_traverse},
+    {Py_tp_clear, op_clear},
     {0, NULL},
 };
 
 PyType_Spec ringlet_op_spec = {
     .name = "ringlet._ringlet.Op",
     .basicsize = sizeof(OpObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_GC,
     .slots = op_slots,
-};
-
-/* Ready: the result of an operation the kernel completed inside the
- * submitting call, awaitable without a future: awaiting it gives the value at
- * once.  Only ringlet's own coroutines see it (Engine._read and friends). */
-typedef struct {
-    PyObject_HEAD
-    PyObject *value;
-} ReadyObject;
-
-PyObject *ready_new(ringlet_state *st, PyObject *value)
-{
-    ReadyObject *ready = PyObject_New(ReadyObject, st->ReadyType);
-    if (ready)
-        ready->value = Py_NewRef(value);
-    return (PyObject *)ready;
-}
-
-static PyObject *ready_await(PyObject *self) { return Py_NewRef(self); }
-
-static PyObject *ready_iternext(ReadyObject *self)
-{
-    /* StopIteration(value) built explicitly: a tuple value must not become its args. */
-    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, self->value);
-    if (stop) {
-        PyErr_SetObject(PyExc_StopIteration, stop);
-        Py_DECREF(stop);
-    }
-    return NULL;
-}
-
-#if PY_VERSION_HEX >= 0x030A0000
-static PySendResult ready_send(ReadyObject *self, PyObject *Py_UNUSED(arg), PyObject **result)
-{
-    *result = Py_NewRef(self->value);
-    return PYGEN_RETURN;
-}
-#endif
-
-static void ready_dealloc(ReadyObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    Py_DECREF(self->value);
-    PyObject_Free(self);
-    Py_DECREF(tp);
-}
-
-static PyType_Slot ready_slots[] = {
-    {Py_tp_doc, "An operation's result, already there: awaiting it returns the value at once."},
-    {Py_am_await, ready_await},
-#if PY_VERSION_HEX >= 0x030A0000
-    {Py_am_send, ready_send},
-#endif
-    {Py_tp_iter, PyObject_SelfIter},
-    {Py_tp_iternext, ready_iternext},
-    {Py_tp_dealloc, ready_dealloc},
-    {0, NULL},
-};
-
-PyType_Spec ringlet_ready_spec = {
-    .name = "ringlet._ringlet.Ready",
-    .basicsize = sizeof(ReadyObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
-    .slots = ready_slots,
 };

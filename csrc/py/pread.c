@@ -59,7 +59,7 @@ typedef struct {
     PyObject *error;      /* the exception to raise, until it is raised */
     PyObject *future;     /* pending: the future to wait for */
     PyObject *waiter;     /* future.__await__(), once the wait began */
-    uint8_t yield_first;  /* go round the loop once before giving the value (see engine_must_yield) */
+    uint8_t yield_first;  /* go round the loop once before giving the value (see loop_must_yield) */
 } OutcomeObject;
 
 static PyObject *outcome_new(ringlet_state *st, PyObject *value, PyObject *error, PyObject *future, int yield_first)
@@ -296,7 +296,7 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
     if (overflow || PyErr_Occurred() || fd < 0 || fd > INT32_MAX || size <= 0 ||
         (uint64_t)offset + RL_MAX_RW > INT64_MAX || !self->ring_open ||
         self->fork_generation != ringlet_fork_generation() || self->thread_id != PyThread_get_thread_ident() ||
-        !rl_nowait_enabled(&self->nowait, (int)fd) || (size >= (Py_ssize_t)RL_OFFLOAD_MIN && engine_must_yield(self))) {
+        !rl_nowait_enabled(&self->nowait, (int)fd) || (size >= (Py_ssize_t)RL_OFFLOAD_MIN && loop_must_yield(self))) {
         PyErr_Clear();
         return engine_pread_by_ring(self, args, nargs); /* it raises what needs raising */
     }
@@ -315,7 +315,7 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     /* A large read yields every time: the copy dwarfs a turn of the loop,
      * and tasks reading in turn keep every task's wait alike (p99). */
-    PyObject *o = outcome_new(st, bytes, NULL, NULL, size >= (Py_ssize_t)RL_OFFLOAD_MIN || engine_must_yield(self));
+    PyObject *o = outcome_new(st, bytes, NULL, NULL, size >= (Py_ssize_t)RL_OFFLOAD_MIN || loop_must_yield(self));
     Py_DECREF(bytes);
     return o;
 }

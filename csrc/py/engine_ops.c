@@ -1,0 +1,502 @@
+/* The operations an Engine submits, one method each: parse the arguments
+ * (args.c), make the Op and point the kernel at its memory (op.c, op_io.c),
+ * queue its SQE (ops.c) and launch it.  The Engine type itself, with its
+ * method table, is in engine.c. */
+#define _GNU_SOURCE
+#include "binding.h"
+#include "engine_ops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+const char engine_lazy_doc[] =
+"Like the method without the underscore, for ringlet's own coroutines: when\n"
+"the kernel completed inline, no future is made -- it returns an awaitable\n"
+"holding the result, or raises the error at once.";
+
+const char engine_read_doc[] =
+"read(fd, size, offset=-1, align=0, /) -> Future[bytes]\n\n"
+"Read up to size bytes at offset (-1: the file position).  The result is\n"
+"shorter only at end of file.  align > 0: the descriptor is O_DIRECT and\n"
+"the kernel reads an aligned range into aligned memory, of which the part\n"
+"asked for is returned (any offset and size work).";
+
+static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int want_future)
+{
+    int fd;
+    int64_t offset;
+    unsigned align;
+    if (nargs < 2 || nargs > 4) {
+        PyErr_SetString(PyExc_TypeError, "read(fd, size, offset=-1, align=0)");
+        return NULL;
+    }
+    if (parse_int(args[0], "fd", &fd) < 0)
+        return NULL;
+    Py_ssize_t size;
+    if (parse_ssize(args[1], &size) < 0)
+        return NULL;
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "size must be >= 0");
+        return NULL;
+    }
+    if (parse_offset_align(args, nargs, 2, &offset, &align) < 0 || engine_check(self) < 0)
+        return NULL;
+    if ((size_t)size > (align ? RL_MAX_DIRECT : RL_MAX_RW))
+        size = align ? RL_MAX_DIRECT : RL_MAX_RW;
+    OpObject *op = op_new(self, OP_READ, "read");
+    if (op == NULL)
+        return NULL;
+    op->fd = fd;
+    op->offset = offset;
+    op->length = (size_t)size;
+    op->obj = PyBytes_FromStringAndSize(NULL, size);
+    op->offload = !align && op->length >= RL_OFFLOAD_MIN && loop_must_yield(self);
+    if (op->obj == NULL || op_take_position(op, align) < 0 ||
+        op_kernel_io(op, PyBytes_AS_STRING(op->obj), align) < 0) {
+        Py_DECREF(op);
+        return NULL;
+    }
+    if (size == 0)
+        return op_finish_now(op, 0, want_future);
+    int64_t cached = op_try_nowait(op);
+    if (cached >= 0)
+        return op_finish_now(op, cached, want_future);
+    return op_launch(op, op_queue_io(op), want_future);
+}
+
+PyObject *engine_read(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return engine_read_impl(self, args, nargs, 1);
+}
+
+PyObject *engine__read(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return engine_read_impl(self, args, nargs, 0);
+}
+
+/* readinto and write share this: the caller's buffer is held until the completion. */
+static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int kind,
+                                  int want_future)
+{
+    int fd;
+    int64_t offset;
+    unsigned align;
+    const char *usage = kind == OP_WRITE ? "write(fd, data, offset=-1, align=0)"
+                                         : "readinto(fd, buffer, offset=-1, align=0)";
+    if (nargs < 2 || nargs > 4) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return NULL;
+    }
+    if (parse_int(args[0], "fd", &fd) < 0 || parse_offset_align(args, nargs, 2, &offset, &align) < 0 ||
+        engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, kind, kind == OP_WRITE ? "write" : "readinto");
+    if (op == NULL)
+        return NULL;
+    int flags = kind == OP_WRITE ? PyBUF_SIMPLE : PyBUF_WRITABLE;
+    if (PyObject_GetBuffer(args[1], &op->u.view, flags) < 0) {
+        op->u.view.obj = NULL;
+        Py_DECREF(op);
+        /* As built-in files say it: a wrong buffer is a TypeError. */
+        if (PyErr_ExceptionMatches(PyExc_BufferError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s() argument must be %sbytes-like object, not '%.100s'",
+                         kind == OP_WRITE ? "write" : "readinto", kind == OP_WRITE ? "a " : "read-write ",
+                         Py_TYPE(args[1])->tp_name);
+        }
+        return NULL;
+    }
+    op->fd = fd;
+    op->offset = offset;
+    op->length = (size_t)op->u.view.len;
+    size_t cap = align ? RL_MAX_DIRECT : RL_MAX_RW;
+    if (kind != OP_WRITE && op->length > cap)
+        op->length = cap; /* a read may be short; a write goes on past the cap (op_queue_io) */
+    if (op_take_position(op, align) < 0 || op_kernel_io(op, op->u.view.buf, align) < 0) {
+        Py_DECREF(op);
+        return NULL;
+    }
+    if (op->length == 0 && kind != OP_WRITE)
+        return op_finish_now(op, 0, want_future);
+    op->offload = kind != OP_WRITE && !align && op->length >= RL_OFFLOAD_MIN && loop_must_yield(self);
+    int64_t cached = kind == OP_WRITE ? -1 : op_try_nowait(op);
+    if (cached >= 0)
+        return op_finish_now(op, cached, want_future);
+    return op_launch(op, op_queue_io(op), want_future);
+}
+
+const char engine_readinto_doc[] =
+"readinto(fd, buffer, offset=-1, align=0, /) -> Future[int]\n\n"
+"Read into a writable, contiguous buffer; the buffer is held (cannot be\n"
+"resized) until the kernel has completed, even if the wait is cancelled.\n"
+"align > 0: O_DIRECT, as for read().";
+
+PyObject *engine_readinto(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return engine_buffer_op(self, args, nargs, OP_READINTO, 1);
+}
+
+PyObject *engine__readinto(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return engine_buffer_op(self, args, nargs, OP_READINTO, 0);
+}
+
+const char engine_write_doc[] =
+"write(fd, data, offset=-1, align=0, /) -> Future[int]\n\n"
+"Write all of data (a contiguous bytes-like object) at offset (-1: the file\n"
+"position).  Short writes are continued; the result is len(data) or an\n"
+"OSError.  align > 0: O_DIRECT; offset and length must be multiples of\n"
+"align, and data is copied into aligned memory (data is free at once).";
+
+PyObject *engine_write(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return engine_buffer_op(self, args, nargs, OP_WRITE, 1);
+}
+
+PyObject *engine__write(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return engine_buffer_op(self, args, nargs, OP_WRITE, 0);
+}
+
+const char engine_open_doc[] =
+"open(path, flags, mode=0o666, filename=None) -> Future[int]\n\n"
+"openat(2) through the ring; path is bytes.  The result is a descriptor.\n"
+"OSError carries filename (default: path).  If the wait is cancelled and the\n"
+"open still succeeds, the descriptor is closed.";
+
+static PyObject *engine_open_impl(EngineObject *self, PyObject *args, PyObject *kwargs, int want_future)
+{
+    static char *kwlist[] = {"path", "flags", "mode", "filename", NULL};
+    PyObject *path, *filename = NULL;
+    int flags, mode = 0666;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oi|iO:open", kwlist, &path, &flags, &mode, &filename))
+        return NULL;
+    if (path_check(path) < 0 || engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, OP_OPEN, "open");
+    if (op == NULL)
+        return NULL;
+    op->obj = Py_NewRef(path);
+    op->filename = Py_NewRef(filename ? filename : path);
+    return op_launch(op, rl_op_openat(&self->ring, &op->cell, AT_FDCWD, PyBytes_AS_STRING(path), flags,
+                                      (mode_t)mode), want_future);
+}
+
+PyObject *engine_open(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    return engine_open_impl(self, args, kwargs, 1);
+}
+
+PyObject *engine__open(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    return engine_open_impl(self, args, kwargs, 0);
+}
+
+const char engine_close_doc[] = "close(fd, /) -> Future[None]\n\nclose(2) through the ring.";
+
+static PyObject *engine_close_impl(EngineObject *self, PyObject *arg, int want_future)
+{
+    int fd;
+    if (parse_int(arg, "fd", &fd) < 0 || engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, OP_NONE, "close");
+    if (op == NULL)
+        return NULL;
+    op->fd = fd;
+    rl_nowait_forget(&self->nowait, fd);
+    return op_launch(op, rl_op_close(&self->ring, &op->cell, fd), want_future);
+}
+
+PyObject *engine_close(EngineObject *self, PyObject *arg) { return engine_close_impl(self, arg, 1); }
+
+PyObject *engine__close(EngineObject *self, PyObject *arg) { return engine_close_impl(self, arg, 0); }
+
+const char engine_fsync_doc[] =
+"fsync(fd, datasync=False, /) -> Future[None]\n\nfsync(2), or fdatasync(2) when datasync is true.";
+
+PyObject *engine_fsync(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd, datasync = 0;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "fsync(fd, datasync=False)");
+        return NULL;
+    }
+    if (parse_int(args[0], "fd", &fd) < 0)
+        return NULL;
+    if (nargs == 2 && (datasync = PyObject_IsTrue(args[1])) < 0)
+        return NULL;
+    if (engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, OP_NONE, "fsync");
+    if (op == NULL)
+        return NULL;
+    op->fd = fd;
+    return op_launch(op, rl_op_fsync(&self->ring, &op->cell, fd, datasync), 1);
+}
+
+const char engine_statx_doc[] =
+"statx(target, filename=None, follow_symlinks=True) -> Future[os.stat_result]\n\n"
+"statx(2) through the ring: target is a descriptor (int) or a path (bytes).";
+
+PyObject *engine_statx(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"target", "filename", "follow_symlinks", NULL};
+    PyObject *target, *filename = NULL;
+    int fd = AT_FDCWD, follow = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|Op:statx", kwlist, &target, &filename, &follow))
+        return NULL;
+    if (PyLong_Check(target)) {
+        if (parse_int(target, "fd", &fd) < 0)
+            return NULL;
+    } else if (path_check(target) < 0) {
+        return NULL;
+    }
+    if (engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, OP_STATX, "statx");
+    if (op == NULL)
+        return NULL;
+    op->obj = PyLong_Check(target) ? PyBytes_FromStringAndSize("", 0) : Py_NewRef(target);
+    op->u.stx = PyMem_Calloc(1, sizeof(struct statx));
+    if (op->obj == NULL || op->u.stx == NULL) {
+        Py_DECREF(op);
+        return PyErr_NoMemory();
+    }
+    op->fd = fd;
+    if (filename || !PyLong_Check(target))
+        op->filename = Py_NewRef(filename ? filename : target);
+    int flags = (follow ? 0 : AT_SYMLINK_NOFOLLOW) | (PyLong_Check(target) ? AT_EMPTY_PATH : 0);
+    return op_launch(op, rl_op_statx(&self->ring, &op->cell, fd, PyBytes_AS_STRING(op->obj), flags,
+                                         op->u.stx), 1);
+}
+
+/* The common part of the path operations: paths checked, op made. */
+static OpObject *path_op_new(EngineObject *self, const char *name, PyObject *path, PyObject *path2,
+                             PyObject *filename, PyObject *filename2)
+{
+    if (path_check(path) < 0 || (path2 && path_check(path2) < 0) || engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, OP_NONE, name);
+    if (op == NULL)
+        return NULL;
+    op->obj = Py_NewRef(path);
+    op->obj2 = Py_XNewRef(path2);
+    op->filename = Py_NewRef(filename ? filename : path);
+    if (path2)
+        op->filename2 = Py_NewRef(filename2 ? filename2 : path2);
+    return op;
+}
+
+const char engine_rename_doc[] =
+"rename(src, dst, flags=0, filename=None, filename2=None) -> Future[None]\n\n"
+"renameat2(2) through the ring (flags: RENAME_NOREPLACE=1, RENAME_EXCHANGE=2).";
+
+PyObject *engine_rename(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"src", "dst", "flags", "filename", "filename2", NULL};
+    PyObject *src, *dst, *fn = NULL, *fn2 = NULL, *flags_obj = NULL;
+    unsigned flags = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OOO:rename", kwlist, &src, &dst, &flags_obj, &fn, &fn2) ||
+        (flags_obj && parse_unsigned(flags_obj, "flags", UINT32_MAX, &flags) < 0))
+        return NULL;
+    OpObject *op = path_op_new(self, "rename", src, dst, fn, fn2);
+    if (op == NULL)
+        return NULL;
+    return op_launch(op, rl_op_renameat(&self->ring, &op->cell, PyBytes_AS_STRING(src),
+                                            PyBytes_AS_STRING(dst), flags), 1);
+}
+
+const char engine_unlink_doc[] =
+"unlink(path, rmdir=False, filename=None) -> Future[None]\n\n"
+"unlinkat(2) through the ring: removes a file, or an empty directory when rmdir.";
+
+PyObject *engine_unlink(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"path", "rmdir", "filename", NULL};
+    PyObject *path, *fn = NULL;
+    int rmdir = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|pO:unlink", kwlist, &path, &rmdir, &fn))
+        return NULL;
+    OpObject *op = path_op_new(self, "unlink", path, NULL, fn, NULL);
+    if (op == NULL)
+        return NULL;
+    return op_launch(op, rl_op_unlinkat(&self->ring, &op->cell, PyBytes_AS_STRING(path), rmdir), 1);
+}
+
+const char engine_mkdir_doc[] = "mkdir(path, mode=0o777, filename=None) -> Future[None]\n\nmkdirat(2) through the ring.";
+
+PyObject *engine_mkdir(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"path", "mode", "filename", NULL};
+    PyObject *path, *fn = NULL;
+    int mode = 0777;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|iO:mkdir", kwlist, &path, &mode, &fn))
+        return NULL;
+    OpObject *op = path_op_new(self, "mkdir", path, NULL, fn, NULL);
+    if (op == NULL)
+        return NULL;
+    return op_launch(op, rl_op_mkdirat(&self->ring, &op->cell, PyBytes_AS_STRING(path), (mode_t)mode), 1);
+}
+
+const char engine_symlink_doc[] =
+"symlink(target, linkpath, filename=None, filename2=None) -> Future[None]\n\nsymlinkat(2) through the ring.";
+
+PyObject *engine_symlink(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"target", "linkpath", "filename", "filename2", NULL};
+    PyObject *target, *linkpath, *fn = NULL, *fn2 = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OO:symlink", kwlist, &target, &linkpath, &fn, &fn2))
+        return NULL;
+    OpObject *op = path_op_new(self, "symlink", target, linkpath, fn, fn2);
+    if (op == NULL)
+        return NULL;
+    return op_launch(op, rl_op_symlinkat(&self->ring, &op->cell, PyBytes_AS_STRING(target),
+                                             PyBytes_AS_STRING(linkpath)), 1);
+}
+
+const char engine_link_doc[] =
+"link(src, dst, follow_symlinks=True, filename=None, filename2=None) -> Future[None]\n\nlinkat(2) through the ring.";
+
+PyObject *engine_link(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"src", "dst", "follow_symlinks", "filename", "filename2", NULL};
+    PyObject *src, *dst, *fn = NULL, *fn2 = NULL;
+    int follow = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|pOO:link", kwlist, &src, &dst, &follow, &fn, &fn2))
+        return NULL;
+    OpObject *op = path_op_new(self, "link", src, dst, fn, fn2);
+    if (op == NULL)
+        return NULL;
+    return op_launch(op, rl_op_linkat(&self->ring, &op->cell, PyBytes_AS_STRING(src),
+                                          PyBytes_AS_STRING(dst), follow), 1);
+}
+
+const char engine_ftruncate_doc[] =
+"ftruncate(fd, length, /) -> Future[None]\n\n"
+"ftruncate(2) through the ring (IORING_OP_FTRUNCATE, kernel 6.9+; see supports()).";
+
+PyObject *engine_ftruncate(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "ftruncate(fd, length)");
+        return NULL;
+    }
+    if (parse_int(args[0], "fd", &fd) < 0)
+        return NULL;
+    long long length = PyLong_AsLongLong(args[1]);
+    if (length == -1 && PyErr_Occurred())
+        return NULL;
+    if (length < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative length");
+        return NULL;
+    }
+    if (engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, OP_NONE, "ftruncate");
+    if (op == NULL)
+        return NULL;
+    op->fd = fd;
+    return op_launch(op, rl_op_ftruncate(&self->ring, &op->cell, fd, length), 1);
+}
+
+const char engine_copy_doc[] =
+"copy(src_fd, dst_fd, chunk_size=1048576, depth=4) -> Future[int]\n\n"
+"Copy src to dst from offset 0 until end of file, entirely in C: each read\n"
+"completion issues its write, each write completion the next read, with\n"
+"depth chunks in flight.  The result is the number of bytes copied.";
+
+PyObject *engine_copy(EngineObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"src_fd", "dst_fd", "chunk_size", "depth", NULL};
+    int src, dst;
+    PyObject *chunk_obj = NULL, *depth_obj = NULL;
+    unsigned chunk = 1 << 20, depth = 4;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ii|OO:copy", kwlist, &src, &dst, &chunk_obj, &depth_obj) ||
+        (chunk_obj && parse_unsigned(chunk_obj, "chunk_size", UINT32_MAX, &chunk) < 0) ||
+        (depth_obj && parse_unsigned(depth_obj, "depth", UINT32_MAX, &depth) < 0))
+        return NULL;
+    if (chunk == 0 || chunk > RL_MAX_RW || depth == 0 || depth > RL_COPY_MAX_SLOTS) {
+        PyErr_Format(PyExc_ValueError, "chunk_size must be 1..%u and depth 1..%d", RL_MAX_RW, RL_COPY_MAX_SLOTS);
+        return NULL;
+    }
+    if (engine_check(self) < 0)
+        return NULL;
+    OpObject *op = op_new(self, OP_COPY, "copy");
+    if (op == NULL)
+        return NULL;
+    int err = 0;
+    op->u.copy = rl_copy_start(&self->ring, src, dst, chunk, depth, op_copy_done, op, &err);
+    ringlet_live.copies += op->u.copy != NULL;
+    if (op->u.copy == NULL) {
+        Py_DECREF(op);
+        if (err == -ENOMEM)
+            return PyErr_NoMemory();
+        PyObject *exc = ringlet_oserror(-err, NULL); /* e.g. EBADF from fstat */
+        if (exc)
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_XDECREF(exc);
+        return NULL;
+    }
+    return op_launch(op, 0, 1);
+}
+
+const char engine_read_many_doc[] =
+"read_many(fd, requests, /) -> Future[list[bytes]]\n\n"
+"Positional reads [(size, offset), ...] submitted as one batch (one\n"
+"io_uring_enter); the result lists the bytes in request order.  If any read\n"
+"fails, the first error is raised once all of them have completed.";
+
+static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                       int want_future)
+{
+    int fd;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "read_many(fd, requests)");
+        return NULL;
+    }
+    Py_ssize_t count;
+    Py_ssize_t *sizes;
+    int64_t *offsets;
+    if (parse_int(args[0], "fd", &fd) < 0 || parse_requests(args[1], &count, &sizes, &offsets) < 0)
+        return NULL;
+    OpObject *op = engine_check(self) < 0 ? NULL : op_new(self, OP_BATCH, "read_many");
+    if (op == NULL)
+        goto error;
+    op->fd = fd;
+    op->u.batch.count = count;
+    op->u.batch.items = PyMem_Calloc(count ? count : 1, sizeof(PyObject *));
+    op->u.batch.parts = PyMem_Calloc(count ? count : 1, sizeof(struct batch_part));
+    if (op->u.batch.items == NULL || op->u.batch.parts == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    for (Py_ssize_t i = 0; i < count; i++)
+        if ((op->u.batch.items[i] = PyBytes_FromStringAndSize(NULL, sizes[i])) == NULL)
+            goto error;
+    /* Every request checked and every bytes made: a bad one queued nothing. */
+    Py_ssize_t pending = op_queue_batch(op, offsets);
+    PyMem_Free(sizes);
+    PyMem_Free(offsets);
+    if (pending == 0) /* an empty batch, or nothing could be queued */
+        return op_finish_now(op, op->u.batch.error, want_future);
+    return op_launch(op, 0, want_future);
+
+error:
+    PyMem_Free(sizes);
+    PyMem_Free(offsets);
+    Py_XDECREF(op);
+    return NULL;
+}
+
+PyObject *engine_read_many(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return engine_read_many_impl(self, args, nargs, 1);
+}
+
+PyObject *engine__read_many(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return engine_read_many_impl(self, args, nargs, 0);
+}
+

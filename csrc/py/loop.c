@@ -1,0 +1,158 @@
+/* What the binding asks of the event loop: call_soon, the budget of inline
+ * completions after which a task must yield, the BaseExceptions raised while
+ * completions are delivered, and the process's fork counter. */
+#include "binding.h"
+
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <time.h>
+
+int64_t ringlet_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t); /* the clock of time.monotonic_ns() */
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* ---- fork ---------------------------------------------------------------- */
+
+static unsigned long fork_generation;
+
+static void ringlet_after_fork_child(void) { fork_generation++; }
+
+unsigned long ringlet_fork_generation(void) { return fork_generation; }
+
+/* Registered once per process by the module (see module.c). */
+int ringlet_register_atfork(void)
+{
+    static int registered;
+    if (registered)
+        return 0;
+    registered = 1;
+    return pthread_atfork(NULL, NULL, ringlet_after_fork_child);
+}
+
+int engine_check(EngineObject *self)
+{
+    if (!self->ring_open) {
+        PyErr_SetString(PyExc_RuntimeError, "ringlet: this engine is closed");
+        return -1;
+    }
+    if (self->fork_generation != ringlet_fork_generation()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "ringlet: this engine belongs to the parent process; a forked child gets its own");
+        return -1;
+    }
+    if (self->thread_id != PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "ringlet: an engine may only be used from the thread running its event loop");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- call_soon ----------------------------------------------------------- */
+
+int loop_call_soon(EngineObject *engine, PyObject *callable, PyObject *args)
+{
+    PyObject *loop = PyWeakref_GetObject(engine->loop_ref);
+    if (loop == NULL)
+        return -1;
+    if (loop == Py_None) {
+        PyErr_SetString(PyExc_RuntimeError, "ringlet: the engine's event loop is gone");
+        return -1;
+    }
+    PyObject *call_soon = PyObject_GetAttrString(loop, "call_soon");
+    if (call_soon == NULL)
+        return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *argv[4] = {callable};
+    for (Py_ssize_t i = 0; i < n && i < 3; i++)
+        argv[i + 1] = PyTuple_GET_ITEM(args, i);
+    PyObject *r = PyObject_Vectorcall(call_soon, argv, (size_t)(n < 3 ? n : 3) + 1, NULL);
+    Py_DECREF(call_soon);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* call_soon(engine.<method>) once until it has run; flag records that it is pending. */
+static int loop_call_soon_once(EngineObject *engine, const char *method, int *flag)
+{
+    if (*flag)
+        return 0;
+    PyObject *bound = PyObject_GetAttrString((PyObject *)engine, method);
+    int ret = bound ? loop_call_soon(engine, bound, engine->state->empty_tuple) : -1;
+    Py_XDECREF(bound);
+    if (ret == 0)
+        *flag = 1;
+    return ret;
+}
+
+int loop_schedule_flush(EngineObject *engine)
+{
+    if (loop_call_soon_once(engine, "_flush", &engine->flush_scheduled) < 0) {
+        PyErr_Clear();
+        return -2;
+    }
+    return 0;
+}
+
+/* ---- the inline budget --------------------------------------------------- */
+
+/* Inline completions may run this long in one loop turn; after that, every
+ * task yields (and large reads go to the kernel's workers) until the loop has
+ * turned, so another task waits at most about this long plus one step of
+ * each ready task.  (A budget per task let 256 tasks spend 256 budgets.) */
+#define RL_INLINE_BUDGET_NS 1000000
+
+int loop_must_yield(EngineObject *engine)
+{
+    if (engine->tick_scheduled)
+        return ringlet_now_ns() - engine->streak_start > RL_INLINE_BUDGET_NS;
+    /* The loop turned since the last inline completion: start this turn's
+     * budget, and learn when it turns next. */
+    if (loop_call_soon_once(engine, "_tick", &engine->tick_scheduled) < 0)
+        PyErr_Clear(); /* then no yield is forced: a lost tick costs fairness, not data */
+    engine->streak_start = ringlet_now_ns();
+    return 0;
+}
+
+void loop_ticked(EngineObject *engine) { engine->tick_scheduled = 0; }
+
+/* ---- BaseExceptions raised while completions are delivered --------------- */
+
+void loop_note_error(EngineObject *engine, PyObject *obj)
+{
+    if (PyErr_ExceptionMatches(PyExc_Exception) || engine->interrupt != NULL) {
+        PyErr_WriteUnraisable(obj); /* a second interrupt adds nothing: the first leaves the loop */
+        return;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    engine->interrupt = value;
+    /* The next drain raises it (when this is not a drain already, which
+     * raises it at its end): wake the loop for one. */
+    if (engine->ring_open)
+        eventfd_write(rl_ring_wake_fd(&engine->ring), 1);
+}
+
+void loop_check_signals(EngineObject *engine)
+{
+    if (PyErr_CheckSignals() < 0)
+        loop_note_error(engine, NULL);
+}
+
+int loop_raise_interrupt(EngineObject *engine)
+{
+    PyObject *exc = engine->interrupt;
+    if (exc == NULL)
+        return 0;
+    engine->interrupt = NULL;
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+    return -1;
+}

@@ -1,0 +1,196 @@
+/* The kernel's side of reads and writes: where the kernel reads or writes
+ * (the caller's memory, or an aligned bounce buffer for O_DIRECT), at which
+ * offset (the descriptor's position taken and moved by ringlet), and what a
+ * completion does before the op is finished: continue a short write, queue
+ * again what the kernel had no room for, copy out of a bounce buffer.  Also
+ * the reads of a read_many batch and the end of a copy. */
+#define _GNU_SOURCE
+#include "binding.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+static void op_io_complete(struct rl_cell *cell);
+
+/* offset -1, "at the descriptor's offset" as read(2) and write(2) have it:
+ * io_uring moves that offset asynchronously (a completion can be reaped
+ * before it has moved, and the next read or write would land on the same
+ * bytes), so ringlet reads it now, hands the kernel an explicit offset and
+ * moves it itself at completion (op_io_complete).  A stream (lseek fails) and
+ * an O_APPEND write keep -1: no offset to race on, or the kernel appends.
+ * An offset + length beyond what a file can have is EINVAL, as pread(2) says. */
+int op_take_position(OpObject *op, unsigned align)
+{
+    if (op->offset < 0) {
+        int flags = op->kind == OP_WRITE ? fcntl(op->fd, F_GETFL) : 0;
+        off_t position = flags >= 0 && !(flags & O_APPEND) ? lseek(op->fd, 0, SEEK_CUR) : -1;
+        if (position < 0)
+            return 0; /* a stream (or a bad descriptor: the kernel will say so) */
+        op->offset = position;
+        op->moves_position = 1;
+    }
+    /* With O_DIRECT, leave room for the aligned range around it. */
+    if ((uint64_t)op->offset + op->length > INT64_MAX - (align ? 2u << 20 : 0)) {
+        errno = EINVAL; /* what pread(2)/pwrite(2) say of it */
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+/* Where the kernel reads or writes for an op: the op's own memory, or with
+ * O_DIRECT (align > 0), which needs memory, offset and length aligned, that
+ * memory when it is aligned already (readinto/write), else a bounce buffer
+ * covering the aligned range around [offset, offset + length).  A write must
+ * be aligned itself (the caller keeps a buffered descriptor for the rest);
+ * its data is copied into the bounce buffer, so the caller's buffer is free
+ * at once. */
+int op_kernel_io(OpObject *op, char *memory, unsigned align)
+{
+    struct kernel_io *io = &op->io;
+    op->cell.on_complete = op_io_complete;
+    io->buf = memory;
+    io->len = op->length;
+    io->offset = op->offset;
+    if (align == 0)
+        return 0;
+    if (align < 512 || align > (1u << 20) || (align & (align - 1))) {
+        PyErr_SetString(PyExc_ValueError, "align must be a power of two from 512 to 1 MiB");
+        return -1;
+    }
+    if (op->offset < 0) {
+        PyErr_SetString(PyExc_ValueError, "O_DIRECT I/O needs a file with offsets (not a stream or append mode)");
+        return -1;
+    }
+    op->direct = 1;
+    int64_t start = op->offset & ~(int64_t)(align - 1);
+    int64_t end = (op->offset + (int64_t)op->length + align - 1) & ~(int64_t)(align - 1);
+    int aligned = start == op->offset && end == op->offset + (int64_t)op->length;
+    if (op->kind == OP_WRITE && !aligned) {
+        PyErr_Format(PyExc_ValueError, "an O_DIRECT write needs offset and length multiples of %u", align);
+        return -1;
+    }
+    if (aligned && op->kind != OP_READ && (uintptr_t)memory % align == 0)
+        return 0; /* the caller's memory is aligned: the kernel uses it as it is */
+    op->bounce = rl_bounce_get(&op->engine->bounce_pool, end > start ? (size_t)(end - start) : align, align,
+                               &op->bounce_size);
+    if (op->bounce == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    ringlet_live.bounce_buffers++;
+    op->bounce_skip = (size_t)(op->offset - start);
+    if (op->kind == OP_WRITE) {
+        memcpy(op->bounce, memory, op->length);
+        PyBuffer_Release(&op->u.view); /* copied: the caller's buffer is free */
+    }
+    io->buf = op->bounce;
+    io->len = (size_t)(end - start);
+    io->offset = start;
+    return 0;
+}
+
+int op_queue_io(OpObject *op)
+{
+    const struct kernel_io *io = &op->io;
+    size_t left = io->len - op->done;
+    unsigned len = left > RL_MAX_DIRECT ? RL_MAX_DIRECT : (unsigned)left;
+    int64_t offset = io->offset < 0 ? -1 : io->offset + (int64_t)op->done;
+    if (op->kind == OP_WRITE)
+        return rl_op_write(&op->engine->ring, &op->cell, op->fd, io->buf + op->done, len, offset);
+    if (op->offload)
+        return rl_op_read_offloaded(&op->engine->ring, &op->cell, op->fd, io->buf, len, offset);
+    return rl_op_read(&op->engine->ring, &op->cell, op->fd, io->buf, len, offset);
+}
+
+/* O_DIRECT read into the bounce buffer: copy out the part asked for. */
+static int64_t op_copy_from_bounce(OpObject *op, int64_t res)
+{
+    int64_t n = res - (int64_t)op->bounce_skip;
+    n = n < 0 ? 0 : n > (int64_t)op->length ? (int64_t)op->length : n;
+    char *dest = op->kind == OP_READ ? PyBytes_AS_STRING(op->obj) : op->u.view.buf;
+    memcpy(dest, op->bounce + op->bounce_skip, (size_t)n);
+    return n;
+}
+
+static void op_io_complete(struct rl_cell *cell)
+{
+    OpObject *op = OP_FROM_CELL(cell);
+    int64_t res = cell->result;
+    int going_on = !op->engine->shutting_down && !op->abandoned;
+    if (res == -EAGAIN && going_on) {
+        /* The kernel had no room for it (or a test injected EAGAIN): again. */
+        res = op_queue_io(op);
+        if (res == 0)
+            return; /* in flight again: the ring keeps its reference */
+    } else if (op->bounce && op->kind != OP_WRITE && res >= 0) {
+        res = op_copy_from_bounce(op, res);
+    } else if (op->kind == OP_WRITE && res >= 0) {
+        op->done += (size_t)res;
+        if (op->done < op->length && going_on) {
+            /* A short write is continued until all is written or an error comes. */
+            res = res == 0 ? -EIO : op_queue_io(op);
+            if (res == 0)
+                return;
+        }
+    }
+    if (op->moves_position) { /* past what moved, as read(2)/write(2) leave it */
+        size_t moved = op->kind == OP_WRITE ? op->done : res > 0 ? (size_t)res : 0;
+        lseek(op->fd, (off_t)(op->offset + (int64_t)moved), SEEK_SET);
+    }
+    op_finish(op, res);
+}
+
+static void op_batch_part_complete(struct rl_cell *cell)
+{
+    struct batch_part *part = (struct batch_part *)cell;
+    OpObject *op = part->op;
+    int res = cell->result;
+    PyObject **item = &op->u.batch.items[part->index];
+    if (res == -EAGAIN && !op->engine->shutting_down && !op->abandoned &&
+        rl_op_read(&op->engine->ring, cell, op->fd, PyBytes_AS_STRING(*item), (unsigned)PyBytes_GET_SIZE(*item),
+                   part->offset) == 0)
+        return; /* again, as op_io_complete does */
+    if (res < 0) {
+        if (!op->u.batch.error)
+            op->u.batch.error = res;
+    } else if (res < PyBytes_GET_SIZE(*item) && _PyBytes_Resize(item, res) < 0) {
+        PyErr_Clear(); /* shrinking failed: keep the item, mark the batch failed */
+        *item = PyBytes_FromStringAndSize(NULL, 0);
+        if (!op->u.batch.error)
+            op->u.batch.error = -ENOMEM;
+    }
+    if (--op->u.batch.pending == 0)
+        op_finish(op, op->u.batch.error);
+}
+
+Py_ssize_t op_queue_batch(OpObject *op, const int64_t *offsets)
+{
+    for (Py_ssize_t i = 0; i < op->u.batch.count; i++) {
+        struct batch_part *part = &op->u.batch.parts[i];
+        part->cell.on_complete = op_batch_part_complete;
+        part->op = op;
+        part->index = i;
+        part->offset = offsets[i];
+        PyObject *item = op->u.batch.items[i];
+        int queued = rl_op_read(&op->engine->ring, &part->cell, op->fd, PyBytes_AS_STRING(item),
+                                (unsigned)PyBytes_GET_SIZE(item), offsets[i]);
+        if (queued < 0) {
+            /* The reads already queued are in flight: the batch ends with ENOMEM once they complete. */
+            op->u.batch.error = queued;
+            for (Py_ssize_t j = i; j < op->u.batch.count; j++)
+                Py_CLEAR(op->u.batch.items[j]);
+            op->u.batch.count = i;
+            break;
+        }
+        op->u.batch.pending++;
+    }
+    return op->u.batch.pending;
+}
+
+void op_copy_done(struct rl_copy *copy, int64_t result)
+{
+    op_finish((OpObject *)copy->owner, result);
+}

@@ -1,0 +1,67 @@
+/* Ready: the result of an operation the kernel completed inside the
+ * submitting call, awaitable without a future: awaiting it gives the value at
+ * once.  Only ringlet's own coroutines see it (Engine._read and friends).
+ * Not tracked by the GC: it lives for one await, and its value (bytes, an
+ * int, a list of bytes, a stat_result) cannot refer back to it. */
+#include "binding.h"
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *value;
+} ReadyObject;
+
+PyObject *ready_new(ringlet_state *st, PyObject *value)
+{
+    ReadyObject *ready = PyObject_New(ReadyObject, st->ReadyType);
+    if (ready)
+        ready->value = Py_NewRef(value);
+    return (PyObject *)ready;
+}
+
+static PyObject *ready_await(PyObject *self) { return Py_NewRef(self); }
+
+static PyObject *ready_iternext(ReadyObject *self)
+{
+    /* StopIteration(value) built explicitly: a tuple value must not become its args. */
+    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, self->value);
+    if (stop) {
+        PyErr_SetObject(PyExc_StopIteration, stop);
+        Py_DECREF(stop);
+    }
+    return NULL;
+}
+
+#if PY_VERSION_HEX >= 0x030A0000
+static PySendResult ready_send(ReadyObject *self, PyObject *Py_UNUSED(arg), PyObject **result)
+{
+    *result = Py_NewRef(self->value);
+    return PYGEN_RETURN;
+}
+#endif
+
+static void ready_dealloc(ReadyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    Py_DECREF(self->value);
+    PyObject_Free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot ready_slots[] = {
+    {Py_tp_doc, "An operation's result, already there: awaiting it returns the value at once."},
+    {Py_am_await, ready_await},
+#if PY_VERSION_HEX >= 0x030A0000
+    {Py_am_send, ready_send},
+#endif
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, ready_iternext},
+    {Py_tp_dealloc, ready_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec ringlet_ready_spec = {
+    .name = "ringlet._ringlet.Ready",
+    .basicsize = sizeof(ReadyObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = ready_slots,
+};
