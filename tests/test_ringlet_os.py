@@ -131,9 +131,9 @@ def test_imports(ringlet):
     assert ringlet.os.path is ringlet.ospath is path_from
     assert callable(ringlet.os.path.exists)
     # ringlet.os does not shadow the standard os inside ringlet's own modules
-    import ringlet._file
+    import ringlet._binary
 
-    assert ringlet._file.os is os
+    assert ringlet._binary.os is os
     assert ringlet.os.stat is not os.stat
 
 

@@ -14,7 +14,10 @@ No thread pool, no thread parked on the disk.
 
 from . import os
 from ._engine import backend, get_engine
-from ._file import AsyncFile, AsyncTextFile, copy_file, open, read_file, write_file
+from ._binary import AsyncFile
+from ._oneshot import copy_file, read_file, write_file
+from ._open import open
+from ._text import AsyncTextFile
 from ._trace import Timeline, trace
 from ._view import EngineView, Stats, engine_info, stats
 

@@ -366,7 +366,7 @@ async def measure(path: Optional[str] = None, *, quick: bool = False, progress: 
 
 
 async def _open_async(path: str) -> Any:
-    from ._file import open as ropen
+    from ._open import open as ropen
     return await ropen(path, "rb")
 
 

@@ -2,7 +2,7 @@
 
 import asyncio
 import os
-from typing import Any, Awaitable, Callable, Generator, Optional, Sequence, Union
+from typing import Any, Awaitable, Callable, Coroutine, Generator, Optional, Sequence, Union
 
 from typing_extensions import Buffer
 

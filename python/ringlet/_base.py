@@ -1,0 +1,114 @@
+"""What binary and text files share: lines, iteration, the context manager,
+and aiofiles' awaitable readable()/writable()/seekable()/isatty()."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, Iterable, List, Optional
+
+from ._fdio import size_arg
+
+if TYPE_CHECKING:
+    from ._binary import AsyncFile
+
+WRITE_CHUNK = 64 * 1024         # a text file writes once this much is pending; writelines() batches
+
+
+async def write_batched(write: Callable[[Any], Coroutine[Any, Any, int]], lines: Iterable[Any], empty: Any) -> None:
+    """writelines(): join the lines into writes of about WRITE_CHUNK each."""
+    batch: List[Any] = []
+    size = 0
+    for line in lines:
+        batch.append(line)
+        size += len(line)
+        if size >= WRITE_CHUNK:
+            await write(empty.join(batch))
+            batch, size = [], 0
+    if batch:
+        await write(empty.join(batch))
+
+
+class FileBase:
+    """What binary and text files share: lines, iteration, context manager,
+    and the aiofiles-style awaitable readable()/writable()/seekable()/isatty()."""
+
+    __slots__ = ()
+
+    def _raw(self) -> "AsyncFile":
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        """True once close() has been called."""
+        return self._raw()._fd < 0
+
+    def fileno(self) -> int:
+        """The file descriptor."""
+        return self._raw()._open_fd()
+
+    async def readable(self) -> bool:
+        """True if the file was opened for reading."""
+        raw = self._raw()
+        raw._open_fd()
+        return raw._readable
+
+    async def writable(self) -> bool:
+        """True if the file was opened for writing."""
+        raw = self._raw()
+        raw._open_fd()
+        return raw._writable
+
+    async def seekable(self) -> bool:
+        """True if the file supports seek() and tell() (not a pipe, FIFO or socket)."""
+        try:
+            os.lseek(self.fileno(), 0, os.SEEK_CUR)
+        except OSError:
+            return False
+        return True
+
+    async def isatty(self) -> bool:
+        """True if the file is a terminal."""
+        return os.isatty(self.fileno())
+
+    async def readline(self, size: Optional[int] = -1) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def readlines(self, hint: Optional[int] = -1) -> List[Any]:
+        """Read lines to end of file; when hint > 0, stop after the line that
+        takes the total size beyond hint (as io.IOBase.readlines)."""
+        hint = size_arg(hint)
+        lines: List[Any] = []
+        total = 0
+        while True:
+            line = await self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if 0 < hint < total:
+                return lines
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        self._raw()._open_fd()
+        return self
+
+    def _buffered_line(self) -> Any:
+        """The next line if it is already read ahead (no I/O), else None."""
+        return None
+
+    async def __anext__(self) -> Any:
+        line = self._buffered_line()  # the fast path: one coroutine less a line
+        if line is None:
+            line = await self.readline()
+            if not line:
+                raise StopAsyncIteration
+        return line
+
+    async def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()

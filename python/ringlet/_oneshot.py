@@ -1,0 +1,70 @@
+"""The one-shot helpers: read_file, write_file and copy_file, each a whole
+file in one call (open, I/O, close), with no file object."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from typing import Any
+
+from ._contract import PathArg
+from ._engine import get_engine
+from ._fdio import fspath, isdir_error, read_to_end, stat_open_file, truncate
+
+__all__ = ["read_file", "write_file", "copy_file"]
+
+
+async def read_file(path: PathArg) -> bytes:
+    """Return the whole content of the file at path."""
+    raw, name = fspath(path)
+    engine = get_engine()
+    fd = await engine._open(raw, os.O_RDONLY, 0, name)
+    try:
+        return await read_to_end(engine, fd, 0)
+    except IsADirectoryError:
+        raise isdir_error(name) from None
+    finally:
+        await engine._close(fd)
+
+
+async def write_file(path: PathArg, data: Any) -> int:
+    """Create or truncate the file at path and write data; return its length."""
+    raw, name = fspath(path)
+    memoryview(data)  # TypeError for anything that is not bytes-like, before the file is touched
+    engine = get_engine()
+    fd = await engine._open(raw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, name)
+    try:
+        n: int = await engine._write(fd, data, 0)
+        return n
+    finally:
+        await engine._close(fd)
+
+
+async def copy_file(src: PathArg, dst: PathArg) -> int:
+    """Copy the content of src to dst (created or truncated); return the bytes copied.
+
+    The copy runs in C: each read's completion issues its write, with several
+    chunks in flight, and Python is resumed once at the end.  A pipe or FIFO
+    is copied in order.  As shutil.copyfile, copying a file onto itself (or a
+    hard link of it) raises shutil.SameFileError and leaves it alone."""
+    raw_src, src_name = fspath(src)
+    raw_dst, dst_name = fspath(dst)
+    engine = get_engine()
+    src_fd = await engine._open(raw_src, os.O_RDONLY, 0, src_name)
+    try:
+        src_st = stat_open_file(src_fd, src_name, reject_directory=True)
+        # Truncate only once dst is known not to be src.
+        dst_fd = await engine._open(raw_dst, os.O_WRONLY | os.O_CREAT, 0o666, dst_name)
+        try:
+            dst_st = os.fstat(dst_fd)
+            if (dst_st.st_dev, dst_st.st_ino) == (src_st.st_dev, src_st.st_ino):
+                raise shutil.SameFileError(f"{src_name!r} and {dst_name!r} are the same file")
+            if stat.S_ISREG(dst_st.st_mode) and dst_st.st_size:
+                await truncate(engine, dst_fd, 0)
+            copied: int = await engine.copy(src_fd, dst_fd)
+            return copied
+        finally:
+            await engine._close(dst_fd)
+    finally:
+        await engine._close(src_fd)

@@ -1,0 +1,294 @@
+"""AsyncTextFile: str in, str out, on an AsyncFile, as io.TextIOWrapper on a buffered file."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import operator
+import os
+import re
+from typing import Any, Iterable, List, Optional
+
+from ._base import WRITE_CHUNK, FileBase, write_batched
+from ._binary import AsyncFile
+from ._cookie import COOKIE_BITS, COOKIE_MASK, DecodedReadAhead
+from ._fdio import size_arg
+
+_UNIVERSAL_EOL = re.compile(r"\r\n|\r|\n")
+
+
+class AsyncTextFile(DecodedReadAhead, FileBase):
+    """A text file opened with ringlet.open(): str in, str out, as built-in
+    open() in text mode, with every read and write going through the ring.
+
+    The differences from io.TextIOWrapper:
+
+    * tell() returns the byte offset of the next character to read (with the
+      decoder flags above bit 64, as CPython does, for encodings such as
+      UTF-16 whose decoder has state).  Read ahead is undone by decoding it
+      again, so the cookie is exact; if the next character does not start on
+      a byte boundary that a fresh decoder can start from, tell() raises
+      io.UnsupportedOperation (CPython would encode a character count).
+    * write() after a read writes at the position reached by the reads (tell()),
+      whereas CPython writes after its read-ahead.
+    * truncate(size) takes a byte offset (CPython passes the cookie on).
+    * An unknown encoding or bad newline is refused before the file is opened
+      (built-in open() may already have created or truncated it).
+
+    Writes are buffered (see write()); reads decode TEXT_CHUNK bytes at a time.
+    """
+
+    __slots__ = ("_buffer", "name", "mode", "encoding", "errors", "line_buffering", "_newline", "_encoder",
+                 "_pending", "_pending_size", "_write_chunk")
+
+    def __init__(self, raw: AsyncFile, mode: str, encoding: str, errors: str, newline: Optional[str],
+                 line_buffering: bool = False, write_chunk: int = WRITE_CHUNK) -> None:
+        self._buffer = raw
+        self.name = raw.name
+        self.mode = mode
+        self.encoding = encoding
+        self.errors = errors
+        self.line_buffering = line_buffering
+        self._newline = newline
+        self._write_chunk = write_chunk
+        self._decoder_factory = codecs.getincrementaldecoder(encoding)
+        self._decoder = self._new_decoder() if raw._readable else None
+        self._encoder: Any = None
+        if raw._writable:
+            self._encoder = codecs.getincrementalencoder(encoding)(errors)
+            try:
+                if raw._position() != 0:  # no byte order mark in the middle of a file
+                    self._encoder.setstate(0)
+            except OSError:  # not seekable: a pipe
+                pass
+        self._decoded = ""
+        self._dpos = 0
+        self._chunks = []
+        self._pending: List[bytes] = []  # encoded writes not yet handed to the kernel
+        self._pending_size = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self.buffer._fd}"
+        return (f"<ringlet.AsyncTextFile name={self.name!r} mode={self.mode!r} "
+                f"encoding={self.encoding!r} {state}>")
+
+    @property
+    def buffer(self) -> AsyncFile:
+        """The binary file underneath."""
+        return self._buffer
+
+    def _raw(self) -> AsyncFile:
+        return self._buffer
+
+    @property
+    def newlines(self) -> Any:
+        """The line endings seen so far when reading with universal newlines
+        (newline None or ""): None, one of "\\r", "\\n", "\\r\\n", or a tuple."""
+        return getattr(self._decoder, "newlines", None)
+
+
+    def _check_readable(self) -> None:
+        if self.buffer._fd < 0:
+            raise ValueError("I/O operation on closed file.")
+        if self._decoder is None:
+            raise io.UnsupportedOperation("not readable")
+
+
+    # -- reading --------------------------------------------------------------
+
+    async def read(self, size: Optional[int] = -1) -> str:
+        """Read up to size characters; to end of file when size is -1 or None.
+        "" at end of file."""
+        self._check_readable()
+        size = size_arg(size)
+        await self._flush_pending()
+        if size < 0:
+            await self._read_chunk(-1)
+        else:
+            while len(self._decoded) - self._dpos < size and await self._read_chunk():
+                pass
+        start = self._dpos
+        text = self._decoded[start:] if size < 0 else self._decoded[start:start + size]
+        self._dpos = start + len(text)
+        return text
+
+    def _line_end(self, start: int) -> int:
+        """Index just after the first line ending at or after start in _decoded, or -1."""
+        decoded, newline = self._decoded, self._newline
+        if newline is None or newline == "\n":
+            found = decoded.find("\n", start)
+            return found + 1 if found >= 0 else -1
+        if newline == "":
+            match = _UNIVERSAL_EOL.search(decoded, start)
+            return match.end() if match else -1
+        found = decoded.find(newline, start)
+        return found + len(newline) if found >= 0 else -1
+
+    def _buffered_line(self) -> Optional[str]:
+        if self._pending or not (self._newline is None or self._newline == "\n"):
+            return None
+        decoded, start = self._decoded, self._dpos
+        end = decoded.find("\n", start)
+        if end < 0:
+            return None
+        self._dpos = end + 1
+        return decoded[start:end + 1]
+
+    async def readline(self, size: Optional[int] = -1) -> str:
+        """Read one line, with its line ending ("\\n" after translation when
+        newline is None); at most size characters when size >= 0.  "" at end of file."""
+        self._check_readable()
+        size = size_arg(size)
+        await self._flush_pending()
+        searched = 0  # characters after _dpos already searched for a line ending
+        while True:
+            end = self._line_end(self._dpos + searched)
+            available = len(self._decoded) - self._dpos
+            if end >= 0 or 0 <= size <= available:
+                break
+            searched = max(available - 1, 0)  # "\r\n" may straddle two chunks
+            if not await self._read_chunk():
+                break
+        start = self._dpos
+        if end < 0:
+            end = len(self._decoded)
+        if 0 <= size < end - start:
+            end = start + size
+        self._dpos = end
+        return self._decoded[start:end]
+
+    # -- writing --------------------------------------------------------------
+
+    async def write(self, text: str) -> int:
+        """Write text (newlines translated as newline= says); return its length
+        in characters.  The encoded bytes are buffered until flush(), close(),
+        a read or seek, WRITE_CHUNK bytes, or a line end with line buffering."""
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self.buffer._fd < 0:
+            raise ValueError("I/O operation on closed file.")
+        if self._encoder is None:
+            raise io.UnsupportedOperation("not writable")
+        if self._chunks:
+            self._rewind()
+        length = len(text)
+        newline = self._newline
+        line_end = self.line_buffering and ("\n" in text or "\r" in text)
+        if newline is None and os.linesep != "\n":  # pragma: no cover - not Linux
+            newline = os.linesep
+        if newline and newline != "\n":
+            text = text.replace("\n", newline)
+        data = self._encoder.encode(text)
+        if data and self._decoder is not None:  # a read after this starts mid-stream (no BOM)
+            self._decoder.setstate((b"", 0))
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if line_end or self._pending_size >= self._write_chunk:
+            await self._flush_pending()
+        return length
+
+    async def writelines(self, lines: Iterable[str]) -> None:
+        """Write each string of lines (no separator is added)."""
+        await write_batched(self.write, lines, "")
+
+    async def _flush_pending(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending, self._pending_size = [], 0
+            await self.buffer.write(data)
+
+    async def flush(self) -> None:
+        """Hand the buffered writes to the kernel (one write)."""
+        self.buffer._open_fd()
+        await self._flush_pending()
+
+    async def truncate(self, size: Optional[int] = None) -> int:
+        """Flush, then resize the file to size bytes (default: tell()); the
+        position does not change.  Returns size."""
+        self.buffer._writing_fd()
+        await self._flush_pending()
+        if size is None:
+            size = self._cookie() & COOKIE_MASK
+        self._rewind()
+        return await self.buffer.truncate(size)
+
+    async def fsync(self) -> None:
+        """Flush, then fsync(2)."""
+        await self.flush()
+        await self.buffer.fsync()
+
+    async def fdatasync(self) -> None:
+        """Flush, then fdatasync(2)."""
+        await self.flush()
+        await self.buffer.fdatasync()
+
+    # -- position and life ----------------------------------------------------
+
+    async def tell(self) -> int:
+        """An opaque cookie for seek(): the byte offset of the next character
+        for stateless encodings such as UTF-8 (see the class docstring)."""
+        self.buffer._open_fd()
+        await self._flush_pending()
+        return self._cookie()
+
+    async def seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
+        """Go to a cookie from tell() (or 0); whence SEEK_CUR and SEEK_END
+        only with 0, as io.TextIOWrapper.  Returns the new cookie."""
+        self.buffer._open_fd()
+        cookie = operator.index(cookie)
+        if whence == os.SEEK_CUR:
+            if cookie != 0:
+                raise io.UnsupportedOperation("can't do nonzero cur-relative seeks")
+            cookie = await self.tell()
+        elif whence == os.SEEK_END:
+            if cookie != 0:
+                raise io.UnsupportedOperation("can't do nonzero end-relative seeks")
+            await self._flush_pending()
+            cookie = self.buffer._seek(0, os.SEEK_END)
+            self._reset_reading(None if cookie == 0 else 0)
+            self._reset_encoder(cookie)
+            return cookie
+        elif whence != os.SEEK_SET:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if cookie < 0:
+            raise ValueError(f"negative seek position {cookie}")
+        await self._flush_pending()
+        self.buffer._seek(cookie & COOKIE_MASK, os.SEEK_SET)
+        self._reset_reading(None if cookie == 0 else cookie >> COOKIE_BITS)
+        self._reset_encoder(cookie)
+        return cookie
+
+    def _reset_encoder(self, cookie: int) -> None:
+        if self._encoder is not None:
+            if cookie == 0:
+                self._encoder.reset()  # a byte order mark again at the start
+            else:
+                self._encoder.setstate(0)
+
+    async def close(self) -> None:
+        """Flush, then close the file.  Calling it again does nothing."""
+        if self.closed:
+            return
+        try:
+            await self._flush_pending()
+        finally:
+            self._reset_reading()
+            await self.buffer.close()
+
+    def __del__(self) -> None:
+        # Like a built-in file, do not lose what was written but never flushed;
+        # the binary file then warns (ResourceWarning) and closes the fd.
+        pending = getattr(self, "_pending", None)
+        if pending and getattr(self.buffer, "_fd", -1) >= 0:
+            try:
+                raw = self.buffer
+                view = memoryview(b"".join(pending))
+                while view:
+                    if raw._pos is None or raw._append:
+                        written = os.write(raw._fd, view)
+                    else:
+                        written = os.pwrite(raw._fd, view, raw._pos)
+                        raw._pos += written
+                    view = view[written:]
+            except OSError:
+                pass
