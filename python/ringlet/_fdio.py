@@ -8,9 +8,9 @@ import errno
 import operator
 import os
 import stat
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
-from ._contract import Opcode
+from ._contract import MAX_DIRECT, MAX_RW, Opcode
 
 READ_CHUNK = 64 * 1024          # read() to EOF of a file whose size is unknown; readline() read-ahead
 _MAX_READ_CHUNK = 16 * 1024 * 1024
@@ -32,13 +32,24 @@ def size_arg(size: Optional[int]) -> int:
 
 
 async def read_to_end(engine: Any, fd: int, offset: int, align: int = 0) -> bytes:
-    """Read from offset (-1: a stream) until a read returns b"" (end of file).
+    """Read from offset (-1: a stream) until the end of the file.
 
-    Pipes and /proc files give short reads before their end, so only an
-    empty read ends it.  A file larger than the first chunk is sized once
-    with fstat and read in one go (one copy, not a chunk list)."""
-    chunks = []
+    A regular file with a size is sized once (fstat) and read in one read of
+    one byte more than is left, into one bytes object of that size: a short
+    read then is its end, as for any regular file.  Otherwise (pipes, /proc
+    files with st_size 0, a file that grew meanwhile) chunks are read until
+    a read returns b"": pipes and /proc files give short reads before their end."""
+    chunks: List[bytes] = []
     want = READ_CHUNK
+    if offset >= 0:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_size > offset:
+            want = min(st.st_size - offset + 1, MAX_DIRECT if align else MAX_RW)
+            data: bytes = await engine._read(fd, want, offset, align)
+            if len(data) < want:
+                return data
+            chunks.append(data)  # it grew, or is larger than one read: go on
+            offset += len(data)
     while True:
         chunk = await engine._read(fd, want, offset, align)
         if not chunk:
