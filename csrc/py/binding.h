@@ -182,6 +182,9 @@ void op_emit_trace(OpObject *op);
  * when the page cache held it all (finish the op with it: op_finish_now),
  * or -1: the ring's turn. */
 int64_t op_try_nowait(OpObject *op);
+/* The attempt for len bytes at offset into buf, counted in the stats when it
+ * went through: the count, or -1 (the ring's turn). */
+int64_t engine_read_nowait(EngineObject *engine, int fd, void *buf, size_t len, int64_t offset);
 PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
 extern const char engine__pread_doc[];
 /* Reads from this size on yield after each inline completion, and go to the

@@ -479,7 +479,7 @@ static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args
     Py_ssize_t pending = op_queue_batch(op, offsets);
     PyMem_Free(sizes);
     PyMem_Free(offsets);
-    if (pending == 0) /* an empty batch, or nothing could be queued */
+    if (pending == 0) /* empty, all from the page cache, or nothing could be queued */
         return op_finish_now(op, op->u.batch.error, want_future);
     return op_launch(op, 0, want_future);
 

@@ -25,6 +25,17 @@ static void engine_count_nowait(EngineObject *engine)
     s->completed_inline++;
 }
 
+int64_t engine_read_nowait(EngineObject *engine, int fd, void *buf, size_t len, int64_t offset)
+{
+    if (!rl_nowait_enabled(&engine->nowait, fd))
+        return -1;
+    int64_t n = rl_read_nowait(&engine->nowait, fd, buf, len, offset);
+    if (n < 0)
+        return -1;
+    engine_count_nowait(engine);
+    return n;
+}
+
 int64_t op_try_nowait(OpObject *op)
 {
     EngineObject *engine = op->engine;
@@ -33,12 +44,11 @@ int64_t op_try_nowait(OpObject *op)
         !rl_nowait_enabled(&engine->nowait, op->fd))
         return -1;
     int64_t started = op->times ? ringlet_now_ns() : 0;
-    int64_t n = rl_read_nowait(&engine->nowait, op->fd, op->io.buf, op->io.len, op->io.offset);
+    int64_t n = engine_read_nowait(engine, op->fd, op->io.buf, op->io.len, op->io.offset);
     if (n < 0)
         return -1;
     if (op->moves_position) /* as op_complete does for the ring's reads */
         lseek(op->fd, (off_t)(op->offset + n), SEEK_SET);
-    engine_count_nowait(engine);
     if (op->times) {
         struct op_times *t = op->times;
         t->submitted = started;
