@@ -1,20 +1,22 @@
 /* The CPython binding: it only translates between the C engine in csrc/ and
- * Python objects.  Engine (engine.c) owns one ring per event loop; Op (op.c,
- * op_io.c) is the Python side of a task cell: it keeps the future, the result
- * object and every buffer the kernel may touch alive until the completion
- * arrives.
+ * Python objects.  Engine (engine.c, engine_ops.c) owns one ring per event
+ * loop; Op (op.c, op_io.c) is the Python side of a task cell: it keeps the
+ * future, the result object and every buffer the kernel may touch alive
+ * until the completion arrives.
  *
- * Who calls whom -- one way, no circle:
- *   module.c  the module: its state, the types, probe(); calls loop.c (fork counter)
- *   engine.c  the Engine's methods: parse (args.c), make and launch an Op (op.c, op_io.c)
- *   op_io.c   the kernel side of reads and writes: memory, position, queueing
- *             again; calls op.c to finish an op, bounce.c (pure C) for O_DIRECT memory
- *   op.c      an operation's life: launch, completion, delivery to its future;
- *             calls loop.c, ready.c, bounce.c (to give memory back)
- *   loop.c    what the binding asks of the event loop (call_soon, the inline
- *             budget, errors to raise out of it) and the fork counter; calls nothing above
- *   ready.c   the Ready type;  args.c  argument parsing: leaves
- * Nothing below engine.c calls engine.c. */
+ * Who calls whom -- one way, no circle (each file calls only those below it):
+ *   module.c      the module: its state, the types, probe(), test hooks
+ *   engine.c      the Engine type: life (new, shutdown, dealloc, GC), the
+ *                 methods the loop calls (drain, _flush, _tick), the method table
+ *   engine_ops.c  the operation methods: parse (args.c), make an Op, point the
+ *                 kernel at its memory (op_io.c), queue its SQE, launch it (op.c)
+ *   op_io.c       the kernel side of reads and writes: memory, file position,
+ *                 queueing again; finishes an op through op.c
+ *   op.c          an operation's life: launch, completion, delivery to its future
+ *   loop.c        what the binding asks of the event loop (call_soon, the inline
+ *                 budget, interrupts to raise out of it), engine_check, the fork counter
+ *   ready.c, args.c   the Ready type; argument parsing: leaves
+ *   ../bounce.c, ../ring.c, ../ops.c, ../copy.c: the pure C engine under all of them. */
 #ifndef RINGLET_BINDING_H
 #define RINGLET_BINDING_H
 

@@ -157,6 +157,20 @@ static PyObject *engine_supports(EngineObject *self, PyObject *arg)
     return PyBool_FromLong(rl_ring_supports(&self->ring, op));
 }
 
+PyDoc_STRVAR(engine_restrict_opcodes_doc,
+"_restrict_opcodes(opcodes, /) -> None\n\n"
+"A test hook: from now on supports() is False for every opcode not in\n"
+"opcodes (ints), as on an older kernel.");
+
+static PyObject *engine_restrict_opcodes(EngineObject *self, PyObject *arg)
+{
+    uint64_t allowed[4];
+    if (parse_opcodes(arg, allowed) < 0)
+        return NULL;
+    rl_ring_restrict(&self->ring, allowed);
+    Py_RETURN_NONE;
+}
+
 static PyObject *engine_get_loop(EngineObject *self, void *Py_UNUSED(closure))
 {
     return Py_NewRef(PyWeakref_GetObject(self->loop_ref));
@@ -287,6 +301,7 @@ static PyMethodDef engine_methods[] = {
     {"stats", (PyCFunction)engine_stats, METH_NOARGS, engine_stats_doc},
     {"fileno", (PyCFunction)engine_fileno, METH_NOARGS, engine_fileno_doc},
     {"supports", (PyCFunction)engine_supports, METH_O, engine_supports_doc},
+    {"_restrict_opcodes", (PyCFunction)engine_restrict_opcodes, METH_O, engine_restrict_opcodes_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -423,6 +423,14 @@ PyObject *op_launch(OpObject *op, int queued, int want_future)
             }
         }
     }
+    if (!op->finished && op->engine->shutting_down) {
+        /* Shut down during the call (by a tracer, a signal handler): a future
+         * would never be resolved.  The op stays the kernel's, as shutdown says. */
+        op->abandoned = 1;
+        Py_DECREF(op);
+        PyErr_SetString(PyExc_RuntimeError, "ringlet: this engine is closed");
+        return NULL;
+    }
     PyObject *result = op->finished ? op_hand_over(op, want_future) : op_pending_future(op, ret);
     Py_DECREF(op); /* the caller's reference */
     return result;

@@ -2,7 +2,7 @@
 
 import asyncio
 import os
-from typing import Any, Awaitable, Callable, Coroutine, Generator, Optional, Sequence, Union
+from typing import Any, Awaitable, Callable, Coroutine, Generator, Iterable, Optional, Sequence, Union
 
 from typing_extensions import Buffer
 
@@ -53,6 +53,9 @@ class Engine:
     def stats(self) -> dict[str, Union[int, float]]: ...
     def fileno(self) -> int: ...
     def supports(self, opcode: int, /) -> bool: ...
+    # Test hook (emulating an older kernel): supports() is False from now on
+    # for every opcode not in opcodes.
+    def _restrict_opcodes(self, opcodes: Iterable[int], /) -> None: ...
 
 class Op:
     """One operation in flight: the cell that holds its state until the kernel completes it."""
@@ -65,7 +68,13 @@ class Ready:
     def __await__(self) -> Generator[Any, None, Any]: ...
 
 SETUP_FLAG_CHOICES: tuple[str, ...]
+MAX_RW: int
+MAX_DIRECT: int
+COPY_MAX_SLOTS: int
 
 def probe() -> dict[str, Any]: ...
+# Test hook (emulating an older kernel): every ring set up from now on --
+# probe()'s and each new Engine's -- reports only these opcodes; None lifts it.
+def _restrict_opcodes(opcodes: Optional[Iterable[int]], /) -> None: ...
 def _live() -> dict[str, int]: ...
 def _resolve(future: asyncio.Future[Any], outcome: Any, failed: bool, /) -> None: ...
