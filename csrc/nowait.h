@@ -18,6 +18,7 @@ struct rl_nowait {
     unsigned char *refused; /* bit per descriptor: its file refuses RWF_NOWAIT */
     size_t refused_bytes;
     int unsupported;        /* the kernel has no preadv2 (ENOSYS): never try */
+    int tried;              /* the caller just tried this read: the next op goes to the ring at once */
 };
 
 /* Whether an attempt is worth making on fd. */

@@ -320,6 +320,7 @@ FILE_METHODS = {
     "read": ("rb", lambda f: f.read(10)),
     "read1": ("rb", lambda f: f.read1(10)),
     "readall": ("rb", lambda f: f.readall()),
+    "peek": ("rb", lambda f: f.peek(10)),
     "readinto": ("rb", lambda f: f.readinto(bytearray(10))),
     "readline": ("rb", lambda f: f.readline()),
     "readlines": ("rb", lambda f: f.readlines()),

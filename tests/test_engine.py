@@ -133,7 +133,8 @@ def test_stats_deferred_and_peak(ringlet, run, require_io_uring, fifo):
         f = await ringlet.open(fifo, "r+b")
         try:
             s0 = eng.stats()
-            tasks = [asyncio.create_task(f.read(3)) for _ in range(5)]
+            # engine reads: a file's own reads take turns (one in the kernel at a time)
+            tasks = [asyncio.ensure_future(eng.read(f.fileno(), 3)) for _ in range(5)]
             await asyncio.sleep(0.02)
             s_pending = eng.stats()
             wfd = os.open(fifo, os.O_WRONLY)
@@ -162,7 +163,7 @@ def test_stats_cancelled_counter(ringlet, run, fifo):
         try:
             before = eng.stats()["cancelled"]
             for _ in range(3):
-                t = asyncio.create_task(f.read(1))
+                t = asyncio.ensure_future(eng.read(f.fileno(), 1))  # f.read() waits for readiness first
                 await asyncio.sleep(0.01)
                 t.cancel()
                 with pytest.raises(asyncio.CancelledError):

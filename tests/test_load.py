@@ -131,7 +131,8 @@ async def _mixed_round(ringlet, f, fifo_file, data, n_ops, rng, stats):
             if _cancel_at_random_moment(tasks[-1], rng, loop):
                 early.add(i)
     # FIFO reads: certainly pending in the kernel when cancelled.
-    fifo_tasks = [loop.create_task(fifo_file.read(1)) for _ in range(30)]
+    # (engine reads: a file's own reads take turns and wait for readiness first)
+    fifo_tasks = [asyncio.ensure_future(engine.read(fifo_file.fileno(), 1)) for _ in range(30)]
     for t in fifo_tasks:
         loop.call_later(rng.uniform(0, 0.003), t.cancel)
 
@@ -264,7 +265,8 @@ def test_100k_reads_pending_in_the_kernel_at_once(ringlet, run, fifo):
     async def main():
         engine = ringlet.get_engine()
         async with ringlet.open(fifo, "r+b") as f:
-            tasks = [asyncio.ensure_future(f.read(1)) for _ in range(n)]
+            # engine reads: a file's own reads take turns (one in the kernel at a time)
+            tasks = [asyncio.ensure_future(engine.read(f.fileno(), 1)) for _ in range(n)]
             assert await wait_until(lambda: engine.stats()["in_flight"] == n, timeout=20), engine.stats()
             peak = engine.stats()["peak_in_flight"]
             wfd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)

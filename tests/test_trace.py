@@ -21,7 +21,7 @@ def test_trace_pending_then_inline(ringlet, require_io_uring, run, make_file, fi
             assert engine.tracer is not None
             async with ringlet.open(fifo, "r+b") as f:
                 asyncio.get_running_loop().call_later(0.03, os.write, f.fileno(), b"late")
-                got = await f.read(16)
+                got = await engine.read(f.fileno(), 16)  # f.read() waits for readiness, then reads inline
             assert await ringlet.read_file(path) == data
         assert engine.tracer is None
         return got, t

@@ -39,6 +39,11 @@ int64_t engine_read_nowait(EngineObject *engine, int fd, void *buf, size_t len, 
 int64_t op_try_nowait(OpObject *op)
 {
     EngineObject *engine = op->engine;
+    if (engine->nowait.tried) { /* Engine._pread tried it a moment ago: a second try could only race the
+                                   readahead the first one started */
+        engine->nowait.tried = 0;
+        return -1;
+    }
     if ((op->kind != OP_READ && op->kind != OP_READINTO) || op->direct || op->offload || op->offset < 0 ||
         op->io.len == 0 ||
         !rl_nowait_enabled(&engine->nowait, op->fd))
@@ -253,15 +258,18 @@ const char engine__pread_doc[] =
     "page cache), else through the ring as _read.  Errors, argument errors\n"
     "included, are raised when the outcome is awaited.";
 
-/* The ring's way, through _read: its value, error or future as an Outcome. */
-static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* The ring's way, through _read: its value, error or future as an Outcome.
+ * tried: the attempt was made already (and missed). */
+static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int tried)
 {
     ringlet_state *st = self->state;
     PyObject *name = PyUnicode_InternFromString("_read");
     PyObject *argv[4] = {(PyObject *)self, NULL, NULL, NULL};
     for (Py_ssize_t i = 0; i < nargs && i < 3; i++)
         argv[i + 1] = args[i];
+    self->nowait.tried = tried;
     PyObject *r = name ? PyObject_VectorcallMethod(name, argv, (size_t)(nargs < 3 ? nargs : 3) + 1, NULL) : NULL;
+    self->nowait.tried = 0;
     Py_XDECREF(name);
     if (r == NULL) {
         PyObject *type, *exc, *tb;
@@ -292,7 +300,7 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
     ringlet_state *st = self->state;
     if (nargs != 3 || self->tracer || !PyLong_CheckExact(args[0]) || !PyLong_CheckExact(args[1]) ||
         !PyLong_CheckExact(args[2]))
-        return engine_pread_by_ring(self, args, nargs);
+        return engine_pread_by_ring(self, args, nargs, 0);
     int overflow;
     long long offset = PyLong_AsLongLongAndOverflow(args[2], &overflow);
     if (overflow < 0 || (overflow == 0 && offset < 0 && !PyErr_Occurred())) {
@@ -308,7 +316,7 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
         self->fork_generation != ringlet_fork_generation() || self->thread_id != PyThread_get_thread_ident() ||
         !rl_nowait_enabled(&self->nowait, (int)fd) || (size >= (Py_ssize_t)RL_OFFLOAD_MIN && loop_must_yield(self))) {
         PyErr_Clear();
-        return engine_pread_by_ring(self, args, nargs); /* it raises what needs raising */
+        return engine_pread_by_ring(self, args, nargs, 0); /* it raises what needs raising */
     }
     if ((size_t)size > RL_MAX_RW)
         size = RL_MAX_RW;
@@ -318,7 +326,7 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
     int64_t n = rl_read_nowait(&self->nowait, (int)fd, PyBytes_AS_STRING(bytes), (size_t)size, offset);
     if (n < 0) {
         Py_DECREF(bytes);
-        return engine_pread_by_ring(self, args, nargs);
+        return engine_pread_by_ring(self, args, nargs, 1);
     }
     engine_count_nowait(self);
     if (n < size && _PyBytes_Resize(&bytes, (Py_ssize_t)n) < 0)

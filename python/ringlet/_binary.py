@@ -8,11 +8,18 @@ import inspect
 import io
 import operator
 import os
+import threading
 import warnings
-from typing import Any, Coroutine, Iterable, List, Optional, Tuple
+from typing import Any, Coroutine, Iterable, List, NoReturn, Optional, Set, Tuple
 
 from ._base import FileBase, write_batched
-from ._fdio import READ_CHUNK, read_to_end, size_arg, truncate
+from ._fdio import READ_CHUNK, close_fd, read_to_end, settle, size_arg, truncate, wait_readable
+from ._turns import Turns
+
+_running_loop = asyncio.events._get_running_loop  # None outside a loop (pread raises at the await then)
+_WRONG_THREAD = "ringlet: an engine may only be used from the thread running its event loop"
+_WRONG_LOOP = ("ringlet: this file belongs to another event loop (each loop has its own engine); "
+               "use it from the loop that opened it")
 
 
 class AsyncFile(FileBase):
@@ -28,10 +35,31 @@ class AsyncFile(FileBase):
     moves a descriptor's own offset asynchronously (a read or write "at the
     file position" can complete before the kernel has moved it, and the next
     one would then land on the same bytes), so every read and write goes to
-    an explicit offset.  Concurrent writes take their places in call order.
-    The descriptor's offset (os.lseek on fileno()) is not kept in step; use
-    tell() and seek().  Pipes, FIFOs, sockets and character devices have no
-    position and are read and written as streams.
+    an explicit offset.  The descriptor's offset (os.lseek on fileno()) is
+    not kept in step; use tell() and seek().  Pipes, FIFOs, sockets and
+    terminals have no position and are read and written as streams.
+
+    Calls that use the position (read, read1, readinto, readline, peek,
+    write, seek, tell, truncate) take turns: concurrent calls behave as if
+    made one after another, in call order.  pread() and pwrite() do not use
+    the position and run concurrently.
+
+    Cancelling (a timeout, say) loses and tears nothing:
+
+    * A read of a regular file that is cancelled did not happen: the position
+      stays.  read(), readline() and peek() of a stream first wait until it
+      has bytes (or its end), which consumes nothing, so a cancel loses no
+      bytes; if another reader took them meanwhile, the kernel read that then
+      waits is kept for the next read when cancelled.  readinto() of a
+      stream goes straight to the kernel with the caller's buffer: a cancel
+      cancels that read, and bytes it took just before may be lost.
+    * A write that reached the kernel completes and counts: the cancel waits
+      for it, moves the position past it, then raises CancelledError.  A write
+      still waiting for its turn never happens.  (A write to a pipe, FIFO or
+      socket, which may never drain, is abandoned: some of it may have gone.)
+
+    A file belongs to the event loop that opened it: from another loop (or
+    thread) every call raises RuntimeError before anything reaches the kernel.
 
     With direct=True (O_DIRECT, the page cache bypassed), reads of any offset
     and size go through aligned memory ringlet manages; writes whose offset
@@ -39,7 +67,8 @@ class AsyncFile(FileBase):
     buffered descriptor of the same file."""
 
     __slots__ = ("_fd", "_engine", "_readable", "_writable", "_closefd", "_rbuf", "_rpos", "_pos", "_append",
-                 "_align", "_buffered_fd", "name", "mode")
+                 "_align", "_buffered_fd", "_loop", "_thread", "_turns", "_pending_read", "_waiting", "name",
+                 "mode", "__weakref__")
 
     def __init__(self, engine: Any, fd: int, name: Any, mode: str, readable: bool, writable: bool,
                  closefd: bool = True, *, position: Optional[int] = None, append: bool = False,
@@ -55,6 +84,12 @@ class AsyncFile(FileBase):
         self._append = append  # writes go to the end (O_APPEND)
         self._align = align    # O_DIRECT: the alignment reads and writes need, else 0
         self._buffered_fd = -1  # O_DIRECT: a buffered descriptor for unaligned writes, opened on demand
+        self._loop = engine.loop
+        self._thread = threading.get_ident()
+        self._turns = Turns()  # for the calls that use the position
+        # A stream read cancelled before the kernel answered: the next read takes its bytes first.
+        self._pending_read: "Optional[asyncio.Future[bytes]]" = None
+        self._waiting: "Set[asyncio.Future[None]]" = set()  # waits for a stream to be readable; close() ends them
         self.name = name
         self.mode = mode
 
@@ -70,14 +105,26 @@ class AsyncFile(FileBase):
             raise ValueError("I/O operation on closed file")
         return self._fd
 
-    def _reading_fd(self) -> int:
+    def _usable_fd(self) -> int:
+        """The descriptor, for a coroutine about to use it: open, and on its loop."""
         fd = self._open_fd()
+        if asyncio.get_running_loop() is not self._loop:
+            self._refuse_loop()
+        return fd
+
+    def _refuse_loop(self) -> NoReturn:
+        # The engine's futures belong to its loop: from another one, a read
+        # would run in the kernel and then fail to deliver its bytes.
+        raise RuntimeError(_WRONG_THREAD if threading.get_ident() != self._thread else _WRONG_LOOP)
+
+    def _reading_fd(self) -> int:
+        fd = self._usable_fd()
         if not self._readable:
             raise io.UnsupportedOperation("File not open for reading")
         return fd
 
     def _writing_fd(self) -> int:
-        fd = self._open_fd()
+        fd = self._usable_fd()
         if not self._writable:
             raise io.UnsupportedOperation("File not open for writing")
         return fd
@@ -96,6 +143,12 @@ class AsyncFile(FileBase):
             self._rbuf, self._rpos = b"", 0
         else:
             self._rpos = end
+
+    def _unread(self, data: bytes) -> None:
+        """Put bytes taken from the read-ahead (or read from a stream) back in
+        front of it: a cancelled call returns nothing, so it consumes nothing."""
+        if data:
+            self._rbuf, self._rpos = data + self._rbuf[self._rpos:], 0
 
     def _drop_read_ahead(self) -> None:
         """Step the position back over the unread read-ahead and forget it.
@@ -144,20 +197,34 @@ class AsyncFile(FileBase):
         file when size is -1 or None.  b"" at end of file."""
         fd = self._reading_fd()
         size = size_arg(size)
-        head = b""
-        if self._rbuf:
-            head = self._take(size)
-            if len(head) == size:
-                return head
-            size = size if size < 0 else size - len(head)
-        offset = self._offset()
-        if size >= 0:
-            data: bytes = await self._engine._read(fd, size, offset, self._align)
+        turns = self._turns
+        if turns.busy:
+            await turns.wait()
         else:
-            data = await read_to_end(self._engine, fd, offset, self._align)
-        if offset >= 0:
-            self._pos = offset + len(data)
-        return head + data if head else data
+            turns.busy = True
+        try:
+            head = b""
+            if self._rbuf:
+                head = self._take(size)
+                if len(head) == size:
+                    return head
+                size = size if size < 0 else size - len(head)
+            offset = self._offset()
+            try:
+                if offset < 0:
+                    data = await self._stream_read(fd, size)
+                elif size >= 0:
+                    data = await self._engine._read(fd, size, offset, self._align)
+                else:
+                    data = await read_to_end(self._engine, fd, offset, self._align)
+            except BaseException:
+                self._unread(head)
+                raise
+            if offset >= 0:
+                self._pos = offset + len(data)
+            return head + data if head else data
+        finally:
+            turns.release()
 
     async def readall(self) -> bytes:
         """Read to end of file (read(-1))."""
@@ -168,27 +235,58 @@ class AsyncFile(FileBase):
         of file when size is -1 or None."""
         self._reading_fd()
         size = size_arg(size)
-        if self._rbuf and size != 0:
+        if self._rbuf and size != 0 and not self._turns.busy:
             return self._take(size)
         return await self.read(size)
+
+    async def peek(self, size: int = 0) -> bytes:
+        """Bytes from the file position on, without moving it, as
+        io.BufferedReader.peek: what is read ahead, or else one read from the
+        kernel (kept for the next reads).  How many may differ from size; b""
+        only at end of file."""
+        fd = self._reading_fd()
+        operator.index(size)  # only its type matters, as for io.BufferedReader
+        async with self._turns:
+            if not self._rbuf:
+                offset = self._offset()
+                if offset < 0:
+                    chunk = await self._stream_read(fd, READ_CHUNK)
+                else:
+                    chunk = await self._engine._read(fd, READ_CHUNK, offset, self._align)
+                    self._pos = offset + len(chunk)
+                self._unread(chunk)
+            return self._rbuf[self._rpos:]
 
     async def readinto(self, buffer: Any) -> int:
         """Read into a writable bytes-like object; return the count read."""
         fd = self._reading_fd()
-        head = 0
-        if self._rbuf:
-            view = memoryview(buffer).cast("B")
-            taken = self._take(len(view))
-            head = len(taken)
-            view[:head] = taken
-            if head == len(view):
-                return head
-            buffer = view[head:]
-        offset = self._offset()
-        n: int = await self._engine._readinto(fd, buffer, offset, self._align)
-        if offset >= 0:
-            self._pos = offset + n
-        return head + n
+        turns = self._turns
+        if turns.busy:
+            await turns.wait()
+        else:
+            turns.busy = True
+        try:
+            head = b""
+            if self._rbuf:
+                view = memoryview(buffer).cast("B")
+                head = self._take(len(view))
+                view[:len(head)] = head
+                if len(head) == len(view):
+                    return len(head)
+                buffer = view[len(head):]
+            offset = self._offset()
+            try:
+                # Into the caller's buffer, held while the kernel may write it:
+                # for a stream too (see the class on cancelling).
+                n: int = await self._engine._readinto(fd, buffer, offset, self._align)
+            except BaseException:
+                self._unread(head)
+                raise
+            if offset >= 0:
+                self._pos = offset + n
+            return len(head) + n
+        finally:
+            turns.release()
 
     async def readline(self, size: Optional[int] = -1) -> bytes:
         """Read one line, up to and including b"\\n"; at most size bytes when
@@ -198,6 +296,17 @@ class AsyncFile(FileBase):
             self._open_fd()
             return b""
         fd = self._reading_fd()
+        turns = self._turns
+        if turns.busy:
+            await turns.wait()
+        else:
+            turns.busy = True
+        try:
+            return await self._readline(fd, size)
+        finally:
+            turns.release()
+
+    async def _readline(self, fd: int, size: int) -> bytes:
         parts: List[bytes] = []
         total = 0
         while True:
@@ -214,17 +323,24 @@ class AsyncFile(FileBase):
             if newline >= 0 or total == size:
                 break
             offset = self._offset()
-            chunk = await self._engine._read(fd, READ_CHUNK, offset, self._align)
+            try:
+                if offset < 0:
+                    chunk = await self._stream_read(fd, READ_CHUNK)
+                else:
+                    chunk = await self._engine._read(fd, READ_CHUNK, offset, self._align)
+            except BaseException:
+                self._unread(b"".join(parts))  # the line so far is not lost
+                raise
             if not chunk:
                 break
             if offset >= 0:
                 self._pos = offset + len(chunk)
-            self._rbuf, self._rpos = chunk, 0
+            self._unread(chunk)
         return b"".join(parts)
 
     def _buffered_line(self) -> Optional[bytes]:
         buf = self._rbuf
-        if buf and self._readable:
+        if buf and self._readable and not self._turns.busy:
             pos = self._rpos
             newline = buf.find(b"\n", pos)
             if newline >= 0:
@@ -232,31 +348,87 @@ class AsyncFile(FileBase):
                 return buf[pos:newline + 1]
         return None
 
+    # -- streams: reads that a cancel cannot make lose bytes ------------------
+
+    async def _stream_read(self, fd: int, size: int) -> bytes:
+        """Up to size bytes of a stream; to its end if size < 0."""
+        if size >= 0:
+            return await self._stream_read_once(fd, size)
+        chunks: List[bytes] = []
+        try:
+            while True:
+                chunk = await self._stream_read_once(fd, READ_CHUNK)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+        except BaseException:
+            self._unread(b"".join(chunks))
+            raise
+
+    async def _stream_read_once(self, fd: int, size: int) -> bytes:
+        """One read of a stream, of at most size bytes.  It waits first until
+        the stream is readable (a cancelled wait consumes nothing), so the
+        read itself completes at once; if it does not (another reader took the
+        bytes), a cancel leaves it pending on the file for the next read."""
+        pending = self._pending_read
+        if pending is not None:
+            self._pending_read = None
+        else:
+            if size:
+                await wait_readable(fd, self._waiting)
+                fd = self._reading_fd()  # closed while waiting?
+            pending = self._engine._read(fd, size, -1)
+            if not asyncio.isfuture(pending) or pending.done():
+                data: bytes = await pending
+                return data
+        try:
+            data = await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            if not pending.done():
+                self._pending_read = pending
+            elif not pending.cancelled() and pending.exception() is None:
+                self._unread(pending.result())
+            raise
+        if len(data) > size:  # a kept read asked for more than this one
+            self._unread(data[size:])
+            data = data[:size]
+        return data
+
+    # -- positional reads: no turns -------------------------------------------
+
     def pread(self, size: int, offset: int) -> Coroutine[Any, Any, bytes]:
         """Read up to size bytes at offset, leaving the file position alone.
 
         A coroutine, as if declared async; the hot path makes no Python frame:
         the engine checks size and offset itself and raises at the await."""
         fd = self._fd
-        if fd < 0 or not self._readable or self._pos is None or self._align:
+        if (fd < 0 or not self._readable or self._pos is None or self._align
+                or _running_loop() is not self._loop):
             return self._pread(size, offset)
         coro: Coroutine[Any, Any, bytes] = self._engine._pread(fd, size, offset)
         return coro
-
-    async def _pread(self, size: int, offset: int) -> bytes:
-        """pread's checks and O_DIRECT reads: errors raised by the await, as from a coroutine."""
-        fd = self._reading_fd()
-        if offset < 0:
-            raise ValueError("negative offset")
-        self._require_position()
-        data: bytes = await self._engine._read(fd, size, offset, self._align)
-        return data
 
     # Callers that ask whether pread is a coroutine function get yes, as before.
     if hasattr(inspect, "markcoroutinefunction"):
         pread = inspect.markcoroutinefunction(pread)
     else:
         setattr(pread, "_is_coroutine", getattr(asyncio.coroutines, "_is_coroutine", None))
+
+    async def _pread(self, size: int, offset: int) -> bytes:
+        """pread's checks and O_DIRECT reads: errors raised by the await, as from a coroutine."""
+        fd = self._fd
+        if fd < 0 or not self._readable or asyncio.get_running_loop() is not self._loop:
+            self._reading_fd()  # raises the right error
+        if type(size) is not int:
+            size = operator.index(size)  # any __index__, as os.pread
+        if type(offset) is not int:
+            offset = operator.index(offset)
+        if offset < 0:
+            raise ValueError("negative offset")
+        if self._pos is None:
+            self._require_position()
+        data: bytes = await self._engine._read(fd, size, offset, self._align)
+        return data
 
     async def pread_many(self, requests: Iterable[Tuple[int, int]]) -> List[bytes]:
         """Read each (size, offset) of requests positionally, all in one
@@ -274,34 +446,41 @@ class AsyncFile(FileBase):
     async def write(self, data: Any) -> int:
         """Write all of data at the file position (the end, in append mode)
         and move the position past it.  A failed write leaves the position
-        where it was."""
+        where it was; a cancelled one completes and counts (see the class)."""
         fd = self._writing_fd()
-        if self._rbuf:
-            self._drop_read_ahead()
-        offset = self._pos
-        if offset is None or self._append:
-            n: int = await self._engine._write(fd, data, -1)  # a stream, or O_APPEND: the kernel places it
-            if offset is not None and n:  # after an append, the position is the end, as write(2) leaves it
-                self._pos = os.fstat(fd).st_size
-            return n
-        # Claim the place now: a write started later goes after this one.
-        size = len(data) if type(data) is bytes else memoryview(data).nbytes
-        self._pos = offset + size
+        turns = self._turns
+        if turns.busy:
+            await turns.wait()
+        else:
+            turns.busy = True
         try:
-            return await self._write_at(fd, data, offset, size)
-        except BaseException:
-            if self._pos == offset + size:  # nothing claimed a place after ours
-                self._pos = offset
-            raise
+            if self._rbuf:
+                self._drop_read_ahead()
+            offset = self._pos
+            if offset is None:  # a stream: the kernel places it
+                n: int = await self._engine._write(fd, data, -1)
+                return n
+            if self._append:  # O_APPEND: the kernel places it at the end
+                n, cancel = await settle(self._engine._write(fd, data, -1))
+                if n:  # the position is then the end, as write(2) leaves it
+                    self._pos = os.fstat(fd).st_size
+            else:
+                n, cancel = await settle(self._write_at(fd, data, offset))
+                self._pos = offset + n
+            if cancel is not None:
+                raise cancel
+            return n
+        finally:
+            turns.release()
 
-    async def _write_at(self, fd: int, data: Any, offset: int, size: Optional[int] = None) -> int:
+    def _write_at(self, fd: int, data: Any, offset: int) -> Any:
+        """The engine's write of data at offset (awaitable)."""
         align = self._align
         if align:
-            size = memoryview(data).nbytes if size is None else size
+            size = memoryview(data).nbytes
             if offset % align or size % align:
                 fd, align = self._buffered(), 0  # O_DIRECT takes aligned writes only
-        n: int = await self._engine._write(fd, data, offset, align)
-        return n
+        return self._engine._write(fd, data, offset, align)
 
     def _buffered(self) -> int:
         """O_DIRECT files: a second descriptor of the same file, without O_DIRECT."""
@@ -316,29 +495,36 @@ class AsyncFile(FileBase):
         await write_batched(self.write, lines, b"")
 
     async def pwrite(self, data: Any, offset: int) -> int:
-        """Write all of data at offset, leaving the file position alone."""
+        """Write all of data at offset, leaving the file position alone.  A
+        cancelled pwrite completes, then raises CancelledError (see the class)."""
         fd = self._writing_fd()
-        if operator.index(offset) < 0:
+        if type(offset) is not int:
+            offset = operator.index(offset)
+        if offset < 0:
             raise ValueError("negative offset")
         self._require_position()
         if self._rbuf:  # the read-ahead may hold the old bytes
             self._drop_read_ahead()
-        if self._append:
-            n: int = await self._engine._write(fd, data, offset)  # Linux appends anyway, as os.pwrite
-            return n
-        return await self._write_at(fd, data, offset)
+        if self._append:  # Linux appends anyway, as os.pwrite
+            n, cancel = await settle(self._engine._write(fd, data, offset))
+        else:
+            n, cancel = await settle(self._write_at(fd, data, offset))
+        if cancel is not None:
+            raise cancel
+        return n
 
     async def truncate(self, size: Optional[int] = None) -> int:
         """Resize the file to size bytes (default: the file position) and
         return size; the file position does not change.  Uses io_uring's
         ftruncate where the kernel has it (6.9+), ftruncate(2) otherwise."""
         fd = self._writing_fd()
-        size = self._position() if size is None else operator.index(size)
-        if size < 0:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-        self._drop_read_ahead()
-        await truncate(self._engine, fd, size)
-        return size
+        async with self._turns:
+            size = self._position() if size is None else operator.index(size)
+            if size < 0:
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            self._drop_read_ahead()
+            await truncate(self._engine, fd, size)
+            return size
 
     async def flush(self) -> None:
         """Nothing to do: a binary file buffers no writes.  (ValueError if closed.)"""
@@ -346,32 +532,46 @@ class AsyncFile(FileBase):
 
     async def fsync(self) -> None:
         """Flush data and metadata to the device (fsync(2))."""
-        await self._engine.fsync(self._open_fd(), False)
+        await self._engine.fsync(self._usable_fd(), False)
 
     async def fdatasync(self) -> None:
         """Flush data to the device (fdatasync(2))."""
-        await self._engine.fsync(self._open_fd(), True)
+        await self._engine.fsync(self._usable_fd(), True)
 
     # -- position and life ----------------------------------------------------
 
     async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move the file position (lseek(2) never waits on the device)."""
-        return self._seek(offset, whence)
+        self._usable_fd()
+        async with self._turns:
+            return self._seek(offset, whence)
 
     async def tell(self) -> int:
         """The file position."""
-        os.fstat(self._open_fd())  # EBADF for a descriptor closed underneath, as io.FileIO
-        return self._position()
+        self._usable_fd()
+        async with self._turns:
+            os.fstat(self._open_fd())  # EBADF for a descriptor closed underneath, as io.FileIO
+            return self._position()
 
     async def close(self) -> None:
-        """Close the file.  Calling it again does nothing."""
-        fd, self._fd = self._fd, -1
+        """Close the file.  Calling it again does nothing.  It does not wait
+        for calls in progress: those waiting on a stream end with ValueError."""
+        fd = self._fd
+        if fd >= 0 and asyncio.get_running_loop() is not self._loop:
+            self._refuse_loop()
+        self._fd = -1
         self._rbuf, self._rpos = b"", 0
+        for waiter in self._waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+        pending, self._pending_read = self._pending_read, None
+        if pending is not None:
+            pending.cancel()  # a kept stream read: nobody will take its bytes now
         if self._buffered_fd >= 0:
             os.close(self._buffered_fd)
             self._buffered_fd = -1
         if fd >= 0 and self._closefd:
-            await self._engine._close(fd)
+            await close_fd(self._engine, fd)
 
     def __del__(self) -> None:
         if getattr(self, "_buffered_fd", -1) >= 0:

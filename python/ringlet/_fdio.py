@@ -1,14 +1,18 @@
 """What ringlet's files and one-shot helpers share at the descriptor level:
-paths as the kernel takes them, reading to end of file, the checks made on a
-file just opened, and truncate through the ring where the kernel has it."""
+paths as the kernel takes them; opening, closing and writing that a cancel
+cannot tear (no descriptor leaked, no write half-counted); waiting for a
+stream without consuming from it; reading to end of file; the checks made on
+a file just opened; truncate through the ring where the kernel has it."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import operator
 import os
+import select
 import stat
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Set, Tuple
 
 from ._contract import MAX_DIRECT, MAX_RW, Opcode
 
@@ -20,6 +24,116 @@ def fspath(path: Any) -> Tuple[bytes, Any]:
     """(bytes for the kernel, the path as given for error messages)."""
     path = os.fspath(path)  # TypeError for anything that is not a path
     return os.fsencode(path), path
+
+
+async def open_fd(engine: Any, path: bytes, flags: int, mode: int, filename: Any) -> int:
+    """openat(2) through the engine, leaking no descriptor whatever moment a
+    cancel hits.  The engine's future is shielded from the cancel: if the
+    open has completed (or its result is already on its way: the engine may
+    deliver even an inline completion through the loop), the descriptor is
+    closed when it arrives; an open still pending in the kernel is then
+    cancelled, and the engine closes what it opens anyway."""
+    pending = engine._open(path, flags, mode, filename)
+    if not asyncio.isfuture(pending):  # completed inline: no suspension, nothing to cancel
+        fd: int = await pending
+        return fd
+    try:
+        fd = await asyncio.shield(pending)
+    except BaseException:
+        if pending.done():
+            _close_opened(pending)
+        else:
+            pending.add_done_callback(_close_opened)
+            loop = pending.get_loop()
+            if not loop.is_closed():  # closed: the engine shut down and closes what it opened
+                # After what is already scheduled, such as the delivery of a result
+                # the engine made through the loop: only a true wait is cancelled.
+                loop.call_soon(pending.cancel)
+        raise
+    return fd
+
+
+def _close_opened(future: "asyncio.Future[int]") -> None:
+    if not future.cancelled() and future.exception() is None:
+        os.close(future.result())
+
+
+async def close_fd(engine: Any, fd: int) -> None:
+    """close(2) through the engine; a cancel while it is pending does not
+    stop it (the descriptor would leak): the close goes on, the cancel is raised."""
+    if engine.closed:  # the loop closed under a coroutine now being finalized: nobody else will close it
+        os.close(fd)
+        return
+    pending = engine._close(fd)
+    if asyncio.isfuture(pending) and not pending.done():
+        await asyncio.shield(pending)
+    else:
+        await pending
+
+
+async def settle(pending: Any) -> Tuple[int, Optional[BaseException]]:
+    """Await an engine write to its end, even if the task is cancelled
+    meanwhile: a write that reached the engine lands, so it must be counted.
+    Returns (bytes written, the CancelledError to raise once the caller has
+    counted them, or None).  A failed write raises its error, or the cancel
+    if one came while it was pending."""
+    if not asyncio.isfuture(pending) or pending.done():
+        n: int = await pending
+        return n, None
+    cancel: Optional[BaseException] = None
+    while not pending.done():
+        try:
+            await asyncio.shield(pending)
+        except asyncio.CancelledError as exc:
+            if pending.cancelled():  # the operation itself, not this task: the engine is shutting down
+                raise
+            cancel = exc
+        except BaseException:
+            if not pending.done():  # GeneratorExit, KeyboardInterrupt: not the write's outcome
+                raise
+            break  # the write failed: below
+    if cancel is not None and (pending.cancelled() or pending.exception() is not None):
+        raise cancel
+    written: int = pending.result()
+    return written, cancel
+
+
+def _poll_readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+async def wait_readable(fd: int, waiting: "Set[asyncio.Future[None]]") -> None:
+    """Wait until a stream (pipe, FIFO, socket, terminal) has bytes or its end
+    to read, consuming nothing: cancelling this wait loses no data, where a
+    read the kernel already did may be cancelled too late.  The loop watches a
+    duplicate, which stays valid even if the file is closed meanwhile; the
+    waiting future is in the set waiting, so that close() can end the wait."""
+    if _poll_readable(fd):
+        return
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    watched = os.dup(fd)
+    try:
+        loop.add_reader(watched, _set_done, waiter)
+    except (OSError, ValueError, NotImplementedError):  # cannot be watched: let the kernel read wait
+        os.close(watched)
+        return
+    waiting.add(waiter)
+    pid = os.getpid()
+    try:
+        await waiter
+    finally:
+        waiting.discard(waiter)
+        if os.getpid() == pid:  # a forked child shares the parent's epoll instance: leave it alone
+            loop.remove_reader(watched)
+        os.close(watched)
+
+
+def _set_done(waiter: "asyncio.Future[None]") -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def isdir_error(filename: Any) -> IsADirectoryError:

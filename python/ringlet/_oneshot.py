@@ -10,7 +10,7 @@ from typing import Any
 
 from ._contract import PathArg
 from ._engine import get_engine
-from ._fdio import fspath, isdir_error, read_to_end, stat_open_file, truncate
+from ._fdio import close_fd, fspath, isdir_error, open_fd, read_to_end, settle, stat_open_file, truncate
 
 __all__ = ["read_file", "write_file", "copy_file"]
 
@@ -19,13 +19,13 @@ async def read_file(path: PathArg) -> bytes:
     """Return the whole content of the file at path."""
     raw, name = fspath(path)
     engine = get_engine()
-    fd = await engine._open(raw, os.O_RDONLY, 0, name)
+    fd = await open_fd(engine, raw, os.O_RDONLY, 0, name)
     try:
         return await read_to_end(engine, fd, 0)
     except IsADirectoryError:
         raise isdir_error(name) from None
     finally:
-        await engine._close(fd)
+        await close_fd(engine, fd)
 
 
 async def write_file(path: PathArg, data: Any) -> int:
@@ -33,12 +33,14 @@ async def write_file(path: PathArg, data: Any) -> int:
     raw, name = fspath(path)
     memoryview(data)  # TypeError for anything that is not bytes-like, before the file is touched
     engine = get_engine()
-    fd = await engine._open(raw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, name)
+    fd = await open_fd(engine, raw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, name)
     try:
-        n: int = await engine._write(fd, data, 0)
+        n, cancel = await settle(engine._write(fd, data, 0))
+        if cancel is not None:  # the write landed: the file is written, and the caller told of the cancel
+            raise cancel
         return n
     finally:
-        await engine._close(fd)
+        await close_fd(engine, fd)
 
 
 async def copy_file(src: PathArg, dst: PathArg) -> int:
@@ -51,11 +53,11 @@ async def copy_file(src: PathArg, dst: PathArg) -> int:
     raw_src, src_name = fspath(src)
     raw_dst, dst_name = fspath(dst)
     engine = get_engine()
-    src_fd = await engine._open(raw_src, os.O_RDONLY, 0, src_name)
+    src_fd = await open_fd(engine, raw_src, os.O_RDONLY, 0, src_name)
     try:
         src_st = stat_open_file(src_fd, src_name, reject_directory=True)
         # Truncate only once dst is known not to be src.
-        dst_fd = await engine._open(raw_dst, os.O_WRONLY | os.O_CREAT, 0o666, dst_name)
+        dst_fd = await open_fd(engine, raw_dst, os.O_WRONLY | os.O_CREAT, 0o666, dst_name)
         try:
             dst_st = os.fstat(dst_fd)
             if (dst_st.st_dev, dst_st.st_ino) == (src_st.st_dev, src_st.st_ino):
@@ -65,6 +67,6 @@ async def copy_file(src: PathArg, dst: PathArg) -> int:
             copied: int = await engine.copy(src_fd, dst_fd)
             return copied
         finally:
-            await engine._close(dst_fd)
+            await close_fd(engine, dst_fd)
     finally:
-        await engine._close(src_fd)
+        await close_fd(engine, src_fd)

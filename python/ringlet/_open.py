@@ -17,7 +17,7 @@ from ._base import WRITE_CHUNK
 from ._binary import AsyncFile
 from ._contract import PathArg
 from ._engine import get_engine
-from ._fdio import descriptor_offset, fspath, stat_open_file
+from ._fdio import descriptor_offset, fspath, open_fd, stat_open_file
 from ._text import AsyncTextFile
 
 __all__ = ["open"]
@@ -83,6 +83,8 @@ async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[st
     if loop is not None and loop is not asyncio.get_running_loop():
         raise ValueError("ringlet.open(loop=...) must be the running loop: ringlet uses the running loop's engine")
     buffering = operator.index(buffering)
+    if not -2**31 <= buffering < 2**31:  # a C int, as built-in open() takes it
+        raise OverflowError("Python int too large to convert to C int")
     if text:
         if buffering == 0:
             raise ValueError("can't have unbuffered text I/O")
@@ -105,7 +107,7 @@ async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[st
             raise ValueError("Cannot use closefd=False with file name")
         path, name = fspath(file)
         if opener is None:
-            fd = await engine._open(path, flags, 0o666, name)
+            fd = await open_fd(engine, path, flags, 0o666, name)
         else:
             fd = opener(name, flags | os.O_CLOEXEC)
             if not isinstance(fd, int):

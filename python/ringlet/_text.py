@@ -13,6 +13,7 @@ from ._base import WRITE_CHUNK, FileBase, write_batched
 from ._binary import AsyncFile
 from ._cookie import COOKIE_BITS, COOKIE_MASK, DecodedReadAhead
 from ._fdio import size_arg
+from ._turns import Turns
 
 _UNIVERSAL_EOL = re.compile(r"\r\n|\r|\n")
 
@@ -39,11 +40,11 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
     """
 
     __slots__ = ("_buffer", "name", "mode", "encoding", "errors", "line_buffering", "_newline", "_encoder",
-                 "_pending", "_pending_size", "_write_chunk")
+                 "_pending", "_turns", "__weakref__", "_pending_size", "_write_chunk")
 
     def __init__(self, raw: AsyncFile, mode: str, encoding: str, errors: str, newline: Optional[str],
                  line_buffering: bool = False, write_chunk: int = WRITE_CHUNK) -> None:
-        self._buffer = raw
+        self._buffer: Optional[AsyncFile] = raw  # None once detached
         self.name = raw.name
         self.mode = mode
         self.encoding = encoding
@@ -66,19 +67,24 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
         self._chunks = []
         self._pending: List[bytes] = []  # encoded writes not yet handed to the kernel
         self._pending_size = 0
+        self._turns = Turns()  # text calls take turns too: they share the decoded read-ahead
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self.buffer._fd}"
+        raw = self._buffer
+        state = "detached" if raw is None else "closed" if raw._fd < 0 else f"fd={raw._fd}"
         return (f"<ringlet.AsyncTextFile name={self.name!r} mode={self.mode!r} "
                 f"encoding={self.encoding!r} {state}>")
 
     @property
     def buffer(self) -> AsyncFile:
         """The binary file underneath."""
-        return self._buffer
+        raw = self._buffer
+        if raw is None:
+            raise ValueError("underlying buffer has been detached")
+        return raw
 
     def _raw(self) -> AsyncFile:
-        return self._buffer
+        return self.buffer
 
     @property
     def newlines(self) -> Any:
@@ -101,16 +107,17 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
         "" at end of file."""
         self._check_readable()
         size = size_arg(size)
-        await self._flush_pending()
-        if size < 0:
-            await self._read_chunk(-1)
-        else:
-            while len(self._decoded) - self._dpos < size and await self._read_chunk():
-                pass
-        start = self._dpos
-        text = self._decoded[start:] if size < 0 else self._decoded[start:start + size]
-        self._dpos = start + len(text)
-        return text
+        async with self._turns:
+            await self._flush_pending()
+            if size < 0:
+                await self._read_chunk(-1)
+            else:
+                while len(self._decoded) - self._dpos < size and await self._read_chunk():
+                    pass
+            start = self._dpos
+            text = self._decoded[start:] if size < 0 else self._decoded[start:start + size]
+            self._dpos = start + len(text)
+            return text
 
     def _line_end(self, start: int) -> int:
         """Index just after the first line ending at or after start in _decoded, or -1."""
@@ -125,7 +132,7 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
         return found + len(newline) if found >= 0 else -1
 
     def _buffered_line(self) -> Optional[str]:
-        if self._pending or not (self._newline is None or self._newline == "\n"):
+        if self._pending or self._turns.busy or not (self._newline is None or self._newline == "\n"):
             return None
         decoded, start = self._decoded, self._dpos
         end = decoded.find("\n", start)
@@ -139,6 +146,10 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
         newline is None); at most size characters when size >= 0.  "" at end of file."""
         self._check_readable()
         size = size_arg(size)
+        async with self._turns:
+            return await self._readline(size)
+
+    async def _readline(self, size: int) -> str:
         await self._flush_pending()
         searched = 0  # characters after _dpos already searched for a line ending
         while True:
@@ -169,6 +180,10 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
             raise ValueError("I/O operation on closed file.")
         if self._encoder is None:
             raise io.UnsupportedOperation("not writable")
+        async with self._turns:
+            return await self._write(text)
+
+    async def _write(self, text: str) -> int:
         if self._chunks:
             self._rewind()
         length = len(text)
@@ -200,17 +215,19 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
     async def flush(self) -> None:
         """Hand the buffered writes to the kernel (one write)."""
         self.buffer._open_fd()
-        await self._flush_pending()
+        async with self._turns:
+            await self._flush_pending()
 
     async def truncate(self, size: Optional[int] = None) -> int:
         """Flush, then resize the file to size bytes (default: tell()); the
         position does not change.  Returns size."""
         self.buffer._writing_fd()
-        await self._flush_pending()
-        if size is None:
-            size = self._cookie() & COOKIE_MASK
-        self._rewind()
-        return await self.buffer.truncate(size)
+        async with self._turns:
+            await self._flush_pending()
+            if size is None:
+                size = self._cookie() & COOKIE_MASK
+            self._rewind()
+            return await self.buffer.truncate(size)
 
     async def fsync(self) -> None:
         """Flush, then fsync(2)."""
@@ -228,18 +245,24 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
         """An opaque cookie for seek(): the byte offset of the next character
         for stateless encodings such as UTF-8 (see the class docstring)."""
         self.buffer._open_fd()
-        await self._flush_pending()
-        return self._cookie()
+        async with self._turns:
+            await self._flush_pending()
+            return self._cookie()
 
     async def seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
         """Go to a cookie from tell() (or 0); whence SEEK_CUR and SEEK_END
         only with 0, as io.TextIOWrapper.  Returns the new cookie."""
         self.buffer._open_fd()
         cookie = operator.index(cookie)
+        async with self._turns:
+            return await self._seek(cookie, whence)
+
+    async def _seek(self, cookie: int, whence: int) -> int:
         if whence == os.SEEK_CUR:
             if cookie != 0:
                 raise io.UnsupportedOperation("can't do nonzero cur-relative seeks")
-            cookie = await self.tell()
+            await self._flush_pending()
+            cookie = self._cookie()
         elif whence == os.SEEK_END:
             if cookie != 0:
                 raise io.UnsupportedOperation("can't do nonzero end-relative seeks")
@@ -252,6 +275,10 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         if cookie < 0:
             raise ValueError(f"negative seek position {cookie}")
+        if cookie >> (2 * COOKIE_BITS):  # more than tell() ever gives; as CPython, whose cookies are 168 bits
+            if cookie.bit_length() > 168:
+                raise OverflowError("int too big to convert")
+            raise OSError("can't restore logical file position")
         await self._flush_pending()
         self.buffer._seek(cookie & COOKIE_MASK, os.SEEK_SET)
         self._reset_reading(None if cookie == 0 else cookie >> COOKIE_BITS)
@@ -275,20 +302,27 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
             self._reset_reading()
             await self.buffer.close()
 
+    def _write_pending_now(self) -> None:
+        """Write the buffered text with blocking write(2) calls: at detach() and
+        garbage collection, where no coroutine can run."""
+        raw = self._buffer
+        pending, self._pending, self._pending_size = self._pending, [], 0
+        if raw is None or raw._fd < 0 or not pending:
+            return
+        view = memoryview(b"".join(pending))
+        while view:
+            if raw._pos is None or raw._append:
+                written = os.write(raw._fd, view)
+            else:
+                written = os.pwrite(raw._fd, view, raw._pos)
+                raw._pos += written
+            view = view[written:]
+
     def __del__(self) -> None:
         # Like a built-in file, do not lose what was written but never flushed;
         # the binary file then warns (ResourceWarning) and closes the fd.
-        pending = getattr(self, "_pending", None)
-        if pending and getattr(self.buffer, "_fd", -1) >= 0:
+        if getattr(self, "_pending", None) and getattr(self, "_buffer", None) is not None:
             try:
-                raw = self.buffer
-                view = memoryview(b"".join(pending))
-                while view:
-                    if raw._pos is None or raw._append:
-                        written = os.write(raw._fd, view)
-                    else:
-                        written = os.pwrite(raw._fd, view, raw._pos)
-                        raw._pos += written
-                    view = view[written:]
+                self._write_pending_now()
             except OSError:
                 pass
