@@ -521,12 +521,19 @@ def main(argv: Optional[List[str]] = None) -> None:
     out = os.path.join(HERE, "results", "nocliff.md")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    kept = ""  # the hand-written analysis below the table survives a new run
+    if os.path.exists(out):
+        with open(out) as f:
+            text = f.read()
+        if "\n## Notes" in text:
+            kept = text[text.index("\n## Notes"):]
     with open(out, "w") as f:
         f.write(f"# No cliff (issue 14): ringlet vs the synchronous call\n\n{stamp}, {a.rounds} rounds, "
                 f"median; the page cache re-warmed before every round; `python benchmarks/nocliff.py`"
                 f"{' --base ' + a.base if a.base else ''}.\n\n" + "\n".join(table) + "\n")
         if notes:
             f.write("\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+        f.write(kept)
     print(f"\nwritten: {out}")
 
 
