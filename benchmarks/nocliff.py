@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from functools import partial
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BLOCK = 4096
@@ -65,7 +65,7 @@ def offsets(file_size: int, size: int, count: int = N_OFFSETS) -> List[int]:
     return [rnd.randrange(nblocks) * size for _ in range(count)]
 
 
-def pct(values: List[float], q: float) -> float:
+def pct(values: Sequence[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
 
@@ -115,14 +115,16 @@ async def _reader(key: str, path: str, size: int) -> Tuple[Callable[[int], Any],
     if key == "ringlet":
         import ringlet
         f = await ringlet.open(path, "rb")
+        assert isinstance(f, ringlet.AsyncFile)
         return partial(f.pread, size), f.close
     if key == "caio":
         from caio.linux_uring_asyncio import AsyncioContext
-        ctx = AsyncioContext(max_requests=512, sqpoll=False)  # SQPOLL on 2 shared cores is its worst case
+        # SQPOLL (its default where allowed) on 2 shared cores is its worst case.
+        ctx = AsyncioContext(max_requests=512, sqpoll=False)  # type: ignore[no-untyped-call]
         fd = os.open(path, os.O_RDONLY)
 
         async def close_caio() -> None:
-            ctx.close()
+            ctx.close()  # type: ignore[no-untyped-call]
             os.close(fd)
         return partial(ctx.read, size, fd), close_caio
     if key == "aiofiles":
@@ -133,7 +135,8 @@ async def _reader(key: str, path: str, size: int) -> Tuple[Callable[[int], Any],
             f = handles.pop() if handles else await aiofiles.open(path, "rb")
             try:
                 await f.seek(off)
-                return await f.read(size)
+                data: bytes = await f.read(size)
+                return data
             finally:
                 handles.append(f)
 
@@ -370,7 +373,8 @@ def run_worker(params: Dict[str, Any], base: Optional[str]) -> Dict[str, Any]:
         return {"status": "timeout"}
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RESULT "):
-            return json.loads(line[7:])
+            result: Dict[str, Any] = json.loads(line[7:])
+            return result
     return {"status": "error", "detail": (proc.stderr.strip().splitlines() or ["?"])[-1][:200]}
 
 
@@ -470,12 +474,12 @@ def main(argv: Optional[List[str]] = None) -> None:
             for key, params in contenders.items():
                 results[key].append(run_worker(params, base))
         med = {k: median_of(v) for k, v in results.items()}
-        for k, v in results.items():
-            bad = [r for r in v if r.get("status") != "ok"]
+        for k, runs in results.items():
+            bad = [r for r in runs if r.get("status") != "ok"]
             if bad:
                 notes.append(f"{sc['name']} {k}: {bad[0]}")
         print(f"\n{sc['name']}: {sc['what']}")
-        for k, v in med.items():
+        for k, figure in med.items():
             extra = ""
             p99 = median_of(results[k], "p99_ms")
             if p99 is not None:
@@ -486,11 +490,12 @@ def main(argv: Optional[List[str]] = None) -> None:
             nowait = median_of(results[k], "nowait")
             if nowait is not None:
                 extra += f"  nowait completions {nowait:.0f}"
-            print(f"  {k:14s} {v if v is None else round(v, 3)}{extra}")
+            print(f"  {k:14s} {figure if figure is None else round(figure, 3)}{extra}")
         for mine, ref, goal in sc.get("goals", []):
             for who in [mine] + (["ringlet@base"] if "ringlet@base" in med else []):
-                if med.get(who) and med.get(ref):
-                    ratio = med[who] / med[ref]
+                mine_v, ref_v = med.get(who), med.get(ref)
+                if mine_v and ref_v:
+                    ratio = mine_v / ref_v
                     met = "met" if ratio >= goal else "missed"
                     rows.append((sc["name"], f"{who} / {ref}", f"{ratio:.2f}x", f">= {goal}x",
                                  met if who == mine else "(before)"))

@@ -258,6 +258,21 @@ const char engine__pread_doc[] =
     "page cache), else through the ring as _read.  Errors, argument errors\n"
     "included, are raised when the outcome is awaited.";
 
+/* The exception set now, as an Outcome that raises it when awaited. */
+static PyObject *outcome_of_error(ringlet_state *st)
+{
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (exc && tb)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    PyObject *o = exc ? outcome_new(st, NULL, exc, NULL, 0) : NULL;
+    Py_XDECREF(exc);
+    return o;
+}
+
 /* The ring's way, through _read: its value, error or future as an Outcome.
  * tried: the attempt was made already (and missed). */
 static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int tried)
@@ -271,18 +286,8 @@ static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args,
     PyObject *r = name ? PyObject_VectorcallMethod(name, argv, (size_t)(nargs < 3 ? nargs : 3) + 1, NULL) : NULL;
     self->nowait.tried = 0;
     Py_XDECREF(name);
-    if (r == NULL) {
-        PyObject *type, *exc, *tb;
-        PyErr_Fetch(&type, &exc, &tb);
-        PyErr_NormalizeException(&type, &exc, &tb);
-        if (exc && tb)
-            PyException_SetTraceback(exc, tb);
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
-        PyObject *o = exc ? outcome_new(st, NULL, exc, NULL, 0) : NULL;
-        Py_XDECREF(exc);
-        return o;
-    }
+    if (r == NULL)
+        return outcome_of_error(st);
     PyObject *o;
     if (Py_IS_TYPE(r, st->ReadyType)) { /* completed inline: take its value */
         PyObject *value;
@@ -298,9 +303,18 @@ static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args,
 PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     ringlet_state *st = self->state;
-    if (nargs != 3 || self->tracer || !PyLong_CheckExact(args[0]) || !PyLong_CheckExact(args[1]) ||
-        !PyLong_CheckExact(args[2]))
-        return engine_pread_by_ring(self, args, nargs, 0);
+    if (nargs == 3 && (!PyLong_CheckExact(args[1]) || !PyLong_CheckExact(args[2]))) {
+        /* Any __index__ for size and offset, as os.pread (TypeError for the rest). */
+        PyObject *argv[3] = {args[0], PyNumber_Index(args[1]), NULL};
+        argv[2] = argv[1] ? PyNumber_Index(args[2]) : NULL;
+        PyObject *r = argv[2] ? engine__pread(self, argv, 3) : outcome_of_error(st);
+        Py_XDECREF(argv[1]);
+        Py_XDECREF(argv[2]);
+        return r;
+    }
+    if (nargs != 3)
+        return engine_pread_by_ring(self, args, nargs, 0); /* its TypeError */
+    /* Negative: ValueError here (to _read, -1 would mean the file position). */
     int overflow;
     long long offset = PyLong_AsLongLongAndOverflow(args[2], &overflow);
     if (overflow < 0 || (overflow == 0 && offset < 0 && !PyErr_Occurred())) {
@@ -309,6 +323,9 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
         Py_XDECREF(exc);
         return o;
     }
+    PyErr_Clear();
+    if (self->tracer || !PyLong_CheckExact(args[0]))
+        return engine_pread_by_ring(self, args, nargs, 0); /* traced ops are made by _read */
     long fd = PyLong_AsLong(args[0]);
     Py_ssize_t size = PyLong_AsSsize_t(args[1]);
     if (overflow || PyErr_Occurred() || fd < 0 || fd > INT32_MAX || size <= 0 ||

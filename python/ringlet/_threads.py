@@ -1419,6 +1419,7 @@ class ThreadEngine:
 
     async def _pread(self, fd: int, size: int, offset: int) -> bytes:
         """AsyncFile.pread's entry (a coroutine, as the C engine's _pread)."""
+        size, offset = operator.index(size), operator.index(offset)  # any __index__, as os.pread
         if offset < 0:  # -1 would mean the file position to read()
             raise ValueError("negative offset")
         return await self.read(fd, size, offset)
