@@ -146,23 +146,22 @@ def size_arg(size: Optional[int]) -> int:
 
 
 async def read_to_end(engine: Any, fd: int, offset: int, align: int = 0) -> bytes:
-    """Read from offset (-1: a stream) until the end of the file.
+    """Read from offset (-1: a stream) until a read returns b"" (end of file).
 
-    A regular file with a size is sized once (fstat) and read in one read of
-    one byte more than is left, into one bytes object of that size: a short
-    read then is its end, as for any regular file.  Otherwise (pipes, /proc
-    files with st_size 0, a file that grew meanwhile) chunks are read until
-    a read returns b"": pipes and /proc files give short reads before their end."""
+    Pipes and /proc files give short reads before their end, so only an
+    empty read ends it.  A regular file with a size is sized once (fstat)
+    and read in one read of one byte more than is left, into one bytes
+    object of that size; the empty read that follows ends it (no join)."""
     chunks: List[bytes] = []
     want = READ_CHUNK
     if offset >= 0:
         st = os.fstat(fd)
         if stat.S_ISREG(st.st_mode) and st.st_size > offset:
-            want = min(st.st_size - offset + 1, MAX_DIRECT if align else MAX_RW)
-            data: bytes = await engine._read(fd, want, offset, align)
-            if len(data) < want:
+            data: bytes = await engine._read(fd, min(st.st_size - offset + 1, MAX_DIRECT if align else MAX_RW),
+                                             offset, align)
+            if not data:
                 return data
-            chunks.append(data)  # it grew, or is larger than one read: go on
+            chunks.append(data)
             offset += len(data)
     while True:
         chunk = await engine._read(fd, want, offset, align)
