@@ -188,6 +188,8 @@ int64_t op_try_nowait(OpObject *op);
  * went through: the count, or -1 (the ring's turn). */
 int64_t engine_read_nowait(EngineObject *engine, int fd, void *buf, size_t len, int64_t offset);
 PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
+/* An awaitable that goes round the loop once (a bare yield), then gives value. */
+PyObject *outcome_after_a_turn(ringlet_state *st, PyObject *value);
 extern const char engine__pread_doc[];
 /* Reads from this size on yield after each inline completion, and go to the
  * kernel's workers (OpObject.offload) once the loop turn's budget is spent. */

@@ -345,7 +345,14 @@ static PyObject *op_hand_over(OpObject *op, int want_future)
         return NULL;
     }
     int large_read = (op->kind == OP_READ || op->kind == OP_READINTO) && op->length >= RL_OFFLOAD_MIN;
-    if (large_read || loop_must_yield(op->engine)) {
+    int turn = large_read || loop_must_yield(op->engine);
+    if (turn && !want_future && !op->failed && (op->kind == OP_READ || op->kind == OP_READINTO) &&
+        op->offset >= 0 && !op->moves_position) {
+        /* ringlet's own coroutine awaits it: a bare yield is the cheapest turn of the loop.  Only
+         * for positional reads: a cancel during the turn drops the value, which a stream could not
+         * give again (a stream's reader keeps a pending future instead). */
+        result = outcome_after_a_turn(op->engine->state, outcome);
+    } else if (turn) {
         /* Delivered through the loop: the awaiting task yields once. */
         result = op_make_future(op);
         PyObject *args = result ? Py_BuildValue("(OOO)", result, outcome, op->failed ? Py_True : Py_False) : NULL;

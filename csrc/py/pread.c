@@ -90,6 +90,11 @@ static PyObject *outcome_new(ringlet_state *st, PyObject *value, PyObject *error
     return (PyObject *)o;
 }
 
+PyObject *outcome_after_a_turn(ringlet_state *st, PyObject *value)
+{
+    return outcome_new(st, value, NULL, NULL, 1);
+}
+
 static PySendResult outcome_send(OutcomeObject *self, PyObject *arg, PyObject **result)
 {
     if (self->future) {

@@ -163,6 +163,7 @@ async def read_to_end(engine: Any, fd: int, offset: int, align: int = 0) -> byte
                 return data
             chunks.append(data)
             offset += len(data)
+            want = 4096  # the read that says it is the end (small: no yield, no worker)
     while True:
         chunk = await engine._read(fd, want, offset, align)
         if not chunk:
