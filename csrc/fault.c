@@ -32,6 +32,14 @@ int rl_fault_hit(int kind)
     return faults[kind].error;
 }
 
+int rl_fault_armed(void)
+{
+    for (int k = 0; k < RL_FAULT_KINDS; k++)
+        if (faults[k].count)
+            return 1;
+    return 0;
+}
+
 unsigned rl_fault_hits(int kind)
 {
     return kind >= 0 && kind < RL_FAULT_KINDS ? faults[kind].hits : 0;

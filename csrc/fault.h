@@ -19,7 +19,10 @@ void rl_fault_arm(int kind, unsigned skip, unsigned count, int error);
 int rl_fault_hit(int kind);
 /* How many events of this kind were made to fail since it was armed. */
 unsigned rl_fault_hits(int kind);
+/* Whether a fault of any kind is armed (its events not all spent). */
+int rl_fault_armed(void);
 #else
+static inline int rl_fault_armed(void) { return 0; }
 static inline int rl_fault_hit(int kind)
 {
     (void)kind;

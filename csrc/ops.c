@@ -21,6 +21,11 @@ int rl_op_read(struct rl_ring *r, struct rl_cell *c, int fd, void *buf, unsigned
     RL_QUEUE(r, c, io_uring_prep_read(sqe, fd, buf, len, (uint64_t)offset));
 }
 
+int rl_op_read_offloaded(struct rl_ring *r, struct rl_cell *c, int fd, void *buf, unsigned len, int64_t offset)
+{
+    RL_QUEUE(r, c, (io_uring_prep_read(sqe, fd, buf, len, (uint64_t)offset), sqe->flags |= IOSQE_ASYNC));
+}
+
 int rl_op_write(struct rl_ring *r, struct rl_cell *c, int fd, const void *buf, unsigned len, int64_t offset)
 {
     RL_QUEUE(r, c, io_uring_prep_write(sqe, fd, buf, len, (uint64_t)offset));

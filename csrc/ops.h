@@ -13,6 +13,9 @@ struct statx;
 
 /* offset -1 means "at the file position", like read(2)/write(2). */
 int rl_op_read(struct rl_ring *r, struct rl_cell *c, int fd, void *buf, unsigned len, int64_t offset);
+/* A read the kernel hands to its worker threads at once (IOSQE_ASYNC): its
+ * copy never runs inside the submitting call, even from the page cache. */
+int rl_op_read_offloaded(struct rl_ring *r, struct rl_cell *c, int fd, void *buf, unsigned len, int64_t offset);
 int rl_op_write(struct rl_ring *r, struct rl_cell *c, int fd, const void *buf, unsigned len, int64_t offset);
 int rl_op_openat(struct rl_ring *r, struct rl_cell *c, int dirfd, const char *path, int flags, mode_t mode);
 int rl_op_close(struct rl_ring *r, struct rl_cell *c, int fd);

@@ -26,6 +26,7 @@
 
 #include "bounce.h"
 #include "copy.h"
+#include "nowait.h"
 #include "ops.h"
 #include "ring.h"
 
@@ -36,6 +37,7 @@ typedef struct {
     PyTypeObject *EngineType;
     PyTypeObject *OpType;
     PyTypeObject *ReadyType;
+    PyTypeObject *OutcomeType;
     PyObject *stat_result;      /* os.stat_result */
     PyObject *str_create_future, *str_set_result, *str_set_exception;
     PyObject *kwnames_loop;     /* ("loop",): Future(loop=loop) by vectorcall */
@@ -64,6 +66,7 @@ typedef struct {
     PyObject *interrupt;        /* a BaseException (KeyboardInterrupt...) raised while completions
                                    were delivered, to raise out of the loop once they all are */
     struct rl_bounce_pool bounce_pool; /* O_DIRECT bounce buffers kept for reuse */
+    struct rl_nowait nowait;    /* the non-blocking attempt before the ring (pread.c) */
     ringlet_state *state;
     PyObject *weakreflist;
 } EngineObject;
@@ -82,6 +85,7 @@ struct op_times {
     int64_t submitted, returned, reaped, resolved, resumed;
     unsigned long submit_thread, reap_thread;
     int inline_;
+    int nowait;                 /* completed by the non-blocking attempt, without the ring */
     int64_t result;
 };
 
@@ -116,6 +120,8 @@ typedef struct {
     size_t done;                /* write: bytes written so far */
     struct kernel_io io;        /* read/readinto/write */
     uint8_t direct;             /* O_DIRECT: submitted at the end of the loop tick */
+    uint8_t offload;            /* a large read once the loop turn's inline budget is spent: to the
+                                   kernel's workers (IOSQE_ASYNC), submitted at the end of the tick */
     char *bounce;               /* O_DIRECT: the aligned memory the kernel uses, or NULL */
     size_t bounce_size;         /* its size (a pool size class, or its exact size if not pooled) */
     size_t bounce_skip;         /* read: where the bytes asked for start in bounce */
@@ -146,6 +152,7 @@ struct batch_part {
 extern PyType_Spec ringlet_engine_spec;
 extern PyType_Spec ringlet_op_spec;
 extern PyType_Spec ringlet_ready_spec;
+extern PyType_Spec ringlet_outcome_spec;
 
 /* What ringlet itself holds now (tests check it returns to its baseline:
  * nothing of ringlet's own leaks, cancel or not).  Under the GIL. */
@@ -169,6 +176,24 @@ PyObject *op_finish_now(OpObject *op, int64_t res, int want_future);
  * drops the ring's reference to the op. */
 void op_finish(OpObject *op, int64_t res);
 PyObject *ringlet_oserror(int err, PyObject *filename);
+/* Hands the op's timeline to the engine's tracer (tracing on only). */
+void op_emit_trace(OpObject *op);
+
+/* ---- pread.c: the non-blocking attempt, Outcome, Engine._pread -------- */
+/* The attempt for a read or readinto op set up to go to the ring: the count
+ * when the page cache held it all (finish the op with it: op_finish_now),
+ * or -1: the ring's turn. */
+int64_t op_try_nowait(OpObject *op);
+/* The attempt for len bytes at offset into buf, counted in the stats when it
+ * went through: the count, or -1 (the ring's turn). */
+int64_t engine_read_nowait(EngineObject *engine, int fd, void *buf, size_t len, int64_t offset);
+PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
+/* An awaitable that goes round the loop once (a bare yield), then gives value. */
+PyObject *outcome_after_a_turn(ringlet_state *st, PyObject *value);
+extern const char engine__pread_doc[];
+/* Reads from this size on yield after each inline completion, and go to the
+ * kernel's workers (OpObject.offload) once the loop turn's budget is spent. */
+#define RL_OFFLOAD_MIN (64u << 10)
 
 /* ---- op_io.c: the kernel side of reads and writes --------------------- */
 /* Reads the descriptor's position for offset -1 (see there); 0 or -1 with an exception. */
@@ -201,8 +226,9 @@ int loop_call_soon(EngineObject *engine, PyObject *callable, PyObject *args);
 /* call_soon(engine._flush) once per loop tick; 0, or -2 when it could not be scheduled. */
 int loop_schedule_flush(EngineObject *engine);
 /* Whether an inline completion must go through the loop, so its task yields:
- * inline completions never suspend a task, and a task reading a cached file
- * could otherwise keep the loop from everything else. */
+ * inline completions never suspend a task, and tasks reading a cached file
+ * could otherwise keep the loop from everything else.  The budget is per
+ * loop turn: once spent, every task yields until the loop has turned. */
 int loop_must_yield(EngineObject *engine);
 /* engine._tick ran: the loop has turned. */
 void loop_ticked(EngineObject *engine);

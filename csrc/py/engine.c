@@ -121,10 +121,11 @@ PyDoc_STRVAR(engine_stats_doc, "stats() -> dict\n\nThe engine's counters.");
 static PyObject *engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
     const struct rl_stats *s = &self->ring.stats;
-    return Py_BuildValue("{sKsKsKsKsKsKsKsIsIsd}",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsIsIsd}",
                          "submitted", (unsigned long long)s->submitted,
                          "completed", (unsigned long long)s->completed,
                          "completed_inline", (unsigned long long)s->completed_inline,
+                         "completed_nowait", (unsigned long long)self->nowait.hits,
                          "deferred", (unsigned long long)s->deferred,
                          "cancelled", (unsigned long long)s->cancelled,
                          "enter_calls", (unsigned long long)s->enter_calls,
@@ -262,6 +263,7 @@ static void engine_dealloc(EngineObject *self)
     if (self->ring_open && self->fork_generation == ringlet_fork_generation())
         rl_ring_exit(&self->ring);
     rl_bounce_clear(&self->bounce_pool);
+    rl_nowait_free(&self->nowait);
     Py_XDECREF(self->loop_ref);
     engine_clear(self);
     tp->tp_free(self);
@@ -290,6 +292,7 @@ static PyMethodDef engine_methods[] = {
     {"ftruncate", (PyCFunction)(void (*)(void))engine_ftruncate, METH_FASTCALL, engine_ftruncate_doc},
     {"read_many", (PyCFunction)(void (*)(void))engine_read_many, METH_FASTCALL, engine_read_many_doc},
     {"_read_many", (PyCFunction)(void (*)(void))engine__read_many, METH_FASTCALL, engine_lazy_doc},
+    {"_pread", (PyCFunction)(void (*)(void))engine__pread, METH_FASTCALL, engine__pread_doc},
     {"drain", (PyCFunction)engine_drain, METH_NOARGS, engine_drain_doc},
     {"_flush", (PyCFunction)engine_flush, METH_NOARGS, engine_flush_doc},
     {"_tick", (PyCFunction)engine_tick, METH_NOARGS, engine_tick_doc},

@@ -51,6 +51,7 @@ static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_
     op->offset = offset;
     op->length = (size_t)size;
     op->obj = PyBytes_FromStringAndSize(NULL, size);
+    op->offload = !align && op->length >= RL_OFFLOAD_MIN && loop_must_yield(self);
     if (op->obj == NULL || op_take_position(op, align) < 0 ||
         op_kernel_io(op, PyBytes_AS_STRING(op->obj), align) < 0) {
         Py_DECREF(op);
@@ -58,6 +59,9 @@ static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_
     }
     if (size == 0)
         return op_finish_now(op, 0, want_future);
+    int64_t cached = op_try_nowait(op);
+    if (cached >= 0)
+        return op_finish_now(op, cached, want_future);
     return op_launch(op, op_queue_io(op), want_future);
 }
 
@@ -115,6 +119,10 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
     }
     if (op->length == 0 && kind != OP_WRITE)
         return op_finish_now(op, 0, want_future);
+    op->offload = kind != OP_WRITE && !align && op->length >= RL_OFFLOAD_MIN && loop_must_yield(self);
+    int64_t cached = kind == OP_WRITE ? -1 : op_try_nowait(op);
+    if (cached >= 0)
+        return op_finish_now(op, cached, want_future);
     return op_launch(op, op_queue_io(op), want_future);
 }
 
@@ -196,6 +204,7 @@ static PyObject *engine_close_impl(EngineObject *self, PyObject *arg, int want_f
     if (op == NULL)
         return NULL;
     op->fd = fd;
+    rl_nowait_forget(&self->nowait, fd);
     return op_launch(op, rl_op_close(&self->ring, &op->cell, fd), want_future);
 }
 
@@ -470,7 +479,7 @@ static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args
     Py_ssize_t pending = op_queue_batch(op, offsets);
     PyMem_Free(sizes);
     PyMem_Free(offsets);
-    if (pending == 0) /* an empty batch, or nothing could be queued */
+    if (pending == 0) /* empty, all from the page cache, or nothing could be queued */
         return op_finish_now(op, op->u.batch.error, want_future);
     return op_launch(op, 0, want_future);
 

@@ -99,25 +99,21 @@ int loop_schedule_flush(EngineObject *engine)
 
 /* ---- the inline budget --------------------------------------------------- */
 
-/* A task may run on inline completions this long before it must yield once. */
+/* Inline completions may run this long in one loop turn; after that, every
+ * task yields (and large reads go to the kernel's workers) until the loop has
+ * turned, so another task waits at most about this long plus one step of
+ * each ready task.  (A budget per task let 256 tasks spend 256 budgets.) */
 #define RL_INLINE_BUDGET_NS 1000000
 
 int loop_must_yield(EngineObject *engine)
 {
-    int64_t now = ringlet_now_ns();
-    if (engine->tick_scheduled) {
-        if (now - engine->streak_start <= RL_INLINE_BUDGET_NS)
-            return 0;
-        /* This op yields; the next may run a full budget more.  (A long loop
-         * iteration of many tasks would otherwise make every later op yield.) */
-        engine->streak_start = now;
-        return 1;
-    }
-    /* The loop turned since the last inline completion: start a new streak,
-     * and learn when it turns next. */
+    if (engine->tick_scheduled)
+        return ringlet_now_ns() - engine->streak_start > RL_INLINE_BUDGET_NS;
+    /* The loop turned since the last inline completion: start this turn's
+     * budget, and learn when it turns next. */
     if (loop_call_soon_once(engine, "_tick", &engine->tick_scheduled) < 0)
         PyErr_Clear(); /* then no yield is forced: a lost tick costs fairness, not data */
-    engine->streak_start = now;
+    engine->streak_start = ringlet_now_ns();
     return 0;
 }
 

@@ -194,7 +194,8 @@ static int ringlet_exec(PyObject *module)
     if (st->OpType == NULL)
         return -1;
     st->ReadyType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_ready_spec, NULL);
-    if (st->ReadyType == NULL)
+    st->OutcomeType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_outcome_spec, NULL);
+    if (st->ReadyType == NULL || st->OutcomeType == NULL)
         return -1;
     st->EngineType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_engine_spec, NULL);
     if (st->EngineType == NULL || PyModule_AddType(module, st->EngineType) < 0 ||
@@ -209,6 +210,7 @@ static int ringlet_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->EngineType);
     Py_VISIT(st->OpType);
     Py_VISIT(st->ReadyType);
+    Py_VISIT(st->OutcomeType);
     Py_VISIT(st->stat_result);
     Py_VISIT(st->resolve_later);
     return 0;
@@ -220,6 +222,7 @@ static int ringlet_clear(PyObject *module)
     Py_CLEAR(st->EngineType);
     Py_CLEAR(st->OpType);
     Py_CLEAR(st->ReadyType);
+    Py_CLEAR(st->OutcomeType);
     Py_CLEAR(st->stat_result);
     Py_CLEAR(st->str_create_future);
     Py_CLEAR(st->kwnames_loop);

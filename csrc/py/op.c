@@ -216,7 +216,7 @@ static PyObject *op_outcome(OpObject *op, int64_t res, int *failed)
 }
 
 /* Hands the op's timeline to the engine's tracer (tracing on only). */
-static void op_emit_trace(OpObject *op)
+void op_emit_trace(OpObject *op)
 {
     PyObject *tracer = op->engine->tracer;
     struct op_times *t = op->times;
@@ -230,8 +230,8 @@ static void op_emit_trace(OpObject *op)
     PyErr_Fetch(&exc_type, &exc, &tb);
 #define RL_TIME(v) (v) ? PyLong_FromLongLong(v) : Py_NewRef(Py_None)
     PyObject *record = Py_BuildValue(
-        "{sssisLsOsNsNsNsNsNsksN}", "op", op->name, "fd", op->fd, "result", (long long)t->result,
-        "inline", t->inline_ ? Py_True : Py_False, "submitted", RL_TIME(t->submitted),
+        "{sssisLsOsOsNsNsNsNsNsksN}", "op", op->name, "fd", op->fd, "result", (long long)t->result,
+        "inline", t->inline_ ? Py_True : Py_False, "nowait", t->nowait ? Py_True : Py_False, "submitted", RL_TIME(t->submitted),
         "returned", RL_TIME(t->returned), "reaped", RL_TIME(t->reaped), "resolved", RL_TIME(t->resolved),
         "resumed", RL_TIME(t->resumed), "thread", t->submit_thread,
         "reap_thread", t->reap_thread ? PyLong_FromUnsignedLong(t->reap_thread) : Py_NewRef(Py_None));
@@ -343,7 +343,15 @@ static PyObject *op_hand_over(OpObject *op, int want_future)
                                                   : "ringlet: an operation completed without an outcome");
         return NULL;
     }
-    if (loop_must_yield(op->engine)) {
+    int large_read = (op->kind == OP_READ || op->kind == OP_READINTO) && op->length >= RL_OFFLOAD_MIN;
+    int turn = large_read || loop_must_yield(op->engine);
+    if (turn && !want_future && !op->failed && (op->kind == OP_READ || op->kind == OP_READINTO) &&
+        op->offset >= 0 && !op->moves_position) {
+        /* ringlet's own coroutine awaits it: a bare yield is the cheapest turn of the loop.  Only
+         * for positional reads: a cancel during the turn drops the value, which a stream could not
+         * give again (a stream's reader keeps a pending future instead). */
+        result = outcome_after_a_turn(op->engine->state, outcome);
+    } else if (turn) {
         /* Delivered through the loop: the awaiting task yields once. */
         result = op_make_future(op);
         PyObject *args = result ? Py_BuildValue("(OOO)", result, outcome, op->failed ? Py_True : Py_False) : NULL;
@@ -408,7 +416,8 @@ PyObject *op_launch(OpObject *op, int queued, int want_future)
         }
         /* O_DIRECT never completes inline: its SQE waits for the end of the
          * loop tick and goes with the others in one io_uring_enter. */
-        ret = op->direct ? loop_schedule_flush(op->engine) : rl_ring_submit_and_reap(&op->engine->ring);
+        ret = op->direct || op->offload ? loop_schedule_flush(op->engine)
+                                        : rl_ring_submit_and_reap(&op->engine->ring);
         if (ret == -2)
             ret = -EIO; /* scheduling failed: reported as the op's error, the SQE stays queued */
         if (op->times) {

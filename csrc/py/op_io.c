@@ -100,6 +100,8 @@ int op_queue_io(OpObject *op)
     int64_t offset = io->offset < 0 ? -1 : io->offset + (int64_t)op->done;
     if (op->kind == OP_WRITE)
         return rl_op_write(&op->engine->ring, &op->cell, op->fd, io->buf + op->done, len, offset);
+    if (op->offload)
+        return rl_op_read_offloaded(&op->engine->ring, &op->cell, op->fd, io->buf, len, offset);
     return rl_op_read(&op->engine->ring, &op->cell, op->fd, io->buf, len, offset);
 }
 
@@ -173,6 +175,17 @@ Py_ssize_t op_queue_batch(OpObject *op, const int64_t *offsets)
         part->index = i;
         part->offset = offsets[i];
         PyObject *item = op->u.batch.items[i];
+        int64_t cached = engine_read_nowait(op->engine, op->fd, PyBytes_AS_STRING(item),
+                                            (size_t)PyBytes_GET_SIZE(item), offsets[i]);
+        if (cached >= 0) { /* from the page cache, at once: this part needs no ring */
+            if (cached < PyBytes_GET_SIZE(item) && _PyBytes_Resize(&op->u.batch.items[i], cached) < 0) {
+                PyErr_Clear(); /* as op_batch_part_complete does */
+                op->u.batch.items[i] = PyBytes_FromStringAndSize(NULL, 0);
+                if (!op->u.batch.error)
+                    op->u.batch.error = -ENOMEM;
+            }
+            continue;
+        }
         int queued = rl_op_read(&op->engine->ring, &part->cell, op->fd, PyBytes_AS_STRING(item),
                                 (unsigned)PyBytes_GET_SIZE(item), offsets[i]);
         if (queued < 0) {

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import os
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Protocol, Sequence, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Optional, Protocol, Sequence, Union, runtime_checkable
 
 from . import _ringlet
 
@@ -79,14 +79,14 @@ def opcode_name(op: int) -> str:
 # ---------------------------------------------------------------------------
 
 # The keys of Engine.stats(), in display order.
-STATS_KEYS = ("submitted", "completed", "completed_inline", "deferred", "cancelled", "enter_calls",
+STATS_KEYS = ("submitted", "completed", "completed_inline", "completed_nowait", "deferred", "cancelled", "enter_calls",
               "ops_per_enter", "in_flight", "peak_in_flight", "overflowed")
 
 # The stamps of a trace record, in the order they happen (Timeline A, then B).
 STAMPS = ("submitted", "returned", "reaped", "resolved", "resumed")
 
 # The keys of a record given to Engine.tracer.
-TRACE_KEYS = ("op", "fd", "result", "inline") + STAMPS + ("thread", "reap_thread")
+TRACE_KEYS = ("op", "fd", "result", "inline", "nowait") + STAMPS + ("thread", "reap_thread")
 
 
 # ---------------------------------------------------------------------------
@@ -191,6 +191,7 @@ class Engine(Protocol):
     # For ringlet's own coroutines: the io_uring engine makes no future when
     # the kernel completed inline (the thread engine returns its future).
     def _read(self, fd: int, size: int, offset: int = -1, align: int = 0, /) -> Awaitable[bytes]: ...
+    def _pread(self, fd: int, size: int, offset: int, /) -> Coroutine[Any, Any, bytes]: ...
     def _readinto(self, fd: int, buffer: Buffer, offset: int = -1, align: int = 0, /) -> Awaitable[int]: ...
     def _write(self, fd: int, data: Buffer, offset: int = -1, align: int = 0, /) -> Awaitable[int]: ...
     def _open(self, path: bytes, flags: int, mode: int = 0o666, filename: Any = None) -> Awaitable[int]: ...

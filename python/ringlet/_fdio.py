@@ -12,9 +12,9 @@ import operator
 import os
 import select
 import stat
-from typing import Any, Optional, Set, Tuple
+from typing import Any, List, Optional, Set, Tuple
 
-from ._contract import Opcode
+from ._contract import MAX_DIRECT, MAX_RW, Opcode
 
 READ_CHUNK = 64 * 1024          # read() to EOF of a file whose size is unknown; readline() read-ahead
 _MAX_READ_CHUNK = 16 * 1024 * 1024
@@ -149,10 +149,21 @@ async def read_to_end(engine: Any, fd: int, offset: int, align: int = 0) -> byte
     """Read from offset (-1: a stream) until a read returns b"" (end of file).
 
     Pipes and /proc files give short reads before their end, so only an
-    empty read ends it.  A file larger than the first chunk is sized once
-    with fstat and read in one go (one copy, not a chunk list)."""
-    chunks = []
+    empty read ends it.  A regular file with a size is sized once (fstat)
+    and read in one read of one byte more than is left, into one bytes
+    object of that size; the empty read that follows ends it (no join)."""
+    chunks: List[bytes] = []
     want = READ_CHUNK
+    if offset >= 0:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_size > offset:
+            data: bytes = await engine._read(fd, min(st.st_size - offset + 1, MAX_DIRECT if align else MAX_RW),
+                                             offset, align)
+            if not data:
+                return data
+            chunks.append(data)
+            offset += len(data)
+            want = 4096  # the read that says it is the end (small: no yield, no worker)
     while True:
         chunk = await engine._read(fd, want, offset, align)
         if not chunk:

@@ -160,7 +160,8 @@ class Timeline:
             if r.get("resumed") is None and r.get("resolved") is None:
                 state = "cancelled"
             else:
-                state = "inline" if r.get("inline") else "pending"
+                # nowait: the page cache gave the bytes at once, without the ring
+                state = "nowait" if r.get("nowait") else "inline" if r.get("inline") else "pending"
             call = None if rel["returned"] is None or rel["submitted"] is None else rel["returned"] - rel["submitted"]
             rows.append({"n": i, "op": r.get("op"), "fd": r.get("fd"), "result": result, "state": state,
                          "thread": self._thread(r.get("thread")), "reap_thread": self._thread(r.get("reap_thread")),
@@ -192,7 +193,9 @@ class Timeline:
                  " pending, or inline = already completed)", line(self._HEAD), line(tuple("-" * w for w in widths))]
         lines += [line(r) for r in body]
         inline = sum(1 for r in self.records if r.get("inline"))
-        lines.append(f"{len(self.records)} operations: {inline} completed inline, {len(self.records) - inline} not; "
+        nowait = sum(1 for r in self.records if r.get("nowait"))
+        lines.append(f"{len(self.records)} operations: {inline} completed inline ({nowait} of them without the ring),"
+                     f" {len(self.records) - inline} not; "
                      f"threads that submitted: {', '.join(sorted({r[5] for r in body}))}")
         return "\n".join(lines)
 
@@ -232,7 +235,7 @@ class Timeline:
             return None if a is None or b is None else max(b - a, 0.0)
 
         for y, r in zip(ys, rows):
-            inline = r["state"] == "inline"
+            inline = r["state"] in ("inline", "nowait")
             call = span(r["submitted"], r["returned"])
             if call is not None:
                 axa.barh(y, call, color=green if inline else blue, height=0.6)

@@ -332,7 +332,8 @@ class EngineCore:
         op.traced = False  # once
         if times is None or tracer is None:
             return
-        record: dict[str, Any] = {"op": op.name, "fd": op.fd, "result": op.trace_result(), "inline": op.inline}
+        record: dict[str, Any] = {"op": op.name, "fd": op.fd, "result": op.trace_result(), "inline": op.inline,
+                                  "nowait": False}  # no non-blocking attempt here: every read goes to a worker
         for key in contract.STAMPS:
             record[key] = times.get(key)
         record["thread"] = self._thread
@@ -404,6 +405,7 @@ class EngineCore:
             "submitted": self._submitted,
             "completed": self._completed_count,
             "completed_inline": self._inline,
+            "completed_nowait": 0,  # no non-blocking attempt: every read goes to a worker
             "deferred": self._deferred,
             "cancelled": self._cancelled,
             "enter_calls": 0,

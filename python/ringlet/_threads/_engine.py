@@ -5,6 +5,7 @@ loop thread with readiness waiting (pipes, FIFOs, sockets, devices)."""
 from __future__ import annotations
 
 import asyncio
+import operator
 import os
 from typing import Any, Callable, Coroutine, Optional, TypeVar
 
@@ -334,6 +335,13 @@ class ThreadEngine(EngineCore):
     # ringlet's own coroutines call these; here they simply return futures.
     _read = read
     _readinto = readinto
+
+    async def _pread(self, fd: int, size: int, offset: int, /) -> bytes:
+        """AsyncFile.pread's entry (a coroutine, as the C engine's _pread)."""
+        size, offset = operator.index(size), operator.index(offset)  # any __index__, as os.pread
+        if offset < 0:  # -1 would mean the file position to read()
+            raise ValueError("negative offset")
+        return await self.read(fd, size, offset)
     _write = write
     _open = open
     _close = close

@@ -1,0 +1,546 @@
+"""No cliff (issue 14): ringlet against the synchronous call it replaces.
+
+    .venv/bin/python benchmarks/nocliff.py [--rounds N] [--quick] [--base DIR] [--only NAME,...]
+
+Each measurement runs in a fresh process (this file with --worker); every
+contender's round is preceded by re-warming the page cache (this machine
+pages out idle memory), and rounds of the contenders alternate; the figure
+is the median of the rounds.  --base DIR adds "ringlet@base": the same
+measurement with the ringlet installed in DIR (pip install --target DIR),
+so a change is seen side by side with what it changed.
+
+Prints a table of ratios with goal and met/missed and writes
+benchmarks/results/nocliff.md.  Never fails: a missed goal is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from functools import partial
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BLOCK = 4096
+N_OFFSETS = 1 << 16
+SEED = 20261202
+
+
+# ---------------------------------------------------------------------------
+# the measuring side (one per process)
+# ---------------------------------------------------------------------------
+
+def warm(path: str) -> None:
+    """Read the whole file into the page cache."""
+    buf = bytearray(4 << 20)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        off = 0
+        while (n := os.preadv(fd, [buf], off)) > 0:
+            off += n
+    finally:
+        os.close(fd)
+
+
+def drop(path: str) -> None:
+    """Write back and drop the file's pages from the page cache."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def offsets(file_size: int, size: int, count: int = N_OFFSETS) -> List[int]:
+    rnd = random.Random(SEED)
+    nblocks = max(1, file_size // size)
+    return [rnd.randrange(nblocks) * size for _ in range(count)]
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
+
+
+class Ticker:
+    """A task that turns as often as the loop lets it.  Its figure is the
+    longest gap between two turns, less the time the loop's thread waited
+    for a CPU meanwhile (/proc/thread-self/schedstat): on a shared machine
+    the scheduler's time slices would otherwise hide what the loop did.
+    The raw longest gap is kept as well."""
+
+    def __init__(self) -> None:
+        self.longest = 0      # ns, CPU waits left out
+        self.longest_raw = 0  # ns
+        self.turns = 0
+        self._stop = False
+        self._task: Optional[asyncio.Task[None]] = None
+
+    async def _run(self) -> None:
+        now = time.perf_counter_ns
+        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        try:
+            def waited() -> int:
+                return int(os.pread(fd, 100, 0).split()[1])
+            last, last_wait = now(), waited()
+            while not self._stop:
+                await asyncio.sleep(0)
+                t, w = now(), waited()
+                self.longest_raw = max(self.longest_raw, t - last)
+                self.longest = max(self.longest, t - last - (w - last_wait))
+                self.turns += 1
+                last, last_wait = t, w
+        finally:
+            os.close(fd)
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        self._stop = True
+        if self._task is not None:
+            await self._task
+
+
+async def _reader(key: str, path: str, size: int) -> Tuple[Callable[[int], Any], Callable[[], Any]]:
+    """(read(offset) -> awaitable, cleanup) for an async contender."""
+    if key == "ringlet":
+        import ringlet
+        f = await ringlet.open(path, "rb")
+        assert isinstance(f, ringlet.AsyncFile)
+        return partial(f.pread, size), f.close
+    if key == "caio":
+        from caio.linux_uring_asyncio import AsyncioContext
+        # SQPOLL (its default where allowed) on 2 shared cores is its worst case.
+        ctx = AsyncioContext(max_requests=512, sqpoll=False)  # type: ignore[no-untyped-call]
+        fd = os.open(path, os.O_RDONLY)
+
+        async def close_caio() -> None:
+            ctx.close()  # type: ignore[no-untyped-call]
+            os.close(fd)
+        return partial(ctx.read, size, fd), close_caio
+    if key == "aiofiles":
+        import aiofiles
+        handles: List[Any] = []
+
+        async def rd(off: int) -> bytes:
+            f = handles.pop() if handles else await aiofiles.open(path, "rb")
+            try:
+                await f.seek(off)
+                data: bytes = await f.read(size)
+                return data
+            finally:
+                handles.append(f)
+
+        async def close_all() -> None:
+            for f in handles:
+                await f.close()
+        return rd, close_all
+    raise ValueError(key)
+
+
+def _engine_stats() -> Dict[str, Any]:
+    try:
+        import ringlet
+        return dict(ringlet.get_engine().stats())
+    except Exception:  # noqa: BLE001 - reporting only
+        return {}
+
+
+async def _reads(key: str, path: str, ntasks: int, size: int, duration: float) -> Dict[str, Any]:
+    offs = offsets(os.path.getsize(path), size)
+    mask = N_OFFSETS - 1
+    rd, cleanup = await _reader(key, path, size)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        ok = bytes(await rd(offs[1])) == os.pread(fd, size, offs[1])
+        os.close(fd)
+        if not ok:
+            return {"status": "WRONG DATA"}
+        now = time.perf_counter_ns
+        lat: List[int] = []
+
+        async def task(j: int, count: int) -> None:
+            app = lat.append
+            for _ in range(count):
+                t0 = now()
+                await rd(offs[j & mask])
+                app(now() - t0)
+                j += 1
+
+        t0 = now()  # warm-up, also sizes the timed run
+        await asyncio.gather(*(task(i * 997, max(1, 2000 // ntasks)) for i in range(ntasks)))
+        rate = len(lat) / ((now() - t0) / 1e9)
+        per_task = max(1, int(rate * duration / ntasks))
+        lat.clear()
+        s0 = _engine_stats()
+        t0 = now()
+        await asyncio.gather(*(task(i * 997 + 5, per_task) for i in range(ntasks)))
+        elapsed = now() - t0
+        s1 = _engine_stats()
+    finally:
+        r = cleanup()
+        if asyncio.iscoroutine(r):
+            await r
+    return {"status": "ok", "value": len(lat) / (elapsed / 1e9), "p99_ms": pct(lat, 0.99) / 1e6,
+            "nowait": s1.get("completed_nowait", 0) - s0.get("completed_nowait", 0) if s0 else None}
+
+
+def _sync_reads(path: str, size: int, duration: float, clients: int = 1) -> Dict[str, Any]:
+    """os.pread in a loop; with clients > 1, that many clients served in
+    turn: a read's latency is the time since that client's previous one."""
+    offs = offsets(os.path.getsize(path), size)
+    mask = N_OFFSETS - 1
+    fd = os.open(path, os.O_RDONLY)
+    rd = partial(os.pread, fd, size)
+    now = time.perf_counter_ns
+    try:
+        for phase in (duration / 4, duration):
+            lat: List[int] = []
+            j = 0
+            start = now()
+            end = start + int(phase * 1e9)
+            last = [start] * clients
+            while True:
+                for c in range(clients):
+                    rd(offs[j & mask])
+                    j += 1
+                    t = now()
+                    lat.append(t - last[c])
+                    last[c] = t
+                if t >= end:
+                    break
+            elapsed = now() - start
+    finally:
+        os.close(fd)
+    return {"status": "ok", "value": len(lat) / (elapsed / 1e9), "p99_ms": pct(lat, 0.99) / 1e6}
+
+
+async def _dropped(path: str, count: int) -> Dict[str, Any]:
+    """count reads of 4 KiB at random offsets of a file dropped from the
+    page cache, one after the other, while a ticker task turns."""
+    import ringlet
+    offs = offsets(os.path.getsize(path), BLOCK, count)
+    ticker = Ticker()
+    async with ringlet.open(path, "rb") as f:
+        s0 = _engine_stats()
+        ticker.start()
+        t0 = time.perf_counter_ns()
+        for off in offs:
+            await f.pread(BLOCK, off)
+        elapsed = time.perf_counter_ns() - t0
+        await ticker.stop()
+        s1 = _engine_stats()
+    return {"status": "ok", "value": ticker.longest / 1e6, "raw_gap_ms": ticker.longest_raw / 1e6,
+            "elapsed_ms": elapsed / 1e6, "turns": ticker.turns,
+            "nowait": s1.get("completed_nowait", 0) - s0.get("completed_nowait", 0),
+            "deferred": s1.get("deferred", 0) - s0.get("deferred", 0)}
+
+
+async def _fair(path: str, ntasks: int, size: int, per_task: int) -> Dict[str, Any]:
+    """ntasks tasks read cached blocks of size while a ticker task turns."""
+    import ringlet
+    offs = offsets(os.path.getsize(path), size)
+    mask = N_OFFSETS - 1
+    lat: List[int] = []
+    now = time.perf_counter_ns
+    async with ringlet.open(path, "rb") as f:
+        async def task(j: int) -> None:
+            for _ in range(per_task):
+                t0 = now()
+                await f.pread(size, offs[j & mask])
+                lat.append(now() - t0)
+                j += 1
+        await asyncio.gather(*(task(i) for i in range(8)))  # warm-up
+        lat.clear()
+        ticker = Ticker()
+        ticker.start()
+        t0 = now()
+        await asyncio.gather(*(task(i * 7) for i in range(ntasks)))
+        elapsed = now() - t0
+        await ticker.stop()
+    return {"status": "ok", "value": ticker.longest / 1e6, "raw_gap_ms": ticker.longest_raw / 1e6,
+            "p99_ms": pct(lat, 0.99) / 1e6, "rate": len(lat) / (elapsed / 1e9), "turns": ticker.turns}
+
+
+def _whole_files(key: str, path: str, size: int, duration: float, write: bool) -> Dict[str, Any]:
+    """read_file / write_file against open(p).read() / open(p, "wb").write(), files/s."""
+    data = os.urandom(size) if write else b""
+    out = path + ".out"
+
+    def sync_once() -> None:
+        if write:
+            with open(out, "wb") as f:
+                f.write(data)
+        else:
+            with open(path, "rb") as f:
+                f.read()
+
+    async def run_ringlet() -> Tuple[int, int]:
+        import ringlet
+        if not write and await ringlet.read_file(path) != open(path, "rb").read():
+            return -1, 1
+        now = time.perf_counter_ns
+        for phase in (duration / 4, duration):
+            count, start = 0, now()
+            while now() - start < phase * 1e9:
+                if write:
+                    await ringlet.write_file(out, data)
+                else:
+                    await ringlet.read_file(path)
+                count += 1
+        return count, now() - start
+
+    if key == "sync":
+        now = time.perf_counter_ns
+        for phase in (duration / 4, duration):
+            count, start = 0, now()
+            while now() - start < phase * 1e9:
+                sync_once()
+                count += 1
+        elapsed = now() - start
+    else:
+        count, elapsed = asyncio.run(run_ringlet())
+        if count < 0:
+            return {"status": "WRONG DATA"}
+    return {"status": "ok", "value": count / (elapsed / 1e9)}
+
+
+async def _many(path: str, duration: float, batch: int = 64) -> Dict[str, Any]:
+    """pread_many of batch 4 KiB reads per await, one task (reads/s)."""
+    import ringlet
+    offs = offsets(os.path.getsize(path), BLOCK)
+    batches = [[(BLOCK, offs[(k * batch + i) % N_OFFSETS]) for i in range(batch)] for k in range(N_OFFSETS // batch)]
+    now = time.perf_counter_ns
+    async with ringlet.open(path, "rb") as f:
+        if await f.pread_many(batches[0][:2]) != [os.pread(f.fileno(), n, o) for n, o in batches[0][:2]]:
+            return {"status": "WRONG DATA"}
+        for phase in (duration / 4, duration):
+            count, start = 0, now()
+            while now() - start < phase * 1e9:
+                await f.pread_many(batches[count % len(batches)])
+                count += 1
+            elapsed = now() - start
+    return {"status": "ok", "value": count * batch / (elapsed / 1e9)}
+
+
+def worker(p: Dict[str, Any]) -> Dict[str, Any]:
+    kind = p["kind"]
+    if kind == "many":
+        warm(p["path"])
+        if p["key"] == "sync":
+            return _sync_reads(p["path"], BLOCK, p["duration"])
+        return asyncio.run(_many(p["path"], p["duration"]))
+    if kind in ("read_file", "write_file"):
+        if kind == "read_file":
+            warm(p["path"])
+        return _whole_files(p["key"], p["path"], p["size"], p["duration"], kind == "write_file")
+    if kind == "dropped":
+        drop(p["path"])
+        return asyncio.run(_dropped(p["path"], p["count"]))
+    warm(p["path"])
+    if kind == "reads":
+        if p["key"] == "sync":
+            return _sync_reads(p["path"], p["size"], p["duration"])
+        return asyncio.run(_reads(p["key"], p["path"], p["tasks"], p["size"], p["duration"]))
+    if kind == "fair":
+        if p["key"] == "sync":
+            return _sync_reads(p["path"], p["size"], p["duration"], clients=p["tasks"])
+        return asyncio.run(_fair(p["path"], p["tasks"], p["size"], p["per_task"]))
+    raise ValueError(kind)
+
+
+# ---------------------------------------------------------------------------
+# the driving side
+# ---------------------------------------------------------------------------
+
+def run_worker(params: Dict[str, Any], base: Optional[str]) -> Dict[str, Any]:
+    env = dict(os.environ)
+    if params.get("base"):
+        env["PYTHONPATH"] = base or ""
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(params)], env=env,
+                              capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            result: Dict[str, Any] = json.loads(line[7:])
+            return result
+    return {"status": "error", "detail": (proc.stderr.strip().splitlines() or ["?"])[-1][:200]}
+
+
+def make_file(path: str, size: int) -> None:
+    if os.path.exists(path) and os.path.getsize(path) == size:
+        return
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 4 << 20)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def median_of(results: List[Dict[str, Any]], field: str = "value") -> Optional[float]:
+    values = [r[field] for r in results if r.get("status") == "ok" and r.get(field) is not None]
+    return statistics.median(values) if values else None
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="3 rounds of shorter runs")
+    ap.add_argument("--duration", type=float, default=0.5)
+    ap.add_argument("--base", default=os.environ.get("NOCLIFF_BASE"),
+                    help="a directory with another ringlet installed (pip install --target): ringlet@base")
+    ap.add_argument("--dir", default=os.environ.get("NOCLIFF_DIR", "/tmp/ringlet-nocliff"))
+    ap.add_argument("--only", default="", help="comma-separated scenario names")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker:
+        print("RESULT " + json.dumps(worker(json.loads(a.worker))), flush=True)
+        return
+    if a.quick:
+        a.rounds, a.duration = 3, 0.25
+    base = os.path.abspath(a.base) if a.base else None
+    os.makedirs(a.dir, exist_ok=True)
+    data = os.path.join(a.dir, "data-256m.bin")
+    cold = os.path.join(a.dir, "cold-256m.bin")
+    make_file(data, 256 << 20)
+    make_file(cold, 256 << 20)
+
+    # name, (contenders: key -> params), the figure and how it becomes a ratio
+    rd = dict(kind="reads", path=data, size=BLOCK, duration=a.duration)
+    scenarios: List[Dict[str, Any]] = [
+        dict(name="S1", what="4 KiB cached pread, 1 task (ops/s)", higher=True,
+             contenders={"sync": dict(rd, key="sync", tasks=1), "ringlet": dict(rd, key="ringlet", tasks=1),
+                         "caio": dict(rd, key="caio", tasks=1)},
+             goals=[("ringlet", "sync", 0.9), ("ringlet", "caio", 2.5)]),
+        dict(name="S2", what="4 KiB cached pread, 64 tasks (ops/s)", higher=True,
+             contenders={"sync": dict(rd, key="sync", tasks=1), "ringlet": dict(rd, key="ringlet", tasks=64),
+                         "caio": dict(rd, key="caio", tasks=64), "aiofiles": dict(rd, key="aiofiles", tasks=64)},
+             goals=[("ringlet", "sync", 0.9), ("ringlet", "caio", 3.0), ("ringlet", "aiofiles", 25.0)]),
+        dict(name="S3", what="pread_many, 64 reads of 4 KiB per await, 1 task (reads/s)", higher=True,
+             contenders={"sync": dict(kind="many", key="sync", path=data, duration=a.duration),
+                         "ringlet": dict(kind="many", key="ringlet", path=data, duration=a.duration)},
+             goals=[("ringlet", "sync", 1.2)]),
+        dict(name="dropped", what="256 reads of a file dropped from the page cache: the ticker's longest gap (ms)",
+             higher=False,
+             contenders={"ringlet": dict(kind="dropped", path=cold, count=256)},
+             limits=[("ringlet", 2.0)]),
+        dict(name="fair", what="256 tasks reading cached 1 MiB blocks: the ticker's longest gap (ms), p99 (ms)",
+             higher=False,
+             contenders={"sync": dict(kind="fair", key="sync", path=data, size=1 << 20, tasks=256,
+                                      duration=a.duration),
+                         "ringlet": dict(kind="fair", key="ringlet", path=data, size=1 << 20, tasks=256,
+                                         per_task=8)},
+             limits=[("ringlet", 5.0)], p99=("ringlet", "sync")),
+    ]
+    for size, label, goal in [(4096, "4 KiB", 1.0), (1 << 20, "1 MiB", 1.0), (16 << 20, "16 MiB", 1.3),
+                              (64 << 20, "64 MiB", 1.3)]:
+        path = os.path.join(a.dir, f"whole-{size}.bin")
+        make_file(path, size)
+        common = dict(kind="read_file", path=path, size=size, duration=a.duration)
+        scenarios.append(dict(name=f"read_file {label}", what=f"read_file vs open(p,'rb').read(), {label} (files/s)",
+                              higher=True, contenders={"sync": dict(common, key="sync"),
+                                                       "ringlet": dict(common, key="ringlet")},
+                              goals=[("ringlet", "sync", goal)]))
+    for size, label in [(64 << 10, "64 KiB"), (8 << 20, "8 MiB")]:
+        common = dict(kind="write_file", path=os.path.join(a.dir, f"write-{size}.bin"), size=size,
+                      duration=a.duration)
+        scenarios.append(dict(name=f"write_file {label}", what=f"write_file vs open(p,'wb').write(), {label} (files/s)",
+                              higher=True, contenders={"sync": dict(common, key="sync"),
+                                                       "ringlet": dict(common, key="ringlet")},
+                              goals=[("ringlet", "sync", 1.0)]))
+    only = {s for s in a.only.split(",") if s}
+    rows: List[Tuple[str, ...]] = []
+    notes: List[str] = []
+    for sc in scenarios:
+        if only and sc["name"] not in only:
+            continue
+        contenders = dict(sc["contenders"])
+        if base and "ringlet" in contenders:
+            contenders["ringlet@base"] = dict(contenders["ringlet"], base=True)
+        results: Dict[str, List[Dict[str, Any]]] = {k: [] for k in contenders}
+        for _ in range(a.rounds):
+            for key, params in contenders.items():
+                results[key].append(run_worker(params, base))
+        med = {k: median_of(v) for k, v in results.items()}
+        for k, runs in results.items():
+            bad = [r for r in runs if r.get("status") != "ok"]
+            if bad:
+                notes.append(f"{sc['name']} {k}: {bad[0]}")
+        print(f"\n{sc['name']}: {sc['what']}")
+        for k, figure in med.items():
+            extra = ""
+            p99 = median_of(results[k], "p99_ms")
+            if p99 is not None:
+                extra += f"  p99 {p99:.3f} ms"
+            raw = median_of(results[k], "raw_gap_ms")
+            if raw is not None:
+                extra += f"  raw gap {raw:.2f} ms"
+            nowait = median_of(results[k], "nowait")
+            if nowait is not None:
+                extra += f"  nowait completions {nowait:.0f}"
+            print(f"  {k:14s} {figure if figure is None else round(figure, 3)}{extra}")
+        for mine, ref, goal in sc.get("goals", []):
+            for who in [mine] + (["ringlet@base"] if "ringlet@base" in med else []):
+                mine_v, ref_v = med.get(who), med.get(ref)
+                if mine_v and ref_v:
+                    ratio = mine_v / ref_v
+                    met = "met" if ratio >= goal else "missed"
+                    rows.append((sc["name"], f"{who} / {ref}", f"{ratio:.2f}x", f">= {goal}x",
+                                 met if who == mine else "(before)"))
+        for who, limit in sc.get("limits", []):
+            raw = median_of(results.get(who, []), "raw_gap_ms")
+            if raw is not None:
+                notes.append(f"{sc['name']}: {who}'s longest raw gap {raw:.2f} ms (the gap figure leaves out "
+                             "the time the loop's thread waited for a CPU)")
+            for w in [who] + (["ringlet@base"] if "ringlet@base" in med else []):
+                if med.get(w) is not None:
+                    rows.append((sc["name"], f"{w} ticker gap", f"{med[w]:.2f} ms", f"<= {limit} ms",
+                                 ("met" if med[w] <= limit else "missed") if w == who else "(before)"))
+        if sc.get("p99"):
+            mine, ref = sc["p99"]
+            for w in [mine] + (["ringlet@base"] if "ringlet@base" in med else []):
+                pm, pr = median_of(results[w], "p99_ms"), median_of(results[ref], "p99_ms")
+                if pm and pr:
+                    rows.append((sc["name"], f"{w} p99 / {ref} p99", f"{pm:.2f} / {pr:.2f} ms", "<= 1.0x",
+                                 ("met" if pm <= pr else "missed") if w == mine else "(before)"))
+    head = ("scenario", "figure", "value", "goal", "")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    table = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in [head]]
+    table.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    table += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    print("\n" + "\n".join(table))
+    for n in notes:
+        print("note:", n)
+    out = os.path.join(HERE, "results", "nocliff.md")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    kept = ""  # the hand-written analysis below the table survives a new run
+    if os.path.exists(out):
+        with open(out) as f:
+            text = f.read()
+        if "\n## Notes" in text:
+            kept = text[text.index("\n## Notes"):]
+    with open(out, "w") as f:
+        f.write(f"# No cliff (issue 14): ringlet vs the synchronous call\n\n{stamp}, {a.rounds} rounds, "
+                f"median; the page cache re-warmed before every round; `python benchmarks/nocliff.py`"
+                f"{' --base ' + a.base if a.base else ''}.\n\n" + "\n".join(table) + "\n")
+        if notes:
+            f.write("\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+        f.write(kept)
+    print(f"\nwritten: {out}")
+
+
+if __name__ == "__main__":
+    main()

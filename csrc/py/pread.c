@@ -1,0 +1,361 @@
+/* Cached reads at the price of one system call.
+ *
+ * Engine._pread(fd, size, offset) first tries preadv2(..., RWF_NOWAIT) (see
+ * csrc/nowait.h): when the page cache holds the bytes, they are read at once,
+ * with no op, no ring and no future.  Otherwise the read goes to the ring as
+ * Engine._read does it.  Either way the caller gets an Outcome: an awaitable
+ * that asyncio takes for a coroutine (create_task, gather and wait_for accept
+ * it), holding the value, the error, or the pending future.
+ *
+ * Reads through ops (Engine.read/_read/readinto) make the same attempt with
+ * op_try_nowait before they are queued. */
+#define _GNU_SOURCE
+#include "binding.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+/* The attempt went through: counted as an operation completed inline, and
+ * as one the ring never saw. */
+static void engine_count_nowait(EngineObject *engine)
+{
+    struct rl_stats *s = &engine->ring.stats;
+    s->submitted++;
+    s->completed++;
+    s->completed_inline++;
+}
+
+int64_t engine_read_nowait(EngineObject *engine, int fd, void *buf, size_t len, int64_t offset)
+{
+    if (!rl_nowait_enabled(&engine->nowait, fd))
+        return -1;
+    int64_t n = rl_read_nowait(&engine->nowait, fd, buf, len, offset);
+    if (n < 0)
+        return -1;
+    engine_count_nowait(engine);
+    return n;
+}
+
+int64_t op_try_nowait(OpObject *op)
+{
+    EngineObject *engine = op->engine;
+    if (engine->nowait.tried) { /* Engine._pread tried it a moment ago: a second try could only race the
+                                   readahead the first one started */
+        engine->nowait.tried = 0;
+        return -1;
+    }
+    if ((op->kind != OP_READ && op->kind != OP_READINTO) || op->direct || op->offload || op->offset < 0 ||
+        op->io.len == 0 ||
+        !rl_nowait_enabled(&engine->nowait, op->fd))
+        return -1;
+    int64_t started = op->times ? ringlet_now_ns() : 0;
+    int64_t n = engine_read_nowait(engine, op->fd, op->io.buf, op->io.len, op->io.offset);
+    if (n < 0)
+        return -1;
+    if (op->moves_position) /* as op_complete does for the ring's reads */
+        lseek(op->fd, (off_t)(op->offset + n), SEEK_SET);
+    if (op->times) {
+        struct op_times *t = op->times;
+        t->submitted = started;
+        t->returned = t->reaped = t->resolved = t->resumed = ringlet_now_ns();
+        t->submit_thread = t->reap_thread = PyThread_get_thread_ident();
+        t->inline_ = t->nowait = 1;
+        t->result = n;
+        op_emit_trace(op);
+    }
+    return n;
+}
+
+/* ---- Outcome -------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *value;      /* the result, until it is given */
+    PyObject *error;      /* the exception to raise, until it is raised */
+    PyObject *future;     /* pending: the future to wait for */
+    PyObject *waiter;     /* future.__await__(), once the wait began */
+    uint8_t yield_first;  /* go round the loop once before giving the value (see loop_must_yield) */
+} OutcomeObject;
+
+static PyObject *outcome_new(ringlet_state *st, PyObject *value, PyObject *error, PyObject *future, int yield_first)
+{
+    OutcomeObject *o = PyObject_New(OutcomeObject, st->OutcomeType);
+    if (o == NULL)
+        return NULL;
+    o->value = Py_XNewRef(value);
+    o->error = Py_XNewRef(error);
+    o->future = Py_XNewRef(future);
+    o->waiter = NULL;
+    o->yield_first = (uint8_t)yield_first;
+    return (PyObject *)o;
+}
+
+PyObject *outcome_after_a_turn(ringlet_state *st, PyObject *value)
+{
+    return outcome_new(st, value, NULL, NULL, 1);
+}
+
+static PySendResult outcome_send(OutcomeObject *self, PyObject *arg, PyObject **result)
+{
+    if (self->future) {
+        if (self->waiter == NULL) {
+            PyAsyncMethods *am = Py_TYPE(self->future)->tp_as_async;
+            self->waiter = am && am->am_await ? am->am_await(self->future)
+                                              : PyObject_CallMethod(self->future, "__await__", NULL);
+            if (self->waiter == NULL) {
+                *result = NULL;
+                return PYGEN_ERROR;
+            }
+        }
+        PySendResult r = PyIter_Send(self->waiter, arg, result);
+        if (r != PYGEN_NEXT) {
+            Py_CLEAR(self->waiter);
+            Py_CLEAR(self->future);
+        }
+        return r;
+    }
+    if (self->yield_first) {
+        /* A bare yield: the task is scheduled again with call_soon, as by asyncio.sleep(0). */
+        self->yield_first = 0;
+        *result = Py_NewRef(Py_None);
+        return PYGEN_NEXT;
+    }
+    if (self->error) {
+        PyObject *error = self->error;
+        self->error = NULL;
+        PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+        Py_DECREF(error);
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    if (self->value) {
+        *result = self->value; /* handed over */
+        self->value = NULL;
+        return PYGEN_RETURN;
+    }
+    PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+    *result = NULL;
+    return PYGEN_ERROR;
+}
+
+/* StopIteration(value), built explicitly: a tuple value must not become its args. */
+static PyObject *outcome_stop(PyObject *value)
+{
+    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+    Py_DECREF(value);
+    if (stop) {
+        PyErr_SetObject(PyExc_StopIteration, stop);
+        Py_DECREF(stop);
+    }
+    return NULL;
+}
+
+static PyObject *outcome_method_send(OutcomeObject *self, PyObject *arg)
+{
+    PyObject *result;
+    PySendResult r = outcome_send(self, arg, &result);
+    if (r == PYGEN_RETURN)
+        return outcome_stop(result);
+    return result; /* PYGEN_NEXT: the yielded value; PYGEN_ERROR: NULL */
+}
+
+static PyObject *outcome_iternext(OutcomeObject *self)
+{
+    PyObject *result;
+    PySendResult r = outcome_send(self, Py_None, &result);
+    if (r == PYGEN_RETURN) {
+        if (result == Py_None) {
+            Py_DECREF(result);
+            return NULL; /* plain exhaustion */
+        }
+        return outcome_stop(result);
+    }
+    return result;
+}
+
+/* throw(exc) or throw(type, value=None, traceback=None): into the pending
+ * wait if there is one (a cancelled task), else raised here; the outcome is
+ * dropped either way. */
+static PyObject *outcome_throw(OutcomeObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
+        return NULL;
+    }
+    Py_CLEAR(self->value);
+    Py_CLEAR(self->error);
+    self->yield_first = 0;
+    if (self->waiter) {
+        PyObject *throw = PyObject_GetAttrString(self->waiter, "throw");
+        PyObject *r = throw ? PyObject_Vectorcall(throw, args, (size_t)nargs, NULL) : NULL;
+        Py_XDECREF(throw);
+        if (r == NULL) {
+            Py_CLEAR(self->waiter);
+            Py_CLEAR(self->future);
+        }
+        return r;
+    }
+    Py_CLEAR(self->future);
+    PyObject *typ = args[0], *val = nargs > 1 ? args[1] : Py_None;
+    if (PyExceptionInstance_Check(typ)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    } else if (PyExceptionClass_Check(typ)) {
+        PyErr_SetObject(typ, val);
+    } else {
+        PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException");
+    }
+    return NULL;
+}
+
+static PyObject *outcome_close(OutcomeObject *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_CLEAR(self->value);
+    Py_CLEAR(self->error);
+    Py_CLEAR(self->waiter);
+    Py_CLEAR(self->future);
+    Py_RETURN_NONE;
+}
+
+static PyObject *outcome_await(PyObject *self) { return Py_NewRef(self); }
+
+static void outcome_dealloc(OutcomeObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    Py_XDECREF(self->value);
+    Py_XDECREF(self->error);
+    Py_XDECREF(self->waiter);
+    Py_XDECREF(self->future);
+    PyObject_Free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef outcome_methods[] = {
+    {"send", (PyCFunction)outcome_method_send, METH_O, "send(value): as a coroutine's send()."},
+    {"throw", (PyCFunction)(void (*)(void))outcome_throw, METH_FASTCALL, "throw(exc): as a coroutine's throw()."},
+    {"close", (PyCFunction)outcome_close, METH_NOARGS, "close(): drop the outcome."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot outcome_slots[] = {
+    {Py_tp_doc, "The outcome of a read, awaited as a coroutine: its value (already there after a\n"
+                "non-blocking read), its error, or the pending future it waits for."},
+    {Py_am_await, outcome_await},
+    {Py_am_send, outcome_send},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, outcome_iternext},
+    {Py_tp_methods, outcome_methods},
+    {Py_tp_dealloc, outcome_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec ringlet_outcome_spec = {
+    .name = "ringlet._ringlet.Outcome",
+    .basicsize = sizeof(OutcomeObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = outcome_slots,
+};
+
+/* ---- Engine._pread ------------------------------------------------------- */
+
+const char engine__pread_doc[] =
+    "_pread(fd, size, offset, /) -> Outcome\n\n"
+    "A positional read for AsyncFile.pread: tried without blocking first (the\n"
+    "page cache), else through the ring as _read.  Errors, argument errors\n"
+    "included, are raised when the outcome is awaited.";
+
+/* The exception set now, as an Outcome that raises it when awaited. */
+static PyObject *outcome_of_error(ringlet_state *st)
+{
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (exc && tb)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    PyObject *o = exc ? outcome_new(st, NULL, exc, NULL, 0) : NULL;
+    Py_XDECREF(exc);
+    return o;
+}
+
+/* The ring's way, through _read: its value, error or future as an Outcome.
+ * tried: the attempt was made already (and missed). */
+static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int tried)
+{
+    ringlet_state *st = self->state;
+    PyObject *name = PyUnicode_InternFromString("_read");
+    PyObject *argv[4] = {(PyObject *)self, NULL, NULL, NULL};
+    for (Py_ssize_t i = 0; i < nargs && i < 3; i++)
+        argv[i + 1] = args[i];
+    self->nowait.tried = tried;
+    PyObject *r = name ? PyObject_VectorcallMethod(name, argv, (size_t)(nargs < 3 ? nargs : 3) + 1, NULL) : NULL;
+    self->nowait.tried = 0;
+    Py_XDECREF(name);
+    if (r == NULL)
+        return outcome_of_error(st);
+    PyObject *o;
+    if (Py_IS_TYPE(r, st->ReadyType)) { /* completed inline: take its value */
+        PyObject *value;
+        o = PyIter_Send(r, Py_None, &value) == PYGEN_RETURN ? outcome_new(st, value, NULL, NULL, 0) : NULL;
+        Py_XDECREF(value);
+    } else {
+        o = outcome_new(st, NULL, NULL, r, 0);
+    }
+    Py_DECREF(r);
+    return o;
+}
+
+PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    ringlet_state *st = self->state;
+    if (nargs == 3 && (!PyLong_CheckExact(args[1]) || !PyLong_CheckExact(args[2]))) {
+        /* Any __index__ for size and offset, as os.pread (TypeError for the rest). */
+        PyObject *argv[3] = {args[0], PyNumber_Index(args[1]), NULL};
+        argv[2] = argv[1] ? PyNumber_Index(args[2]) : NULL;
+        PyObject *r = argv[2] ? engine__pread(self, argv, 3) : outcome_of_error(st);
+        Py_XDECREF(argv[1]);
+        Py_XDECREF(argv[2]);
+        return r;
+    }
+    if (nargs != 3)
+        return engine_pread_by_ring(self, args, nargs, 0); /* its TypeError */
+    /* Negative: ValueError here (to _read, -1 would mean the file position). */
+    int overflow;
+    long long offset = PyLong_AsLongLongAndOverflow(args[2], &overflow);
+    if (overflow < 0 || (overflow == 0 && offset < 0 && !PyErr_Occurred())) {
+        PyObject *exc = PyObject_CallFunction(PyExc_ValueError, "s", "negative offset");
+        PyObject *o = exc ? outcome_new(st, NULL, exc, NULL, 0) : NULL;
+        Py_XDECREF(exc);
+        return o;
+    }
+    PyErr_Clear();
+    if (self->tracer || !PyLong_CheckExact(args[0]))
+        return engine_pread_by_ring(self, args, nargs, 0); /* traced ops are made by _read */
+    long fd = PyLong_AsLong(args[0]);
+    Py_ssize_t size = PyLong_AsSsize_t(args[1]);
+    if (overflow || PyErr_Occurred() || fd < 0 || fd > INT32_MAX || size <= 0 ||
+        (uint64_t)offset + RL_MAX_RW > INT64_MAX || !self->ring_open ||
+        self->fork_generation != ringlet_fork_generation() || self->thread_id != PyThread_get_thread_ident() ||
+        !rl_nowait_enabled(&self->nowait, (int)fd) || (size >= (Py_ssize_t)RL_OFFLOAD_MIN && loop_must_yield(self))) {
+        PyErr_Clear();
+        return engine_pread_by_ring(self, args, nargs, 0); /* it raises what needs raising */
+    }
+    if ((size_t)size > RL_MAX_RW)
+        size = RL_MAX_RW;
+    PyObject *bytes = PyBytes_FromStringAndSize(NULL, size);
+    if (bytes == NULL)
+        return NULL;
+    int64_t n = rl_read_nowait(&self->nowait, (int)fd, PyBytes_AS_STRING(bytes), (size_t)size, offset);
+    if (n < 0) {
+        Py_DECREF(bytes);
+        return engine_pread_by_ring(self, args, nargs, 1);
+    }
+    engine_count_nowait(self);
+    if (n < size && _PyBytes_Resize(&bytes, (Py_ssize_t)n) < 0)
+        return NULL;
+    /* A large read yields every time: the copy dwarfs a turn of the loop,
+     * and tasks reading in turn keep every task's wait alike (p99). */
+    PyObject *o = outcome_new(st, bytes, NULL, NULL, size >= (Py_ssize_t)RL_OFFLOAD_MIN || loop_must_yield(self));
+    Py_DECREF(bytes);
+    return o;
+}

@@ -1,0 +1,175 @@
+"""The non-blocking attempt before the ring (csrc/nowait.c): cached reads
+complete at once without the ring; reads of a file dropped from the page
+cache, and of pipes, are left to the ring, so the loop never waits for a
+device.  Checked with the engine's counters, not clocks."""
+
+import asyncio
+import ctypes
+import mmap
+import os
+
+import pytest
+
+
+def _resident_pages(path):
+    """One bool per page of the file: in the page cache now (mincore(2) on a
+    mapping that is never touched, so nothing is read in)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    size = os.path.getsize(path)
+    pages = (size + 4095) // 4096
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            vec = ctypes.create_string_buffer(pages)
+            assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+            return [b & 1 == 1 for b in vec.raw[:pages]]
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+
+
+def _drop_from_page_cache(path):
+    """Write back and drop the file's pages; the pages still cached afterwards
+    (pages held in per-CPU LRU batches cannot be dropped) are returned."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        for _ in range(3):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return _resident_pages(path)
+
+
+def test_cached_preads_complete_without_the_ring(ringlet, run, require_io_uring, make_file):
+    path, data = make_file(64 * 1024)
+    with open(path, "rb") as f:
+        f.read()  # in the page cache
+
+    async def main():
+        engine = ringlet.get_engine()
+        async with ringlet.open(path, "rb") as f:
+            s0 = engine.stats()
+            got = [await f.pread(4096, i * 4096) for i in range(16)]
+            tail = await f.pread(10_000, len(data) - 100)  # short only at the end of the file
+            s1 = engine.stats()
+        return got, tail, s0, s1
+
+    got, tail, s0, s1 = run(main())
+    assert got == [data[i * 4096:(i + 1) * 4096] for i in range(16)]
+    assert tail == data[-100:]
+    assert s1["completed_nowait"] - s0["completed_nowait"] == 17
+    assert s1["enter_calls"] == s0["enter_calls"]  # the ring was not entered for them
+    assert s1["completed_inline"] - s0["completed_inline"] == 17
+    assert s1["submitted"] - s0["submitted"] == s1["completed"] - s0["completed"] == 17
+
+
+def test_reads_of_a_dropped_file_are_completed_by_the_ring(ringlet, run, require_io_uring, make_file):
+    path, data = make_file(64 << 20)
+    resident = _drop_from_page_cache(path)
+    # Pages apart by more than a readahead window, none of them still cached.
+    offsets = [i * (4 << 20) + 8192 for i in range(15) if not resident[(i * (4 << 20) + 8192) // 4096]]
+    if len(offsets) < 8 or sum(resident) > len(resident) // 2:
+        pytest.skip(f"this file system keeps the pages after POSIX_FADV_DONTNEED ({sum(resident)} of "
+                    f"{len(resident)} still cached)")
+
+    async def main():
+        engine = ringlet.get_engine()
+        async with ringlet.open(path, "rb") as f:
+            s0 = engine.stats()
+            got = await asyncio.gather(*(f.pread(4096, off) for off in offsets))
+            s1 = engine.stats()
+        return got, s0, s1
+
+    got, s0, s1 = run(main())
+    assert got == [data[off:off + 4096] for off in offsets]
+    assert s1["completed_nowait"] == s0["completed_nowait"]  # none inline: each went to the ring
+    assert s1["submitted"] - s0["submitted"] == len(offsets)
+
+
+def test_fifo_read_waits_in_the_ring_and_the_loop_turns(ringlet, run, fifo):
+    """A FIFO has no offset: no attempt is made; its read waits in the ring
+    (or a worker) while other tasks run."""
+
+    async def main():
+        engine = ringlet.get_engine()
+        turns = 0
+        async with ringlet.open(fifo, "r+b") as f:
+            s0 = engine.stats()
+            reading = asyncio.ensure_future(f.read(5))
+            for _ in range(20):
+                await asyncio.sleep(0)
+                turns += 1
+            assert not reading.done()
+            os.write(f.fileno(), b"hello")
+            got = await reading
+            s1 = engine.stats()
+        return got, turns, s0, s1
+
+    got, turns, s0, s1 = run(main())
+    assert got == b"hello" and turns == 20
+    assert s1["completed_nowait"] == s0["completed_nowait"]
+
+
+def test_pread_is_a_coroutine_for_asyncio(ringlet, run, make_file):
+    """pread makes no Python frame on its hot path, yet is what it was: a
+    coroutine (create_task takes it), errors raised by the await."""
+    path, data = make_file(10_000)
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            assert asyncio.iscoroutinefunction(f.pread)
+            probe = f.pread(1, 0)
+            assert asyncio.iscoroutine(probe)
+            assert await probe == data[:1]
+            task = asyncio.create_task(f.pread(100, 50))
+            pending = f.pread(10, -1)  # no error yet
+            with pytest.raises(ValueError):
+                await pending
+            with pytest.raises(TypeError):
+                await f.pread("10", 0)
+            return await task, await asyncio.wait_for(f.pread(5, 9_998), 5)
+
+    assert run(main()) == (data[50:150], data[9_998:])
+
+
+def test_traced_nowait_read_says_so(ringlet, run, require_io_uring, make_file):
+    path, data = make_file(8192)
+    with open(path, "rb") as f:
+        f.read()
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            with ringlet.trace() as t:
+                got = await f.pread(4096, 4096)
+        return got, t
+
+    got, t = run(main())
+    assert got == data[4096:]
+    (record,) = [r for r in t.records if r["op"] == "read"]
+    assert record["nowait"] is True and record["inline"] is True and record["result"] == 4096
+    assert "nowait" in str(t.timeline())
+
+
+def test_refused_attempt_is_not_tried_again(ringlet, run, require_io_uring):
+    """/proc files refuse RWF_NOWAIT: the read goes to the ring, correct as before."""
+
+    async def main():
+        engine = ringlet.get_engine()
+        async with ringlet.open("/proc/self/status", "rb") as f:
+            s0 = engine.stats()
+            first = await f.pread(5, 0)
+            second = await f.pread(5, 0)
+            s1 = engine.stats()
+        return first, second, s0, s1
+
+    first, second, s0, s1 = run(main())
+    assert first == second == b"Name:"
+    assert s1["completed_nowait"] == s0["completed_nowait"]
