@@ -555,7 +555,10 @@ class AsyncFile(FileBase):
         """Close the file.  Calling it again does nothing.  It does not wait
         for calls in progress: those waiting on a stream end with ValueError."""
         fd = self._fd
-        if fd >= 0 and asyncio.get_running_loop() is not self._loop:
+        running = _running_loop()
+        # A coroutine finalized after its loop closed (no loop runs, the
+        # engine is shut down) still closes its descriptor, directly.
+        if fd >= 0 and running is not self._loop and not (running is None and self._engine.closed):
             self._refuse_loop()
         self._fd = -1
         self._rbuf, self._rpos = b"", 0
