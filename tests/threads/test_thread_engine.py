@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from ringlet import _contract as contract
+
 from conftest import fd_count, open_fifo_writer, thread_engine, wait_until
 
 
@@ -224,8 +226,7 @@ def test_thread_engine_does_the_low_level_api(run, tmp_path):
 @pytest.mark.own_backend
 def test_thread_engine_tracer_records_have_the_c_keys(run, tmp_path):
     (tmp_path / "f").write_bytes(b"x" * 100)
-    keys = {"op", "fd", "result", "inline", "submitted", "returned", "reaped", "resolved", "resumed", "thread",
-            "reap_thread"}
+    keys = set(contract.TRACE_KEYS)
 
     async def main():
         records = []
