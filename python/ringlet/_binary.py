@@ -15,6 +15,7 @@ from typing import Any, Coroutine, Iterable, List, NoReturn, Optional, Set, Tupl
 from ._base import FileBase, write_batched
 from . import _contract as contract
 from ._fdio import READ_CHUNK, close_fd, read_to_end, settle, size_arg, truncate, wait_readable
+from ._threads._args import hold_buffer
 from ._turns import Turns
 
 _running_loop = asyncio.events._get_running_loop  # None outside a loop (pread raises at the await then)
@@ -45,12 +46,10 @@ class AsyncFile(FileBase):
     Cancelling (a timeout, say) loses and tears nothing:
 
     * A read of a regular file that is cancelled did not happen: the position
-      stays.  read(), readline() and peek() of a stream first wait until it
-      has bytes (or its end), which consumes nothing, so a cancel loses no
-      bytes; if another reader took them meanwhile, the kernel read that then
-      waits is kept for the next read when cancelled.  readinto() of a
-      stream goes straight to the kernel with the caller's buffer: a cancel
-      cancels that read, and bytes it took just before may be lost.
+      stays.  read(), readinto(), readline() and peek() of a stream first
+      wait until it has bytes (or its end), which consumes nothing, so a
+      cancel loses no bytes; if another reader took them meanwhile, the
+      kernel read that then waits is kept for the next read when cancelled.
     * A write that reached the kernel completes and counts: the cancel waits
       for it, moves the position past it, then raises CancelledError.  A write
       still waiting for its turn never happens.  (A write to a pipe, FIFO or
@@ -274,9 +273,10 @@ class AsyncFile(FileBase):
                 buffer = view[len(head):]
             offset = self._offset()
             try:
-                # Into the caller's buffer, held while the kernel may write it:
-                # for a stream too (see the class on cancelling).
-                n: int = await self._engine._readinto(fd, buffer, offset, self._align)
+                if offset < 0:
+                    n = await self._stream_readinto(fd, buffer)
+                else:  # into the caller's buffer, held while the kernel may write it
+                    n = await self._engine._readinto(fd, buffer, offset, self._align)
             except BaseException:
                 self._unread(head)
                 raise
@@ -362,6 +362,19 @@ class AsyncFile(FileBase):
         except BaseException:
             self._unread(b"".join(chunks))
             raise
+
+    async def _stream_readinto(self, fd: int, buffer: Any) -> int:
+        """readinto() of a stream: read as read() does (no bytes lost to a
+        cancel), then copy.  The caller's buffer is held meanwhile, as it is
+        while the kernel writes it for a positional readinto."""
+        holder, view = hold_buffer(buffer, True, "readinto")
+        try:
+            data = await self._stream_read_once(fd, len(view))
+            view[:len(data)] = data
+            return len(data)
+        finally:
+            view.release()
+            holder.release()
 
     async def _stream_read_once(self, fd: int, size: int) -> bytes:
         """One read of a stream, of at most size bytes.  It waits first until

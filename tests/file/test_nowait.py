@@ -82,19 +82,23 @@ def test_reads_of_a_dropped_file_are_completed_by_the_ring(ringlet, run, require
 
     async def main():
         engine = ringlet.get_engine()
+        by_ring = 0
         async with ringlet.open(path, "rb") as f:
             # No readahead on this descriptor (read_ahead_kb may exceed the
             # spacing): a ring read must not bring another offset's page in.
             os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
-            s0 = engine.stats()
-            got = await asyncio.gather(*(f.pread(4096, off) for off in offsets))
-            s1 = engine.stats()
-        return got, s0, s1
+            for off in offsets:  # one at a time, each page seen uncached just before its read
+                if _resident_pages(path)[off // 4096]:
+                    continue
+                s0 = engine.stats()
+                assert await f.pread(4096, off) == data[off:off + 4096]
+                s1 = engine.stats()
+                assert s1["completed_nowait"] == s0["completed_nowait"], f"read at {off} completed inline"
+                assert s1["submitted"] - s0["submitted"] == 1
+                by_ring += 1
+        return by_ring
 
-    got, s0, s1 = run(main())
-    assert got == [data[off:off + 4096] for off in offsets]
-    assert s1["completed_nowait"] == s0["completed_nowait"]  # none inline: each went to the ring
-    assert s1["submitted"] - s0["submitted"] == len(offsets)
+    assert run(main()) >= len(offsets) // 2  # most pages stayed uncached until their own read
 
 
 def test_fifo_read_waits_in_the_ring_and_the_loop_turns(ringlet, run, fifo):

@@ -150,13 +150,16 @@ def _numbered_writer(path, started):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("how", ["read", "readline", "peek-then-read"])
+@pytest.mark.parametrize("how", ["read", "readinto", "readline", "peek-then-read"])
 def test_fifo_reads_under_timeouts_lose_no_record(ringlet, run, fifo, how):
     rng = random.Random(how)
 
     async def one_read(f):
         if how == "read":
             return await f.read(rng.randrange(1, 40))
+        if how == "readinto":
+            buffer = bytearray(rng.randrange(1, 40))
+            return bytes(buffer[:await f.readinto(buffer)])
         if how == "readline":
             return await f.readline()
         await f.peek(1)
