@@ -2,7 +2,7 @@
 
     python examples/notebooks/build.py
 
-Edit the cells here, not the .ipynb files: tests/test_notebooks.py runs the
+Edit the cells here, not the .ipynb files: tests/examples/test_notebooks.py runs the
 notebooks and checks that they match this script.
 """
 
