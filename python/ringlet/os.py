@@ -31,7 +31,7 @@ from ._engine import get_engine
 __all__ = [
     "access", "getcwd", "link", "listdir", "lstat", "makedirs", "mkdir", "path", "readlink", "remove",
     "removedirs", "rename", "renames", "replace", "rmdir", "scandir", "sendfile", "stat", "statvfs",
-    "symlink", "unlink",
+    "symlink", "unlink", "walk",
 ]
 
 T = TypeVar("T")

@@ -146,11 +146,13 @@ def test_every_function_is_documented_and_a_coroutine_function(ros):
     for name in names:
         fn = ros.path if name.startswith("path.") else ros
         fn = getattr(fn, name.split(".")[-1])
-        # scandir returns an object both awaitable and async-iterable (it cannot be a coroutine function)
-        assert inspect.iscoroutinefunction(fn) or (name == "scandir" and inspect.isawaitable(fn("."))), name
+        # scandir returns an object both awaitable and async-iterable (it cannot be a coroutine function);
+        # walk is an async generator, as os.walk is a generator
+        assert (inspect.iscoroutinefunction(fn) or (name == "scandir" and inspect.isawaitable(fn(".")))
+                or (name == "walk" and inspect.isasyncgenfunction(fn))), name
         assert fn.__doc__ and len(fn.__doc__) > 20, name
     assert {"stat", "lstat", "rename", "replace", "remove", "unlink", "mkdir", "makedirs", "rmdir", "link",
-            "symlink", "readlink", "listdir", "scandir", "access"} <= set(ros.__all__)
+            "symlink", "readlink", "listdir", "scandir", "access", "walk"} <= set(ros.__all__)
 
 
 # --------------------------------------------------------------------------
