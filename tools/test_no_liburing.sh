@@ -13,14 +13,7 @@
 # each liburing entry, so those paths do not exist there at all.
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-dist=$(cd "$1" && pwd)
-python=${PYTHON:-python3}
-
-sdists=("$dist"/ringlet-*.tar.gz)
-[ ${#sdists[@]} -eq 1 ] && [ -f "${sdists[0]}" ] || { echo "expected one sdist in $dist" >&2; exit 1; }
-sdist=${sdists[0]}
-version=$(basename "$sdist" .tar.gz | cut -d- -f2)
+source "$(dirname "$0")/_sdist.sh"  # root, python, sdist, version
 
 work=$(mktemp -d /tmp/ringlet-no-liburing.XXXXXX)
 trap 'rm -rf "$work"' EXIT
