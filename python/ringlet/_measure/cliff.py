@@ -48,10 +48,12 @@ __all__ = ["Result", "figure", "measure", "main_cliff", "plot", "report", "summa
 KiB = core.KiB
 MiB = core.MiB
 APPROACHES = ("sync", "ringlet", "threads")
+# rounds: each point is measured that many times, the approaches taking turns
+# in a rotated order; the round with the median ops/s is reported.
 FULL: Dict[str, Any] = {"sizes": (4 * KiB, 64 * KiB, 1 * MiB), "concurrency": (1, 4, 16, 64, 256),
-                        "seconds": 0.3, "file": 128 * MiB}
+                        "seconds": 0.3, "rounds": 3, "file": 128 * MiB}
 QUICK: Dict[str, Any] = {"sizes": (4 * KiB, 1 * MiB), "concurrency": (1, 16, 256), "seconds": 0.15,
-                         "file": 64 * MiB}
+                         "rounds": 1, "file": 64 * MiB}
 _BILL_SECONDS = 0.03          # the tracemalloc pass (slower: kept short)
 _N_OFFSETS = 8192             # precomputed random offsets, cycled
 
@@ -162,7 +164,9 @@ async def _runner(approach: str, target: _Target, where: str, size: int, c: int,
         async def nothing() -> None:
             pass
         return run_sync, nothing
-    key = approach + ("_direct" if disk else "")
+    # On the disk every approach reads into a page-aligned buffer of its
+    # own, reused (O_DIRECT needs one): ringlet through engine.readinto.
+    key = {"ringlet": "ringlet_direct_into", "threads": "threads_direct"}[approach] if disk else approach
     readers, cleanup = await core.readers_for(key, target.path, target.fd, c, size, pool, target.direct_fd)
 
     async def run_tasks(seconds: float, warmup: float, record: bool) -> core.Timing:
@@ -211,9 +215,15 @@ async def _measure_point(approach: str, target: _Target, where: str, size: int, 
     return res
 
 
-def _points(config: Dict[str, Any], where_list: List[str]) -> List[Tuple[str, int, int, str]]:
-    return [(where, size, c, approach) for where in where_list for size in config["sizes"]
-            for c in config["concurrency"] for approach in APPROACHES]
+def _points(config: Dict[str, Any], where_list: List[str]) -> List[Tuple[str, int, int]]:
+    return [(where, size, c) for where in where_list for size in config["sizes"] for c in config["concurrency"]]
+
+
+def _median_round(rounds: List[Result]) -> Result:
+    """The round with the median ops/s (the heap was billed in the first)."""
+    median = sorted(rounds, key=lambda r: r.ops_per_s)[len(rounds) // 2]
+    median.heap = rounds[0].heap
+    return median
 
 
 class _Progress:
@@ -274,13 +284,19 @@ async def measure(path: Optional[str] = None, *, quick: bool = False, progress: 
             if target.direct_fd is None and "disk" in where_list:
                 where_list.remove("disk")
                 facts["notes"].append(target.direct_error + "; the disk rows are left out")
-            pts = _points(config, where_list)
-            bar = _Progress(len(pts)) if progress else None
-            results = []
-            for (wh, size, c, approach) in pts:
-                if bar:
-                    bar.step(f"{wh} {_size(size)} c={c} {approach}")
-                results.append(await _measure_point(approach, target, wh, size, c, config["seconds"], bill=True))
+            rounds = config.get("rounds", 1)
+            points = _points(config, where_list)
+            bar = _Progress(len(points) * len(APPROACHES) * rounds) if progress else None
+            results: List[Result] = []
+            for (wh, size, c) in points:
+                taken: Dict[str, List[Result]] = {a: [] for a in APPROACHES}
+                for r in range(rounds):
+                    for approach in APPROACHES[r % 3:] + APPROACHES[:r % 3]:
+                        if bar:
+                            bar.step(f"{wh} {_size(size)} c={c} {approach} ({r + 1}/{rounds})")
+                        taken[approach].append(await _measure_point(approach, target, wh, size, c,
+                                                                    config["seconds"], bill=(r == 0)))
+                results.extend(_median_round(taken[a]) for a in APPROACHES)
             if bar:
                 bar.close()
         finally:
@@ -322,7 +338,7 @@ def _groups(results: List[Result]) -> Dict[Tuple[str, int, int], Dict[str, Resul
     return groups
 
 
-TIE = 1.10  # a winner by less than 10% is a tie: single readings on a noisy machine
+TIE = 1.10  # a winner by less than 10% is a tie: readings on a noisy machine
 
 
 def verdicts(results: List[Result]) -> List[Dict[str, Any]]:
@@ -350,7 +366,8 @@ def report(results: List[Result], facts: Dict[str, Any]) -> str:
     lines.append(f"ringlet cliff: {platform.node()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
                  f"{backend()}")
     lines.append(f"file: {_bytes(facts['file_bytes'])} of random reads in {facts['path']}"
-                 f"{' (a temporary file)' if facts['made_file'] else ''}; {cfg['seconds']:.2f} s per point")
+                 f"{' (a temporary file)' if facts['made_file'] else ''}; {cfg['seconds']:.2f} s per point, "
+                 f"the median of {cfg.get('rounds', 1)} round(s)")
     head = ("where", "size", "conc", "approach", "ops/s", "p50", "p99", "heap/req", "syscalls/op", "threads")
     rows = []
     verdict = {(v["where"], v["size"], v["concurrency"]): v for v in verdicts(results)}
