@@ -112,21 +112,15 @@ int parse_requests(PyObject *requests, Py_ssize_t *count, Py_ssize_t **sizes, in
     *sizes = NULL;
     *offsets = NULL;
     /* A tuple of our own: a list could be changed by the __index__ of one of
-     * its numbers while it is walked (the walk would read past its end).  A
-     * list is copied at once, a tuple (which cannot change) kept as it is. */
-    PyObject *own;
-    if (PyList_CheckExact(requests) || PyTuple_CheckExact(requests)) {
-        own = PySequence_Tuple(requests);
-    } else {
-        PyObject *iter = PyObject_GetIter(requests);
-        if (iter == NULL) {
-            if (PyErr_ExceptionMatches(PyExc_TypeError))
-                PyErr_SetString(PyExc_TypeError, "requests must be a sequence of (size, offset)");
-            return -1;
-        }
-        own = PySequence_Tuple(iter);
-        Py_DECREF(iter);
+     * its numbers while it is walked (the walk would read past its end). */
+    PyObject *iter = PyObject_GetIter(requests);
+    if (iter == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError))
+            PyErr_SetString(PyExc_TypeError, "requests must be a sequence of (size, offset)");
+        return -1;
     }
+    PyObject *own = PySequence_Tuple(iter);
+    Py_DECREF(iter);
     if (own == NULL)
         return -1;
     Py_ssize_t n = PyTuple_GET_SIZE(own);
