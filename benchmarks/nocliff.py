@@ -9,6 +9,10 @@ is the median of the rounds.  --base DIR adds "ringlet@base": the same
 measurement with the ringlet installed in DIR (pip install --target DIR),
 so a change is seen side by side with what it changed.
 
+The "direct" scenario runs fio (its io_uring engine, O_DIRECT, iodepth 64)
+against ringlet's 64 tasks on a file of its own (fio drops a file's cached
+pages before it starts); both report the CPU they used per read.
+
 Prints a table of ratios with goal and met/missed and writes
 benchmarks/results/nocliff.md.  Never fails: a missed goal is reported.
 """
@@ -20,7 +24,9 @@ import asyncio
 import json
 import os
 import random
+import resource
 import statistics
+import shutil
 import subprocess
 import sys
 import time
@@ -332,8 +338,72 @@ async def _many(path: str, duration: float, batch: int = 64) -> Dict[str, Any]:
     return {"status": "ok", "value": count * batch / (elapsed / 1e9)}
 
 
+def _direct_fio(path: str, duration: float, depth: int) -> Dict[str, Any]:
+    """fio's io_uring engine, O_DIRECT 4 KiB random reads at iodepth depth (IOPS)."""
+    fio = shutil.which("fio")
+    if fio is None:
+        return {"status": "fio is not installed (apt-get install -y fio)"}
+    cmd = [fio, "--name=direct", f"--filename={path}", "--ioengine=io_uring", "--direct=1", f"--bs={BLOCK}",
+           f"--iodepth={depth}", "--rw=randread", f"--runtime={duration:g}", "--time_based",
+           f"--ramp_time={duration / 4:g}", f"--size={os.path.getsize(path)}", "--output-format=json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"status": "fio failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:200]}
+    out = proc.stdout
+    job = json.loads(out[out.index("{"):])["jobs"][0]
+    # CPU of the timed part (after the ramp), as fio reports it: % of one CPU over job_runtime ms
+    cpu_s = (job["usr_cpu"] + job["sys_cpu"]) / 100 * job["job_runtime"] / 1000
+    return {"status": "ok", "value": float(job["read"]["iops"]),
+            "cpu_us_per_op": cpu_s * 1e6 / max(1, job["read"]["total_ios"])}
+
+
+async def _direct_ringlet(path: str, duration: float, ntasks: int) -> Dict[str, Any]:
+    """ntasks tasks each awaiting f.pread(4096, offset) on a file opened
+    direct=True, for duration seconds after a warm-up (IOPS)."""
+    import ringlet
+    offs = offsets(os.path.getsize(path), BLOCK)
+    mask = N_OFFSETS - 1
+    f = await ringlet.open(path, "rb", direct=True)
+    assert isinstance(f, ringlet.AsyncFile)
+    async with f:
+        fd = os.open(path, os.O_RDONLY)
+        ok = await f.pread(BLOCK, offs[1]) == os.pread(fd, BLOCK, offs[1])
+        os.close(fd)
+        if not ok:
+            return {"status": "WRONG DATA"}
+        count = 0
+        stop = False
+
+        async def task(j: int) -> None:
+            nonlocal count
+            pread = f.pread
+            i = j
+            while not stop:
+                await pread(BLOCK, offs[i & mask])
+                i += 1
+                count += 1
+
+        tasks = [asyncio.ensure_future(task(i * 997)) for i in range(ntasks)]
+        await asyncio.sleep(duration / 4)  # warm-up, as fio's ramp_time
+        c0, s0, r0 = count, _engine_stats(), resource.getrusage(resource.RUSAGE_SELF)
+        stop_at = time.perf_counter_ns()
+        await asyncio.sleep(duration)
+        stop = True
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter_ns() - stop_at
+        r1, s1 = resource.getrusage(resource.RUSAGE_SELF), _engine_stats()
+    n = count - c0
+    return {"status": "ok", "value": n / (elapsed / 1e9),
+            "cpu_us_per_op": (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) * 1e6 / max(1, n),
+            "enter_calls_per_op": (s1.get("enter_calls", 0) - s0.get("enter_calls", 0)) / max(1, n)}
+
+
 def worker(p: Dict[str, Any]) -> Dict[str, Any]:
     kind = p["kind"]
+    if kind == "direct":
+        if p["key"] == "fio":
+            return _direct_fio(p["path"], p["duration"], p["tasks"])
+        return asyncio.run(_direct_ringlet(p["path"], p["duration"], p["tasks"]))
     if kind == "many":
         warm(p["path"])
         if p["key"] == "sync":
@@ -416,6 +486,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     cold = os.path.join(a.dir, "cold-256m.bin")
     make_file(data, 256 << 20)
     make_file(cold, 256 << 20)
+    # its own file: fio drops a file's cached pages before it starts (invalidate=1)
+    direct = os.path.join(a.dir, "direct-256m.bin")
+    if not a.only or "direct" in a.only.split(","):
+        make_file(direct, 256 << 20)
 
     # name, (contenders: key -> params), the figure and how it becomes a ratio
     rd = dict(kind="reads", path=data, size=BLOCK, duration=a.duration)
@@ -443,6 +517,11 @@ def main(argv: Optional[List[str]] = None) -> None:
                          "ringlet": dict(kind="fair", key="ringlet", path=data, size=1 << 20, tasks=256,
                                          per_task=8)},
              limits=[("ringlet", 5.0)], p99=("ringlet", "sync")),
+        dict(name="direct", what="O_DIRECT 4 KiB random reads, 64 tasks vs fio io_uring at iodepth 64 (IOPS)",
+             higher=True,
+             contenders={"fio": dict(kind="direct", key="fio", path=direct, tasks=64, duration=a.duration),
+                         "ringlet": dict(kind="direct", key="ringlet", path=direct, tasks=64, duration=a.duration)},
+             goals=[("ringlet", "fio", 0.9)]),
     ]
     for size, label, goal in [(4096, "4 KiB", 1.0), (1 << 20, "1 MiB", 1.0), (16 << 20, "16 MiB", 1.3),
                               (64 << 20, "64 MiB", 1.3)]:
@@ -487,6 +566,12 @@ def main(argv: Optional[List[str]] = None) -> None:
             raw = median_of(results[k], "raw_gap_ms")
             if raw is not None:
                 extra += f"  raw gap {raw:.2f} ms"
+            cpu = median_of(results[k], "cpu_us_per_op")
+            if cpu is not None:
+                extra += f"  CPU {cpu:.1f} us/op"
+            enters = median_of(results[k], "enter_calls_per_op")
+            if enters is not None:
+                extra += f"  io_uring_enter {enters:.3f}/op"
             nowait = median_of(results[k], "nowait")
             if nowait is not None:
                 extra += f"  nowait completions {nowait:.0f}"

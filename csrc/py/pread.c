@@ -258,10 +258,11 @@ PyType_Spec ringlet_outcome_spec = {
 /* ---- Engine._pread ------------------------------------------------------- */
 
 const char engine__pread_doc[] =
-    "_pread(fd, size, offset, /) -> Outcome\n\n"
+    "_pread(fd, size, offset, align=0, /) -> Outcome\n\n"
     "A positional read for AsyncFile.pread: tried without blocking first (the\n"
-    "page cache), else through the ring as _read.  Errors, argument errors\n"
-    "included, are raised when the outcome is awaited.";
+    "page cache), else through the ring as _read.  align > 0 (O_DIRECT): the\n"
+    "ring's at once.  Errors, argument errors included, are raised when the\n"
+    "outcome is awaited.";
 
 /* The exception set now, as an Outcome that raises it when awaited. */
 static PyObject *outcome_of_error(ringlet_state *st)
@@ -284,11 +285,11 @@ static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args,
 {
     ringlet_state *st = self->state;
     PyObject *name = PyUnicode_InternFromString("_read");
-    PyObject *argv[4] = {(PyObject *)self, NULL, NULL, NULL};
-    for (Py_ssize_t i = 0; i < nargs && i < 3; i++)
+    PyObject *argv[5] = {(PyObject *)self, NULL, NULL, NULL, NULL};
+    for (Py_ssize_t i = 0; i < nargs && i < 4; i++)
         argv[i + 1] = args[i];
     self->nowait.tried = tried;
-    PyObject *r = name ? PyObject_VectorcallMethod(name, argv, (size_t)(nargs < 3 ? nargs : 3) + 1, NULL) : NULL;
+    PyObject *r = name ? PyObject_VectorcallMethod(name, argv, (size_t)(nargs < 4 ? nargs : 4) + 1, NULL) : NULL;
     self->nowait.tried = 0;
     Py_XDECREF(name);
     if (r == NULL)
@@ -308,16 +309,16 @@ static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args,
 PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     ringlet_state *st = self->state;
-    if (nargs == 3 && (!PyLong_CheckExact(args[1]) || !PyLong_CheckExact(args[2]))) {
+    if ((nargs == 3 || nargs == 4) && (!PyLong_CheckExact(args[1]) || !PyLong_CheckExact(args[2]))) {
         /* Any __index__ for size and offset, as os.pread (TypeError for the rest). */
-        PyObject *argv[3] = {args[0], PyNumber_Index(args[1]), NULL};
+        PyObject *argv[4] = {args[0], PyNumber_Index(args[1]), NULL, nargs == 4 ? args[3] : NULL};
         argv[2] = argv[1] ? PyNumber_Index(args[2]) : NULL;
-        PyObject *r = argv[2] ? engine__pread(self, argv, 3) : outcome_of_error(st);
+        PyObject *r = argv[2] ? engine__pread(self, argv, nargs) : outcome_of_error(st);
         Py_XDECREF(argv[1]);
         Py_XDECREF(argv[2]);
         return r;
     }
-    if (nargs != 3)
+    if (nargs != 3 && nargs != 4)
         return engine_pread_by_ring(self, args, nargs, 0); /* its TypeError */
     /* Negative: ValueError here (to _read, -1 would mean the file position). */
     int overflow;
@@ -329,8 +330,9 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
         return o;
     }
     PyErr_Clear();
-    if (self->tracer || !PyLong_CheckExact(args[0]))
-        return engine_pread_by_ring(self, args, nargs, 0); /* traced ops are made by _read */
+    /* Traced ops are made by _read; so is an O_DIRECT read (align given), which the page cache does not serve. */
+    if (self->tracer || !PyLong_CheckExact(args[0]) || nargs == 4)
+        return engine_pread_by_ring(self, args, nargs, 0);
     long fd = PyLong_AsLong(args[0]);
     Py_ssize_t size = PyLong_AsSsize_t(args[1]);
     if (overflow || PyErr_Occurred() || fd < 0 || fd > INT32_MAX || size <= 0 ||

@@ -413,10 +413,13 @@ class AsyncFile(FileBase):
         A coroutine, as if declared async; the hot path makes no Python frame:
         the engine checks size and offset itself and raises at the await."""
         fd = self._fd
-        if (fd < 0 or not self._readable or self._pos is None or self._align
-                or _running_loop() is not self._loop):
+        if fd < 0 or not self._readable or self._pos is None or _running_loop() is not self._loop:
             return self._pread(size, offset)
-        coro: Coroutine[Any, Any, bytes] = self._engine._pread(fd, size, offset)
+        coro: Coroutine[Any, Any, bytes]
+        if self._align:  # O_DIRECT: the engine's too (its aligned bounce buffer), no frame of ours
+            coro = self._engine._pread(fd, size, offset, self._align)
+        else:
+            coro = self._engine._pread(fd, size, offset)
         return coro
 
     # Callers that ask whether pread is a coroutine function get yes, as before.
@@ -426,7 +429,7 @@ class AsyncFile(FileBase):
         setattr(pread, "_is_coroutine", getattr(asyncio.coroutines, "_is_coroutine", None))
 
     async def _pread(self, size: int, offset: int) -> bytes:
-        """pread's checks and O_DIRECT reads: errors raised by the await, as from a coroutine."""
+        """pread when its fast way does not apply: the checks, errors raised by the await as from a coroutine."""
         fd = self._fd
         if fd < 0 or not self._readable or asyncio.get_running_loop() is not self._loop:
             self._reading_fd()  # raises the right error

@@ -1,6 +1,7 @@
 """O_DIRECT through the engine: aligned bounce buffers, any offset and size."""
 
 import asyncio
+import inspect
 import os
 
 import pytest
@@ -208,3 +209,72 @@ def test_direct_readinto_aligned_memory_goes_straight_to_it(ringlet, require_io_
     assert bounces == 0
     assert n == m == 2 * ALIGN
     assert aligned == unaligned == data[ALIGN:3 * ALIGN]
+
+
+def test_direct_pread_is_a_coroutine_made_by_the_engine(ringlet, run, direct_file):
+    """pread on a direct=True file goes to the engine's _pread with its
+    alignment (no Python frame of the file's): still a coroutine for asyncio,
+    any offset and size, any __index__, errors raised by the await."""
+    import operator
+
+    path, data = direct_file
+
+    class Index:
+        def __init__(self, n):
+            self.n = n
+
+        def __index__(self):
+            return self.n
+
+    async def main():
+        async with ringlet.open(path, "rb", direct=True) as f:
+            assert asyncio.iscoroutinefunction(f.pread)
+            probe = f.pread(10, 4095)
+            assert asyncio.iscoroutine(probe)
+            if type(ringlet.get_engine()).__module__ == "ringlet._ringlet":
+                assert not inspect.iscoroutine(probe)  # the C engine's awaitable, not a Python coroutine
+            task = asyncio.create_task(f.pread(ALIGN, 3 * ALIGN))
+            pending = f.pread(10, -1)  # no error yet
+            with pytest.raises(ValueError):
+                await pending
+            with pytest.raises(TypeError):
+                await f.pread("10", 0)
+            return (await probe, await task, await f.pread(Index(7), Index(operator.index(5))),
+                    await f.pread(100, len(data) - 5), await f.pread(0, 0))
+
+    assert run(main()) == (data[4095:4105], data[3 * ALIGN:4 * ALIGN], data[5:12], data[-5:], b"")
+
+
+def test_direct_pread_cancelled_keeps_its_bounce_buffer_until_completion(ringlet, require_io_uring, run,
+                                                                         direct_file):
+    """A cancelled O_DIRECT pread: the aligned memory it reads into stays
+    ringlet's until the completion, and the cancel goes to the kernel once
+    for each read still in flight then (none where O_DIRECT completes within
+    the submission, as on tmpfs)."""
+    from ringlet import _ringlet
+
+    path, data = direct_file
+
+    async def main():
+        engine = ringlet.get_engine()
+        base = _ringlet._live()["bounce_buffers"]
+        async with ringlet.open(path, "rb", direct=True) as f:
+            s0 = engine.stats()
+            tasks = [asyncio.ensure_future(f.pread(65536, i * 65536)) for i in range(16)]
+            await asyncio.sleep(0)  # submitted at the end of this tick
+            held = _ringlet._live()["bounce_buffers"] - base
+            for t in tasks[::2]:
+                t.cancel()
+            done = [await t for t in tasks[1::2]]
+            for _ in range(400):
+                if engine.stats()["in_flight"] == 0:
+                    break
+                await asyncio.sleep(0.005)
+            s1 = engine.stats()
+        return held, done, s1["in_flight"], s1["cancelled"] - s0["cancelled"], _ringlet._live()["bounce_buffers"] - base
+
+    held, done, in_flight, cancelled, left = run(main())
+    assert held == 16
+    assert done == [data[i * 65536:(i + 1) * 65536] for i in range(1, 16, 2)]
+    assert in_flight == 0 and left == 0
+    assert cancelled <= 8

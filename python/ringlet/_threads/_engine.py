@@ -336,12 +336,12 @@ class ThreadEngine(EngineCore):
     _read = read
     _readinto = readinto
 
-    async def _pread(self, fd: int, size: int, offset: int, /) -> bytes:
+    async def _pread(self, fd: int, size: int, offset: int, align: int = 0, /) -> bytes:
         """AsyncFile.pread's entry (a coroutine, as the C engine's _pread)."""
         size, offset = operator.index(size), operator.index(offset)  # any __index__, as os.pread
         if offset < 0:  # -1 would mean the file position to read()
             raise ValueError("negative offset")
-        return await self.read(fd, size, offset)
+        return await self.read(fd, size, offset, align)
     _write = write
     _open = open
     _close = close
