@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from conftest import wait_until
+
 ALIGN = 4096
 
 
@@ -266,15 +268,12 @@ def test_direct_pread_cancelled_keeps_its_bounce_buffer_until_completion(ringlet
             for t in tasks[::2]:
                 t.cancel()
             done = [await t for t in tasks[1::2]]
-            for _ in range(400):
-                if engine.stats()["in_flight"] == 0:
-                    break
-                await asyncio.sleep(0.005)
+            await wait_until(lambda: engine.stats()["in_flight"] == 0)
             s1 = engine.stats()
         return held, done, s1["in_flight"], s1["cancelled"] - s0["cancelled"], _ringlet._live()["bounce_buffers"] - base
 
     held, done, in_flight, cancelled, left = run(main())
-    assert held == 16
+    assert 8 <= held <= 16  # each read in flight holds one (a fast device may have answered a few already)
     assert done == [data[i * 65536:(i + 1) * 65536] for i in range(1, 16, 2)]
     assert in_flight == 0 and left == 0
     assert cancelled <= 8
