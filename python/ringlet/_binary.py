@@ -15,7 +15,7 @@ from typing import Any, Coroutine, Iterable, List, NoReturn, Optional, Set, Tupl
 from ._base import FileBase, write_batched
 from . import _contract as contract
 from ._fdio import READ_CHUNK, close_fd, read_to_end, settle, size_arg, truncate, wait_readable
-from ._threads._args import hold_buffer
+from ._buffers import hold_buffer
 from ._turns import Turns
 
 _running_loop = asyncio.events._get_running_loop  # None outside a loop (pread raises at the await then)

@@ -8,7 +8,6 @@ import errno
 import fcntl
 import operator
 import os
-import pickle
 from typing import Any
 
 from .. import _contract as contract
@@ -132,25 +131,6 @@ def path(obj: Any) -> bytes:
     if b"\0" in obj:
         raise ValueError(contract.EMBEDDED_NULL)
     return obj
-
-
-def hold_buffer(obj: Any, writable: bool, method: str) -> tuple[pickle.PickleBuffer, memoryview]:
-    """Export obj's buffer for as long as the operation may touch it (it
-    cannot be resized or released meanwhile), as a flat byte view."""
-    try:
-        holder: pickle.PickleBuffer | None = pickle.PickleBuffer(obj)
-    except (TypeError, BufferError):
-        holder = None
-    if holder is not None:
-        view = memoryview(holder)
-        if view.c_contiguous and not (writable and view.readonly):
-            if view.ndim != 1 or view.format != "B":
-                view = view.cast("B")
-            return holder, view
-        view.release()
-        holder.release()
-    kind = "read-write " if writable else "a "
-    raise TypeError(contract.NOT_A_BUFFER.format(method=method, kind=kind, type=type(obj).__name__))
 
 
 def request_list(requests: Any) -> list[Any]:

@@ -10,6 +10,7 @@ import os
 from typing import Any, Callable, Coroutine, Optional, TypeVar
 
 from .. import _contract as contract
+from .._buffers import hold_buffer
 from . import _args, _calls
 from ._calls import kind_of
 from ._core import EngineCore
@@ -132,7 +133,7 @@ class ThreadEngine(EngineCore):
         self._check()
         write = name == "write"
         op = Op(self, name, fd)
-        op.holder, op.view = _args.hold_buffer(obj, not write, name)
+        op.holder, op.view = hold_buffer(obj, not write, name)
         try:
             length = len(op.view)
             if not write:  # a read may be short; a write goes on past the cap
