@@ -49,6 +49,8 @@ typedef struct {
     PyObject *str_add_done_callback, *str_remove_done_callback, *str_done;
 } ringlet_state;
 
+struct OpObject;
+
 typedef struct {
     PyObject_HEAD
     struct rl_ring ring;
@@ -67,6 +69,12 @@ typedef struct {
                                    were delivered, to raise out of the loop once they all are */
     struct rl_bounce_pool bounce_pool; /* O_DIRECT bounce buffers kept for reuse */
     struct rl_nowait nowait;    /* the non-blocking attempt before the ring (pread.c) */
+    /* Offloaded reads (OpObject.offload) waiting for one of offload_max places with the kernel's
+     * workers, in call order (op_io.c): a bounded number copy at once, and the rest wait their
+     * turn here rather than in io-wq, where a read queued behind hundreds waits for all of them
+     * while reads made inline meanwhile go first. */
+    struct OpObject *offload_head, *offload_tail;
+    unsigned offload_running, offload_max;
     ringlet_state *state;
     PyObject *weakreflist;
 } EngineObject;
@@ -97,7 +105,7 @@ struct kernel_io {
     int64_t offset;             /* -1: the file position */
 };
 
-typedef struct {
+typedef struct OpObject {
     PyObject_HEAD
     struct rl_cell cell;
     EngineObject *engine;       /* strong: an op in flight keeps its engine */
@@ -122,6 +130,9 @@ typedef struct {
     uint8_t direct;             /* O_DIRECT: submitted at the end of the loop tick */
     uint8_t offload;            /* a large read once the loop turn's inline budget is spent: to the
                                    kernel's workers (IOSQE_ASYNC), submitted at the end of the tick */
+    uint8_t offload_running;    /* holds one of the engine's offload_max places (until its completion) */
+    uint8_t offload_waiting;    /* in the engine's offload queue: not yet given to the kernel */
+    struct OpObject *offload_prev, *offload_next; /* that queue's links */
     char *bounce;               /* O_DIRECT: the aligned memory the kernel uses, or NULL */
     size_t bounce_size;         /* its size (a pool size class, or its exact size if not pooled) */
     size_t bounce_skip;         /* read: where the bytes asked for start in bounce */
@@ -207,6 +218,12 @@ int op_queue_io(OpObject *op);
  * cannot be queued ends the batch there (it fails with ENOMEM once the others
  * complete).  Returns how many are in flight. */
 Py_ssize_t op_queue_batch(OpObject *op, const int64_t *offsets);
+/* A queued op's offloaded read leaves the offload queue unstarted: it is
+ * finished as cancelled (dropped: its future is done).  0 when it was not
+ * waiting there. */
+int op_offload_withdraw(OpObject *op);
+/* Finishes (drops) every offloaded read still waiting: at shutdown. */
+void engine_offload_drop_all(EngineObject *engine);
 /* The continuation of copy(): the C state machine is done. */
 void op_copy_done(struct rl_copy *copy, int64_t result);
 
@@ -230,6 +247,11 @@ int loop_schedule_flush(EngineObject *engine);
  * could otherwise keep the loop from everything else.  The budget is per
  * loop turn: once spent, every task yields until the loop has turned. */
 int loop_must_yield(EngineObject *engine);
+/* Whether a read of RL_OFFLOAD_MIN bytes or more goes to the kernel's
+ * workers instead of being tried inline: when the turn's budget is spent
+ * (loop_must_yield), or when offloaded reads wait their turn already (a new
+ * one queues behind them, so that all are served in call order). */
+int loop_offload_large_read(EngineObject *engine);
 /* engine._tick ran: the loop has turned. */
 void loop_ticked(EngineObject *engine);
 /* The exception set now was raised while delivering completions, by Python

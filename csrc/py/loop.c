@@ -117,6 +117,11 @@ int loop_must_yield(EngineObject *engine)
     return 0;
 }
 
+int loop_offload_large_read(EngineObject *engine)
+{
+    return engine->offload_head != NULL || loop_must_yield(engine);
+}
+
 void loop_ticked(EngineObject *engine) { engine->tick_scheduled = 0; }
 
 /* ---- BaseExceptions raised while completions are delivered --------------- */

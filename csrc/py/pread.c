@@ -336,7 +336,7 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
     if (overflow || PyErr_Occurred() || fd < 0 || fd > INT32_MAX || size <= 0 ||
         (uint64_t)offset + RL_MAX_RW > INT64_MAX || !self->ring_open ||
         self->fork_generation != ringlet_fork_generation() || self->thread_id != PyThread_get_thread_ident() ||
-        !rl_nowait_enabled(&self->nowait, (int)fd) || (size >= (Py_ssize_t)RL_OFFLOAD_MIN && loop_must_yield(self))) {
+        !rl_nowait_enabled(&self->nowait, (int)fd) || (size >= (Py_ssize_t)RL_OFFLOAD_MIN && loop_offload_large_read(self))) {
         PyErr_Clear();
         return engine_pread_by_ring(self, args, nargs, 0); /* it raises what needs raising */
     }
