@@ -33,7 +33,8 @@ static PyObject *engine_flush(EngineObject *self, PyObject *Py_UNUSED(ignored))
         PyErr_Clear();
         Py_RETURN_NONE;
     }
-    int ret = rl_ring_submit_and_reap(&self->ring);
+    engine_offload_serve(self);
+    int ret = self->ring_open ? rl_ring_submit_and_reap(&self->ring) : 0;
     if (loop_raise_interrupt(self) < 0)
         return NULL;
     if (ret < 0) {

@@ -188,6 +188,42 @@ static void offload_start_waiting(EngineObject *engine)
         loop_schedule_flush(engine);
 }
 
+void engine_offload_serve(EngineObject *engine)
+{
+    int served = 0;
+    while (engine->offload_head && !engine->shutting_down && !loop_must_yield(engine)) {
+        OpObject *op = engine->offload_head;
+        if (op->io.offset < 0 || !rl_nowait_enabled(&engine->nowait, op->fd))
+            break; /* a stream, or a file that refuses the attempt: the workers' */
+        if (offload_owns_buffer(op) && op->obj == NULL) {
+            op->obj = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)op->length);
+            if (op->obj == NULL) {
+                PyErr_Clear(); /* the worker's turn will report it */
+                break;
+            }
+            op->io.buf = PyBytes_AS_STRING(op->obj);
+        }
+        int64_t started = op->times ? ringlet_now_ns() : 0;
+        int64_t n = rl_read_nowait(&engine->nowait, op->fd, op->io.buf, op->io.len, op->io.offset);
+        if (n < 0)
+            break; /* not all cached: the workers' (and no second try this turn) */
+        offload_unlink(op);
+        engine->ring.stats.submitted++;
+        engine->ring.stats.completed++;
+        engine->ring.stats.deferred++; /* delivered through its future, as a drain does */
+        if (op->times) {
+            op->times->submitted = started; /* given to the kernel now, not when queued */
+            op->times->nowait = 1;
+        }
+        if (op->moves_position)
+            lseek(op->fd, (off_t)(op->offset + n), SEEK_SET);
+        op_finish(op, n);
+        served = 1;
+    }
+    if (served && engine->offload_head)
+        loop_schedule_flush(engine); /* more in the next turn */
+}
+
 int op_offload_withdraw(OpObject *op)
 {
     if (!op->offload_waiting)
