@@ -47,6 +47,8 @@ typedef struct {
     PyObject *callback_context; /* one empty contextvars.Context for every op's done callback:
                                    add_done_callback would copy the caller's (64 bytes an op) */
     PyObject *str_add_done_callback, *str_remove_done_callback, *str_done;
+    PyObject *str__read, *str__thread_id;
+    PyObject *get_running_loop; /* asyncio.events._get_running_loop */
 } ringlet_state;
 
 struct OpObject;
@@ -58,6 +60,8 @@ typedef struct {
     int shutting_down;          /* completions are dropped, not delivered */
     int flush_scheduled;        /* a call_soon(_flush) is pending for deferred submissions */
     int tick_scheduled;         /* a call_soon(_tick) is pending: the loop has not turned since */
+    unsigned inline_calls;      /* loop_must_yield calls this turn: the clock is read every few */
+    int loop_has_thread_id;     /* the loop says in _thread_id which thread runs it (asyncio's own) */
     int64_t streak_start;       /* when inline completions began without the loop turning */
     unsigned long thread_id;    /* the loop's thread: the only one that may submit */
     unsigned long fork_generation;
@@ -257,6 +261,9 @@ int loop_must_yield(EngineObject *engine);
  * (loop_must_yield), or when offloaded reads wait their turn already (a new
  * one queues behind them, so that all are served in call order). */
 int loop_offload_large_read(EngineObject *engine);
+/* Whether the caller runs on the engine's loop: its thread, with that loop
+ * running there.  0 or 1, never an exception. */
+int loop_is_running_here(EngineObject *engine);
 /* engine._tick ran: the loop has turned. */
 void loop_ticked(EngineObject *engine);
 /* The exception set now was raised while delivering completions, by Python

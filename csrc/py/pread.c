@@ -258,10 +258,12 @@ PyType_Spec ringlet_outcome_spec = {
 /* ---- Engine._pread ------------------------------------------------------- */
 
 const char engine__pread_doc[] =
-    "_pread(fd, size, offset, /) -> Outcome\n\n"
+    "_pread(fd, size, offset, /) -> Outcome | None\n\n"
     "A positional read for AsyncFile.pread: tried without blocking first (the\n"
     "page cache), else through the ring as _read.  Errors, argument errors\n"
-    "included, are raised when the outcome is awaited.";
+    "included, are raised when the outcome is awaited.  None when not called\n"
+    "on the engine's loop (its thread, that loop running): the caller checks\n"
+    "and raises.";
 
 /* The exception set now, as an Outcome that raises it when awaited. */
 static PyObject *outcome_of_error(ringlet_state *st)
@@ -283,14 +285,12 @@ static PyObject *outcome_of_error(ringlet_state *st)
 static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int tried)
 {
     ringlet_state *st = self->state;
-    PyObject *name = PyUnicode_InternFromString("_read");
     PyObject *argv[4] = {(PyObject *)self, NULL, NULL, NULL};
     for (Py_ssize_t i = 0; i < nargs && i < 3; i++)
         argv[i + 1] = args[i];
     self->nowait.tried = tried;
-    PyObject *r = name ? PyObject_VectorcallMethod(name, argv, (size_t)(nargs < 3 ? nargs : 3) + 1, NULL) : NULL;
+    PyObject *r = PyObject_VectorcallMethod(st->str__read, argv, (size_t)(nargs < 3 ? nargs : 3) + 1, NULL);
     self->nowait.tried = 0;
-    Py_XDECREF(name);
     if (r == NULL)
         return outcome_of_error(st);
     PyObject *o;
@@ -308,6 +308,8 @@ static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args,
 PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     ringlet_state *st = self->state;
+    if (!loop_is_running_here(self))
+        Py_RETURN_NONE; /* the caller raises what fits (another loop, another thread, no loop) */
     if (nargs == 3 && (!PyLong_CheckExact(args[1]) || !PyLong_CheckExact(args[2]))) {
         /* Any __index__ for size and offset, as os.pread (TypeError for the rest). */
         PyObject *argv[3] = {args[0], PyNumber_Index(args[1]), NULL};
@@ -335,7 +337,7 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
     Py_ssize_t size = PyLong_AsSsize_t(args[1]);
     if (overflow || PyErr_Occurred() || fd < 0 || fd > INT32_MAX || size <= 0 ||
         (uint64_t)offset + RL_MAX_RW > INT64_MAX || !self->ring_open ||
-        self->fork_generation != ringlet_fork_generation() || self->thread_id != PyThread_get_thread_ident() ||
+        self->fork_generation != ringlet_fork_generation() ||
         !rl_nowait_enabled(&self->nowait, (int)fd) || (size >= (Py_ssize_t)RL_OFFLOAD_MIN && loop_offload_large_read(self))) {
         PyErr_Clear();
         return engine_pread_by_ring(self, args, nargs, 0); /* it raises what needs raising */
