@@ -60,7 +60,6 @@ typedef struct {
     int shutting_down;          /* completions are dropped, not delivered */
     int flush_scheduled;        /* a call_soon(_flush) is pending for deferred submissions */
     int tick_scheduled;         /* a call_soon(_tick) is pending: the loop has not turned since */
-    unsigned inline_calls;      /* loop_must_yield calls this turn: the clock is read every few */
     int loop_has_thread_id;     /* the loop says in _thread_id which thread runs it (asyncio's own) */
     int64_t streak_start;       /* when inline completions began without the loop turning */
     unsigned long thread_id;    /* the loop's thread: the only one that may submit */

@@ -105,25 +105,15 @@ int loop_schedule_flush(EngineObject *engine)
  * each ready task.  (A budget per task let 256 tasks spend 256 budgets.) */
 #define RL_INLINE_BUDGET_NS 1000000
 
-/* The clock is read on every RL_CLOCK_EVERY-th call of a turn only: a call
- * is a few microseconds at least (a system call), so the budget is still
- * kept within a few tens of microseconds, and clock_gettime was 1% of a
- * cached 4 KiB read. */
-#define RL_CLOCK_EVERY 8
-
 int loop_must_yield(EngineObject *engine)
 {
-    if (engine->tick_scheduled) {
-        if (++engine->inline_calls % RL_CLOCK_EVERY != 0)
-            return 0;
+    if (engine->tick_scheduled)
         return ringlet_now_ns() - engine->streak_start > RL_INLINE_BUDGET_NS;
-    }
     /* The loop turned since the last inline completion: start this turn's
      * budget, and learn when it turns next. */
     if (loop_call_soon_once(engine, "_tick", &engine->tick_scheduled) < 0)
         PyErr_Clear(); /* then no yield is forced: a lost tick costs fairness, not data */
     engine->streak_start = ringlet_now_ns();
-    engine->inline_calls = 0;
     return 0;
 }
 
