@@ -72,6 +72,7 @@ typedef struct {
                                    were delivered, to raise out of the loop once they all are */
     struct rl_bounce_pool bounce_pool; /* O_DIRECT bounce buffers kept for reuse */
     struct rl_nowait nowait;    /* the non-blocking attempt before the ring (pread.c) */
+    PyObject *spare_outcome;    /* an Outcome _pread reuses while nobody else holds it (pread.c) */
     /* Offloaded reads (OpObject.offload) waiting for one of offload_max places with the kernel's
      * workers, in call order (op_io.c): a bounded number copy at once, and the rest wait their
      * turn here rather than in io-wq, where a read queued behind hundreds waits for all of them

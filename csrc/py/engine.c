@@ -255,6 +255,7 @@ static int engine_traverse(EngineObject *self, visitproc visit, void *arg)
 /* Drops Python references only; the ring and its memory go in dealloc. */
 static int engine_clear(EngineObject *self)
 {
+    Py_CLEAR(self->spare_outcome);
     Py_CLEAR(self->future_type);
     Py_CLEAR(self->tracer);
     Py_CLEAR(self->interrupt);

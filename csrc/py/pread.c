@@ -90,6 +90,24 @@ static PyObject *outcome_new(ringlet_state *st, PyObject *value, PyObject *error
     return (PyObject *)o;
 }
 
+/* A cached read's value as an Outcome.  Such an outcome is awaited at once
+ * and dropped, so the engine keeps one and hands it out again whenever it
+ * alone holds it: no allocation per read. */
+static PyObject *outcome_of_value(EngineObject *engine, PyObject *value, int yield_first)
+{
+    OutcomeObject *spare = (OutcomeObject *)engine->spare_outcome;
+    if (spare != NULL && Py_REFCNT(spare) == 1) {
+        Py_CLEAR(spare->value); /* set if it was dropped unawaited; never a future or an error */
+        spare->value = Py_NewRef(value);
+        spare->yield_first = (uint8_t)yield_first;
+        return Py_NewRef(spare);
+    }
+    PyObject *o = outcome_new(engine->state, value, NULL, NULL, yield_first);
+    if (o != NULL)
+        Py_XSETREF(engine->spare_outcome, Py_NewRef(o)); /* the old one is someone else's now */
+    return o;
+}
+
 PyObject *outcome_after_a_turn(ringlet_state *st, PyObject *value)
 {
     return outcome_new(st, value, NULL, NULL, 1);
@@ -357,7 +375,7 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     /* A large read yields every time: the copy dwarfs a turn of the loop,
      * and tasks reading in turn keep every task's wait alike (p99). */
-    PyObject *o = outcome_new(st, bytes, NULL, NULL, size >= (Py_ssize_t)RL_OFFLOAD_MIN || loop_must_yield(self));
+    PyObject *o = outcome_of_value(self, bytes, size >= (Py_ssize_t)RL_OFFLOAD_MIN || loop_must_yield(self));
     Py_DECREF(bytes);
     return o;
 }
