@@ -47,7 +47,11 @@ typedef struct {
     PyObject *callback_context; /* one empty contextvars.Context for every op's done callback:
                                    add_done_callback would copy the caller's (64 bytes an op) */
     PyObject *str_add_done_callback, *str_remove_done_callback, *str_done;
+    PyObject *str__read, *str__thread_id;
+    PyObject *get_running_loop; /* asyncio.events._get_running_loop */
 } ringlet_state;
+
+struct OpObject;
 
 typedef struct {
     PyObject_HEAD
@@ -56,6 +60,7 @@ typedef struct {
     int shutting_down;          /* completions are dropped, not delivered */
     int flush_scheduled;        /* a call_soon(_flush) is pending for deferred submissions */
     int tick_scheduled;         /* a call_soon(_tick) is pending: the loop has not turned since */
+    int loop_has_thread_id;     /* the loop says in _thread_id which thread runs it (asyncio's own) */
     int64_t streak_start;       /* when inline completions began without the loop turning */
     unsigned long thread_id;    /* the loop's thread: the only one that may submit */
     unsigned long fork_generation;
@@ -67,6 +72,13 @@ typedef struct {
                                    were delivered, to raise out of the loop once they all are */
     struct rl_bounce_pool bounce_pool; /* O_DIRECT bounce buffers kept for reuse */
     struct rl_nowait nowait;    /* the non-blocking attempt before the ring (pread.c) */
+    PyObject *spare_outcome;    /* an Outcome _pread reuses while nobody else holds it (pread.c) */
+    /* Offloaded reads (OpObject.offload) waiting for one of offload_max places with the kernel's
+     * workers, in call order (op_io.c): a bounded number copy at once, and the rest wait their
+     * turn here rather than in io-wq, where a read queued behind hundreds waits for all of them
+     * while reads made inline meanwhile go first. */
+    struct OpObject *offload_head, *offload_tail;
+    unsigned offload_running, offload_max;
     ringlet_state *state;
     PyObject *weakreflist;
 } EngineObject;
@@ -97,7 +109,7 @@ struct kernel_io {
     int64_t offset;             /* -1: the file position */
 };
 
-typedef struct {
+typedef struct OpObject {
     PyObject_HEAD
     struct rl_cell cell;
     EngineObject *engine;       /* strong: an op in flight keeps its engine */
@@ -122,6 +134,9 @@ typedef struct {
     uint8_t direct;             /* O_DIRECT: submitted at the end of the loop tick */
     uint8_t offload;            /* a large read once the loop turn's inline budget is spent: to the
                                    kernel's workers (IOSQE_ASYNC), submitted at the end of the tick */
+    uint8_t offload_running;    /* holds one of the engine's offload_max places (until its completion) */
+    uint8_t offload_waiting;    /* in the engine's offload queue: not yet given to the kernel */
+    struct OpObject *offload_prev, *offload_next; /* that queue's links */
     char *bounce;               /* O_DIRECT: the aligned memory the kernel uses, or NULL */
     size_t bounce_size;         /* its size (a pool size class, or its exact size if not pooled) */
     size_t bounce_skip;         /* read: where the bytes asked for start in bounce */
@@ -207,6 +222,17 @@ int op_queue_io(OpObject *op);
  * cannot be queued ends the batch there (it fails with ENOMEM once the others
  * complete).  Returns how many are in flight. */
 Py_ssize_t op_queue_batch(OpObject *op, const int64_t *offsets);
+/* A queued op's offloaded read leaves the offload queue unstarted: it is
+ * finished as cancelled (dropped: its future is done).  0 when it was not
+ * waiting there. */
+int op_offload_withdraw(OpObject *op);
+/* The loop's thread takes its share of the waiting reads, in their order:
+ * those the page cache holds all of are read without blocking, within the
+ * turn's inline budget (loop_must_yield), and their futures resolved.  From
+ * _flush, which is scheduled again while this makes progress. */
+void engine_offload_serve(EngineObject *engine);
+/* Finishes (drops) every offloaded read still waiting: at shutdown. */
+void engine_offload_drop_all(EngineObject *engine);
 /* The continuation of copy(): the C state machine is done. */
 void op_copy_done(struct rl_copy *copy, int64_t result);
 
@@ -230,6 +256,14 @@ int loop_schedule_flush(EngineObject *engine);
  * could otherwise keep the loop from everything else.  The budget is per
  * loop turn: once spent, every task yields until the loop has turned. */
 int loop_must_yield(EngineObject *engine);
+/* Whether a read of RL_OFFLOAD_MIN bytes or more goes to the kernel's
+ * workers instead of being tried inline: when the turn's budget is spent
+ * (loop_must_yield), or when offloaded reads wait their turn already (a new
+ * one queues behind them, so that all are served in call order). */
+int loop_offload_large_read(EngineObject *engine);
+/* Whether the caller runs on the engine's loop: its thread, with that loop
+ * running there.  0 or 1, never an exception. */
+int loop_is_running_here(EngineObject *engine);
 /* engine._tick ran: the loop has turned. */
 void loop_ticked(EngineObject *engine);
 /* The exception set now was raised while delivering completions, by Python

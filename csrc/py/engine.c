@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <math.h>
 #include <time.h>
+#include <unistd.h>
 
 PyDoc_STRVAR(engine_tick_doc, "_tick() -> None\n\nScheduled with call_soon: the loop has turned (see loop_must_yield).");
 
@@ -32,7 +33,8 @@ static PyObject *engine_flush(EngineObject *self, PyObject *Py_UNUSED(ignored))
         PyErr_Clear();
         Py_RETURN_NONE;
     }
-    int ret = rl_ring_submit_and_reap(&self->ring);
+    engine_offload_serve(self);
+    int ret = self->ring_open ? rl_ring_submit_and_reap(&self->ring) : 0;
     if (loop_raise_interrupt(self) < 0)
         return NULL;
     if (ret < 0) {
@@ -87,6 +89,7 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
     self->shutting_down = 1;
     self->ring_open = 0; /* from here on operations raise, and a second shutdown returns at once */
     Py_CLEAR(self->tracer);
+    engine_offload_drop_all(self); /* never given to the kernel: nothing to wait for */
     /* Only the owner thread may enter a SINGLE_ISSUER ring; from elsewhere, just leave. */
     if (self->thread_id == PyThread_get_thread_ident() && self->ring.stats.in_flight > 0) {
         rl_ring_cancel_all(&self->ring);
@@ -227,6 +230,11 @@ static PyObject *engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     self->ring_open = 1;
+    self->loop_has_thread_id = PyObject_HasAttr(loop, self->state->str__thread_id);
+    /* Two offloaded reads per CPU: enough to keep every core copying, few enough that each read
+     * waits in ringlet's queue, in call order, rather than behind all the others in io-wq's. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    self->offload_max = cpus > 1 ? 2 * (unsigned)cpus : 2;
     return (PyObject *)self;
 }
 
@@ -247,6 +255,7 @@ static int engine_traverse(EngineObject *self, visitproc visit, void *arg)
 /* Drops Python references only; the ring and its memory go in dealloc. */
 static int engine_clear(EngineObject *self)
 {
+    Py_CLEAR(self->spare_outcome);
     Py_CLEAR(self->future_type);
     Py_CLEAR(self->tracer);
     Py_CLEAR(self->interrupt);

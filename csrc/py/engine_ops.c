@@ -51,7 +51,7 @@ static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_
     op->offset = offset;
     op->length = (size_t)size;
     op->obj = PyBytes_FromStringAndSize(NULL, size);
-    op->offload = !align && op->length >= RL_OFFLOAD_MIN && loop_must_yield(self);
+    op->offload = !align && op->length >= RL_OFFLOAD_MIN && loop_offload_large_read(self);
     if (op->obj == NULL || op_take_position(op, align) < 0 ||
         op_kernel_io(op, PyBytes_AS_STRING(op->obj), align) < 0) {
         Py_DECREF(op);
@@ -119,7 +119,7 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
     }
     if (op->length == 0 && kind != OP_WRITE)
         return op_finish_now(op, 0, want_future);
-    op->offload = kind != OP_WRITE && !align && op->length >= RL_OFFLOAD_MIN && loop_must_yield(self);
+    op->offload = kind != OP_WRITE && !align && op->length >= RL_OFFLOAD_MIN && loop_offload_large_read(self);
     int64_t cached = kind == OP_WRITE ? -1 : op_try_nowait(op);
     if (cached >= 0)
         return op_finish_now(op, cached, want_future);

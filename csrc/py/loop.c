@@ -117,6 +117,39 @@ int loop_must_yield(EngineObject *engine)
     return 0;
 }
 
+int loop_is_running_here(EngineObject *engine)
+{
+    unsigned long me = PyThread_get_thread_ident();
+    if (engine->thread_id != me)
+        return 0;
+    PyObject *loop = PyWeakref_GetObject(engine->loop_ref); /* borrowed */
+    if (loop == NULL || loop == Py_None) {
+        PyErr_Clear();
+        return 0;
+    }
+    int here;
+    if (engine->loop_has_thread_id) {
+        /* asyncio's loops keep the thread running them in _thread_id (None
+         * when stopped), and only one loop runs in a thread at a time: a read
+         * of it answers, where asyncio's _get_running_loop makes a getpid()
+         * system call each time. */
+        PyObject *tid = PyObject_GetAttr(loop, engine->state->str__thread_id);
+        here = tid != NULL && PyLong_CheckExact(tid) && PyLong_AsUnsignedLong(tid) == me;
+        Py_XDECREF(tid);
+    } else {
+        PyObject *running = PyObject_CallNoArgs(engine->state->get_running_loop);
+        here = running == loop;
+        Py_XDECREF(running);
+    }
+    PyErr_Clear();
+    return here;
+}
+
+int loop_offload_large_read(EngineObject *engine)
+{
+    return engine->offload_head != NULL || loop_must_yield(engine);
+}
+
 void loop_ticked(EngineObject *engine) { engine->tick_scheduled = 0; }
 
 /* ---- BaseExceptions raised while completions are delivered --------------- */

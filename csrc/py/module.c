@@ -156,7 +156,14 @@ static int ringlet_exec(PyObject *module)
     INTERN(str_add_done_callback, "add_done_callback");
     INTERN(str_remove_done_callback, "remove_done_callback");
     INTERN(str_done, "done");
+    INTERN(str__read, "_read");
+    INTERN(str__thread_id, "_thread_id");
 #undef INTERN
+    PyObject *events = PyImport_ImportModule("asyncio.events");
+    st->get_running_loop = events ? PyObject_GetAttrString(events, "_get_running_loop") : NULL;
+    Py_XDECREF(events);
+    if (st->get_running_loop == NULL)
+        return -1;
     PyObject *contextvars = PyImport_ImportModule("contextvars");
     st->callback_context = contextvars ? PyObject_CallMethod(contextvars, "Context", NULL) : NULL;
     Py_XDECREF(contextvars);
@@ -235,6 +242,9 @@ static int ringlet_clear(PyObject *module)
     Py_CLEAR(st->str_add_done_callback);
     Py_CLEAR(st->str_remove_done_callback);
     Py_CLEAR(st->str_done);
+    Py_CLEAR(st->str__read);
+    Py_CLEAR(st->str__thread_id);
+    Py_CLEAR(st->get_running_loop);
     return 0;
 }
 

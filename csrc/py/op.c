@@ -468,6 +468,8 @@ static PyObject *op_call(OpObject *op, PyObject *args, PyObject *kwargs)
      * mapped in the child): the parent's kernel work is the parent's. */
     if (!op->engine->ring_open || op->engine->fork_generation != ringlet_fork_generation())
         Py_RETURN_NONE;
+    if (op_offload_withdraw(op))
+        Py_RETURN_NONE; /* it never reached the kernel */
     if (op->kind == OP_COPY)
         rl_copy_cancel(op->u.copy);
     else if (op->kind == OP_BATCH)

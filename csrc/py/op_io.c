@@ -92,16 +92,166 @@ int op_kernel_io(OpObject *op, char *memory, unsigned align)
     return 0;
 }
 
+/* ---- the offload queue -------------------------------------------------
+ * At most engine->offload_max offloaded reads are with the kernel's workers
+ * at once; the others wait in the engine's queue, in call order, holding what
+ * the ring's reference would hold (op_launch takes it as for any queued op).
+ * Each completion starts the next one.  So each read waits for about one
+ * round of the reads ahead of it, as in a synchronous loop serving them in
+ * turn, and the workers do not crowd out the loop's thread. */
+
+static int op_queue_offloaded(OpObject *op)
+{
+    const struct kernel_io *io = &op->io;
+    size_t left = io->len - op->done;
+    unsigned len = left > RL_MAX_DIRECT ? RL_MAX_DIRECT : (unsigned)left;
+    int64_t offset = io->offset < 0 ? -1 : io->offset + (int64_t)op->done;
+    return rl_op_read_offloaded(&op->engine->ring, &op->cell, op->fd, io->buf, len, offset);
+}
+
+static void offload_unlink(OpObject *op)
+{
+    EngineObject *engine = op->engine;
+    if (op->offload_prev)
+        op->offload_prev->offload_next = op->offload_next;
+    else
+        engine->offload_head = op->offload_next;
+    if (op->offload_next)
+        op->offload_next->offload_prev = op->offload_prev;
+    else
+        engine->offload_tail = op->offload_prev;
+    op->offload_prev = op->offload_next = NULL;
+    op->offload_waiting = 0;
+}
+
+/* A read's own bytes (OP_READ, not O_DIRECT) are made when it starts, not
+ * while it waits: hundreds of waiting reads would otherwise hold hundreds of
+ * buffers the kernel then faults in page by page, where a few reused ones
+ * stay mapped. */
+static int offload_owns_buffer(const OpObject *op) { return op->kind == OP_READ && op->bounce == NULL; }
+
+/* Gives the op one of the places and queues its SQE: 0, or -errno (no place taken). */
+static int offload_start(OpObject *op)
+{
+    if (offload_owns_buffer(op) && op->obj == NULL) {
+        op->obj = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)op->length);
+        if (op->obj == NULL) {
+            PyErr_Clear(); /* reported as the read's ENOMEM */
+            return -ENOMEM;
+        }
+        op->io.buf = PyBytes_AS_STRING(op->obj);
+    }
+    int ret = op_queue_offloaded(op);
+    if (ret == 0) {
+        op->offload_running = 1;
+        op->engine->offload_running++;
+    }
+    return ret;
+}
+
+/* An offloaded read, when first queued: started if a place is free and none waits, else queued. */
+static int offload_enqueue(OpObject *op)
+{
+    EngineObject *engine = op->engine;
+    if (engine->offload_head == NULL && engine->offload_running < engine->offload_max)
+        return offload_start(op);
+    if (offload_owns_buffer(op)) {
+        Py_CLEAR(op->obj);
+        op->io.buf = NULL;
+    }
+    op->offload_waiting = 1;
+    op->offload_prev = engine->offload_tail;
+    op->offload_next = NULL;
+    if (engine->offload_tail)
+        engine->offload_tail->offload_next = op;
+    else
+        engine->offload_head = op;
+    engine->offload_tail = op;
+    return 0;
+}
+
+/* A place came free: start the reads waiting for one.  From a completion
+ * (a drain, which submits at its end) or a cancel; the flush covers the rest. */
+static void offload_start_waiting(EngineObject *engine)
+{
+    int started = 0;
+    while (engine->offload_head && engine->offload_running < engine->offload_max && !engine->shutting_down) {
+        OpObject *op = engine->offload_head;
+        offload_unlink(op);
+        int ret = offload_start(op);
+        if (ret < 0)
+            op_finish(op, ret); /* no SQE: ENOMEM, as the ring reports it */
+        else
+            started = 1;
+    }
+    if (started)
+        loop_schedule_flush(engine);
+}
+
+void engine_offload_serve(EngineObject *engine)
+{
+    int served = 0;
+    while (engine->offload_head && !engine->shutting_down && !loop_must_yield(engine)) {
+        OpObject *op = engine->offload_head;
+        if (op->io.offset < 0 || !rl_nowait_enabled(&engine->nowait, op->fd))
+            break; /* a stream, or a file that refuses the attempt: the workers' */
+        if (offload_owns_buffer(op) && op->obj == NULL) {
+            op->obj = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)op->length);
+            if (op->obj == NULL) {
+                PyErr_Clear(); /* the worker's turn will report it */
+                break;
+            }
+            op->io.buf = PyBytes_AS_STRING(op->obj);
+        }
+        int64_t started = op->times ? ringlet_now_ns() : 0;
+        int64_t n = rl_read_nowait(&engine->nowait, op->fd, op->io.buf, op->io.len, op->io.offset);
+        if (n < 0)
+            break; /* not all cached: the workers' (and no second try this turn) */
+        offload_unlink(op);
+        engine->ring.stats.submitted++;
+        engine->ring.stats.completed++;
+        engine->ring.stats.deferred++; /* delivered through its future, as a drain does */
+        if (op->times) {
+            op->times->submitted = started; /* given to the kernel now, not when queued */
+            op->times->nowait = 1;
+        }
+        if (op->moves_position)
+            lseek(op->fd, (off_t)(op->offset + n), SEEK_SET);
+        op_finish(op, n);
+        served = 1;
+    }
+    if (served && engine->offload_head)
+        loop_schedule_flush(engine); /* more in the next turn */
+}
+
+int op_offload_withdraw(OpObject *op)
+{
+    if (!op->offload_waiting)
+        return 0;
+    offload_unlink(op);
+    op_finish(op, -ECANCELED);
+    return 1;
+}
+
+void engine_offload_drop_all(EngineObject *engine)
+{
+    while (engine->offload_head) {
+        OpObject *op = engine->offload_head;
+        offload_unlink(op);
+        op_finish(op, -ECANCELED);
+    }
+}
+
 int op_queue_io(OpObject *op)
 {
+    if (op->offload)
+        return op->offload_running ? op_queue_offloaded(op) : offload_enqueue(op);
     const struct kernel_io *io = &op->io;
     size_t left = io->len - op->done;
     unsigned len = left > RL_MAX_DIRECT ? RL_MAX_DIRECT : (unsigned)left;
     int64_t offset = io->offset < 0 ? -1 : io->offset + (int64_t)op->done;
     if (op->kind == OP_WRITE)
         return rl_op_write(&op->engine->ring, &op->cell, op->fd, io->buf + op->done, len, offset);
-    if (op->offload)
-        return rl_op_read_offloaded(&op->engine->ring, &op->cell, op->fd, io->buf, len, offset);
     return rl_op_read(&op->engine->ring, &op->cell, op->fd, io->buf, len, offset);
 }
 
@@ -140,7 +290,17 @@ static void op_io_complete(struct rl_cell *cell)
         size_t moved = op->kind == OP_WRITE ? op->done : res > 0 ? (size_t)res : 0;
         lseek(op->fd, (off_t)(op->offset + (int64_t)moved), SEEK_SET);
     }
+    EngineObject *engine = op->engine;
+    int freed_place = op->offload_running;
+    if (freed_place) {
+        op->offload_running = 0;
+        engine->offload_running--;
+    }
+    Py_INCREF(engine); /* op_finish may drop the last reference to the op, which holds the engine */
     op_finish(op, res);
+    if (freed_place)
+        offload_start_waiting(engine);
+    Py_DECREF(engine);
 }
 
 static void op_batch_part_complete(struct rl_cell *cell)

@@ -90,6 +90,24 @@ static PyObject *outcome_new(ringlet_state *st, PyObject *value, PyObject *error
     return (PyObject *)o;
 }
 
+/* A cached read's value as an Outcome.  Such an outcome is awaited at once
+ * and dropped, so the engine keeps one and hands it out again whenever it
+ * alone holds it: no allocation per read. */
+static PyObject *outcome_of_value(EngineObject *engine, PyObject *value, int yield_first)
+{
+    OutcomeObject *spare = (OutcomeObject *)engine->spare_outcome;
+    if (spare != NULL && Py_REFCNT(spare) == 1) {
+        Py_CLEAR(spare->value); /* set if it was dropped unawaited; never a future or an error */
+        spare->value = Py_NewRef(value);
+        spare->yield_first = (uint8_t)yield_first;
+        return Py_NewRef(spare);
+    }
+    PyObject *o = outcome_new(engine->state, value, NULL, NULL, yield_first);
+    if (o != NULL)
+        Py_XSETREF(engine->spare_outcome, Py_NewRef(o)); /* the old one is someone else's now */
+    return o;
+}
+
 PyObject *outcome_after_a_turn(ringlet_state *st, PyObject *value)
 {
     return outcome_new(st, value, NULL, NULL, 1);
@@ -258,11 +276,12 @@ PyType_Spec ringlet_outcome_spec = {
 /* ---- Engine._pread ------------------------------------------------------- */
 
 const char engine__pread_doc[] =
-    "_pread(fd, size, offset, align=0, /) -> Outcome\n\n"
+    "_pread(fd, size, offset, align=0, /) -> Outcome | None\n\n"
     "A positional read for AsyncFile.pread: tried without blocking first (the\n"
     "page cache), else through the ring as _read.  align > 0 (O_DIRECT): the\n"
     "ring's at once.  Errors, argument errors included, are raised when the\n"
-    "outcome is awaited.";
+    "outcome is awaited.  None when not called on the engine's loop (its\n"
+    "thread, that loop running): the caller checks and raises.";
 
 /* The exception set now, as an Outcome that raises it when awaited. */
 static PyObject *outcome_of_error(ringlet_state *st)
@@ -284,14 +303,12 @@ static PyObject *outcome_of_error(ringlet_state *st)
 static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int tried)
 {
     ringlet_state *st = self->state;
-    PyObject *name = PyUnicode_InternFromString("_read");
     PyObject *argv[5] = {(PyObject *)self, NULL, NULL, NULL, NULL};
     for (Py_ssize_t i = 0; i < nargs && i < 4; i++)
         argv[i + 1] = args[i];
     self->nowait.tried = tried;
-    PyObject *r = name ? PyObject_VectorcallMethod(name, argv, (size_t)(nargs < 4 ? nargs : 4) + 1, NULL) : NULL;
+    PyObject *r = PyObject_VectorcallMethod(st->str__read, argv, (size_t)(nargs < 4 ? nargs : 4) + 1, NULL);
     self->nowait.tried = 0;
-    Py_XDECREF(name);
     if (r == NULL)
         return outcome_of_error(st);
     PyObject *o;
@@ -309,6 +326,8 @@ static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args,
 PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     ringlet_state *st = self->state;
+    if (!loop_is_running_here(self))
+        Py_RETURN_NONE; /* the caller raises what fits (another loop, another thread, no loop) */
     if ((nargs == 3 || nargs == 4) && (!PyLong_CheckExact(args[1]) || !PyLong_CheckExact(args[2]))) {
         /* Any __index__ for size and offset, as os.pread (TypeError for the rest). */
         PyObject *argv[4] = {args[0], PyNumber_Index(args[1]), NULL, nargs == 4 ? args[3] : NULL};
@@ -337,8 +356,8 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
     Py_ssize_t size = PyLong_AsSsize_t(args[1]);
     if (overflow || PyErr_Occurred() || fd < 0 || fd > INT32_MAX || size <= 0 ||
         (uint64_t)offset + RL_MAX_RW > INT64_MAX || !self->ring_open ||
-        self->fork_generation != ringlet_fork_generation() || self->thread_id != PyThread_get_thread_ident() ||
-        !rl_nowait_enabled(&self->nowait, (int)fd) || (size >= (Py_ssize_t)RL_OFFLOAD_MIN && loop_must_yield(self))) {
+        self->fork_generation != ringlet_fork_generation() ||
+        !rl_nowait_enabled(&self->nowait, (int)fd) || (size >= (Py_ssize_t)RL_OFFLOAD_MIN && loop_offload_large_read(self))) {
         PyErr_Clear();
         return engine_pread_by_ring(self, args, nargs, 0); /* it raises what needs raising */
     }
@@ -357,7 +376,7 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     /* A large read yields every time: the copy dwarfs a turn of the loop,
      * and tasks reading in turn keep every task's wait alike (p99). */
-    PyObject *o = outcome_new(st, bytes, NULL, NULL, size >= (Py_ssize_t)RL_OFFLOAD_MIN || loop_must_yield(self));
+    PyObject *o = outcome_of_value(self, bytes, size >= (Py_ssize_t)RL_OFFLOAD_MIN || loop_must_yield(self));
     Py_DECREF(bytes);
     return o;
 }

@@ -413,14 +413,14 @@ class AsyncFile(FileBase):
         A coroutine, as if declared async; the hot path makes no Python frame:
         the engine checks size and offset itself and raises at the await."""
         fd = self._fd
-        if fd < 0 or not self._readable or self._pos is None or _running_loop() is not self._loop:
+        if fd < 0 or not self._readable or self._pos is None:
             return self._pread(size, offset)
-        coro: Coroutine[Any, Any, bytes]
-        if self._align:  # O_DIRECT: the engine's too (its aligned bounce buffer), no frame of ours
-            coro = self._engine._pread(fd, size, offset, self._align)
-        else:
-            coro = self._engine._pread(fd, size, offset)
-        return coro
+        # None off the engine's loop (checked there, without asyncio's getpid()): _pread raises.
+        # O_DIRECT: the engine's too (its aligned bounce buffer), no frame of ours.
+        coro: Optional[Coroutine[Any, Any, bytes]] = (
+            self._engine._pread(fd, size, offset, self._align) if self._align
+            else self._engine._pread(fd, size, offset))
+        return self._pread(size, offset) if coro is None else coro
 
     # Callers that ask whether pread is a coroutine function get yes, as before.
     if hasattr(inspect, "markcoroutinefunction"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import operator
 import os
+import threading
 from typing import Any, Callable, Coroutine, Optional, TypeVar
 
 from .. import _contract as contract
@@ -337,8 +338,14 @@ class ThreadEngine(EngineCore):
     _read = read
     _readinto = readinto
 
-    async def _pread(self, fd: int, size: int, offset: int, align: int = 0, /) -> bytes:
-        """AsyncFile.pread's entry (a coroutine, as the C engine's _pread)."""
+    def _pread(self, fd: int, size: int, offset: int, align: int = 0, /) -> Optional[Coroutine[Any, Any, bytes]]:
+        """AsyncFile.pread's entry: a coroutine, as the C engine's _pread; None
+        when not called on this engine's loop (the caller raises)."""
+        if self._thread != threading.get_ident() or asyncio.events._get_running_loop() is not self._loop_ref():
+            return None
+        return self._pread_on_loop(fd, size, offset, align)
+
+    async def _pread_on_loop(self, fd: int, size: int, offset: int, align: int = 0, /) -> bytes:
         size, offset = operator.index(size), operator.index(offset)  # any __index__, as os.pread
         if offset < 0:  # -1 would mean the file position to read()
             raise ValueError("negative offset")

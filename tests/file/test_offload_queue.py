@@ -1,0 +1,145 @@
+"""Large reads made once a loop turn's inline budget is spent go to io_uring's
+workers, at most two per CPU at once; the others wait in the engine's queue in
+call order (csrc/py/op_io.c).  Checked with counts: how many the kernel holds,
+what a cancelled waiting read leaves behind (nothing: it never reaches the
+kernel, consumes no data, holds no op), and that every read still gets its
+bytes.  The queue is the ring engine's: io_uring only."""
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from conftest import open_fifo_writer, wait_until
+
+LARGE = 64 * 1024  # RL_OFFLOAD_MIN: reads from this size on may be offloaded
+PLACES = 2 * os.sysconf("SC_NPROCESSORS_ONLN")
+
+
+@pytest.fixture
+def live(ringlet, require_io_uring):
+    from ringlet import _ringlet
+
+    return lambda: _ringlet._live()["ops"]
+
+
+async def _spend_the_budget(f):
+    """An inline completion starts this turn's budget (1 ms); sleeping 2 ms
+    without yielding spends it, so the large reads made next in the same turn
+    are offloaded."""
+    assert len(await f.pread(4096, 0)) == 4096  # the loop has not turned since: the budget runs
+    time.sleep(0.002)
+
+
+def test_offloaded_reads_beyond_the_places_wait_in_the_engine(ringlet, run, live, make_file):
+    path, data = make_file(8 * 1024 * 1024)
+    count = PLACES + 12
+
+    async def main():
+        engine = ringlet.get_engine()
+        async with ringlet.open(path, "rb") as f:
+            await asyncio.sleep(0)
+            before = engine.stats()["in_flight"]
+            await _spend_the_budget(f)
+            reads = [f.pread(LARGE, i * LARGE) for i in range(count)]  # made now, in this turn
+            held_by_kernel = engine.stats()["in_flight"] - before
+            results = await asyncio.gather(*reads)
+        return held_by_kernel, results
+
+    held, results = run(main())
+    assert held == PLACES
+    assert results == [data[i * LARGE:(i + 1) * LARGE] for i in range(count)]
+
+
+def test_a_cancelled_waiting_read_leaves_the_queue_and_takes_nothing(ringlet, run, live, make_file, fifo):
+    """Reads of a FIFO nobody writes yet: the first PLACES block in the
+    kernel's workers, the rest wait in the engine.  Cancelling waiting reads
+    drops them at once (their ops go), and the data written afterwards is read
+    by the others, all of it, by each exactly once."""
+    path, _ = make_file(4096)
+    waiting_cancelled = 4
+    waiting_kept = 3
+
+    async def main():
+        engine = ringlet.get_engine()
+        rfd = os.open(fifo, os.O_RDWR)  # does not block on Linux; no data until we write
+        try:
+            async with ringlet.open(path, "rb") as f:
+                await asyncio.sleep(0)
+                ops_before = live()
+                in_flight_before = engine.stats()["in_flight"]
+                await _spend_the_budget(f)
+                reads = [asyncio.ensure_future(engine.read(rfd, LARGE))
+                         for _ in range(PLACES + waiting_cancelled + waiting_kept)]
+                assert engine.stats()["in_flight"] - in_flight_before == PLACES
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+                cancelled = reads[PLACES:PLACES + waiting_cancelled]
+                for t in cancelled:
+                    t.cancel()
+                await asyncio.gather(*cancelled, return_exceptions=True)
+                await asyncio.sleep(0)  # the futures' done callbacks run
+                ops_after_cancel = live() - ops_before
+                in_flight_after_cancel = engine.stats()["in_flight"] - in_flight_before
+
+                kept = [t for t in reads if t not in cancelled]
+                wfd = await open_fifo_writer(fifo)
+                written = 0
+                try:
+                    while not all(t.done() for t in kept):
+                        os.write(wfd, b"x" * 100)
+                        written += 100
+                        await wait_until(lambda: any(t.done() for t in kept if not getattr(t, "seen", False)),
+                                         timeout=5)
+                        for t in kept:
+                            if t.done():
+                                t.seen = True
+                finally:
+                    os.close(wfd)
+                got = [t.result() for t in kept]
+                os.set_blocking(rfd, False)
+                try:
+                    left = os.read(rfd, 1 << 20)
+                except BlockingIOError:
+                    left = b""
+            await wait_until(lambda: engine.stats()["in_flight"] == in_flight_before, timeout=5)
+            return (ops_after_cancel, in_flight_after_cancel, [t.cancelled() for t in cancelled], got, written,
+                    left, live() - ops_before)
+        finally:
+            os.close(rfd)
+
+    ops_after_cancel, in_flight_after_cancel, cancelled, got, written, left, ops_left = run(main())
+    assert cancelled == [True] * waiting_cancelled
+    # the cancelled reads are gone; the running and the kept waiting ones remain
+    assert ops_after_cancel == PLACES + waiting_kept
+    assert in_flight_after_cancel == PLACES
+    assert len(got) == PLACES + waiting_kept and all(got)
+    assert sum(map(len, got)) + len(left) == written  # nothing lost, nothing read twice
+    assert set(b"".join(got) + left) == {ord("x")}
+    assert ops_left == 0
+
+
+def test_shutdown_drops_the_waiting_reads(ringlet, run, live, make_file, fifo):
+    path, _ = make_file(4096)
+
+    async def main():
+        engine = ringlet.get_engine()
+        rfd = os.open(fifo, os.O_RDWR)
+        try:
+            async with ringlet.open(path, "rb") as f:
+                await asyncio.sleep(0)
+                ops_before = live()
+                await _spend_the_budget(f)
+                reads = [engine.read(rfd, LARGE) for _ in range(PLACES + 5)]
+                left = engine.shutdown(timeout=5.0)
+            done = [r.done() for r in reads]
+            del reads  # each future holds its op as a done callback
+            return left, done, live() - ops_before
+        finally:
+            os.close(rfd)
+
+    left, done, ops_left = run(main())
+    assert left == 0  # the running reads were cancelled in the kernel, the waiting ones never got there
+    assert done == [False] * len(done)  # shutdown resolves no future, as for reads in flight
+    assert ops_left == 0
