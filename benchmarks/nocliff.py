@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
-import random
 import resource
 import statistics
 import shutil
@@ -31,51 +31,34 @@ import subprocess
 import sys
 import time
 from functools import partial
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load_core() -> Any:
+    """ringlet._measure.core from this checkout, loaded by path: a --base
+    worker imports an older ringlet (one without _measure), and every worker
+    must measure the same way.  The core imports only the standard library."""
+    where = os.path.join(HERE, "..", "python", "ringlet", "_measure", "core.py")
+    spec = importlib.util.spec_from_file_location("_nocliff_core", where)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+core = _load_core()
+warm, drop, offsets, pct = core.warm, core.drop, core.offsets, core.percentile
 CAIO_CONTEXTS = ("caio", "caio/deferred", "caio/aio", "caio/aio deferred")  # see _reader
 BLOCK = 4096
-N_OFFSETS = 1 << 16
-SEED = 20261202
+N_OFFSETS = core.N_OFFSETS
 
 
 # ---------------------------------------------------------------------------
 # the measuring side (one per process)
 # ---------------------------------------------------------------------------
-
-def warm(path: str) -> None:
-    """Read the whole file into the page cache."""
-    buf = bytearray(4 << 20)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        off = 0
-        while (n := os.preadv(fd, [buf], off)) > 0:
-            off += n
-    finally:
-        os.close(fd)
-
-
-def drop(path: str) -> None:
-    """Write back and drop the file's pages from the page cache."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-def offsets(file_size: int, size: int, count: int = N_OFFSETS) -> List[int]:
-    rnd = random.Random(SEED)
-    nblocks = max(1, file_size // size)
-    return [rnd.randrange(nblocks) * size for _ in range(count)]
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
-
 
 class Ticker:
     """A task that turns as often as the loop lets it.  Its figure is the
@@ -248,7 +231,7 @@ async def _dropped(path: str, count: int) -> Dict[str, Any]:
     """count reads of 4 KiB at random offsets of a file dropped from the
     page cache, one after the other, while a ticker task turns."""
     import ringlet
-    offs = offsets(os.path.getsize(path), BLOCK, count)
+    offs = offsets(os.path.getsize(path), BLOCK, count=count)
     ticker = Ticker()
     async with ringlet.open(path, "rb") as f:
         s0 = _engine_stats()
@@ -463,14 +446,9 @@ def run_worker(params: Dict[str, Any], base: Optional[str]) -> Dict[str, Any]:
 
 
 def make_file(path: str, size: int) -> None:
-    if os.path.exists(path) and os.path.getsize(path) == size:
-        return
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, 4 << 20)
-            f.write(os.urandom(n))
-            left -= n
+    """The file of random bytes, kept from an earlier run when it has the size."""
+    if not (os.path.exists(path) and os.path.getsize(path) == size):
+        core.write_random(path, size)
 
 
 def median_of(results: List[Dict[str, Any]], field: str = "value") -> Optional[float]:

@@ -79,10 +79,7 @@ class Result:
         return self.ops / self.seconds if self.seconds else 0.0
 
     def percentile(self, q: float) -> float:
-        lat = sorted(self.latencies)
-        if not lat:
-            return math.nan
-        return lat[min(len(lat) - 1, int(q * len(lat)))]
+        return core.percentile(self.latencies, q)
 
 
 # ---- what the process did: system calls and threads ---------------------------------------

@@ -64,6 +64,23 @@ def warm(path: str, limit: Optional[int] = None) -> None:
         os.close(fd)
 
 
+def drop(path: str) -> None:
+    """Write back and drop the file's pages from the page cache, so that its
+    reads go to the device."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # dirty pages are not dropped
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) of values, nan for none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
 def write_random(path: str, size: int) -> float:
     """Write size random bytes to path (created or truncated), fsynced so that
     later reads and O_DIRECT do not wait on writeback.  Returns the seconds taken."""
