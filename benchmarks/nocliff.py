@@ -332,8 +332,59 @@ async def _many(path: str, duration: float, batch: int = 64) -> Dict[str, Any]:
     return {"status": "ok", "value": count * batch / (elapsed / 1e9)}
 
 
+def write_fresh(path: str, size: int) -> None:
+    """Write the file anew (its own random block, varied per 4 MiB) and fsync it:
+    a pipeline's copy of what it has just produced."""
+    block = bytearray(os.urandom(4 << 20))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for off in range(0, size, len(block)):
+            block[:8] = off.to_bytes(8, "little")
+            os.pwrite(fd, block[:min(len(block), size - off)], off)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy(key: str, src: str, size: int, fresh: bool) -> Dict[str, Any]:
+    """One copy of src to a new file: shutil.copyfile or ringlet.copy_file (MiB/s).
+    The source is warm, or written and synced just before (fresh)."""
+    dst = src + "." + key + ".copy"
+    if os.path.exists(dst):
+        os.unlink(dst)
+    if fresh or not os.path.exists(src) or os.path.getsize(src) != size:
+        write_fresh(src, size)
+    if not fresh:
+        warm(src)
+    now = time.perf_counter_ns
+    if key == "sync":
+        import shutil
+        t0 = now()
+        shutil.copyfile(src, dst)
+        elapsed = now() - t0
+    else:
+        import ringlet
+
+        async def run() -> int:
+            ringlet.get_engine()  # the engine's setup is not the copy's
+            t0 = now()
+            await ringlet.copy_file(src, dst)
+            return now() - t0
+        elapsed = asyncio.run(run())
+    with open(src, "rb") as a, open(dst, "rb") as b:
+        ok = os.fstat(b.fileno()).st_size == size and all(
+            os.pread(a.fileno(), BLOCK, off) == os.pread(b.fileno(), BLOCK, off)
+            for off in offsets(size, BLOCK, 64))
+    os.unlink(dst)
+    if not ok:
+        return {"status": "WRONG DATA"}
+    return {"status": "ok", "value": size / (1 << 20) / (elapsed / 1e9), "ms": elapsed / 1e6}
+
+
 def worker(p: Dict[str, Any]) -> Dict[str, Any]:
     kind = p["kind"]
+    if kind == "copy":
+        return _copy(p["key"], p["path"], p["size"], p["fresh"])
     if kind == "many":
         warm(p["path"])
         if p["key"] == "sync":
@@ -389,6 +440,17 @@ def make_file(path: str, size: int) -> None:
             left -= n
 
 
+def only_copies(only: str) -> bool:
+    names = [n for n in only.split(",") if n]
+    return bool(names) and all(n.startswith("copy ") for n in names)
+
+
+def round_ratios(mine: List[Dict[str, Any]], ref: List[Dict[str, Any]]) -> List[float]:
+    """Round by round (the contenders alternate), mine / ref."""
+    return [m["value"] / r["value"] for m, r in zip(mine, ref)
+            if m.get("status") == "ok" and r.get("status") == "ok"]
+
+
 def median_of(results: List[Dict[str, Any]], field: str = "value") -> Optional[float]:
     values = [r[field] for r in results if r.get("status") == "ok" and r.get(field) is not None]
     return statistics.median(values) if values else None
@@ -414,8 +476,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     os.makedirs(a.dir, exist_ok=True)
     data = os.path.join(a.dir, "data-256m.bin")
     cold = os.path.join(a.dir, "cold-256m.bin")
-    make_file(data, 256 << 20)
-    make_file(cold, 256 << 20)
+    if not only_copies(a.only):  # the copy scenarios make their own sources
+        make_file(data, 256 << 20)
+        make_file(cold, 256 << 20)
 
     # name, (contenders: key -> params), the figure and how it becomes a ratio
     rd = dict(kind="reads", path=data, size=BLOCK, duration=a.duration)
@@ -460,6 +523,16 @@ def main(argv: Optional[List[str]] = None) -> None:
                               higher=True, contenders={"sync": dict(common, key="sync"),
                                                        "ringlet": dict(common, key="ringlet")},
                               goals=[("ringlet", "sync", 1.0)]))
+    for size, label in [(256 << 20, "256 MiB"), (1 << 30, "1 GiB")]:
+        for fresh in (False, True):
+            common = dict(kind="copy", path=os.path.join(a.dir, f"copy-{size}.bin"), size=size, fresh=fresh)
+            state = "fresh" if fresh else "warm"
+            what = ("written and synced just before" if fresh else "in the page cache")
+            scenarios.append(dict(name=f"copy {label} {state}",
+                                  what=f"copy_file vs shutil.copyfile, {label}, source {what}, to a new file (MiB/s)",
+                                  higher=True, contenders={"sync": dict(common, key="sync"),
+                                                           "ringlet": dict(common, key="ringlet")},
+                                  goals=[("ringlet", "sync", 1.0)], judge="worst round"))
     only = {s for s in a.only.split(",") if s}
     rows: List[Tuple[str, ...]] = []
     notes: List[str] = []
@@ -494,7 +567,15 @@ def main(argv: Optional[List[str]] = None) -> None:
         for mine, ref, goal in sc.get("goals", []):
             for who in [mine] + (["ringlet@base"] if "ringlet@base" in med else []):
                 mine_v, ref_v = med.get(who), med.get(ref)
-                if mine_v and ref_v:
+                if sc.get("judge") == "worst round":  # every round must reach the goal
+                    ratios = round_ratios(results[who], results[ref])
+                    if ratios:
+                        met = "met" if min(ratios) >= goal else "missed"
+                        rows.append((sc["name"], f"{who} / {ref}, worst round (median)",
+                                     f"{min(ratios):.2f}x ({statistics.median(ratios):.2f}x)",
+                                     f">= {goal}x every round", met if who == mine else "(before)"))
+                        print(f"  {who} / {ref} by round: " + " ".join(f"{x:.2f}" for x in ratios))
+                elif mine_v and ref_v:
                     ratio = mine_v / ref_v
                     met = "met" if ratio >= goal else "missed"
                     rows.append((sc["name"], f"{who} / {ref}", f"{ratio:.2f}x", f">= {goal}x",
