@@ -356,21 +356,27 @@ def _copy(key: str, src: str, size: int, fresh: bool) -> Dict[str, Any]:
         write_fresh(src, size)
     if not fresh:
         warm(src)
+    os.sync()  # no round pays for the writeback of what an earlier one left dirty
     now = time.perf_counter_ns
+    import resource
+
+    def cpu() -> float:  # every thread of the process: io-wq workers too
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
     if key == "sync":
         import shutil
-        t0 = now()
+        c0, t0 = cpu(), now()
         shutil.copyfile(src, dst)
-        elapsed = now() - t0
+        elapsed, used = now() - t0, cpu() - c0
     else:
         import ringlet
 
-        async def run() -> int:
+        async def run() -> Tuple[int, float]:
             ringlet.get_engine()  # the engine's setup is not the copy's
-            t0 = now()
+            c0, t0 = cpu(), now()
             await ringlet.copy_file(src, dst)
-            return now() - t0
-        elapsed = asyncio.run(run())
+            return now() - t0, cpu() - c0
+        elapsed, used = asyncio.run(run())
     with open(src, "rb") as a, open(dst, "rb") as b:
         ok = os.fstat(b.fileno()).st_size == size and all(
             os.pread(a.fileno(), BLOCK, off) == os.pread(b.fileno(), BLOCK, off)
@@ -378,7 +384,7 @@ def _copy(key: str, src: str, size: int, fresh: bool) -> Dict[str, Any]:
     os.unlink(dst)
     if not ok:
         return {"status": "WRONG DATA"}
-    return {"status": "ok", "value": size / (1 << 20) / (elapsed / 1e9), "ms": elapsed / 1e6}
+    return {"status": "ok", "value": size / (1 << 20) / (elapsed / 1e9), "ms": elapsed / 1e6, "cpu_ms": used * 1e3}
 
 
 def worker(p: Dict[str, Any]) -> Dict[str, Any]:
@@ -574,7 +580,11 @@ def main(argv: Optional[List[str]] = None) -> None:
                         rows.append((sc["name"], f"{who} / {ref}, worst round (median)",
                                      f"{min(ratios):.2f}x ({statistics.median(ratios):.2f}x)",
                                      f">= {goal}x every round", met if who == mine else "(before)"))
-                        print(f"  {who} / {ref} by round: " + " ".join(f"{x:.2f}" for x in ratios))
+                        print(f"  {who} / {ref} by round: " + " ".join(f"{x:.2f}" for x in ratios)
+                              + f"  ({who} ms: " + " ".join(f"{r.get('ms', 0):.0f}" for r in results[who])
+                              + f"; {ref} ms: " + " ".join(f"{r.get('ms', 0):.0f}" for r in results[ref])
+                              + f"; CPU ms, medians: {median_of(results[who], 'cpu_ms') or 0:.0f} vs "
+                              + f"{median_of(results[ref], 'cpu_ms') or 0:.0f})")
                 elif mine_v and ref_v:
                     ratio = mine_v / ref_v
                     met = "met" if ratio >= goal else "missed"
