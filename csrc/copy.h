@@ -27,9 +27,10 @@
 #include "ring.h"
 
 #define RL_COPY_MAX_SLOTS 16
-/* Below this source size a copy reads and writes: a splice copy's pipes (two
- * descriptors and a page array per slot) cost more than they save. */
-#define RL_COPY_SPLICE_MIN (256 * 1024)
+/* Below this source size (one default chunk) a copy reads and writes: with
+ * nothing to overlap, a splice copy's setup (two descriptors and a pipe per
+ * slot) and its io-wq hops cost about what the second memory copy saves. */
+#define RL_COPY_SPLICE_MIN (1024 * 1024)
 
 struct rl_copy;
 

@@ -404,7 +404,7 @@ PyObject *engine_ftruncate(EngineObject *self, PyObject *const *args, Py_ssize_t
 const char engine_copy_doc[] =
 "copy(src_fd, dst_fd, chunk_size=1048576, depth=4) -> Future[int]\n\n"
 "Copy src to dst from offset 0 until end of file, entirely in C, with up to\n"
-"depth chunks in flight.  Between regular files (from 256 KiB) each chunk is\n"
+"depth chunks in flight.  Between regular files (from 1 MiB) each chunk is\n"
 "spliced into a pipe and from it into dst, inside the kernel; otherwise each\n"
 "read completion issues its write.  The result is the number of bytes copied.";
 

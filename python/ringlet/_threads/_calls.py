@@ -61,14 +61,18 @@ _KERNEL_COPY_REFUSED = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUP
 KERNEL_COPY_RANGE = 64 << 20
 
 
+# From this source size on, as the io_uring backend's splice (RL_COPY_SPLICE_MIN).
+KERNEL_COPY_MIN = 1 << 20
+
+
 def kernel_copy_suits(src: int, dst: int) -> bool:
-    """Both regular files, the source not empty: a pseudo-file (/proc) says
-    size 0, and copy_file_range copies nothing of it."""
+    """Both regular files, the source of at least KERNEL_COPY_MIN bytes (a
+    pseudo-file, /proc's, says size 0: copy_file_range copies nothing of it)."""
     try:
         a, b = os.fstat(src), os.fstat(dst)
     except OSError:
         return False  # the read/write copy raises the error
-    return stat.S_ISREG(a.st_mode) and stat.S_ISREG(b.st_mode) and a.st_size > 0
+    return stat.S_ISREG(a.st_mode) and stat.S_ISREG(b.st_mode) and a.st_size >= KERNEL_COPY_MIN
 
 
 def kernel_copy(src: int, dst: int, offset: int) -> Optional[int]:
