@@ -40,7 +40,10 @@ static void rl_copy_slot_step(struct rl_copy_slot *s)
     if (s->writing) {
         int64_t at = copy->dst_stream ? -1 : s->offset + s->written;
         if (copy->splice) {
-            ret = rl_op_splice(copy->ring, &s->cell, s->pipe[0], -1, copy->dst_fd, at, s->len - s->written);
+            unsigned piece = s->len - s->written;
+            if (piece > RL_COPY_SPLICE_WRITE)
+                piece = RL_COPY_SPLICE_WRITE;
+            ret = rl_op_splice(copy->ring, &s->cell, s->pipe[0], -1, copy->dst_fd, at, piece);
             RL_COPY_COUNT(copy, splices);
         } else {
             ret = rl_op_write(copy->ring, &s->cell, copy->dst_fd, s->buf + s->written, s->len - s->written, at);
@@ -121,12 +124,41 @@ static int rl_copy_slot_repipe(struct rl_copy_slot *s)
 
 static int rl_copy_restart_plain(struct rl_copy *copy);
 
+/* Splice writes one piece at a time, in file order: the destination's inode
+ * lock lets one write run at a time anyway (a second would spin on it), and
+ * a copy that fails (ENOSPC) leaves the prefix it wrote, as shutil's does,
+ * not pieces beyond a gap.  Starts the slot whose data comes next, if no
+ * write is in flight; with nothing in flight at all, the lowest waiting one
+ * (a source that shrank left a gap no read will fill). */
+static void rl_copy_pump_writes(struct rl_copy *copy)
+{
+    if (!copy->splice || copy->writer || copy->error)
+        return;
+    struct rl_copy_slot *next = NULL;
+    for (unsigned i = 0; i < copy->nslots; i++) {
+        struct rl_copy_slot *s = &copy->slots[i];
+        if (s->writing && (!next || s->offset + s->written < next->offset + next->written))
+            next = s;
+    }
+    if (!next || (next->offset + next->written != copy->write_next && copy->busy > 0))
+        return;
+    copy->writer = next;
+    copy->write_next = next->offset + next->written;
+    rl_copy_slot_step(next);
+    if (copy->busy == 0) /* it could not be queued: the error is set */
+        copy->writer = NULL;
+}
+
 static void rl_copy_slot_complete(struct rl_cell *cell)
 {
     struct rl_copy_slot *s = (struct rl_copy_slot *)cell;
     struct rl_copy *copy = s->copy;
     int res = cell->result;
     copy->busy--;
+    if (copy->writer == s)
+        copy->writer = NULL;
+    if (copy->splice && s->writing && res > 0)
+        copy->write_next += res;
     if (res == -EAGAIN) {
         /* The kernel had no room: the same step again. */
         int err = copy->splice ? rl_copy_slot_repipe(s) : 0;
@@ -152,7 +184,11 @@ static void rl_copy_slot_complete(struct rl_cell *cell)
         s->written = 0;
         s->writing = 1;
     }
-    rl_copy_slot_step(s);
+    if (copy->splice && s->writing)
+        rl_copy_pump_writes(copy); /* s, or the slot whose data comes before */
+    else
+        rl_copy_slot_step(s);
+    rl_copy_pump_writes(copy);
     if (copy->busy > 0)
         return;
     /* A file system (or an O_APPEND destination) that refuses splice says
@@ -173,7 +209,8 @@ static int rl_copy_is_stream(int fd)
 
 static void rl_copy_slots_reset(struct rl_copy *copy)
 {
-    copy->next_offset = copy->copied = 0;
+    copy->next_offset = copy->copied = copy->write_next = 0;
+    copy->writer = NULL;
     copy->error = copy->eof = 0;
     for (unsigned i = 0; i < copy->nslots; i++) {
         struct rl_copy_slot *s = &copy->slots[i];
