@@ -32,14 +32,6 @@
  * slot) and its io-wq hops cost about what the second memory copy saves. */
 #define RL_COPY_SPLICE_MIN (1024 * 1024)
 
-/* The most one splice out of a pipe writes.  The page cache sizes the
- * destination's folios by the write: 1 MiB writes take order-8 blocks, which
- * on a VM whose host reclaims free memory (free page reporting) are first
- * touched at host-fault cost; sendfile(2) writes 64 KiB at a time.  Measured
- * here, 256 MiB into a new ext4 file: 1 MiB writes 500-680 ms of CPU, 64 KiB
- * ones 105-150 ms, sendfile 70-80 ms. */
-#define RL_COPY_SPLICE_WRITE (64 * 1024)
-
 struct rl_copy;
 
 /* Called once, when every slot is idle: result is the bytes copied, or -errno. */
