@@ -127,9 +127,10 @@ static int rl_copy_restart_plain(struct rl_copy *copy);
  * wrote, as shutil's does, not chunks beyond a gap (a 7-byte last chunk
  * landing first made a 1 MiB tmpfs's copy 3 MiB long).  Measured against
  * two writes in flight: 1 GiB in 302-315 ms against 309-333 ms, within the
- * noise; writes of 64 KiB (sendfile's size) were slower, 409-488 ms.  Starts the slot whose data comes next, if no
- * write is in flight; with nothing in flight at all, the lowest waiting one
- * (a source that shrank left a gap no read will fill). */
+ * noise; writes of 64 KiB (sendfile's size) were slower, 409-488 ms.
+ * Starts the slot whose data comes next, if no write is in flight; with
+ * nothing in flight at all, the lowest waiting one (a source that shrank
+ * left a gap no read will fill). */
 static void rl_copy_pump_writes(struct rl_copy *copy)
 {
     if (!copy->splice || copy->writer || copy->error)
@@ -145,7 +146,7 @@ static void rl_copy_pump_writes(struct rl_copy *copy)
     copy->writer = next;
     copy->write_next = next->offset + next->written;
     rl_copy_slot_step(next);
-    if (copy->busy == 0) /* it could not be queued: the error is set */
+    if (copy->error) /* it could not be queued */
         copy->writer = NULL;
 }
 
