@@ -395,12 +395,53 @@ async def _direct_ringlet(path: str, duration: float, ntasks: int) -> Dict[str, 
             "enter_calls_per_op": (s1.get("enter_calls", 0) - s0.get("enter_calls", 0)) / max(1, n)}
 
 
+def _copy(key: str, src: str, size: int, fresh: bool) -> Dict[str, Any]:
+    """One copy of src to a new file: shutil.copyfile or ringlet.copy_file (MiB/s).
+    The source is warm, or written and synced just before (fresh)."""
+    dst = src + "." + key + ".copy"
+    if os.path.exists(dst):
+        os.unlink(dst)
+    if fresh or not os.path.exists(src) or os.path.getsize(src) != size:
+        core.write_random(src, size)  # and synced: a pipeline's copy of what it has just produced
+    if not fresh:
+        warm(src)
+    os.sync()  # no round pays for the writeback of what an earlier one left dirty
+    now = time.perf_counter_ns
+
+    def cpu() -> float:  # every thread of the process: io-wq workers too
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+    if key == "sync":
+        c0, t0 = cpu(), now()
+        shutil.copyfile(src, dst)
+        elapsed, used = now() - t0, cpu() - c0
+    else:
+        import ringlet
+
+        async def run() -> Tuple[int, float]:
+            ringlet.get_engine()  # the engine's setup is not the copy's
+            c0, t0 = cpu(), now()
+            await ringlet.copy_file(src, dst)
+            return now() - t0, cpu() - c0
+        elapsed, used = asyncio.run(run())
+    with open(src, "rb") as a, open(dst, "rb") as b:
+        ok = os.fstat(b.fileno()).st_size == size and all(
+            os.pread(a.fileno(), BLOCK, off) == os.pread(b.fileno(), BLOCK, off)
+            for off in offsets(size, BLOCK, count=64))
+    os.unlink(dst)
+    if not ok:
+        return {"status": "WRONG DATA"}
+    return {"status": "ok", "value": size / (1 << 20) / (elapsed / 1e9), "ms": elapsed / 1e6, "cpu_ms": used * 1e3}
+
+
 def worker(p: Dict[str, Any]) -> Dict[str, Any]:
     kind = p["kind"]
     if kind == "direct":
         if p["key"] == "fio":
             return _direct_fio(p["path"], p["duration"], p["tasks"])
         return asyncio.run(_direct_ringlet(p["path"], p["duration"], p["tasks"]))
+    if kind == "copy":
+        return _copy(p["key"], p["path"], p["size"], p["fresh"])
     if kind == "many":
         warm(p["path"])
         if p["key"] == "sync":
@@ -451,6 +492,17 @@ def make_file(path: str, size: int) -> None:
         core.write_random(path, size)
 
 
+def only_copies(only: str) -> bool:
+    names = [n for n in only.split(",") if n]
+    return bool(names) and all(n.startswith("copy ") for n in names)
+
+
+def round_ratios(mine: List[Dict[str, Any]], ref: List[Dict[str, Any]]) -> List[float]:
+    """Round by round (the contenders alternate), mine / ref."""
+    return [m["value"] / r["value"] for m, r in zip(mine, ref)
+            if m.get("status") == "ok" and r.get("status") == "ok"]
+
+
 def median_of(results: List[Dict[str, Any]], field: str = "value") -> Optional[float]:
     values = [r[field] for r in results if r.get("status") == "ok" and r.get(field) is not None]
     return statistics.median(values) if values else None
@@ -482,6 +534,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     direct = os.path.join(a.dir, "direct-256m.bin")
     if not a.only or "direct" in a.only.split(","):
         make_file(direct, 256 << 20)
+
+
+    if not only_copies(a.only):  # the copy scenarios make their own sources
+        make_file(data, 256 << 20)
+        make_file(cold, 256 << 20)
 
     # name, (contenders: key -> params), the figure and how it becomes a ratio
     rd = dict(kind="reads", path=data, size=BLOCK, duration=a.duration)
@@ -532,6 +589,16 @@ def main(argv: Optional[List[str]] = None) -> None:
                               higher=True, contenders={"sync": dict(common, key="sync"),
                                                        "ringlet": dict(common, key="ringlet")},
                               goals=[("ringlet", "sync", 1.0)]))
+    for size, label in [(256 << 20, "256 MiB"), (1 << 30, "1 GiB")]:
+        for fresh in (False, True):
+            common = dict(kind="copy", path=os.path.join(a.dir, f"copy-{size}.bin"), size=size, fresh=fresh)
+            state = "fresh" if fresh else "warm"
+            what = ("written and synced just before" if fresh else "in the page cache")
+            scenarios.append(dict(name=f"copy {label} {state}",
+                                  what=f"copy_file vs shutil.copyfile, {label}, source {what}, to a new file (MiB/s)",
+                                  higher=True, contenders={"sync": dict(common, key="sync"),
+                                                           "ringlet": dict(common, key="ringlet")},
+                                  goals=[("ringlet", "sync", 1.0)], judge="worst round"))
     only = {s for s in a.only.split(",") if s}
     rows: List[Tuple[str, ...]] = []
     notes: List[str] = []
@@ -576,7 +643,19 @@ def main(argv: Optional[List[str]] = None) -> None:
                 ref, ref_name = best, f"caio's best ({best})"
             for who in [mine] + (["ringlet@base"] if "ringlet@base" in med else []):
                 mine_v, ref_v = med.get(who), med.get(ref)
-                if mine_v and ref_v:
+                if sc.get("judge") == "worst round":  # every round must reach the goal
+                    ratios = round_ratios(results[who], results[ref])
+                    if ratios:
+                        met = "met" if min(ratios) >= goal else "missed"
+                        rows.append((sc["name"], f"{who} / {ref}, worst round (median)",
+                                     f"{min(ratios):.2f}x ({statistics.median(ratios):.2f}x)",
+                                     f">= {goal}x every round", met if who == mine else "(before)"))
+                        print(f"  {who} / {ref} by round: " + " ".join(f"{x:.2f}" for x in ratios)
+                              + f"  ({who} ms: " + " ".join(f"{r.get('ms', 0):.0f}" for r in results[who])
+                              + f"; {ref} ms: " + " ".join(f"{r.get('ms', 0):.0f}" for r in results[ref])
+                              + f"; CPU ms, medians: {median_of(results[who], 'cpu_ms') or 0:.0f} vs "
+                              + f"{median_of(results[ref], 'cpu_ms') or 0:.0f})")
+                elif mine_v and ref_v:
                     ratio = mine_v / ref_v
                     met = "met" if ratio >= goal else "missed"
                     rows.append((sc["name"], f"{who} / {ref_name}", f"{ratio:.2f}x", f">= {goal}x",

@@ -85,12 +85,12 @@ def write_random(path: str, size: int) -> float:
     """Write size random bytes to path (created or truncated), fsynced so that
     later reads and O_DIRECT do not wait on writeback.  Returns the seconds taken."""
     t = time.perf_counter()
-    chunk = os.urandom(min(_CHUNK, max(size, 1)))
+    chunk = bytearray(os.urandom(min(_CHUNK, max(size, 1))))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        left = size
-        while left > 0:
-            left -= os.write(fd, chunk[:min(left, len(chunk))])
+        for off in range(0, size, len(chunk)):
+            chunk[:8] = off.to_bytes(8, "little")[:len(chunk)]  # each chunk its own: a misplaced one shows
+            os.pwrite(fd, chunk[:min(len(chunk), size - off)], off)
         os.fsync(fd)
     finally:
         os.close(fd)

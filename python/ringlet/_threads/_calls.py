@@ -52,6 +52,42 @@ def readinto(fd: int, buffer: Any, offset: int) -> int:
             return os.readv(fd, [part]) if offset < 0 else os.preadv(fd, [part], offset)
 
 
+# What copy_file_range(2) says when it cannot copy these two files (another
+# file system, an O_APPEND destination (EBADF), a kernel or file system without
+# it): before a byte is copied, the copy reads and writes instead.
+_KERNEL_COPY_REFUSED = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF,
+                        errno.EPERM}
+# One call's range: a cancel waits for at most one range.
+KERNEL_COPY_RANGE = 64 << 20
+
+
+# From this source size on, as the io_uring backend's splice (RL_COPY_SPLICE_MIN).
+KERNEL_COPY_MIN = 1 << 20
+
+
+def kernel_copy_suits(src: int, dst: int) -> bool:
+    """Both regular files, the source of at least KERNEL_COPY_MIN bytes (a
+    pseudo-file, /proc's, says size 0: copy_file_range copies nothing of it)."""
+    try:
+        a, b = os.fstat(src), os.fstat(dst)
+    except OSError:
+        return False  # the read/write copy raises the error
+    return stat.S_ISREG(a.st_mode) and stat.S_ISREG(b.st_mode) and a.st_size >= KERNEL_COPY_MIN
+
+
+def kernel_copy(src: int, dst: int, offset: int) -> Optional[int]:
+    """copy_file_range(2) of one range at offset (the same in both files):
+    the kernel copies without user memory, or shares the extents (reflink on
+    XFS, Btrfs).  None: refused before a byte was copied."""
+    try:
+        n = os.copy_file_range(src, dst, KERNEL_COPY_RANGE, offset, offset)
+    except OSError as exc:
+        if offset == 0 and exc.errno in _KERNEL_COPY_REFUSED:
+            return None
+        raise
+    return None if n == 0 and offset == 0 else n
+
+
 def write_all(op: Op, fd: int, offset: int, piece: int = contract.MAX_RW) -> int:
     """Write op.view from op.done on; a short write is continued.  In a
     non-blocking call, BlockingIOError leaves op.done where it got to."""

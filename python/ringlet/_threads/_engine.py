@@ -274,8 +274,10 @@ class ThreadEngine(EngineCore):
 
     def copy(self, src_fd: int, dst_fd: int, chunk_size: int = 1048576, depth: int = 4) -> asyncio.Future[int]:
         """copy(src_fd, dst_fd, chunk_size=1048576, depth=4) -> Future[int]:
-        copy src to dst from offset 0 until end of file, chunk by chunk (each
-        read, then its write); the result is the number of bytes copied."""
+        copy src to dst from offset 0 until end of file; the result is the
+        number of bytes copied.  Regular files: copy_file_range(2) on a worker
+        (a copy in the kernel, or shared extents); else, or where it is
+        refused, chunk by chunk (each read, then its write)."""
         src_fd, dst_fd = _args.c_int(src_fd), _args.c_int(dst_fd)
         chunk, depth = _args.uint32(chunk_size, "chunk_size"), _args.uint32(depth, "depth")
         if chunk == 0 or chunk > contract.MAX_RW or depth == 0 or depth > contract.COPY_MAX_SLOTS:
@@ -285,6 +287,16 @@ class ThreadEngine(EngineCore):
 
     async def _copy(self, src_fd: int, dst_fd: int, chunk: int) -> int:
         copied = 0
+        if _calls.kernel_copy_suits(src_fd, dst_fd):  # in the kernel, on a worker, range by range
+            while True:
+                at = copied
+                n = await self._to_pool(Op(self, "copy_file_range", src_fd),
+                                        lambda: _calls.kernel_copy(src_fd, dst_fd, at))
+                if n is None:
+                    break  # refused: read and write (from offset 0: nothing was copied)
+                if n == 0:
+                    return copied
+                copied += n
         while True:
             data = await self.read(src_fd, chunk, copied)
             if not data:
