@@ -503,6 +503,11 @@ def round_ratios(mine: List[Dict[str, Any]], ref: List[Dict[str, Any]]) -> List[
             if m.get("status") == "ok" and r.get("status") == "ok"]
 
 
+# Figures a worker may report beside its value, printed as medians.
+EXTRA_FIGURES = [("p99_ms", "p99 {:.3f} ms"), ("raw_gap_ms", "raw gap {:.2f} ms"), ("cpu_us_per_op", "CPU {:.1f} us/op"),
+                 ("enter_calls_per_op", "io_uring_enter {:.3f}/op"), ("nowait", "nowait completions {:.0f}")]
+
+
 def median_of(results: List[Dict[str, Any]], field: str = "value") -> Optional[float]:
     values = [r[field] for r in results if r.get("status") == "ok" and r.get(field) is not None]
     return statistics.median(values) if values else None
@@ -620,21 +625,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"\n{sc['name']}: {sc['what']}")
         for k, figure in med.items():
             extra = ""
-            p99 = median_of(results[k], "p99_ms")
-            if p99 is not None:
-                extra += f"  p99 {p99:.3f} ms"
-            raw = median_of(results[k], "raw_gap_ms")
-            if raw is not None:
-                extra += f"  raw gap {raw:.2f} ms"
-            cpu = median_of(results[k], "cpu_us_per_op")
-            if cpu is not None:
-                extra += f"  CPU {cpu:.1f} us/op"
-            enters = median_of(results[k], "enter_calls_per_op")
-            if enters is not None:
-                extra += f"  io_uring_enter {enters:.3f}/op"
-            nowait = median_of(results[k], "nowait")
-            if nowait is not None:
-                extra += f"  nowait completions {nowait:.0f}"
+            for field, fmt in EXTRA_FIGURES:
+                value = median_of(results[k], field)
+                if value is not None:
+                    extra += "  " + fmt.format(value)
             print(f"  {k:18s} {figure if figure is None else round(figure, 3)}{extra}")
         for mine, ref, goal in sc.get("goals", []):
             ref_name = ref
