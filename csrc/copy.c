@@ -1,14 +1,14 @@
-#define _GNU_SOURCE /* pipe2, F_SETPIPE_SZ, F_DUPFD_CLOEXEC */
+#define _GNU_SOURCE /* pipe2, F_SETPIPE_SZ, F_DUPFD_CLOEXEC, statx */
 #include "copy.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fault.h"
+#include "fileinfo.h"
 #include "ops.h"
 
 struct rl_copy_stats rl_copy_totals;
@@ -248,14 +248,14 @@ static int rl_copy_buffers(struct rl_copy *copy)
  * 0 when the copy should read and write (nothing to undo). */
 static int rl_copy_setup_splice(struct rl_copy *copy, unsigned depth)
 {
-    struct stat src_st, dst_st;
-    if (!rl_ring_supports(copy->ring, IORING_OP_SPLICE) || fstat(copy->src_fd, &src_st) < 0 ||
-        fstat(copy->dst_fd, &dst_st) < 0 || !S_ISREG(src_st.st_mode) || !S_ISREG(dst_st.st_mode) ||
-        src_st.st_size < RL_COPY_SPLICE_MIN)
+    struct rl_fileinfo src_info, dst_info;
+    if (!rl_ring_supports(copy->ring, IORING_OP_SPLICE) || rl_fileinfo(copy->src_fd, &src_info) < 0 ||
+        rl_fileinfo(copy->dst_fd, &dst_info) < 0 || !src_info.regular || !dst_info.regular ||
+        src_info.size < RL_COPY_SPLICE_MIN)
         return 0;
     /* Slots past the end would only read the end of the file: a growing
      * source is still copied whole, by the slots that are there. */
-    uint64_t chunks = ((uint64_t)src_st.st_size + copy->chunk - 1) / copy->chunk;
+    uint64_t chunks = (src_info.size + copy->chunk - 1) / copy->chunk;
     unsigned nslots = chunks < depth ? (unsigned)chunks : depth;
     int src = fcntl(copy->src_fd, F_DUPFD_CLOEXEC, 0);
     int dst = src < 0 ? -1 : fcntl(copy->dst_fd, F_DUPFD_CLOEXEC, 0);
