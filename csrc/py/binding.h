@@ -46,7 +46,7 @@ typedef struct {
     PyObject *kwnames_context;  /* ("context",) */
     PyObject *callback_context; /* one empty contextvars.Context for every op's done callback:
                                    add_done_callback would copy the caller's (64 bytes an op) */
-    PyObject *str_add_done_callback, *str_remove_done_callback, *str_done;
+    PyObject *str_add_done_callback, *str_remove_done_callback, *str_done, *str_throw;
 } ringlet_state;
 
 typedef struct {
@@ -113,6 +113,9 @@ typedef struct {
     int fd;
     uint8_t watching;           /* the op is a done callback of its pending future */
     uint8_t abandoned;          /* the future finished first (cancelled): drop the result */
+    uint8_t awaited;            /* the op itself is what the caller awaits (op_await): its future is
+                                   not watched; a throw into the wait (a cancelled task) cancels */
+    PyObject *waiter;           /* awaited: future.__await__(), once the wait began */
     uint8_t finished;           /* the outcome is delivered (or dropped) */
     int64_t offset;             /* -1: a stream, or an O_APPEND write */
     uint8_t moves_position;     /* offset was the descriptor's: move it past the bytes at completion */

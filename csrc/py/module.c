@@ -156,6 +156,7 @@ static int ringlet_exec(PyObject *module)
     INTERN(str_add_done_callback, "add_done_callback");
     INTERN(str_remove_done_callback, "remove_done_callback");
     INTERN(str_done, "done");
+    INTERN(str_throw, "throw");
 #undef INTERN
     PyObject *contextvars = PyImport_ImportModule("contextvars");
     st->callback_context = contextvars ? PyObject_CallMethod(contextvars, "Context", NULL) : NULL;
@@ -235,6 +236,7 @@ static int ringlet_clear(PyObject *module)
     Py_CLEAR(st->str_add_done_callback);
     Py_CLEAR(st->str_remove_done_callback);
     Py_CLEAR(st->str_done);
+    Py_CLEAR(st->str_throw);
     return 0;
 }
 
