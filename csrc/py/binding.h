@@ -47,6 +47,7 @@ typedef struct {
     PyObject *callback_context; /* one empty contextvars.Context for every op's done callback:
                                    add_done_callback would copy the caller's (64 bytes an op) */
     PyObject *str_add_done_callback, *str_remove_done_callback, *str_done, *str_throw;
+    PyObject *str__read;         /* "_read": Engine._pread's way to the ring */
 } ringlet_state;
 
 typedef struct {

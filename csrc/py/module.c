@@ -157,6 +157,7 @@ static int ringlet_exec(PyObject *module)
     INTERN(str_remove_done_callback, "remove_done_callback");
     INTERN(str_done, "done");
     INTERN(str_throw, "throw");
+    INTERN(str__read, "_read");
 #undef INTERN
     PyObject *contextvars = PyImport_ImportModule("contextvars");
     st->callback_context = contextvars ? PyObject_CallMethod(contextvars, "Context", NULL) : NULL;
@@ -237,6 +238,7 @@ static int ringlet_clear(PyObject *module)
     Py_CLEAR(st->str_remove_done_callback);
     Py_CLEAR(st->str_done);
     Py_CLEAR(st->str_throw);
+    Py_CLEAR(st->str__read);
     return 0;
 }
 

@@ -188,14 +188,33 @@ static int op_future_done(OpObject *op)
 }
 
 /* Whether the awaiting side already has its answer (a cancel, most often):
- * then the result has nowhere to go.  Only a watched future, or an awaited
- * op's (its task cancelled it, and has not run yet to throw into the op), can
- * be done. */
+ * then the result has nowhere to go.  Only a watched future can be done
+ * here; an awaited op's (see op_cancelled_meanwhile) is not asked. */
 static int op_abandoned(OpObject *op)
 {
     if (op->abandoned)
         return 1;
-    return (op->watching || op->awaited) && op_future_done(op);
+    return op->watching && op_future_done(op);
+}
+
+/* Whether resolving an awaited op's future failed because its task had
+ * cancelled it and not yet run to throw into the op: asyncio's
+ * InvalidStateError (the outcome is dropped, as an abandoned op's).  Asking
+ * only when set_result fails saves a done() per completion. */
+static int op_cancelled_meanwhile(OpObject *op)
+{
+    if (!op->awaited)
+        return 0;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *exceptions = PyImport_ImportModule("asyncio.exceptions");
+    PyObject *invalid = exceptions ? PyObject_GetAttrString(exceptions, "InvalidStateError") : NULL;
+    Py_XDECREF(exceptions);
+    PyErr_Clear();
+    int meanwhile = invalid && type && PyErr_GivenExceptionMatches(type, invalid) && op_future_done(op);
+    Py_XDECREF(invalid);
+    PyErr_Restore(type, value, tb);
+    return meanwhile;
 }
 
 /* The outcome for the future: a value, or (*failed set) an exception. */
@@ -270,6 +289,10 @@ static void op_deliver(OpObject *op, PyObject *outcome, int failed)
         loop_check_signals(op->engine);
         if (op_resolve(op, op->future, outcome, failed) == 0)
             return;
+        if (op_cancelled_meanwhile(op)) {
+            PyErr_Clear();
+            return;
+        }
         int interrupted = !PyErr_ExceptionMatches(PyExc_Exception);
         loop_note_error(op->engine, op->future);
         if (!interrupted || op_future_done(op))

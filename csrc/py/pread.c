@@ -284,7 +284,7 @@ static PyObject *outcome_of_error(ringlet_state *st)
 static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int tried)
 {
     ringlet_state *st = self->state;
-    PyObject *name = PyUnicode_InternFromString("_read");
+    PyObject *name = Py_NewRef(st->str__read);
     PyObject *argv[5] = {(PyObject *)self, NULL, NULL, NULL, NULL};
     for (Py_ssize_t i = 0; i < nargs && i < 4; i++)
         argv[i + 1] = args[i];
@@ -299,6 +299,8 @@ static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args,
         PyObject *value;
         o = PyIter_Send(r, Py_None, &value) == PYGEN_RETURN ? outcome_new(st, value, NULL, NULL, 0) : NULL;
         Py_XDECREF(value);
+    } else if (Py_IS_TYPE(r, st->OpType)) { /* pending, awaited as the op itself: no wrapper needed */
+        return r;
     } else {
         o = outcome_new(st, NULL, NULL, r, 0);
     }
