@@ -168,7 +168,9 @@ extern struct ringlet_live {
 OpObject *op_new(EngineObject *engine, int kind, const char *name);
 /* Submits a queued op (taking over the caller's reference) and returns what
  * the caller awaits: an asyncio.Future; or, want_future false and completed
- * inline, a Ready holding the value (an inline error is raised at once).
+ * inline, a Ready holding the value (an inline error is raised at once); or,
+ * want_future false and a positional read still pending, the op itself,
+ * awaited as a coroutine (op.c, op_pending_future).
  * queued: what queueing its SQE returned (0, or -errno: nothing was queued,
  * the op is dropped and MemoryError raised). */
 PyObject *op_launch(OpObject *op, int queued, int want_future);
