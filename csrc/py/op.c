@@ -595,7 +595,8 @@ static PyObject *op_throw(OpObject *op, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *waiter = op->waiter;
     op->waiter = NULL;
-    op_await_ended(op);
+    if (op->awaited) /* else an op reached through its future's callbacks: not this op's wait to end */
+        op_await_ended(op);
     if (waiter) {
         PyObject *r = PyObject_VectorcallMethod(op->engine->state->str_throw, (PyObject *[]){waiter, args[0],
                                                 nargs > 1 ? args[1] : NULL, nargs > 2 ? args[2] : NULL},
