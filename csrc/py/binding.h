@@ -46,8 +46,9 @@ typedef struct {
     PyObject *kwnames_context;  /* ("context",) */
     PyObject *callback_context; /* one empty contextvars.Context for every op's done callback:
                                    add_done_callback would copy the caller's (64 bytes an op) */
-    PyObject *str_add_done_callback, *str_remove_done_callback, *str_done;
-    PyObject *str__read, *str__thread_id;
+    PyObject *str_add_done_callback, *str_remove_done_callback, *str_done, *str_throw;
+    PyObject *str__read;         /* "_read": Engine._pread's way to the ring */
+    PyObject *str__thread_id;
     PyObject *get_running_loop; /* asyncio.events._get_running_loop */
 } ringlet_state;
 
@@ -125,6 +126,9 @@ typedef struct OpObject {
     int fd;
     uint8_t watching;           /* the op is a done callback of its pending future */
     uint8_t abandoned;          /* the future finished first (cancelled): drop the result */
+    uint8_t awaited;            /* the op itself is what the caller awaits (op_await): its future is
+                                   not watched; a throw into the wait (a cancelled task) cancels */
+    PyObject *waiter;           /* awaited: future.__await__(), once the wait began */
     uint8_t finished;           /* the outcome is delivered (or dropped) */
     int64_t offset;             /* -1: a stream, or an O_APPEND write */
     uint8_t moves_position;     /* offset was the descriptor's: move it past the bytes at completion */
@@ -179,7 +183,9 @@ extern struct ringlet_live {
 OpObject *op_new(EngineObject *engine, int kind, const char *name);
 /* Submits a queued op (taking over the caller's reference) and returns what
  * the caller awaits: an asyncio.Future; or, want_future false and completed
- * inline, a Ready holding the value (an inline error is raised at once).
+ * inline, a Ready holding the value (an inline error is raised at once); or,
+ * want_future false and a positional read still pending, the op itself,
+ * awaited as a coroutine (op.c, op_pending_future).
  * queued: what queueing its SQE returned (0, or -errno: nothing was queued,
  * the op is dropped and MemoryError raised). */
 PyObject *op_launch(OpObject *op, int queued, int want_future);

@@ -173,6 +173,7 @@ static int ringlet_exec(PyObject *module)
     INTERN(str_done, "done");
     INTERN(str__read, "_read");
     INTERN(str__thread_id, "_thread_id");
+    INTERN(str_throw, "throw");
 #undef INTERN
     PyObject *events = PyImport_ImportModule("asyncio.events");
     st->get_running_loop = events ? PyObject_GetAttrString(events, "_get_running_loop") : NULL;
@@ -260,6 +261,7 @@ static int ringlet_clear(PyObject *module)
     Py_CLEAR(st->str__read);
     Py_CLEAR(st->str__thread_id);
     Py_CLEAR(st->get_running_loop);
+    Py_CLEAR(st->str_throw);
     return 0;
 }
 

@@ -188,12 +188,33 @@ static int op_future_done(OpObject *op)
 }
 
 /* Whether the awaiting side already has its answer (a cancel, most often):
- * then the result has nowhere to go.  Only a watched future can be done. */
+ * then the result has nowhere to go.  Only a watched future can be done
+ * here; an awaited op's (see op_cancelled_meanwhile) is not asked. */
 static int op_abandoned(OpObject *op)
 {
     if (op->abandoned)
         return 1;
     return op->watching && op_future_done(op);
+}
+
+/* Whether resolving an awaited op's future failed because its task had
+ * cancelled it and not yet run to throw into the op: asyncio's
+ * InvalidStateError (the outcome is dropped, as an abandoned op's).  Asking
+ * only when set_result fails saves a done() per completion. */
+static int op_cancelled_meanwhile(OpObject *op)
+{
+    if (!op->awaited)
+        return 0;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *exceptions = PyImport_ImportModule("asyncio.exceptions");
+    PyObject *invalid = exceptions ? PyObject_GetAttrString(exceptions, "InvalidStateError") : NULL;
+    Py_XDECREF(exceptions);
+    PyErr_Clear();
+    int meanwhile = invalid && type && PyErr_GivenExceptionMatches(type, invalid) && op_future_done(op);
+    Py_XDECREF(invalid);
+    PyErr_Restore(type, value, tb);
+    return meanwhile;
 }
 
 /* The outcome for the future: a value, or (*failed set) an exception. */
@@ -268,6 +289,10 @@ static void op_deliver(OpObject *op, PyObject *outcome, int failed)
         loop_check_signals(op->engine);
         if (op_resolve(op, op->future, outcome, failed) == 0)
             return;
+        if (op_cancelled_meanwhile(op)) {
+            PyErr_Clear();
+            return;
+        }
         int interrupted = !PyErr_ExceptionMatches(PyExc_Exception);
         loop_note_error(op->engine, op->future);
         if (!interrupted || op_future_done(op))
@@ -323,8 +348,10 @@ void op_finish(OpObject *op, int64_t res)
     }
     op_release(op);
     /* The future may still hold this op among its callbacks (a cancelled or
-     * traced one): let go of the future so the two make no cycle. */
-    Py_CLEAR(op->future);
+     * traced one): let go of the future so the two make no cycle.  An awaited
+     * op's future holds no op, and its awaiting side may not have begun. */
+    if (!op->awaited)
+        Py_CLEAR(op->future);
     PyErr_Restore(exc_type, exc, tb);
     Py_DECREF(op); /* the ring's reference */
 }
@@ -372,8 +399,14 @@ static PyObject *op_hand_over(OpObject *op, int want_future)
 }
 
 /* Still pending after its submission: a future to await, watched so that a
- * cancel reaches the kernel.  ret: what the submission returned. */
-static PyObject *op_pending_future(OpObject *op, int ret)
+ * cancel reaches the kernel; or (want_future false, a positional read, not
+ * traced) the op itself, awaited as a coroutine (op_send): a
+ * cancelled task throws into it, which cancels, so the future needs no done
+ * callback to add and remove again (nor the task's a list of callbacks).  A
+ * stream's read and a write keep the future: their callers shield it across
+ * a cancel (a write lands anyway; a stream's bytes must not be lost).
+ * ret: what the submission returned. */
+static PyObject *op_pending_future(OpObject *op, int ret, int want_future)
 {
     PyObject *future = op_make_future(op);
     if (future == NULL) {
@@ -388,6 +421,11 @@ static PyObject *op_pending_future(OpObject *op, int ret)
         PyObject *exc = ringlet_oserror(-ret, NULL);
         r = exc && op_resolve(op, future, exc, 1) == 0 ? Py_None : NULL;
         Py_XDECREF(exc);
+    } else if (!want_future && !op->times && op->offset >= 0 && !op->moves_position &&
+               (op->kind == OP_READ || op->kind == OP_READINTO)) {
+        op->awaited = 1;
+        Py_DECREF(future);
+        return Py_NewRef(op);
     } else {
         ringlet_state *st = op->engine->state;
         PyObject *argv[3] = {future, (PyObject *)op, st->callback_context};
@@ -437,7 +475,7 @@ PyObject *op_launch(OpObject *op, int queued, int want_future)
         PyErr_SetString(PyExc_RuntimeError, "ringlet: this engine is closed");
         return NULL;
     }
-    PyObject *result = op->finished ? op_hand_over(op, want_future) : op_pending_future(op, ret);
+    PyObject *result = op->finished ? op_hand_over(op, want_future) : op_pending_future(op, ret, want_future);
     Py_DECREF(op); /* the caller's reference */
     return result;
 }
@@ -447,6 +485,26 @@ PyObject *op_finish_now(OpObject *op, int64_t res, int want_future)
     Py_INCREF(op); /* standing in for the ring's reference, which op_finish drops */
     op_finish(op, res);
     return op_launch(op, 0, want_future);
+}
+
+/* Nobody awaits the op any more: its outcome is dropped, and the kernel's
+ * work is cancelled (the memory stays the op's until the completion). */
+static void op_cancel(OpObject *op)
+{
+    op->abandoned = 1;
+    /* A forked child must not touch the parent's ring (its memory is not
+     * mapped in the child): the parent's kernel work is the parent's. */
+    if (!op->engine->ring_open || op->engine->fork_generation != ringlet_fork_generation())
+        return;
+    if (op_offload_withdraw(op))
+        return; /* it never reached the kernel */
+    if (op->kind == OP_COPY)
+        rl_copy_cancel(op->u.copy);
+    else if (op->kind == OP_BATCH)
+        for (Py_ssize_t i = 0; i < op->u.batch.count; i++)
+            rl_ring_cancel(&op->engine->ring, &op->u.batch.parts[i].cell);
+    else
+        rl_ring_cancel(&op->engine->ring, &op->cell);
 }
 
 /* Called by the future when it is done: a cancelled wait cancels the kernel's work too. */
@@ -463,22 +521,115 @@ static PyObject *op_call(OpObject *op, PyObject *args, PyObject *kwargs)
         /* A loop callback: what the tracer raised (KeyboardInterrupt) leaves the loop from here. */
         return loop_raise_interrupt(op->engine) < 0 ? NULL : Py_NewRef(Py_None);
     }
-    op->abandoned = 1;
-    /* A forked child must not touch the parent's ring (its memory is not
-     * mapped in the child): the parent's kernel work is the parent's. */
-    if (!op->engine->ring_open || op->engine->fork_generation != ringlet_fork_generation())
-        Py_RETURN_NONE;
-    if (op_offload_withdraw(op))
-        Py_RETURN_NONE; /* it never reached the kernel */
-    if (op->kind == OP_COPY)
-        rl_copy_cancel(op->u.copy);
-    else if (op->kind == OP_BATCH)
-        for (Py_ssize_t i = 0; i < op->u.batch.count; i++)
-            rl_ring_cancel(&op->engine->ring, &op->u.batch.parts[i].cell);
-    else
-        rl_ring_cancel(&op->engine->ring, &op->cell);
+    op_cancel(op);
     Py_RETURN_NONE;
 }
+
+/* ---- an awaited op: a coroutine that waits for its future ------------------ */
+
+static PyObject *op_await(OpObject *op) { return Py_NewRef(op); }
+
+/* The wait ended before the completion (an error thrown in, close): cancel. */
+static void op_await_ended(OpObject *op)
+{
+    if (!op->finished && !op->abandoned)
+        op_cancel(op);
+    Py_CLEAR(op->waiter);
+    Py_CLEAR(op->future);
+}
+
+static PySendResult op_send(OpObject *op, PyObject *arg, PyObject **result)
+{
+    if (!op->awaited || op->future == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, op->awaited ? "cannot reuse already awaited coroutine"
+                                                        : "ringlet: this operation is not awaitable");
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    if (op->waiter == NULL) {
+        PyAsyncMethods *am = Py_TYPE(op->future)->tp_as_async;
+        op->waiter = am && am->am_await ? am->am_await(op->future)
+                                        : PyObject_CallMethod(op->future, "__await__", NULL);
+        if (op->waiter == NULL) {
+            op_await_ended(op);
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+    }
+    PySendResult r = PyIter_Send(op->waiter, arg, result);
+    if (r != PYGEN_NEXT)
+        op_await_ended(op);
+    return r;
+}
+
+/* StopIteration(value), built explicitly: a tuple value must not become its args. */
+static PyObject *op_stop(PyObject *value)
+{
+    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+    Py_DECREF(value);
+    if (stop) {
+        PyErr_SetObject(PyExc_StopIteration, stop);
+        Py_DECREF(stop);
+    }
+    return NULL;
+}
+
+static PyObject *op_iternext(OpObject *op)
+{
+    PyObject *result;
+    return op_send(op, Py_None, &result) == PYGEN_RETURN ? op_stop(result) : result;
+}
+
+static PyObject *op_method_send(OpObject *op, PyObject *arg)
+{
+    PyObject *result;
+    return op_send(op, arg, &result) == PYGEN_RETURN ? op_stop(result) : result;
+}
+
+/* throw(exc) or throw(type, value=None, traceback=None): the awaiting task
+ * gives up (cancelled, most often), so the kernel's work is cancelled; the
+ * exception goes on through the future's wait, or is raised here. */
+static PyObject *op_throw(OpObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
+        return NULL;
+    }
+    PyObject *waiter = op->waiter;
+    op->waiter = NULL;
+    if (op->awaited) /* else an op reached through its future's callbacks: not this op's wait to end */
+        op_await_ended(op);
+    if (waiter) {
+        PyObject *r = PyObject_VectorcallMethod(op->engine->state->str_throw, (PyObject *[]){waiter, args[0],
+                                                nargs > 1 ? args[1] : NULL, nargs > 2 ? args[2] : NULL},
+                                                (size_t)nargs + 1, NULL);
+        Py_DECREF(waiter);
+        return r;
+    }
+    PyObject *typ = args[0], *val = nargs > 1 ? args[1] : Py_None;
+    if (PyExceptionInstance_Check(typ))
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    else if (PyExceptionClass_Check(typ))
+        PyErr_SetObject(typ, val);
+    else
+        PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException");
+    return NULL;
+}
+
+static PyObject *op_close(OpObject *op, PyObject *Py_UNUSED(ignored))
+{
+    if (op->awaited)
+        op_await_ended(op);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef op_methods[] = {
+    {"send", (PyCFunction)op_method_send, METH_O, "send(value): as a coroutine's send()."},
+    {"throw", (PyCFunction)(void (*)(void))op_throw, METH_FASTCALL,
+     "throw(exc): as a coroutine's throw(); the operation is cancelled."},
+    {"close", (PyCFunction)op_close, METH_NOARGS, "close(): stop waiting; the operation is cancelled."},
+    {NULL, NULL, 0, NULL},
+};
 
 /* The GC sees what an op holds.  An op in flight is never collected: the
  * ring's reference is one the GC cannot account for, so the op (and all it
@@ -488,6 +639,7 @@ static int op_traverse(OpObject *op, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(op->engine);
     Py_VISIT(op->future);
+    Py_VISIT(op->waiter);
     Py_VISIT(op->outcome);
     Py_VISIT(op->obj);
     Py_VISIT(op->obj2);
@@ -507,6 +659,7 @@ static int op_traverse(OpObject *op, visitproc visit, void *arg)
 static int op_clear(OpObject *op)
 {
     Py_CLEAR(op->future);
+    Py_CLEAR(op->waiter);
     Py_CLEAR(op->outcome);
     Py_CLEAR(op->filename);
     Py_CLEAR(op->filename2);
@@ -519,6 +672,7 @@ static void op_dealloc(OpObject *op)
     PyObject_GC_UnTrack(op);
     op_release(op);
     Py_CLEAR(op->future);
+    Py_CLEAR(op->waiter);
     Py_CLEAR(op->outcome);
     PyMem_Free(op->times);
     Py_CLEAR(op->filename);
@@ -532,6 +686,11 @@ static void op_dealloc(OpObject *op)
 static PyType_Slot op_slots[] = {
     {Py_tp_doc, "One operation in flight: the cell that holds its state until the kernel completes it."},
     {Py_tp_call, op_call},
+    {Py_am_await, op_await},
+    {Py_am_send, op_send},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, op_iternext},
+    {Py_tp_methods, op_methods},
     {Py_tp_dealloc, op_dealloc},
     {Py_tp_traverse, op_traverse},
     {Py_tp_clear, op_clear},

@@ -276,7 +276,7 @@ PyType_Spec ringlet_outcome_spec = {
 /* ---- Engine._pread ------------------------------------------------------- */
 
 const char engine__pread_doc[] =
-    "_pread(fd, size, offset, align=0, /) -> Outcome | None\n\n"
+    "_pread(fd, size, offset, align=0, /) -> Outcome | Op | None\n\n"
     "A positional read for AsyncFile.pread: tried without blocking first (the\n"
     "page cache), else through the ring as _read.  align > 0 (O_DIRECT): the\n"
     "ring's at once.  Errors, argument errors included, are raised when the\n"
@@ -316,6 +316,8 @@ static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args,
         PyObject *value;
         o = PyIter_Send(r, Py_None, &value) == PYGEN_RETURN ? outcome_new(st, value, NULL, NULL, 0) : NULL;
         Py_XDECREF(value);
+    } else if (Py_IS_TYPE(r, st->OpType)) { /* pending, awaited as the op itself: no wrapper needed */
+        return r;
     } else {
         o = outcome_new(st, NULL, NULL, r, 0);
     }
