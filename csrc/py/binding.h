@@ -67,6 +67,7 @@ typedef struct {
                                    were delivered, to raise out of the loop once they all are */
     struct rl_bounce_pool bounce_pool; /* O_DIRECT bounce buffers kept for reuse */
     struct rl_nowait nowait;    /* the non-blocking attempt before the ring (pread.c) */
+    uint64_t files_nowait;      /* read_file calls done without the ring (readfile.c) */
     ringlet_state *state;
     PyObject *weakreflist;
 } EngineObject;

@@ -19,7 +19,18 @@ async def read_file(path: PathArg) -> bytes:
     """Return the whole content of the file at path."""
     raw, name = fspath(path)
     engine = get_engine()
-    fd = await open_fd(engine, raw, os.O_RDONLY, 0, name)
+    # A cached file is read without the ring: open, reads and close on the
+    # loop thread, none of them waiting (csrc/py/readfile.c).  Otherwise what
+    # it did not finish is done through the engine.
+    got = engine._read_file(raw, name)
+    if isinstance(got, bytes):
+        return got
+    if got is None:
+        fd = await open_fd(engine, raw, os.O_RDONLY, 0, name)
+    elif isinstance(got, int):
+        fd = got
+    else:
+        return await got
     try:
         return await read_to_end(engine, fd, 0)
     except IsADirectoryError:

@@ -1,0 +1,223 @@
+/* read_file at the price of its system calls: Engine._read_file(path,
+ * filename) opens, sizes, reads and closes a cached file on the loop thread,
+ * trying each step without blocking, and leaves the rest to the ring the
+ * moment one would wait:
+ *
+ *   open   openat2(O_RDONLY | O_NONBLOCK, RESOLVE_CACHED): the path walk
+ *          fails with EAGAIN rather than read a directory from the device.
+ *          This is the attempt io_uring's own IORING_OP_OPENAT makes inline
+ *          (LOOKUP_CACHED, O_NONBLOCK, then O_NONBLOCK cleared), so the
+ *          descriptor is the one the ring would have given: a FIFO opens at
+ *          once, as through the ring, and is read through the ring.
+ *   size   fstat: the in-memory inode.
+ *   read   one bytes of the final size, filled by preadv2(RWF_NOWAIT) (see
+ *          csrc/nowait.h), then a one-byte read at the end that must say 0.
+ *   close  close(2) here only on a file system without flush-on-close (the
+ *          test io_uring's IORING_OP_CLOSE makes before closing in the
+ *          submitting thread rather than a worker): ext2/3/4, XFS, Btrfs,
+ *          tmpfs and ramfs by fstatfs magic, asked for every file (a device
+ *          number can come back with another file system after an unmount).
+ *          FUSE and NFS flush on close and wait for a server: their files,
+ *          like every other file system's, go the ring's way.
+ *
+ * What it returns tells read_file what is left:
+ *   bytes     the content, all done (an awaitable of it when the task must
+ *             yield first: a large read, or the loop turn's budget spent);
+ *   int       an open descriptor (blocking again) whose reading would wait,
+ *             or that is not a regular file of one of those file systems:
+ *             read it to the end and close it through the ring, as always;
+ *   None      the open itself would wait (or openat2 is missing): the ring
+ *             opens it.
+ * Errors of the open (ENOENT, EACCES, ...) are raised as the built-in open
+ * raises them. */
+#define _GNU_SOURCE
+#include "binding.h"
+#include "engine_ops.h"
+#include "fault.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef XFS_SUPER_MAGIC
+#define XFS_SUPER_MAGIC 0x58465342
+#endif
+
+/* The kernel has no openat2 or no RESOLVE_CACHED (before 5.12): never try again. */
+static int openat2_missing;
+
+/* The descriptor, or -errno; -EAGAIN: the path walk or the open would wait. */
+static int open_cached(const char *path)
+{
+    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK, .resolve = RESOLVE_CACHED};
+    long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+    if (fd >= 0)
+        return (int)fd;
+    if (errno == ENOSYS || errno == EINVAL || errno == E2BIG) {
+        /* EINVAL for flags this kernel does not know (RESOLVE_CACHED): the path is
+         * not at fault, as O_RDONLY | O_CLOEXEC | O_NONBLOCK is valid everywhere. */
+        openat2_missing = 1;
+        return -EAGAIN;
+    }
+    return -errno;
+}
+
+/* Whether close(2) of fd cannot wait for a device or a server (see above). */
+static int closes_at_once(int fd)
+{
+    struct statfs sf;
+    if (fstatfs(fd, &sf) < 0)
+        return 0;
+    switch ((unsigned long)sf.f_type) {
+    case EXT4_SUPER_MAGIC: /* ext2, ext3 and ext4 share it */
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+    case RAMFS_MAGIC:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* The descriptor for read_file's ring path: blocking again, as the ring's open leaves it. */
+static PyObject *hand_over(int fd)
+{
+    if (fcntl(fd, F_SETFL, 0) < 0) {
+        int err = errno;
+        close(fd); /* not reachable for a descriptor just opened; closing it is what is left */
+        PyObject *exc = ringlet_oserror(err, NULL);
+        if (exc)
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_XDECREF(exc);
+        return NULL;
+    }
+    PyObject *r = PyLong_FromLong(fd);
+    if (r == NULL)
+        close(fd);
+    return r;
+}
+
+/* Reads the whole regular file of st_size bytes from the page cache: its
+ * bytes, or NULL without an exception when a read would wait (or the file
+ * grew meanwhile), or NULL with MemoryError. */
+static PyObject *read_cached(EngineObject *self, int fd, Py_ssize_t size)
+{
+    PyObject *data = PyBytes_FromStringAndSize(NULL, size);
+    if (data == NULL)
+        return NULL;
+    int64_t n = size ? rl_read_nowait(&self->nowait, fd, PyBytes_AS_STRING(data), (size_t)size, 0) : 0;
+    if (n < 0) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    if (n == size) {
+        /* The size was right when fstat said it: a read at the end proves it still is. */
+        char probe;
+        struct iovec iov = {&probe, 1};
+        if (preadv2(fd, &iov, 1, (off_t)size, RWF_NOWAIT) != 0) {
+            Py_DECREF(data);
+            return NULL; /* grew (or would wait): the ring reads it again from the start */
+        }
+    } else if (_PyBytes_Resize(&data, (Py_ssize_t)n) < 0) { /* shrank: n is where a read said 0 */
+        return NULL;
+    }
+    return data;
+}
+
+/* A trace record for the tracer, as an op's (tracing on only). */
+static void trace_read_file(EngineObject *self, int fd, int64_t started, Py_ssize_t result)
+{
+    OpObject *op = op_new(self, OP_READ, "read_file");
+    if (op == NULL || op->times == NULL) {
+        Py_XDECREF(op);
+        PyErr_Clear(); /* a trace lost to MemoryError: the read itself succeeded */
+        return;
+    }
+    struct op_times *t = op->times;
+    op->fd = fd;
+    t->submitted = started;
+    t->returned = t->reaped = t->resolved = t->resumed = ringlet_now_ns();
+    t->submit_thread = t->reap_thread = PyThread_get_thread_ident();
+    t->inline_ = t->nowait = 1;
+    t->result = result;
+    op_emit_trace(op);
+    Py_DECREF(op);
+}
+
+const char engine__read_file_doc[] =
+    "_read_file(path, filename, /) -> bytes | Awaitable[bytes] | int | None\n\n"
+    "read_file without the ring when nothing waits: the content (or an\n"
+    "awaitable of it when the task must yield first); else an open descriptor\n"
+    "to read and close through the ring; else None: open it through the ring.\n"
+    "Errors of the open are raised with filename.";
+
+PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_read_file(path, filename)");
+        return NULL;
+    }
+    if (path_check(args[0]) < 0 || engine_check(self) < 0)
+        return NULL;
+    /* A fault test aims at the ring's paths (test builds only). */
+    if (openat2_missing || rl_fault_armed() || self->nowait.unsupported)
+        Py_RETURN_NONE;
+    int64_t started = self->tracer ? ringlet_now_ns() : 0;
+    int fd = open_cached(PyBytes_AS_STRING(args[0]));
+    if (fd == -EAGAIN)
+        Py_RETURN_NONE;
+    if (fd < 0) {
+        PyObject *exc = ringlet_oserror(-fd, args[1]);
+        if (exc)
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_XDECREF(exc);
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)RL_MAX_RW || !closes_at_once(fd) ||
+        !rl_nowait_enabled(&self->nowait, fd) ||
+        (st.st_size >= (off_t)RL_OFFLOAD_MIN && loop_must_yield(self)))
+        return hand_over(fd); /* a directory, FIFO, /proc file, FUSE...: as through the ring */
+    PyObject *data = read_cached(self, fd, (Py_ssize_t)st.st_size);
+    if (data == NULL) {
+        if (PyErr_Occurred()) {
+            close(fd);
+            return NULL;
+        }
+        return hand_over(fd);
+    }
+    if (close(fd) < 0 && errno != EINTR) { /* EINTR: closed all the same (Linux) */
+        PyObject *exc = ringlet_oserror(errno, NULL);
+        if (exc)
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_XDECREF(exc);
+        Py_DECREF(data);
+        return NULL;
+    }
+    rl_nowait_forget(&self->nowait, fd);
+    /* One operation, completed without the ring (its reads count in completed_nowait). */
+    struct rl_stats *s = &self->ring.stats;
+    s->submitted++;
+    s->completed++;
+    s->completed_inline++;
+    self->files_nowait++;
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    if (self->tracer)
+        trace_read_file(self, fd, started, size);
+    /* The task yields once the loop turn's budget of inline work is spent (a
+     * whole file is one call: no per-read yield, which would cost a loop turn
+     * per file). */
+    if (loop_must_yield(self)) {
+        PyObject *o = outcome_after_a_turn(self->state, data);
+        Py_DECREF(data);
+        return o;
+    }
+    return data;
+}
