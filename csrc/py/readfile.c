@@ -131,6 +131,96 @@ static PyObject *read_cached(EngineObject *self, int fd, Py_ssize_t size)
     return data;
 }
 
+/* ---- a large file: read in parts, on more than one core ------------------ */
+
+/* From this size, a cached file is read in RL_WHOLE_PARTS parts at once: all
+ * but the last by the kernel's workers (IOSQE_ASYNC), the last by the loop
+ * thread meanwhile, so the copies (and the page faults of the new memory)
+ * run on several cores.  Below it, waking a worker costs more than it saves. */
+#define RL_WHOLE_PARALLEL_MIN (4u << 20)
+#define RL_WHOLE_PARTS 2
+
+/* A readinto op for data[offset, offset + len): the op's view holds data,
+ * so the memory stays alive until the completion, cancel or not.  Submitted
+ * at once; a future of the count. */
+static PyObject *launch_part(EngineObject *self, int fd, PyObject *data, size_t offset, size_t len, int offload)
+{
+    OpObject *op = op_new(self, OP_READINTO, "read_file");
+    if (op == NULL)
+        return NULL;
+    if (PyBuffer_FillInfo(&op->u.view, data, PyBytes_AS_STRING(data) + offset, (Py_ssize_t)len, 0,
+                          PyBUF_WRITABLE) < 0) {
+        op->u.view.obj = NULL;
+        Py_DECREF(op);
+        return NULL;
+    }
+    op->fd = fd;
+    op->offset = (int64_t)offset;
+    op->length = len;
+    if (op_kernel_io(op, op->u.view.buf, 0) < 0) {
+        Py_DECREF(op);
+        return NULL;
+    }
+    int queued = offload ? rl_op_read_offloaded(&self->ring, &op->cell, fd, op->io.buf, (unsigned)len, op->offset)
+                         : rl_op_read(&self->ring, &op->cell, fd, op->io.buf, (unsigned)len, op->offset);
+    return op_launch(op, queued, 1);
+}
+
+/* (fd, data, [futures of the parts' counts], bytes filled already) for
+ * read_file to await, check (the counts and filled add up to the size, else
+ * the file shrank: read it again) and finish (the read at the end, the close
+ * through the ring).  fd is blocking
+ * again.  NULL with an exception: fd closed, parts launched are cancelled. */
+static PyObject *read_in_parts(EngineObject *self, int fd, size_t size)
+{
+    PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    PyObject *parts = data ? PyList_New(0) : NULL;
+    if (parts == NULL)
+        goto error;
+    size_t part = (size / RL_WHOLE_PARTS + 4095) & ~(size_t)4095;
+    size_t last = part * (RL_WHOLE_PARTS - 1);
+    for (size_t offset = 0; offset < last; offset += part) {
+        PyObject *future = launch_part(self, fd, data, offset, part, 1);
+        if (future == NULL || PyList_Append(parts, future) < 0) {
+            Py_XDECREF(future);
+            goto error;
+        }
+        Py_DECREF(future);
+    }
+    /* The loop thread's part, while the workers copy theirs; the ring's if it
+     * would wait, or once the loop turn's budget of inline work is spent. */
+    size_t filled = size - last;
+    int spent = loop_must_yield(self);
+    if (spent || engine_read_nowait(self, fd, PyBytes_AS_STRING(data) + last, size - last, (int64_t)last) !=
+                     (int64_t)(size - last)) {
+        filled = 0;
+        PyObject *future = launch_part(self, fd, data, last, size - last, spent);
+        if (future == NULL || PyList_Append(parts, future) < 0) {
+            Py_XDECREF(future);
+            goto error;
+        }
+        Py_DECREF(future);
+    }
+    PyObject *r = Py_BuildValue("(iNNn)", fd, data, parts, (Py_ssize_t)filled);
+    if (r == NULL) {
+        data = parts = NULL; /* Py_BuildValue's N took them, even failing */
+        goto error;
+    }
+    return r;
+
+error:
+    for (Py_ssize_t i = 0; parts && i < PyList_GET_SIZE(parts); i++) {
+        PyObject *cancelled = PyObject_CallMethod(PyList_GET_ITEM(parts, i), "cancel", NULL);
+        if (cancelled == NULL)
+            PyErr_WriteUnraisable(PyList_GET_ITEM(parts, i));
+        Py_XDECREF(cancelled);
+    }
+    Py_XDECREF(parts);
+    Py_XDECREF(data);
+    close(fd); /* a read in flight holds the file itself: it completes into data, which its op holds */
+    return NULL;
+}
+
 /* A trace record for the tracer, as an op's (tracing on only). */
 static void trace_read_file(EngineObject *self, int fd, int64_t started, Py_ssize_t result)
 {
@@ -181,10 +271,16 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
         return NULL;
     }
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)RL_MAX_RW || !closes_at_once(fd) ||
-        !rl_nowait_enabled(&self->nowait, fd) ||
-        (st.st_size >= (off_t)RL_OFFLOAD_MIN && loop_must_yield(self)))
-        return hand_over(fd); /* a directory, FIFO, /proc file, FUSE...: as through the ring */
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)RL_MAX_RW ||
+        !rl_nowait_enabled(&self->nowait, fd))
+        return hand_over(fd); /* a directory, FIFO, /proc file...: as through the ring */
+    if (st.st_size >= (off_t)RL_WHOLE_PARALLEL_MIN) {
+        if (fcntl(fd, F_SETFL, 0) < 0) /* the ring's reads see the descriptor as its open leaves it */
+            return hand_over(fd);
+        return read_in_parts(self, fd, (size_t)st.st_size);
+    }
+    if (!closes_at_once(fd) || (st.st_size >= (off_t)RL_OFFLOAD_MIN && loop_must_yield(self)))
+        return hand_over(fd); /* FUSE, NFS...; or a large read once the loop turn's budget is spent */
     PyObject *data = read_cached(self, fd, (Py_ssize_t)st.st_size);
     if (data == NULL) {
         if (PyErr_Occurred()) {

@@ -3,6 +3,7 @@ file in one call (open, I/O, close), with no file object."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import stat
@@ -29,6 +30,12 @@ async def read_file(path: PathArg) -> bytes:
         fd = await open_fd(engine, raw, os.O_RDONLY, 0, name)
     elif isinstance(got, int):
         fd = got
+    elif isinstance(got, tuple):
+        fd, data, parts, filled = got  # a large file, being read in parts on several cores
+        try:
+            return await _finish_parts(engine, fd, data, parts, filled)
+        finally:
+            await close_fd(engine, fd)
     else:
         return await got
     try:
@@ -37,6 +44,24 @@ async def read_file(path: PathArg) -> bytes:
         raise isdir_error(name) from None
     finally:
         await close_fd(engine, fd)
+
+
+async def _finish_parts(engine: Any, fd: int, data: bytes, parts: "list[asyncio.Future[int]]", filled: int) -> bytes:
+    """The content of a file whose reads in parts into data are in flight
+    (Engine._read_file; filled bytes of it are read already): each part
+    complete, then the read at the end that proves it.  Parts short of the
+    size (the file shrank meanwhile): the file is read again to its end."""
+    try:
+        for part in parts:
+            filled += await part
+    except BaseException:
+        for part in parts:
+            part.cancel()  # a cancel reaches the kernel; each op holds data until its completion
+        raise
+    if filled != len(data):
+        return await read_to_end(engine, fd, 0)
+    tail = await read_to_end(engine, fd, filled)  # b"", unless the file grew meanwhile
+    return data + tail if tail else data
 
 
 async def write_file(path: PathArg, data: Any) -> int:

@@ -207,3 +207,65 @@ def test_no_descriptor_is_left_open(ringlet, run, make_file, tmp_path):
         return len(os.listdir("/proc/self/fd")) - before
 
     assert run(main()) == 0
+
+
+# --------------------------------------------------------------------------
+# a large file: read in parts, the kernel's workers and the loop thread at once
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [4 << 20, (16 << 20) + 12345])
+def test_large_cached_file_is_read_in_parts(ringlet, run, require_io_uring, make_file, size):
+    path, data = make_file(size)
+    with open(path, "rb") as f:
+        f.read()
+
+    async def main():
+        engine = ringlet.get_engine()
+        await ringlet.read_file(__file__)
+        s0 = engine.stats()
+        got = await ringlet.read_file(path)
+        s1 = engine.stats()
+        return got, {k: s1[k] - s0[k] for k in ("submitted", "completed", "completed_nowait", "files_nowait")}, \
+            s1["in_flight"]
+
+    got, delta, in_flight = run(main())
+    assert got == data
+    # One part by a worker, one by the loop thread (the page cache held it), the
+    # read at the end (b"", from the page cache) and the close through the ring.
+    assert delta == {"submitted": 4, "completed": 4, "completed_nowait": 2, "files_nowait": 0}
+    assert in_flight == 0
+
+
+def test_cancelled_large_read_leaks_nothing(ringlet, run, require_io_uring, make_file):
+    from ringlet import _ringlet
+
+    path, data = make_file(32 << 20)
+    with open(path, "rb") as f:
+        f.read()
+
+    async def main():
+        engine = ringlet.get_engine()
+        await ringlet.read_file(__file__)
+        fds, live = len(os.listdir("/proc/self/fd")), _ringlet._live()["ops"]
+        cancelled = 0
+        for i in range(20):
+            task = asyncio.ensure_future(ringlet.read_file(path))
+            for _ in range(i % 4):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                assert await task == data  # done before the cancel came
+            except asyncio.CancelledError:
+                cancelled += 1
+        for _ in range(2000):
+            if engine.stats()["in_flight"] == 0:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
+        return cancelled, len(os.listdir("/proc/self/fd")) - fds, _ringlet._live()["ops"] - live, \
+            await ringlet.read_file(path) == data
+
+    cancelled, fds, ops, still_reads = run(main())
+    assert cancelled > 0
+    assert (fds, ops, still_reads) == (0, 0, True)
