@@ -37,7 +37,9 @@ def _delta(s0, s1):
     return {k: s1[k] - s0[k] for k in ("submitted", "completed", "completed_inline", "files_nowait", "enter_calls")}
 
 
-@pytest.mark.parametrize("size", [0, 1, 4096, 100_000, 1 << 20])
+# Below 64 KiB: a larger read goes to the ring once the loop turn's budget of
+# inline work is spent (a clock, which a test must not depend on).
+@pytest.mark.parametrize("size", [0, 1, 4096, 60_000])
 def test_cached_file_is_read_without_the_ring(ringlet, run, require_io_uring, local_fs, make_file, size):
     path, data = make_file(size)
     with open(path, "rb") as f:
@@ -56,8 +58,9 @@ def test_cached_file_is_read_without_the_ring(ringlet, run, require_io_uring, lo
     assert in_flight == 0
 
 
-def test_dropped_file_goes_to_the_ring(ringlet, run, require_io_uring, local_fs, make_file):
-    path, data = make_file(8 << 20)
+@pytest.mark.parametrize("size", [1 << 20, 8 << 20])  # read whole, and read in parts
+def test_dropped_file_goes_to_the_ring(ringlet, run, require_io_uring, local_fs, make_file, size):
+    path, data = make_file(size)
     resident = _drop_from_page_cache(path)
     if sum(resident) > len(resident) // 2:
         pytest.skip(f"this file system keeps the pages after POSIX_FADV_DONTNEED ({sum(resident)} of "
@@ -72,7 +75,7 @@ def test_dropped_file_goes_to_the_ring(ringlet, run, require_io_uring, local_fs,
 
     got, delta = run(main())
     assert got == data
-    assert delta["files_nowait"] == 0  # 8 MiB cannot all come back from the device during the attempt
+    assert delta["files_nowait"] == 0  # 1 MiB cannot all come back from the device during the attempt
     assert delta["enter_calls"] > 0
 
 
@@ -231,9 +234,12 @@ def test_large_cached_file_is_read_in_parts(ringlet, run, require_io_uring, make
 
     got, delta, in_flight = run(main())
     assert got == data
-    # One part by a worker, one by the loop thread (the page cache held it), the
-    # read at the end (b"", from the page cache) and the close through the ring.
-    assert delta == {"submitted": 4, "completed": 4, "completed_nowait": 2, "files_nowait": 0}
+    # One part by a worker, one by the loop thread from the page cache (or by a
+    # worker too, when the loop turn's budget of inline work was spent), the read
+    # at the end (b"", from the page cache) and the close through the ring.
+    nowait = delta.pop("completed_nowait")
+    assert delta == {"submitted": 4, "completed": 4, "files_nowait": 0}
+    assert nowait in (1, 2)
     assert in_flight == 0
 
 
