@@ -166,59 +166,56 @@ static PyObject *launch_part(EngineObject *self, int fd, PyObject *data, size_t 
     return op_launch(op, queued, 1);
 }
 
-/* (fd, data, [futures of the parts' counts], bytes filled already) for
- * read_file to await, check (the counts and filled add up to the size, else
- * the file shrank: read it again) and finish (the read at the end, the close
- * through the ring).  fd is blocking
- * again.  NULL with an exception: fd closed, parts launched are cancelled. */
+/* (fd, data, parts) for read_file to finish: each part is the future of a
+ * ring read's count, or the count the loop thread read itself, or None (a
+ * part that could not be launched: the counts then fall short of the size,
+ * as when the file shrank, and read_file reads it again through the ring).
+ * read_file waits for every part before it closes fd: a read still queued
+ * for a worker looks its descriptor up when it starts.  fd is blocking again.
+ * NULL with an exception only before any read is launched (fd closed). */
 static PyObject *read_in_parts(EngineObject *self, int fd, size_t size)
 {
-    PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
-    PyObject *parts = data ? PyList_New(0) : NULL;
-    if (parts == NULL)
-        goto error;
     size_t part = (size / RL_WHOLE_PARTS + 4095) & ~(size_t)4095;
     size_t last = part * (RL_WHOLE_PARTS - 1);
-    for (size_t offset = 0; offset < last; offset += part) {
+    /* Everything that can fail is made before the first read is launched. */
+    PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    PyObject *parts = PyList_New(RL_WHOLE_PARTS);
+    PyObject *fd_obj = PyLong_FromLong(fd);
+    PyObject *last_count = PyLong_FromSize_t(size - last);
+    PyObject *result = PyTuple_New(3);
+    if (data == NULL || parts == NULL || fd_obj == NULL || last_count == NULL || result == NULL) {
+        Py_XDECREF(data);
+        Py_XDECREF(parts);
+        Py_XDECREF(fd_obj);
+        Py_XDECREF(last_count);
+        Py_XDECREF(result);
+        close(fd);
+        return NULL;
+    }
+    Py_ssize_t i = 0;
+    for (size_t offset = 0; offset < last; offset += part, i++) {
         PyObject *future = launch_part(self, fd, data, offset, part, 1);
-        if (future == NULL || PyList_Append(parts, future) < 0) {
-            Py_XDECREF(future);
-            goto error;
-        }
-        Py_DECREF(future);
+        if (future == NULL)
+            PyErr_Clear(); /* this part stays None */
+        PyList_SET_ITEM(parts, i, future ? future : Py_NewRef(Py_None));
     }
     /* The loop thread's part, while the workers copy theirs; the ring's if it
      * would wait, or once the loop turn's budget of inline work is spent. */
-    size_t filled = size - last;
     int spent = loop_must_yield(self);
-    if (spent || engine_read_nowait(self, fd, PyBytes_AS_STRING(data) + last, size - last, (int64_t)last) !=
-                     (int64_t)(size - last)) {
-        filled = 0;
+    if (!spent && engine_read_nowait(self, fd, PyBytes_AS_STRING(data) + last, size - last, (int64_t)last) ==
+                      (int64_t)(size - last)) {
+        PyList_SET_ITEM(parts, i, last_count);
+    } else {
+        Py_DECREF(last_count);
         PyObject *future = launch_part(self, fd, data, last, size - last, spent);
-        if (future == NULL || PyList_Append(parts, future) < 0) {
-            Py_XDECREF(future);
-            goto error;
-        }
-        Py_DECREF(future);
+        if (future == NULL)
+            PyErr_Clear();
+        PyList_SET_ITEM(parts, i, future ? future : Py_NewRef(Py_None));
     }
-    PyObject *r = Py_BuildValue("(iNNn)", fd, data, parts, (Py_ssize_t)filled);
-    if (r == NULL) {
-        data = parts = NULL; /* Py_BuildValue's N took them, even failing */
-        goto error;
-    }
-    return r;
-
-error:
-    for (Py_ssize_t i = 0; parts && i < PyList_GET_SIZE(parts); i++) {
-        PyObject *cancelled = PyObject_CallMethod(PyList_GET_ITEM(parts, i), "cancel", NULL);
-        if (cancelled == NULL)
-            PyErr_WriteUnraisable(PyList_GET_ITEM(parts, i));
-        Py_XDECREF(cancelled);
-    }
-    Py_XDECREF(parts);
-    Py_XDECREF(data);
-    close(fd); /* a read in flight holds the file itself: it completes into data, which its op holds */
-    return NULL;
+    PyTuple_SET_ITEM(result, 0, fd_obj);
+    PyTuple_SET_ITEM(result, 1, data);
+    PyTuple_SET_ITEM(result, 2, parts);
+    return result;
 }
 
 /* A trace record for the tracer, as an op's (tracing on only). */

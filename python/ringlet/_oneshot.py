@@ -7,7 +7,7 @@ import asyncio
 import os
 import shutil
 import stat
-from typing import Any
+from typing import Any, Optional, Union
 
 from ._contract import PathArg
 from ._engine import get_engine
@@ -31,9 +31,9 @@ async def read_file(path: PathArg) -> bytes:
     elif isinstance(got, int):
         fd = got
     elif isinstance(got, tuple):
-        fd, data, parts, filled = got  # a large file, being read in parts on several cores
+        fd, data, parts = got  # a large file, being read in parts on several cores
         try:
-            return await _finish_parts(engine, fd, data, parts, filled)
+            return await _finish_parts(engine, fd, data, parts)
         finally:
             await close_fd(engine, fd)
     else:
@@ -46,18 +46,35 @@ async def read_file(path: PathArg) -> bytes:
         await close_fd(engine, fd)
 
 
-async def _finish_parts(engine: Any, fd: int, data: bytes, parts: "list[asyncio.Future[int]]", filled: int) -> bytes:
-    """The content of a file whose reads in parts into data are in flight
-    (Engine._read_file; filled bytes of it are read already): each part
-    complete, then the read at the end that proves it.  Parts short of the
-    size (the file shrank meanwhile): the file is read again to its end."""
-    try:
-        for part in parts:
-            filled += await part
-    except BaseException:
-        for part in parts:
-            part.cancel()  # a cancel reaches the kernel; each op holds data until its completion
-        raise
+async def _finish_parts(engine: Any, fd: int, data: bytes, parts: "list[Union[asyncio.Future[int], int, None]]") -> bytes:
+    """The content of a file read in parts into data (Engine._read_file):
+    each part a ring read's future, a count read already, or None (not
+    launched).  Every ring read is waited for, even through a cancel, before
+    the caller closes fd: a read still queued for a kernel worker looks its
+    descriptor up when it starts, and the number could be another file's by
+    then.  Counts short of the size (the file shrank, or a part could not be
+    launched): the file is read again to its end.  Then the read at the end
+    proves the size."""
+    filled = 0
+    error: Optional[BaseException] = None
+    cancel: Optional[BaseException] = None
+    for part in parts:
+        if part is None or isinstance(part, int):
+            filled += part or 0
+            continue
+        try:
+            n, cancelled = await settle(part)
+        except BaseException as exc:
+            if not part.done():  # GeneratorExit, KeyboardInterrupt: not the read's outcome
+                raise
+            error = error or exc
+            continue
+        filled += n
+        cancel = cancel or cancelled
+    if error is not None:
+        raise error
+    if cancel is not None:
+        raise cancel
     if filled != len(data):
         return await read_to_end(engine, fd, 0)
     tail = await read_to_end(engine, fd, filled)  # b"", unless the file grew meanwhile
