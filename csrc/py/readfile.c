@@ -145,7 +145,7 @@ static PyObject *read_cached(EngineObject *self, int fd, Py_ssize_t size)
  * at once; a future of the count. */
 static PyObject *launch_part(EngineObject *self, int fd, PyObject *data, size_t offset, size_t len, int offload)
 {
-    OpObject *op = op_new(self, OP_READINTO, "read_file");
+    OpObject *op = op_new(self, OP_READINTO, "read");
     if (op == NULL)
         return NULL;
     if (PyBuffer_FillInfo(&op->u.view, data, PyBytes_AS_STRING(data) + offset, (Py_ssize_t)len, 0,
@@ -218,19 +218,20 @@ static PyObject *read_in_parts(EngineObject *self, int fd, size_t size)
     return result;
 }
 
-/* A trace record for the tracer, as an op's (tracing on only). */
-static void trace_read_file(EngineObject *self, int fd, int64_t started, Py_ssize_t result)
+/* A trace record for one step done here, as the ring's op of that name
+ * would have: inline, and without the ring (tracing on only). */
+static void trace_step(EngineObject *self, const char *name, int fd, int64_t started, int64_t ended, int64_t result)
 {
-    OpObject *op = op_new(self, OP_READ, "read_file");
+    OpObject *op = op_new(self, OP_NONE, name);
     if (op == NULL || op->times == NULL) {
         Py_XDECREF(op);
-        PyErr_Clear(); /* a trace lost to MemoryError: the read itself succeeded */
+        PyErr_Clear(); /* a trace lost to MemoryError: the step itself succeeded */
         return;
     }
     struct op_times *t = op->times;
     op->fd = fd;
     t->submitted = started;
-    t->returned = t->reaped = t->resolved = t->resumed = ringlet_now_ns();
+    t->returned = t->reaped = t->resolved = t->resumed = ended;
     t->submit_thread = t->reap_thread = PyThread_get_thread_ident();
     t->inline_ = t->nowait = 1;
     t->result = result;
@@ -258,6 +259,7 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
         Py_RETURN_NONE;
     int64_t started = self->tracer ? ringlet_now_ns() : 0;
     int fd = open_cached(PyBytes_AS_STRING(args[0]));
+    int64_t opened = self->tracer ? ringlet_now_ns() : 0;
     if (fd == -EAGAIN)
         Py_RETURN_NONE;
     if (fd < 0) {
@@ -279,6 +281,7 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
     if (!closes_at_once(fd) || (st.st_size >= (off_t)RL_OFFLOAD_MIN && loop_must_yield(self)))
         return hand_over(fd); /* FUSE, NFS...; or a large read once the loop turn's budget is spent */
     PyObject *data = read_cached(self, fd, (Py_ssize_t)st.st_size);
+    int64_t was_read = self->tracer ? ringlet_now_ns() : 0;
     if (data == NULL) {
         if (PyErr_Occurred()) {
             close(fd);
@@ -302,8 +305,12 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
     s->completed_inline++;
     self->files_nowait++;
     Py_ssize_t size = PyBytes_GET_SIZE(data);
-    if (self->tracer)
-        trace_read_file(self, fd, started, size);
+    if (self->tracer) { /* the steps the ring's way would have shown: open, read, close */
+        int64_t closed = ringlet_now_ns();
+        trace_step(self, "open", fd, started, opened, fd);
+        trace_step(self, "read", fd, opened, was_read, size);
+        trace_step(self, "close", fd, was_read, closed, 0);
+    }
     /* The task yields once the loop turn's budget of inline work is spent (a
      * whole file is one call: no per-read yield, which would cost a loop turn
      * per file). */
