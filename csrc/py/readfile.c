@@ -142,9 +142,12 @@ static PyObject *read_cached(EngineObject *self, int fd, Py_ssize_t size)
 
 /* A readinto op for data[offset, offset + len): the op's view holds data,
  * so the memory stays alive until the completion, cancel or not.  Submitted
- * at once; a future of the count. */
-static PyObject *launch_part(EngineObject *self, int fd, PyObject *data, size_t offset, size_t len, int offload)
+ * at once; a future of the count.  *held: a reference to the op, for
+ * steal_part (NULL when the op could not be made). */
+static PyObject *launch_part(EngineObject *self, int fd, PyObject *data, size_t offset, size_t len, int offload,
+                             OpObject **held)
 {
+    *held = NULL;
     OpObject *op = op_new(self, OP_READINTO, "read");
     if (op == NULL)
         return NULL;
@@ -163,7 +166,36 @@ static PyObject *launch_part(EngineObject *self, int fd, PyObject *data, size_t 
     }
     int queued = offload ? rl_op_read_offloaded(&self->ring, &op->cell, fd, op->io.buf, (unsigned)len, op->offset)
                          : rl_op_read(&self->ring, &op->cell, fd, op->io.buf, (unsigned)len, op->offset);
-    return op_launch(op, queued, 1);
+    Py_INCREF(op);
+    PyObject *future = op_launch(op, queued, 1);
+    if (future == NULL)
+        Py_CLEAR(op);
+    *held = op;
+    return future;
+}
+
+/* The loop thread is done with its own part and a worker has not started
+ * this one (the cores are busy elsewhere): take it back and read it here
+ * rather than wait for a worker to be scheduled.  The part's item in parts
+ * becomes its count (or a future again, or None: see read_in_parts). */
+static void steal_part(EngineObject *self, int fd, PyObject *data, PyObject *parts, Py_ssize_t i, OpObject *op)
+{
+    if (!rl_ring_cancel_unstarted(&self->ring, &op->cell))
+        return; /* it runs: wait for it */
+    op->abandoned = 1; /* its completion (-ECANCELED) is dropped; its future is forgotten */
+    rl_ring_drain(&self->ring, UINT32_MAX); /* its completion, if the kernel has it ready already */
+    size_t offset = (size_t)op->offset, len = op->length;
+    PyObject *item;
+    if (engine_read_nowait(self, fd, PyBytes_AS_STRING(data) + offset, len, (int64_t)offset) == (int64_t)len) {
+        item = PyLong_FromSize_t(len);
+    } else {
+        OpObject *again;
+        item = launch_part(self, fd, data, offset, len, 0, &again);
+        Py_XDECREF(again);
+    }
+    if (item == NULL)
+        PyErr_Clear();
+    PyList_SetItem(parts, i, item ? item : Py_NewRef(Py_None)); /* drops the abandoned future */
 }
 
 /* (fd, data, parts) for read_file to finish: each part is the future of a
@@ -192,9 +224,10 @@ static PyObject *read_in_parts(EngineObject *self, int fd, size_t size)
         close(fd);
         return NULL;
     }
+    OpObject *workers[RL_WHOLE_PARTS - 1];
     Py_ssize_t i = 0;
     for (size_t offset = 0; offset < last; offset += part, i++) {
-        PyObject *future = launch_part(self, fd, data, offset, part, 1);
+        PyObject *future = launch_part(self, fd, data, offset, part, 1, &workers[i]);
         if (future == NULL)
             PyErr_Clear(); /* this part stays None */
         PyList_SET_ITEM(parts, i, future ? future : Py_NewRef(Py_None));
@@ -202,12 +235,20 @@ static PyObject *read_in_parts(EngineObject *self, int fd, size_t size)
     /* The loop thread's part, while the workers copy theirs; the ring's if it
      * would wait, or once the loop turn's budget of inline work is spent. */
     int spent = loop_must_yield(self);
-    if (!spent && engine_read_nowait(self, fd, PyBytes_AS_STRING(data) + last, size - last, (int64_t)last) ==
-                      (int64_t)(size - last)) {
+    int here = !spent && engine_read_nowait(self, fd, PyBytes_AS_STRING(data) + last, size - last,
+                                            (int64_t)last) == (int64_t)(size - last);
+    for (Py_ssize_t k = 0; k < i; k++) {
+        if (workers[k] && here)
+            steal_part(self, fd, data, parts, k, workers[k]);
+        Py_XDECREF(workers[k]);
+    }
+    if (here) {
         PyList_SET_ITEM(parts, i, last_count);
     } else {
         Py_DECREF(last_count);
-        PyObject *future = launch_part(self, fd, data, last, size - last, spent);
+        OpObject *held;
+        PyObject *future = launch_part(self, fd, data, last, size - last, spent, &held);
+        Py_XDECREF(held);
         if (future == NULL)
             PyErr_Clear();
         PyList_SET_ITEM(parts, i, future ? future : Py_NewRef(Py_None));

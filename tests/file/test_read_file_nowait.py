@@ -230,18 +230,24 @@ def test_large_cached_file_is_read_in_parts(ringlet, run, require_io_uring, make
         await ringlet.read_file(__file__)
         s0 = engine.stats()
         got = await ringlet.read_file(path)
+        for _ in range(2000):  # a part taken back from the workers completes (cancelled) on its own
+            if engine.stats()["in_flight"] == 0:
+                break
+            await asyncio.sleep(0.001)
         s1 = engine.stats()
         return got, {k: s1[k] - s0[k] for k in ("submitted", "completed", "completed_nowait", "files_nowait")}, \
             s1["in_flight"]
 
     got, delta, in_flight = run(main())
     assert got == data
-    # One part by a worker, one by the loop thread from the page cache (or by a
-    # worker too, when the loop turn's budget of inline work was spent), the read
-    # at the end (b"", from the page cache) and the close through the ring.
-    nowait = delta.pop("completed_nowait")
-    assert delta == {"submitted": 4, "completed": 4, "files_nowait": 0}
-    assert nowait in (1, 2)
+    # Through the ring: one part for a worker and the close; the loop thread's
+    # part too when the loop turn's budget of inline work was spent.  Without:
+    # that part from the page cache; the worker's part too when no worker had
+    # started it by then (it is taken back); the read at the end (b"").
+    # Which of these happen depends on clocks and the scheduler, not the totals.
+    ring, nowait = delta["submitted"] - delta["completed_nowait"], delta["completed_nowait"]
+    assert delta["submitted"] == delta["completed"] and delta["files_nowait"] == 0
+    assert 2 <= ring <= 3 and 1 <= nowait <= 3 and ring + nowait <= 5
     assert in_flight == 0
 
 
