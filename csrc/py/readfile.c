@@ -22,7 +22,10 @@
  *
  * What it returns tells read_file what is left:
  *   bytes     the content, all done (an awaitable of it when the task must
- *             yield first: a large read, or the loop turn's budget spent);
+ *             yield first: the loop turn's budget of inline work is spent);
+ *             an awaitable of None: yield, then ask again (a large file,
+ *             the budget spent);
+ *   tuple     (fd, data, parts): a large file being read in parts (below);
  *   int       an open descriptor (blocking again) whose reading would wait,
  *             or that is not a regular file of one of those file systems:
  *             read it to the end and close it through the ring, as always;
@@ -49,22 +52,36 @@
 #define XFS_SUPER_MAGIC 0x58465342
 #endif
 
-/* The kernel has no openat2 or no RESOLVE_CACHED (before 5.12): never try again. */
-static int openat2_missing;
+static long openat2_cached(const char *path, uint64_t flags)
+{
+    struct open_how how = {.flags = flags | O_CLOEXEC, .resolve = RESOLVE_CACHED};
+    return syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+}
 
-/* The descriptor, or -errno; -EAGAIN: the path walk or the open would wait. */
+/* Whether the kernel has openat2 with RESOLVE_CACHED (5.12+): asked once, of
+ * "/" (always cached), so that an EINVAL of some file's own open later is
+ * never taken for the kernel's. */
+static int openat2_usable(void)
+{
+    static int known; /* 0: not asked yet; 1: usable; -1: not */
+    if (known == 0) {
+        long fd = openat2_cached("/", O_RDONLY | O_DIRECTORY);
+        known = fd >= 0 ? 1 : -1;
+        if (fd >= 0)
+            close((int)fd);
+    }
+    return known > 0;
+}
+
+/* The descriptor, or -errno; -EAGAIN: the ring's turn (the path walk or the
+ * open would wait, or something the ring's open should answer itself). */
 static int open_cached(const char *path)
 {
-    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK, .resolve = RESOLVE_CACHED};
-    long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+    long fd = openat2_cached(path, O_RDONLY | O_NONBLOCK);
     if (fd >= 0)
         return (int)fd;
-    if (errno == ENOSYS || errno == EINVAL || errno == E2BIG) {
-        /* EINVAL for flags this kernel does not know (RESOLVE_CACHED): the path is
-         * not at fault, as O_RDONLY | O_CLOEXEC | O_NONBLOCK is valid everywhere. */
-        openat2_missing = 1;
-        return -EAGAIN;
-    }
+    if (errno == EINTR || errno == EINVAL)
+        return -EAGAIN; /* the ring opens it and says what it says (the built-in open retries EINTR) */
     return -errno;
 }
 
@@ -174,84 +191,118 @@ static PyObject *launch_part(EngineObject *self, int fd, PyObject *data, size_t 
     return future;
 }
 
+/* Appends to parts (at *slot) what reading data[offset, offset + len) on
+ * the loop thread gives: the count the page cache gave at once, and for the
+ * rest, if any, the future of a ring read (the kernel may give a large read
+ * in part and then refuse: what it gave is kept).  An item that cannot be
+ * made is None: the counts fall short, and read_file reads the file again. */
+static void read_here(EngineObject *self, int fd, PyObject *data, size_t offset, size_t len, PyObject *parts,
+                      Py_ssize_t *slot)
+{
+    size_t got = 0;
+    int ended = 0;
+    while (got < len) {
+        struct iovec iov = {PyBytes_AS_STRING(data) + offset + got, len - got};
+        ssize_t n = preadv2(fd, &iov, 1, (off_t)(offset + got), RWF_NOWAIT);
+        if (n <= 0) {
+            ended = n == 0; /* the file shrank: the counts fall short */
+            break;
+        }
+        got += (size_t)n;
+    }
+    if (got == len) { /* one read completed without the ring, as Engine._pread counts it */
+        self->nowait.hits++;
+        self->ring.stats.submitted++;
+        self->ring.stats.completed++;
+        self->ring.stats.completed_inline++;
+    }
+    PyObject *count = PyLong_FromSize_t(got);
+    if (count == NULL)
+        PyErr_Clear();
+    PyList_SetItem(parts, (*slot)++, count ? count : Py_NewRef(Py_None));
+    if (got < len && !ended) {
+        OpObject *held;
+        PyObject *future = launch_part(self, fd, data, offset + got, len - got, 0, &held);
+        Py_XDECREF(held);
+        if (future == NULL)
+            PyErr_Clear();
+        PyList_SetItem(parts, (*slot)++, future ? future : Py_NewRef(Py_None));
+    }
+}
+
 /* The loop thread is done with its own part and a worker has not started
- * this one (the cores are busy elsewhere): take it back and read it here
- * rather than wait for a worker to be scheduled.  The part's item in parts
- * becomes its count (or a future again, or None: see read_in_parts). */
-static void steal_part(EngineObject *self, int fd, PyObject *data, PyObject *parts, Py_ssize_t i, OpObject *op)
+ * part i (the cores are busy elsewhere): take it back and read it here
+ * rather than wait for a worker to be scheduled.  Its item in parts becomes
+ * None (a forgotten future's place) and read_here appends its own. */
+static void steal_part(EngineObject *self, int fd, PyObject *data, PyObject *parts, Py_ssize_t i, OpObject *op,
+                       Py_ssize_t *slot)
 {
     if (!rl_ring_cancel_unstarted(&self->ring, &op->cell))
         return; /* it runs: wait for it */
     op->abandoned = 1; /* its completion (-ECANCELED) is dropped; its future is forgotten */
     rl_ring_drain(&self->ring, UINT32_MAX); /* its completion, if the kernel has it ready already */
-    size_t offset = (size_t)op->offset, len = op->length;
-    PyObject *item;
-    if (engine_read_nowait(self, fd, PyBytes_AS_STRING(data) + offset, len, (int64_t)offset) == (int64_t)len) {
-        item = PyLong_FromSize_t(len);
-    } else {
-        OpObject *again;
-        item = launch_part(self, fd, data, offset, len, 0, &again);
-        Py_XDECREF(again);
-    }
-    if (item == NULL)
-        PyErr_Clear();
-    PyList_SetItem(parts, i, item ? item : Py_NewRef(Py_None)); /* drops the abandoned future */
+    PyList_SetItem(parts, i, Py_NewRef(Py_None));
+    read_here(self, fd, data, (size_t)op->offset, op->length, parts, slot);
 }
 
 /* (fd, data, parts) for read_file to finish: each part is the future of a
- * ring read's count, or the count the loop thread read itself, or None (a
- * part that could not be launched: the counts then fall short of the size,
- * as when the file shrank, and read_file reads it again through the ring).
- * read_file waits for every part before it closes fd: a read still queued
- * for a worker looks its descriptor up when it starts.  fd is blocking again.
- * NULL with an exception only before any read is launched (fd closed). */
+ * ring read's count, or a count read on the loop thread, or None (nothing,
+ * or a part that could not be launched: the counts then fall short of the
+ * size, as when the file shrank, and read_file reads it again through the
+ * ring).  read_file waits for every part before it closes fd: a read still
+ * queued for a worker looks its descriptor up when it starts.  fd is
+ * blocking again.  NULL with an exception only before any read is launched
+ * (fd closed). */
 static PyObject *read_in_parts(EngineObject *self, int fd, size_t size)
 {
     size_t part = (size / RL_WHOLE_PARTS + 4095) & ~(size_t)4095;
     size_t last = part * (RL_WHOLE_PARTS - 1);
-    /* Everything that can fail is made before the first read is launched. */
+    /* Everything that can fail is made before the first read is launched:
+     * room for each part's future, and for a count and a future each where
+     * the loop thread reads. */
     PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
-    PyObject *parts = PyList_New(RL_WHOLE_PARTS);
+    PyObject *parts = PyList_New(3 * RL_WHOLE_PARTS);
     PyObject *fd_obj = PyLong_FromLong(fd);
-    PyObject *last_count = PyLong_FromSize_t(size - last);
     PyObject *result = PyTuple_New(3);
-    if (data == NULL || parts == NULL || fd_obj == NULL || last_count == NULL || result == NULL) {
+    if (data == NULL || parts == NULL || fd_obj == NULL || result == NULL) {
         Py_XDECREF(data);
         Py_XDECREF(parts);
         Py_XDECREF(fd_obj);
-        Py_XDECREF(last_count);
         Py_XDECREF(result);
         close(fd);
         return NULL;
     }
+    for (Py_ssize_t k = 0; k < 3 * RL_WHOLE_PARTS; k++)
+        PyList_SET_ITEM(parts, k, Py_NewRef(Py_None));
     OpObject *workers[RL_WHOLE_PARTS - 1];
-    Py_ssize_t i = 0;
-    for (size_t offset = 0; offset < last; offset += part, i++) {
-        PyObject *future = launch_part(self, fd, data, offset, part, 1, &workers[i]);
+    Py_ssize_t slot = 0;
+    for (size_t offset = 0; offset < last; offset += part, slot++) {
+        PyObject *future = launch_part(self, fd, data, offset, part, 1, &workers[slot]);
         if (future == NULL)
             PyErr_Clear(); /* this part stays None */
-        PyList_SET_ITEM(parts, i, future ? future : Py_NewRef(Py_None));
+        else
+            PyList_SetItem(parts, slot, future);
     }
-    /* The loop thread's part, while the workers copy theirs; the ring's if it
-     * would wait, or once the loop turn's budget of inline work is spent. */
-    int spent = loop_must_yield(self);
-    int here = !spent && engine_read_nowait(self, fd, PyBytes_AS_STRING(data) + last, size - last,
-                                            (int64_t)last) == (int64_t)(size - last);
-    for (Py_ssize_t k = 0; k < i; k++) {
-        if (workers[k] && here)
-            steal_part(self, fd, data, parts, k, workers[k]);
-        Py_XDECREF(workers[k]);
-    }
-    if (here) {
-        PyList_SET_ITEM(parts, i, last_count);
-    } else {
-        Py_DECREF(last_count);
+    Py_ssize_t launched = slot;
+    /* The loop thread's part, while the workers copy theirs; through the
+     * ring (a worker too) once the loop turn's budget of inline work is spent. */
+    if (loop_must_yield(self)) {
         OpObject *held;
-        PyObject *future = launch_part(self, fd, data, last, size - last, spent, &held);
+        PyObject *future = launch_part(self, fd, data, last, size - last, 1, &held);
         Py_XDECREF(held);
         if (future == NULL)
             PyErr_Clear();
-        PyList_SET_ITEM(parts, i, future ? future : Py_NewRef(Py_None));
+        else
+            PyList_SetItem(parts, slot, future);
+        for (Py_ssize_t k = 0; k < launched; k++)
+            Py_XDECREF(workers[k]);
+    } else {
+        read_here(self, fd, data, last, size - last, parts, &slot);
+        for (Py_ssize_t k = 0; k < launched; k++) {
+            if (workers[k])
+                steal_part(self, fd, data, parts, k, workers[k], &slot);
+            Py_XDECREF(workers[k]);
+        }
     }
     PyTuple_SET_ITEM(result, 0, fd_obj);
     PyTuple_SET_ITEM(result, 1, data);
@@ -296,7 +347,7 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
     if (path_check(args[0]) < 0 || engine_check(self) < 0)
         return NULL;
     /* A fault test aims at the ring's paths (test builds only). */
-    if (openat2_missing || rl_fault_armed() || self->nowait.unsupported)
+    if (rl_fault_armed() || self->nowait.unsupported || !openat2_usable())
         Py_RETURN_NONE;
     int64_t started = self->tracer ? ringlet_now_ns() : 0;
     int fd = open_cached(PyBytes_AS_STRING(args[0]));
@@ -315,6 +366,14 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
         !rl_nowait_enabled(&self->nowait, fd))
         return hand_over(fd); /* a directory, FIFO, /proc file...: as through the ring */
     if (st.st_size >= (off_t)RL_WHOLE_PARALLEL_MIN) {
+        if (loop_must_yield(self) && closes_at_once(fd)) {
+            /* The loop turn's budget is spent (freeing the last large result
+             * can spend it): yield first and ask again, so that the loop
+             * thread can read its part then, rather than leave it to a
+             * worker (the kernel's workers take the parts one at a time). */
+            close(fd);
+            return outcome_after_a_turn(self->state, Py_None);
+        }
         if (fcntl(fd, F_SETFL, 0) < 0) /* the ring's reads see the descriptor as its open leaves it */
             return hand_over(fd);
         return read_in_parts(self, fd, (size_t)st.st_size);

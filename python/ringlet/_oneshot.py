@@ -24,20 +24,25 @@ async def read_file(path: PathArg) -> bytes:
     # loop thread, none of them waiting (csrc/py/readfile.c).  Otherwise what
     # it did not finish is done through the engine.
     got = engine._read_file(raw, name)
-    if isinstance(got, bytes):
-        return got
+    while True:
+        if isinstance(got, bytes):
+            return got
+        if got is None or isinstance(got, (int, tuple)):
+            break
+        data = await got  # a turn of the loop first: then the content, or None: ask again
+        if data is not None:
+            return data
+        got = engine._read_file(raw, name)
     if got is None:
         fd = await open_fd(engine, raw, os.O_RDONLY, 0, name)
     elif isinstance(got, int):
         fd = got
-    elif isinstance(got, tuple):
+    else:
         fd, data, parts = got  # a large file, being read in parts on several cores
         try:
             return await _finish_parts(engine, fd, data, parts)
         finally:
             await close_fd(engine, fd)
-    else:
-        return await got
     try:
         return await read_to_end(engine, fd, 0)
     except IsADirectoryError:
