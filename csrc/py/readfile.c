@@ -332,10 +332,12 @@ static void trace_step(EngineObject *self, const char *name, int fd, int64_t sta
 }
 
 const char engine__read_file_doc[] =
-    "_read_file(path, filename, /) -> bytes | Awaitable[bytes] | int | None\n\n"
+    "_read_file(path, filename, /) -> bytes | Awaitable[bytes | None] | tuple | int | None\n\n"
     "read_file without the ring when nothing waits: the content (or an\n"
-    "awaitable of it when the task must yield first); else an open descriptor\n"
-    "to read and close through the ring; else None: open it through the ring.\n"
+    "awaitable of it when the task must yield first; of None: yield, then ask\n"
+    "again); a large file: (fd, data, parts) being read in parts, each part a\n"
+    "future of its count, a count, or None; else an open descriptor to read\n"
+    "and close through the ring; else None: open it through the ring.\n"
     "Errors of the open are raised with filename.";
 
 PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -372,6 +374,7 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
              * thread can read its part then, rather than leave it to a
              * worker (the kernel's workers take the parts one at a time). */
             close(fd);
+            rl_nowait_forget(&self->nowait, fd);
             return outcome_after_a_turn(self->state, Py_None);
         }
         if (fcntl(fd, F_SETFL, 0) < 0) /* the ring's reads see the descriptor as its open leaves it */
