@@ -151,11 +151,18 @@ static PyObject *read_cached(EngineObject *self, int fd, Py_ssize_t size)
 /* ---- a large file: read in parts, on more than one core ------------------ */
 
 /* From this size, a cached file is read in RL_WHOLE_PARTS parts at once: all
- * but the last by the kernel's workers (IOSQE_ASYNC), the last by the loop
- * thread meanwhile, so the copies (and the page faults of the new memory)
- * run on several cores.  Below it, waking a worker costs more than it saves. */
+ * but the last queued for the kernel's workers (IOSQE_ASYNC), the last read
+ * by the loop thread meanwhile, which then takes back the parts no worker
+ * has started (busy cores) and reads them too.  So the copies (and the page
+ * faults of the new memory) run on as many cores as are free, and never
+ * wait for a worker to be scheduled.  Below this size, waking a worker
+ * costs more than it saves. */
 #define RL_WHOLE_PARALLEL_MIN (4u << 20)
-#define RL_WHOLE_PARTS 2
+#define RL_WHOLE_PARTS 4
+/* The loop thread reads at most this much per system call: between two, the
+ * kernel runs the work it queued for this thread, such as starting a worker
+ * for the parts (io-wq creates its workers that way). */
+#define RL_WHOLE_CHUNK (2u << 20)
 
 /* A readinto op for data[offset, offset + len): the op's view holds data,
  * so the memory stays alive until the completion, cancel or not.  Submitted
@@ -202,7 +209,8 @@ static void read_here(EngineObject *self, int fd, PyObject *data, size_t offset,
     size_t got = 0;
     int ended = 0;
     while (got < len) {
-        struct iovec iov = {PyBytes_AS_STRING(data) + offset + got, len - got};
+        size_t want = len - got < RL_WHOLE_CHUNK ? len - got : RL_WHOLE_CHUNK;
+        struct iovec iov = {PyBytes_AS_STRING(data) + offset + got, want};
         ssize_t n = preadv2(fd, &iov, 1, (off_t)(offset + got), RWF_NOWAIT);
         if (n <= 0) {
             ended = n == 0; /* the file shrank: the counts fall short */
@@ -298,7 +306,8 @@ static PyObject *read_in_parts(EngineObject *self, int fd, size_t size)
             Py_XDECREF(workers[k]);
     } else {
         read_here(self, fd, data, last, size - last, parts, &slot);
-        for (Py_ssize_t k = 0; k < launched; k++) {
+        /* The workers take the parts in order: the last ones are the likeliest not started. */
+        for (Py_ssize_t k = launched - 1; k >= 0; k--) {
             if (workers[k])
                 steal_part(self, fd, data, parts, k, workers[k], &slot);
             Py_XDECREF(workers[k]);

@@ -4,6 +4,7 @@ file in one call (open, I/O, close), with no file object."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import stat
@@ -69,6 +70,12 @@ async def _finish_parts(engine: Any, fd: int, data: bytes, parts: "list[Union[as
             continue
         try:
             n, cancelled = await settle(part)
+        except OSError as exc:
+            if exc.errno != errno.ECANCELED:
+                error = error or exc
+            # ECANCELED: the engine tried to take the part back from a worker that had
+            # started it; the worker gave up on it.  Its count is short: read again.
+            continue
         except BaseException as exc:
             if not part.done():  # GeneratorExit, KeyboardInterrupt: not the read's outcome
                 raise

@@ -241,14 +241,13 @@ def test_large_cached_file_is_read_in_parts(ringlet, run, require_io_uring, make
 
     got, delta, in_flight = run(main())
     assert got == data
-    # Through the ring: one part for a worker and the close; the loop thread's
-    # part too when the loop turn's budget of inline work was spent.  Without:
-    # that part from the page cache; the worker's part too when no worker had
-    # started it by then (it is taken back); the read at the end (b"").
-    # Which of these happen depends on clocks and the scheduler, not the totals.
+    # Through the ring: three parts queued for the workers, and the close.
+    # Without: the loop thread's part from the page cache, the parts no worker
+    # had started by then (taken back), the read at the end (b"").  Which parts
+    # the workers read depends on the scheduler, not the totals.
     ring, nowait = delta["submitted"] - delta["completed_nowait"], delta["completed_nowait"]
     assert delta["submitted"] == delta["completed"] and delta["files_nowait"] == 0
-    assert 2 <= ring <= 3 and 1 <= nowait <= 3 and ring + nowait <= 5
+    assert ring >= 4 and 2 <= nowait <= 5 and ring + nowait <= 11
     assert in_flight == 0
 
 
