@@ -158,7 +158,7 @@ static PyObject *read_cached(EngineObject *self, int fd, Py_ssize_t size)
  * wait for a worker to be scheduled.  Below this size, waking a worker
  * costs more than it saves. */
 #define RL_WHOLE_PARALLEL_MIN (4u << 20)
-#define RL_WHOLE_PARTS 4
+#define RL_WHOLE_PARTS 2 /* one worker and the loop thread: 2 cores here (4 parts measured no better) */
 /* The loop thread reads at most this much per system call: between two, the
  * kernel runs the work it queued for this thread, such as starting a worker
  * for the parts (io-wq creates its workers that way). */

@@ -241,13 +241,14 @@ def test_large_cached_file_is_read_in_parts(ringlet, run, require_io_uring, make
 
     got, delta, in_flight = run(main())
     assert got == data
-    # Through the ring: three parts queued for the workers, and the close.
-    # Without: the loop thread's part from the page cache, the parts no worker
-    # had started by then (taken back), the read at the end (b"").  Which parts
-    # the workers read depends on the scheduler, not the totals.
+    # Through the ring: the part queued for a worker, and the close.  Without:
+    # the loop thread's part from the page cache, the other part too if no
+    # worker had started it by then (taken back), the read at the end (b"").
+    # Whether a worker read its part depends on the scheduler, and the kernel
+    # may give a large RWF_NOWAIT read in part (the rest goes to the ring).
     ring, nowait = delta["submitted"] - delta["completed_nowait"], delta["completed_nowait"]
     assert delta["submitted"] == delta["completed"] and delta["files_nowait"] == 0
-    assert ring >= 4 and 2 <= nowait <= 5 and ring + nowait <= 11
+    assert ring >= 2 and 1 <= nowait <= 3 and ring + nowait <= 7
     assert in_flight == 0
 
 
