@@ -350,6 +350,19 @@ int rl_ring_cancel(struct rl_ring *r, struct rl_cell *cell)
     return rl_ring_submit(r) < 0 ? -EIO : 0;
 }
 
+int rl_ring_cancel_unstarted(struct rl_ring *r, struct rl_cell *cell)
+{
+    if (cell->state != RL_CELL_IN_FLIGHT)
+        return 0;
+    /* A zero timeout: a running request gives -ETIME at once instead of being waited for. */
+    struct io_uring_sync_cancel_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.addr = (uint64_t)(uintptr_t)cell;
+    reg.fd = -1;
+    r->stats.cancelled++;
+    return io_uring_register_sync_cancel(&r->ring, &reg) == 0;
+}
+
 int rl_ring_cancel_all(struct rl_ring *r)
 {
     if (r->stats.in_flight == 0)

@@ -84,6 +84,12 @@ int rl_ring_drain(struct rl_ring *r, unsigned max);
  * (with -ECANCELED or its real result) and runs the continuation as usual. */
 int rl_ring_cancel(struct rl_ring *r, struct rl_cell *cell);
 
+/* Cancels a cell the kernel has not started yet (a request still queued for
+ * its workers), without waiting: 1 if it was, and then it never runs (its
+ * completion, -ECANCELED, still arrives); 0 if it runs or ran already, or
+ * the kernel cannot say (before 6.0). */
+int rl_ring_cancel_unstarted(struct rl_ring *r, struct rl_cell *cell);
+
 /* Asks the kernel to cancel everything in flight (kernel 5.19+). */
 int rl_ring_cancel_all(struct rl_ring *r);
 

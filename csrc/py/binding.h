@@ -80,6 +80,7 @@ typedef struct {
      * while reads made inline meanwhile go first. */
     struct OpObject *offload_head, *offload_tail;
     unsigned offload_running, offload_max;
+    uint64_t files_nowait;      /* read_file calls done without the ring (readfile.c) */
     ringlet_state *state;
     PyObject *weakreflist;
 } EngineObject;

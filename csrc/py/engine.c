@@ -124,11 +124,12 @@ PyDoc_STRVAR(engine_stats_doc, "stats() -> dict\n\nThe engine's counters.");
 static PyObject *engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
     const struct rl_stats *s = &self->ring.stats;
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsIsIsd}",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsIsIsd}",
                          "submitted", (unsigned long long)s->submitted,
                          "completed", (unsigned long long)s->completed,
                          "completed_inline", (unsigned long long)s->completed_inline,
                          "completed_nowait", (unsigned long long)self->nowait.hits,
+                         "files_nowait", (unsigned long long)self->files_nowait,
                          "deferred", (unsigned long long)s->deferred,
                          "cancelled", (unsigned long long)s->cancelled,
                          "enter_calls", (unsigned long long)s->enter_calls,
@@ -302,6 +303,7 @@ static PyMethodDef engine_methods[] = {
     {"read_many", (PyCFunction)(void (*)(void))engine_read_many, METH_FASTCALL, engine_read_many_doc},
     {"_read_many", (PyCFunction)(void (*)(void))engine__read_many, METH_FASTCALL, engine_lazy_doc},
     {"_pread", (PyCFunction)(void (*)(void))engine__pread, METH_FASTCALL, engine__pread_doc},
+    {"_read_file", (PyCFunction)(void (*)(void))engine__read_file, METH_FASTCALL, engine__read_file_doc},
     {"drain", (PyCFunction)engine_drain, METH_NOARGS, engine_drain_doc},
     {"_flush", (PyCFunction)engine_flush, METH_NOARGS, engine_flush_doc},
     {"_tick", (PyCFunction)engine_tick, METH_NOARGS, engine_tick_doc},

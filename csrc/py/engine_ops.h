@@ -48,4 +48,8 @@ PyObject *engine_symlink(EngineObject *self, PyObject *args, PyObject *kwargs);
 extern const char engine_link_doc[];
 PyObject *engine_link(EngineObject *self, PyObject *args, PyObject *kwargs);
 
+/* readfile.c: read_file's attempt without the ring */
+extern const char engine__read_file_doc[];
+PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
+
 #endif

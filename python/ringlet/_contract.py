@@ -79,7 +79,7 @@ def opcode_name(op: int) -> str:
 # ---------------------------------------------------------------------------
 
 # The keys of Engine.stats(), in display order.
-STATS_KEYS = ("submitted", "completed", "completed_inline", "completed_nowait", "deferred", "cancelled", "enter_calls",
+STATS_KEYS = ("submitted", "completed", "completed_inline", "completed_nowait", "files_nowait", "deferred", "cancelled", "enter_calls",
               "ops_per_enter", "in_flight", "peak_in_flight", "overflowed")
 
 # The stamps of a trace record, in the order they happen (Timeline A, then B).
@@ -198,6 +198,10 @@ class Engine(Protocol):
     def _open(self, path: bytes, flags: int, mode: int = 0o666, filename: Any = None) -> Awaitable[int]: ...
     def _close(self, fd: int, /) -> Awaitable[None]: ...
     def _read_many(self, fd: int, requests: Sequence[tuple[int, int]], /) -> Awaitable[list[bytes]]: ...
+    # read_file's attempt without waiting: the content (or an awaitable of it),
+    # an open descriptor to finish through the engine, or None (open it there).
+    def _read_file(self, path: bytes, filename: Any, /) -> Union[bytes, Awaitable[Optional[bytes]], int, None,
+                                                                 tuple[int, bytes, list[Union[asyncio.Future[int], int, None]]]]: ...
 
     def drain(self) -> int: ...
     def shutdown(self, timeout: float = 1.0) -> int: ...

@@ -3,10 +3,12 @@ file in one call (open, I/O, close), with no file object."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 import shutil
 import stat
-from typing import Any
+from typing import Any, Optional, Union
 
 from ._contract import PathArg
 from ._engine import get_engine
@@ -19,13 +21,76 @@ async def read_file(path: PathArg) -> bytes:
     """Return the whole content of the file at path."""
     raw, name = fspath(path)
     engine = get_engine()
-    fd = await open_fd(engine, raw, os.O_RDONLY, 0, name)
+    # A cached file is read without the ring: open, reads and close on the
+    # loop thread, none of them waiting (csrc/py/readfile.c).  Otherwise what
+    # it did not finish is done through the engine.
+    got = engine._read_file(raw, name)
+    while True:
+        if isinstance(got, bytes):
+            return got
+        if got is None or isinstance(got, (int, tuple)):
+            break
+        data = await got  # a turn of the loop first: then the content, or None: ask again
+        if data is not None:
+            return data
+        got = engine._read_file(raw, name)
+    if got is None:
+        fd = await open_fd(engine, raw, os.O_RDONLY, 0, name)
+    elif isinstance(got, int):
+        fd = got
+    else:
+        fd, data, parts = got  # a large file, being read in parts on several cores
+        try:
+            return await _finish_parts(engine, fd, data, parts)
+        finally:
+            await close_fd(engine, fd)
     try:
         return await read_to_end(engine, fd, 0)
     except IsADirectoryError:
         raise isdir_error(name) from None
     finally:
         await close_fd(engine, fd)
+
+
+async def _finish_parts(engine: Any, fd: int, data: bytes, parts: "list[Union[asyncio.Future[int], int, None]]") -> bytes:
+    """The content of a file read in parts into data (Engine._read_file):
+    each part a ring read's future, a count read already, or None (not
+    launched).  Every ring read is waited for, even through a cancel, before
+    the caller closes fd: a read still queued for a kernel worker looks its
+    descriptor up when it starts, and the number could be another file's by
+    then.  Counts short of the size (the file shrank, or a part could not be
+    launched): the file is read again to its end.  Then the read at the end
+    proves the size."""
+    filled = 0
+    error: Optional[BaseException] = None
+    cancel: Optional[BaseException] = None
+    for part in parts:
+        if part is None or isinstance(part, int):
+            filled += part or 0
+            continue
+        try:
+            n, cancelled = await settle(part)
+        except OSError as exc:
+            if exc.errno != errno.ECANCELED:
+                error = error or exc
+            # ECANCELED: the engine tried to take the part back from a worker that had
+            # started it; the worker gave up on it.  Its count is short: read again.
+            continue
+        except BaseException as exc:
+            if not part.done():  # GeneratorExit, KeyboardInterrupt: not the read's outcome
+                raise
+            error = error or exc
+            continue
+        filled += n
+        cancel = cancel or cancelled
+    if error is not None:
+        raise error
+    if cancel is not None:
+        raise cancel
+    if filled != len(data):
+        return await read_to_end(engine, fd, 0)
+    tail = await read_to_end(engine, fd, filled)  # b"", unless the file grew meanwhile
+    return data + tail if tail else data
 
 
 async def write_file(path: PathArg, data: Any) -> int:

@@ -406,6 +406,7 @@ class EngineCore:
             "completed": self._completed_count,
             "completed_inline": self._inline,
             "completed_nowait": 0,  # no non-blocking attempt: every read goes to a worker
+            "files_nowait": 0,
             "deferred": self._deferred,
             "cancelled": self._cancelled,
             "enter_calls": 0,

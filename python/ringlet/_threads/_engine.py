@@ -364,6 +364,10 @@ class ThreadEngine(EngineCore):
         return await self.read(fd, size, offset, align)
     _write = write
     _open = open
+
+    def _read_file(self, path: bytes, filename: Any, /) -> None:
+        """read_file's attempt without waiting: none here (every open goes to a worker)."""
+        return None
     _close = close
     _read_many = read_many
 
