@@ -245,6 +245,9 @@ void op_copy_done(struct rl_copy *copy, int64_t result);
 
 /* ---- ready.c ----------------------------------------------------------- */
 PyObject *ready_new(ringlet_state *st, PyObject *value);
+/* Ends an awaitable's iteration with value (StopIteration(value) set; value
+ * released); returns NULL. */
+PyObject *ringlet_return_value(PyObject *value);
 
 /* ---- loop.c: the event loop's side ------------------------------------- */
 int64_t ringlet_now_ns(void); /* CLOCK_MONOTONIC, the clock of time.monotonic_ns() */

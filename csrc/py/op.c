@@ -562,28 +562,16 @@ static PySendResult op_send(OpObject *op, PyObject *arg, PyObject **result)
     return r;
 }
 
-/* StopIteration(value), built explicitly: a tuple value must not become its args. */
-static PyObject *op_stop(PyObject *value)
-{
-    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
-    Py_DECREF(value);
-    if (stop) {
-        PyErr_SetObject(PyExc_StopIteration, stop);
-        Py_DECREF(stop);
-    }
-    return NULL;
-}
-
 static PyObject *op_iternext(OpObject *op)
 {
     PyObject *result;
-    return op_send(op, Py_None, &result) == PYGEN_RETURN ? op_stop(result) : result;
+    return op_send(op, Py_None, &result) == PYGEN_RETURN ? ringlet_return_value(result) : result;
 }
 
 static PyObject *op_method_send(OpObject *op, PyObject *arg)
 {
     PyObject *result;
-    return op_send(op, arg, &result) == PYGEN_RETURN ? op_stop(result) : result;
+    return op_send(op, arg, &result) == PYGEN_RETURN ? ringlet_return_value(result) : result;
 }
 
 /* throw(exc) or throw(type, value=None, traceback=None): the awaiting task

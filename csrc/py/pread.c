@@ -156,24 +156,12 @@ static PySendResult outcome_send(OutcomeObject *self, PyObject *arg, PyObject **
     return PYGEN_ERROR;
 }
 
-/* StopIteration(value), built explicitly: a tuple value must not become its args. */
-static PyObject *outcome_stop(PyObject *value)
-{
-    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
-    Py_DECREF(value);
-    if (stop) {
-        PyErr_SetObject(PyExc_StopIteration, stop);
-        Py_DECREF(stop);
-    }
-    return NULL;
-}
-
 static PyObject *outcome_method_send(OutcomeObject *self, PyObject *arg)
 {
     PyObject *result;
     PySendResult r = outcome_send(self, arg, &result);
     if (r == PYGEN_RETURN)
-        return outcome_stop(result);
+        return ringlet_return_value(result);
     return result; /* PYGEN_NEXT: the yielded value; PYGEN_ERROR: NULL */
 }
 
@@ -186,7 +174,7 @@ static PyObject *outcome_iternext(OutcomeObject *self)
             Py_DECREF(result);
             return NULL; /* plain exhaustion */
         }
-        return outcome_stop(result);
+        return ringlet_return_value(result);
     }
     return result;
 }

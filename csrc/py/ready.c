@@ -18,18 +18,21 @@ PyObject *ready_new(ringlet_state *st, PyObject *value)
     return (PyObject *)ready;
 }
 
-static PyObject *ready_await(PyObject *self) { return Py_NewRef(self); }
-
-static PyObject *ready_iternext(ReadyObject *self)
+PyObject *ringlet_return_value(PyObject *value)
 {
     /* StopIteration(value) built explicitly: a tuple value must not become its args. */
-    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, self->value);
+    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+    Py_DECREF(value);
     if (stop) {
         PyErr_SetObject(PyExc_StopIteration, stop);
         Py_DECREF(stop);
     }
     return NULL;
 }
+
+static PyObject *ready_await(PyObject *self) { return Py_NewRef(self); }
+
+static PyObject *ready_iternext(ReadyObject *self) { return ringlet_return_value(Py_NewRef(self->value)); }
 
 #if PY_VERSION_HEX >= 0x030A0000
 static PySendResult ready_send(ReadyObject *self, PyObject *Py_UNUSED(arg), PyObject **result)
