@@ -6,7 +6,7 @@
  *   ALLOC  an allocation fails (error ignored: it is ENOMEM)
  *   ENTER  io_uring_enter returns error (-EAGAIN, -EBUSY, -EINTR, ...) without
  *          entering: the SQEs stay queued and must be retried
- *   CQE    a read, write or splice completion carries error instead of its result
+ *   CQE    a read or write completion carries error instead of its result
  *   SHORT  a read or write completion of more than one byte reports half */
 #ifndef RINGLET_FAULT_H
 #define RINGLET_FAULT_H

@@ -1,5 +1,5 @@
-/* The type and size of an open file, for the engine's choices (splice a copy?
- * size a whole-file read?).  Through statx rather than fstat: the wheel is
+/* The type and size of an open file, for the engine's choices (read a
+ * whole file without the ring?).  Through statx rather than fstat: the wheel is
  * tagged manylinux_2_28, so it may use glibc symbols up to 2.28, and glibc
  * exports fstat as a symbol only from 2.33 (statx is in 2.28).  Needs
  * _GNU_SOURCE, defined before the first include of the file that uses it. */

@@ -31,12 +31,6 @@ int rl_op_write(struct rl_ring *r, struct rl_cell *c, int fd, const void *buf, u
     RL_QUEUE(r, c, io_uring_prep_write(sqe, fd, buf, len, (uint64_t)offset));
 }
 
-int rl_op_splice(struct rl_ring *r, struct rl_cell *c, int fd_in, int64_t off_in, int fd_out, int64_t off_out,
-                 unsigned len)
-{
-    RL_QUEUE(r, c, io_uring_prep_splice(sqe, fd_in, off_in, fd_out, off_out, len, 0));
-}
-
 int rl_op_openat(struct rl_ring *r, struct rl_cell *c, int dirfd, const char *path, int flags, mode_t mode)
 {
     RL_QUEUE(r, c, io_uring_prep_openat(sqe, dirfd, path, flags | O_CLOEXEC, mode));

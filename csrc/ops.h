@@ -17,10 +17,6 @@ int rl_op_read(struct rl_ring *r, struct rl_cell *c, int fd, void *buf, unsigned
  * copy never runs inside the submitting call, even from the page cache. */
 int rl_op_read_offloaded(struct rl_ring *r, struct rl_cell *c, int fd, void *buf, unsigned len, int64_t offset);
 int rl_op_write(struct rl_ring *r, struct rl_cell *c, int fd, const void *buf, unsigned len, int64_t offset);
-/* splice(2) of len bytes from fd_in to fd_out (kernel 5.7+); one side must be
- * a pipe, whose offset is -1.  The kernel always runs it on an io-wq worker. */
-int rl_op_splice(struct rl_ring *r, struct rl_cell *c, int fd_in, int64_t off_in, int fd_out, int64_t off_out,
-                 unsigned len);
 int rl_op_openat(struct rl_ring *r, struct rl_cell *c, int dirfd, const char *path, int flags, mode_t mode);
 int rl_op_close(struct rl_ring *r, struct rl_cell *c, int fd);
 int rl_op_fsync(struct rl_ring *r, struct rl_cell *c, int fd, int datasync);

@@ -222,20 +222,15 @@ int rl_ring_submit(struct rl_ring *r)
     }
 }
 
-/* Test builds only: make a read, write or splice completion fail, or a read
- * or write completion come back short.  A splice's count is never faked: its
- * pipe holds what the kernel really moved, and a copy follows that count. */
+/* Test builds only: make a read or write completion fail or come back short. */
 static inline void rl_ring_fault_cqe(const struct rl_cell *cell, int32_t *res)
 {
-    if (cell == RL_INTERNAL_USER_DATA)
-        return;
-    int rw = cell->opcode == IORING_OP_READ || cell->opcode == IORING_OP_WRITE;
-    if (!rw && cell->opcode != IORING_OP_SPLICE)
+    if (cell == RL_INTERNAL_USER_DATA || (cell->opcode != IORING_OP_READ && cell->opcode != IORING_OP_WRITE))
         return;
     int err = rl_fault_hit(RL_FAULT_CQE);
     if (err)
         *res = err;
-    else if (rw && *res > 1 && rl_fault_hit(RL_FAULT_SHORT))
+    else if (*res > 1 && rl_fault_hit(RL_FAULT_SHORT))
         *res /= 2;
 }
 

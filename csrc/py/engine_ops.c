@@ -405,10 +405,9 @@ PyObject *engine_ftruncate(EngineObject *self, PyObject *const *args, Py_ssize_t
 
 const char engine_copy_doc[] =
 "copy(src_fd, dst_fd, chunk_size=1048576, depth=4) -> Future[int]\n\n"
-"Copy src to dst from offset 0 until end of file, entirely in C, with up to\n"
-"depth chunks in flight.  Between regular files (from 1 MiB) each chunk is\n"
-"spliced into a pipe and from it into dst, inside the kernel; otherwise each\n"
-"read completion issues its write.  The result is the number of bytes copied.";
+"Copy src to dst from offset 0 until end of file, entirely in C: each read\n"
+"completion issues its write, each write completion the next read, with\n"
+"depth chunks in flight.  The result is the number of bytes copied.";
 
 PyObject *engine_copy(EngineObject *self, PyObject *args, PyObject *kwargs)
 {

@@ -107,20 +107,6 @@ static PyObject *ringlet_live_counts(PyObject *module, PyObject *Py_UNUSED(ignor
                          "copies", ringlet_live.copies);
 }
 
-PyDoc_STRVAR(copy_stats_doc,
-"_copy_stats() -> dict\n\n"
-"Operations every copy of this process has issued, by kind (reads, writes,\n"
-"splices), and the splice copies that started over with reads and writes\n"
-"(fallbacks).  For tests and benchmarks.");
-
-static PyObject *ringlet_copy_stats(PyObject *module, PyObject *Py_UNUSED(ignored))
-{
-    (void)module;
-    const struct rl_copy_stats *t = &rl_copy_totals;
-    return Py_BuildValue("{sKsKsKsK}", "reads", (unsigned long long)t->reads, "writes", (unsigned long long)t->writes,
-                         "splices", (unsigned long long)t->splices, "fallbacks", (unsigned long long)t->fallbacks);
-}
-
 PyDoc_STRVAR(resolve_doc,
 "_resolve(future, outcome, failed) -> None\n\n"
 "Set the future's result (or exception, when failed) unless it is done\n"
@@ -145,7 +131,6 @@ static PyObject *ringlet_resolve(PyObject *module, PyObject *const *args, Py_ssi
 static PyMethodDef ringlet_methods[] = {
     {"_resolve", (PyCFunction)(void (*)(void))ringlet_resolve, METH_FASTCALL, resolve_doc},
     {"_live", ringlet_live_counts, METH_NOARGS, live_doc},
-    {"_copy_stats", ringlet_copy_stats, METH_NOARGS, copy_stats_doc},
     {"probe", ringlet_probe, METH_NOARGS, probe_doc},
     {"_restrict_opcodes", ringlet_restrict_opcodes, METH_O, restrict_opcodes_doc},
 #ifdef RINGLET_FAULTS

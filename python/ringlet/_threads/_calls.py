@@ -61,7 +61,7 @@ _KERNEL_COPY_REFUSED = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUP
 KERNEL_COPY_RANGE = 64 << 20
 
 
-# From this source size on, as the io_uring backend's splice (RL_COPY_SPLICE_MIN).
+# From this source size on: below it, a worker's call costs more than the copy it saves.
 KERNEL_COPY_MIN = 1 << 20
 
 
