@@ -213,9 +213,12 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
 /* An awaitable that goes round the loop once (a bare yield), then gives value. */
 PyObject *outcome_after_a_turn(ringlet_state *st, PyObject *value);
 extern const char engine__pread_doc[];
-/* Reads from this size on yield after each inline completion, and go to the
- * kernel's workers (OpObject.offload) once the loop turn's budget is spent. */
+/* Reads from this size on go to the kernel's workers (OpObject.offload) once
+ * the loop turn's budget is spent. */
 #define RL_OFFLOAD_MIN (64u << 10)
+/* Reads from this size on also yield after each inline completion: the copy
+ * dwarfs a turn of the loop (smaller ones yield once the turn's budget is spent). */
+#define RL_YIELD_EACH_MIN (256u << 10)
 
 /* ---- op_io.c: the kernel side of reads and writes --------------------- */
 /* Reads the descriptor's position for offset -1 (see there); 0 or -1 with an exception. */

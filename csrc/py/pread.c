@@ -366,7 +366,7 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     /* A large read yields every time: the copy dwarfs a turn of the loop,
      * and tasks reading in turn keep every task's wait alike (p99). */
-    PyObject *o = outcome_of_value(self, bytes, size >= (Py_ssize_t)RL_OFFLOAD_MIN || loop_must_yield(self));
+    PyObject *o = outcome_of_value(self, bytes, size >= (Py_ssize_t)RL_YIELD_EACH_MIN || loop_must_yield(self));
     Py_DECREF(bytes);
     return o;
 }
