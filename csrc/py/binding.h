@@ -209,6 +209,8 @@ int64_t op_try_nowait(OpObject *op);
 /* The attempt for len bytes at offset into buf, counted in the stats when it
  * went through: the count, or -1 (the ring's turn). */
 int64_t engine_read_nowait(EngineObject *engine, int fd, void *buf, size_t len, int64_t offset);
+/* Counts one operation completed without the ring (submitted, completed, inline). */
+void engine_count_nowait(EngineObject *engine);
 PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* An awaitable that goes round the loop once (a bare yield), then gives value. */
 PyObject *outcome_after_a_turn(ringlet_state *st, PyObject *value);

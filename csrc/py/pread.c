@@ -17,7 +17,7 @@
 
 /* The attempt went through: counted as an operation completed inline, and
  * as one the ring never saw. */
-static void engine_count_nowait(EngineObject *engine)
+void engine_count_nowait(EngineObject *engine)
 {
     struct rl_stats *s = &engine->ring.stats;
     s->submitted++;
@@ -364,8 +364,9 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
     engine_count_nowait(self);
     if (n < size && _PyBytes_Resize(&bytes, (Py_ssize_t)n) < 0)
         return NULL;
-    /* A large read yields every time: the copy dwarfs a turn of the loop,
-     * and tasks reading in turn keep every task's wait alike (p99). */
+    /* A read of RL_YIELD_EACH_MIN or more yields every time: the copy dwarfs
+     * a turn of the loop, and tasks reading in turn keep every task's wait
+     * alike (p99). */
     PyObject *o = outcome_of_value(self, bytes, size >= (Py_ssize_t)RL_YIELD_EACH_MIN || loop_must_yield(self));
     Py_DECREF(bytes);
     return o;

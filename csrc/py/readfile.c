@@ -221,9 +221,7 @@ static void read_here(EngineObject *self, int fd, PyObject *data, size_t offset,
     }
     if (got == len) { /* one read completed without the ring, as Engine._pread counts it */
         self->nowait.hits++;
-        self->ring.stats.submitted++;
-        self->ring.stats.completed++;
-        self->ring.stats.completed_inline++;
+        engine_count_nowait(self);
     }
     PyObject *count = PyLong_FromSize_t(got);
     if (count == NULL)
@@ -412,10 +410,7 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
     }
     rl_nowait_forget(&self->nowait, fd);
     /* One operation, completed without the ring (its reads count in completed_nowait). */
-    struct rl_stats *s = &self->ring.stats;
-    s->submitted++;
-    s->completed++;
-    s->completed_inline++;
+    engine_count_nowait(self);
     self->files_nowait++;
     Py_ssize_t size = PyBytes_GET_SIZE(data);
     if (self->tracer) { /* the steps the ring's way would have shown: open, read, close */
