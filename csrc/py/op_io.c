@@ -130,8 +130,8 @@ static void offload_unlink(OpObject *op)
  * stay mapped. */
 static int offload_owns_buffer(const OpObject *op) { return op->kind == OP_READ && op->bounce == NULL; }
 
-/* Gives the op one of the places and queues its SQE: 0, or -errno (no place taken). */
-static int offload_start(OpObject *op)
+/* The read's bytes, made now if it owns them and has none yet: 0, or -ENOMEM. */
+static int offload_make_buffer(OpObject *op)
 {
     if (offload_owns_buffer(op) && op->obj == NULL) {
         op->obj = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)op->length);
@@ -141,7 +141,15 @@ static int offload_start(OpObject *op)
         }
         op->io.buf = PyBytes_AS_STRING(op->obj);
     }
-    int ret = op_queue_offloaded(op);
+    return 0;
+}
+
+/* Gives the op one of the places and queues its SQE: 0, or -errno (no place taken). */
+static int offload_start(OpObject *op)
+{
+    int ret = offload_make_buffer(op);
+    if (ret == 0)
+        ret = op_queue_offloaded(op);
     if (ret == 0) {
         op->offload_running = 1;
         op->engine->offload_running++;
@@ -195,14 +203,8 @@ void engine_offload_serve(EngineObject *engine)
         OpObject *op = engine->offload_head;
         if (op->io.offset < 0 || !rl_nowait_enabled(&engine->nowait, op->fd))
             break; /* a stream, or a file that refuses the attempt: the workers' */
-        if (offload_owns_buffer(op) && op->obj == NULL) {
-            op->obj = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)op->length);
-            if (op->obj == NULL) {
-                PyErr_Clear(); /* the worker's turn will report it */
-                break;
-            }
-            op->io.buf = PyBytes_AS_STRING(op->obj);
-        }
+        if (offload_make_buffer(op) < 0)
+            break; /* the worker's turn will report it */
         int64_t started = op->times ? ringlet_now_ns() : 0;
         int64_t n = rl_read_nowait(&engine->nowait, op->fd, op->io.buf, op->io.len, op->io.offset);
         if (n < 0)
