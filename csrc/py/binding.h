@@ -38,6 +38,7 @@ typedef struct {
     PyTypeObject *OpType;
     PyTypeObject *ReadyType;
     PyTypeObject *OutcomeType;
+    PyTypeObject *PreadMethodType;
     PyObject *stat_result;      /* os.stat_result */
     PyObject *str_create_future, *str_set_result, *str_set_exception;
     PyObject *kwnames_loop;     /* ("loop",): Future(loop=loop) by vectorcall */
@@ -173,6 +174,7 @@ extern PyType_Spec ringlet_engine_spec;
 extern PyType_Spec ringlet_op_spec;
 extern PyType_Spec ringlet_ready_spec;
 extern PyType_Spec ringlet_outcome_spec;
+extern PyType_Spec ringlet_pread_method_spec;
 
 /* What ringlet itself holds now (tests check it returns to its baseline:
  * nothing of ringlet's own leaks, cancel or not).  Under the GIL. */
@@ -215,6 +217,9 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
 /* An awaitable that goes round the loop once (a bare yield), then gives value. */
 PyObject *outcome_after_a_turn(ringlet_state *st, PyObject *value);
 extern const char engine__pread_doc[];
+/* _ringlet._pread_method(cls, fallback): AsyncFile.pread without a Python frame. */
+PyObject *ringlet__pread_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+extern const char ringlet__pread_method_doc[];
 /* Reads from this size on go to the kernel's workers (OpObject.offload) once
  * the loop turn's budget is spent. */
 #define RL_OFFLOAD_MIN (64u << 10)

@@ -132,6 +132,7 @@ static PyMethodDef ringlet_methods[] = {
     {"_resolve", (PyCFunction)(void (*)(void))ringlet_resolve, METH_FASTCALL, resolve_doc},
     {"_live", ringlet_live_counts, METH_NOARGS, live_doc},
     {"probe", ringlet_probe, METH_NOARGS, probe_doc},
+    {"_pread_method", (PyCFunction)(void (*)(void))ringlet__pread_method, METH_FASTCALL, ringlet__pread_method_doc},
     {"_restrict_opcodes", ringlet_restrict_opcodes, METH_O, restrict_opcodes_doc},
 #ifdef RINGLET_FAULTS
     {"_fault_arm", ringlet_fault_arm, METH_VARARGS, fault_arm_doc},
@@ -203,7 +204,8 @@ static int ringlet_exec(PyObject *module)
         return -1;
     st->ReadyType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_ready_spec, NULL);
     st->OutcomeType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_outcome_spec, NULL);
-    if (st->ReadyType == NULL || st->OutcomeType == NULL)
+    st->PreadMethodType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_pread_method_spec, NULL);
+    if (st->ReadyType == NULL || st->OutcomeType == NULL || st->PreadMethodType == NULL)
         return -1;
     st->EngineType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_engine_spec, NULL);
     if (st->EngineType == NULL || PyModule_AddType(module, st->EngineType) < 0 ||
@@ -219,6 +221,7 @@ static int ringlet_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->OpType);
     Py_VISIT(st->ReadyType);
     Py_VISIT(st->OutcomeType);
+    Py_VISIT(st->PreadMethodType);
     Py_VISIT(st->stat_result);
     Py_VISIT(st->resolve_later);
     return 0;
@@ -231,6 +234,7 @@ static int ringlet_clear(PyObject *module)
     Py_CLEAR(st->OpType);
     Py_CLEAR(st->ReadyType);
     Py_CLEAR(st->OutcomeType);
+    Py_CLEAR(st->PreadMethodType);
     Py_CLEAR(st->stat_result);
     Py_CLEAR(st->str_create_future);
     Py_CLEAR(st->kwnames_loop);

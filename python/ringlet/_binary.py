@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import inspect
 import io
 import operator
@@ -14,6 +15,7 @@ from typing import Any, Coroutine, Iterable, List, NoReturn, Optional, Set, Tupl
 
 from ._base import FileBase, write_batched
 from . import _contract as contract
+from . import _ringlet
 from ._fdio import READ_CHUNK, close_fd, read_to_end, settle, size_arg, truncate, wait_readable
 from ._buffers import hold_buffer
 from ._turns import Turns
@@ -410,8 +412,10 @@ class AsyncFile(FileBase):
     def pread(self, size: int, offset: int) -> Coroutine[Any, Any, bytes]:
         """Read up to size bytes at offset, leaving the file position alone.
 
-        A coroutine, as if declared async; the hot path makes no Python frame:
-        the engine checks size and offset itself and raises at the await."""
+        A coroutine, as if declared async; the engine checks size and offset
+        itself and raises at the await.  The class's pread is this function
+        made in C (_ringlet._pread_method, at the end of this module): the
+        same checks without a Python frame, this function for every other case."""
         fd = self._fd
         if fd < 0 or not self._readable or self._pos is None:
             return self._pread(size, offset)
@@ -599,3 +603,11 @@ class AsyncFile(FileBase):
                 os.close(self._fd)
             except OSError:
                 pass
+
+
+# pread as a C method descriptor: the same checks and the same Engine._pread
+# call as the Python pread above, made without a Python frame (about 6% of a
+# cached 4 KiB read); every other case is that Python pread's.  update_wrapper
+# gives it pread's name, doc, signature (__wrapped__) and coroutine marks.
+setattr(AsyncFile, "pread", functools.update_wrapper(_ringlet._pread_method(AsyncFile, AsyncFile.pread),
+                                                     AsyncFile.pread))

@@ -5,6 +5,8 @@ device.  Checked with the engine's counters, not clocks."""
 
 import asyncio
 import ctypes
+import inspect
+import io
 import mmap
 import os
 
@@ -152,6 +154,32 @@ def test_pread_is_a_coroutine_for_asyncio(ringlet, run, make_file):
             return await task, await asyncio.wait_for(f.pread(5, 9_998), 5)
 
     assert run(main()) == (data[50:150], data[9_998:])
+
+
+def test_pread_in_c_answers_as_the_python_pread(ringlet, run, make_file):
+    """AsyncFile.pread is made in C (no Python frame); the Python pread it
+    wraps answers every call alike, keywords and errors included."""
+    path, data = make_file(10_000)
+    python_pread = ringlet.AsyncFile.pread.__wrapped__
+
+    async def main():
+        got = []
+        async with ringlet.open(path, "rb") as f:
+            for pread in (f.pread, python_pread.__get__(f)):
+                got.append((await pread(100, 50), await pread(size=7, offset=3), await pread(5, 9_998),
+                            await pread(4, 20_000)))
+                with pytest.raises(ValueError, match="negative offset"):
+                    await pread(10, -1)
+        async with ringlet.open(path, "wb") as w:
+            with pytest.raises(io.UnsupportedOperation):
+                await w.pread(1, 0)
+        with pytest.raises(ValueError, match="closed file"):
+            await f.pread(1, 0)
+        return got
+
+    ours, theirs = run(main())
+    assert ours == theirs == (data[50:150], data[3:10], data[9_998:], b"")
+    assert ringlet.AsyncFile.pread.__name__ == "pread" and "offset" in str(inspect.signature(ringlet.AsyncFile.pread))
 
 
 def test_traced_nowait_read_says_so(ringlet, run, require_io_uring, make_file):
