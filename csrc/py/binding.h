@@ -64,6 +64,8 @@ typedef struct {
     int tick_scheduled;         /* a call_soon(_tick) is pending: the loop has not turned since */
     int loop_has_thread_id;     /* the loop says in _thread_id which thread runs it (asyncio's own) */
     int64_t streak_start;       /* when inline completions began without the loop turning */
+    int budget_spent;           /* this turn's inline budget is spent: tasks yield until the loop turns */
+    unsigned unclocked;         /* small inline reads since the clock was last read (loop_must_yield_small) */
     unsigned long thread_id;    /* the loop's thread: the only one that may submit */
     unsigned long fork_generation;
     PyObject *loop_ref;         /* weak reference to the event loop */
@@ -276,6 +278,9 @@ int loop_schedule_flush(EngineObject *engine);
  * could otherwise keep the loop from everything else.  The budget is per
  * loop turn: once spent, every task yields until the loop has turned. */
 int loop_must_yield(EngineObject *engine);
+/* loop_must_yield after an inline read of less than RL_OFFLOAD_MIN bytes:
+ * it reads the clock only every RL_CLOCK_EVERY such reads. */
+int loop_must_yield_small(EngineObject *engine);
 /* Whether a read of RL_OFFLOAD_MIN bytes or more goes to the kernel's
  * workers instead of being tried inline: when the turn's budget is spent
  * (loop_must_yield), or when offloaded reads wait their turn already (a new

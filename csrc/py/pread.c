@@ -370,7 +370,9 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
     /* A read of RL_YIELD_EACH_MIN or more yields every time: the copy dwarfs
      * a turn of the loop, and tasks reading in turn keep every task's wait
      * alike (p99). */
-    PyObject *o = outcome_of_value(self, bytes, size >= (Py_ssize_t)RL_YIELD_EACH_MIN || loop_must_yield(self));
+    int yield_first = size >= (Py_ssize_t)RL_YIELD_EACH_MIN ||
+                      (size < (Py_ssize_t)RL_OFFLOAD_MIN ? loop_must_yield_small(self) : loop_must_yield(self));
+    PyObject *o = outcome_of_value(self, bytes, yield_first);
     Py_DECREF(bytes);
     return o;
 }
