@@ -224,7 +224,7 @@ PyObject *ringlet__pread_method(PyObject *module, PyObject *const *args, Py_ssiz
 extern const char ringlet__pread_method_doc[];
 /* Reads from this size on go to the kernel's workers (OpObject.offload) once
  * the loop turn's budget is spent. */
-#define RL_OFFLOAD_MIN (64u << 10)
+#define RL_OFFLOAD_MIN (128u << 10)
 /* Reads from this size on also yield after each inline completion: the copy
  * dwarfs a turn of the loop (smaller ones yield once the turn's budget is spent). */
 #define RL_YIELD_EACH_MIN (256u << 10)
@@ -278,8 +278,9 @@ int loop_schedule_flush(EngineObject *engine);
  * could otherwise keep the loop from everything else.  The budget is per
  * loop turn: once spent, every task yields until the loop has turned. */
 int loop_must_yield(EngineObject *engine);
-/* loop_must_yield after an inline read of less than RL_OFFLOAD_MIN bytes:
- * it reads the clock only every RL_CLOCK_EVERY such reads. */
+/* loop_must_yield after an inline read of less than RL_CLOCK_EVERY_MAX
+ * bytes: it reads the clock only every RL_CLOCK_EVERY such reads. */
+#define RL_CLOCK_EVERY_MAX (64u << 10)
 int loop_must_yield_small(EngineObject *engine);
 /* Whether a read of RL_OFFLOAD_MIN bytes or more goes to the kernel's
  * workers instead of being tried inline: when the turn's budget is spent

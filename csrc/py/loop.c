@@ -107,7 +107,7 @@ int loop_schedule_flush(EngineObject *engine)
 
 /* A clock read costs about 2% of a cached 4 KiB read: after small reads it
  * is read every RL_CLOCK_EVERY of them, so the budget overshoots by at most
- * that many copies of less than RL_OFFLOAD_MIN bytes (tens of microseconds). */
+ * that many copies of less than RL_CLOCK_EVERY_MAX bytes (tens of microseconds). */
 #define RL_CLOCK_EVERY 8
 
 int loop_must_yield(EngineObject *engine)

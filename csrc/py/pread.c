@@ -78,6 +78,13 @@ typedef struct {
     PyObject *future;     /* pending: the future to wait for */
     PyObject *waiter;     /* future.__await__(), once the wait began */
     uint8_t yield_first;  /* go round the loop once before giving the value (see loop_must_yield) */
+    /* A small read asked for once the turn's budget was spent: it is made
+     * after a turn of the loop (yield_first), when the outcome is resumed
+     * (see engine__pread).  NULL when the outcome holds its answer. */
+    EngineObject *later;
+    int later_fd;
+    Py_ssize_t later_size;
+    long long later_offset;
 } OutcomeObject;
 
 static PyObject *outcome_new(ringlet_state *st, PyObject *value, PyObject *error, PyObject *future, int yield_first)
@@ -90,6 +97,7 @@ static PyObject *outcome_new(ringlet_state *st, PyObject *value, PyObject *error
     o->future = Py_XNewRef(future);
     o->waiter = NULL;
     o->yield_first = (uint8_t)yield_first;
+    o->later = NULL;
     return (PyObject *)o;
 }
 
@@ -116,8 +124,24 @@ PyObject *outcome_after_a_turn(ringlet_state *st, PyObject *value)
     return outcome_new(st, value, NULL, NULL, 1);
 }
 
+static PyObject *engine_pread_now(EngineObject *self, int fd, Py_ssize_t size, long long offset, int may_defer);
+
 static PySendResult outcome_send(OutcomeObject *self, PyObject *arg, PyObject **result)
 {
+    if (self->later && !self->yield_first) {
+        /* Resumed after its turn of the loop: the read now, waited for as a pending one. */
+        EngineObject *engine = self->later;
+        self->later = NULL;
+        if (loop_is_running_here(engine))
+            self->future = engine_pread_now(engine, self->later_fd, self->later_size, self->later_offset, 0);
+        else /* resumed by hand, off the engine's loop */
+            PyErr_SetString(PyExc_RuntimeError, "ringlet: pread resumed off its engine's loop");
+        Py_DECREF(engine);
+        if (self->future == NULL) {
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+    }
     if (self->future) {
         if (self->waiter == NULL) {
             PyAsyncMethods *am = Py_TYPE(self->future)->tp_as_async;
@@ -193,6 +217,7 @@ static PyObject *outcome_throw(OutcomeObject *self, PyObject *const *args, Py_ss
     }
     Py_CLEAR(self->value);
     Py_CLEAR(self->error);
+    Py_CLEAR(self->later); /* a read not made yet is not made */
     self->yield_first = 0;
     if (self->waiter) {
         PyObject *throw = PyObject_GetAttrString(self->waiter, "throw");
@@ -218,6 +243,7 @@ static PyObject *outcome_throw(OutcomeObject *self, PyObject *const *args, Py_ss
 
 static PyObject *outcome_close(OutcomeObject *self, PyObject *Py_UNUSED(ignored))
 {
+    Py_CLEAR(self->later);
     Py_CLEAR(self->value);
     Py_CLEAR(self->error);
     Py_CLEAR(self->waiter);
@@ -234,6 +260,7 @@ static void outcome_dealloc(OutcomeObject *self)
     Py_XDECREF(self->error);
     Py_XDECREF(self->waiter);
     Py_XDECREF(self->future);
+    Py_XDECREF(self->later);
     PyObject_Free(self);
     Py_DECREF(tp);
 }
@@ -348,30 +375,66 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
     long fd = PyLong_AsLong(args[0]);
     Py_ssize_t size = PyLong_AsSsize_t(args[1]);
     if (overflow || PyErr_Occurred() || fd < 0 || fd > INT32_MAX || size <= 0 ||
-        (uint64_t)offset + RL_MAX_RW > INT64_MAX || !self->ring_open ||
-        self->fork_generation != ringlet_fork_generation() ||
-        !rl_nowait_enabled(&self->nowait, (int)fd) || (size >= (Py_ssize_t)RL_OFFLOAD_MIN && loop_offload_large_read(self))) {
+        (uint64_t)offset + RL_MAX_RW > INT64_MAX) {
         PyErr_Clear();
         return engine_pread_by_ring(self, args, nargs, 0); /* it raises what needs raising */
+    }
+    return engine_pread_now(self, (int)fd, size, offset, 1);
+}
+
+/* The ring's way for a read given as C values. */
+static PyObject *engine_pread_by_ring_values(EngineObject *self, int fd, Py_ssize_t size, long long offset, int tried)
+{
+    PyObject *args[3] = {PyLong_FromLong(fd), PyLong_FromSsize_t(size), PyLong_FromLongLong(offset)};
+    PyObject *r = args[0] && args[1] && args[2] ? engine_pread_by_ring(self, args, 3, tried) : NULL;
+    for (int i = 0; i < 3; i++)
+        Py_XDECREF(args[i]);
+    return r;
+}
+
+/* The read itself, its arguments checked (fd, size > 0, offset >= 0): at
+ * once from the page cache when it holds the bytes, else the ring's.
+ * may_defer: a call (not a resumed deferred read), which may yield. */
+static PyObject *engine_pread_now(EngineObject *self, int fd, Py_ssize_t size, long long offset, int may_defer)
+{
+    if (!self->ring_open || self->fork_generation != ringlet_fork_generation() || !rl_nowait_enabled(&self->nowait, fd) ||
+        (size >= (Py_ssize_t)RL_OFFLOAD_MIN && loop_offload_large_read(self)))
+        return engine_pread_by_ring_values(self, fd, size, offset, 0); /* it raises what needs raising */
+    if (may_defer && self->budget_spent && self->tick_scheduled && size < (Py_ssize_t)RL_OFFLOAD_MIN) {
+        /* The turn's budget is spent: this task yields, and makes the read
+         * when resumed.  Read first and the task would hold the bytes across
+         * the turn: with many tasks that is many buffers, each cold in the
+         * CPU's cache by the time it is written (64 KiB reads by 256 tasks
+         * cost half again as much).  A coroutine does nothing until resumed
+         * either. */
+        OutcomeObject *o = (OutcomeObject *)outcome_new(self->state, NULL, NULL, NULL, 1);
+        if (o == NULL)
+            return NULL;
+        o->later = (EngineObject *)Py_NewRef(self);
+        o->later_fd = fd;
+        o->later_size = size;
+        o->later_offset = offset;
+        return (PyObject *)o;
     }
     if ((size_t)size > RL_MAX_RW)
         size = RL_MAX_RW;
     PyObject *bytes = PyBytes_FromStringAndSize(NULL, size);
     if (bytes == NULL)
         return NULL;
-    int64_t n = rl_read_nowait(&self->nowait, (int)fd, PyBytes_AS_STRING(bytes), (size_t)size, offset);
+    int64_t n = rl_read_nowait(&self->nowait, fd, PyBytes_AS_STRING(bytes), (size_t)size, offset);
     if (n < 0) {
         Py_DECREF(bytes);
-        return engine_pread_by_ring(self, args, nargs, 1);
+        return engine_pread_by_ring_values(self, fd, size, offset, 1);
     }
     engine_count_nowait(self);
     if (n < size && _PyBytes_Resize(&bytes, (Py_ssize_t)n) < 0)
         return NULL;
     /* A read of RL_YIELD_EACH_MIN or more yields every time: the copy dwarfs
      * a turn of the loop, and tasks reading in turn keep every task's wait
-     * alike (p99). */
-    int yield_first = size >= (Py_ssize_t)RL_YIELD_EACH_MIN ||
-                      (size < (Py_ssize_t)RL_OFFLOAD_MIN ? loop_must_yield_small(self) : loop_must_yield(self));
+     * alike (p99).  A resumed deferred read has just had its turn. */
+    int yield_first = may_defer && (size >= (Py_ssize_t)RL_YIELD_EACH_MIN ||
+                                    (size < (Py_ssize_t)RL_CLOCK_EVERY_MAX ? loop_must_yield_small(self)
+                                                                           : loop_must_yield(self)));
     PyObject *o = outcome_of_value(self, bytes, yield_first);
     Py_DECREF(bytes);
     return o;

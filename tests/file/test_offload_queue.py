@@ -13,7 +13,7 @@ import pytest
 
 from conftest import open_fifo_writer, wait_until
 
-LARGE = 64 * 1024  # RL_OFFLOAD_MIN: reads from this size on may be offloaded
+LARGE = 128 * 1024  # RL_OFFLOAD_MIN: reads from this size on may be offloaded
 PLACES = 2 * os.sysconf("SC_NPROCESSORS_ONLN")
 
 
@@ -143,3 +143,30 @@ def test_shutdown_drops_the_waiting_reads(ringlet, run, live, make_file, fifo):
     assert left == 0  # the running reads were cancelled in the kernel, the waiting ones never got there
     assert done == [False] * len(done)  # shutdown resolves no future, as for reads in flight
     assert ops_left == 0
+
+
+def test_small_reads_once_the_budget_is_spent_read_when_resumed(ringlet, run, live, make_file):
+    """Once the turn's budget is spent, a pread under RL_OFFLOAD_MIN yields
+    first and reads when its task is resumed (its bytes are not held across
+    the turn); one never resumed never reads.  Counted, not clocked."""
+    path, data = make_file(1 << 20)
+    with open(path, "rb") as f:
+        f.read()  # in the page cache
+
+    async def main():
+        engine = ringlet.get_engine()
+        async with ringlet.open(path, "rb") as f:
+            await _spend_the_budget(f)
+            first = f.pread(64 * 1024, 0)  # read at once: its clock check finds the budget spent
+            before = engine.stats()["completed_nowait"]
+            later = [f.pread(4096, 4096 * i) for i in range(1, 5)]
+            read_at_call = engine.stats()["completed_nowait"] - before
+            never = f.pread(4096, 0)
+            never.close()
+            got = await asyncio.gather(first, *later)
+            read = engine.stats()["completed_nowait"] - before
+        return read_at_call, got, read
+
+    read_at_call, got, read = run(main())
+    assert read_at_call == 0 and read == 4
+    assert got == [data[:64 * 1024]] + [data[4096 * i:4096 * (i + 1)] for i in range(1, 5)]
