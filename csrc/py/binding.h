@@ -224,7 +224,7 @@ PyObject *ringlet__pread_method(PyObject *module, PyObject *const *args, Py_ssiz
 extern const char ringlet__pread_method_doc[];
 /* Reads from this size on go to the kernel's workers (OpObject.offload) once
  * the loop turn's budget is spent. */
-#define RL_OFFLOAD_MIN (128u << 10)
+#define RL_OFFLOAD_MIN (64u << 10)
 /* Reads from this size on also yield after each inline completion: the copy
  * dwarfs a turn of the loop (smaller ones yield once the turn's budget is spent). */
 #define RL_YIELD_EACH_MIN (256u << 10)

@@ -38,7 +38,7 @@ def _delta(s0, s1):
     return {k: s1[k] - s0[k] for k in ("submitted", "completed", "completed_inline", "files_nowait", "enter_calls")}
 
 
-# Below 128 KiB (RL_OFFLOAD_MIN): a larger read goes to the ring once the loop turn's budget of
+# Below 64 KiB (RL_OFFLOAD_MIN): a larger read goes to the ring once the loop turn's budget of
 # inline work is spent (a clock, which a test must not depend on).
 @pytest.mark.parametrize("size", [0, 1, 4096, 60_000])
 def test_cached_file_is_read_without_the_ring(ringlet, run, require_io_uring, local_fs, make_file, size):
