@@ -44,6 +44,13 @@ static PyObject *engine_flush(EngineObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(engine_wake_doc,
+"_wake() -> None\n\n"
+"Scheduled with call_soon once per drain that completed awaited operations:\n"
+"runs their done callbacks (their tasks' wake-ups), in order.");
+
+static PyObject *engine_wake(EngineObject *self, PyObject *Py_UNUSED(ignored)) { return engine_wake_ops(self); }
+
 PyDoc_STRVAR(engine_drain_doc,
 "drain() -> int\n\n"
 "Reap the completions that are ready and resolve their futures; the loop\n"
@@ -56,6 +63,7 @@ static PyObject *engine_drain(EngineObject *self, PyObject *Py_UNUSED(ignored))
     if (engine_check(self) < 0)
         return NULL;
     int ret = rl_ring_drain(&self->ring, self->ring.ring.cq.ring_entries);
+    engine_retry_wake(self);
     if (loop_raise_interrupt(self) < 0)
         return NULL;
     if (ret < 0) {
@@ -250,6 +258,7 @@ static int engine_traverse(EngineObject *self, visitproc visit, void *arg)
     Py_VISIT(self->future_type);
     Py_VISIT(self->tracer);
     Py_VISIT(self->interrupt);
+    Py_VISIT(self->woken);
     return 0;
 }
 
@@ -260,6 +269,7 @@ static int engine_clear(EngineObject *self)
     Py_CLEAR(self->future_type);
     Py_CLEAR(self->tracer);
     Py_CLEAR(self->interrupt);
+    Py_CLEAR(self->woken);
     return 0;
 }
 
@@ -307,6 +317,7 @@ static PyMethodDef engine_methods[] = {
     {"drain", (PyCFunction)engine_drain, METH_NOARGS, engine_drain_doc},
     {"_flush", (PyCFunction)engine_flush, METH_NOARGS, engine_flush_doc},
     {"_tick", (PyCFunction)engine_tick, METH_NOARGS, engine_tick_doc},
+    {"_wake", (PyCFunction)engine_wake, METH_NOARGS, engine_wake_doc},
     {"shutdown", (PyCFunction)(void (*)(void))engine_shutdown, METH_VARARGS | METH_KEYWORDS, engine_shutdown_doc},
     {"stats", (PyCFunction)engine_stats, METH_NOARGS, engine_stats_doc},
     {"fileno", (PyCFunction)engine_fileno, METH_NOARGS, engine_fileno_doc},
