@@ -73,6 +73,48 @@ static PyObject *engine_drain(EngineObject *self, PyObject *Py_UNUSED(ignored))
     return PyLong_FromLong(ret);
 }
 
+PyDoc_STRVAR(engine_drain_and_wake_doc,
+"_drain_and_wake() -> int\n\n"
+"drain() for the loop's reader callback: the tasks waiting for the awaited\n"
+"operations it completed are woken from here, in completion order, each in its\n"
+"own context (not inside the call that completed them: this is a loop callback\n"
+"of its own), instead of from a _wake scheduled for the next loop turn; the\n"
+"O_DIRECT reads they make go in one io_uring_enter at its end.");
+
+static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (engine_check(self) < 0)
+        return NULL;
+    self->reaping_for_wake = 1;
+    int ret = rl_ring_drain(&self->ring, self->ring.ring.cq.ring_entries);
+    self->reaping_for_wake = 0;
+    int raised = 0;
+    if (self->woken != NULL && self->interrupt == NULL && ret >= 0) {
+        self->direct_held = 1;
+        PyObject *woke = engine_wake_ops(self);
+        self->direct_held = 0;
+        raised = woke == NULL;
+        Py_XDECREF(woke);
+        /* What the woken tasks queued: submitted now, even if one raised. */
+        PyObject *type, *exc, *tb;
+        PyErr_Fetch(&type, &exc, &tb);
+        int submitted = self->ring_open ? rl_ring_submit_and_reap(&self->ring) : 0;
+        if (submitted < 0)
+            ret = submitted;
+        PyErr_Restore(type, exc, tb);
+    }
+    engine_retry_wake(self); /* an interrupt noted, or completions reaped inline while tasks ran */
+    if (raised)
+        return NULL;
+    if (loop_raise_interrupt(self) < 0)
+        return NULL;
+    if (ret < 0) {
+        errno = -ret;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(ret);
+}
+
 PyDoc_STRVAR(engine_shutdown_doc,
 "shutdown(timeout=1.0) -> int\n\n"
 "Cancel what is in flight, wait up to timeout seconds for the kernel to give\n"
@@ -318,6 +360,7 @@ static PyMethodDef engine_methods[] = {
     {"_flush", (PyCFunction)engine_flush, METH_NOARGS, engine_flush_doc},
     {"_tick", (PyCFunction)engine_tick, METH_NOARGS, engine_tick_doc},
     {"_wake", (PyCFunction)engine_wake, METH_NOARGS, engine_wake_doc},
+    {"_drain_and_wake", (PyCFunction)engine_drain_and_wake, METH_NOARGS, engine_drain_and_wake_doc},
     {"shutdown", (PyCFunction)(void (*)(void))engine_shutdown, METH_VARARGS | METH_KEYWORDS, engine_shutdown_doc},
     {"stats", (PyCFunction)engine_stats, METH_NOARGS, engine_stats_doc},
     {"fileno", (PyCFunction)engine_fileno, METH_NOARGS, engine_fileno_doc},

@@ -436,8 +436,11 @@ PyObject *op_launch(OpObject *op, int queued, int want_future)
         }
         /* O_DIRECT never completes inline: its SQE waits for the end of the
          * loop tick and goes with the others in one io_uring_enter. */
-        ret = op->direct || op->offload ? loop_schedule_flush(op->engine)
-                                        : rl_ring_submit_and_reap(&op->engine->ring);
+        if (op->direct && op->engine->direct_held)
+            ret = 0; /* a task woken by _drain_and_wake: submitted at its end */
+        else
+            ret = op->direct || op->offload ? loop_schedule_flush(op->engine)
+                                            : rl_ring_submit_and_reap(&op->engine->ring);
         if (ret == -2)
             ret = -EIO; /* scheduling failed: reported as the op's error, the SQE stays queued */
         if (op->times) {
@@ -569,6 +572,8 @@ static void op_wake(OpObject *op)
         return;
     }
     op->wake_queued = 1;
+    if (engine->reaping_for_wake)
+        return; /* _drain_and_wake runs them once its reaping is over */
     /* Signal handlers pending now run first (as before a set_result), so that
      * an interrupt does not land inside call_soon and leave the wake-up unscheduled. */
     loop_check_signals(engine);
