@@ -534,6 +534,9 @@ static int engine_schedule_wake(EngineObject *engine)
 {
     if (engine->wake_scheduled)
         return 0;
+    /* Signal handlers pending now run first (as before a set_result), so that
+     * an interrupt does not land inside call_soon and leave the wake-up unscheduled. */
+    loop_check_signals(engine);
     ringlet_state *st = engine->state;
     PyObject *loop = PyWeakref_GetObject(engine->loop_ref); /* borrowed */
     if (loop == NULL)
@@ -574,9 +577,6 @@ static void op_wake(OpObject *op)
     op->wake_queued = 1;
     if (engine->reaping_for_wake)
         return; /* _drain_and_wake runs them once its reaping is over */
-    /* Signal handlers pending now run first (as before a set_result), so that
-     * an interrupt does not land inside call_soon and leave the wake-up unscheduled. */
-    loop_check_signals(engine);
     if (engine_schedule_wake(engine) < 0)
         loop_note_error(engine, (PyObject *)op); /* the next drain schedules it again */
 }
@@ -605,8 +605,11 @@ static void op_report_callback_error(OpObject *op, PyObject *callback)
                             : NULL;
     PyObject *r = context ? PyObject_CallMethodOneArg(loop, op->engine->state->str_call_exception_handler, context)
                           : NULL;
-    if (r == NULL)
+    if (r == NULL) { /* no loop to tell (or telling it failed): as unraisable */
+        if (!PyErr_Occurred() && exc != NULL)
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
         PyErr_WriteUnraisable(callback);
+    }
     Py_XDECREF(r);
     Py_XDECREF(context);
     Py_XDECREF(exc);
@@ -672,20 +675,16 @@ PyObject *engine_wake_ops(EngineObject *engine)
             PyErr_Fetch(&type, &exc, &tb);
             Py_ssize_t first = op_has_callbacks(op) ? i : i + 1;
             PyObject *rest = PyList_GetSlice(woken, first, n);
-            if (rest != NULL && engine->woken != NULL && PyList_SetSlice(engine->woken, 0, 0, rest) == 0) {
-                Py_SETREF(rest, NULL);
-            } else if (rest != NULL && engine->woken == NULL) {
-                engine->woken = rest;
-                rest = NULL;
-            }
-            if (rest == NULL) {
+            int kept = rest != NULL && (engine->woken != NULL ? PyList_SetSlice(engine->woken, 0, 0, rest) == 0
+                                                              : (engine->woken = Py_NewRef(rest)) != NULL);
+            Py_XDECREF(rest);
+            if (kept) {
                 for (Py_ssize_t j = first; j < n; j++)
                     ((OpObject *)PyList_GET_ITEM(woken, j))->wake_queued = 1;
                 if (engine_schedule_wake(engine) < 0)
                     PyErr_WriteUnraisable((PyObject *)engine);
             } else {
                 PyErr_WriteUnraisable((PyObject *)engine); /* no memory: those callbacks are lost */
-                Py_DECREF(rest);
             }
             PyErr_Restore(type, exc, tb);
             Py_DECREF(woken);
