@@ -6,8 +6,8 @@
  *
  * Who calls whom -- one way, no circle (each file calls only those below it):
  *   module.c      the module: its state, the types, probe(), test hooks
- *   engine.c      the Engine type: life (new, shutdown, dealloc, GC), the
- *                 methods the loop calls (drain, _flush, _tick), the method table
+ *   engine.c      the Engine type: life (new, shutdown, dealloc, GC), the methods the
+ *                 loop calls (drain, _drain_and_wake, _wake, _flush, _tick), the method table
  *   engine_ops.c  the operation methods: parse (args.c), make an Op, point the
  *                 kernel at its memory (op_io.c), queue its SQE, launch it (op.c)
  *   op_io.c       the kernel side of reads and writes: memory, file position,

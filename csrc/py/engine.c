@@ -1,8 +1,8 @@
 /* Engine: one io_uring per event loop.  Each operation method (engine_ops.c)
  * fills a submission, submits it at once and reaps what completed inside that
  * call, and returns an asyncio.Future: already done for a page-cache hit,
- * pending otherwise.  The loop watches the ring's fd and calls drain() to
- * complete the rest.  Here: the type, its life (new, shutdown, dealloc, GC),
+ * pending otherwise.  The loop watches the ring's fd and calls
+ * _drain_and_wake() (drain() for any other caller) to complete the rest.  Here: the type, its life (new, shutdown, dealloc, GC),
  * the methods the loop calls, and the method table. */
 #include "binding.h"
 #include "engine_ops.h"
