@@ -88,22 +88,24 @@ static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(i
     self->reaping_for_wake = 1;
     int ret = rl_ring_drain(&self->ring, self->ring.ring.cq.ring_entries);
     self->reaping_for_wake = 0;
-    int raised = 0;
-    if (self->woken != NULL && self->interrupt == NULL && ret >= 0) {
+    int raised = 0, woke_tasks = self->woken != NULL && self->interrupt == NULL && ret >= 0;
+    if (woke_tasks) {
         self->direct_held = 1;
         PyObject *woke = engine_wake_ops(self);
         self->direct_held = 0;
         raised = woke == NULL;
         Py_XDECREF(woke);
-        /* What the woken tasks queued: submitted now, even if one raised. */
-        PyObject *type, *exc, *tb;
-        PyErr_Fetch(&type, &exc, &tb);
-        int submitted = self->ring_open ? rl_ring_submit_and_reap(&self->ring) : 0;
-        if (submitted < 0)
-            ret = submitted;
-        PyErr_Restore(type, exc, tb);
     }
-    engine_retry_wake(self); /* an interrupt noted, or completions reaped inline while tasks ran */
+    /* What the woken tasks queued: submitted now, even if one raised; and a
+     * _wake for what could not be woken here (an interrupt noted, completions
+     * reaped inline while the tasks ran). */
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    int submitted = woke_tasks && self->ring_open ? rl_ring_submit_and_reap(&self->ring) : 0;
+    if (submitted < 0)
+        ret = submitted;
+    engine_retry_wake(self);
+    PyErr_Restore(type, exc, tb);
     if (raised)
         return NULL;
     if (loop_raise_interrupt(self) < 0)
