@@ -98,7 +98,12 @@ class _Watch:
             if loop is not None:
                 loop.remove_reader(self.fd)
             return
-        self.drain()
+        drain = self.drain
+        # The tasks the drain wakes run under this frame, and a frame of theirs
+        # that outlives them keeps it: it must not keep the _Watch (whose
+        # __del__ shuts the engine down once the loop lets go of it).
+        del self, engine
+        drain()
 
     def __del__(self) -> None:
         # The loop let go of its reader (loop closed, interpreter exit, or
