@@ -4,6 +4,7 @@
 #include "fault.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -17,27 +18,66 @@ int rl_nowait_enabled(const struct rl_nowait *nw, int fd)
     return byte >= nw->refused_bytes || !(nw->refused[byte] & (1u << (fd % 8)));
 }
 
+/* Sets fd's bit in a bitmap grown as needed; 0, or -1 when memory is short. */
+static int rl_fd_bit_set(unsigned char **bits, size_t *bytes, int fd)
+{
+    size_t byte = (size_t)fd / 8;
+    if (byte >= *bytes) {
+        size_t size = *bytes ? *bytes : 64;
+        while (size <= byte)
+            size *= 2;
+        unsigned char *grown = realloc(*bits, size);
+        if (grown == NULL)
+            return -1;
+        memset(grown + *bytes, 0, size - *bytes);
+        *bits = grown;
+        *bytes = size;
+    }
+    (*bits)[byte] |= (unsigned char)(1u << (fd % 8));
+    return 0;
+}
+
+static int rl_fd_bit(const unsigned char *bits, size_t bytes, int fd)
+{
+    size_t byte = (size_t)fd / 8;
+    return byte < bytes && (bits[byte] & (1u << (fd % 8)));
+}
+
+static void rl_fd_bit_clear(unsigned char *bits, size_t bytes, int fd)
+{
+    size_t byte = (size_t)fd / 8;
+    if (fd >= 0 && byte < bytes)
+        bits[byte] &= (unsigned char)~(1u << (fd % 8));
+}
+
 /* Remembers that fd's file refuses the flag (if memory allows: else it is
  * only tried again, which costs a system call, not a wrong answer). */
 static void rl_nowait_refuse(struct rl_nowait *nw, int fd)
 {
-    size_t byte = (size_t)fd / 8;
-    if (byte >= nw->refused_bytes) {
-        size_t size = nw->refused_bytes ? nw->refused_bytes : 64;
-        while (size <= byte)
-            size *= 2;
-        unsigned char *grown = realloc(nw->refused, size);
-        if (grown == NULL)
-            return;
-        memset(grown + nw->refused_bytes, 0, size - nw->refused_bytes);
-        nw->refused = grown;
-        nw->refused_bytes = size;
+    (void)rl_fd_bit_set(&nw->refused, &nw->refused_bytes, fd);
+}
+
+/* Whether fd is O_DIRECT, looked at once per descriptor (then refused). */
+static int rl_nowait_direct(struct rl_nowait *nw, int fd)
+{
+    if (rl_fd_bit(nw->checked, nw->checked_bytes, fd))
+        return 0; /* looked at already, and not refused since */
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0 && (flags & O_DIRECT)) {
+        rl_nowait_refuse(nw, fd);
+        return 1;
     }
-    nw->refused[byte] |= (unsigned char)(1u << (fd % 8));
+    if (flags >= 0)
+        (void)rl_fd_bit_set(&nw->checked, &nw->checked_bytes, fd); /* no memory: looked at again next time */
+    return 0;
 }
 
 int64_t rl_read_nowait(struct rl_nowait *nw, int fd, void *buf, size_t len, int64_t offset)
 {
+    if (fd >= 0 && rl_nowait_direct(nw, fd)) {
+        nw->misses++;
+        return -EAGAIN;
+    }
     size_t done = 0;
     while (done < len) {
         struct iovec iov = {(char *)buf + done, len - done};
@@ -62,13 +102,13 @@ int64_t rl_read_nowait(struct rl_nowait *nw, int fd, void *buf, size_t len, int6
 
 void rl_nowait_forget(struct rl_nowait *nw, int fd)
 {
-    size_t byte = (size_t)fd / 8;
-    if (fd >= 0 && byte < nw->refused_bytes)
-        nw->refused[byte] &= (unsigned char)~(1u << (fd % 8));
+    rl_fd_bit_clear(nw->refused, nw->refused_bytes, fd);
+    rl_fd_bit_clear(nw->checked, nw->checked_bytes, fd);
 }
 
 void rl_nowait_free(struct rl_nowait *nw)
 {
     free(nw->refused);
+    free(nw->checked);
     memset(nw, 0, sizeof *nw);
 }

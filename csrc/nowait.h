@@ -5,7 +5,10 @@
  * caller never waits for a device either way.
  *
  * A descriptor whose file refuses the flag (EOPNOTSUPP: /proc, some
- * character devices) is remembered and not tried again until it is closed. */
+ * character devices) is remembered and not tried again until it is closed.
+ * So is an O_DIRECT descriptor (looked at once, before its first attempt):
+ * there RWF_NOWAIT does not refuse to wait for the device, it reads from it
+ * (a synchronous read on the caller's thread), and no page cache is used. */
 #ifndef RINGLET_NOWAIT_H
 #define RINGLET_NOWAIT_H
 
@@ -15,8 +18,10 @@
 struct rl_nowait {
     uint64_t hits;          /* reads completed by the attempt */
     uint64_t misses;        /* attempts that left the read to the ring */
-    unsigned char *refused; /* bit per descriptor: its file refuses RWF_NOWAIT */
+    unsigned char *refused; /* bit per descriptor: its file refuses RWF_NOWAIT (or is O_DIRECT) */
     size_t refused_bytes;
+    unsigned char *checked; /* bit per descriptor: its O_DIRECT flag was looked at */
+    size_t checked_bytes;
     int unsupported;        /* the kernel has no preadv2 (ENOSYS): never try */
     int tried;              /* the caller just tried this read: the next op goes to the ring at once */
 };

@@ -6,8 +6,8 @@
  *
  * Who calls whom -- one way, no circle (each file calls only those below it):
  *   module.c      the module: its state, the types, probe(), test hooks
- *   engine.c      the Engine type: life (new, shutdown, dealloc, GC), the
- *                 methods the loop calls (drain, _flush, _tick), the method table
+ *   engine.c      the Engine type: life (new, shutdown, dealloc, GC), the methods the
+ *                 loop calls (drain, _drain_and_wake, _wake, _flush, _tick), the method table
  *   engine_ops.c  the operation methods: parse (args.c), make an Op, point the
  *                 kernel at its memory (op_io.c), queue its SQE, launch it (op.c)
  *   op_io.c       the kernel side of reads and writes: memory, file position,
@@ -33,6 +33,9 @@
 /* What the completion gives the future; OP_NONE: None (close, fsync, path operations). */
 enum op_kind { OP_READ, OP_READINTO, OP_WRITE, OP_OPEN, OP_STATX, OP_COPY, OP_BATCH, OP_NONE };
 
+/* An awaited op's state as a future. */
+enum op_fut_state { OP_PENDING, OP_DONE, OP_CANCELLED };
+
 typedef struct {
     PyTypeObject *EngineType;
     PyTypeObject *OpType;
@@ -47,7 +50,9 @@ typedef struct {
     PyObject *kwnames_context;  /* ("context",) */
     PyObject *callback_context; /* one empty contextvars.Context for every op's done callback:
                                    add_done_callback would copy the caller's (64 bytes an op) */
-    PyObject *str_add_done_callback, *str_remove_done_callback, *str_done, *str_throw;
+    PyObject *str_add_done_callback, *str_remove_done_callback, *str_done;
+    PyObject *str_call_soon, *str_call_exception_handler, *str__wake;
+    PyObject *CancelledError, *InvalidStateError; /* asyncio's, for an awaited op (op.c) */
     PyObject *str__read;         /* "_read": Engine._pread's way to the ring */
     PyObject *str__thread_id;
     PyObject *get_running_loop; /* asyncio.events._get_running_loop */
@@ -77,6 +82,11 @@ typedef struct {
     struct rl_bounce_pool bounce_pool; /* O_DIRECT bounce buffers kept for reuse */
     struct rl_nowait nowait;    /* the non-blocking attempt before the ring (pread.c) */
     PyObject *spare_outcome;    /* an Outcome _pread reuses while nobody else holds it (pread.c) */
+    PyObject *woken;            /* awaited ops whose done callbacks wait for the next _wake (a list), or NULL */
+    int wake_scheduled;         /* a call_soon(_wake) is pending */
+    int reaping_for_wake;       /* _drain_and_wake is reaping: it runs the done callbacks itself */
+    int direct_held;            /* _drain_and_wake runs the woken tasks: their O_DIRECT SQEs go in
+                                   its one io_uring_enter at the end, not in a _flush */
     /* Offloaded reads (OpObject.offload) waiting for one of offload_max places with the kernel's
      * workers, in call order (op_io.c): a bounded number copy at once, and the rest wait their
      * turn here rather than in io-wq, where a read queued behind hundreds waits for all of them
@@ -130,9 +140,16 @@ typedef struct OpObject {
     int fd;
     uint8_t watching;           /* the op is a done callback of its pending future */
     uint8_t abandoned;          /* the future finished first (cancelled): drop the result */
-    uint8_t awaited;            /* the op itself is what the caller awaits (op_await): its future is
-                                   not watched; a throw into the wait (a cancelled task) cancels */
-    PyObject *waiter;           /* awaited: future.__await__(), once the wait began */
+    uint8_t awaited;            /* the op itself is what the caller awaits, and is its own future
+                                   (op.c): no asyncio.Future; a throw into the wait cancels */
+    uint8_t fut_state;          /* awaited: OP_PENDING, OP_DONE (outcome, failed) or OP_CANCELLED */
+    uint8_t fut_blocking;       /* _asyncio_future_blocking: 0 None (not yielded yet), 1 True, 2 False */
+    uint8_t handed_over;        /* awaited: the await has ended (its value or error was given) */
+    uint8_t wake_queued;        /* in engine->woken */
+    PyObject *callback;         /* awaited: the first done callback and its context, or NULL */
+    PyObject *callback_context;
+    PyObject *callbacks;        /* the others: a list of (callback, context), or NULL */
+    PyObject *cancel_msg;       /* cancelled: the message given to cancel(), or NULL */
     uint8_t finished;           /* the outcome is delivered (or dropped) */
     int64_t offset;             /* -1: a stream, or an O_APPEND write */
     uint8_t moves_position;     /* offset was the descriptor's: move it past the bytes at completion */
@@ -204,6 +221,12 @@ void op_finish(OpObject *op, int64_t res);
 PyObject *ringlet_oserror(int err, PyObject *filename);
 /* Hands the op's timeline to the engine's tracer (tracing on only). */
 void op_emit_trace(OpObject *op);
+
+/* The loop's call of engine._wake: runs the done callbacks of the awaited
+ * ops in engine->woken, in order, each in its context (op.c). */
+PyObject *engine_wake_ops(EngineObject *engine);
+/* A drain: schedules the _wake that a failed call_soon left unscheduled. */
+void engine_retry_wake(EngineObject *engine);
 
 /* ---- pread.c: the non-blocking attempt, Outcome, Engine._pread -------- */
 /* The attempt for a read or readinto op set up to go to the ring: the count

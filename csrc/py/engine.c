@@ -1,8 +1,8 @@
 /* Engine: one io_uring per event loop.  Each operation method (engine_ops.c)
  * fills a submission, submits it at once and reaps what completed inside that
  * call, and returns an asyncio.Future: already done for a page-cache hit,
- * pending otherwise.  The loop watches the ring's fd and calls drain() to
- * complete the rest.  Here: the type, its life (new, shutdown, dealloc, GC),
+ * pending otherwise.  The loop watches the ring's fd and calls
+ * _drain_and_wake() (drain() for any other caller) to complete the rest.  Here: the type, its life (new, shutdown, dealloc, GC),
  * the methods the loop calls, and the method table. */
 #include "binding.h"
 #include "engine_ops.h"
@@ -44,6 +44,13 @@ static PyObject *engine_flush(EngineObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(engine_wake_doc,
+"_wake() -> None\n\n"
+"Scheduled with call_soon once per drain that completed awaited operations:\n"
+"runs their done callbacks (their tasks' wake-ups), in order.");
+
+static PyObject *engine_wake(EngineObject *self, PyObject *Py_UNUSED(ignored)) { return engine_wake_ops(self); }
+
 PyDoc_STRVAR(engine_drain_doc,
 "drain() -> int\n\n"
 "Reap the completions that are ready and resolve their futures; the loop\n"
@@ -56,6 +63,51 @@ static PyObject *engine_drain(EngineObject *self, PyObject *Py_UNUSED(ignored))
     if (engine_check(self) < 0)
         return NULL;
     int ret = rl_ring_drain(&self->ring, self->ring.ring.cq.ring_entries);
+    engine_retry_wake(self);
+    if (loop_raise_interrupt(self) < 0)
+        return NULL;
+    if (ret < 0) {
+        errno = -ret;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(ret);
+}
+
+PyDoc_STRVAR(engine_drain_and_wake_doc,
+"_drain_and_wake() -> int\n\n"
+"drain() for the loop's reader callback: the tasks waiting for the awaited\n"
+"operations it completed are woken from here, in completion order, each in its\n"
+"own context (not inside the call that completed them: this is a loop callback\n"
+"of its own), instead of from a _wake scheduled for the next loop turn; the\n"
+"O_DIRECT reads they make go in one io_uring_enter at its end.");
+
+static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (engine_check(self) < 0)
+        return NULL;
+    self->reaping_for_wake = 1;
+    int ret = rl_ring_drain(&self->ring, self->ring.ring.cq.ring_entries);
+    self->reaping_for_wake = 0;
+    int raised = 0, woke_tasks = self->woken != NULL && self->interrupt == NULL && ret >= 0;
+    if (woke_tasks) {
+        self->direct_held = 1;
+        PyObject *woke = engine_wake_ops(self);
+        self->direct_held = 0;
+        raised = woke == NULL;
+        Py_XDECREF(woke);
+    }
+    /* What the woken tasks queued: submitted now, even if one raised; and a
+     * _wake for what could not be woken here (an interrupt noted, completions
+     * reaped inline while the tasks ran). */
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    int submitted = woke_tasks && self->ring_open ? rl_ring_submit_and_reap(&self->ring) : 0;
+    if (submitted < 0)
+        ret = submitted;
+    engine_retry_wake(self);
+    PyErr_Restore(type, exc, tb);
+    if (raised)
+        return NULL;
     if (loop_raise_interrupt(self) < 0)
         return NULL;
     if (ret < 0) {
@@ -250,6 +302,7 @@ static int engine_traverse(EngineObject *self, visitproc visit, void *arg)
     Py_VISIT(self->future_type);
     Py_VISIT(self->tracer);
     Py_VISIT(self->interrupt);
+    Py_VISIT(self->woken);
     return 0;
 }
 
@@ -260,6 +313,7 @@ static int engine_clear(EngineObject *self)
     Py_CLEAR(self->future_type);
     Py_CLEAR(self->tracer);
     Py_CLEAR(self->interrupt);
+    Py_CLEAR(self->woken);
     return 0;
 }
 
@@ -307,6 +361,8 @@ static PyMethodDef engine_methods[] = {
     {"drain", (PyCFunction)engine_drain, METH_NOARGS, engine_drain_doc},
     {"_flush", (PyCFunction)engine_flush, METH_NOARGS, engine_flush_doc},
     {"_tick", (PyCFunction)engine_tick, METH_NOARGS, engine_tick_doc},
+    {"_wake", (PyCFunction)engine_wake, METH_NOARGS, engine_wake_doc},
+    {"_drain_and_wake", (PyCFunction)engine_drain_and_wake, METH_NOARGS, engine_drain_and_wake_doc},
     {"shutdown", (PyCFunction)(void (*)(void))engine_shutdown, METH_VARARGS | METH_KEYWORDS, engine_shutdown_doc},
     {"stats", (PyCFunction)engine_stats, METH_NOARGS, engine_stats_doc},
     {"fileno", (PyCFunction)engine_fileno, METH_NOARGS, engine_fileno_doc},

@@ -14,8 +14,9 @@ const char engine_lazy_doc[] =
 "Like the method without the underscore, for ringlet's own coroutines: when\n"
 "the kernel completed inline, no future is made -- it returns an awaitable\n"
 "holding the result, or raises the error at once.  A positional read still\n"
-"pending returns the operation itself, awaited as a coroutine: throwing into\n"
-"it (a cancelled task) or closing it cancels the read.";
+"pending returns the operation itself, awaited as a coroutine that is its own\n"
+"future (no asyncio.Future): cancelling it, throwing into it (a cancelled\n"
+"task) or closing it cancels the read.";
 
 const char engine_read_doc[] =
 "read(fd, size, offset=-1, align=0, /) -> Future[bytes]\n\n"

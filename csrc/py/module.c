@@ -159,8 +159,16 @@ static int ringlet_exec(PyObject *module)
     INTERN(str_done, "done");
     INTERN(str__read, "_read");
     INTERN(str__thread_id, "_thread_id");
-    INTERN(str_throw, "throw");
+    INTERN(str_call_soon, "call_soon");
+    INTERN(str_call_exception_handler, "call_exception_handler");
+    INTERN(str__wake, "_wake");
 #undef INTERN
+    PyObject *exceptions = PyImport_ImportModule("asyncio.exceptions");
+    st->CancelledError = exceptions ? PyObject_GetAttrString(exceptions, "CancelledError") : NULL;
+    st->InvalidStateError = st->CancelledError ? PyObject_GetAttrString(exceptions, "InvalidStateError") : NULL;
+    Py_XDECREF(exceptions);
+    if (st->InvalidStateError == NULL)
+        return -1;
     PyObject *events = PyImport_ImportModule("asyncio.events");
     st->get_running_loop = events ? PyObject_GetAttrString(events, "_get_running_loop") : NULL;
     Py_XDECREF(events);
@@ -224,6 +232,8 @@ static int ringlet_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->PreadMethodType);
     Py_VISIT(st->stat_result);
     Py_VISIT(st->resolve_later);
+    Py_VISIT(st->CancelledError);
+    Py_VISIT(st->InvalidStateError);
     return 0;
 }
 
@@ -250,7 +260,11 @@ static int ringlet_clear(PyObject *module)
     Py_CLEAR(st->str__read);
     Py_CLEAR(st->str__thread_id);
     Py_CLEAR(st->get_running_loop);
-    Py_CLEAR(st->str_throw);
+    Py_CLEAR(st->str_call_soon);
+    Py_CLEAR(st->str_call_exception_handler);
+    Py_CLEAR(st->str__wake);
+    Py_CLEAR(st->CancelledError);
+    Py_CLEAR(st->InvalidStateError);
     return 0;
 }
 

@@ -15,6 +15,8 @@
 
 struct ringlet_live ringlet_live;
 
+static void op_wake(OpObject *op);
+
 /* The continuation of an op whose completion needs no more work (open,
  * close, statx, path operations...); reads and writes have op_io.c's. */
 static void op_complete(struct rl_cell *cell)
@@ -189,32 +191,12 @@ static int op_future_done(OpObject *op)
 
 /* Whether the awaiting side already has its answer (a cancel, most often):
  * then the result has nowhere to go.  Only a watched future can be done
- * here; an awaited op's (see op_cancelled_meanwhile) is not asked. */
+ * here; an awaited op that was cancelled is abandoned. */
 static int op_abandoned(OpObject *op)
 {
     if (op->abandoned)
         return 1;
     return op->watching && op_future_done(op);
-}
-
-/* Whether resolving an awaited op's future failed because its task had
- * cancelled it and not yet run to throw into the op: asyncio's
- * InvalidStateError (the outcome is dropped, as an abandoned op's).  Asking
- * only when set_result fails saves a done() per completion. */
-static int op_cancelled_meanwhile(OpObject *op)
-{
-    if (!op->awaited)
-        return 0;
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyObject *exceptions = PyImport_ImportModule("asyncio.exceptions");
-    PyObject *invalid = exceptions ? PyObject_GetAttrString(exceptions, "InvalidStateError") : NULL;
-    Py_XDECREF(exceptions);
-    PyErr_Clear();
-    int meanwhile = invalid && type && PyErr_GivenExceptionMatches(type, invalid) && op_future_done(op);
-    Py_XDECREF(invalid);
-    PyErr_Restore(type, value, tb);
-    return meanwhile;
 }
 
 /* The outcome for the future: a value, or (*failed set) an exception. */
@@ -289,10 +271,6 @@ static void op_deliver(OpObject *op, PyObject *outcome, int failed)
         loop_check_signals(op->engine);
         if (op_resolve(op, op->future, outcome, failed) == 0)
             return;
-        if (op_cancelled_meanwhile(op)) {
-            PyErr_Clear();
-            return;
-        }
         int interrupted = !PyErr_ExceptionMatches(PyExc_Exception);
         loop_note_error(op->engine, op->future);
         if (!interrupted || op_future_done(op))
@@ -321,6 +299,13 @@ void op_finish(OpObject *op, int64_t res)
             close((int)res);
         if (op->times)
             op_emit_trace(op);
+    } else if (op->awaited) {
+        /* Its own future: done now; the callbacks (its task's wake-up) run in the engine's next _wake. */
+        int failed;
+        op->outcome = op_outcome(op, res, &failed);
+        op->failed = (uint8_t)failed;
+        op->fut_state = OP_DONE;
+        op_wake(op);
     } else if (op->future == NULL) {
         /* Completed inside the submitting call: op_launch hands it over. */
         int failed;
@@ -348,10 +333,8 @@ void op_finish(OpObject *op, int64_t res)
     }
     op_release(op);
     /* The future may still hold this op among its callbacks (a cancelled or
-     * traced one): let go of the future so the two make no cycle.  An awaited
-     * op's future holds no op, and its awaiting side may not have begun. */
-    if (!op->awaited)
-        Py_CLEAR(op->future);
+     * traced one): let go of the future so the two make no cycle. */
+    Py_CLEAR(op->future);
     PyErr_Restore(exc_type, exc, tb);
     Py_DECREF(op); /* the ring's reference */
 }
@@ -400,14 +383,18 @@ static PyObject *op_hand_over(OpObject *op, int want_future)
 
 /* Still pending after its submission: a future to await, watched so that a
  * cancel reaches the kernel; or (want_future false, a positional read, not
- * traced) the op itself, awaited as a coroutine (op_send): a
- * cancelled task throws into it, which cancels, so the future needs no done
- * callback to add and remove again (nor the task's a list of callbacks).  A
- * stream's read and a write keep the future: their callers shield it across
- * a cancel (a write lands anyway; a stream's bytes must not be lost).
- * ret: what the submission returned. */
+ * traced) the op itself, awaited as a coroutine that is its own future (see
+ * "an awaited op" below): no asyncio.Future, no done callback to add and
+ * remove again, no Handle per completion.  A stream's read and a write keep
+ * the future: their callers shield it across a cancel (a write lands anyway;
+ * a stream's bytes must not be lost).  ret: what the submission returned. */
 static PyObject *op_pending_future(OpObject *op, int ret, int want_future)
 {
+    if (ret >= 0 && !want_future && !op->times && op->offset >= 0 && !op->moves_position &&
+        (op->kind == OP_READ || op->kind == OP_READINTO)) {
+        op->awaited = 1;
+        return Py_NewRef(op);
+    }
     PyObject *future = op_make_future(op);
     if (future == NULL) {
         op->abandoned = 1; /* the completion still comes; its outcome is dropped */
@@ -421,11 +408,6 @@ static PyObject *op_pending_future(OpObject *op, int ret, int want_future)
         PyObject *exc = ringlet_oserror(-ret, NULL);
         r = exc && op_resolve(op, future, exc, 1) == 0 ? Py_None : NULL;
         Py_XDECREF(exc);
-    } else if (!want_future && !op->times && op->offset >= 0 && !op->moves_position &&
-               (op->kind == OP_READ || op->kind == OP_READINTO)) {
-        op->awaited = 1;
-        Py_DECREF(future);
-        return Py_NewRef(op);
     } else {
         ringlet_state *st = op->engine->state;
         PyObject *argv[3] = {future, (PyObject *)op, st->callback_context};
@@ -454,8 +436,11 @@ PyObject *op_launch(OpObject *op, int queued, int want_future)
         }
         /* O_DIRECT never completes inline: its SQE waits for the end of the
          * loop tick and goes with the others in one io_uring_enter. */
-        ret = op->direct || op->offload ? loop_schedule_flush(op->engine)
-                                        : rl_ring_submit_and_reap(&op->engine->ring);
+        if (op->direct && op->engine->direct_held)
+            ret = 0; /* a task woken by _drain_and_wake: submitted at its end */
+        else
+            ret = op->direct || op->offload ? loop_schedule_flush(op->engine)
+                                            : rl_ring_submit_and_reap(&op->engine->ring);
         if (ret == -2)
             ret = -EIO; /* scheduling failed: reported as the op's error, the SQE stays queued */
         if (op->times) {
@@ -525,41 +510,267 @@ static PyObject *op_call(OpObject *op, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
-/* ---- an awaited op: a coroutine that waits for its future ------------------ */
+/* ---- an awaited op: a coroutine that is its own future ----------------------
+ * A pending positional read is awaited as the op itself.  Its first send
+ * yields the op to the task, which takes it for a future (it has
+ * _asyncio_future_blocking, get_loop, add_done_callback, result, cancel, as
+ * asyncio.Future does): the task adds its wake-up as a done callback and, on a
+ * cancel, calls cancel().  The completion makes the op done in the drain, and
+ * the done callbacks of all the ops a drain completed run from one loop
+ * callback (engine._wake), in completion order, each in its own context: one
+ * Handle per drain instead of a Future, a set_result and a Handle per read.
+ * As with asyncio's call_soon, no callback runs inside the call that completed
+ * its op.  Until it is yielded, _asyncio_future_blocking is None, so asyncio
+ * takes the op for a coroutine (ensure_future, gather and wait_for wrap it in
+ * a task, as before). */
+
+static int op_has_callbacks(const OpObject *op)
+{
+    return op->callback != NULL || (op->callbacks != NULL && PyList_GET_SIZE(op->callbacks) > 0);
+}
+
+/* call_soon(engine._wake) once until it has run; 0, or -1 with an exception. */
+static int engine_schedule_wake(EngineObject *engine)
+{
+    if (engine->wake_scheduled)
+        return 0;
+    /* Signal handlers pending now run first (as before a set_result), so that
+     * an interrupt does not land inside call_soon and leave the wake-up unscheduled. */
+    loop_check_signals(engine);
+    ringlet_state *st = engine->state;
+    PyObject *loop = PyWeakref_GetObject(engine->loop_ref); /* borrowed */
+    if (loop == NULL)
+        return -1;
+    if (loop == Py_None) {
+        PyErr_SetString(PyExc_RuntimeError, "ringlet: the engine's event loop is gone");
+        return -1;
+    }
+    PyObject *wake = PyObject_GetAttr((PyObject *)engine, st->str__wake);
+    if (wake == NULL)
+        return -1;
+    /* The engine's empty context: the callbacks enter their own. */
+    PyObject *argv[3] = {loop, wake, st->callback_context};
+    PyObject *r = PyObject_VectorcallMethod(st->str_call_soon, argv, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                            st->kwnames_context);
+    Py_DECREF(wake);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    engine->wake_scheduled = 1;
+    return 0;
+}
+
+/* The op is done (or has a callback added once done): its callbacks run in the engine's next _wake. */
+static void op_wake(OpObject *op)
+{
+    if (op->wake_queued || !op_has_callbacks(op))
+        return;
+    EngineObject *engine = op->engine;
+    if (engine->woken == NULL && (engine->woken = PyList_New(0)) == NULL) {
+        loop_note_error(engine, (PyObject *)op);
+        return;
+    }
+    if (PyList_Append(engine->woken, (PyObject *)op) < 0) {
+        loop_note_error(engine, (PyObject *)op);
+        return;
+    }
+    op->wake_queued = 1;
+    if (engine->reaping_for_wake)
+        return; /* _drain_and_wake runs them once its reaping is over */
+    if (engine_schedule_wake(engine) < 0)
+        loop_note_error(engine, (PyObject *)op); /* the next drain schedules it again */
+}
+
+void engine_retry_wake(EngineObject *engine)
+{
+    if (engine->woken != NULL && !engine->wake_scheduled && engine_schedule_wake(engine) < 0)
+        loop_note_error(engine, NULL);
+}
+
+/* What a callback raised: as asyncio's Handle does, to the loop's exception handler. */
+static void op_report_callback_error(OpObject *op, PyObject *callback)
+{
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (tb != NULL && exc != NULL)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    PyObject *loop = PyWeakref_GetObject(op->engine->loop_ref);
+    PyObject *context = loop && loop != Py_None && exc
+                            ? Py_BuildValue("{sNsO}", "message",
+                                            PyUnicode_FromFormat("Exception in callback %R(%R)", callback, op),
+                                            "exception", exc)
+                            : NULL;
+    PyObject *r = context ? PyObject_CallMethodOneArg(loop, op->engine->state->str_call_exception_handler, context)
+                          : NULL;
+    if (r == NULL) { /* no loop to tell (or telling it failed): as unraisable */
+        if (!PyErr_Occurred() && exc != NULL)
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        PyErr_WriteUnraisable(callback);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(context);
+    Py_XDECREF(exc);
+}
+
+/* Runs the op's done callbacks, in the order they were added, each in its
+ * context.  -1: one raised SystemExit or KeyboardInterrupt (left set; the
+ * callbacks not run yet stay the op's), as asyncio's Handle lets them out. */
+static int op_run_callbacks(OpObject *op)
+{
+    while (op_has_callbacks(op)) {
+        PyObject *callback, *context;
+        if (op->callback != NULL) {
+            callback = op->callback;
+            context = op->callback_context;
+            op->callback = op->callback_context = NULL;
+        } else {
+            PyObject *pair = PyList_GET_ITEM(op->callbacks, 0);
+            callback = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
+            context = Py_NewRef(PyTuple_GET_ITEM(pair, 1));
+            if (PyList_SetSlice(op->callbacks, 0, 1, NULL) < 0) {
+                Py_DECREF(callback);
+                Py_DECREF(context);
+                return -1;
+            }
+        }
+        PyObject *r = NULL;
+        if (PyContext_Enter(context) == 0) {
+            r = PyObject_CallOneArg(callback, (PyObject *)op);
+            if (PyContext_Exit(context) < 0)
+                Py_CLEAR(r);
+        }
+        if (r == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+                Py_DECREF(callback);
+                Py_DECREF(context);
+                return -1;
+            }
+            op_report_callback_error(op, callback);
+        }
+        Py_XDECREF(r);
+        Py_DECREF(callback);
+        Py_DECREF(context);
+    }
+    return 0;
+}
+
+PyObject *engine_wake_ops(EngineObject *engine)
+{
+    engine->wake_scheduled = 0;
+    PyObject *woken = engine->woken;
+    engine->woken = NULL; /* ops completed from here on go to the next _wake */
+    if (woken == NULL)
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(woken);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        OpObject *op = (OpObject *)PyList_GET_ITEM(woken, i);
+        op->wake_queued = 0;
+        if (op_run_callbacks(op) < 0) {
+            /* An interrupt leaves the loop; the callbacks not run yet run in the next
+             * _wake, ahead of any queued meanwhile (as the Handles left in the loop's queue would). */
+            PyObject *type, *exc, *tb;
+            PyErr_Fetch(&type, &exc, &tb);
+            Py_ssize_t first = op_has_callbacks(op) ? i : i + 1;
+            PyObject *rest = PyList_GetSlice(woken, first, n);
+            int kept = rest != NULL && (engine->woken != NULL ? PyList_SetSlice(engine->woken, 0, 0, rest) == 0
+                                                              : (engine->woken = Py_NewRef(rest)) != NULL);
+            Py_XDECREF(rest);
+            if (kept) {
+                for (Py_ssize_t j = first; j < n; j++)
+                    ((OpObject *)PyList_GET_ITEM(woken, j))->wake_queued = 1;
+                if (engine_schedule_wake(engine) < 0)
+                    PyErr_WriteUnraisable((PyObject *)engine);
+            } else {
+                PyErr_WriteUnraisable((PyObject *)engine); /* no memory: those callbacks are lost */
+            }
+            PyErr_Restore(type, exc, tb);
+            Py_DECREF(woken);
+            return NULL;
+        }
+    }
+    Py_DECREF(woken);
+    Py_RETURN_NONE;
+}
 
 static PyObject *op_await(OpObject *op) { return Py_NewRef(op); }
 
-/* The wait ended before the completion (an error thrown in, close): cancel. */
+/* The awaiting side stopped waiting (an error thrown in, close): cancel what the kernel still does. */
 static void op_await_ended(OpObject *op)
 {
+    op->handed_over = 1;
     if (!op->finished && !op->abandoned)
         op_cancel(op);
-    Py_CLEAR(op->waiter);
-    Py_CLEAR(op->future);
+    Py_CLEAR(op->outcome);
+}
+
+/* Raises the CancelledError of a cancelled op: a new one each time, as asyncio.Future does. */
+static void op_raise_cancelled(OpObject *op)
+{
+    ringlet_state *st = op->engine->state;
+    PyObject *exc = op->cancel_msg == NULL || op->cancel_msg == Py_None
+                        ? PyObject_CallNoArgs(st->CancelledError)
+                        : PyObject_CallOneArg(st->CancelledError, op->cancel_msg);
+    if (exc != NULL) {
+        PyErr_SetObject(st->CancelledError, exc);
+        Py_DECREF(exc);
+    }
+}
+
+/* Raises the op's error; each time with the traceback it had when set, as asyncio.Future does. */
+static void op_raise_failure(OpObject *op)
+{
+    PyException_SetTraceback(op->outcome, Py_None);
+    PyErr_SetObject((PyObject *)Py_TYPE(op->outcome), op->outcome);
+}
+
+static int op_check_awaited(OpObject *op)
+{
+    if (op->awaited)
+        return 0;
+    PyErr_SetString(PyExc_RuntimeError, "ringlet: this operation is not awaitable");
+    return -1;
 }
 
 static PySendResult op_send(OpObject *op, PyObject *arg, PyObject **result)
 {
-    if (!op->awaited || op->future == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, op->awaited ? "cannot reuse already awaited coroutine"
-                                                        : "ringlet: this operation is not awaitable");
-        *result = NULL;
+    (void)arg;
+    *result = NULL;
+    if (op_check_awaited(op) < 0)
+        return PYGEN_ERROR;
+    if (op->handed_over) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
         return PYGEN_ERROR;
     }
-    if (op->waiter == NULL) {
-        PyAsyncMethods *am = Py_TYPE(op->future)->tp_as_async;
-        op->waiter = am && am->am_await ? am->am_await(op->future)
-                                        : PyObject_CallMethod(op->future, "__await__", NULL);
-        if (op->waiter == NULL) {
+    if (op->fut_state == OP_PENDING) {
+        if (op->fut_blocking == 1) { /* as asyncio.Future's __await__: sent again without being done */
+            PyErr_SetString(PyExc_RuntimeError, "await wasn't used with future");
             op_await_ended(op);
-            *result = NULL;
             return PYGEN_ERROR;
         }
+        op->fut_blocking = 1;
+        *result = Py_NewRef(op); /* to the task, as a future to wait for */
+        return PYGEN_NEXT;
     }
-    PySendResult r = PyIter_Send(op->waiter, arg, result);
-    if (r != PYGEN_NEXT)
-        op_await_ended(op);
-    return r;
+    op->handed_over = 1;
+    if (op->fut_state == OP_CANCELLED) {
+        op_raise_cancelled(op);
+        return PYGEN_ERROR;
+    }
+    if (op->outcome == NULL) {
+        PyErr_SetString(PyExc_SystemError, "ringlet: an operation completed without an outcome");
+        return PYGEN_ERROR;
+    }
+    if (op->failed) {
+        op_raise_failure(op);
+        Py_CLEAR(op->outcome);
+        return PYGEN_ERROR;
+    }
+    *result = op->outcome; /* handed over */
+    op->outcome = NULL;
+    return PYGEN_RETURN;
 }
 
 static PyObject *op_iternext(OpObject *op)
@@ -576,24 +787,15 @@ static PyObject *op_method_send(OpObject *op, PyObject *arg)
 
 /* throw(exc) or throw(type, value=None, traceback=None): the awaiting task
  * gives up (cancelled, most often), so the kernel's work is cancelled; the
- * exception goes on through the future's wait, or is raised here. */
+ * exception is raised here. */
 static PyObject *op_throw(OpObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs < 1 || nargs > 3) {
         PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
         return NULL;
     }
-    PyObject *waiter = op->waiter;
-    op->waiter = NULL;
     if (op->awaited) /* else an op reached through its future's callbacks: not this op's wait to end */
         op_await_ended(op);
-    if (waiter) {
-        PyObject *r = PyObject_VectorcallMethod(op->engine->state->str_throw, (PyObject *[]){waiter, args[0],
-                                                nargs > 1 ? args[1] : NULL, nargs > 2 ? args[2] : NULL},
-                                                (size_t)nargs + 1, NULL);
-        Py_DECREF(waiter);
-        return r;
-    }
     PyObject *typ = args[0], *val = nargs > 1 ? args[1] : Py_None;
     if (PyExceptionInstance_Check(typ))
         PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
@@ -611,12 +813,191 @@ static PyObject *op_close(OpObject *op, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* -- the future side, as the task uses it -- */
+
+static PyObject *op_get_blocking(OpObject *op, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(op->fut_blocking == 0 ? Py_None : op->fut_blocking == 1 ? Py_True : Py_False);
+}
+
+static int op_set_blocking(OpObject *op, PyObject *value, void *Py_UNUSED(closure))
+{
+    int b = value == NULL ? -1 : PyObject_IsTrue(value);
+    if (b < 0) {
+        if (value == NULL)
+            PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
+        return -1;
+    }
+    op->fut_blocking = b ? 1 : 2;
+    return 0;
+}
+
+static PyObject *op_get_loop(OpObject *op, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(PyWeakref_GetObject(op->engine->loop_ref));
+}
+
+static PyObject *op_done(OpObject *op, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(op->fut_state != OP_PENDING);
+}
+
+static PyObject *op_cancelled(OpObject *op, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(op->fut_state == OP_CANCELLED);
+}
+
+/* result(): the value (the await hands it over later), or the error raised. */
+static PyObject *op_result(OpObject *op, PyObject *Py_UNUSED(ignored))
+{
+    if (op_check_awaited(op) < 0)
+        return NULL;
+    if (op->fut_state == OP_PENDING) {
+        PyErr_SetString(op->engine->state->InvalidStateError, "Result is not set.");
+        return NULL;
+    }
+    if (op->fut_state == OP_CANCELLED) {
+        op_raise_cancelled(op);
+        return NULL;
+    }
+    if (op->outcome == NULL) {
+        PyErr_SetString(op->engine->state->InvalidStateError, "ringlet: the result was handed over to the await");
+        return NULL;
+    }
+    if (op->failed) {
+        op_raise_failure(op);
+        return NULL;
+    }
+    return Py_NewRef(op->outcome);
+}
+
+static PyObject *op_exception(OpObject *op, PyObject *Py_UNUSED(ignored))
+{
+    if (op_check_awaited(op) < 0)
+        return NULL;
+    if (op->fut_state == OP_PENDING) {
+        PyErr_SetString(op->engine->state->InvalidStateError, "Exception is not set.");
+        return NULL;
+    }
+    if (op->fut_state == OP_CANCELLED) {
+        op_raise_cancelled(op);
+        return NULL;
+    }
+    return Py_NewRef(op->failed && op->outcome ? op->outcome : Py_None);
+}
+
+/* add_done_callback(fn, *, context=None) */
+static PyObject *op_add_done_callback(OpObject *op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (op_check_awaited(op) < 0)
+        return NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *context = Py_None;
+    if (nargs != 1 || nkw > 1 ||
+        (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "context") != 0)) {
+        PyErr_SetString(PyExc_TypeError, "add_done_callback(fn, *, context=None)");
+        return NULL;
+    }
+    if (nkw == 1)
+        context = args[1];
+    PyObject *ctx = context == Py_None ? PyContext_CopyCurrent() : Py_NewRef(context);
+    if (ctx == NULL)
+        return NULL;
+    if (op->callback == NULL && (op->callbacks == NULL || PyList_GET_SIZE(op->callbacks) == 0)) {
+        op->callback = Py_NewRef(args[0]);
+        op->callback_context = ctx;
+    } else {
+        PyObject *pair = PyTuple_Pack(2, args[0], ctx);
+        Py_DECREF(ctx);
+        if (pair == NULL)
+            return NULL;
+        if (op->callbacks == NULL && (op->callbacks = PyList_New(0)) == NULL) {
+            Py_DECREF(pair);
+            return NULL;
+        }
+        int ret = PyList_Append(op->callbacks, pair);
+        Py_DECREF(pair);
+        if (ret < 0)
+            return NULL;
+    }
+    if (op->fut_state != OP_PENDING)
+        op_wake(op);
+    Py_RETURN_NONE;
+}
+
+/* remove_done_callback(fn) -> how many were removed */
+static PyObject *op_remove_done_callback(OpObject *op, PyObject *fn)
+{
+    Py_ssize_t removed = 0;
+    if (op->callback != NULL) {
+        int eq = PyObject_RichCompareBool(op->callback, fn, Py_EQ);
+        if (eq < 0)
+            return NULL;
+        if (eq) {
+            Py_CLEAR(op->callback);
+            Py_CLEAR(op->callback_context);
+            removed++;
+        }
+    }
+    for (Py_ssize_t i = 0; op->callbacks && i < PyList_GET_SIZE(op->callbacks);) {
+        int eq = PyObject_RichCompareBool(PyTuple_GET_ITEM(PyList_GET_ITEM(op->callbacks, i), 0), fn, Py_EQ);
+        if (eq < 0)
+            return NULL;
+        if (eq) {
+            if (PyList_SetSlice(op->callbacks, i, i + 1, NULL) < 0)
+                return NULL;
+            removed++;
+        } else {
+            i++;
+        }
+    }
+    return PyLong_FromSsize_t(removed);
+}
+
+/* cancel(msg=None): the wait is cancelled now and the kernel's work with it
+ * (its memory stays the op's until the completion); False once done. */
+static PyObject *op_method_cancel(OpObject *op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (op_check_awaited(op) < 0)
+        return NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs + nkw > 1 || (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "msg") != 0)) {
+        PyErr_SetString(PyExc_TypeError, "cancel(msg=None)");
+        return NULL;
+    }
+    if (op->fut_state != OP_PENDING)
+        Py_RETURN_FALSE;
+    op->fut_state = OP_CANCELLED;
+    Py_XSETREF(op->cancel_msg, nargs + nkw ? Py_NewRef(args[0]) : NULL);
+    if (!op->finished && !op->abandoned)
+        op_cancel(op);
+    op->abandoned = 1;
+    op_wake(op);
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef op_methods[] = {
     {"send", (PyCFunction)op_method_send, METH_O, "send(value): as a coroutine's send()."},
     {"throw", (PyCFunction)(void (*)(void))op_throw, METH_FASTCALL,
      "throw(exc): as a coroutine's throw(); the operation is cancelled."},
     {"close", (PyCFunction)op_close, METH_NOARGS, "close(): stop waiting; the operation is cancelled."},
+    {"get_loop", (PyCFunction)op_get_loop, METH_NOARGS, "get_loop(): the engine's loop (as a future's)."},
+    {"done", (PyCFunction)op_done, METH_NOARGS, "done(): as a future's."},
+    {"cancelled", (PyCFunction)op_cancelled, METH_NOARGS, "cancelled(): as a future's."},
+    {"result", (PyCFunction)op_result, METH_NOARGS, "result(): as a future's."},
+    {"exception", (PyCFunction)op_exception, METH_NOARGS, "exception(): as a future's."},
+    {"add_done_callback", (PyCFunction)(void (*)(void))op_add_done_callback, METH_FASTCALL | METH_KEYWORDS,
+     "add_done_callback(fn, *, context=None): as a future's; run from the engine's _wake."},
+    {"remove_done_callback", (PyCFunction)op_remove_done_callback, METH_O, "remove_done_callback(fn): as a future's."},
+    {"cancel", (PyCFunction)(void (*)(void))op_method_cancel, METH_FASTCALL | METH_KEYWORDS,
+     "cancel(msg=None): as a future's; the kernel's work is cancelled too."},
     {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef op_getset[] = {
+    {"_asyncio_future_blocking", (getter)op_get_blocking, (setter)op_set_blocking,
+     "None until the op is yielded to a task, which then takes it for a future.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
 };
 
 /* The GC sees what an op holds.  An op in flight is never collected: the
@@ -627,7 +1008,10 @@ static int op_traverse(OpObject *op, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(op->engine);
     Py_VISIT(op->future);
-    Py_VISIT(op->waiter);
+    Py_VISIT(op->callback);
+    Py_VISIT(op->callback_context);
+    Py_VISIT(op->callbacks);
+    Py_VISIT(op->cancel_msg);
     Py_VISIT(op->outcome);
     Py_VISIT(op->obj);
     Py_VISIT(op->obj2);
@@ -647,8 +1031,11 @@ static int op_traverse(OpObject *op, visitproc visit, void *arg)
 static int op_clear(OpObject *op)
 {
     Py_CLEAR(op->future);
-    Py_CLEAR(op->waiter);
     Py_CLEAR(op->outcome);
+    Py_CLEAR(op->callback);
+    Py_CLEAR(op->callback_context);
+    Py_CLEAR(op->callbacks);
+    Py_CLEAR(op->cancel_msg);
     Py_CLEAR(op->filename);
     Py_CLEAR(op->filename2);
     return 0;
@@ -660,8 +1047,11 @@ static void op_dealloc(OpObject *op)
     PyObject_GC_UnTrack(op);
     op_release(op);
     Py_CLEAR(op->future);
-    Py_CLEAR(op->waiter);
     Py_CLEAR(op->outcome);
+    Py_CLEAR(op->callback);
+    Py_CLEAR(op->callback_context);
+    Py_CLEAR(op->callbacks);
+    Py_CLEAR(op->cancel_msg);
     PyMem_Free(op->times);
     Py_CLEAR(op->filename);
     Py_CLEAR(op->filename2);
@@ -679,6 +1069,7 @@ static PyType_Slot op_slots[] = {
     {Py_tp_iter, PyObject_SelfIter},
     {Py_tp_iternext, op_iternext},
     {Py_tp_methods, op_methods},
+    {Py_tp_getset, op_getset},
     {Py_tp_dealloc, op_dealloc},
     {Py_tp_traverse, op_traverse},
     {Py_tp_clear, op_clear},

@@ -31,7 +31,7 @@ import os
 import platform
 import threading
 import weakref
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import _contract as contract
 from . import _ringlet
@@ -77,10 +77,12 @@ class _Watch:
     may come back as another file).  A _Watch whose engine was shut down
     by hand takes itself off the loop the next time the fd wakes it."""
 
-    __slots__ = ("engine", "fd", "loop", "generation", "__weakref__")
+    __slots__ = ("engine", "drain", "fd", "loop", "generation", "__weakref__")
 
     def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
         self.engine = engine
+        # The C engine wakes the tasks its drain completes from the drain itself (a loop callback).
+        self.drain: Callable[[], int] = getattr(engine, "_drain_and_wake", engine.drain)
         self.fd = os.dup(engine.fileno())
         self.loop = weakref.ref(loop)
         self.generation = contract.fork_generation
@@ -96,7 +98,12 @@ class _Watch:
             if loop is not None:
                 loop.remove_reader(self.fd)
             return
-        engine.drain()
+        drain = self.drain
+        # The tasks the drain wakes run under this frame, and a frame of theirs
+        # that outlives them keeps it: it must not keep the _Watch (whose
+        # __del__ shuts the engine down once the loop lets go of it).
+        del self, engine
+        drain()
 
     def __del__(self) -> None:
         # The loop let go of its reader (loop closed, interpreter exit, or

@@ -22,6 +22,12 @@ int main(void)
     for (size_t i = 0; i < SIZE; i++)
         data[i] = (char)(i * 7 + 3);
     CHECK(write(fd, data, SIZE) == SIZE);
+    /* The same bytes under a name, for an O_DIRECT descriptor. */
+    char path_direct[] = "/var/tmp/ringlet-nowait-direct-XXXXXX";
+    int named = mkstemp(path_direct);
+    CHECK(named >= 0);
+    CHECK(write(named, data, SIZE) == SIZE);
+    close(named);
 
     struct rl_nowait nw;
     memset(&nw, 0, sizeof nw);
@@ -54,6 +60,21 @@ int main(void)
     } else {
         fprintf(stderr, "note: /proc accepted RWF_NOWAIT here (returned %lld)\n", (long long)r);
     }
+    /* An O_DIRECT descriptor is never tried: there RWF_NOWAIT reads from the
+     * device, waiting for it.  Remembered until its fd is forgotten. */
+    int direct = open(path_direct, O_RDONLY | O_DIRECT);
+    if (direct >= 0) {
+        uint64_t misses = nw.misses;
+        CHECK(rl_nowait_enabled(&nw, direct));
+        CHECK(rl_read_nowait(&nw, direct, got, 4096, 0) == -EAGAIN);
+        CHECK(nw.misses == misses + 1 && !rl_nowait_enabled(&nw, direct));
+        rl_nowait_forget(&nw, direct);
+        CHECK(rl_nowait_enabled(&nw, direct));
+        close(direct);
+    } else {
+        fprintf(stderr, "note: %s refuses O_DIRECT (%s): that case is not tested here\n", path_direct, strerror(errno));
+    }
+    unlink(path_direct);
     /* A descriptor far beyond the first bitmap bytes. */
     CHECK(rl_nowait_enabled(&nw, 100000));
     CHECK(rl_read_nowait(&nw, -1, got, 1, 0) == -EAGAIN); /* EBADF: the ring reports it */

@@ -277,3 +277,29 @@ def test_direct_pread_cancelled_keeps_its_bounce_buffer_until_completion(ringlet
     assert done == [data[i * 65536:(i + 1) * 65536] for i in range(1, 16, 2)]
     assert in_flight == 0 and left == 0
     assert cancelled <= 8
+
+
+def test_an_o_direct_descriptor_gets_no_nonblocking_attempt(ringlet, require_io_uring, run, direct_file):
+    """On an O_DIRECT descriptor, RWF_NOWAIT does not refuse to wait: it reads
+    from the device on the loop's thread.  Reads there (no align given, the
+    memory aligned by the caller) go to the ring, the loop never waits."""
+    import mmap
+
+    path, data = direct_file
+
+    async def main():
+        engine = ringlet.get_engine()
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        try:
+            before = engine.stats()
+            buffers = [mmap.mmap(-1, ALIGN) for _ in range(8)]
+            counts = await asyncio.gather(*(engine.readinto(fd, buf, i * ALIGN) for i, buf in enumerate(buffers)))
+            after = engine.stats()
+        finally:
+            os.close(fd)
+        return counts, [bytes(b) for b in buffers], after["completed_nowait"] - before["completed_nowait"]
+
+    counts, got, nowait = run(main())
+    assert counts == [ALIGN] * 8
+    assert got == [data[i * ALIGN:(i + 1) * ALIGN] for i in range(8)]
+    assert nowait == 0
