@@ -81,6 +81,7 @@ typedef struct {
     struct OpObject *offload_head, *offload_tail;
     unsigned offload_running, offload_max;
     uint64_t files_nowait;      /* read_file calls done without the ring (readfile.c) */
+    struct OpObject *write_files; /* write_file ops in flight (writefile.c) */
     ringlet_state *state;
     PyObject *weakreflist;
 } EngineObject;
@@ -98,6 +99,8 @@ struct batch_part;
 struct write_file_chain {
     struct rl_cell cell;        /* the open's, then the close's */
     int64_t write_res;          /* the bytes written, or -errno */
+    uint8_t stop;               /* the caller was cancelled during the open: write nothing */
+    struct OpObject *prev, *next; /* the engine's write_files in flight (Engine._write_file_stop) */
 };
 
 /* An op's timeline, kept only while tracing: CLOCK_MONOTONIC ns (0: did not happen). */

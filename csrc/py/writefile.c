@@ -13,13 +13,28 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+/* Leaves the engine's list of write_files in flight, then finishes. */
+static void write_file_finish(OpObject *op, int64_t res)
+{
+    EngineObject *engine = op->engine;
+    struct write_file_chain *chain = &op->chain;
+    if (chain->prev)
+        chain->prev->chain.next = chain->next;
+    else if (engine->write_files == op)
+        engine->write_files = chain->next;
+    if (chain->next)
+        chain->next->chain.prev = chain->prev;
+    chain->prev = chain->next = NULL;
+    op_finish(op, res);
+}
+
 static void write_file_close_complete(struct rl_cell *cell)
 {
     OpObject *op = (OpObject *)((char *)cell - offsetof(OpObject, chain.cell));
     int64_t res = op->chain.write_res;
     if (cell->result < 0)
         res = cell->result; /* as the steps' finally: the close's error comes last */
-    op_finish(op, res);
+    write_file_finish(op, res);
 }
 
 /* Closes the file, then finishes the op with res (the close's error first). */
@@ -29,14 +44,14 @@ static void write_file_close(OpObject *op, int64_t res)
     op->chain.write_res = res;
     if (engine->shutting_down) { /* nobody will see the result: the descriptor is closed here */
         close(op->fd);
-        op_finish(op, res);
+        write_file_finish(op, res);
         return;
     }
     rl_nowait_forget(&engine->nowait, op->fd);
     op->chain.cell.on_complete = write_file_close_complete;
     if (rl_op_close(&engine->ring, &op->chain.cell, op->fd) < 0) {
         close(op->fd); /* no SQE to be had: close(2) never waits for a regular file's data */
-        op_finish(op, res);
+        write_file_finish(op, res);
         return;
     }
     rl_ring_submit_and_reap(&engine->ring); /* a close completes inside the call */
@@ -51,12 +66,12 @@ static void write_file_open_complete(struct rl_cell *cell)
 {
     OpObject *op = (OpObject *)((char *)cell - offsetof(OpObject, chain.cell));
     int64_t res = cell->result;
-    if (res >= 0 && (op->engine->shutting_down || op->abandoned)) {
-        close((int)res); /* nobody waits for the write any more */
+    if (res >= 0 && (op->engine->shutting_down || op->abandoned || op->chain.stop)) {
+        close((int)res); /* the caller gave up before the write began: nothing is written */
         res = -ECANCELED;
     }
     if (res < 0) {
-        op_finish(op, res); /* the open's error names the file */
+        write_file_finish(op, res); /* the open's error names the file */
         return;
     }
     op->fd = (int)res;
@@ -109,6 +124,36 @@ PyObject *engine__write_file(EngineObject *self, PyObject *const *args, Py_ssize
     op_kernel_io(op, op->u.view.buf, 0); /* align 0: cannot fail */
     op->write_file = 1;
     op->chain.cell.on_complete = write_file_open_complete;
-    return op_launch(op, rl_op_openat(&self->ring, &op->chain.cell, AT_FDCWD, PyBytes_AS_STRING(path),
-                                      O_WRONLY | O_CREAT | O_TRUNC, 0666), 0);
+    int queued = rl_op_openat(&self->ring, &op->chain.cell, AT_FDCWD, PyBytes_AS_STRING(path),
+                              O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (queued == 0) {
+        op->chain.next = self->write_files;
+        if (self->write_files)
+            self->write_files->chain.prev = op;
+        self->write_files = op;
+    }
+    return op_launch(op, queued, 0);
+}
+
+const char engine__write_file_stop_doc[] =
+"_write_file_stop(future, /) -> None\n\n"
+"The caller of the _write_file whose future this is was cancelled: if its\n"
+"open has not completed, it is cancelled and nothing is written (a file it\n"
+"opened anyway is closed); a write already issued lands, and the close\n"
+"follows.  The future still tells the end.";
+
+PyObject *engine__write_file_stop(EngineObject *self, PyObject *future)
+{
+    if (!self->ring_open || self->fork_generation != ringlet_fork_generation())
+        Py_RETURN_NONE; /* shut down: what was in flight is the kernel's to finish or drop */
+    for (OpObject *op = self->write_files; op; op = op->chain.next) {
+        if (op->future != future)
+            continue;
+        if (op->chain.cell.opcode == IORING_OP_OPENAT && op->chain.cell.state == RL_CELL_IN_FLIGHT) {
+            op->chain.stop = 1;
+            rl_ring_cancel(&self->ring, &op->chain.cell);
+        }
+        break;
+    }
+    Py_RETURN_NONE;
 }

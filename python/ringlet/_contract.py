@@ -202,6 +202,8 @@ class Engine(Protocol):
     # io_uring engine: each completion issues the next step): its count, or None where
     # this engine has no such operation (the caller then opens, writes and closes in turn).
     def _write_file(self, path: bytes, data: Buffer, filename: Any, /) -> Optional[Awaitable[int]]: ...
+    # Its caller was cancelled: an open not completed yet is cancelled (nothing is written).
+    def _write_file_stop(self, future: Any, /) -> None: ...
     # read_file's attempt without waiting: the content (or an awaitable of it),
     # an open descriptor to finish through the engine, or None (open it there).
     def _read_file(self, path: bytes, filename: Any, /) -> Union[bytes, Awaitable[Optional[bytes]], int, None,

@@ -99,11 +99,12 @@ async def write_file(path: PathArg, data: Any) -> int:
     memoryview(data)  # TypeError for anything that is not bytes-like, before the file is touched
     engine = get_engine()
     # Open, write and close as one engine operation where the engine has it
-    # (Engine._write_file): Python resumes once.  A cancel meanwhile waits for
-    # its end, as a cancel during the write below does.
+    # (Engine._write_file): Python resumes once.  A cancel during the open
+    # cancels it (nothing is written), a cancel later waits for the write to
+    # land and the file to be closed: as with the separate steps below.
     chained = engine._write_file(raw, data, name)
     if chained is not None:
-        written, cancel = await settle(chained)
+        written, cancel = await settle(chained, engine._write_file_stop)
         if cancel is not None:
             raise cancel
         return written

@@ -143,3 +143,27 @@ def test_cancelled_write_file_lands_whole_or_not_at_all(ringlet, run, tmp_path):
     # truncated and empty (cancelled after the open), or all of data (the write landed).
     content = path.read_bytes() if path.exists() else None
     assert content in (None, b"", data)
+
+
+def test_cancel_during_an_open_that_waits_cancels_it(ringlet, run, tmp_path):
+    # Opening a FIFO for writing waits for a reader: a cancel then ends
+    # write_file (the open is cancelled), as with the separate steps, and
+    # nothing is left open or in flight.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    async def main():
+        engine = ringlet.get_engine()
+        fds = fd_count()
+        task = asyncio.ensure_future(ringlet.write_file(fifo, b"never read"))
+        await asyncio.sleep(0.05)  # the open is waiting in the kernel
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        for _ in range(400):
+            if engine.stats()["in_flight"] == 0:
+                break
+            await asyncio.sleep(0.005)
+        return engine.stats()["in_flight"], fd_count() - fds
+
+    assert run(main()) == (0, 0)
