@@ -94,6 +94,7 @@ typedef struct {
     struct OpObject *offload_head, *offload_tail;
     unsigned offload_running, offload_max;
     uint64_t files_nowait;      /* read_file calls done without the ring (readfile.c) */
+    struct OpObject *write_files; /* write_file ops in flight (writefile.c) */
     ringlet_state *state;
     PyObject *weakreflist;
 } EngineObject;
@@ -106,6 +107,14 @@ typedef struct {
 #define RL_MAX_DIRECT 0x7fd00000u
 
 struct batch_part;
+
+/* write_file's steps around its write (writefile.c): the open, then the close. */
+struct write_file_chain {
+    struct rl_cell cell;        /* the open's, then the close's */
+    int64_t write_res;          /* the bytes written, or -errno */
+    uint8_t stop;               /* the caller was cancelled during the open: write nothing */
+    struct OpObject *prev, *next; /* the engine's write_files in flight (Engine._write_file_stop) */
+};
 
 /* An op's timeline, kept only while tracing: CLOCK_MONOTONIC ns (0: did not happen). */
 struct op_times {
@@ -166,6 +175,8 @@ typedef struct OpObject {
     size_t bounce_size;         /* its size (a pool size class, or its exact size if not pooled) */
     size_t bounce_skip;         /* read: where the bytes asked for start in bounce */
     struct op_times *times;     /* when traced: the op's timeline, else NULL */
+    uint8_t write_file;         /* write_file's: opened and closed around the write (chain) */
+    struct write_file_chain chain;
     union {
         Py_buffer view;         /* readinto/write: the caller's buffer, held */
         struct statx *stx;      /* statx: where the kernel writes */
@@ -277,6 +288,12 @@ void engine_offload_serve(EngineObject *engine);
 void engine_offload_drop_all(EngineObject *engine);
 /* The continuation of copy(): the C state machine is done. */
 void op_copy_done(struct rl_copy *copy, int64_t result);
+
+/* ---- writefile.c: write_file in one submission ------------------------ */
+/* The write of a write_file is over (res: the bytes, or -errno): close the file, then finish. */
+void write_file_write_done(OpObject *op, int64_t res);
+/* Cancels write_file's open or close (op_cancel cancels the write). */
+void write_file_cancel(OpObject *op);
 
 /* ---- ready.c ----------------------------------------------------------- */
 PyObject *ready_new(ringlet_state *st, PyObject *value);

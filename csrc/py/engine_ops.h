@@ -52,4 +52,10 @@ PyObject *engine_link(EngineObject *self, PyObject *args, PyObject *kwargs);
 extern const char engine__read_file_doc[];
 PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
 
+/* writefile.c: write_file's open, write and close in one submission */
+extern const char engine__write_file_doc[];
+PyObject *engine__write_file(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
+extern const char engine__write_file_stop_doc[];
+PyObject *engine__write_file_stop(EngineObject *self, PyObject *future);
+
 #endif

@@ -490,6 +490,8 @@ static void op_cancel(OpObject *op)
             rl_ring_cancel(&op->engine->ring, &op->u.batch.parts[i].cell);
     else
         rl_ring_cancel(&op->engine->ring, &op->cell);
+    if (op->write_file)
+        write_file_cancel(op);
 }
 
 /* Called by the future when it is done: a cancelled wait cancels the kernel's work too. */

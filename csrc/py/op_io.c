@@ -288,6 +288,10 @@ static void op_io_complete(struct rl_cell *cell)
                 return;
         }
     }
+    if (op->write_file) { /* the file is closed before the op finishes */
+        write_file_write_done(op, res);
+        return;
+    }
     if (op->moves_position) { /* past what moved, as read(2)/write(2) leave it */
         size_t moved = op->kind == OP_WRITE ? op->done : res > 0 ? (size_t)res : 0;
         lseek(op->fd, (off_t)(op->offset + (int64_t)moved), SEEK_SET);

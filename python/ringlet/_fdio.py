@@ -12,7 +12,7 @@ import operator
 import os
 import select
 import stat
-from typing import Any, List, Optional, Set, Tuple
+from typing import Any, Callable, List, Optional, Set, Tuple
 
 from ._contract import MAX_DIRECT, MAX_RW, Opcode
 
@@ -71,12 +71,13 @@ async def close_fd(engine: Any, fd: int) -> None:
         await pending
 
 
-async def settle(pending: Any) -> Tuple[int, Optional[BaseException]]:
+async def settle(pending: Any, on_cancel: Optional[Callable[[Any], Any]] = None) -> Tuple[int, Optional[BaseException]]:
     """Await an engine write to its end, even if the task is cancelled
     meanwhile: a write that reached the engine lands, so it must be counted.
     Returns (bytes written, the CancelledError to raise once the caller has
     counted them, or None).  A failed write raises its error, or the cancel
-    if one came while it was pending."""
+    if one came while it was pending.  on_cancel(pending) is told of the
+    first cancel (write_file's: a write not begun yet is not begun at all)."""
     if not asyncio.isfuture(pending) or pending.done():
         n: int = await pending
         return n, None
@@ -87,6 +88,8 @@ async def settle(pending: Any) -> Tuple[int, Optional[BaseException]]:
         except asyncio.CancelledError as exc:
             if pending.cancelled():  # the operation itself, not this task: the engine is shutting down
                 raise
+            if cancel is None and on_cancel is not None:
+                on_cancel(pending)
             cancel = exc
         except BaseException:
             if not pending.done():  # GeneratorExit, KeyboardInterrupt: not the write's outcome

@@ -98,6 +98,16 @@ async def write_file(path: PathArg, data: Any) -> int:
     raw, name = fspath(path)
     memoryview(data)  # TypeError for anything that is not bytes-like, before the file is touched
     engine = get_engine()
+    # Open, write and close as one engine operation where the engine has it
+    # (Engine._write_file): Python resumes once.  A cancel during the open
+    # cancels it (nothing is written), a cancel later waits for the write to
+    # land and the file to be closed: as with the separate steps below.
+    chained = engine._write_file(raw, data, name)
+    if chained is not None:
+        written, cancel = await settle(chained, engine._write_file_stop)
+        if cancel is not None:
+            raise cancel
+        return written
     fd = await open_fd(engine, raw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, name)
     try:
         n, cancel = await settle(engine._write(fd, data, 0))

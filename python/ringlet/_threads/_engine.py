@@ -368,6 +368,14 @@ class ThreadEngine(EngineCore):
     def _read_file(self, path: bytes, filename: Any, /) -> None:
         """read_file's attempt without waiting: none here (every open goes to a worker)."""
         return None
+
+    def _write_file(self, path: bytes, data: Any, filename: Any, /) -> None:
+        """write_file as one operation: not here (the caller opens, writes and closes in turn)."""
+        return None
+
+    def _write_file_stop(self, future: Any, /) -> None:
+        """Nothing to stop: _write_file made no operation."""
+        return None
     _close = close
     _read_many = read_many
 
