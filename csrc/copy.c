@@ -2,18 +2,59 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fault.h"
 #include "ops.h"
 
 static void rl_copy_slot_complete(struct rl_cell *cell);
+static void rl_copy_check_done(struct rl_copy *copy);
+static void rl_copy_populate_complete(struct rl_cell *cell);
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+
+/* Once no write can still be reading from it. */
+static void rl_copy_unmap_source(struct rl_copy *copy)
+{
+    if (copy->src_map)
+        munmap((void *)copy->src_map, copy->map_size);
+    copy->src_map = NULL;
+    copy->map_len = 0;
+}
 
 static void rl_copy_fail(struct rl_copy *copy, int err)
 {
     if (!copy->error)
         copy->error = err;
+}
+
+/* Maps the next piece of src_map in an io-wq worker (MADV_POPULATE_READ,
+ * Linux 5.14): a write that finds its source's pages not yet mapped copies
+ * part of a folio, zero-fills the rest, faults them in and copies again.
+ * Mapped ahead on the other core, the writes run through.  For a source not
+ * in the page cache it is the read-ahead too.  Pieces are bounded so that a
+ * cancel waits for one at most; a kernel without it answers EINVAL and the
+ * writes fault their pages themselves. */
+static void rl_copy_populate_step(struct rl_copy *copy)
+{
+    if (copy->error || copy->populated < copy->next_offset - (int64_t)copy->chunk)
+        copy->populated = copy->next_offset; /* the writes are ahead: no use behind them */
+    if (copy->error || copy->populated >= copy->map_len)
+        return;
+    int64_t len = copy->map_len - copy->populated < RL_COPY_POPULATE ? copy->map_len - copy->populated
+                                                                     : RL_COPY_POPULATE;
+    if (rl_op_madvise(copy->ring, &copy->populate, (char *)copy->src_map + copy->populated, (size_t)len,
+                      MADV_POPULATE_READ) < 0)
+        return; /* no room in the ring: the writes fault their pages themselves */
+    copy->populated += len;
+    copy->populating = 1;
+    copy->busy++;
 }
 
 /* Queues the slot's next step, or leaves it idle when there is none. */
@@ -23,8 +64,18 @@ static void rl_copy_slot_step(struct rl_copy_slot *s)
     int ret;
     if (copy->error)
         return;
+    if (!s->writing && s->range == 0 && copy->next_offset < copy->map_len) {
+        /* A range of the mapped source: its write reads src's page cache itself. */
+        s->offset = copy->next_offset;
+        s->len = copy->map_len - s->offset < copy->chunk ? (unsigned)(copy->map_len - s->offset) : copy->chunk;
+        copy->next_offset += s->len;
+        s->written = 0;
+        s->writing = 1;
+        s->mapped = 1;
+    }
     if (s->writing) {
-        ret = rl_op_write(copy->ring, &s->cell, copy->dst_fd, s->buf + s->written, s->len - s->written,
+        const char *from = s->mapped ? copy->src_map + s->offset : s->buf;
+        ret = rl_op_write(copy->ring, &s->cell, copy->dst_fd, from + s->written, s->len - s->written,
                           copy->dst_stream ? -1 : s->offset + s->written);
     } else {
         if (s->range == 0) { /* take a new range */
@@ -50,6 +101,15 @@ static void rl_copy_slot_complete(struct rl_cell *cell)
     copy->busy--;
     if (res == -EAGAIN) {
         /* The kernel had no room: the same step again. */
+    } else if (res == -EFAULT && s->mapped) {
+        /* src shrank under its mapping: the rest of this range, and what
+         * follows, is read as a file is (to its new end). */
+        if (copy->map_len > s->offset + s->written)
+            copy->map_len = s->offset + s->written;
+        s->offset += s->written;
+        s->range = s->len - s->written;
+        s->writing = 0;
+        s->mapped = 0;
     } else if (res < 0) {
         rl_copy_fail(copy, res);
     } else if (s->writing) {
@@ -60,6 +120,7 @@ static void rl_copy_slot_complete(struct rl_cell *cell)
             copy->copied += s->len;
             s->writing = 0;
             s->offset += s->len; /* a short read left part of the range: read on */
+            s->mapped = 0;
         }
     } else if (res == 0) {
         copy->eof = 1;
@@ -71,8 +132,25 @@ static void rl_copy_slot_complete(struct rl_cell *cell)
         s->writing = 1;
     }
     rl_copy_slot_step(s);
-    if (copy->busy == 0)
-        copy->on_done(copy, copy->error ? copy->error : copy->copied);
+    rl_copy_check_done(copy);
+}
+
+static void rl_copy_check_done(struct rl_copy *copy)
+{
+    if (copy->busy)
+        return;
+    rl_copy_unmap_source(copy);
+    copy->on_done(copy, copy->error ? copy->error : copy->copied);
+}
+
+static void rl_copy_populate_complete(struct rl_cell *cell)
+{
+    struct rl_copy *copy = (struct rl_copy *)((char *)cell - offsetof(struct rl_copy, populate));
+    copy->busy--;
+    copy->populating = 0;
+    if (cell->result == 0)
+        rl_copy_populate_step(copy);
+    rl_copy_check_done(copy);
 }
 
 /* 1: fd has no offsets (pipe, FIFO, socket: lseek says ESPIPE); 0: it has
@@ -82,6 +160,27 @@ static int rl_copy_is_stream(int fd)
     if (lseek(fd, 0, SEEK_CUR) >= 0)
         return 0;
     return errno == ESPIPE ? 1 : -errno;
+}
+
+/* A regular source is mapped: each write then copies from src's page cache
+ * to dst's, one copy (as sendfile) where a read into a buffer and a write
+ * from it make two.  Its pages fault in inside the io-wq worker that runs
+ * the write (a buffered write to ext4 never runs on the loop thread).
+ * Without a mapping (not a regular file, empty, mmap refused) every range
+ * is read. */
+static void rl_copy_map_source(struct rl_copy *copy)
+{
+    struct stat st;
+    if (copy->src_stream || copy->dst_stream || fstat(copy->src_fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        st.st_size <= 0 || (uint64_t)st.st_size > SIZE_MAX)
+        return;
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, copy->src_fd, 0);
+    if (map == MAP_FAILED)
+        return;
+    madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
+    copy->src_map = map;
+    copy->map_len = st.st_size;
+    copy->map_size = (size_t)st.st_size;
 }
 
 struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsigned chunk,
@@ -112,6 +211,8 @@ struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsi
     copy->dst_stream = dst_stream;
     copy->on_done = on_done;
     copy->owner = owner;
+    copy->populate.on_complete = rl_copy_populate_complete;
+    rl_copy_map_source(copy);
     for (unsigned i = 0; i < nslots; i++) {
         struct rl_copy_slot *s = &copy->slots[i];
         s->copy = copy;
@@ -124,6 +225,8 @@ struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsi
     }
     for (unsigned i = 0; i < nslots; i++)
         rl_copy_slot_step(&copy->slots[i]);
+    if (copy->busy && copy->src_map)
+        rl_copy_populate_step(copy);
     if (copy->busy == 0) {
         /* Nothing could be queued: there is no completion to wait for. */
         *err = copy->error ? copy->error : -ENOMEM;
@@ -138,10 +241,13 @@ void rl_copy_cancel(struct rl_copy *copy)
     rl_copy_fail(copy, -ECANCELED);
     for (unsigned i = 0; i < copy->nslots; i++)
         rl_ring_cancel(copy->ring, &copy->slots[i].cell);
+    if (copy->populating)
+        rl_ring_cancel(copy->ring, &copy->populate);
 }
 
 void rl_copy_free(struct rl_copy *copy)
 {
+    rl_copy_unmap_source(copy);
     for (unsigned i = 0; i < copy->nslots; i++)
         free(copy->slots[i].buf);
     free(copy);

@@ -10,6 +10,7 @@
 #include "ring.h"
 
 #define RL_COPY_MAX_SLOTS 16
+#define RL_COPY_POPULATE (8 << 20) /* bytes of the source mapped by one madvise */
 
 struct rl_copy;
 
@@ -25,6 +26,7 @@ struct rl_copy_slot {
     unsigned len;         /* bytes in buf being written */
     unsigned written;     /* of len, written so far (short writes continue) */
     int writing;
+    int mapped;           /* writing straight from copy->src_map (no read, no buf) */
 };
 
 struct rl_copy {
@@ -38,6 +40,12 @@ struct rl_copy {
     int src_stream;       /* a pipe, FIFO, socket...: no offsets, read in order (one slot) */
     int dst_stream;       /* ... written in order */
     int eof;
+    const char *src_map;  /* src mapped (a regular file), or NULL */
+    int64_t map_len;      /* bytes of src_map still to be written from: src's size when mapped */
+    size_t map_size;      /* for munmap */
+    struct rl_cell populate;   /* maps src_map's pages ahead of the writes, a piece at a time */
+    int64_t populated;         /* where the next piece starts */
+    int populating;            /* a piece in flight (counted in busy) */
     unsigned busy;        /* slots in flight */
     rl_copy_done on_done;
     void *owner;          /* for on_done */
