@@ -67,7 +67,7 @@ static void rl_copy_slot_step(struct rl_copy_slot *s)
     if (!s->writing && s->range == 0 && copy->next_offset < copy->map_len) {
         /* A range of the mapped source: its write reads src's page cache itself. */
         s->offset = copy->next_offset;
-        s->len = copy->map_len - s->offset < copy->chunk ? (unsigned)(copy->map_len - s->offset) : copy->chunk;
+        s->len = copy->map_len - s->offset < copy->map_write ? (unsigned)(copy->map_len - s->offset) : copy->map_write;
         copy->next_offset += s->len;
         s->written = 0;
         s->writing = 1;
@@ -79,13 +79,20 @@ static void rl_copy_slot_step(struct rl_copy_slot *s)
                           copy->dst_stream ? -1 : s->offset + s->written);
     } else {
         if (s->range == 0) { /* take a new range */
-            if (copy->eof)
+            if (copy->eof || (unsigned)(s - copy->slots) >= copy->read_slots)
                 return;
             s->offset = copy->next_offset;
             s->range = copy->chunk;
             copy->next_offset += copy->chunk;
         }
-        ret = rl_op_read(copy->ring, &s->cell, copy->src_fd, s->buf, s->range, copy->src_stream ? -1 : s->offset);
+        if (!s->buf && posix_memalign((void **)&s->buf, 4096, copy->chunk) != 0) {
+            s->buf = NULL;
+            rl_copy_fail(copy, -ENOMEM);
+            return;
+        }
+        /* A range left by a mapped write (map_write bytes) may be longer than buf. */
+        unsigned want = s->range < copy->chunk ? s->range : copy->chunk;
+        ret = rl_op_read(copy->ring, &s->cell, copy->src_fd, s->buf, want, copy->src_stream ? -1 : s->offset);
     }
     if (ret < 0)
         rl_copy_fail(copy, ret);
@@ -181,6 +188,13 @@ static void rl_copy_map_source(struct rl_copy *copy)
     copy->src_map = map;
     copy->map_len = st.st_size;
     copy->map_size = (size_t)st.st_size;
+    /* The bytes in flight asked for (nslots chunks), in writes of at most
+     * RL_COPY_MAP_WRITE; one slot stays one write at a time (in order). */
+    copy->map_write = copy->chunk < RL_COPY_MAP_WRITE ? copy->chunk : RL_COPY_MAP_WRITE;
+    if (copy->nslots > 1) {
+        uint64_t want = (uint64_t)copy->nslots * copy->chunk / copy->map_write;
+        copy->nslots = want > RL_COPY_MAP_SLOTS ? RL_COPY_MAP_SLOTS : (unsigned)want;
+    }
 }
 
 struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsigned chunk,
@@ -212,18 +226,14 @@ struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsi
     copy->on_done = on_done;
     copy->owner = owner;
     copy->populate.on_complete = rl_copy_populate_complete;
+    copy->read_slots = nslots;
     rl_copy_map_source(copy);
-    for (unsigned i = 0; i < nslots; i++) {
+    for (unsigned i = 0; i < copy->nslots; i++) {
         struct rl_copy_slot *s = &copy->slots[i];
         s->copy = copy;
         s->cell.on_complete = rl_copy_slot_complete;
-        if (posix_memalign((void **)&s->buf, 4096, chunk) != 0) {
-            rl_copy_free(copy);
-            *err = -ENOMEM;
-            return NULL;
-        }
     }
-    for (unsigned i = 0; i < nslots; i++)
+    for (unsigned i = 0; i < copy->nslots; i++)
         rl_copy_slot_step(&copy->slots[i]);
     if (copy->busy && copy->src_map)
         rl_copy_populate_step(copy);
