@@ -113,6 +113,7 @@ static void rl_copy_slot_complete(struct rl_cell *cell)
          * follows, is read as a file is (to its new end). */
         if (copy->map_len > s->offset + s->written)
             copy->map_len = s->offset + s->written;
+        copy->copied += s->written;
         s->offset += s->written;
         s->range = s->len - s->written;
         s->writing = 0;
