@@ -1,14 +1,16 @@
+#define _GNU_SOURCE /* statx, in fileinfo.h */
 #include "copy.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fault.h"
+#include "fileinfo.h"
 #include "ops.h"
 
 static void rl_copy_slot_complete(struct rl_cell *cell);
@@ -170,6 +172,69 @@ static int rl_copy_is_stream(int fd)
     return errno == ESPIPE ? 1 : -errno;
 }
 
+/* The order of free page blocks the host takes back (free page reporting),
+ * or -1 when the kernel reports none. */
+static int rl_copy_reporting_order(void)
+{
+    int order = -1;
+    FILE *f = fopen("/sys/module/page_reporting/parameters/page_reporting_order", "re");
+    if (f) {
+        if (fscanf(f, "%d", &order) != 1)
+            order = -1;
+        fclose(f);
+    }
+    return order;
+}
+
+/* The write size for copying size bytes from a mapping (copy.h): the
+ * largest piece whose free blocks, from its own size up to the reported
+ * ones, hold twice size.  Without free page reporting, RL_COPY_MAP_MAX.
+ * Reads two small files of procfs and sysfs (no device behind them). */
+static unsigned rl_copy_piece(int64_t size)
+{
+    int reported = rl_copy_reporting_order();
+    if (reported <= 0)
+        return RL_COPY_MAP_MAX;
+    FILE *f = fopen("/proc/buddyinfo", "re");
+    if (!f)
+        return RL_COPY_MAP_MAX;
+    enum { ORDERS = 16 };
+    uint64_t free_blocks[ORDERS] = {0};
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        /* "Node 0, zone   Normal  47090  37800 ...": blocks free of each order */
+        char *p = strstr(line, "zone");
+        if (!p || strstr(line, " DMA ")) /* the page cache does not use ZONE_DMA */
+            continue;
+        p += 4;
+        while (*p == ' ')
+            p++;
+        while (*p && *p != ' ')
+            p++; /* the zone's name */
+        for (int o = 0; o < ORDERS; o++) {
+            char *end;
+            unsigned long long n = strtoull(p, &end, 10);
+            if (end == p)
+                break;
+            free_blocks[o] += n;
+            p = end;
+        }
+    }
+    fclose(f);
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    for (unsigned piece = RL_COPY_MAP_MAX; piece > RL_COPY_MAP_MIN; piece /= 2) {
+        int order = 0;
+        while ((page << order) < piece)
+            order++;
+        uint64_t bytes = 0;
+        for (int o = order; o < reported && o < ORDERS; o++)
+            bytes += free_blocks[o] * (page << o);
+        if (bytes / 2 >= (uint64_t)size)
+            return piece;
+    }
+    return RL_COPY_MAP_MIN;
+}
+
 /* A regular source is mapped: each write then copies from src's page cache
  * to dst's, one copy (as sendfile) where a read into a buffer and a write
  * from it make two.  Its pages fault in inside the io-wq worker that runs
@@ -178,23 +243,24 @@ static int rl_copy_is_stream(int fd)
  * is read. */
 static void rl_copy_map_source(struct rl_copy *copy)
 {
-    struct stat st;
-    if (copy->src_stream || copy->dst_stream || fstat(copy->src_fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-        st.st_size <= 0 || (uint64_t)st.st_size > SIZE_MAX)
+    struct rl_fileinfo info;
+    if (copy->src_stream || copy->dst_stream || rl_fileinfo(copy->src_fd, &info) < 0 || !info.regular ||
+        info.size == 0 || info.size > SIZE_MAX || info.size > INT64_MAX)
         return;
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, copy->src_fd, 0);
+    void *map = mmap(NULL, (size_t)info.size, PROT_READ, MAP_SHARED, copy->src_fd, 0);
     if (map == MAP_FAILED)
         return;
-    madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
+    madvise(map, (size_t)info.size, MADV_SEQUENTIAL);
     copy->src_map = map;
-    copy->map_len = st.st_size;
-    copy->map_size = (size_t)st.st_size;
-    /* The bytes in flight asked for (nslots chunks), in writes of at most
-     * RL_COPY_MAP_WRITE; one slot stays one write at a time (in order). */
-    copy->map_write = copy->chunk < RL_COPY_MAP_WRITE ? copy->chunk : RL_COPY_MAP_WRITE;
+    copy->map_len = (int64_t)info.size;
+    copy->map_size = (size_t)info.size;
+    /* At most chunk bytes a write; one slot stays one write at a time (in order). */
+    copy->map_write = rl_copy_piece(copy->map_len);
+    if (copy->map_write > copy->chunk)
+        copy->map_write = copy->chunk;
     if (copy->nslots > 1) {
-        uint64_t want = (uint64_t)copy->nslots * copy->chunk / copy->map_write;
-        copy->nslots = want > RL_COPY_MAP_SLOTS ? RL_COPY_MAP_SLOTS : (unsigned)want;
+        unsigned want = RL_COPY_MAP_FLIGHT / copy->map_write;
+        copy->nslots = want > RL_COPY_MAP_SLOTS ? RL_COPY_MAP_SLOTS : want < 2 ? 2 : want;
     }
 }
 

@@ -11,16 +11,21 @@
 
 #define RL_COPY_MAX_SLOTS 16
 #define RL_COPY_POPULATE (8 << 20) /* bytes of the source mapped by one madvise */
-/* A mapped source is written in pieces of at most 256 KiB, 32 at once.  The
- * page cache gives a write of N bytes folios of about N bytes, taken first
- * from free blocks of that size.  A virtual machine with free page reporting
- * hands blocks of 2 MiB and more back to its host (page_reporting_order 9
- * here), and the first touch of each of their pages then costs a host fault:
- * 1 MiB writes took 1.8-3 s for 1 GiB once the 1 MiB blocks ran out, against
- * 0.3 s (shutil.copyfile's 64 KiB writes took the small blocks).  256 KiB
- * writes, 32 in flight, cost the same as 1 MiB ones otherwise. */
-#define RL_COPY_MAP_WRITE (256u << 10)
-#define RL_COPY_MAP_SLOTS 32
+/* A mapped source is written in pieces of RL_COPY_MAP_MAX (1 MiB) down to
+ * RL_COPY_MAP_MIN (64 KiB, sendfile's), RL_COPY_MAP_FLIGHT bytes in flight.
+ * The page cache gives a write of N bytes folios of about N bytes, taken
+ * first from free blocks of that size.  A virtual machine with free page
+ * reporting hands the free blocks of page_reporting_order and more (9, 2 MiB,
+ * on the machine measured) back to its host, and the first touch of each of
+ * their pages then costs a host fault: 1 MiB writes took 1.3-4 s for 1 GiB
+ * once the free 1 MiB blocks ran out, against shutil.copyfile's 0.3 s.
+ * Smaller writes cost a completion each (256 KiB: 0.32 s against 1 MiB's
+ * 0.29 s when blocks abound), so the piece is the largest whose blocks below
+ * the reported size hold twice the source (rl_copy_piece, /proc/buddyinfo). */
+#define RL_COPY_MAP_MAX (1u << 20)
+#define RL_COPY_MAP_MIN (64u << 10)
+#define RL_COPY_MAP_FLIGHT (16u << 20)
+#define RL_COPY_MAP_SLOTS 64
 
 struct rl_copy;
 
@@ -60,7 +65,7 @@ struct rl_copy {
     rl_copy_done on_done;
     void *owner;          /* for on_done */
     unsigned read_slots;  /* of nslots, those that read once the mapping is done */
-    unsigned map_write;   /* bytes per write from the mapping */
+    unsigned map_write;   /* bytes per write from the mapping (rl_copy_piece) */
     struct rl_copy_slot slots[RL_COPY_MAP_SLOTS];
 };
 

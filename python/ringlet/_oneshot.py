@@ -16,12 +16,6 @@ from ._fdio import close_fd, fspath, isdir_error, open_fd, read_to_end, settle, 
 
 __all__ = ["read_file", "write_file", "copy_file"]
 
-# Chunks (1 MiB) in flight in copy_file.  On io_uring a source in the page
-# cache is written from its mapping in 256 KiB pieces (csrc/copy.h): 8 MiB in
-# flight keep 32 of them queued, so the worker writing never waits for the
-# loop's turn (4 MiB: 1 GiB in 0.32-0.41 s, 8 MiB: 0.29-0.32 s).
-_COPY_DEPTH = 8
-
 
 async def read_file(path: PathArg) -> bytes:
     """Return the whole content of the file at path."""
@@ -135,7 +129,7 @@ async def copy_file(src: PathArg, dst: PathArg) -> int:
                 raise shutil.SameFileError(f"{src_name!r} and {dst_name!r} are the same file")
             if stat.S_ISREG(dst_st.st_mode) and dst_st.st_size:
                 await truncate(engine, dst_fd, 0)
-            copied: int = await engine.copy(src_fd, dst_fd, depth=_COPY_DEPTH)
+            copied: int = await engine.copy(src_fd, dst_fd)
             return copied
         finally:
             await close_fd(engine, dst_fd)
