@@ -1,7 +1,15 @@
 /* Copy driven entirely in C: the essay's "mission tracker" as a state machine
  * on the heap.  Each slot reads a chunk; its read completion issues the write
  * of that chunk; the write completion issues the next read.  Several slots run
- * at once so the device always has work.  No Python runs until the copy ends. */
+ * at once so the device always has work.  No Python runs until the copy ends.
+ *
+ * A regular source is mapped first (rl_copy_map_source): each slot then
+ * writes a piece straight from the mapping, no read, so the data is copied
+ * once, src's page cache to dst's, by the io-wq worker running the write
+ * (ext4 has no non-blocking buffered write: never the loop's thread).  The
+ * read/write pipeline copied twice (into a buffer on the loop's thread, out
+ * of it in the worker).  What the mapping no longer covers (the source
+ * shrank: EFAULT) is read, as is what follows its end. */
 #ifndef RINGLET_COPY_H
 #define RINGLET_COPY_H
 
