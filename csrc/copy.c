@@ -45,8 +45,9 @@ static void rl_copy_fail(struct rl_copy *copy, int err)
  * writes fault their pages themselves. */
 static void rl_copy_populate_step(struct rl_copy *copy)
 {
-    if (copy->error || copy->populated < copy->next_offset - (int64_t)copy->chunk)
-        copy->populated = copy->next_offset; /* the writes are ahead: no use behind them */
+    int64_t oldest = copy->next_offset - (int64_t)RL_COPY_MAP_FLIGHT; /* about the oldest write in flight */
+    if (copy->populated < oldest)
+        copy->populated = oldest; /* the writes are ahead: no use behind them */
     if (copy->error || copy->populated >= copy->map_len)
         return;
     int64_t len = copy->map_len - copy->populated < RL_COPY_POPULATE ? copy->map_len - copy->populated
@@ -300,10 +301,10 @@ struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsi
         s->copy = copy;
         s->cell.on_complete = rl_copy_slot_complete;
     }
+    if (copy->src_map)
+        rl_copy_populate_step(copy); /* first: its worker starts while the first writes queue */
     for (unsigned i = 0; i < copy->nslots; i++)
         rl_copy_slot_step(&copy->slots[i]);
-    if (copy->busy && copy->src_map)
-        rl_copy_populate_step(copy);
     if (copy->busy == 0) {
         /* Nothing could be queued: there is no completion to wait for. */
         *err = copy->error ? copy->error : -ENOMEM;
