@@ -190,9 +190,12 @@ static int rl_copy_reporting_order(void)
 /* The write size for copying size bytes from a mapping (copy.h): the
  * largest piece whose free blocks, from its own size up to the reported
  * ones, hold twice size.  Without free page reporting, RL_COPY_MAP_MAX.
- * Reads two small files of procfs and sysfs (no device behind them). */
+ * Reads two small files of procfs and sysfs (no device behind them), for
+ * sources above RL_COPY_MAP_FLIGHT. */
 static unsigned rl_copy_piece(int64_t size)
 {
+    if (size <= (int64_t)RL_COPY_MAP_FLIGHT)
+        return RL_COPY_MAP_MAX; /* a few folios: not worth two files read */
     int reported = rl_copy_reporting_order();
     if (reported <= 0)
         return RL_COPY_MAP_MAX;
