@@ -45,11 +45,21 @@ static void rl_copy_fail(struct rl_copy *copy, int err)
  * writes fault their pages themselves. */
 static void rl_copy_populate_step(struct rl_copy *copy)
 {
+    if (copy->populating || copy->error)
+        return;
     int64_t oldest = copy->next_offset - (int64_t)RL_COPY_MAP_FLIGHT; /* about the oldest write in flight */
+    /* Behind the writes the pages are unmapped again (the page cache keeps
+     * them): a long copy holds page tables for a window, not for the whole
+     * source.  Were a write still there, it would fault them back in. */
+    int64_t behind = (oldest - (int64_t)RL_COPY_MAP_FLIGHT) / RL_COPY_POPULATE * RL_COPY_POPULATE;
+    if (behind - copy->unmapped >= RL_COPY_POPULATE) {
+        madvise((char *)copy->src_map + copy->unmapped, (size_t)(behind - copy->unmapped), MADV_DONTNEED);
+        copy->unmapped = behind;
+    }
     if (copy->populated < oldest)
         copy->populated = oldest; /* the writes are ahead: no use behind them */
-    if (copy->error || copy->populated >= copy->map_len)
-        return;
+    if (copy->populated >= copy->map_len || copy->populated >= copy->next_offset + RL_COPY_POPULATE_LEAD)
+        return; /* done, or far enough ahead: the next range a slot takes asks again */
     int64_t len = copy->map_len - copy->populated < RL_COPY_POPULATE ? copy->map_len - copy->populated
                                                                      : RL_COPY_POPULATE;
     if (rl_op_madvise(copy->ring, &copy->populate, (char *)copy->src_map + copy->populated, (size_t)len,
@@ -75,6 +85,8 @@ static void rl_copy_slot_step(struct rl_copy_slot *s)
         s->written = 0;
         s->writing = 1;
         s->mapped = 1;
+        if (copy->populate_ok)
+            rl_copy_populate_step(copy);
     }
     if (s->writing) {
         const char *from = s->mapped ? copy->src_map + s->offset : s->buf;
@@ -159,7 +171,8 @@ static void rl_copy_populate_complete(struct rl_cell *cell)
     struct rl_copy *copy = (struct rl_copy *)((char *)cell - offsetof(struct rl_copy, populate));
     copy->busy--;
     copy->populating = 0;
-    if (cell->result == 0)
+    copy->populate_ok = cell->result == 0; /* EINVAL: a kernel without it; an error: the writes will say */
+    if (copy->populate_ok)
         rl_copy_populate_step(copy);
     rl_copy_check_done(copy);
 }
@@ -304,8 +317,10 @@ struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsi
         s->copy = copy;
         s->cell.on_complete = rl_copy_slot_complete;
     }
-    if (copy->src_map)
+    if (copy->src_map) {
+        copy->populate_ok = 1;
         rl_copy_populate_step(copy); /* first: its worker starts while the first writes queue */
+    }
     for (unsigned i = 0; i < copy->nslots; i++)
         rl_copy_slot_step(&copy->slots[i]);
     if (copy->busy == 0) {

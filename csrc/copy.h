@@ -19,6 +19,7 @@
 
 #define RL_COPY_MAX_SLOTS 16
 #define RL_COPY_POPULATE (8 << 20) /* bytes of the source mapped by one madvise */
+#define RL_COPY_POPULATE_LEAD (64 << 20) /* mapped ahead of the writes at most (page tables) */
 /* A mapped source is written in pieces of RL_COPY_MAP_MAX (1 MiB) down to
  * RL_COPY_MAP_MIN (64 KiB, sendfile's), RL_COPY_MAP_FLIGHT bytes in flight.
  * The page cache gives a write of N bytes folios of about N bytes, taken
@@ -69,6 +70,8 @@ struct rl_copy {
     struct rl_cell populate;   /* maps src_map's pages ahead of the writes, a piece at a time */
     int64_t populated;         /* where the next piece starts */
     int populating;            /* a piece in flight (counted in busy) */
+    int populate_ok;           /* none has failed: keep mapping ahead */
+    int64_t unmapped;          /* below it the mapping's pages were unmapped again */
     unsigned busy;        /* slots in flight */
     rl_copy_done on_done;
     void *owner;          /* for on_done */
