@@ -1,19 +1,73 @@
+#define _GNU_SOURCE /* statx, in fileinfo.h */
 #include "copy.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "fault.h"
+#include "fileinfo.h"
 #include "ops.h"
 
 static void rl_copy_slot_complete(struct rl_cell *cell);
+static void rl_copy_check_done(struct rl_copy *copy);
+static void rl_copy_populate_complete(struct rl_cell *cell);
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+
+/* Once no write can still be reading from it. */
+static void rl_copy_unmap_source(struct rl_copy *copy)
+{
+    if (copy->src_map)
+        munmap((void *)copy->src_map, copy->map_size);
+    copy->src_map = NULL;
+    copy->map_len = 0;
+}
 
 static void rl_copy_fail(struct rl_copy *copy, int err)
 {
     if (!copy->error)
         copy->error = err;
+}
+
+/* Maps the next piece of src_map in an io-wq worker (MADV_POPULATE_READ,
+ * Linux 5.14): a write that finds its source's pages not yet mapped copies
+ * part of a folio, zero-fills the rest, faults them in and copies again.
+ * Mapped ahead on the other core, the writes run through.  For a source not
+ * in the page cache it is the read-ahead too.  Pieces are bounded so that a
+ * cancel waits for one at most; a kernel without it answers EINVAL and the
+ * writes fault their pages themselves. */
+static void rl_copy_populate_step(struct rl_copy *copy)
+{
+    if (copy->populating || copy->error)
+        return;
+    int64_t oldest = copy->next_offset - (int64_t)RL_COPY_MAP_FLIGHT; /* about the oldest write in flight */
+    /* Behind the writes the pages are unmapped again (the page cache keeps
+     * them): a long copy holds page tables for a window, not for the whole
+     * source.  Were a write still there, it would fault them back in. */
+    int64_t behind = (oldest - (int64_t)RL_COPY_MAP_FLIGHT) / RL_COPY_POPULATE * RL_COPY_POPULATE;
+    if (behind - copy->unmapped >= RL_COPY_POPULATE) {
+        madvise((char *)copy->src_map + copy->unmapped, (size_t)(behind - copy->unmapped), MADV_DONTNEED);
+        copy->unmapped = behind;
+    }
+    if (copy->populated < oldest)
+        copy->populated = oldest; /* the writes are ahead: no use behind them */
+    if (copy->populated >= copy->map_len || copy->populated >= copy->next_offset + RL_COPY_POPULATE_LEAD)
+        return; /* done, or far enough ahead: the next range a slot takes asks again */
+    int64_t len = copy->map_len - copy->populated < RL_COPY_POPULATE ? copy->map_len - copy->populated
+                                                                     : RL_COPY_POPULATE;
+    if (rl_op_madvise(copy->ring, &copy->populate, (char *)copy->src_map + copy->populated, (size_t)len,
+                      MADV_POPULATE_READ) < 0)
+        return; /* no room in the ring: the writes fault their pages themselves */
+    copy->populated += len;
+    copy->populating = 1;
+    copy->busy++;
 }
 
 /* Queues the slot's next step, or leaves it idle when there is none. */
@@ -23,18 +77,37 @@ static void rl_copy_slot_step(struct rl_copy_slot *s)
     int ret;
     if (copy->error)
         return;
+    if (!s->writing && s->range == 0 && copy->next_offset < copy->map_len) {
+        /* A range of the mapped source: its write reads src's page cache itself. */
+        s->offset = copy->next_offset;
+        s->len = copy->map_len - s->offset < copy->map_write ? (unsigned)(copy->map_len - s->offset) : copy->map_write;
+        copy->next_offset += s->len;
+        s->written = 0;
+        s->writing = 1;
+        s->mapped = 1;
+        if (copy->populate_ok)
+            rl_copy_populate_step(copy);
+    }
     if (s->writing) {
-        ret = rl_op_write(copy->ring, &s->cell, copy->dst_fd, s->buf + s->written, s->len - s->written,
+        const char *from = s->mapped ? copy->src_map + s->offset : s->buf;
+        ret = rl_op_write(copy->ring, &s->cell, copy->dst_fd, from + s->written, s->len - s->written,
                           copy->dst_stream ? -1 : s->offset + s->written);
     } else {
         if (s->range == 0) { /* take a new range */
-            if (copy->eof)
+            if (copy->eof || (unsigned)(s - copy->slots) >= copy->read_slots)
                 return;
             s->offset = copy->next_offset;
             s->range = copy->chunk;
             copy->next_offset += copy->chunk;
         }
-        ret = rl_op_read(copy->ring, &s->cell, copy->src_fd, s->buf, s->range, copy->src_stream ? -1 : s->offset);
+        if (!s->buf && posix_memalign((void **)&s->buf, 4096, copy->chunk) != 0) {
+            s->buf = NULL;
+            rl_copy_fail(copy, -ENOMEM);
+            return;
+        }
+        /* A range left by a mapped write (map_write bytes) may be longer than buf. */
+        unsigned want = s->range < copy->chunk ? s->range : copy->chunk;
+        ret = rl_op_read(copy->ring, &s->cell, copy->src_fd, s->buf, want, copy->src_stream ? -1 : s->offset);
     }
     if (ret < 0)
         rl_copy_fail(copy, ret);
@@ -50,6 +123,16 @@ static void rl_copy_slot_complete(struct rl_cell *cell)
     copy->busy--;
     if (res == -EAGAIN) {
         /* The kernel had no room: the same step again. */
+    } else if (res == -EFAULT && s->mapped) {
+        /* src shrank under its mapping: the rest of this range, and what
+         * follows, is read as a file is (to its new end). */
+        if (copy->map_len > s->offset + s->written)
+            copy->map_len = s->offset + s->written;
+        copy->copied += s->written;
+        s->offset += s->written;
+        s->range = s->len - s->written;
+        s->writing = 0;
+        s->mapped = 0;
     } else if (res < 0) {
         rl_copy_fail(copy, res);
     } else if (s->writing) {
@@ -60,6 +143,7 @@ static void rl_copy_slot_complete(struct rl_cell *cell)
             copy->copied += s->len;
             s->writing = 0;
             s->offset += s->len; /* a short read left part of the range: read on */
+            s->mapped = 0;
         }
     } else if (res == 0) {
         copy->eof = 1;
@@ -71,8 +155,26 @@ static void rl_copy_slot_complete(struct rl_cell *cell)
         s->writing = 1;
     }
     rl_copy_slot_step(s);
-    if (copy->busy == 0)
-        copy->on_done(copy, copy->error ? copy->error : copy->copied);
+    rl_copy_check_done(copy);
+}
+
+static void rl_copy_check_done(struct rl_copy *copy)
+{
+    if (copy->busy)
+        return;
+    rl_copy_unmap_source(copy);
+    copy->on_done(copy, copy->error ? copy->error : copy->copied);
+}
+
+static void rl_copy_populate_complete(struct rl_cell *cell)
+{
+    struct rl_copy *copy = (struct rl_copy *)((char *)cell - offsetof(struct rl_copy, populate));
+    copy->busy--;
+    copy->populating = 0;
+    copy->populate_ok = cell->result == 0; /* EINVAL: a kernel without it; an error: the writes will say */
+    if (copy->populate_ok)
+        rl_copy_populate_step(copy);
+    rl_copy_check_done(copy);
 }
 
 /* 1: fd has no offsets (pipe, FIFO, socket: lseek says ESPIPE); 0: it has
@@ -82,6 +184,101 @@ static int rl_copy_is_stream(int fd)
     if (lseek(fd, 0, SEEK_CUR) >= 0)
         return 0;
     return errno == ESPIPE ? 1 : -errno;
+}
+
+/* The order of free page blocks the host takes back (free page reporting),
+ * or -1 when the kernel reports none. */
+static int rl_copy_reporting_order(void)
+{
+    int order = -1;
+    FILE *f = fopen("/sys/module/page_reporting/parameters/page_reporting_order", "re");
+    if (f) {
+        if (fscanf(f, "%d", &order) != 1)
+            order = -1;
+        fclose(f);
+    }
+    return order;
+}
+
+/* The write size for copying size bytes from a mapping (copy.h): the
+ * largest piece whose free blocks, from its own size up to the reported
+ * ones, hold twice size.  Without free page reporting, RL_COPY_MAP_MAX.
+ * Reads two small files of procfs and sysfs (no device behind them), for
+ * sources above RL_COPY_MAP_FLIGHT. */
+static unsigned rl_copy_piece(int64_t size)
+{
+    if (size <= (int64_t)RL_COPY_MAP_FLIGHT)
+        return RL_COPY_MAP_MAX; /* a few folios: not worth two files read */
+    int reported = rl_copy_reporting_order();
+    if (reported <= 0)
+        return RL_COPY_MAP_MAX;
+    FILE *f = fopen("/proc/buddyinfo", "re");
+    if (!f)
+        return RL_COPY_MAP_MAX;
+    enum { ORDERS = 16 };
+    uint64_t free_blocks[ORDERS] = {0};
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        /* "Node 0, zone   Normal  47090  37800 ...": blocks free of each order */
+        char *p = strstr(line, "zone");
+        if (!p || strstr(line, " DMA ")) /* the page cache does not use ZONE_DMA */
+            continue;
+        p += 4;
+        while (*p == ' ')
+            p++;
+        while (*p && *p != ' ')
+            p++; /* the zone's name */
+        for (int o = 0; o < ORDERS; o++) {
+            char *end;
+            unsigned long long n = strtoull(p, &end, 10);
+            if (end == p)
+                break;
+            free_blocks[o] += n;
+            p = end;
+        }
+    }
+    fclose(f);
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    for (unsigned piece = RL_COPY_MAP_MAX; piece > RL_COPY_MAP_MIN; piece /= 2) {
+        int order = 0;
+        while ((page << order) < piece)
+            order++;
+        uint64_t bytes = 0;
+        for (int o = order; o < reported && o < ORDERS; o++)
+            bytes += free_blocks[o] * (page << o);
+        if (bytes / 2 >= (uint64_t)size)
+            return piece;
+    }
+    return RL_COPY_MAP_MIN;
+}
+
+/* A regular source is mapped: each write then copies from src's page cache
+ * to dst's, one copy (as sendfile) where a read into a buffer and a write
+ * from it make two.  Its pages fault in inside the io-wq worker that runs
+ * the write (a buffered write to ext4 never runs on the loop thread).
+ * Without a mapping (not a regular file, empty, mmap refused) every range
+ * is read. */
+static void rl_copy_map_source(struct rl_copy *copy)
+{
+    struct rl_fileinfo info;
+    if (copy->src_stream || copy->dst_stream || rl_fileinfo(copy->src_fd, &info) < 0 || !info.regular ||
+        info.size == 0 || info.size > SIZE_MAX || info.size > INT64_MAX)
+        return;
+    void *map = mmap(NULL, (size_t)info.size, PROT_READ, MAP_SHARED, copy->src_fd, 0);
+    if (map == MAP_FAILED)
+        return;
+    madvise(map, (size_t)info.size, MADV_SEQUENTIAL);
+    copy->src_map = map;
+    copy->map_len = (int64_t)info.size;
+    copy->map_size = (size_t)info.size;
+    /* At most chunk bytes a write; one slot stays one write at a time (in order). */
+    copy->map_write = rl_copy_piece(copy->map_len);
+    if (copy->map_write > copy->chunk)
+        copy->map_write = copy->chunk;
+    if (copy->nslots > 1) {
+        unsigned want = RL_COPY_MAP_FLIGHT / copy->map_write;
+        copy->nslots = want > RL_COPY_MAP_SLOTS ? RL_COPY_MAP_SLOTS : want < 2 ? 2 : want;
+    }
 }
 
 struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsigned chunk,
@@ -112,17 +309,19 @@ struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsi
     copy->dst_stream = dst_stream;
     copy->on_done = on_done;
     copy->owner = owner;
-    for (unsigned i = 0; i < nslots; i++) {
+    copy->populate.on_complete = rl_copy_populate_complete;
+    copy->read_slots = nslots;
+    rl_copy_map_source(copy);
+    for (unsigned i = 0; i < copy->nslots; i++) {
         struct rl_copy_slot *s = &copy->slots[i];
         s->copy = copy;
         s->cell.on_complete = rl_copy_slot_complete;
-        if (posix_memalign((void **)&s->buf, 4096, chunk) != 0) {
-            rl_copy_free(copy);
-            *err = -ENOMEM;
-            return NULL;
-        }
     }
-    for (unsigned i = 0; i < nslots; i++)
+    if (copy->src_map) {
+        copy->populate_ok = 1;
+        rl_copy_populate_step(copy); /* first: its worker starts while the first writes queue */
+    }
+    for (unsigned i = 0; i < copy->nslots; i++)
         rl_copy_slot_step(&copy->slots[i]);
     if (copy->busy == 0) {
         /* Nothing could be queued: there is no completion to wait for. */
@@ -138,10 +337,13 @@ void rl_copy_cancel(struct rl_copy *copy)
     rl_copy_fail(copy, -ECANCELED);
     for (unsigned i = 0; i < copy->nslots; i++)
         rl_ring_cancel(copy->ring, &copy->slots[i].cell);
+    if (copy->populating)
+        rl_ring_cancel(copy->ring, &copy->populate);
 }
 
 void rl_copy_free(struct rl_copy *copy)
 {
+    rl_copy_unmap_source(copy);
     for (unsigned i = 0; i < copy->nslots; i++)
         free(copy->slots[i].buf);
     free(copy);

@@ -408,7 +408,9 @@ const char engine_copy_doc[] =
 "copy(src_fd, dst_fd, chunk_size=1048576, depth=4) -> Future[int]\n\n"
 "Copy src to dst from offset 0 until end of file, entirely in C: each read\n"
 "completion issues its write, each write completion the next read, with\n"
-"depth chunks in flight.  The result is the number of bytes copied.";
+"depth chunks in flight.  A regular src is mapped and written from instead\n"
+"(16 MiB in flight, in pieces of at most chunk_size; depth=1 stays one write\n"
+"at a time, in order).  The result is the number of bytes copied.";
 
 PyObject *engine_copy(EngineObject *self, PyObject *args, PyObject *kwargs)
 {

@@ -121,8 +121,10 @@ async def write_file(path: PathArg, data: Any) -> int:
 async def copy_file(src: PathArg, dst: PathArg) -> int:
     """Copy the content of src to dst (created or truncated); return the bytes copied.
 
-    The copy runs in C: each read's completion issues its write, with several
-    chunks in flight, and Python is resumed once at the end.  A pipe or FIFO
+    The copy runs in C, and Python is resumed once at the end: a regular
+    source is mapped and written from (one copy, page cache to page cache);
+    otherwise each read's completion issues its write, with several chunks
+    in flight.  A pipe or FIFO
     is copied in order.  As shutil.copyfile, copying a file onto itself (or a
     hard link of it) raises shutil.SameFileError and leaves it alone."""
     raw_src, src_name = fspath(src)
