@@ -2,7 +2,7 @@
  * (args.c), make the Op and point the kernel at its memory (op.c, op_io.c),
  * queue its SQE (ops.c) and launch it.  The Engine type itself, with its
  * method table, is in engine.c. */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #include "binding.h"
 #include "engine_ops.h"
 

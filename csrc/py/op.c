@@ -2,7 +2,7 @@
  * one reference from submission until the completion is reaped, so every
  * buffer the kernel may touch stays alive even if the awaiting task was
  * cancelled long before. */
-#define _GNU_SOURCE /* struct statx */
+#define _GNU_SOURCE 1 /* struct statx */
 #include "binding.h"
 #include "fault.h"
 

@@ -4,7 +4,7 @@
  * completion does before the op is finished: continue a short write, queue
  * again what the kernel had no room for, copy out of a bounce buffer.  Also
  * the reads of a read_many batch and the end of a copy. */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #include "binding.h"
 
 #include <errno.h>

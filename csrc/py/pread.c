@@ -9,7 +9,7 @@
  *
  * Reads through ops (Engine.read/_read/readinto) make the same attempt with
  * op_try_nowait before they are queued. */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #include "binding.h"
 
 #include <errno.h>

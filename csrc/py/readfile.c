@@ -33,7 +33,7 @@
  *             opens it.
  * Errors of the open (ENOENT, EACCES, ...) are raised as the built-in open
  * raises them. */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #include "binding.h"
 #include "engine_ops.h"
 #include "fault.h"

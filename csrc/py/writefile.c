@@ -5,7 +5,7 @@
  * caller waits.  Here each step's completion issues the next one in C, and
  * Python is resumed once, with the count or the error.  Only the opcodes
  * every kernel ringlet runs on has (OPENAT, WRITE, CLOSE). */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #include "binding.h"
 #include "engine_ops.h"
 
