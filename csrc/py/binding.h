@@ -111,6 +111,7 @@ struct batch_part;
 /* write_file's steps around its write (writefile.c): the open, then the close. */
 struct write_file_chain {
     struct rl_cell cell;        /* the open's, then the close's */
+    struct OpObject *op;
     int64_t write_res;          /* the bytes written, or -errno */
     uint8_t stop;               /* the caller was cancelled during the open: write nothing */
     struct OpObject *prev, *next; /* the engine's write_files in flight (Engine._write_file_stop) */
@@ -139,14 +140,15 @@ typedef struct OpObject {
     EngineObject *engine;       /* strong: an op in flight keeps its engine */
     PyObject *future;           /* NULL until the op is still pending after its submission */
     PyObject *outcome;          /* inline completion: the value or exception, for op_launch */
-    uint8_t failed;             /* outcome is an exception */
     PyObject *obj;              /* read: the bytes being filled; path operations: the path */
     PyObject *obj2;             /* the second path of rename/link/symlink */
     PyObject *filename;         /* for OSError, or NULL */
     PyObject *filename2;
-    uint8_t kind;               /* enum op_kind */
     const char *name;           /* "read", "rename", ...: for traces */
     int fd;
+    /* The flags together: an op's size is the memory each read in flight costs. */
+    uint8_t kind;               /* enum op_kind */
+    uint8_t failed;             /* outcome is an exception */
     uint8_t watching;           /* the op is a done callback of its pending future */
     uint8_t abandoned;          /* the future finished first (cancelled): drop the result */
     uint8_t awaited;            /* the op itself is what the caller awaits, and is its own future
@@ -155,28 +157,27 @@ typedef struct OpObject {
     uint8_t fut_blocking;       /* _asyncio_future_blocking: 0 None (not yielded yet), 1 True, 2 False */
     uint8_t handed_over;        /* awaited: the await has ended (its value or error was given) */
     uint8_t wake_queued;        /* in engine->woken */
-    PyObject *callback;         /* awaited: the first done callback and its context, or NULL */
-    PyObject *callback_context;
-    PyObject *callbacks;        /* the others: a list of (callback, context), or NULL */
-    PyObject *cancel_msg;       /* cancelled: the message given to cancel(), or NULL */
     uint8_t finished;           /* the outcome is delivered (or dropped) */
-    int64_t offset;             /* -1: a stream, or an O_APPEND write */
     uint8_t moves_position;     /* offset was the descriptor's: move it past the bytes at completion */
-    size_t length;              /* bytes asked for */
-    size_t done;                /* write: bytes written so far */
-    struct kernel_io io;        /* read/readinto/write */
     uint8_t direct;             /* O_DIRECT: submitted at the end of the loop tick */
     uint8_t offload;            /* a large read once the loop turn's inline budget is spent: to the
                                    kernel's workers (IOSQE_ASYNC), submitted at the end of the tick */
     uint8_t offload_running;    /* holds one of the engine's offload_max places (until its completion) */
     uint8_t offload_waiting;    /* in the engine's offload queue: not yet given to the kernel */
+    PyObject *callback;         /* awaited: the first done callback and its context, or NULL */
+    PyObject *callback_context;
+    PyObject *callbacks;        /* the others: a list of (callback, context), or NULL */
+    PyObject *cancel_msg;       /* cancelled: the message given to cancel(), or NULL */
+    int64_t offset;             /* -1: a stream, or an O_APPEND write */
+    size_t length;              /* bytes asked for */
+    size_t done;                /* write: bytes written so far */
+    struct kernel_io io;        /* read/readinto/write */
     struct OpObject *offload_prev, *offload_next; /* that queue's links */
     char *bounce;               /* O_DIRECT: the aligned memory the kernel uses, or NULL */
     size_t bounce_size;         /* its size (a pool size class, or its exact size if not pooled) */
     size_t bounce_skip;         /* read: where the bytes asked for start in bounce */
     struct op_times *times;     /* when traced: the op's timeline, else NULL */
-    uint8_t write_file;         /* write_file's: opened and closed around the write (chain) */
-    struct write_file_chain chain;
+    struct write_file_chain *chain; /* write_file's: opened and closed around the write, else NULL */
     union {
         Py_buffer view;         /* readinto/write: the caller's buffer, held */
         struct statx *stx;      /* statx: where the kernel writes */

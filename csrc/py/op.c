@@ -490,7 +490,7 @@ static void op_cancel(OpObject *op)
             rl_ring_cancel(&op->engine->ring, &op->u.batch.parts[i].cell);
     else
         rl_ring_cancel(&op->engine->ring, &op->cell);
-    if (op->write_file)
+    if (op->chain)
         write_file_cancel(op);
 }
 
@@ -1055,6 +1055,7 @@ static void op_dealloc(OpObject *op)
     Py_CLEAR(op->callbacks);
     Py_CLEAR(op->cancel_msg);
     PyMem_Free(op->times);
+    PyMem_Free(op->chain);
     Py_CLEAR(op->filename);
     Py_CLEAR(op->filename2);
     Py_CLEAR(op->engine);

@@ -288,7 +288,7 @@ static void op_io_complete(struct rl_cell *cell)
                 return;
         }
     }
-    if (op->write_file) { /* the file is closed before the op finishes */
+    if (op->chain) { /* the file is closed before the op finishes */
         write_file_write_done(op, res);
         return;
     }

@@ -17,21 +17,21 @@
 static void write_file_finish(OpObject *op, int64_t res)
 {
     EngineObject *engine = op->engine;
-    struct write_file_chain *chain = &op->chain;
+    struct write_file_chain *chain = op->chain;
     if (chain->prev)
-        chain->prev->chain.next = chain->next;
+        chain->prev->chain->next = chain->next;
     else if (engine->write_files == op)
         engine->write_files = chain->next;
     if (chain->next)
-        chain->next->chain.prev = chain->prev;
+        chain->next->chain->prev = chain->prev;
     chain->prev = chain->next = NULL;
     op_finish(op, res);
 }
 
 static void write_file_close_complete(struct rl_cell *cell)
 {
-    OpObject *op = (OpObject *)((char *)cell - offsetof(OpObject, chain.cell));
-    int64_t res = op->chain.write_res;
+    OpObject *op = ((struct write_file_chain *)cell)->op;
+    int64_t res = op->chain->write_res;
     if (cell->result < 0)
         res = cell->result; /* as the steps' finally: the close's error comes last */
     write_file_finish(op, res);
@@ -41,15 +41,15 @@ static void write_file_close_complete(struct rl_cell *cell)
 static void write_file_close(OpObject *op, int64_t res)
 {
     EngineObject *engine = op->engine;
-    op->chain.write_res = res;
+    op->chain->write_res = res;
     if (engine->shutting_down) { /* nobody will see the result: the descriptor is closed here */
         close(op->fd);
         write_file_finish(op, res);
         return;
     }
     rl_nowait_forget(&engine->nowait, op->fd);
-    op->chain.cell.on_complete = write_file_close_complete;
-    if (rl_op_close(&engine->ring, &op->chain.cell, op->fd) < 0) {
+    op->chain->cell.on_complete = write_file_close_complete;
+    if (rl_op_close(&engine->ring, &op->chain->cell, op->fd) < 0) {
         close(op->fd); /* no SQE to be had: close(2) never waits for a regular file's data */
         write_file_finish(op, res);
         return;
@@ -64,9 +64,9 @@ void write_file_write_done(OpObject *op, int64_t res)
 
 static void write_file_open_complete(struct rl_cell *cell)
 {
-    OpObject *op = (OpObject *)((char *)cell - offsetof(OpObject, chain.cell));
+    OpObject *op = ((struct write_file_chain *)cell)->op;
     int64_t res = cell->result;
-    if (res >= 0 && (op->engine->shutting_down || op->abandoned || op->chain.stop)) {
+    if (res >= 0 && (op->engine->shutting_down || op->abandoned || op->chain->stop)) {
         close((int)res); /* the caller gave up before the write began: nothing is written */
         res = -ECANCELED;
     }
@@ -86,7 +86,7 @@ static void write_file_open_complete(struct rl_cell *cell)
 
 void write_file_cancel(OpObject *op)
 {
-    rl_ring_cancel(&op->engine->ring, &op->chain.cell);
+    rl_ring_cancel(&op->engine->ring, &op->chain->cell);
 }
 
 const char engine__write_file_doc[] =
@@ -122,14 +122,19 @@ PyObject *engine__write_file(EngineObject *self, PyObject *const *args, Py_ssize
     op->offset = 0;
     op->length = (size_t)op->u.view.len;
     op_kernel_io(op, op->u.view.buf, 0); /* align 0: cannot fail */
-    op->write_file = 1;
-    op->chain.cell.on_complete = write_file_open_complete;
-    int queued = rl_op_openat(&self->ring, &op->chain.cell, AT_FDCWD, PyBytes_AS_STRING(path),
+    op->chain = PyMem_Calloc(1, sizeof *op->chain);
+    if (op->chain == NULL) {
+        Py_DECREF(op);
+        return PyErr_NoMemory();
+    }
+    op->chain->op = op;
+    op->chain->cell.on_complete = write_file_open_complete;
+    int queued = rl_op_openat(&self->ring, &op->chain->cell, AT_FDCWD, PyBytes_AS_STRING(path),
                               O_WRONLY | O_CREAT | O_TRUNC, 0666);
     if (queued == 0) {
-        op->chain.next = self->write_files;
+        op->chain->next = self->write_files;
         if (self->write_files)
-            self->write_files->chain.prev = op;
+            self->write_files->chain->prev = op;
         self->write_files = op;
     }
     return op_launch(op, queued, 0);
@@ -146,12 +151,12 @@ PyObject *engine__write_file_stop(EngineObject *self, PyObject *future)
 {
     if (!self->ring_open || self->fork_generation != ringlet_fork_generation())
         Py_RETURN_NONE; /* shut down: what was in flight is the kernel's to finish or drop */
-    for (OpObject *op = self->write_files; op; op = op->chain.next) {
+    for (OpObject *op = self->write_files; op; op = op->chain->next) {
         if (op->future != future)
             continue;
-        if (op->chain.cell.opcode == IORING_OP_OPENAT && op->chain.cell.state == RL_CELL_IN_FLIGHT) {
-            op->chain.stop = 1;
-            rl_ring_cancel(&self->ring, &op->chain.cell);
+        if (op->chain->cell.opcode == IORING_OP_OPENAT && op->chain->cell.state == RL_CELL_IN_FLIGHT) {
+            op->chain->stop = 1;
+            rl_ring_cancel(&self->ring, &op->chain->cell);
         }
         break;
     }
