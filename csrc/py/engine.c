@@ -58,12 +58,9 @@ PyDoc_STRVAR(engine_drain_doc,
 "A BaseException (KeyboardInterrupt) raised while futures were resolved is\n"
 "raised here once every reaped completion is delivered.");
 
-static PyObject *engine_drain(EngineObject *self, PyObject *Py_UNUSED(ignored))
+/* drain's answer: a pending interrupt first, then the ring's error, else the count reaped. */
+static PyObject *drain_result(EngineObject *self, int ret)
 {
-    if (engine_check(self) < 0)
-        return NULL;
-    int ret = rl_ring_drain(&self->ring, self->ring.ring.cq.ring_entries);
-    engine_retry_wake(self);
     if (loop_raise_interrupt(self) < 0)
         return NULL;
     if (ret < 0) {
@@ -71,6 +68,15 @@ static PyObject *engine_drain(EngineObject *self, PyObject *Py_UNUSED(ignored))
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     return PyLong_FromLong(ret);
+}
+
+static PyObject *engine_drain(EngineObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (engine_check(self) < 0)
+        return NULL;
+    int ret = rl_ring_drain(&self->ring, self->ring.ring.cq.ring_entries);
+    engine_retry_wake(self);
+    return drain_result(self, ret);
 }
 
 PyDoc_STRVAR(engine_drain_and_wake_doc,
@@ -108,13 +114,7 @@ static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(i
     PyErr_Restore(type, exc, tb);
     if (raised)
         return NULL;
-    if (loop_raise_interrupt(self) < 0)
-        return NULL;
-    if (ret < 0) {
-        errno = -ret;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    return PyLong_FromLong(ret);
+    return drain_result(self, ret);
 }
 
 PyDoc_STRVAR(engine_shutdown_doc,
