@@ -312,6 +312,8 @@ int ringlet_register_atfork(void);
 int engine_check(EngineObject *engine);
 /* loop.call_soon(callable, *args) for the engine's loop; 0 or -1 with an exception. */
 int loop_call_soon(EngineObject *engine, PyObject *callable, PyObject *args);
+/* call_soon(engine.<method>) once until it has run (*flag: pending), in the engine's empty context. */
+int loop_call_soon_once(EngineObject *engine, const char *method, int *flag);
 /* call_soon(engine._flush) once per loop tick; 0, or -2 when it could not be scheduled. */
 int loop_schedule_flush(EngineObject *engine);
 /* Whether an inline completion must go through the loop, so its task yields:

@@ -75,17 +75,33 @@ int loop_call_soon(EngineObject *engine, PyObject *callable, PyObject *args)
     return r == NULL ? -1 : 0;
 }
 
-/* call_soon(engine.<method>) once until it has run; flag records that it is pending. */
-static int loop_call_soon_once(EngineObject *engine, const char *method, int *flag)
+/* call_soon(engine.<method>) once until it has run; flag records that it is
+ * pending.  In the engine's empty context: the engine's own callbacks need
+ * none, and call_soon would otherwise copy the caller's. */
+int loop_call_soon_once(EngineObject *engine, const char *method, int *flag)
 {
     if (*flag)
         return 0;
+    PyObject *loop = PyWeakref_GetObject(engine->loop_ref); /* borrowed */
+    if (loop == NULL)
+        return -1;
+    if (loop == Py_None) {
+        PyErr_SetString(PyExc_RuntimeError, "ringlet: the engine's event loop is gone");
+        return -1;
+    }
     PyObject *bound = PyObject_GetAttrString((PyObject *)engine, method);
-    int ret = bound ? loop_call_soon(engine, bound, engine->state->empty_tuple) : -1;
-    Py_XDECREF(bound);
-    if (ret == 0)
-        *flag = 1;
-    return ret;
+    if (bound == NULL)
+        return -1;
+    ringlet_state *st = engine->state;
+    PyObject *argv[3] = {loop, bound, st->callback_context};
+    PyObject *r = PyObject_VectorcallMethod(st->str_call_soon, argv, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                            st->kwnames_context);
+    Py_DECREF(bound);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    *flag = 1;
+    return 0;
 }
 
 int loop_schedule_flush(EngineObject *engine)

@@ -539,27 +539,7 @@ static int engine_schedule_wake(EngineObject *engine)
     /* Signal handlers pending now run first (as before a set_result), so that
      * an interrupt does not land inside call_soon and leave the wake-up unscheduled. */
     loop_check_signals(engine);
-    ringlet_state *st = engine->state;
-    PyObject *loop = PyWeakref_GetObject(engine->loop_ref); /* borrowed */
-    if (loop == NULL)
-        return -1;
-    if (loop == Py_None) {
-        PyErr_SetString(PyExc_RuntimeError, "ringlet: the engine's event loop is gone");
-        return -1;
-    }
-    PyObject *wake = PyObject_GetAttr((PyObject *)engine, st->str__wake);
-    if (wake == NULL)
-        return -1;
-    /* The engine's empty context: the callbacks enter their own. */
-    PyObject *argv[3] = {loop, wake, st->callback_context};
-    PyObject *r = PyObject_VectorcallMethod(st->str_call_soon, argv, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                            st->kwnames_context);
-    Py_DECREF(wake);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    engine->wake_scheduled = 1;
-    return 0;
+    return loop_call_soon_once(engine, "_wake", &engine->wake_scheduled);
 }
 
 /* The op is done (or has a callback added once done): its callbacks run in the engine's next _wake. */
