@@ -124,9 +124,9 @@ async def copy_file(src: PathArg, dst: PathArg) -> int:
     The copy runs in C, and Python is resumed once at the end: a regular
     source is mapped and written from (one copy, page cache to page cache);
     otherwise each read's completion issues its write, with several chunks
-    in flight.  A pipe or FIFO
-    is copied in order.  As shutil.copyfile, copying a file onto itself (or a
-    hard link of it) raises shutil.SameFileError and leaves it alone."""
+    in flight.  A pipe or FIFO is copied in order.  As shutil.copyfile,
+    copying a file onto itself (or a hard link of it) raises
+    shutil.SameFileError and leaves it alone."""
     raw_src, src_name = fspath(src)
     raw_dst, dst_name = fspath(dst)
     engine = get_engine()
