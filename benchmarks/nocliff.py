@@ -4,8 +4,9 @@
 
 Each measurement runs in a fresh process (this file with --worker); every
 contender's round is preceded by re-warming the page cache (this machine
-pages out idle memory), and rounds of the contenders alternate; the figure
-is the median of the rounds.  --base DIR adds "ringlet@base": the same
+pages out idle memory), and the contenders take turns, each round starting
+with the next one (run.py rotates the same way); the figure is the median of
+the rounds.  --base DIR adds "ringlet@base": the same
 measurement with the ringlet installed in DIR (pip install --target DIR),
 so a change is seen side by side with what it changed.
 
@@ -533,14 +534,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     os.makedirs(a.dir, exist_ok=True)
     data = os.path.join(a.dir, "data-256m.bin")
     cold = os.path.join(a.dir, "cold-256m.bin")
-    make_file(data, 256 << 20)
-    make_file(cold, 256 << 20)
     # its own file: fio drops a file's cached pages before it starts (invalidate=1)
     direct = os.path.join(a.dir, "direct-256m.bin")
     if not a.only or "direct" in a.only.split(","):
         make_file(direct, 256 << 20)
-
-
     if not only_copies(a.only):  # the copy scenarios make their own sources
         make_file(data, 256 << 20)
         make_file(cold, 256 << 20)
@@ -614,8 +611,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         if base and "ringlet" in contenders:
             contenders["ringlet@base"] = dict(contenders["ringlet"], base=True)
         results: Dict[str, List[Dict[str, Any]]] = {k: [] for k in contenders}
-        for _ in range(a.rounds):
-            for key, params in contenders.items():
+        order = list(contenders.items())
+        for r in range(a.rounds):
+            # each round starts with the next contender: none always runs
+            # right after the same neighbour (the page cache it left, the CPU's state)
+            for key, params in order[r % len(order):] + order[:r % len(order)]:
                 results[key].append(run_worker(params, base))
         med = {k: median_of(v) for k, v in results.items()}
         for k, runs in results.items():
