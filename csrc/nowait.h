@@ -36,7 +36,8 @@ int rl_nowait_enabled(const struct rl_nowait *nw, int fd);
  * written either way. */
 int64_t rl_read_nowait(struct rl_nowait *nw, int fd, void *buf, size_t len, int64_t offset);
 
-/* fd is closed: a later file with the same number is tried again. */
+/* fd is closed, or an open just returned it (the number was closed since,
+ * perhaps by os.close): the file now under it is looked at anew. */
 void rl_nowait_forget(struct rl_nowait *nw, int fd);
 
 void rl_nowait_free(struct rl_nowait *nw);

@@ -290,6 +290,7 @@ def test_an_o_direct_descriptor_gets_no_nonblocking_attempt(ringlet, require_io_
     async def main():
         engine = ringlet.get_engine()
         fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        os.fsync(fd)  # dirty pages would make the attempt refuse (EAGAIN) by themselves
         try:
             before = engine.stats()
             buffers = [mmap.mmap(-1, ALIGN) for _ in range(8)]
@@ -303,3 +304,41 @@ def test_an_o_direct_descriptor_gets_no_nonblocking_attempt(ringlet, require_io_
     assert counts == [ALIGN] * 8
     assert got == [data[i * ALIGN:(i + 1) * ALIGN] for i in range(8)]
     assert nowait == 0
+
+
+def test_a_number_reused_for_an_o_direct_file_is_looked_at_again(ringlet, require_io_uring, run, direct_file):
+    """A buffered descriptor read through the engine (a non-blocking attempt:
+    its number is known as not O_DIRECT), closed with os.close, not by
+    ringlet; the engine then opens an O_DIRECT file under the same number.
+    Its reads go to the ring: the number is looked at anew when an open
+    returns it, not taken for the old file's."""
+    import mmap
+
+    path, data = direct_file
+
+    async def main():
+        engine = ringlet.get_engine()
+        fd = os.open(path, os.O_RDONLY)
+        os.fsync(fd)  # dirty pages would make an O_DIRECT attempt refuse (EAGAIN) by themselves
+        before = engine.stats()
+        first = await engine.read(fd, ALIGN, 0)
+        middle = engine.stats()
+        os.close(fd)
+        direct_fd = await engine.open(os.fsencode(path), os.O_RDONLY | os.O_DIRECT)
+        try:
+            buffers = [mmap.mmap(-1, ALIGN) for _ in range(4)]
+            counts = await asyncio.gather(*(engine.readinto(direct_fd, buf, i * ALIGN)
+                                            for i, buf in enumerate(buffers)))
+            after = engine.stats()
+        finally:
+            os.close(direct_fd)
+        return (fd, direct_fd, first, counts, [bytes(b) for b in buffers],
+                middle["completed_nowait"] - before["completed_nowait"],
+                after["completed_nowait"] - middle["completed_nowait"])
+
+    fd, direct_fd, first, counts, got, nowait_buffered, nowait_direct = run(main())
+    assert direct_fd == fd  # the lowest free number: the one just closed
+    assert first == data[:ALIGN] and nowait_buffered == 1
+    assert counts == [ALIGN] * 4
+    assert got == [data[i * ALIGN:(i + 1) * ALIGN] for i in range(4)]
+    assert nowait_direct == 0
