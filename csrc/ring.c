@@ -3,6 +3,7 @@
 #include "fault.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -110,6 +111,34 @@ int rl_ring_init(struct rl_ring *r, unsigned sq_entries, unsigned cq_entries)
         return ret;
     }
     /* A forked child must never touch this ring: keep its memory out of it. */
+    io_uring_ring_dontfork(&r->ring);
+    rl_ring_probe(r);
+    return 0;
+}
+
+int rl_ring_init_plain(struct rl_ring *r, unsigned entries, int wake_fd)
+{
+    memset(r, 0, sizeof *r);
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    int ret = io_uring_queue_init_params(entries, &r->ring, &p);
+    if (ret < 0)
+        return ret;
+    r->setup_flags = p.flags;
+    r->features = p.features;
+    /* Its own descriptor of the same eventfd: rl_ring_exit closes it. */
+    r->wake_fd = fcntl(wake_fd, F_DUPFD_CLOEXEC, 0);
+    if (r->wake_fd < 0) {
+        ret = -errno;
+        io_uring_queue_exit(&r->ring);
+        return ret;
+    }
+    ret = io_uring_register_eventfd(&r->ring, r->wake_fd);
+    if (ret < 0) {
+        close(r->wake_fd);
+        io_uring_queue_exit(&r->ring);
+        return ret;
+    }
     io_uring_ring_dontfork(&r->ring);
     rl_ring_probe(r);
     return 0;
