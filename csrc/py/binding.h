@@ -94,6 +94,7 @@ typedef struct {
     struct OpObject *offload_head, *offload_tail;
     unsigned offload_running, offload_max;
     uint64_t files_nowait;      /* read_file calls done without the ring (readfile.c) */
+    uint64_t files_chained;     /* write_file calls run as one chain on side (writefile.c) */
     struct OpObject *write_files; /* write_file ops in flight (writefile.c) */
     struct rl_ring side;        /* write_file's chains (writefile.c): a ring without DEFER_TASKRUN */
     int side_state;             /* 0: not tried yet; 1: side is set up; -1: not to be had */

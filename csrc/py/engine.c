@@ -193,12 +193,13 @@ static PyObject *engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))
         sum.peak_in_flight += t->peak_in_flight;
     }
     const struct rl_stats *s = &sum;
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsIsIsd}",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsIsIsd}",
                          "submitted", (unsigned long long)s->submitted,
                          "completed", (unsigned long long)s->completed,
                          "completed_inline", (unsigned long long)s->completed_inline,
                          "completed_nowait", (unsigned long long)self->nowait.hits,
                          "files_nowait", (unsigned long long)self->files_nowait,
+                         "files_chained", (unsigned long long)self->files_chained,
                          "deferred", (unsigned long long)s->deferred,
                          "cancelled", (unsigned long long)s->cancelled,
                          "enter_calls", (unsigned long long)s->enter_calls,

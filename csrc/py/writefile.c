@@ -237,6 +237,7 @@ static int side_start(OpObject *op, const char *path)
     io_uring_prep_close_direct(sqe, slot);
     rl_ring_arm(side, sqe, &chain->side_close);
     rl_ring_submit(side);
+    engine->files_chained++;
     return 0;
 }
 
