@@ -3,6 +3,7 @@
 #include "fault.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -77,6 +78,24 @@ void rl_ring_restrict_new(const uint64_t allowed[4])
         rl_new_ring_allowed[i] = allowed ? allowed[i] : UINT64_MAX;
 }
 
+/* A ring just set up gets its eventfd (wake_fd, a descriptor it owns from
+ * here on, or -errno from making it) and its probe; on failure it is undone. */
+static int rl_ring_wake_and_probe(struct rl_ring *r, int wake_fd)
+{
+    int ret = wake_fd < 0 ? wake_fd : io_uring_register_eventfd(&r->ring, wake_fd);
+    if (ret < 0) {
+        if (wake_fd >= 0)
+            close(wake_fd);
+        io_uring_queue_exit(&r->ring);
+        return ret;
+    }
+    r->wake_fd = wake_fd;
+    /* A forked child must never touch this ring: keep its memory out of it. */
+    io_uring_ring_dontfork(&r->ring);
+    rl_ring_probe(r);
+    return 0;
+}
+
 int rl_ring_init(struct rl_ring *r, unsigned sq_entries, unsigned cq_entries)
 {
     memset(r, 0, sizeof *r);
@@ -97,22 +116,23 @@ int rl_ring_init(struct rl_ring *r, unsigned sq_entries, unsigned cq_entries)
     }
     if (ret < 0)
         return ret;
-    r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (r->wake_fd < 0) {
-        ret = -errno;
-        io_uring_queue_exit(&r->ring);
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return rl_ring_wake_and_probe(r, fd < 0 ? -errno : fd);
+}
+
+int rl_ring_init_plain(struct rl_ring *r, unsigned entries, int wake_fd)
+{
+    memset(r, 0, sizeof *r);
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    int ret = io_uring_queue_init_params(entries, &r->ring, &p);
+    if (ret < 0)
         return ret;
-    }
-    ret = io_uring_register_eventfd(&r->ring, r->wake_fd);
-    if (ret < 0) {
-        close(r->wake_fd);
-        io_uring_queue_exit(&r->ring);
-        return ret;
-    }
-    /* A forked child must never touch this ring: keep its memory out of it. */
-    io_uring_ring_dontfork(&r->ring);
-    rl_ring_probe(r);
-    return 0;
+    r->setup_flags = p.flags;
+    r->features = p.features;
+    /* Its own descriptor of the same eventfd: rl_ring_exit closes it. */
+    int fd = fcntl(wake_fd, F_DUPFD_CLOEXEC, 0);
+    return rl_ring_wake_and_probe(r, fd < 0 ? -errno : fd);
 }
 
 void rl_ring_exit(struct rl_ring *r)

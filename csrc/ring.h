@@ -44,6 +44,11 @@ struct rl_ring {
 /* Sets up a ring, trying SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN,
  * then no flags (each refused with EINVAL on older kernels). */
 int rl_ring_init(struct rl_ring *r, unsigned sq_entries, unsigned cq_entries);
+/* A ring with no setup flags (no DEFER_TASKRUN: the kernel's workers post
+ * completions themselves and run a linked request in the worker that ran the
+ * one before), signalling the same eventfd as wake_fd, through a descriptor
+ * of its own.  For write_file's chain (csrc/py/writefile.c). */
+int rl_ring_init_plain(struct rl_ring *r, unsigned entries, int wake_fd);
 /* Unmaps the ring and closes its fds.  Called by a continuation (while a
  * reap, drain or submit_and_reap up the stack still reads the ring), it only
  * marks the ring: the reaping stops after the completions already taken

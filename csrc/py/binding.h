@@ -94,7 +94,11 @@ typedef struct {
     struct OpObject *offload_head, *offload_tail;
     unsigned offload_running, offload_max;
     uint64_t files_nowait;      /* read_file calls done without the ring (readfile.c) */
+    uint64_t files_chained;     /* write_file calls run as one chain on side (writefile.c) */
     struct OpObject *write_files; /* write_file ops in flight (writefile.c) */
+    struct rl_ring side;        /* write_file's chains (writefile.c): a ring without DEFER_TASKRUN */
+    int side_state;             /* 0: not tried yet; 1: side is set up; -1: not to be had */
+    uint32_t side_free;         /* side's fixed-file slots that hold no file, a bit each */
     ringlet_state *state;
     PyObject *weakreflist;
 } EngineObject;
@@ -114,6 +118,13 @@ struct write_file_chain {
     struct OpObject *op;
     int64_t write_res;          /* the bytes written, or -errno */
     uint8_t stop;               /* the caller was cancelled during the open: write nothing */
+    /* On engine->side (chained in the kernel): cell is the open's; these the write's and close's. */
+    struct rl_cell side_write, side_close;
+    int32_t open_res, close_res;
+    uint8_t on_side;            /* the ops run as one linked chain on engine->side */
+    uint8_t pending;            /* side completions still to come before the next step */
+    uint8_t slot;               /* the fixed-file slot the open fills */
+    uint8_t closed;             /* the slot's file is closed (or was never opened) */
     struct OpObject *prev, *next; /* the engine's write_files in flight (Engine._write_file_stop) */
 };
 
@@ -295,6 +306,12 @@ void op_copy_done(struct rl_copy *copy, int64_t result);
 void write_file_write_done(OpObject *op, int64_t res);
 /* Cancels write_file's open or close (op_cancel cancels the write). */
 void write_file_cancel(OpObject *op);
+/* Engine creation: sets up write_file's side ring, or notes that it cannot be had (steps then). */
+void write_file_side_setup(EngineObject *engine);
+/* The loop's drain: reaps write_file's side ring (after the main ring's, whose drain read the eventfd). */
+void write_file_side_drain(EngineObject *engine);
+/* Shutdown (on the loop's thread): cancels the chains, waits up to timeout_s for them; then closes the ring. */
+void write_file_side_shutdown(EngineObject *engine, double timeout_s);
 
 /* ---- ready.c ----------------------------------------------------------- */
 PyObject *ready_new(ringlet_state *st, PyObject *value);

@@ -75,6 +75,7 @@ static PyObject *engine_drain(EngineObject *self, PyObject *Py_UNUSED(ignored))
     if (engine_check(self) < 0)
         return NULL;
     int ret = rl_ring_drain(&self->ring, self->ring.ring.cq.ring_entries);
+    write_file_side_drain(self);
     engine_retry_wake(self);
     return drain_result(self, ret);
 }
@@ -93,6 +94,7 @@ static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(i
         return NULL;
     self->reaping_for_wake = 1;
     int ret = rl_ring_drain(&self->ring, self->ring.ring.cq.ring_entries);
+    write_file_side_drain(self);
     self->reaping_for_wake = 0;
     int raised = 0, woke_tasks = self->woken != NULL && self->interrupt == NULL && ret >= 0;
     if (woke_tasks) {
@@ -142,6 +144,7 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
     self->ring_open = 0; /* from here on operations raise, and a second shutdown returns at once */
     Py_CLEAR(self->tracer);
     engine_offload_drop_all(self); /* never given to the kernel: nothing to wait for */
+    write_file_side_shutdown(self, timeout);
     /* Only the owner thread may enter a SINGLE_ISSUER ring; from elsewhere, just leave. */
     if (self->thread_id == PyThread_get_thread_ident() && self->ring.stats.in_flight > 0) {
         rl_ring_cancel_all(&self->ring);
@@ -161,7 +164,7 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
                 break;
         }
     }
-    unsigned left_in_flight = self->ring.stats.in_flight;
+    unsigned left_in_flight = self->ring.stats.in_flight + (self->side_state ? self->side.stats.in_flight : 0);
     /* Closing the ring with requests still in flight is safe: their ops (and
      * memory) are never freed, and the kernel cancels them on teardown.
      * Inside a drain, the ring itself waits until the drain is over. */
@@ -175,13 +178,28 @@ PyDoc_STRVAR(engine_stats_doc, "stats() -> dict\n\nThe engine's counters.");
 
 static PyObject *engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
-    const struct rl_stats *s = &self->ring.stats;
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsIsIsd}",
+    /* write_file's side ring counts with the main one. */
+    struct rl_stats sum = self->ring.stats;
+    if (self->side_state) {
+        const struct rl_stats *t = &self->side.stats;
+        sum.submitted += t->submitted;
+        sum.completed += t->completed;
+        sum.completed_inline += t->completed_inline;
+        sum.deferred += t->deferred;
+        sum.cancelled += t->cancelled;
+        sum.enter_calls += t->enter_calls;
+        sum.overflowed += t->overflowed;
+        sum.in_flight += t->in_flight;
+        sum.peak_in_flight += t->peak_in_flight;
+    }
+    const struct rl_stats *s = &sum;
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsIsIsd}",
                          "submitted", (unsigned long long)s->submitted,
                          "completed", (unsigned long long)s->completed,
                          "completed_inline", (unsigned long long)s->completed_inline,
                          "completed_nowait", (unsigned long long)self->nowait.hits,
                          "files_nowait", (unsigned long long)self->files_nowait,
+                         "files_chained", (unsigned long long)self->files_chained,
                          "deferred", (unsigned long long)s->deferred,
                          "cancelled", (unsigned long long)s->cancelled,
                          "enter_calls", (unsigned long long)s->enter_calls,
@@ -283,6 +301,7 @@ static PyObject *engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     self->ring_open = 1;
+    write_file_side_setup(self);
     self->loop_has_thread_id = PyObject_HasAttr(loop, self->state->str__thread_id);
     /* Two offloaded reads per CPU: enough to keep every core copying, few enough that each read
      * waits in ringlet's queue, in call order, rather than behind all the others in io-wq's. */
@@ -324,8 +343,11 @@ static void engine_dealloc(EngineObject *self)
     if (self->weakreflist)
         PyObject_ClearWeakRefs((PyObject *)self);
     /* No op is in flight here: each one holds a reference to its engine. */
-    if (self->ring_open && self->fork_generation == ringlet_fork_generation())
+    if (self->ring_open && self->fork_generation == ringlet_fork_generation()) {
+        if (self->side_state > 0)
+            rl_ring_exit(&self->side);
         rl_ring_exit(&self->ring);
+    }
     rl_bounce_clear(&self->bounce_pool);
     rl_nowait_free(&self->nowait);
     Py_XDECREF(self->loop_ref);

@@ -8,9 +8,13 @@
 #define _GNU_SOURCE 1
 #include "binding.h"
 #include "engine_ops.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
+#include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Leaves the engine's list of write_files in flight, then finishes. */
@@ -84,9 +88,178 @@ static void write_file_open_complete(struct rl_cell *cell)
     rl_ring_submit(&op->engine->ring);
 }
 
+/* ---- the chain in the kernel (engine->side) ----------------------------
+ * On the main ring (DEFER_TASKRUN) each step's completion waits for the
+ * loop's thread, which issues the next: the open's end, the write and the
+ * close's start of writeback are two wake-ups of the loop and one of a
+ * worker apart, while the next write_file's open waits for that writeback.
+ * On a ring without DEFER_TASKRUN, one kernel worker runs open (into a
+ * fixed-file slot), write and close back to back as a linked chain, and the
+ * loop is woken at the end.  A short or failed write breaks the chain (the
+ * close is cancelled): the rest goes step by step on the same slot. */
+
+#define SIDE_SLOTS 32u
+
+void write_file_side_setup(EngineObject *engine)
+{
+    engine->side_state = -1;
+    struct rl_ring *side = &engine->side;
+    if (rl_ring_init_plain(side, SIDE_SLOTS * 4, rl_ring_wake_fd(&engine->ring)) < 0)
+        return;
+    /* LINKED_FILE: a linked write finds the file its open put in the slot. */
+    if (!(side->features & IORING_FEAT_LINKED_FILE) || !rl_ring_supports(side, IORING_OP_OPENAT) ||
+        !rl_ring_supports(side, IORING_OP_WRITE) || !rl_ring_supports(side, IORING_OP_CLOSE) ||
+        io_uring_register_files_sparse(&side->ring, SIDE_SLOTS) < 0) {
+        rl_ring_exit(side);
+        return;
+    }
+    engine->side_free = (uint32_t)((1ull << SIDE_SLOTS) - 1);
+    engine->side_state = 1;
+}
+
+static void side_step(OpObject *op);
+
+static void side_done_one(OpObject *op)
+{
+    if (--op->chain->pending == 0)
+        side_step(op);
+}
+
+static void side_open_complete(struct rl_cell *cell)
+{
+    struct write_file_chain *chain = (struct write_file_chain *)cell;
+    chain->open_res = cell->result;
+    side_done_one(chain->op);
+}
+
+static void side_write_complete(struct rl_cell *cell)
+{
+    struct write_file_chain *chain = (struct write_file_chain *)((char *)cell - offsetof(struct write_file_chain, side_write));
+    OpObject *op = chain->op;
+    if (cell->result > 0)
+        op->done += (size_t)cell->result;
+    chain->write_res = cell->result;
+    side_done_one(op);
+}
+
+static void side_close_complete(struct rl_cell *cell)
+{
+    struct write_file_chain *chain = (struct write_file_chain *)((char *)cell - offsetof(struct write_file_chain, side_close));
+    if (cell->result != -ECANCELED) { /* -ECANCELED: the write broke the chain, the file is open */
+        chain->closed = 1;
+        chain->close_res = cell->result;
+    }
+    side_done_one(chain->op);
+}
+
+/* All completions of the last submission are in: finish, or the next step. */
+static void side_step(OpObject *op)
+{
+    EngineObject *engine = op->engine;
+    struct write_file_chain *chain = op->chain;
+    if (chain->open_res < 0) { /* nothing was opened: the slot is empty */
+        engine->side_free |= 1u << chain->slot;
+        write_file_finish(op, chain->open_res); /* the open's error names the file */
+        return;
+    }
+    Py_CLEAR(op->filename); /* errors of the write and the close name no file, as os.write's and os.close's */
+    int64_t res = chain->write_res < 0 ? chain->write_res : (int64_t)op->done;
+    if (chain->closed) {
+        engine->side_free |= 1u << chain->slot;
+        if (res >= 0 && op->done < op->length)
+            res = -EIO; /* closed after a short write: never, a short write breaks the chain */
+        write_file_finish(op, chain->close_res < 0 ? chain->close_res : res);
+        return;
+    }
+    if (engine->shutting_down) { /* the ring's exit closes the slot's file */
+        write_file_finish(op, res);
+        return;
+    }
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&engine->side.ring);
+    if (sqe == NULL && rl_ring_submit(&engine->side) >= 0)
+        sqe = io_uring_get_sqe(&engine->side.ring);
+    if (sqe == NULL) { /* cannot be: one SQE per chain in flight at most here, 4 a chain in the SQ */
+        write_file_finish(op, -ENOMEM);
+        return;
+    }
+    if (res >= 0 && op->done < op->length && !op->abandoned && chain->write_res > 0) {
+        /* A short write is continued until all is written or an error comes. */
+        size_t left = op->length - op->done;
+        io_uring_prep_write(sqe, chain->slot, op->u.view.buf + op->done, (unsigned)left, op->done);
+        sqe->flags |= IOSQE_FIXED_FILE;
+        rl_ring_arm(&engine->side, sqe, &chain->side_write);
+    } else {
+        if (res >= 0 && op->done < op->length)
+            chain->write_res = -EIO; /* a write of 0 bytes (or nobody waits any more): as the steps' */
+        io_uring_prep_close_direct(sqe, chain->slot);
+        rl_ring_arm(&engine->side, sqe, &chain->side_close);
+    }
+    chain->pending = 1;
+    rl_ring_submit(&engine->side);
+}
+
+/* Queues the chain on engine->side: 0, or -1 when it cannot be had now (the
+ * steps on the main ring then). */
+static int side_start(OpObject *op, const char *path)
+{
+    EngineObject *engine = op->engine;
+    /* Injected faults act on the steps' completions, which the kernel's links never see. */
+    if (rl_fault_armed() || op->length > RL_MAX_RW || engine->side_state <= 0 || engine->side_free == 0)
+        return -1;
+    struct rl_ring *side = &engine->side;
+    if (io_uring_sq_space_left(&side->ring) < 3)
+        return -1;
+    /* A direct open takes no descriptor: when the process has none left, the
+     * steps' open fails with EMFILE as open() does. */
+    int spare = fcntl(side->wake_fd, F_DUPFD_CLOEXEC, 0);
+    if (spare < 0)
+        return -1;
+    close(spare);
+    struct write_file_chain *chain = op->chain;
+    unsigned slot = (unsigned)__builtin_ctz(engine->side_free);
+    engine->side_free &= ~(1u << slot);
+    chain->on_side = 1;
+    chain->slot = (uint8_t)slot;
+    chain->pending = 3;
+    chain->cell.on_complete = side_open_complete;
+    chain->side_write.on_complete = side_write_complete;
+    chain->side_close.on_complete = side_close_complete;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&side->ring);
+    /* O_CLOEXEC has no meaning for a slot (and the kernel refuses it there). */
+    io_uring_prep_openat_direct(sqe, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, 0666, slot);
+    sqe->flags |= IOSQE_IO_LINK | IOSQE_ASYNC; /* O_CREAT sends it to a worker anyway */
+    rl_ring_arm(side, sqe, &chain->cell);
+    sqe = io_uring_get_sqe(&side->ring);
+    io_uring_prep_write(sqe, (int)slot, op->u.view.buf, (unsigned)op->length, 0);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
+    rl_ring_arm(side, sqe, &chain->side_write);
+    sqe = io_uring_get_sqe(&side->ring);
+    io_uring_prep_close_direct(sqe, slot);
+    rl_ring_arm(side, sqe, &chain->side_close);
+    rl_ring_submit(side);
+    engine->files_chained++;
+    return 0;
+}
+
+void write_file_side_drain(EngineObject *engine)
+{
+    if (engine->side_state <= 0)
+        return;
+    struct rl_ring *side = &engine->side;
+    /* The loop's drain has read the shared eventfd: what arrives after that signals it again. */
+    if (IO_URING_READ_ONCE(*side->ring.sq.kflags) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN))
+        io_uring_get_events(&side->ring);
+    rl_ring_reap(side, UINT32_MAX);
+    if (side->exit_pending)
+        return;
+    if (io_uring_cq_ready(&side->ring))
+        eventfd_write(side->wake_fd, 1);
+    rl_ring_submit(side);
+}
+
 void write_file_cancel(OpObject *op)
 {
-    rl_ring_cancel(&op->engine->ring, &op->chain->cell);
+    rl_ring_cancel(op->chain->on_side ? &op->engine->side : &op->engine->ring, &op->chain->cell);
 }
 
 const char engine__write_file_doc[] =
@@ -128,6 +301,13 @@ PyObject *engine__write_file(EngineObject *self, PyObject *const *args, Py_ssize
         return PyErr_NoMemory();
     }
     op->chain->op = op;
+    if (side_start(op, PyBytes_AS_STRING(path)) == 0) {
+        op->chain->next = self->write_files;
+        if (self->write_files)
+            self->write_files->chain->prev = op;
+        self->write_files = op;
+        return op_launch(op, 0, 0);
+    }
     op->chain->cell.on_complete = write_file_open_complete;
     int queued = rl_op_openat(&self->ring, &op->chain->cell, AT_FDCWD, PyBytes_AS_STRING(path),
                               O_WRONLY | O_CREAT | O_TRUNC, 0666);
@@ -156,9 +336,39 @@ PyObject *engine__write_file_stop(EngineObject *self, PyObject *future)
             continue;
         if (op->chain->cell.opcode == IORING_OP_OPENAT && op->chain->cell.state == RL_CELL_IN_FLIGHT) {
             op->chain->stop = 1;
-            rl_ring_cancel(&self->ring, &op->chain->cell);
+            write_file_cancel(op);
         }
         break;
     }
     Py_RETURN_NONE;
+}
+
+void write_file_side_shutdown(EngineObject *engine, double timeout_s)
+{
+    if (engine->side_state <= 0)
+        return;
+    engine->side_state = -1; /* no drain reaps it any more */
+    struct rl_ring *side = &engine->side;
+    /* As the main ring: only the loop's thread waits for the kernel to give the memory back. */
+    if (engine->thread_id == PyThread_get_thread_ident() && side->stats.in_flight > 0) {
+        rl_ring_cancel_all(side);
+        struct timespec start, now;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        for (;;) {
+            rl_ring_reap(side, UINT32_MAX);
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            double left = timeout_s - (double)(now.tv_sec - start.tv_sec) - (now.tv_nsec - start.tv_nsec) * 1e-9;
+            if (side->stats.in_flight == 0 || left <= 0)
+                break;
+            int ret;
+            Py_BEGIN_ALLOW_THREADS
+            ret = rl_ring_wait(side, left > 60 ? 60000 : (unsigned)(left * 1000) + 1);
+            Py_END_ALLOW_THREADS
+            if (ret < 0)
+                break;
+        }
+    }
+    /* Chains still in flight keep their ops (and memory) forever; the kernel
+     * cancels them and closes the slots' files on teardown. */
+    rl_ring_exit(side);
 }

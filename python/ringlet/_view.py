@@ -48,6 +48,7 @@ _LABELS = {
     "completed_inline": ("completed inline", "finished inside the submitting io_uring_enter"),
     "completed_nowait": ("completed without the ring", "of those, served at once from the page cache (RWF_NOWAIT)"),
     "files_nowait": ("files read without the ring", "read_file: open, reads and close on the loop thread, none waiting"),
+    "files_chained": ("files written in one kernel chain", "write_file: open, write and close linked, run by one kernel worker"),
     "deferred": ("deferred", "finished later: the loop woke on the ring"),
     "cancelled": ("cancelled", "cancel requests sent to the kernel"),
     "enter_calls": ("io_uring_enter calls", "system calls into the ring"),
@@ -58,7 +59,8 @@ _LABELS = {
 }
 _ROWS = tuple((key, *_LABELS[key]) for key in STATS_KEYS)
 
-_COUNTERS = ("submitted", "completed", "completed_inline", "completed_nowait", "files_nowait", "deferred", "cancelled", "enter_calls", "overflowed")
+_COUNTERS = ("submitted", "completed", "completed_inline", "completed_nowait", "files_nowait", "files_chained", "deferred", "cancelled",
+             "enter_calls", "overflowed")
 
 
 class Stats(dict[str, Any]):

@@ -37,7 +37,7 @@ def test_one_chain_on_io_uring_none_on_threads(ringlet, run, tmp_path, backend):
         n2 = await ringlet.write_file(path, data[::-1])
         engine.tracer = None
         after = engine.stats()
-        return (n, n2), {k: after[k] - before[k] for k in ("submitted", "completed", "in_flight")}
+        return (n, n2), {k: after[k] - before[k] for k in ("submitted", "completed", "in_flight", "files_chained")}
 
     counts, delta = run(main())
     if backend == "threads":
@@ -45,8 +45,8 @@ def test_one_chain_on_io_uring_none_on_threads(ringlet, run, tmp_path, backend):
         return
     assert counts == (len(data), len(data))
     assert path.read_bytes() == data[::-1]
-    # Two write_files: each an open, a write and a close in the kernel, and nothing left in flight.
-    assert delta == {"submitted": 6, "completed": 6, "in_flight": 0}
+    # Two write_files: each an open, a write and a close linked in the kernel, and nothing left in flight.
+    assert delta == {"submitted": 6, "completed": 6, "in_flight": 0, "files_chained": 2}
     assert [r["op"] for r in records] == ["write_file"]
     assert records[0]["result"] == len(data)
 
@@ -167,3 +167,106 @@ def test_cancel_during_an_open_that_waits_cancels_it(ringlet, run, tmp_path):
         return engine.stats()["in_flight"], fd_count() - fds
 
     assert run(main()) == (0, 0)
+
+
+def test_more_at_once_than_chain_slots(ringlet, run, tmp_path, backend):
+    # 32 chains at most are in the kernel at once; the others take the steps.
+    items = [(tmp_path / f"g{i}", os.urandom(3000 + 17 * i)) for i in range(80)]
+    fds = fd_count()
+
+    async def main():
+        engine = ringlet.get_engine()
+        before = engine.stats()["files_chained"]
+        got = await asyncio.gather(*(ringlet.write_file(p, d) for p, d in items))
+        return got, engine.stats()["files_chained"] - before, engine.stats()["in_flight"]
+
+    got, chained, in_flight = run(main())
+    assert got == [len(d) for _, d in items]
+    assert all(p.read_bytes() == d for p, d in items)
+    assert chained == (0 if backend == "threads" else 32)
+    assert in_flight == 0
+    assert fd_count() == fds
+
+
+SHORT_WRITE = """
+import asyncio, os, resource, signal
+import ringlet
+
+# Past RLIMIT_FSIZE a write comes back short, and the next one fails with EFBIG.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (10000, resource.RLIM_INFINITY))
+data = os.urandom(65536)
+
+def error(exc):
+    return (type(exc).__name__, exc.errno, exc.strerror, exc.filename)
+
+try:
+    with open("builtin.bin", "wb") as f:
+        f.write(data)
+except OSError as exc:
+    builtin = error(exc)
+
+async def main():
+    engine = ringlet.get_engine()
+    try:
+        await ringlet.write_file("ours.bin", data)
+    except OSError as exc:
+        ours = error(exc)
+    n = await ringlet.write_file("small.bin", data[:5000])
+    return ours, n, engine.stats()["in_flight"]
+
+ours, n, in_flight = asyncio.run(main())
+print(ours == builtin, builtin)
+print(open("ours.bin", "rb").read() == data[:10000], n, in_flight)
+"""
+
+
+def test_short_write_is_continued_as_the_builtin_does(run_python):
+    # The chain's write comes back short: the chain is broken, the rest is
+    # written on the same file, and its error is the built-in's.
+    proc = run_python(SHORT_WRITE)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    same, written = proc.stdout.splitlines()
+    assert same.startswith("True ('OSError', 27, "), same  # EFBIG, no file name: as os.write's
+    assert written == "True 5000 0"
+
+
+SHUTDOWN = """
+import asyncio, os
+import ringlet
+
+os.mkfifo("fifo")
+
+def writers():
+    # A reader opened now sees the end of the file only if no writer has the FIFO open
+    # (nor waits in its open, which this open would let through).
+    r = os.open("fifo", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return "none" if os.read(r, 64) == b"" else "wrote"
+    except BlockingIOError:
+        return "open"
+    finally:
+        os.close(r)
+
+
+async def main():
+    engine = ringlet.get_engine()
+    asyncio.ensure_future(ringlet.write_file("fifo", b"never read"))
+    await asyncio.sleep(0.05)  # the chain's open waits for a reader in a kernel worker
+    chained = engine.stats()["files_chained"]
+    left = engine.shutdown(5.0)  # cancels it and waits for its completions
+    return chained, left, writers()
+
+# Not asyncio.run: a future pending at shutdown is never resolved (as shutdown()
+# says), so its task is left as it is rather than awaited.
+print(*asyncio.new_event_loop().run_until_complete(main()))
+"""
+
+
+def test_shutdown_with_a_chain_waiting_in_the_kernel(run_python, backend):
+    if backend == "threads":
+        pytest.skip("the thread backend has no chain in the kernel")
+    proc = run_python(SHUTDOWN)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # The open was cancelled: nothing left in flight, the FIFO not left open.
+    assert proc.stdout.split() == ["1", "0", "none"]

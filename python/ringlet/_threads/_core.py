@@ -407,6 +407,7 @@ class EngineCore:
             "completed_inline": self._inline,
             "completed_nowait": 0,  # no non-blocking attempt: every read goes to a worker
             "files_nowait": 0,
+            "files_chained": 0,  # write_file opens, writes and closes in turn
             "deferred": self._deferred,
             "cancelled": self._cancelled,
             "enter_calls": 0,
