@@ -348,6 +348,18 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
     ringlet_state *st = self->state;
     if (!loop_is_running_here(self))
         Py_RETURN_NONE; /* the caller raises what fits (another loop, another thread, no loop) */
+    if (nargs == 3 && self->tracer == NULL && PyLong_CheckExact(args[0]) && PyLong_CheckExact(args[1]) &&
+        PyLong_CheckExact(args[2])) {
+        /* The common call, in three conversions that cannot raise (exact ints);
+         * anything out of range is left to the checks below. */
+        int o_fd, o_size, o_offset;
+        long fd = PyLong_AsLongAndOverflow(args[0], &o_fd);
+        long long size = PyLong_AsLongLongAndOverflow(args[1], &o_size);
+        long long offset = PyLong_AsLongLongAndOverflow(args[2], &o_offset);
+        if (!(o_fd | o_size | o_offset) && fd >= 0 && fd <= INT32_MAX && size > 0 && size <= PY_SSIZE_T_MAX &&
+            offset >= 0 && (uint64_t)offset + RL_MAX_RW <= INT64_MAX)
+            return engine_pread_now(self, (int)fd, (Py_ssize_t)size, offset, 1);
+    }
     if ((nargs == 3 || nargs == 4) && (!PyLong_CheckExact(args[1]) || !PyLong_CheckExact(args[2]))) {
         /* Any __index__ for size and offset, as os.pread (TypeError for the rest). */
         PyObject *argv[4] = {args[0], PyNumber_Index(args[1]), NULL, nargs == 4 ? args[3] : NULL};
