@@ -404,27 +404,33 @@ static PyObject *engine_pread_by_ring_values(EngineObject *self, int fd, Py_ssiz
     return r;
 }
 
-/* Reads up to this size keep their bytes object for the next read of the
- * same size (read_buffer): one small buffer per engine. */
+/* Reads up to this size keep their bytes object for a later read of the
+ * same size (read_buffer): two small buffers per engine. */
 #define RL_SPARE_BYTES_MAX (16u << 10)
 
-/* A bytes object of size to read into.  The last one made for a small read
- * is kept, and filled again when nobody else holds it (the caller dropped
- * it): that saves a malloc and a free per read (2-5% of a cached 4 KiB read),
+/* A bytes object of size to read into.  The engine keeps the last two made
+ * for small reads, and fills one again when nobody else holds it (the
+ * caller dropped it; two, so that `data = await f.pread(...)` in a loop,
+ * which holds the previous bytes during the next read, finds one free):
+ * that saves a malloc and a free per read (2-5% of a cached 4 KiB read),
  * and nobody can tell it from a new one -- its cached hash is reset. */
 static PyObject *read_buffer(EngineObject *self, Py_ssize_t size)
 {
-    PyObject *spare = self->spare_bytes;
-    if (spare != NULL && Py_REFCNT(spare) == 1 && PyBytes_GET_SIZE(spare) == size) {
+    for (int i = 0; i < 2; i++) {
+        PyObject *spare = self->spare_bytes[i];
+        if (spare != NULL && Py_REFCNT(spare) == 1 && PyBytes_GET_SIZE(spare) == size) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations" /* ob_shash: deprecated in 3.12, still bytes' hash cache */
-        ((PyBytesObject *)spare)->ob_shash = -1;
+            ((PyBytesObject *)spare)->ob_shash = -1;
 #pragma GCC diagnostic pop
-        return Py_NewRef(spare);
+            return Py_NewRef(spare);
+        }
     }
     PyObject *bytes = PyBytes_FromStringAndSize(NULL, size);
-    if (bytes != NULL && (size_t)size <= RL_SPARE_BYTES_MAX)
-        Py_XSETREF(self->spare_bytes, Py_NewRef(bytes)); /* the old one is someone else's now */
+    if (bytes != NULL && (size_t)size <= RL_SPARE_BYTES_MAX) { /* in the older one's slot */
+        Py_XSETREF(self->spare_bytes[self->spare_bytes_next], Py_NewRef(bytes));
+        self->spare_bytes_next ^= 1;
+    }
     return bytes;
 }
 
@@ -464,7 +470,7 @@ static PyObject *engine_pread_now(EngineObject *self, int fd, Py_ssize_t size, l
     }
     engine_count_nowait(self);
     if (n < size) { /* the end of the file: the engine's spare is shared, so its bytes are copied out */
-        if (bytes == self->spare_bytes)
+        if (bytes == self->spare_bytes[0] || bytes == self->spare_bytes[1])
             Py_SETREF(bytes, PyBytes_FromStringAndSize(PyBytes_AS_STRING(bytes), (Py_ssize_t)n));
         else if (_PyBytes_Resize(&bytes, (Py_ssize_t)n) < 0)
             return NULL;

@@ -50,9 +50,16 @@ def test_bytes_refilled_only_once_nobody_holds_them(ringlet, run, make_file):
             dropped = [hash(await f.pread(100, 1000 + i)) for i in range(3)]
             short = await f.pread(100, 9_950)
             again = await f.pread(100, 300)
-            return bytes(view), kept, dropped, short, again, hash(again)
+            walked, got = [], None
+            for i in range(6):  # `got = await f.pread(...)`: the previous bytes are held during each read
+                previous = got
+                got = await f.pread(100, 2000 + i)
+                walked.append((previous == (data[1999 + i:2099 + i] if i else None), got == data[2000 + i:2100 + i]))
+                del previous
+            return bytes(view), kept, dropped, short, again, hash(again), walked
 
-    view, kept, dropped, short, again, again_hash = run(main())
+    view, kept, dropped, short, again, again_hash, walked = run(main())
+    assert walked == [(True, True)] * 6
     assert view == data[100:200]
     assert kept == [data[200 + i:300 + i] for i in range(3)]
     assert dropped == [hash(data[1000 + i:1100 + i]) for i in range(3)]
