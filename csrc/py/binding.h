@@ -82,6 +82,8 @@ typedef struct {
     struct rl_bounce_pool bounce_pool; /* O_DIRECT bounce buffers kept for reuse */
     struct rl_nowait nowait;    /* the non-blocking attempt before the ring (pread.c) */
     PyObject *spare_outcome;    /* an Outcome _pread reuses while nobody else holds it (pread.c) */
+    PyObject *spare_bytes[2];   /* the bytes of _pread's last two small reads, refilled once nobody else holds them */
+    int spare_bytes_next;       /* the slot a new one takes */
     PyObject *woken;            /* awaited ops whose done callbacks wait for the next _wake (a list), or NULL */
     int wake_scheduled;         /* a call_soon(_wake) is pending */
     int reaping_for_wake;       /* _drain_and_wake is reaping: it runs the done callbacks itself */

@@ -329,6 +329,8 @@ static int engine_traverse(EngineObject *self, visitproc visit, void *arg)
 static int engine_clear(EngineObject *self)
 {
     Py_CLEAR(self->spare_outcome);
+    Py_CLEAR(self->spare_bytes[0]);
+    Py_CLEAR(self->spare_bytes[1]);
     Py_CLEAR(self->future_type);
     Py_CLEAR(self->tracer);
     Py_CLEAR(self->interrupt);

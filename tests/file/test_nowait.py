@@ -9,6 +9,7 @@ import inspect
 import io
 import mmap
 import os
+import sys
 
 import pytest
 
@@ -180,6 +181,39 @@ def test_pread_in_c_answers_as_the_python_pread(ringlet, run, make_file):
     ours, theirs = run(main())
     assert ours == theirs == (data[50:150], data[3:10], data[9_998:], b"")
     assert ringlet.AsyncFile.pread.__name__ == "pread" and "offset" in str(inspect.signature(ringlet.AsyncFile.pread))
+
+
+def test_pread_knows_its_loop_runs_whatever_the_asyncgen_hooks(ringlet, run, require_io_uring, make_file):
+    """The engine takes the thread's async generator hooks, when they are its
+    loop's own (asyncio installs them for as long as the loop runs), as the
+    sign that its loop runs here; hooks the program set, or another loop's,
+    leave the question to the loop: pread's C way on its loop, never off it."""
+    path, data = make_file(1000)
+    home = asyncio.new_event_loop()
+    try:
+        f = home.run_until_complete(ringlet.open(path, "rb"))
+
+        async def with_hooks_of_our_own():
+            old = sys.get_asyncgen_hooks()
+            sys.set_asyncgen_hooks(firstiter=lambda agen: None, finalizer=lambda agen: None)
+            try:
+                probe = f.pread(10, 5)
+                return inspect.iscoroutine(probe), await probe
+            finally:
+                sys.set_asyncgen_hooks(*old)
+
+        async def on_another_loop():
+            probe = f.pread(10, 5)
+            with pytest.raises(RuntimeError, match="another event loop"):
+                await probe
+            return inspect.iscoroutine(probe)
+
+        assert home.run_until_complete(with_hooks_of_our_own()) == (False, data[5:15])  # the C engine's awaitable
+        assert run(on_another_loop())  # the Python pread's coroutine, which raises
+        assert home.run_until_complete(with_hooks_of_our_own()) == (False, data[5:15])
+        home.run_until_complete(f.close())
+    finally:
+        home.close()
 
 
 def test_traced_nowait_read_says_so(ringlet, run, require_io_uring, make_file):
