@@ -70,6 +70,7 @@ typedef struct {
     int loop_has_thread_id;     /* the loop says in _thread_id which thread runs it (asyncio's own) */
     int64_t streak_start;       /* when inline completions began without the loop turning */
     int budget_spent;           /* this turn's inline budget is spent: tasks yield until the loop turns */
+    size_t deferred_bytes;      /* bytes of large reads deferred to the next turn in this one (pread.c) */
     unsigned unclocked;         /* small inline reads since the clock was last read (loop_must_yield_small) */
     unsigned long thread_id;    /* the loop's thread: the only one that may submit */
     unsigned long fork_generation;
@@ -276,6 +277,10 @@ extern const char ringlet__pread_method_doc[];
 /* Reads from this size on also yield after each inline completion: the copy
  * dwarfs a turn of the loop (smaller ones yield once the turn's budget is spent). */
 #define RL_YIELD_EACH_MIN (256u << 10)
+/* Cached preads between the two made once the turn's budget is spent are read
+ * inline in the next turn, at most this many bytes a turn (about a budget's
+ * worth of copying); the rest go to the kernel's workers. */
+#define RL_DEFER_BYTES_MAX (16u << 20)
 
 /* ---- op_io.c: the kernel side of reads and writes --------------------- */
 /* Reads the descriptor's position for offset -1 (see there); 0 or -1 with an exception. */

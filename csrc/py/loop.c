@@ -196,6 +196,7 @@ void loop_ticked(EngineObject *engine)
     engine->tick_scheduled = 0;
     engine->budget_spent = 0;
     engine->unclocked = 0;
+    engine->deferred_bytes = 0;
 }
 
 /* ---- BaseExceptions raised while completions are delivered --------------- */

@@ -1,6 +1,7 @@
 """Large reads made once a loop turn's inline budget is spent go to io_uring's
 workers, at most two per CPU at once; the others wait in the engine's queue in
-call order (csrc/py/op_io.c).  Checked with counts: how many the kernel holds,
+call order (csrc/py/op_io.c).  (AsyncFile.pread of a cached file waits for a
+turn of the loop instead, within a limit: see the last tests.)  Checked with counts: how many the kernel holds,
 what a cancelled waiting read leaves behind (nothing: it never reaches the
 kernel, consumes no data, holds no op), and that every read still gets its
 bytes.  The queue is the ring engine's: io_uring only."""
@@ -38,13 +39,17 @@ def test_offloaded_reads_beyond_the_places_wait_in_the_engine(ringlet, run, live
 
     async def main():
         engine = ringlet.get_engine()
-        async with ringlet.open(path, "rb") as f:
-            await asyncio.sleep(0)
-            before = engine.stats()["in_flight"]
-            await _spend_the_budget(f)
-            reads = [f.pread(LARGE, i * LARGE) for i in range(count)]  # made now, in this turn
-            held_by_kernel = engine.stats()["in_flight"] - before
-            results = await asyncio.gather(*reads)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            async with ringlet.open(path, "rb") as f:
+                await asyncio.sleep(0)
+                before = engine.stats()["in_flight"]
+                await _spend_the_budget(f)
+                reads = [engine.read(fd, LARGE, i * LARGE) for i in range(count)]  # made now, in this turn
+                held_by_kernel = engine.stats()["in_flight"] - before
+                results = await asyncio.gather(*reads)
+        finally:
+            os.close(fd)
         return held_by_kernel, results
 
     held, results = run(main())
@@ -175,3 +180,37 @@ def test_small_reads_once_the_budget_is_spent_read_when_resumed(ringlet, run, li
     assert 1 < n < 100  # the last of them was the first left for later
     assert read_at_call == 0 and read == 1 + 4
     assert got == [data[4096 * i:4096 * (i + 1)] for i in range(n)] + [data[4096 * i:4096 * (i + 1)] for i in range(1, 5)]
+
+
+MIB = 1 << 20
+TURN_BYTES = 16 * MIB  # RL_DEFER_BYTES_MAX: bytes of 64-256 KiB cached preads read inline in one turn
+
+
+def test_large_preads_once_the_budget_is_spent_read_when_resumed(ringlet, run, make_file, require_io_uring):
+    """64 KiB preads of a cached file made once the turn's budget is spent are
+    read inline when their tasks are resumed, TURN_BYTES of them a turn; those
+    beyond go to the kernel's workers.  Counted, not clocked."""
+    beyond = PLACES + 2
+    count = TURN_BYTES // LARGE + beyond
+    path, data = make_file(count * LARGE)
+    with open(path, "rb") as f:
+        f.read()  # in the page cache
+
+    async def main():
+        engine = ringlet.get_engine()
+        async with ringlet.open(path, "rb") as f:
+            await asyncio.sleep(0)
+            await _spend_the_budget(f)
+            s0 = engine.stats()
+            reads = [f.pread(LARGE, i * LARGE) for i in range(count)]
+            s1 = engine.stats()
+            got = await asyncio.gather(*reads)
+            s2 = engine.stats()
+        return s0, s1, s2, got
+
+    s0, s1, s2, got = run(main())
+    assert s1["completed_nowait"] == s0["completed_nowait"]  # none read at the call
+    assert s1["in_flight"] - s0["in_flight"] == PLACES  # those beyond: the workers' (the rest queued)
+    assert s2["deferred"] - s1["deferred"] == beyond  # ... delivered through their futures
+    assert got == [data[i * LARGE:(i + 1) * LARGE] for i in range(count)]
+
