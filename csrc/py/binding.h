@@ -313,8 +313,6 @@ void op_copy_done(struct rl_copy *copy, int64_t result);
 void write_file_write_done(OpObject *op, int64_t res);
 /* Cancels write_file's open or close (op_cancel cancels the write). */
 void write_file_cancel(OpObject *op);
-/* Engine creation: sets up write_file's side ring, or notes that it cannot be had (steps then). */
-void write_file_side_setup(EngineObject *engine);
 /* The loop's drain: reaps write_file's side ring (after the main ring's, whose drain read the eventfd). */
 void write_file_side_drain(EngineObject *engine);
 /* Shutdown (on the loop's thread): cancels the chains, waits up to timeout_s for them; then closes the ring. */

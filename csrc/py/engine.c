@@ -301,7 +301,6 @@ static PyObject *engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     self->ring_open = 1;
-    write_file_side_setup(self);
     self->loop_has_thread_id = PyObject_HasAttr(loop, self->state->str__thread_id);
     /* Two offloaded reads per CPU: enough to keep every core copying, few enough that each read
      * waits in ringlet's queue, in call order, rather than behind all the others in io-wq's. */

@@ -100,7 +100,9 @@ static void write_file_open_complete(struct rl_cell *cell)
 
 #define SIDE_SLOTS 32u
 
-void write_file_side_setup(EngineObject *engine)
+/* Set up at the engine's first write_file: an engine that writes no whole
+ * file holds no second ring. */
+static void side_setup(EngineObject *engine)
 {
     engine->side_state = -1;
     struct rl_ring *side = &engine->side;
@@ -204,7 +206,11 @@ static int side_start(OpObject *op, const char *path)
 {
     EngineObject *engine = op->engine;
     /* Injected faults act on the steps' completions, which the kernel's links never see. */
-    if (rl_fault_armed() || op->length > RL_MAX_RW || engine->side_state <= 0 || engine->side_free == 0)
+    if (rl_fault_armed() || op->length > RL_MAX_RW)
+        return -1;
+    if (engine->side_state == 0)
+        side_setup(engine);
+    if (engine->side_state < 0 || engine->side_free == 0)
         return -1;
     struct rl_ring *side = &engine->side;
     if (io_uring_sq_space_left(&side->ring) < 3)

@@ -1,8 +1,10 @@
-"""write_file as one operation on io_uring (csrc/py/writefile.c): the open's
-completion issues the write, the write's the close, and Python is resumed
-once.  The thread backend has no such operation (Engine._write_file is None):
-write_file opens, writes and closes in turn.  Either way: the same results and
-the same errors as built-in open()/write()/close()."""
+"""write_file as one operation on io_uring (csrc/py/writefile.c): open,
+write and close as one linked chain on a second ring, made at the engine's
+first write_file (or, where that cannot be had, each step's completion
+issuing the next on the main ring); Python is resumed once.  The thread
+backend has no such operation (Engine._write_file is None): write_file opens,
+writes and closes in turn.  Either way: the same results and the same errors
+as built-in open()/write()/close()."""
 
 import asyncio
 import os
@@ -101,7 +103,7 @@ def test_open_errors_are_builtins(ringlet, run, tmp_path, case):
 def test_write_error_names_no_file_and_closes(ringlet, run):
     async def main():
         errors = []
-        ringlet.get_engine()  # its own descriptors are made before the count
+        await ringlet.write_file("/dev/null", b"")  # the engine's descriptors (its rings) before the count
         fds = fd_count()
         for _ in range(70):  # a failed write closes its file too
             with pytest.raises(OSError) as info:
@@ -154,6 +156,7 @@ def test_cancel_during_an_open_that_waits_cancels_it(ringlet, run, tmp_path):
 
     async def main():
         engine = ringlet.get_engine()
+        await ringlet.write_file(tmp_path / "first", b"")  # the engine's descriptors (its rings) before the count
         fds = fd_count()
         task = asyncio.ensure_future(ringlet.write_file(fifo, b"never read"))
         await asyncio.sleep(0.05)  # the open is waiting in the kernel
@@ -270,3 +273,34 @@ def test_shutdown_with_a_chain_waiting_in_the_kernel(run_python, backend):
     assert proc.returncode == 0, proc.stderr[-3000:]
     # The open was cancelled: nothing left in flight, the FIFO not left open.
     assert proc.stdout.split() == ["1", "0", "none"]
+
+
+def io_uring_instances():
+    """The process's io_uring descriptors (each ring is one)."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[io_uring]"
+        except OSError:  # the listing's own descriptor, closed by now
+            pass
+    return count
+
+
+def test_the_chains_ring_is_made_at_the_first_write_file(ringlet, run, tmp_path, require_io_uring):
+    """An engine that writes no whole file holds one ring; its first
+    write_file adds the chain's ring, and later ones reuse it."""
+    path = tmp_path / "out.bin"
+
+    async def main():
+        engine = ringlet.get_engine()
+        await ringlet.read_file(__file__)  # the engine is made and used
+        before = io_uring_instances()
+        await ringlet.write_file(path, b"one")
+        after_first = io_uring_instances()
+        await ringlet.write_file(path, b"two")
+        return before, after_first, io_uring_instances(), engine.stats()["files_chained"], path.read_bytes()
+
+    before, after_first, after_second, chained, data = run(main())
+    assert (after_first - before, after_second - after_first) == ((1, 0) if chained else (0, 0))
+    assert chained in (0, 2)  # 0: this kernel has no linked files (the steps' way)
+    assert data == b"two"
