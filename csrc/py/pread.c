@@ -348,19 +348,9 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
     ringlet_state *st = self->state;
     if (!loop_is_running_here(self))
         Py_RETURN_NONE; /* the caller raises what fits (another loop, another thread, no loop) */
-    if (nargs == 3 && self->tracer == NULL && PyLong_CheckExact(args[0]) && PyLong_CheckExact(args[1]) &&
-        PyLong_CheckExact(args[2])) {
-        /* The common call, in three conversions that cannot raise (exact ints);
-         * anything out of range is left to the checks below. */
-        int o_fd, o_size, o_offset;
-        long fd = PyLong_AsLongAndOverflow(args[0], &o_fd);
-        long long size = PyLong_AsLongLongAndOverflow(args[1], &o_size);
-        long long offset = PyLong_AsLongLongAndOverflow(args[2], &o_offset);
-        if (!(o_fd | o_size | o_offset) && fd >= 0 && fd <= INT32_MAX && size > 0 && size <= PY_SSIZE_T_MAX &&
-            offset >= 0 && (uint64_t)offset + RL_MAX_RW <= INT64_MAX)
-            return engine_pread_now(self, (int)fd, (Py_ssize_t)size, offset, 1);
-    }
-    if ((nargs == 3 || nargs == 4) && (!PyLong_CheckExact(args[1]) || !PyLong_CheckExact(args[2]))) {
+    if (nargs != 3 && nargs != 4)
+        return engine_pread_by_ring(self, args, nargs, 0); /* its TypeError */
+    if (!PyLong_CheckExact(args[1]) || !PyLong_CheckExact(args[2])) {
         /* Any __index__ for size and offset, as os.pread (TypeError for the rest). */
         PyObject *argv[4] = {args[0], PyNumber_Index(args[1]), NULL, nargs == 4 ? args[3] : NULL};
         argv[2] = argv[1] ? PyNumber_Index(args[2]) : NULL;
@@ -369,29 +359,26 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
         Py_XDECREF(argv[2]);
         return r;
     }
-    if (nargs != 3 && nargs != 4)
-        return engine_pread_by_ring(self, args, nargs, 0); /* its TypeError */
-    /* Negative: ValueError here (to _read, -1 would mean the file position). */
-    int overflow;
-    long long offset = PyLong_AsLongLongAndOverflow(args[2], &overflow);
-    if (overflow < 0 || (overflow == 0 && offset < 0 && !PyErr_Occurred())) {
+    /* Exact ints from here: the conversions report overflow, they cannot raise. */
+    int o_offset;
+    long long offset = PyLong_AsLongLongAndOverflow(args[2], &o_offset);
+    if (o_offset < 0 || (o_offset == 0 && offset < 0)) {
+        /* Negative: ValueError here (to _read, -1 would mean the file position). */
         PyObject *exc = PyObject_CallFunction(PyExc_ValueError, "s", "negative offset");
         PyObject *o = exc ? outcome_new(st, NULL, exc, NULL, 0) : NULL;
         Py_XDECREF(exc);
         return o;
     }
-    PyErr_Clear();
     /* Traced ops are made by _read; so is an O_DIRECT read (align given), which the page cache does not serve. */
     if (self->tracer || !PyLong_CheckExact(args[0]) || nargs == 4)
         return engine_pread_by_ring(self, args, nargs, 0);
-    long fd = PyLong_AsLong(args[0]);
-    Py_ssize_t size = PyLong_AsSsize_t(args[1]);
-    if (overflow || PyErr_Occurred() || fd < 0 || fd > INT32_MAX || size <= 0 ||
-        (uint64_t)offset + RL_MAX_RW > INT64_MAX) {
-        PyErr_Clear();
+    int o_fd, o_size;
+    long fd = PyLong_AsLongAndOverflow(args[0], &o_fd);
+    long long size = PyLong_AsLongLongAndOverflow(args[1], &o_size);
+    if (o_offset || o_fd || o_size || fd < 0 || fd > INT32_MAX || size <= 0 || size > PY_SSIZE_T_MAX ||
+        (uint64_t)offset + RL_MAX_RW > INT64_MAX)
         return engine_pread_by_ring(self, args, nargs, 0); /* it raises what needs raising */
-    }
-    return engine_pread_now(self, (int)fd, size, offset, 1);
+    return engine_pread_now(self, (int)fd, (Py_ssize_t)size, offset, 1);
 }
 
 /* The ring's way for a read given as C values. */
