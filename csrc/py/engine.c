@@ -119,6 +119,29 @@ static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(i
     return drain_result(self, ret);
 }
 
+void engine_cancel_and_wait(EngineObject *self, struct rl_ring *ring, double timeout_s)
+{
+    /* Only the owner thread may enter a SINGLE_ISSUER ring; from elsewhere, just leave. */
+    if (self->thread_id != PyThread_get_thread_ident() || ring->stats.in_flight == 0)
+        return;
+    rl_ring_cancel_all(ring);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        rl_ring_drain(ring, UINT32_MAX);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double left = timeout_s - (double)(now.tv_sec - start.tv_sec) - (now.tv_nsec - start.tv_nsec) * 1e-9;
+        if (ring->stats.in_flight == 0 || left <= 0)
+            break;
+        int ret;
+        Py_BEGIN_ALLOW_THREADS
+        ret = rl_ring_wait(ring, left > 60 ? 60000 : (unsigned)(left * 1000) + 1);
+        Py_END_ALLOW_THREADS
+        if (ret < 0)
+            break;
+    }
+}
+
 PyDoc_STRVAR(engine_shutdown_doc,
 "shutdown(timeout=1.0) -> int\n\n"
 "Cancel what is in flight, wait up to timeout seconds for the kernel to give\n"
@@ -145,25 +168,7 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
     Py_CLEAR(self->tracer);
     engine_offload_drop_all(self); /* never given to the kernel: nothing to wait for */
     write_file_side_shutdown(self, timeout);
-    /* Only the owner thread may enter a SINGLE_ISSUER ring; from elsewhere, just leave. */
-    if (self->thread_id == PyThread_get_thread_ident() && self->ring.stats.in_flight > 0) {
-        rl_ring_cancel_all(&self->ring);
-        struct timespec start, now;
-        clock_gettime(CLOCK_MONOTONIC, &start);
-        for (;;) {
-            rl_ring_drain(&self->ring, UINT32_MAX);
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            double left = timeout - (double)(now.tv_sec - start.tv_sec) - (now.tv_nsec - start.tv_nsec) * 1e-9;
-            if (self->ring.stats.in_flight == 0 || left <= 0)
-                break;
-            int ret;
-            Py_BEGIN_ALLOW_THREADS
-            ret = rl_ring_wait(&self->ring, left > 60 ? 60000 : (unsigned)(left * 1000) + 1);
-            Py_END_ALLOW_THREADS
-            if (ret < 0)
-                break;
-        }
-    }
+    engine_cancel_and_wait(self, &self->ring, timeout);
     unsigned left_in_flight = self->ring.stats.in_flight + (self->side_state ? self->side.stats.in_flight : 0);
     /* Closing the ring with requests still in flight is safe: their ops (and
      * memory) are never freed, and the kernel cancels them on teardown.

@@ -14,7 +14,6 @@
 #include <fcntl.h>
 #include <stddef.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 /* Leaves the engine's list of write_files in flight, then finishes. */
@@ -354,27 +353,8 @@ void write_file_side_shutdown(EngineObject *engine, double timeout_s)
     if (engine->side_state <= 0)
         return;
     engine->side_state = -1; /* no drain reaps it any more */
-    struct rl_ring *side = &engine->side;
-    /* As the main ring: only the loop's thread waits for the kernel to give the memory back. */
-    if (engine->thread_id == PyThread_get_thread_ident() && side->stats.in_flight > 0) {
-        rl_ring_cancel_all(side);
-        struct timespec start, now;
-        clock_gettime(CLOCK_MONOTONIC, &start);
-        for (;;) {
-            rl_ring_reap(side, UINT32_MAX);
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            double left = timeout_s - (double)(now.tv_sec - start.tv_sec) - (now.tv_nsec - start.tv_nsec) * 1e-9;
-            if (side->stats.in_flight == 0 || left <= 0)
-                break;
-            int ret;
-            Py_BEGIN_ALLOW_THREADS
-            ret = rl_ring_wait(side, left > 60 ? 60000 : (unsigned)(left * 1000) + 1);
-            Py_END_ALLOW_THREADS
-            if (ret < 0)
-                break;
-        }
-    }
+    engine_cancel_and_wait(engine, &engine->side, timeout_s);
     /* Chains still in flight keep their ops (and memory) forever; the kernel
      * cancels them and closes the slots' files on teardown. */
-    rl_ring_exit(side);
+    rl_ring_exit(&engine->side);
 }
