@@ -315,8 +315,8 @@ void write_file_write_done(OpObject *op, int64_t res);
 void write_file_cancel(OpObject *op);
 /* The loop's drain: reaps write_file's side ring (after the main ring's, whose drain read the eventfd). */
 void write_file_side_drain(EngineObject *engine);
-/* Shutdown: cancels the chains, waits up to timeout_s for them (engine_cancel_and_wait); then closes the ring. */
-void write_file_side_shutdown(EngineObject *engine, double timeout_s);
+/* Shutdown: cancels the chains, waits for them until deadline_ns (engine_cancel_and_wait); then closes the ring. */
+void write_file_side_shutdown(EngineObject *engine, int64_t deadline_ns);
 
 /* ---- ready.c ----------------------------------------------------------- */
 PyObject *ready_new(ringlet_state *st, PyObject *value);
@@ -333,9 +333,9 @@ int ringlet_register_atfork(void);
  * 0, or -1 with RuntimeError. */
 int engine_check(EngineObject *engine);
 /* Shutdown: cancels what is in flight on ring (one of the engine's) and reaps
- * until all of it is back or timeout_s has passed; only on the loop's thread
- * (a SINGLE_ISSUER ring may be entered by its owner alone). */
-void engine_cancel_and_wait(EngineObject *engine, struct rl_ring *ring, double timeout_s);
+ * until all of it is back or the clock (ringlet_now_ns) reaches deadline_ns;
+ * only on the loop's thread (a SINGLE_ISSUER ring may be entered by its owner alone). */
+void engine_cancel_and_wait(EngineObject *engine, struct rl_ring *ring, int64_t deadline_ns);
 /* loop.call_soon(callable, *args) for the engine's loop; 0 or -1 with an exception. */
 int loop_call_soon(EngineObject *engine, PyObject *callable, PyObject *args);
 /* call_soon(engine.<method>) once until it has run (*flag: pending), in the engine's empty context. */

@@ -119,23 +119,20 @@ static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(i
     return drain_result(self, ret);
 }
 
-void engine_cancel_and_wait(EngineObject *self, struct rl_ring *ring, double timeout_s)
+void engine_cancel_and_wait(EngineObject *self, struct rl_ring *ring, int64_t deadline_ns)
 {
     /* Only the owner thread may enter a SINGLE_ISSUER ring; from elsewhere, just leave. */
     if (self->thread_id != PyThread_get_thread_ident() || ring->stats.in_flight == 0)
         return;
     rl_ring_cancel_all(ring);
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
         rl_ring_drain(ring, UINT32_MAX);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double left = timeout_s - (double)(now.tv_sec - start.tv_sec) - (now.tv_nsec - start.tv_nsec) * 1e-9;
-        if (ring->stats.in_flight == 0 || left <= 0)
+        int64_t left_ns = deadline_ns - ringlet_now_ns();
+        if (ring->stats.in_flight == 0 || left_ns <= 0)
             break;
         int ret;
         Py_BEGIN_ALLOW_THREADS
-        ret = rl_ring_wait(ring, left > 60 ? 60000 : (unsigned)(left * 1000) + 1);
+        ret = rl_ring_wait(ring, left_ns > 60 * (int64_t)1000000000 ? 60000 : (unsigned)(left_ns / 1000000) + 1);
         Py_END_ALLOW_THREADS
         if (ret < 0)
             break;
@@ -167,8 +164,11 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
     self->ring_open = 0; /* from here on operations raise, and a second shutdown returns at once */
     Py_CLEAR(self->tracer);
     engine_offload_drop_all(self); /* never given to the kernel: nothing to wait for */
-    write_file_side_shutdown(self, timeout);
-    engine_cancel_and_wait(self, &self->ring, timeout);
+    /* One deadline for both rings: the whole shutdown waits timeout at most. */
+    double wait_s = timeout < 0 ? 0 : timeout > 1e9 ? 1e9 : timeout; /* +-inf too: the cast below stays defined */
+    int64_t deadline_ns = ringlet_now_ns() + (int64_t)(wait_s * 1e9);
+    write_file_side_shutdown(self, deadline_ns);
+    engine_cancel_and_wait(self, &self->ring, deadline_ns);
     unsigned left_in_flight = self->ring.stats.in_flight + (self->side_state ? self->side.stats.in_flight : 0);
     /* Closing the ring with requests still in flight is safe: their ops (and
      * memory) are never freed, and the kernel cancels them on teardown.

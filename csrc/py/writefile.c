@@ -348,12 +348,12 @@ PyObject *engine__write_file_stop(EngineObject *self, PyObject *future)
     Py_RETURN_NONE;
 }
 
-void write_file_side_shutdown(EngineObject *engine, double timeout_s)
+void write_file_side_shutdown(EngineObject *engine, int64_t deadline_ns)
 {
     if (engine->side_state <= 0)
         return;
     engine->side_state = -1; /* no drain reaps it any more */
-    engine_cancel_and_wait(engine, &engine->side, timeout_s);
+    engine_cancel_and_wait(engine, &engine->side, deadline_ns);
     /* Chains still in flight keep their ops (and memory) forever; the kernel
      * cancels them and closes the slots' files on teardown. */
     rl_ring_exit(&engine->side);
