@@ -95,12 +95,15 @@ static void write_file_open_complete(struct rl_cell *cell)
  * On a ring without DEFER_TASKRUN, one kernel worker runs open (into a
  * fixed-file slot), write and close back to back as a linked chain, and the
  * loop is woken at the end.  A short or failed write breaks the chain (the
- * close is cancelled): the rest goes step by step on the same slot. */
+ * close is cancelled): the rest goes step by step on the same slot.  The
+ * close of a slot does not call the file system's flush (where NFS or FUSE
+ * report write errors): write_file (python/ringlet/_oneshot.py) asks for a
+ * chain only in directories on file systems that have none. */
 
 #define SIDE_SLOTS 32u
 
-/* Set up at the engine's first write_file: an engine that writes no whole
- * file holds no second ring. */
+/* Set up at the engine's first chained write_file: an engine that writes no
+ * whole file holds no second ring. */
 static void side_setup(EngineObject *engine)
 {
     engine->side_state = -1;
@@ -271,7 +274,8 @@ const char engine__write_file_doc[] =
 "_write_file(path, data, filename, /) -> Awaitable[int]\n\n"
 "write_file's open (O_WRONLY|O_CREAT|O_TRUNC), write and close as one\n"
 "operation: each completion issues the next step.  The awaitable gives\n"
-"len(data), or raises the error (an open's carries filename).";
+"len(data), or raises the error (an open's carries filename).  Its close\n"
+"does not call the file system's flush: for file systems that have none.";
 
 PyObject *engine__write_file(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
 {

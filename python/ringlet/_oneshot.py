@@ -8,7 +8,7 @@ import errno
 import os
 import shutil
 import stat
-from typing import Any, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from ._contract import PathArg
 from ._engine import get_engine
@@ -93,22 +93,63 @@ async def _finish_parts(engine: Any, fd: int, data: bytes, parts: "list[Union[as
     return data + tail if tail else data
 
 
+# write_file's chain closes its file with io_uring's close of a fixed-file
+# slot, which does not call the file system's flush: where network and FUSE
+# file systems (NFS, SMB, FUSE...) report a write error that close() would
+# raise.  So a directory is written by a chain only once a write_file made in
+# steps there showed its file system to be one of these, which have no flush.
+NO_FLUSH_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs"})
+_CHAIN_DIRS_MAX = 1024
+_chain_dirs: Dict[Union[str, bytes], bool] = {}  # directory -> its file system has no flush
+
+
+def file_system_type(fd: int) -> str:
+    """The type of the file system fd's file is on ("" if unknown), from
+    /proc: memory only, no wait for a device or a server."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
+            mnt_id = next((line.split()[1] for line in info if line.startswith(b"mnt_id:")), None)
+        if mnt_id is not None:
+            with open("/proc/self/mountinfo", "rb") as mounts:
+                for line in mounts:
+                    fields = line.split()
+                    if fields[0] == mnt_id and b"-" in fields:
+                        return fields[fields.index(b"-") + 1].decode(errors="replace")
+    except (OSError, IndexError):
+        pass
+    return ""
+
+
+def _directory(raw: Union[str, bytes]) -> Union[str, bytes]:
+    """The directory a path names its file in, as an absolute path (no
+    symbolic link is resolved: no file system is asked)."""
+    if not os.path.isabs(raw):
+        raw = os.path.join(os.getcwdb() if isinstance(raw, bytes) else os.getcwd(), raw)
+    return os.path.dirname(raw)
+
+
 async def write_file(path: PathArg, data: Any) -> int:
     """Create or truncate the file at path and write data; return its length."""
     raw, name = fspath(path)
     memoryview(data)  # TypeError for anything that is not bytes-like, before the file is touched
     engine = get_engine()
-    # Open, write and close as one engine operation where the engine has it
-    # (Engine._write_file): Python resumes once.  A cancel during the open
-    # cancels it (nothing is written), a cancel later waits for the write to
-    # land and the file to be closed: as with the separate steps below.
-    chained = engine._write_file(raw, data, name)
-    if chained is not None:
-        written, cancel = await settle(chained, engine._write_file_stop)
-        if cancel is not None:
-            raise cancel
-        return written
+    directory = _directory(raw)
+    if _chain_dirs.get(directory):
+        # Open, write and close as one engine operation where the engine has
+        # it (Engine._write_file): Python resumes once.  A cancel during the
+        # open cancels it (nothing is written), a cancel later waits for the
+        # write to land and the file to be closed: as with the steps below.
+        chained = engine._write_file(raw, data, name)
+        if chained is not None:
+            written, cancel = await settle(chained, engine._write_file_stop)
+            if cancel is not None:
+                raise cancel
+            return written
     fd = await open_fd(engine, raw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, name)
+    if directory not in _chain_dirs:
+        if len(_chain_dirs) >= _CHAIN_DIRS_MAX:
+            _chain_dirs.clear()
+        _chain_dirs[directory] = file_system_type(fd) in NO_FLUSH_FILE_SYSTEMS
     try:
         n, cancel = await settle(engine._write(fd, data, 0))
         if cancel is not None:  # the write landed: the file is written, and the caller told of the cancel

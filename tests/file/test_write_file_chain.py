@@ -1,7 +1,10 @@
 """write_file as one operation on io_uring (csrc/py/writefile.c): open,
 write and close as one linked chain on a second ring, made at the engine's
-first write_file (or, where that cannot be had, each step's completion
-issuing the next on the main ring); Python is resumed once.  The thread
+first chained write_file (or, where that cannot be had, each step's completion
+issuing the next on the main ring); Python is resumed once.  A directory is
+written by chains once a write_file in steps there showed its file system
+to have no flush (ringlet._oneshot.NO_FLUSH_FILE_SYSTEMS): the chain's close
+does not call it.  The thread
 backend has no such operation (Engine._write_file is None): write_file opens,
 writes and closes in turn.  Either way: the same results and the same errors
 as built-in open()/write()/close()."""
@@ -30,6 +33,7 @@ def test_one_chain_on_io_uring_none_on_threads(ringlet, run, tmp_path, backend):
 
     async def main():
         engine = ringlet.get_engine()
+        await ringlet.write_file(tmp_path / "first", b"")  # in steps: shows the directory's file system
         before = engine.stats()
         chained = engine._write_file(os.fsencode(path), data, str(path))
         if chained is None:
@@ -156,7 +160,8 @@ def test_cancel_during_an_open_that_waits_cancels_it(ringlet, run, tmp_path):
 
     async def main():
         engine = ringlet.get_engine()
-        await ringlet.write_file(tmp_path / "first", b"")  # the engine's descriptors (its rings) before the count
+        for name in ("first", "second"):  # in steps, then chained: the engine's descriptors (its rings) before the count
+            await ringlet.write_file(tmp_path / name, b"")
         fds = fd_count()
         task = asyncio.ensure_future(ringlet.write_file(fifo, b"never read"))
         await asyncio.sleep(0.05)  # the open is waiting in the kernel
@@ -179,6 +184,7 @@ def test_more_at_once_than_chain_slots(ringlet, run, tmp_path, backend):
 
     async def main():
         engine = ringlet.get_engine()
+        await ringlet.write_file(tmp_path / "first", b"")  # in steps: shows the directory's file system
         before = engine.stats()["files_chained"]
         got = await asyncio.gather(*(ringlet.write_file(p, d) for p, d in items))
         return got, engine.stats()["files_chained"] - before, engine.stats()["in_flight"]
@@ -211,6 +217,7 @@ except OSError as exc:
 
 async def main():
     engine = ringlet.get_engine()
+    await ringlet.write_file("first.bin", b"")  # in steps: shows the directory's file system
     try:
         await ringlet.write_file("ours.bin", data)
     except OSError as exc:
@@ -254,6 +261,7 @@ def writers():
 
 async def main():
     engine = ringlet.get_engine()
+    await ringlet.write_file("first", b"")  # in steps: shows the directory's file system
     asyncio.ensure_future(ringlet.write_file("fifo", b"never read"))
     await asyncio.sleep(0.05)  # the chain's open waits for a reader in a kernel worker
     chained = engine.stats()["files_chained"]
@@ -286,14 +294,15 @@ def io_uring_instances():
     return count
 
 
-def test_the_chains_ring_is_made_at_the_first_write_file(ringlet, run, tmp_path, require_io_uring):
-    """An engine that writes no whole file holds one ring; its first
-    write_file adds the chain's ring, and later ones reuse it."""
+def test_the_chains_ring_is_made_at_the_first_chained_write_file(ringlet, run, tmp_path, require_io_uring):
+    """An engine that writes no whole file by a chain holds one ring; its
+    first chained write_file adds the chain's ring, and later ones reuse it."""
     path = tmp_path / "out.bin"
 
     async def main():
         engine = ringlet.get_engine()
         await ringlet.read_file(__file__)  # the engine is made and used
+        await ringlet.write_file(tmp_path / "first", b"")  # in steps: shows the directory's file system
         before = io_uring_instances()
         await ringlet.write_file(path, b"one")
         after_first = io_uring_instances()
@@ -304,3 +313,46 @@ def test_the_chains_ring_is_made_at_the_first_write_file(ringlet, run, tmp_path,
     assert (after_first - before, after_second - after_first) == ((1, 0) if chained else (0, 0))
     assert chained in (0, 2)  # 0: this kernel has no linked files (the steps' way)
     assert data == b"two"
+
+
+def test_a_directory_is_chained_once_its_file_system_is_known(ringlet, run, tmp_path, backend, monkeypatch):
+    """The first write_file in a directory goes in steps (its close calls the
+    file system's flush) and looks at the file system; the next ones are
+    chained only if it has no flush."""
+    from ringlet import _oneshot
+    fd = os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT)
+    try:
+        fs = _oneshot.file_system_type(fd)
+    finally:
+        os.close(fd)
+    if fs not in _oneshot.NO_FLUSH_FILE_SYSTEMS:
+        pytest.skip(f"the temporary directory is on {fs!r}, a file system that is never chained")
+    for name in ("local", "flushing"):
+        (tmp_path / name).mkdir()
+
+    async def chained_in(directory):
+        engine = ringlet.get_engine()
+        counts = []
+        for i in range(3):
+            before = engine.stats()["files_chained"]
+            assert await ringlet.write_file(directory / f"f{i}", b"x" * i) == i
+            counts.append(engine.stats()["files_chained"] - before)
+        return counts
+
+    chains = 0 if backend == "threads" else 1
+    assert run(chained_in(tmp_path / "local")) == [0, chains, chains]
+    # A file system not known to be without a flush: never chained.
+    monkeypatch.setattr(_oneshot, "NO_FLUSH_FILE_SYSTEMS", frozenset())
+    assert run(chained_in(tmp_path / "flushing")) == [0, 0, 0]
+    assert [(tmp_path / d / f"f{i}").read_bytes() for d in ("local", "flushing") for i in range(3)] == \
+        [b"", b"x", b"xx"] * 2
+
+
+def test_file_system_type_names_the_mount():
+    from ringlet import _oneshot
+    fd = os.open("/proc/self/status", os.O_RDONLY)
+    try:
+        assert _oneshot.file_system_type(fd) == "proc"
+    finally:
+        os.close(fd)
+    assert _oneshot.file_system_type(10**6) == ""  # no such descriptor: unknown, so never chained
