@@ -10,6 +10,11 @@ the rounds.  --base DIR adds "ringlet@base": the same
 measurement with the ringlet installed in DIR (pip install --target DIR),
 so a change is seen side by side with what it changed.
 
+The read_file scenarios run read_file and open(p, "rb").read() taking turns
+in one process (its ratio is per process, then the median of the rounds):
+the 1 MiB result of each lands where the other's was, not where its own
+process's heap put it, a place that moves the copy by 10-20%.
+
 The "direct" scenario runs fio (its io_uring engine, O_DIRECT, iodepth 64)
 against ringlet's 64 tasks on a file of its own (fio drops a file's cached
 pages before it starts); both report the CPU they used per read.
@@ -275,31 +280,22 @@ async def _fair(path: str, ntasks: int, size: int, per_task: int) -> Dict[str, A
             "p99_ms": pct(lat, 0.99) / 1e6, "rate": len(lat) / (elapsed / 1e9), "turns": ticker.turns}
 
 
-def _whole_files(key: str, path: str, size: int, duration: float, write: bool) -> Dict[str, Any]:
-    """read_file / write_file against open(p).read() / open(p, "wb").write(), files/s."""
-    data = os.urandom(size) if write else b""
+def _write_files(key: str, path: str, size: int, duration: float) -> Dict[str, Any]:
+    """write_file against open(p, "wb").write(), files/s."""
+    data = os.urandom(size)
     out = path + ".out"
 
     def sync_once() -> None:
-        if write:
-            with open(out, "wb") as f:
-                f.write(data)
-        else:
-            with open(path, "rb") as f:
-                f.read()
+        with open(out, "wb") as f:
+            f.write(data)
 
     async def run_ringlet() -> Tuple[int, int]:
         import ringlet
-        if not write and await ringlet.read_file(path) != open(path, "rb").read():
-            return -1, 1
         now = time.perf_counter_ns
         for phase in (duration / 4, duration):
             count, start = 0, now()
             while now() - start < phase * 1e9:
-                if write:
-                    await ringlet.write_file(out, data)
-                else:
-                    await ringlet.read_file(path)
+                await ringlet.write_file(out, data)
                 count += 1
         return count, now() - start
 
@@ -313,9 +309,37 @@ def _whole_files(key: str, path: str, size: int, duration: float, write: bool) -
         elapsed = now() - start
     else:
         count, elapsed = asyncio.run(run_ringlet())
-        if count < 0:
-            return {"status": "WRONG DATA"}
     return {"status": "ok", "value": count / (elapsed / 1e9)}
+
+
+async def _read_file_paired(path: str, duration: float, slices: int = 8) -> Dict[str, Any]:
+    """read_file and open(p, "rb").read() taking turns in one process (files/s
+    of each).  Each result lands where the other's was in the heap: measured
+    in two processes, each side's bytes sat where its own heap's history put
+    them, and that place alone moves a 1 MiB copy by 10-20% (a destination
+    64-byte aligned or not), more than the two calls differ."""
+    import ringlet
+    if await ringlet.read_file(path) != open(path, "rb").read():
+        return {"status": "WRONG DATA"}
+    now = time.perf_counter_ns
+    counts = {"ringlet": 0, "sync": 0}
+    spent = {"ringlet": 0, "sync": 0}
+    for turn in range(2 + 2 * slices):  # the first two: a warm-up of each
+        who = ("ringlet", "sync")[turn % 2]
+        length = duration / (4 if turn < 2 else slices) * 1e9
+        count, start = 0, now()
+        while now() - start < length:
+            if who == "ringlet":
+                await ringlet.read_file(path)
+            else:
+                with open(path, "rb") as f:
+                    f.read()
+            count += 1
+        if turn >= 2:
+            counts[who] += count
+            spent[who] += now() - start
+    return {"status": "ok", "value": counts["ringlet"] / (spent["ringlet"] / 1e9),
+            "sync_value": counts["sync"] / (spent["sync"] / 1e9)}
 
 
 async def _many(path: str, duration: float, batch: int = 64) -> Dict[str, Any]:
@@ -448,10 +472,11 @@ def worker(p: Dict[str, Any]) -> Dict[str, Any]:
         if p["key"] == "sync":
             return _sync_reads(p["path"], BLOCK, p["duration"])
         return asyncio.run(_many(p["path"], p["duration"]))
-    if kind in ("read_file", "write_file"):
-        if kind == "read_file":
-            warm(p["path"])
-        return _whole_files(p["key"], p["path"], p["size"], p["duration"], kind == "write_file")
+    if kind == "read_file":
+        warm(p["path"])
+        return asyncio.run(_read_file_paired(p["path"], p["duration"]))
+    if kind == "write_file":
+        return _write_files(p["key"], p["path"], p["size"], p["duration"])
     if kind == "dropped":
         drop(p["path"])
         return asyncio.run(_dropped(p["path"], p["count"]))
@@ -505,7 +530,7 @@ def round_ratios(mine: List[Dict[str, Any]], ref: List[Dict[str, Any]]) -> List[
 
 
 # Figures a worker may report beside its value, printed as medians.
-EXTRA_FIGURES = [("p99_ms", "p99 {:.3f} ms"), ("raw_gap_ms", "raw gap {:.2f} ms"), ("cpu_us_per_op", "CPU {:.1f} us/op"),
+EXTRA_FIGURES = [("sync_value", "sync in the same process {:.1f}"), ("p99_ms", "p99 {:.3f} ms"), ("raw_gap_ms", "raw gap {:.2f} ms"), ("cpu_us_per_op", "CPU {:.1f} us/op"),
                  ("enter_calls_per_op", "io_uring_enter {:.3f}/op"), ("nowait", "nowait completions {:.0f}")]
 
 
@@ -580,10 +605,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         path = os.path.join(a.dir, f"whole-{size}.bin")
         make_file(path, size)
         common = dict(kind="read_file", path=path, size=size, duration=a.duration)
-        scenarios.append(dict(name=f"read_file {label}", what=f"read_file vs open(p,'rb').read(), {label} (files/s)",
-                              higher=True, contenders={"sync": dict(common, key="sync"),
-                                                       "ringlet": dict(common, key="ringlet")},
-                              goals=[("ringlet", "sync", goal)]))
+        scenarios.append(dict(name=f"read_file {label}",
+                              what=f"read_file vs open(p,'rb').read() taking turns in one process, {label} (files/s)",
+                              higher=True, contenders={"ringlet": dict(common, key="ringlet")},
+                              goals=[("ringlet", "sync", goal)], paired="sync_value"))
     for size, label in [(64 << 10, "64 KiB"), (8 << 20, "8 MiB")]:
         common = dict(kind="write_file", path=os.path.join(a.dir, f"write-{size}.bin"), size=size,
                       duration=a.duration)
@@ -637,7 +662,14 @@ def main(argv: Optional[List[str]] = None) -> None:
                 ref, ref_name = best, f"caio's best ({best})"
             for who in [mine] + (["ringlet@base"] if "ringlet@base" in med else []):
                 mine_v, ref_v = med.get(who), med.get(ref)
-                if sc.get("judge") == "worst round":  # every round must reach the goal
+                if sc.get("paired"):  # ref measured in who's own process, taking turns with it
+                    ratios = [r["value"] / r[sc["paired"]] for r in results[who]
+                              if r.get("status") == "ok" and r.get(sc["paired"])]
+                    if ratios:
+                        ratio = statistics.median(ratios)
+                        rows.append((sc["name"], f"{who} / {ref} (same process)", f"{ratio:.2f}x", f">= {goal}x",
+                                     ("met" if ratio >= goal else "missed") if who == mine else "(before)"))
+                elif sc.get("judge") == "worst round":  # every round must reach the goal
                     ratios = round_ratios(results[who], results[ref])
                     if ratios:
                         met = "met" if min(ratios) >= goal else "missed"
