@@ -86,7 +86,7 @@ PyDoc_STRVAR(engine_drain_and_wake_doc,
 "operations it completed are woken from here, in completion order, each in its\n"
 "own context (not inside the call that completed them: this is a loop callback\n"
 "of its own), instead of from a _wake scheduled for the next loop turn; the\n"
-"O_DIRECT reads they make go in one io_uring_enter at its end.");
+"O_DIRECT reads they make go to the kernel at once.");
 
 static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -98,13 +98,13 @@ static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(i
     self->reaping_for_wake = 0;
     int raised = 0, woke_tasks = self->woken != NULL && self->interrupt == NULL && ret >= 0;
     if (woke_tasks) {
-        self->direct_held = 1;
+        self->direct_at_once = 1;
         PyObject *woke = engine_wake_ops(self);
-        self->direct_held = 0;
+        self->direct_at_once = 0;
         raised = woke == NULL;
         Py_XDECREF(woke);
     }
-    /* What the woken tasks queued: submitted now, even if one raised; and a
+    /* What is still queued (a read the SQ had no room for): submitted now, even if a task raised; and a
      * _wake for what could not be woken here (an interrupt noted, completions
      * reaped inline while the tasks ran). */
     PyObject *type, *exc, *tb;

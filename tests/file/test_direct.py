@@ -99,6 +99,45 @@ def test_direct_submissions_are_batched_per_loop_tick(ringlet, require_io_uring,
     assert enters < 32  # one submission for the tick, plus the wake-ups that reap
 
 
+def test_direct_read_made_by_a_task_the_drain_woke_goes_to_the_kernel_at_once(ringlet, require_io_uring, run,
+                                                                             direct_file):
+    """A task woken by the loop's reader callback (_drain_and_wake) submits
+    the O_DIRECT read it makes then with one io_uring_enter inside the call:
+    the device starts on it while the other tasks are woken.  Made anywhere
+    else (a task the loop ran), the read waits for the end of the tick."""
+    import sys
+
+    from ringlet._engine import _Watch
+
+    path, data = direct_file
+    offsets = [i * ALIGN for i in range(48)]
+
+    async def reader(f, engine, first, seen):
+        got = [await f.pread(ALIGN, offsets[first])]
+        for off in offsets[first + 1:first + 12]:
+            # the coroutine's caller frame: the _Watch (woken from its drain) or the loop's Handle
+            by_drain = sys._getframe(0).f_back.f_code is _Watch.__call__.__code__
+            before = engine.stats()["enter_calls"]
+            read = f.pread(ALIGN, off)
+            seen.append((by_drain, engine.stats()["enter_calls"] - before))
+            got.append(await read)
+        return got
+
+    async def main():
+        engine = ringlet.get_engine()
+        seen = []
+        async with ringlet.open(path, "rb", direct=True) as f:
+            got = await asyncio.gather(*(reader(f, engine, first, seen) for first in range(0, 48, 12)))
+        return [b for part in got for b in part], seen
+
+    got, seen = run(main())
+    assert got == [data[off:off + ALIGN] for off in offsets]
+    assert len(seen) == 44
+    if not any(by_drain for by_drain, _ in seen):
+        pytest.skip("O_DIRECT completes within the submission here: no task is woken by a drain")
+    assert all(enters == (1 if by_drain else 0) for by_drain, enters in seen), seen
+
+
 def test_direct_read_cancelled_keeps_memory_until_completion(ringlet, require_io_uring, run, direct_file):
     path, data = direct_file
 
