@@ -88,8 +88,8 @@ typedef struct {
     PyObject *woken;            /* awaited ops whose done callbacks wait for the next _wake (a list), or NULL */
     int wake_scheduled;         /* a call_soon(_wake) is pending */
     int reaping_for_wake;       /* _drain_and_wake is reaping: it runs the done callbacks itself */
-    int direct_held;            /* _drain_and_wake runs the woken tasks: their O_DIRECT SQEs go in
-                                   its one io_uring_enter at the end, not in a _flush */
+    int direct_at_once;         /* _drain_and_wake runs the woken tasks: the O_DIRECT reads they make
+                                   are submitted at once, not in a _flush (op_launch) */
     /* Offloaded reads (OpObject.offload) waiting for one of offload_max places with the kernel's
      * workers, in call order (op_io.c): a bounded number copy at once, and the rest wait their
      * turn here rather than in io-wq, where a read queued behind hundreds waits for all of them

@@ -86,25 +86,43 @@ PyDoc_STRVAR(engine_drain_and_wake_doc,
 "operations it completed are woken from here, in completion order, each in its\n"
 "own context (not inside the call that completed them: this is a loop callback\n"
 "of its own), instead of from a _wake scheduled for the next loop turn; the\n"
-"O_DIRECT reads they make go in one io_uring_enter at its end.");
+"O_DIRECT reads they make go to the kernel at once.  It reaps again after\n"
+"waking them (up to 4 rounds) while it finds more.");
+
+#define RL_WAKE_ROUNDS 4
 
 static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (engine_check(self) < 0)
         return NULL;
-    self->reaping_for_wake = 1;
-    int ret = rl_ring_drain(&self->ring, self->ring.ring.cq.ring_entries);
-    write_file_side_drain(self);
-    self->reaping_for_wake = 0;
-    int raised = 0, woke_tasks = self->woken != NULL && self->interrupt == NULL && ret >= 0;
-    if (woke_tasks) {
-        self->direct_held = 1;
-        PyObject *woke = engine_wake_ops(self);
-        self->direct_held = 0;
-        raised = woke == NULL;
-        Py_XDECREF(woke);
+    /* In rounds, while a round reaps and wakes something: the kernel runs at
+     * most 20 deferred completions an io_uring_enter (6.x), so a device that
+     * answers 64 reads at once would cost the loop a turn (epoll_wait, this
+     * callback, asyncio's _run_once) for each 20.  Bounded, so the loop's
+     * other callbacks wait for at most RL_WAKE_ROUNDS rounds of tasks. */
+    int ret = 0, raised = 0, woke_tasks = 0;
+    for (int round = 0; round < RL_WAKE_ROUNDS; round++) {
+        self->reaping_for_wake = 1;
+        int n = rl_ring_drain(&self->ring, self->ring.ring.cq.ring_entries);
+        write_file_side_drain(self);
+        self->reaping_for_wake = 0;
+        if (round == 0 || n < 0)
+            ret = n;
+        else
+            ret += n;
+        int woke = self->woken != NULL && self->interrupt == NULL && n >= 0;
+        woke_tasks |= woke;
+        if (woke) {
+            self->direct_at_once = 1;
+            PyObject *r = engine_wake_ops(self);
+            self->direct_at_once = 0;
+            raised = r == NULL;
+            Py_XDECREF(r);
+        }
+        if (!woke || raised || !self->ring_open || n <= 0)
+            break;
     }
-    /* What the woken tasks queued: submitted now, even if one raised; and a
+    /* What is still queued (a read the SQ had no room for): submitted now, even if a task raised; and a
      * _wake for what could not be woken here (an interrupt noted, completions
      * reaped inline while the tasks ran). */
     PyObject *type, *exc, *tb;

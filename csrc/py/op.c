@@ -436,11 +436,17 @@ PyObject *op_launch(OpObject *op, int queued, int want_future)
             op->times->submitted = ringlet_now_ns();
             op->times->submit_thread = PyThread_get_thread_ident();
         }
-        /* O_DIRECT never completes inline: its SQE waits for the end of the
-         * loop tick and goes with the others in one io_uring_enter. */
-        if (op->direct && op->engine->direct_held)
-            ret = 0; /* a task woken by _drain_and_wake: submitted at its end */
-        else
+        /* O_DIRECT never completes inline.  Made by a task _drain_and_wake
+         * woke, it goes to the kernel at once, as fio's reads do: the device
+         * starts on it while the drain wakes the next tasks (held for one
+         * io_uring_enter at the drain's end, 64 tasks on a virtio disk read
+         * ~6% less, for ~0.5 us less CPU a read).  Made elsewhere, its SQE
+         * waits for the end of the loop tick and goes with the others in one
+         * io_uring_enter. */
+        if (op->direct && op->engine->direct_at_once) {
+            int taken = rl_ring_submit(&op->engine->ring);
+            ret = taken < 0 ? taken : 0;
+        } else
             ret = op->direct || op->offload ? loop_schedule_flush(op->engine)
                                             : rl_ring_submit_and_reap(&op->engine->ring);
         if (ret == -2)

@@ -99,6 +99,81 @@ def test_direct_submissions_are_batched_per_loop_tick(ringlet, require_io_uring,
     assert enters < 32  # one submission for the tick, plus the wake-ups that reap
 
 
+def test_direct_read_made_by_a_task_the_drain_woke_goes_to_the_kernel_at_once(ringlet, require_io_uring, run,
+                                                                             direct_file):
+    """A task woken by the loop's reader callback (_drain_and_wake) submits
+    the O_DIRECT read it makes then with one io_uring_enter inside the call:
+    the device starts on it while the other tasks are woken.  Made anywhere
+    else (a task the loop ran), the read waits for the end of the tick."""
+    import sys
+
+    from ringlet._engine import _Watch
+
+    path, data = direct_file
+    offsets = [i * ALIGN for i in range(48)]
+
+    async def reader(f, engine, first, seen):
+        got = [await f.pread(ALIGN, offsets[first])]
+        for off in offsets[first + 1:first + 12]:
+            # the coroutine's caller frame: the _Watch (woken from its drain) or the loop's Handle
+            by_drain = sys._getframe(0).f_back.f_code is _Watch.__call__.__code__
+            before = engine.stats()["enter_calls"]
+            read = f.pread(ALIGN, off)
+            seen.append((by_drain, engine.stats()["enter_calls"] - before))
+            got.append(await read)
+        return got
+
+    async def main():
+        engine = ringlet.get_engine()
+        seen = []
+        async with ringlet.open(path, "rb", direct=True) as f:
+            got = await asyncio.gather(*(reader(f, engine, first, seen) for first in range(0, 48, 12)))
+        return [b for part in got for b in part], seen
+
+    got, seen = run(main())
+    assert got == [data[off:off + ALIGN] for off in offsets]
+    assert len(seen) == 44
+    if not any(by_drain for by_drain, _ in seen):
+        pytest.skip("O_DIRECT completes within the submission here: no task is woken by a drain")
+    assert all(enters == (1 if by_drain else 0) for by_drain, enters in seen), seen
+
+
+def test_reads_completed_together_wake_their_tasks_from_one_reader_callback(ringlet, require_io_uring, run,
+                                                                            direct_file):
+    """40 O_DIRECT reads that completed while the loop was busy: the kernel
+    runs at most 20 deferred completions an io_uring_enter (6.x), and the
+    reader callback (_drain_and_wake) reaps again after waking their tasks,
+    so all 40 tasks resume inside one call of it, not one loop turn per 20."""
+    import sys
+    import time
+
+    from ringlet._engine import _Watch
+
+    path, data = direct_file
+    offsets = [i * ALIGN for i in range(40)]
+    resumed_by = []
+
+    async def reader(f, off):
+        got = await f.pread(ALIGN, off)
+        resumed_by.append(sys._getframe(0).f_back)  # the _Watch's frame when its drain woke this task
+        return got
+
+    async def main():
+        async with ringlet.open(path, "rb", direct=True) as f:
+            tasks = [asyncio.ensure_future(reader(f, off)) for off in offsets]
+            await asyncio.sleep(0)  # the tasks submit their reads
+            await asyncio.sleep(0)
+            time.sleep(1.0)  # the loop busy: the device answers meanwhile, nobody reaps
+            return await asyncio.gather(*tasks)
+
+    got = run(main())
+    assert got == [data[off:off + ALIGN] for off in offsets]
+    if not any(frame.f_code is _Watch.__call__.__code__ for frame in resumed_by):
+        pytest.skip("O_DIRECT completes within the submission here: no task is woken by a drain")
+    assert len({id(frame) for frame in resumed_by}) == 1
+    assert resumed_by[0].f_code is _Watch.__call__.__code__
+
+
 def test_direct_read_cancelled_keeps_memory_until_completion(ringlet, require_io_uring, run, direct_file):
     path, data = direct_file
 
