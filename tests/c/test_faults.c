@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -95,7 +96,7 @@ static int64_t copy_with_fault(struct rl_ring *r, int src, int kind, unsigned sk
     struct outcome o = {0};
     int e = 0;
     rl_fault_arm(kind, skip, count, err);
-    struct rl_copy *copy = rl_copy_start(r, src, dst, 4096, 4, on_copy_done, &o, &e);
+    struct rl_copy *copy = rl_copy_start(r, NULL, src, dst, 4096, 4, on_copy_done, &o, &e);
     if (!copy) {
         close(dst);
         unlink(dst_path);
@@ -134,6 +135,79 @@ static void test_copy(struct rl_ring *r)
     unlink(path);
 }
 
+/* A copy whose mapped writes go through a quiet ring (copy.h), with a
+ * fault armed: it ends once, exact when it succeeds, and leaves nothing in
+ * flight on either ring. */
+static unsigned last_pings; /* of the last quiet copy */
+
+static int64_t quiet_copy_with_fault(struct rl_ring *r, struct rl_ring *q, int src, size_t size, int kind,
+                                     unsigned skip, unsigned count, int err)
+{
+    char dst_path[] = "/tmp/ringlet-faults-dst-XXXXXX";
+    int dst = mkstemp(dst_path);
+    CHECK(dst >= 0);
+    struct outcome o = {0};
+    int e = 0;
+    rl_fault_arm(kind, skip, count, err);
+    struct rl_copy *copy = rl_copy_start(r, q, src, dst, 1 << 20, 4, on_copy_done, &o, &e);
+    if (copy) {
+        wait_for(r, &o.done);
+        CHECK(copy->quiet_busy == 0 && copy->marks == 0 && !copy->pinging);
+        last_pings = copy->pings;
+        rl_copy_free(copy);
+    } else {
+        o.result = e;
+    }
+    rl_fault_arm(kind, 0, 0, 0);
+    if (o.result == (int64_t)size) {
+        char *a = malloc(size), *b = malloc(size);
+        CHECK(a && b);
+        CHECK(pread(src, a, size, 0) == (ssize_t)size && pread(dst, b, size, 0) == (ssize_t)size);
+        CHECK(memcmp(a, b, size) == 0);
+        free(a);
+        free(b);
+    }
+    CHECK(r->stats.in_flight == 0 && q->stats.in_flight == 0);
+    close(dst);
+    unlink(dst_path);
+    return o.result;
+}
+
+static void test_quiet_copy(struct rl_ring *r)
+{
+    struct rl_ring q;
+    if (rl_ring_init_quiet(&q, 256) < 0)
+        return; /* no DEFER_TASKRUN: copies never use one */
+    char path[] = "/tmp/ringlet-faults-src-XXXXXX";
+    int src = mkstemp(path);
+    CHECK(src >= 0);
+    size_t size = 20u << 20;
+    char *data = malloc(size);
+    CHECK(data);
+    for (size_t i = 0; i < size; i++)
+        data[i] = (char)(i * 7 + i / 5003);
+    CHECK(write(src, data, size) == (ssize_t)size);
+    free(data);
+    /* The quiet ring refuses its first submit: the next batch's mark, queued
+     * after the submit that takes them, is behind its writes too. */
+    CHECK(quiet_copy_with_fault(r, &q, src, size, RL_FAULT_ENTER, 0, 1, -EAGAIN) == (int64_t)size);
+    /* A source of two batches, all queued at once, and both quiet submits
+     * refused: the marks run first, no write is left to queue a mark for,
+     * and a ping queued behind the quiet writes reaps them. */
+    CHECK(ftruncate(src, 2 * RL_COPY_QUIET_BATCH) == 0);
+    CHECK(quiet_copy_with_fault(r, &q, src, 2 * RL_COPY_QUIET_BATCH, RL_FAULT_ENTER, 0, 2, -EAGAIN) ==
+          (int64_t)(2 * RL_COPY_QUIET_BATCH));
+    CHECK(last_pings >= 1);
+    CHECK(ftruncate(src, (off_t)size) == 0);
+    CHECK(quiet_copy_with_fault(r, &q, src, size, RL_FAULT_CQE, 6, 1, -EIO) == -EIO);
+    CHECK(quiet_copy_with_fault(r, &q, src, size, RL_FAULT_SHORT, 0, 9, 0) == (int64_t)size);
+    int64_t res = quiet_copy_with_fault(r, &q, src, size, RL_FAULT_ALLOC, 4, 1, 0);
+    CHECK(res == -ENOMEM || res == (int64_t)size);
+    rl_ring_exit(&q);
+    close(src);
+    unlink(path);
+}
+
 int main(void)
 {
     struct rl_ring r;
@@ -148,6 +222,7 @@ int main(void)
     test_enter_refused(&r, fd, EINTR);
     test_completion_error(&r, fd);
     test_copy(&r);
+    test_quiet_copy(&r);
     close(fd);
     unlink(path);
     rl_ring_exit(&r);
