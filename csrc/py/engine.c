@@ -193,35 +193,27 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
 
 PyDoc_STRVAR(engine_stats_doc, "stats() -> dict\n\nThe engine's counters.");
 
+static void stats_add(struct rl_stats *sum, const struct rl_stats *t)
+{
+    sum->submitted += t->submitted;
+    sum->completed += t->completed;
+    sum->completed_inline += t->completed_inline;
+    sum->deferred += t->deferred;
+    sum->cancelled += t->cancelled;
+    sum->enter_calls += t->enter_calls;
+    sum->overflowed += t->overflowed;
+    sum->in_flight += t->in_flight;
+    sum->peak_in_flight += t->peak_in_flight;
+}
+
 static PyObject *engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
-    /* write_file's side ring counts with the main one. */
+    /* write_file's side ring and copy's quiet ring count with the main one. */
     struct rl_stats sum = self->ring.stats;
-    if (self->side_state) {
-        const struct rl_stats *t = &self->side.stats;
-        sum.submitted += t->submitted;
-        sum.completed += t->completed;
-        sum.completed_inline += t->completed_inline;
-        sum.deferred += t->deferred;
-        sum.cancelled += t->cancelled;
-        sum.enter_calls += t->enter_calls;
-        sum.overflowed += t->overflowed;
-        sum.in_flight += t->in_flight;
-        sum.peak_in_flight += t->peak_in_flight;
-    }
-    /* So does copy's quiet ring. */
-    if (self->quiet_state) {
-        const struct rl_stats *t = &self->quiet.stats;
-        sum.submitted += t->submitted;
-        sum.completed += t->completed;
-        sum.completed_inline += t->completed_inline;
-        sum.deferred += t->deferred;
-        sum.cancelled += t->cancelled;
-        sum.enter_calls += t->enter_calls;
-        sum.overflowed += t->overflowed;
-        sum.in_flight += t->in_flight;
-        sum.peak_in_flight += t->peak_in_flight;
-    }
+    if (self->side_state)
+        stats_add(&sum, &self->side.stats);
+    if (self->quiet_state)
+        stats_add(&sum, &self->quiet.stats);
     const struct rl_stats *s = &sum;
     return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsIsIsd}",
                          "submitted", (unsigned long long)s->submitted,
