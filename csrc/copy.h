@@ -45,7 +45,8 @@
  * writes but the last go on the quiet ring, which is submitted first, and the
  * last (the mark) on the main ring: when the mark completes, the batch's
  * quiet writes have run, and the mark's continuation reaps them from the
- * quiet ring.  One wakeup per batch: 1 GiB in 0.27 s (sendfile 0.31 s).  A
+ * quiet ring.  One wakeup per batch: at 64 KiB, 1 GiB in 0.27 s against
+ * sendfile's 0.31 s (a C prototype, warm source), no more CPU.  A
  * quiet write left without a mark behind it (a partial submit, a cancelled
  * mark, a file system that completes some writes at once) is caught by a
  * ping: an empty write queued to the worker behind it.
