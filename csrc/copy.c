@@ -182,7 +182,7 @@ static void rl_copy_ping_complete(struct rl_cell *cell)
     struct rl_copy *copy = (struct rl_copy *)((char *)cell - offsetof(struct rl_copy, ping));
     copy->busy--;
     copy->pinging = 0;
-    if (cell->result < 0)
+    if (cell->result != -ETIME)
         copy->ping_ok = 0; /* cancelled (shutdown) or refused: no more pings */
     rl_copy_reap_quiet(copy);
     rl_copy_settle(copy);
@@ -196,9 +196,9 @@ static void rl_copy_settle(struct rl_copy *copy)
         return; /* the mark whose continuation is reaping settles after it */
     rl_copy_flush(copy);
     if (copy->quiet_busy && !copy->marks && !copy->pinging && copy->ping_ok) {
-        /* An empty write, through the worker's queue (IOSQE_ASYNC): behind
-         * every write the quiet ring has given it. */
-        if (rl_op_write_offloaded(copy->ring, &copy->ping, copy->dst_fd, copy->src_map, 0, 0) == 0) {
+        copy->ping_ts.tv_sec = 0;
+        copy->ping_ts.tv_nsec = RL_COPY_PING_NS;
+        if (rl_op_timeout(copy->ring, &copy->ping, &copy->ping_ts) == 0) {
             copy->pinging = 1;
             copy->pings++;
             copy->busy++;

@@ -141,7 +141,9 @@ int rl_ring_init_quiet(struct rl_ring *r, unsigned entries)
     r->wake_fd = -1;
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
-    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+    /* TASKRUN_FLAG: the kernel says in the SQ flags when completions are
+     * still held for this thread (rl_ring_drain enters until they are not). */
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_CQSIZE;
     p.cq_entries = entries * 4; /* room for every completion before a drain, and for cancels */
     int ret = io_uring_queue_init_params(entries, &r->ring, &p);
     if (ret < 0)
@@ -370,9 +372,10 @@ static int rl_ring_drain_held(struct rl_ring *r, unsigned max)
         got = rl_ring_reap_held(r, max - n);
         n += got;
         /* A ring without an eventfd is not called back for the rest: the
-         * kernel runs a few dozen deferred completions an enter, so enter
-         * again until one brings none. */
-    } while (r->wake_fd < 0 && got && n < max && !r->exit_pending);
+         * kernel runs a few dozen deferred items an enter (some of them
+         * frees, with no completion), so enter again while it holds more. */
+    } while (r->wake_fd < 0 && n < max && !r->exit_pending &&
+             (got || (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN)));
     if (r->exit_pending)
         return (int)n; /* a continuation closed the ring: leave it alone */
     if (io_uring_cq_ready(&r->ring) && r->wake_fd >= 0)
