@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 static void rl_copy_slot_complete(struct rl_cell *cell);
 static void rl_copy_check_done(struct rl_copy *copy);
 static void rl_copy_populate_complete(struct rl_cell *cell);
+static void rl_copy_settle(struct rl_copy *copy);
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22 /* Linux 5.14 */
@@ -88,6 +90,13 @@ static void rl_copy_slot_step(struct rl_copy_slot *s)
         if (copy->populate_ok)
             rl_copy_populate_step(copy);
     }
+    if (s->writing && s->mapped && copy->quiet) {
+        /* Queued by rl_copy_flush, with the others of its batch. */
+        copy->pending[copy->npending++] = (uint16_t)(s - copy->slots);
+        copy->busy++;
+        return;
+    }
+    s->on = copy->ring;
     if (s->writing) {
         const char *from = s->mapped ? copy->src_map + s->offset : s->buf;
         ret = rl_op_write(copy->ring, &s->cell, copy->dst_fd, from + s->written, s->len - s->written,
@@ -115,11 +124,103 @@ static void rl_copy_slot_step(struct rl_copy_slot *s)
         copy->busy++;
 }
 
+/* Queues the pending mapped writes (copy.h): in batches of copy->batch, all
+ * but the last on the quiet ring, submitted before the last (the mark) is
+ * queued on the main ring.  The mark's SQE is taken first, so that a mark
+ * always follows the quiet writes that were queued. */
+static void rl_copy_flush(struct rl_copy *copy)
+{
+    unsigned i = 0;
+    while (i < copy->npending) {
+        unsigned n = copy->npending - i < copy->batch ? copy->npending - i : copy->batch;
+        struct io_uring_sqe *mark = rl_ring_sqe(copy->ring);
+        for (unsigned k = 0; k < n; k++) {
+            struct rl_copy_slot *s = &copy->slots[copy->pending[i + k]];
+            const char *from = copy->src_map + s->offset + s->written;
+            int64_t at = s->offset + s->written;
+            unsigned len = s->len - s->written;
+            if (!mark) {
+                copy->busy--;
+                rl_copy_fail(copy, -ENOMEM);
+            } else if (k + 1 < n) {
+                if (rl_op_write(copy->quiet, &s->cell, copy->dst_fd, from, len, at) < 0) {
+                    copy->busy--;
+                    rl_copy_fail(copy, -ENOMEM);
+                    continue;
+                }
+                s->on = copy->quiet;
+                copy->quiet_busy++;
+                copy->quiet_writes++;
+            } else {
+                if (n > 1)
+                    rl_ring_submit(copy->quiet); /* before the mark: what it took is in the worker's queue */
+                io_uring_prep_write(mark, copy->dst_fd, from, len, (uint64_t)at);
+                rl_ring_hide_check(copy->ring, mark);
+                rl_ring_arm(copy->ring, mark, &s->cell);
+                s->on = copy->ring;
+                s->mark = 1;
+                copy->marks++;
+            }
+        }
+        i += n;
+    }
+    copy->npending = 0;
+}
+
+/* Runs the quiet ring's finished writes through their continuations. */
+static void rl_copy_reap_quiet(struct rl_copy *copy)
+{
+    if (!copy->quiet_busy)
+        return;
+    copy->draining++;
+    rl_ring_drain(copy->quiet, UINT32_MAX);
+    copy->draining--;
+}
+
+static void rl_copy_ping_complete(struct rl_cell *cell)
+{
+    struct rl_copy *copy = (struct rl_copy *)((char *)cell - offsetof(struct rl_copy, ping));
+    copy->busy--;
+    copy->pinging = 0;
+    if (cell->result != -ETIME)
+        copy->ping_ok = 0; /* cancelled (shutdown) or refused: no more pings */
+    rl_copy_reap_quiet(copy);
+    rl_copy_settle(copy);
+}
+
+/* After a continuation: queues what it left pending; pings when quiet writes
+ * are in flight with no mark behind them; reports the end. */
+static void rl_copy_settle(struct rl_copy *copy)
+{
+    if (copy->draining)
+        return; /* the mark whose continuation is reaping settles after it */
+    rl_copy_flush(copy);
+    if (copy->quiet_busy && !copy->marks && !copy->pinging && copy->ping_ok) {
+        copy->ping_ts.tv_sec = 0;
+        copy->ping_ts.tv_nsec = RL_COPY_PING_NS;
+        if (rl_op_timeout(copy->ring, &copy->ping, &copy->ping_ts) == 0) {
+            copy->pinging = 1;
+            copy->pings++;
+            copy->busy++;
+        } else {
+            rl_copy_fail(copy, -ENOMEM);
+        }
+    }
+    rl_copy_check_done(copy);
+}
+
 static void rl_copy_slot_complete(struct rl_cell *cell)
 {
     struct rl_copy_slot *s = (struct rl_copy_slot *)cell;
     struct rl_copy *copy = s->copy;
     int res = cell->result;
+    if (copy->quiet && s->on == copy->quiet) {
+        copy->quiet_busy--;
+    } else if (s->mark) {
+        s->mark = 0;
+        copy->marks--;
+        rl_copy_reap_quiet(copy); /* the quiet writes queued before it have run */
+    }
     copy->busy--;
     if (res == -EAGAIN) {
         /* The kernel had no room: the same step again. */
@@ -155,7 +256,7 @@ static void rl_copy_slot_complete(struct rl_cell *cell)
         s->writing = 1;
     }
     rl_copy_slot_step(s);
-    rl_copy_check_done(copy);
+    rl_copy_settle(copy);
 }
 
 static void rl_copy_check_done(struct rl_copy *copy)
@@ -174,7 +275,7 @@ static void rl_copy_populate_complete(struct rl_cell *cell)
     copy->populate_ok = cell->result == 0; /* EINVAL: a kernel without it; an error: the writes will say */
     if (copy->populate_ok)
         rl_copy_populate_step(copy);
-    rl_copy_check_done(copy);
+    rl_copy_settle(copy);
 }
 
 /* 1: fd has no offsets (pipe, FIFO, socket: lseek says ESPIPE); 0: it has
@@ -276,13 +377,31 @@ static void rl_copy_map_source(struct rl_copy *copy)
     if (copy->map_write > copy->chunk)
         copy->map_write = copy->chunk;
     if (copy->nslots > 1) {
+        /* Quiet writes need the worker's queue, by inode: a regular file
+         * without O_DIRECT (whose writes may run side by side). */
+        struct rl_fileinfo dst;
+        int fl = fcntl(copy->dst_fd, F_GETFL);
+        if (!copy->quiet || rl_fileinfo(copy->dst_fd, &dst) < 0 || !dst.regular || fl < 0 || (fl & O_DIRECT))
+            copy->quiet = NULL;
+        unsigned cap = copy->quiet ? RL_COPY_MAP_SLOTS : RL_COPY_LOUD_SLOTS;
         unsigned want = RL_COPY_MAP_FLIGHT / copy->map_write;
-        copy->nslots = want > RL_COPY_MAP_SLOTS ? RL_COPY_MAP_SLOTS : want < 2 ? 2 : want;
+        copy->nslots = want > cap ? cap : want < 2 ? 2 : want;
+        copy->batch = RL_COPY_QUIET_BATCH / copy->map_write;
+        if (copy->batch < 2)
+            copy->batch = 2;
+    } else {
+        copy->quiet = NULL; /* one slot: in order, one write at a time */
     }
 }
 
-struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsigned chunk,
-                              unsigned nslots, rl_copy_done on_done, void *owner, int *err)
+int rl_copy_wants_quiet(int src_fd)
+{
+    struct rl_fileinfo src;
+    return rl_fileinfo(src_fd, &src) == 0 && src.regular && src.size > RL_COPY_MAP_FLIGHT;
+}
+
+struct rl_copy *rl_copy_start(struct rl_ring *ring, struct rl_ring *quiet, int src_fd, int dst_fd,
+                              unsigned chunk, unsigned nslots, rl_copy_done on_done, void *owner, int *err)
 {
     if (nslots == 0 || nslots > RL_COPY_MAX_SLOTS || chunk == 0) {
         *err = -EINVAL;
@@ -311,10 +430,16 @@ struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsi
     copy->owner = owner;
     copy->populate.on_complete = rl_copy_populate_complete;
     copy->read_slots = nslots;
+    copy->quiet = quiet;
+    copy->ping.on_complete = rl_copy_ping_complete;
+    copy->ping_ok = 1;
     rl_copy_map_source(copy);
+    if (!copy->src_map)
+        copy->quiet = NULL;
     for (unsigned i = 0; i < copy->nslots; i++) {
         struct rl_copy_slot *s = &copy->slots[i];
         s->copy = copy;
+        s->on = ring;
         s->cell.on_complete = rl_copy_slot_complete;
     }
     if (copy->src_map) {
@@ -323,6 +448,7 @@ struct rl_copy *rl_copy_start(struct rl_ring *ring, int src_fd, int dst_fd, unsi
     }
     for (unsigned i = 0; i < copy->nslots; i++)
         rl_copy_slot_step(&copy->slots[i]);
+    rl_copy_flush(copy);
     if (copy->busy == 0) {
         /* Nothing could be queued: there is no completion to wait for. */
         *err = copy->error ? copy->error : -ENOMEM;
@@ -336,7 +462,7 @@ void rl_copy_cancel(struct rl_copy *copy)
 {
     rl_copy_fail(copy, -ECANCELED);
     for (unsigned i = 0; i < copy->nslots; i++)
-        rl_ring_cancel(copy->ring, &copy->slots[i].cell);
+        rl_ring_cancel(copy->slots[i].on, &copy->slots[i].cell);
     if (copy->populating)
         rl_ring_cancel(copy->ring, &copy->populate);
 }

@@ -31,6 +31,11 @@ int rl_op_write(struct rl_ring *r, struct rl_cell *c, int fd, const void *buf, u
     RL_QUEUE(r, c, io_uring_prep_write(sqe, fd, buf, len, (uint64_t)offset));
 }
 
+int rl_op_timeout(struct rl_ring *r, struct rl_cell *c, struct __kernel_timespec *ts)
+{
+    RL_QUEUE(r, c, io_uring_prep_timeout(sqe, ts, 0, 0));
+}
+
 int rl_op_madvise(struct rl_ring *r, struct rl_cell *c, void *addr, size_t len, int advice)
 {
     RL_QUEUE(r, c, io_uring_prep_madvise(sqe, addr, (off_t)len, advice));

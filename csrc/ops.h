@@ -17,6 +17,8 @@ int rl_op_read(struct rl_ring *r, struct rl_cell *c, int fd, void *buf, unsigned
  * copy never runs inside the submitting call, even from the page cache. */
 int rl_op_read_offloaded(struct rl_ring *r, struct rl_cell *c, int fd, void *buf, unsigned len, int64_t offset);
 int rl_op_write(struct rl_ring *r, struct rl_cell *c, int fd, const void *buf, unsigned len, int64_t offset);
+/* Completes (with -ETIME) once ts has passed. */
+int rl_op_timeout(struct rl_ring *r, struct rl_cell *c, struct __kernel_timespec *ts);
 /* madvise(addr, len, advice) in an io-wq worker. */
 int rl_op_madvise(struct rl_ring *r, struct rl_cell *c, void *addr, size_t len, int advice);
 int rl_op_openat(struct rl_ring *r, struct rl_cell *c, int dirfd, const char *path, int flags, mode_t mode);

@@ -135,6 +135,26 @@ int rl_ring_init_plain(struct rl_ring *r, unsigned entries, int wake_fd)
     return rl_ring_wake_and_probe(r, fd < 0 ? -errno : fd);
 }
 
+int rl_ring_init_quiet(struct rl_ring *r, unsigned entries)
+{
+    memset(r, 0, sizeof *r);
+    r->wake_fd = -1;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    /* TASKRUN_FLAG: the kernel says in the SQ flags when completions are
+     * still held for this thread (rl_ring_drain enters until they are not). */
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_CQSIZE;
+    p.cq_entries = entries * 4; /* room for every completion before a drain, and for cancels */
+    int ret = io_uring_queue_init_params(entries, &r->ring, &p);
+    if (ret < 0)
+        return ret;
+    r->setup_flags = p.flags;
+    r->features = p.features;
+    io_uring_ring_dontfork(&r->ring);
+    rl_ring_probe(r);
+    return 0;
+}
+
 void rl_ring_exit(struct rl_ring *r)
 {
     if (r->busy) {
@@ -149,7 +169,9 @@ void rl_ring_exit(struct rl_ring *r)
     }
     r->overflow_head = r->overflow_tail = NULL;
     io_uring_queue_exit(&r->ring);
-    close(r->wake_fd);
+    if (r->wake_fd >= 0)
+        close(r->wake_fd);
+    r->gone = 1;
 }
 
 static int rl_ring_drain_held(struct rl_ring *r, unsigned max);
@@ -168,7 +190,7 @@ static void rl_ring_release(struct rl_ring *r)
 
 struct io_uring_sqe *rl_ring_sqe(struct rl_ring *r)
 {
-    if (r->exit_pending || rl_fault_hit(RL_FAULT_ALLOC))
+    if (r->exit_pending || r->gone || rl_fault_hit(RL_FAULT_ALLOC))
         return NULL;
     if (!r->overflow_head) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
@@ -219,6 +241,8 @@ static void rl_ring_move_overflow(struct rl_ring *r)
 int rl_ring_submit(struct rl_ring *r)
 {
     int taken = 0;
+    if (r->gone)
+        return 0;
     for (;;) {
         rl_ring_move_overflow(r);
         if (io_uring_sq_ready(&r->ring) == 0)
@@ -231,7 +255,8 @@ int rl_ring_submit(struct rl_ring *r)
             /* The kernel is short of room (EBUSY: until completions are
              * reaped).  The SQEs stay queued; wake the loop so that its drain
              * reaps and submits again. */
-            eventfd_write(r->wake_fd, 1);
+            if (r->wake_fd >= 0)
+                eventfd_write(r->wake_fd, 1);
             return taken;
         }
         if (ret < 0)
@@ -319,7 +344,7 @@ int rl_ring_submit_and_reap(struct rl_ring *r)
 
 int rl_ring_drain(struct rl_ring *r, unsigned max)
 {
-    if (r->exit_pending)
+    if (r->exit_pending || r->gone)
         return 0;
     rl_ring_hold(r);
     int ret = rl_ring_drain_held(r, max);
@@ -330,21 +355,30 @@ int rl_ring_drain(struct rl_ring *r, unsigned max)
 static int rl_ring_drain_held(struct rl_ring *r, unsigned max)
 {
     eventfd_t ignored;
-    eventfd_read(r->wake_fd, &ignored); /* EAGAIN (already 0) is fine: drain anyway */
-    /* With DEFER_TASKRUN the kernel holds finished work until this thread
-     * enters; a CQ overflow also needs an enter to be flushed back. */
-    unsigned sq_flags = IO_URING_READ_ONCE(*r->ring.sq.kflags);
-    if ((r->setup_flags & IORING_SETUP_DEFER_TASKRUN) ||
-        (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN))) {
-        r->stats.enter_calls++;
-        int ret = io_uring_get_events(&r->ring);
-        if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR)
-            return ret;
-    }
-    unsigned n = rl_ring_reap_held(r, max);
+    if (r->wake_fd >= 0)
+        eventfd_read(r->wake_fd, &ignored); /* EAGAIN (already 0) is fine: drain anyway */
+    unsigned n = 0, got;
+    do {
+        /* With DEFER_TASKRUN the kernel holds finished work until this thread
+         * enters; a CQ overflow also needs an enter to be flushed back. */
+        unsigned sq_flags = IO_URING_READ_ONCE(*r->ring.sq.kflags);
+        if ((r->setup_flags & IORING_SETUP_DEFER_TASKRUN) ||
+            (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN))) {
+            r->stats.enter_calls++;
+            int ret = io_uring_get_events(&r->ring);
+            if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR)
+                return ret;
+        }
+        got = rl_ring_reap_held(r, max - n);
+        n += got;
+        /* A ring without an eventfd is not called back for the rest: the
+         * kernel runs a few dozen deferred items an enter (some of them
+         * frees, with no completion), so enter again while it holds more. */
+    } while (r->wake_fd < 0 && n < max && !r->exit_pending &&
+             (got || (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN)));
     if (r->exit_pending)
         return (int)n; /* a continuation closed the ring: leave it alone */
-    if (io_uring_cq_ready(&r->ring))
+    if (io_uring_cq_ready(&r->ring) && r->wake_fd >= 0)
         eventfd_write(r->wake_fd, 1);
     int ret = rl_ring_submit(r);
     return ret < 0 ? ret : (int)n;

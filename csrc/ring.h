@@ -31,10 +31,11 @@ struct rl_ring {
     struct io_uring ring;
     unsigned setup_flags;      /* the IORING_SETUP_* flags the kernel accepted */
     unsigned features;         /* IORING_FEAT_* */
-    int wake_fd;               /* eventfd the kernel signals on completions; the loop watches it */
+    int wake_fd;               /* eventfd the kernel signals on completions; the loop watches it (-1: none) */
     int reaping_inline;        /* set while reaping inside a submitting call */
     unsigned busy;             /* calls running continuations now (they nest): the ring stays mapped */
     int exit_pending;          /* rl_ring_exit was called by a continuation: done when busy drops to 0 */
+    int gone;                  /* unmapped: drains, submissions and SQEs are refused from then on */
     struct rl_overflow *overflow_head, *overflow_tail;
     struct rl_stats stats;
     uint64_t supported_ops[4]; /* bit per IORING_OP_*, from the kernel's probe */
@@ -49,6 +50,11 @@ int rl_ring_init(struct rl_ring *r, unsigned sq_entries, unsigned cq_entries);
  * one before), signalling the same eventfd as wake_fd, through a descriptor
  * of its own.  For write_file's chain (csrc/py/writefile.c). */
 int rl_ring_init_plain(struct rl_ring *r, unsigned entries, int wake_fd);
+/* A SINGLE_ISSUER|DEFER_TASKRUN ring with no eventfd: what finishes on it
+ * wakes nobody (its completions wait in the kernel until this thread enters
+ * it: rl_ring_drain).  For copy's writes between two that wake (copy.h).
+ * Fails (EINVAL) on a kernel without DEFER_TASKRUN. */
+int rl_ring_init_quiet(struct rl_ring *r, unsigned entries);
 /* Unmaps the ring and closes its fds.  Called by a continuation (while a
  * reap, drain or submit_and_reap up the stack still reads the ring), it only
  * marks the ring: the reaping stops after the completions already taken

@@ -102,6 +102,9 @@ typedef struct {
     struct rl_ring side;        /* write_file's chains (writefile.c): a ring without DEFER_TASKRUN */
     int side_state;             /* 0: not tried yet; 1: side is set up; -1: not to be had */
     uint32_t side_free;         /* side's fixed-file slots that hold no file, a bit each */
+    struct rl_ring quiet;       /* copy's writes that wake nobody (csrc/copy.h): no eventfd */
+    int quiet_state;            /* 0: not tried yet; 1: quiet is set up; -1: not to be had */
+    uint64_t writes_quiet;      /* copy writes finished on quiet: reaped behind a mark, no wakeup */
     ringlet_state *state;
     PyObject *weakreflist;
 } EngineObject;

@@ -182,16 +182,28 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
     self->ring_open = 0; /* from here on operations raise, and a second shutdown returns at once */
     Py_CLEAR(self->tracer);
     engine_offload_drop_all(self); /* never given to the kernel: nothing to wait for */
-    /* One deadline for both rings: the whole shutdown waits timeout at most. */
+    /* One deadline for all rings: the whole shutdown waits timeout at most. */
     double wait_s = timeout < 0 ? 0 : timeout > 1e9 ? 1e9 : timeout; /* +-inf too: the cast below stays defined */
     int64_t deadline_ns = ringlet_now_ns() + (int64_t)(wait_s * 1e9);
     write_file_side_shutdown(self, deadline_ns);
+    /* copy's quiet writes: cancelled first, reaped by the marks and pings
+     * of the main ring (which reap quiet), then what is left of them. */
+    if (self->quiet_state > 0)
+        rl_ring_cancel_all(&self->quiet);
     engine_cancel_and_wait(self, &self->ring, deadline_ns);
-    unsigned left_in_flight = self->ring.stats.in_flight + (self->side_state ? self->side.stats.in_flight : 0);
+    if (self->quiet_state > 0)
+        engine_cancel_and_wait(self, &self->quiet, deadline_ns);
+    unsigned left_in_flight = self->ring.stats.in_flight + (self->side_state ? self->side.stats.in_flight : 0) +
+                              (self->quiet_state > 0 ? self->quiet.stats.in_flight : 0);
     /* Closing the ring with requests still in flight is safe: their ops (and
      * memory) are never freed, and the kernel cancels them on teardown.
      * Inside a drain, the ring itself waits until the drain is over. */
     rl_ring_exit(&self->ring);
+    /* A mark reaped later (the main ring's exit waits for a drain up the
+     * stack) finds quiet gone and leaves it alone. */
+    if (self->quiet_state > 0)
+        rl_ring_exit(&self->quiet);
+    self->quiet_state = -self->quiet_state;
     if (loop_raise_interrupt(self) < 0)
         return NULL;
     return PyLong_FromUnsignedLong(left_in_flight);
@@ -199,30 +211,36 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
 
 PyDoc_STRVAR(engine_stats_doc, "stats() -> dict\n\nThe engine's counters.");
 
+static void stats_add(struct rl_stats *sum, const struct rl_stats *t)
+{
+    sum->submitted += t->submitted;
+    sum->completed += t->completed;
+    sum->completed_inline += t->completed_inline;
+    sum->deferred += t->deferred;
+    sum->cancelled += t->cancelled;
+    sum->enter_calls += t->enter_calls;
+    sum->overflowed += t->overflowed;
+    sum->in_flight += t->in_flight;
+    sum->peak_in_flight += t->peak_in_flight;
+}
+
 static PyObject *engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
-    /* write_file's side ring counts with the main one. */
+    /* write_file's side ring and copy's quiet ring count with the main one. */
     struct rl_stats sum = self->ring.stats;
-    if (self->side_state) {
-        const struct rl_stats *t = &self->side.stats;
-        sum.submitted += t->submitted;
-        sum.completed += t->completed;
-        sum.completed_inline += t->completed_inline;
-        sum.deferred += t->deferred;
-        sum.cancelled += t->cancelled;
-        sum.enter_calls += t->enter_calls;
-        sum.overflowed += t->overflowed;
-        sum.in_flight += t->in_flight;
-        sum.peak_in_flight += t->peak_in_flight;
-    }
+    if (self->side_state)
+        stats_add(&sum, &self->side.stats);
+    if (self->quiet_state)
+        stats_add(&sum, &self->quiet.stats);
     const struct rl_stats *s = &sum;
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsIsIsd}",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsIsIsd}",
                          "submitted", (unsigned long long)s->submitted,
                          "completed", (unsigned long long)s->completed,
                          "completed_inline", (unsigned long long)s->completed_inline,
                          "completed_nowait", (unsigned long long)self->nowait.hits,
                          "files_nowait", (unsigned long long)self->files_nowait,
                          "files_chained", (unsigned long long)self->files_chained,
+                         "writes_quiet", (unsigned long long)self->writes_quiet,
                          "deferred", (unsigned long long)s->deferred,
                          "cancelled", (unsigned long long)s->cancelled,
                          "enter_calls", (unsigned long long)s->enter_calls,
@@ -370,6 +388,8 @@ static void engine_dealloc(EngineObject *self)
     if (self->ring_open && self->fork_generation == ringlet_fork_generation()) {
         if (self->side_state > 0)
             rl_ring_exit(&self->side);
+        if (self->quiet_state > 0)
+            rl_ring_exit(&self->quiet);
         rl_ring_exit(&self->ring);
     }
     rl_bounce_clear(&self->bounce_pool);

@@ -412,6 +412,17 @@ const char engine_copy_doc[] =
 "(16 MiB in flight, in pieces of at most chunk_size; depth=1 stays one write\n"
 "at a time, in order).  The result is the number of bytes copied.";
 
+/* The engine's quiet ring (csrc/copy.h), set up at its first copy of a
+ * source large enough to be worth it; NULL when the kernel has none. */
+static struct rl_ring *copy_quiet_ring(EngineObject *self, int src)
+{
+    if (self->quiet_state < 0 || !rl_copy_wants_quiet(src))
+        return NULL;
+    if (self->quiet_state == 0)
+        self->quiet_state = rl_ring_init_quiet(&self->quiet, RL_COPY_MAP_SLOTS) == 0 ? 1 : -1;
+    return self->quiet_state > 0 ? &self->quiet : NULL;
+}
+
 PyObject *engine_copy(EngineObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"src_fd", "dst_fd", "chunk_size", "depth", NULL};
@@ -432,7 +443,7 @@ PyObject *engine_copy(EngineObject *self, PyObject *args, PyObject *kwargs)
     if (op == NULL)
         return NULL;
     int err = 0;
-    op->u.copy = rl_copy_start(&self->ring, src, dst, chunk, depth, op_copy_done, op, &err);
+    op->u.copy = rl_copy_start(&self->ring, copy_quiet_ring(self, src), src, dst, chunk, depth, op_copy_done, op, &err);
     ringlet_live.copies += op->u.copy != NULL;
     if (op->u.copy == NULL) {
         Py_DECREF(op);

@@ -369,5 +369,6 @@ Py_ssize_t op_queue_batch(OpObject *op, const int64_t *offsets)
 
 void op_copy_done(struct rl_copy *copy, int64_t result)
 {
+    ((OpObject *)copy->owner)->engine->writes_quiet += copy->quiet_writes;
     op_finish((OpObject *)copy->owner, result);
 }

@@ -49,6 +49,7 @@ _LABELS = {
     "completed_nowait": ("completed without the ring", "of those, served at once from the page cache (RWF_NOWAIT)"),
     "files_nowait": ("files read without the ring", "read_file: open, reads and close on the loop thread, none waiting"),
     "files_chained": ("files written in one kernel chain", "write_file: open, write and close linked, run by one kernel worker"),
+    "writes_quiet": ("copy writes reaped quietly", "copy: writes on a ring that wakes nobody, reaped behind one that does"),
     "deferred": ("deferred", "finished later: the loop woke on the ring"),
     "cancelled": ("cancelled", "cancel requests sent to the kernel"),
     "enter_calls": ("io_uring_enter calls", "system calls into the ring"),
@@ -59,7 +60,8 @@ _LABELS = {
 }
 _ROWS = tuple((key, *_LABELS[key]) for key in STATS_KEYS)
 
-_COUNTERS = ("submitted", "completed", "completed_inline", "completed_nowait", "files_nowait", "files_chained", "deferred", "cancelled",
+_COUNTERS = ("submitted", "completed", "completed_inline", "completed_nowait", "files_nowait", "files_chained", "writes_quiet",
+             "deferred", "cancelled",
              "enter_calls", "overflowed")
 
 

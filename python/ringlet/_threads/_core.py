@@ -408,6 +408,7 @@ class EngineCore:
             "completed_nowait": 0,  # no non-blocking attempt: every read goes to a worker
             "files_nowait": 0,
             "files_chained": 0,  # write_file opens, writes and closes in turn
+            "writes_quiet": 0,  # copy's writes each wake the loop
             "deferred": self._deferred,
             "cancelled": self._cancelled,
             "enter_calls": 0,
