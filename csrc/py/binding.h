@@ -351,7 +351,8 @@ int loop_schedule_flush(EngineObject *engine);
  * loop turn: once spent, every task yields until the loop has turned. */
 int loop_must_yield(EngineObject *engine);
 /* loop_must_yield after an inline read of less than RL_CLOCK_EVERY_MAX
- * bytes: it reads the clock only every RL_CLOCK_EVERY such reads. */
+ * bytes: it reads the clock only every RL_CLOCK_EVERY such reads, and
+ * measures a longer budget (RL_SMALL_BUDGET_NS, see loop.c). */
 #define RL_CLOCK_EVERY_MAX (64u << 10)
 int loop_must_yield_small(EngineObject *engine);
 /* Whether a read of RL_OFFLOAD_MIN bytes or more goes to the kernel's

@@ -26,11 +26,11 @@ def live(ringlet, require_io_uring):
 
 
 async def _spend_the_budget(f):
-    """An inline completion starts this turn's budget (1 ms); sleeping 2 ms
-    without yielding spends it, so the large reads made next in the same turn
-    are offloaded."""
+    """An inline completion starts this turn's budget (1 ms; 2 ms when small
+    reads spend it); sleeping 3 ms without yielding spends it, so the large
+    reads made next in the same turn are offloaded."""
     assert len(await f.pread(4096, 0)) == 4096  # the loop has not turned since: the budget runs
-    time.sleep(0.002)
+    time.sleep(0.003)
 
 
 def test_offloaded_reads_beyond_the_places_wait_in_the_engine(ringlet, run, live, make_file):
