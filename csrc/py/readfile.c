@@ -130,8 +130,8 @@ static PyObject *hand_over(int fd)
  * us a read, open().read()'s alike); only the offset between source and
  * destination counts, so no split of the read helps.  Where the bytes lands
  * is malloc's choice (the process's heap history), not to be chosen within
- * PyObject_Malloc's rules.  At one place this reads 1-4% faster than
- * open().read(); a ratio between two processes moves with the places drawn. */
+ * PyObject_Malloc's rules: a ratio between two processes moves with the
+ * places drawn (benchmarks/nocliff.py has both take turns in one process). */
 static PyObject *read_cached(EngineObject *self, int fd, Py_ssize_t size)
 {
     PyObject *data = PyBytes_FromStringAndSize(NULL, size);
