@@ -100,7 +100,7 @@ async def _finish_parts(engine: Any, fd: int, data: bytes, parts: "list[Union[as
 # steps there showed its file system to be one of these, which have no flush.
 NO_FLUSH_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs"})
 _CHAIN_DIRS_MAX = 1024
-_chain_dirs: Dict[Union[str, bytes], bool] = {}  # directory -> its file system has no flush
+_chain_dirs: Dict[bytes, bool] = {}  # directory -> its file system has no flush
 
 
 def file_system_type(fd: int) -> str:
@@ -120,12 +120,10 @@ def file_system_type(fd: int) -> str:
     return ""
 
 
-def _directory(raw: Union[str, bytes]) -> Union[str, bytes]:
+def _directory(raw: bytes) -> bytes:
     """The directory a path names its file in, as an absolute path (no
     symbolic link is resolved: no file system is asked)."""
-    if not os.path.isabs(raw):
-        raw = os.path.join(os.getcwdb() if isinstance(raw, bytes) else os.getcwd(), raw)
-    return os.path.dirname(raw)
+    return os.path.dirname(raw if os.path.isabs(raw) else os.path.join(os.getcwdb(), raw))
 
 
 async def write_file(path: PathArg, data: Any) -> int:
