@@ -404,8 +404,8 @@ def report(results: List[Result], facts: Dict[str, Any]) -> str:
     lines.append("          ringlet and threads hold c: each with its buffer, task, future and state).")
     lines.append("syscalls/op: read/write calls (/proc/self/io) + io_uring_enter calls, per read; epoll_wait not counted.")
     lines.append("threads: threading.active_count() added while running (iou-wrk: io_uring kernel workers added).")
-    lines.append("ringlet on cached reads: served inline from the page cache; a task yields once the loop turn's 1 ms")
-    lines.append("          budget is spent (after each read of 256 KiB or more), so the others wait about one turn.")
+    lines.append("ringlet on cached reads: served inline from the page cache; a task yields once the loop turn's")
+    lines.append("          budget is spent (2 ms of reads under 64 KiB, else 1 ms), so the others wait about one turn.")
     lines.extend("note: " + n for n in facts.get("notes", []))
     return "\n".join(lines)
 
