@@ -122,9 +122,9 @@ static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(i
         if (!woke || raised || !self->ring_open || n <= 0)
             break;
     }
-    /* What is still queued (a read the SQ had no room for): submitted now, even if a task raised; and a
-     * _wake for what could not be woken here (an interrupt noted, completions
-     * reaped inline while the tasks ran). */
+    /* What is still queued (a read the SQ had no room for): submitted now,
+     * even if a task raised; and a _wake for what could not be woken here (an
+     * interrupt noted, completions reaped inline while the tasks ran). */
     PyObject *type, *exc, *tb;
     PyErr_Fetch(&type, &exc, &tb);
     int submitted = woke_tasks && self->ring_open ? rl_ring_submit_and_reap(&self->ring) : 0;
@@ -201,9 +201,10 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
     rl_ring_exit(&self->ring);
     /* A mark reaped later (the main ring's exit waits for a drain up the
      * stack) finds quiet gone and leaves it alone. */
-    if (self->quiet_state > 0)
+    if (self->quiet_state > 0) {
         rl_ring_exit(&self->quiet);
-    self->quiet_state = -self->quiet_state;
+        self->quiet_state = -1; /* never set up again; stats() still counts what it did */
+    }
     if (loop_raise_interrupt(self) < 0)
         return NULL;
     return PyLong_FromUnsignedLong(left_in_flight);
