@@ -79,10 +79,9 @@ def opcode_name(op: int) -> str:
 # ---------------------------------------------------------------------------
 
 # The keys of Engine.stats(), in display order.
-STATS_KEYS = ("submitted", "completed", "completed_inline", "completed_nowait", "files_nowait", "files_chained", "writes_quiet",
-              "deferred",
-              "cancelled", "enter_calls",
-              "ops_per_enter", "in_flight", "peak_in_flight", "overflowed")
+STATS_KEYS = ("submitted", "completed", "completed_inline", "completed_nowait", "files_nowait", "files_chained",
+              "writes_quiet", "deferred", "cancelled", "enter_calls", "ops_per_enter", "in_flight", "peak_in_flight",
+              "overflowed")
 
 # The stamps of a trace record, in the order they happen (Timeline A, then B).
 STAMPS = ("submitted", "returned", "reaped", "resolved", "resumed")

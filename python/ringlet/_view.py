@@ -60,9 +60,8 @@ _LABELS = {
 }
 _ROWS = tuple((key, *_LABELS[key]) for key in STATS_KEYS)
 
-_COUNTERS = ("submitted", "completed", "completed_inline", "completed_nowait", "files_nowait", "files_chained", "writes_quiet",
-             "deferred", "cancelled",
-             "enter_calls", "overflowed")
+_COUNTERS = ("submitted", "completed", "completed_inline", "completed_nowait", "files_nowait", "files_chained",
+             "writes_quiet", "deferred", "cancelled", "enter_calls", "overflowed")
 
 
 class Stats(dict[str, Any]):
