@@ -319,7 +319,9 @@ async def _read_file_paired(path: str, duration: float, slices: int = 8) -> Dict
     them, and that place alone moves a 1 MiB copy by 10-20% (a destination
     64-byte aligned or not), more than the two calls differ."""
     import ringlet
-    if await ringlet.read_file(path) != open(path, "rb").read():
+    with open(path, "rb") as f:
+        expected = f.read()
+    if await ringlet.read_file(path) != expected:
         return {"status": "WRONG DATA"}
     now = time.perf_counter_ns
     counts = {"ringlet": 0, "sync": 0}
