@@ -8,7 +8,10 @@
  * character devices) is remembered and not tried again until it is closed.
  * So is an O_DIRECT descriptor (looked at once, before its first attempt):
  * there RWF_NOWAIT does not refuse to wait for the device, it reads from it
- * (a synchronous read on the caller's thread), and no page cache is used. */
+ * (a synchronous read on the caller's thread), and no page cache is used.
+ * What is known of a number is dropped when it may name another file: the
+ * engine opened or closed it, ringlet.open was handed it, or a caller of the
+ * low-level reads (who may os.close and os.open it) passes it again. */
 #ifndef RINGLET_NOWAIT_H
 #define RINGLET_NOWAIT_H
 

@@ -25,6 +25,18 @@ const char engine_read_doc[] =
 "the kernel reads an aligned range into aligned memory, of which the part\n"
 "asked for is returned (any offset and size work).";
 
+/* The public read methods take descriptors their caller manages: since the
+ * last call the number may have been closed (os.close) and reused for another
+ * file, perhaps an O_DIRECT one, where the non-blocking attempt would read
+ * from the device on the loop's thread.  So what is known of the number is
+ * looked at anew (one fcntl).  ringlet's own files (opened by the engine, or
+ * handed over through _adopt) keep what is known. */
+static void forget_callers_descriptor(EngineObject *self, int fd, int want_future)
+{
+    if (want_future)
+        rl_nowait_forget(&self->nowait, fd);
+}
+
 static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int want_future)
 {
     int fd;
@@ -62,6 +74,7 @@ static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_
     }
     if (size == 0)
         return op_finish_now(op, 0, want_future);
+    forget_callers_descriptor(self, fd, want_future);
     int64_t cached = op_try_nowait(op);
     if (cached >= 0)
         return op_finish_now(op, cached, want_future);
@@ -123,6 +136,8 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
     if (op->length == 0 && kind != OP_WRITE)
         return op_finish_now(op, 0, want_future);
     op->offload = kind != OP_WRITE && !align && op->length >= RL_OFFLOAD_MIN && loop_offload_large_read(self);
+    if (kind != OP_WRITE)
+        forget_callers_descriptor(self, fd, want_future);
     int64_t cached = kind == OP_WRITE ? -1 : op_try_nowait(op);
     if (cached >= 0)
         return op_finish_now(op, cached, want_future);
@@ -214,6 +229,21 @@ static PyObject *engine_close_impl(EngineObject *self, PyObject *arg, int want_f
 PyObject *engine_close(EngineObject *self, PyObject *arg) { return engine_close_impl(self, arg, 1); }
 
 PyObject *engine__close(EngineObject *self, PyObject *arg) { return engine_close_impl(self, arg, 0); }
+
+const char engine__adopt_doc[] =
+"_adopt(fd, /) -> None\n\n"
+"A descriptor ringlet's files use but the engine did not open (ringlet.open(fd),\n"
+"an opener): its number may have named another file before, so what was known\n"
+"of it (whether the page cache may be tried without blocking) is dropped.";
+
+PyObject *engine__adopt(EngineObject *self, PyObject *arg)
+{
+    int fd;
+    if (parse_int(arg, "fd", &fd) < 0)
+        return NULL;
+    rl_nowait_forget(&self->nowait, fd);
+    Py_RETURN_NONE;
+}
 
 const char engine_fsync_doc[] =
 "fsync(fd, datasync=False, /) -> Future[None]\n\nfsync(2), or fdatasync(2) when datasync is true.";
@@ -492,6 +522,7 @@ static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args
         if ((op->u.batch.items[i] = PyBytes_FromStringAndSize(NULL, sizes[i])) == NULL)
             goto error;
     /* Every request checked and every bytes made: a bad one queued nothing. */
+    forget_callers_descriptor(self, fd, want_future);
     Py_ssize_t pending = op_queue_batch(op, offsets);
     PyMem_Free(sizes);
     PyMem_Free(offsets);

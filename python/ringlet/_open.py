@@ -102,11 +102,13 @@ async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[st
         if file < 0:
             raise ValueError("negative file descriptor")
         fd, name, owned = file, file, closefd
+        opened_by_engine = False
     else:
         if not closefd:
             raise ValueError("Cannot use closefd=False with file name")
         path, name = fspath(file)
-        if opener is None:
+        opened_by_engine = opener is None
+        if opened_by_engine:
             fd = await open_fd(engine, path, flags, 0o666, name)
         else:
             fd = opener(name, flags | os.O_CLOEXEC)
@@ -115,6 +117,8 @@ async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[st
             if fd < 0:
                 raise ValueError(f"opener returned {fd}")
         owned = True
+    if not opened_by_engine:
+        engine._adopt(fd)  # its number may have named another file before (os.close, os.open)
     raw = AsyncFile(engine, fd, name, binary_mode if text else mode, readable, writable, owned, append=append)
     try:
         st = stat_open_file(fd, name, reject_directory=not writable and not isinstance(file, int))

@@ -50,7 +50,7 @@ def test_protocol_lists_what_the_front_end_calls():
     members = _protocol_members()
     for name in ("read", "readinto", "write", "open", "close", "fsync", "statx", "rename", "unlink", "mkdir",
                  "symlink", "link", "ftruncate", "copy", "read_many", "_read", "_readinto", "_write", "_open",
-                 "_close", "_read_many", "drain", "shutdown", "stats", "fileno", "supports", "tracer", "loop",
+                 "_close", "_adopt", "_read_many", "drain", "shutdown", "stats", "fileno", "supports", "tracer", "loop",
                  "setup_flags", "closed"):
         assert name in members, name
 

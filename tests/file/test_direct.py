@@ -417,3 +417,98 @@ def test_a_number_reused_for_an_o_direct_file_is_looked_at_again(ringlet, requir
     assert counts == [ALIGN] * 4
     assert got == [data[i * ALIGN:(i + 1) * ALIGN] for i in range(4)]
     assert nowait_direct == 0
+
+
+def _buffered_then_direct(path, read_buffered):
+    """Reads a buffered descriptor with read_buffered(fd), closes it with
+    os.close and opens the file O_DIRECT with os.open: the same number."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # dirty pages would make an O_DIRECT attempt refuse (EAGAIN) by themselves
+        first = read_buffered(fd)
+    finally:
+        os.close(fd)
+    direct_fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    assert direct_fd == fd  # the lowest free number: the one just closed
+    return first, direct_fd
+
+
+def test_the_low_level_reads_look_at_a_callers_descriptor_anew(ringlet, require_io_uring, run, direct_file):
+    """engine.read/readinto/read_many take descriptors the caller manages:
+    after os.close and os.open under the same number, now O_DIRECT, the read
+    goes to the ring (no non-blocking attempt, which on O_DIRECT would read
+    from the device on the loop's thread)."""
+    import mmap
+
+    path, data = direct_file
+
+    async def main():
+        engine = ringlet.get_engine()
+        results = []
+        for method in ("read", "readinto", "read_many"):
+            before = engine.stats()["completed_nowait"]
+            pending = []
+
+            def read_buffered(fd):
+                pending.append(asyncio.ensure_future(engine.read(fd, ALIGN, 0)))
+
+            _, direct_fd = _buffered_then_direct(path, read_buffered)
+            try:
+                first = await pending[0]
+                middle = engine.stats()["completed_nowait"]
+                buf = mmap.mmap(-1, ALIGN)
+                if method == "read_many":  # an aligned size and offset; bytes are not aligned memory
+                    got = await asyncio.gather(engine.read_many(direct_fd, [(ALIGN, ALIGN)]),
+                                               return_exceptions=True)
+                    got = "error" if isinstance(got[0], OSError) else got[0]
+                elif method == "readinto":
+                    got = (await engine.readinto(direct_fd, buf, ALIGN), bytes(buf))
+                else:
+                    got = await asyncio.gather(engine.read(direct_fd, ALIGN, ALIGN), return_exceptions=True)
+                    got = "error" if isinstance(got[0], OSError) else got[0]
+            finally:
+                os.close(direct_fd)
+            results.append((method, first, middle - before, engine.stats()["completed_nowait"] - middle, got))
+        return results
+
+    for method, first, nowait_buffered, nowait_direct, got in run(main()):
+        assert first == data[:ALIGN] and nowait_buffered == 1, method
+        assert nowait_direct == 0, method
+        if method == "readinto":
+            assert got == (ALIGN, data[ALIGN:2 * ALIGN])
+        else:  # bytes: the kernel may refuse their memory (EINVAL) or read into it; never inline
+            assert got in ("error", [data[ALIGN:2 * ALIGN]], data[ALIGN:2 * ALIGN]), method
+
+
+def test_a_descriptor_handed_to_open_is_looked_at_anew(ringlet, require_io_uring, run, direct_file):
+    """ringlet.open(fd) and an opener hand over numbers the engine did not
+    open: one read before through the engine (known as not O_DIRECT), closed
+    with os.close and reused for an O_DIRECT file, is looked at anew."""
+    import mmap
+
+    path, data = direct_file
+
+    async def main():
+        engine = ringlet.get_engine()
+        results = []
+        for how in ("fd", "opener"):
+            pending = []
+            _, direct_fd = _buffered_then_direct(
+                path, lambda fd: pending.append(asyncio.ensure_future(engine.read(fd, ALIGN, 0))))
+            await pending[0]
+            before = engine.stats()["completed_nowait"]
+            buf = mmap.mmap(-1, ALIGN)
+            if how == "fd":
+                f = await ringlet.open(direct_fd, "rb")
+            else:
+                os.close(direct_fd)
+                f = await ringlet.open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_DIRECT))
+                assert f.fileno() == direct_fd
+            async with f:
+                n = await f.readinto(buf)
+            results.append((how, n, bytes(buf), engine.stats()["completed_nowait"] - before))
+        return results
+
+    for how, n, got, nowait in run(main()):
+        assert (n, got) == (ALIGN, data[:ALIGN]), how
+        assert nowait == 0, how

@@ -379,6 +379,10 @@ class ThreadEngine(EngineCore):
     _close = close
     _read_many = read_many
 
+    def _adopt(self, fd: int, /) -> None:
+        """A descriptor the engine did not open: nothing is kept per descriptor here."""
+        return None
+
     def supports(self, opcode: int, /) -> bool:
         """supports(opcode, /) -> bool: whether this backend does the work of IORING_OP_<opcode>."""
         return _args.int32(opcode, "opcode") in OPCODES
