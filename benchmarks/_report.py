@@ -137,7 +137,8 @@ def goals(rows, cfg):
             _find(rows, "reads", "aiofiles", 64), 15, "f.pread x64 vs aiofiles x64")
     s3 = _find(rows, "reads", "ringlet_many", 1)
     if s3:
-        add("S3", "pread_many of 64 reads per await", s3, "sync os.pread loop", sync, 1.0, "pread_many vs sync loop")
+        add("S3", "pread_many of 64 reads per await", s3, "sync os.pread loop, 64 reads per step",
+            _find(rows, "reads", "sync_many", 1), 1.0, "pread_many vs sync loop")
     if "direct" in cfg["sections"]:
         if cfg.get("direct_ok"):
             s4 = _find(rows, "direct", "ringlet_direct")

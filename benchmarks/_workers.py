@@ -156,10 +156,7 @@ async def _measure_async(key: str, path: str, ntasks: int, size: int, duration: 
     try:
         offs = offsets(os.fstat(fd).st_size, size)
         batch = BATCH if key == "ringlet_many" else 1
-        items: list = offs
-        if batch > 1:
-            items = [[(size, offs[(k * batch + i) & (N_OFFSETS - 1)]) for i in range(batch)]
-                     for k in range(N_OFFSETS // batch)]
+        items: list = _batched(offs, size) if batch > 1 else offs
         readers, cleanup = await _make_readers(key, path, fd, ntasks, size)
         try:
             # Correctness first: the first results of up to 4 readers are checked.
@@ -186,9 +183,15 @@ async def _measure_async(key: str, path: str, ntasks: int, size: int, duration: 
         os.close(fd)
 
 
-def _measure_sync(path: str, size: int, duration: float, warmup: float, direct: bool) -> dict:
+def _batched(offs: list, size: int) -> list:
+    """S3's items: lists of BATCH (size, offset) pairs, the same for both sides."""
+    return [[(size, offs[(k * BATCH + i) & (N_OFFSETS - 1)]) for i in range(BATCH)] for k in range(N_OFFSETS // BATCH)]
+
+
+def _measure_sync(path: str, size: int, duration: float, warmup: float, direct: bool, batched: bool = False) -> dict:
     """A plain loop: os.pread, or (direct) os.preadv into an mmap-backed,
-    page-aligned buffer on an O_DIRECT descriptor."""
+    page-aligned buffer on an O_DIRECT descriptor.  batched: a list of
+    BATCH reads per step, timed per step as pread_many is (S3)."""
     fd = os.open(path, os.O_RDONLY)
     dfd = -1
     try:
@@ -205,9 +208,16 @@ def _measure_sync(path: str, size: int, duration: float, warmup: float, direct: 
                 return {"status": "WRONG DATA", "detail": "O_DIRECT read differs from os.pread"}
         else:
             rd = M.sync_reader(fd, size)
-        M.sync_loop(rd, offs, warmup, record=False)
-        t = M.sync_loop(rd, offs, duration)
-        return _summary(t.latencies, t.elapsed_ns, t.cpu_ns)
+        items: list = offs
+        if batched:
+            pread = os.pread
+
+            def rd(batch: list) -> list:
+                return [pread(fd, n, off) for n, off in batch]
+            items = _batched(offs, size)
+        M.sync_loop(rd, items, warmup, record=False)
+        t = M.sync_loop(rd, items, duration)
+        return _summary(t.latencies, t.elapsed_ns, t.cpu_ns, BATCH if batched else 1)
     finally:
         os.close(fd)
         if dfd >= 0:
@@ -218,8 +228,8 @@ def measure_reads(p: dict) -> dict:
     key, size = p["key"], p.get("size", BLOCK)
     if key not in ("sync_direct", "ringlet_direct"):
         warm(p["path"])
-    if key in ("sync", "sync_direct"):
-        return _measure_sync(p["path"], size, p["duration"], p["warmup"], key == "sync_direct")
+    if key in ("sync", "sync_direct", "sync_many"):
+        return _measure_sync(p["path"], size, p["duration"], p["warmup"], key == "sync_direct", key == "sync_many")
     coro = _measure_async(key, p["path"], p["tasks"], size, p["duration"], p["warmup"])
     if key.endswith("_uvloop"):
         import uvloop

@@ -68,6 +68,7 @@ SECTIONS = ("reads", "direct", "copy", "copy_fresh", "files", "sweep", "memory")
 # S1-S3 contenders: (key, label, family, tasks, modules it needs).
 CONTENDERS = [
     ("sync",           "sync os.pread loop",                        "sync",     1,  []),
+    ("sync_many",      "sync os.pread loop, 64 reads per step",     "sync",     1,  []),
     ("baseline",       "baseline: create_future+call_soon",         "baseline", 1,  []),
     ("baseline",       "baseline: create_future+call_soon",         "baseline", 64, []),
     ("ringlet",        "ringlet f.pread",                           "ringlet",  1,  ["ringlet"]),
@@ -91,7 +92,7 @@ CONTENDERS = [
     ("anyio",          "anyio.open_file seek+read",                 "anyio",    1,  ["anyio"]),
     ("anyio",          "anyio.open_file seek+read",                 "anyio",    64, ["anyio"]),
 ]
-ALWAYS = ("sync", "ringlet", "ringlet_many")  # kept by --only
+ALWAYS = ("sync", "sync_many", "ringlet", "ringlet_many")  # kept by --only
 
 SWEEP_TASKS = (1, 4, 16, 64, 256, 1024, 4096)
 SWEEP_TASKS_QUICK = (1, 16, 256, 4096)
