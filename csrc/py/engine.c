@@ -222,7 +222,7 @@ static void stats_add(struct rl_stats *sum, const struct rl_stats *t)
     sum->enter_calls += t->enter_calls;
     sum->overflowed += t->overflowed;
     sum->in_flight += t->in_flight;
-    sum->peak_in_flight += t->peak_in_flight;
+    sum->peak_in_flight += t->peak_in_flight; /* each ring's own peak, not when they met: a bound */
 }
 
 static PyObject *engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))

@@ -55,7 +55,7 @@ _LABELS = {
     "enter_calls": ("io_uring_enter calls", "system calls into the ring"),
     "ops_per_enter": ("ops per enter", "submissions per system call"),
     "in_flight": ("in flight", "cells the kernel owns right now"),
-    "peak_in_flight": ("peak in flight", "most cells owned at once"),
+    "peak_in_flight": ("peak in flight", "most cells owned at once, per ring, added up"),
     "overflowed": ("overflowed", "submissions that waited for room in the SQ"),
 }
 _ROWS = tuple((key, *_LABELS[key]) for key in STATS_KEYS)
