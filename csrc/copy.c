@@ -184,7 +184,9 @@ static void rl_copy_ping_complete(struct rl_cell *cell)
     copy->pinging = 0;
     if (cell->result != -ETIME)
         copy->ping_ok = 0; /* cancelled (shutdown) or refused: no more pings */
+    uint64_t reaped = copy->quiet->stats.completed;
     rl_copy_reap_quiet(copy);
+    copy->ping_reaped += copy->quiet->stats.completed - reaped;
     rl_copy_settle(copy);
 }
 

@@ -119,6 +119,7 @@ struct rl_copy {
     struct __kernel_timespec ping_ts;
     int pinging, ping_ok;
     unsigned pings;            /* pings queued (tests) */
+    uint64_t ping_reaped;      /* quiet writes reaped by a ping, not a mark (tests) */
     uint64_t quiet_writes;     /* writes queued on quiet (stats) */
     unsigned npending;         /* slots whose mapped write waits for rl_copy_flush */
     uint16_t pending[RL_COPY_MAP_SLOTS];
