@@ -9,6 +9,7 @@ bytes.  The queue is the ring engine's: io_uring only."""
 import asyncio
 import os
 import time
+import types
 
 import pytest
 
@@ -214,3 +215,116 @@ def test_large_preads_once_the_budget_is_spent_read_when_resumed(ringlet, run, m
     assert s2["deferred"] - s1["deferred"] == beyond  # ... delivered through their futures
     assert got == [data[i * LARGE:(i + 1) * LARGE] for i in range(count)]
 
+
+
+@types.coroutine
+def _counting(awaitable, yields):
+    """Awaits awaitable, appending to yields what it yields to the loop (each a turn it waits)."""
+    it = awaitable.__await__()
+    value = None
+    while True:
+        try:
+            got = it.send(value)
+        except StopIteration as stop:
+            return stop.value
+        yields.append(got)
+        value = yield got
+
+
+async def _nothing_else_ready():
+    """Two turns of the loop: the open's completion woke the engine's reader
+    callback, which runs in the first; after the second nothing else is ready."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+def test_a_lone_task_reads_1mib_at_the_call_and_yields_only_once_the_budget_is_spent(ringlet, run, make_file,
+                                                                                     require_io_uring):
+    """With nothing else ready, a cached 1 MiB pread is read at the call
+    (never handed to the workers: the turn's budget was not found spent by a
+    call) and its task does not yield after each read, only once the turn's
+    budget (1 ms) is spent.  Counted: eight reads, each read at its call, and
+    fewer than eight yields."""
+    count = 8
+    path, data = make_file(count * MIB)
+    with open(path, "rb") as f:
+        f.read()  # in the page cache
+
+    async def main():
+        engine = ringlet.get_engine()
+        async with ringlet.open(path, "rb") as f:
+            await _nothing_else_ready()
+            yields, read_at_call, got = [], [], []
+            for i in range(count):
+                n0 = engine.stats()["completed_nowait"]
+                pending = f.pread(MIB, i * MIB)
+                read_at_call.append(engine.stats()["completed_nowait"] - n0)
+                got.append(await _counting(pending, yields))
+        return read_at_call, len(yields), got
+
+    read_at_call, yields, got = run(main())
+    assert read_at_call == [1] * count
+    assert yields < count  # one a read before
+    assert got == [data[i * MIB:(i + 1) * MIB] for i in range(count)]
+
+
+def test_a_1mib_pread_with_another_task_ready_yields_first_and_reads_when_resumed(ringlet, run, make_file,
+                                                                                 require_io_uring):
+    """With another task ready, a cached 1 MiB pread yields first and reads
+    when its task is resumed (on the loop's thread, without the ring): its
+    bytes are not held across the turn."""
+    path, data = make_file(2 * MIB)
+    with open(path, "rb") as f:
+        f.read()
+
+    async def main():
+        engine = ringlet.get_engine()
+        async with ringlet.open(path, "rb") as f:
+            await _nothing_else_ready()
+            other = asyncio.ensure_future(asyncio.sleep(0))  # ready to run
+            s0 = engine.stats()
+            pending = f.pread(MIB, MIB)
+            at_call = engine.stats()["completed_nowait"] - s0["completed_nowait"]
+            yields = []
+            got = await _counting(pending, yields)
+            s1 = engine.stats()
+            await other
+        return at_call, len(yields), got, s1["completed_nowait"] - s0["completed_nowait"], s1["deferred"] - s0["deferred"]
+
+    at_call, yields, got, nowait, deferred = run(main())
+    assert (at_call, yields, nowait, deferred) == (0, 1, 1, 0)
+    assert got == data[MIB:]
+
+
+def test_a_1mib_pread_resumed_once_the_budget_is_spent_goes_to_the_workers(ringlet, run, make_file,
+                                                                           require_io_uring):
+    """A 1 MiB pread that yielded first (another task was ready) and is
+    resumed after that task spent the new turn's budget is read by the
+    kernel's workers (delivered through a future), so the turn stays short."""
+    path, data = make_file(2 * MIB)
+    with open(path, "rb") as f:
+        f.read()
+
+    async def main():
+        engine = ringlet.get_engine()
+        async with ringlet.open(path, "rb") as f:
+            await _nothing_else_ready()
+            assert len(await f.pread(4096, 0)) == 4096  # inline: this turn's budget runs (its tick is queued)
+
+            async def spender():  # runs in the next turn, before the pread's task is resumed
+                await _spend_the_budget(f)
+
+            spending = asyncio.ensure_future(spender())
+            s0 = engine.stats()
+            pending = f.pread(MIB, MIB)
+            at_call = engine.stats()["completed_nowait"] - s0["completed_nowait"]
+            got = await pending
+            s1 = engine.stats()
+            await spending
+        return at_call, got, s1["completed_nowait"] - s0["completed_nowait"], s1["deferred"] - s0["deferred"]
+
+    at_call, got, nowait, deferred = run(main())
+    assert at_call == 0
+    assert nowait == 1  # the spender's 4 KiB read only
+    assert deferred == 1  # the 1 MiB read: a ring completion
+    assert got == data[MIB:]
