@@ -510,8 +510,10 @@ static PyObject *engine_pread_now(EngineObject *self, int fd, Py_ssize_t size, l
     /* A read of RL_YIELD_EACH_MIN or more yields every time another task
      * is ready (the copy dwarfs a turn of the loop, and tasks reading in
      * turn keep every task's wait alike: p99), else once the budget is
-     * spent.  A resumed deferred read has just had its turn. */
-    int yield_first = may_defer && (size >= (Py_ssize_t)RL_YIELD_EACH_MIN ? !alone || loop_must_yield(self) :
+     * spent.  The clock is read either way: that check marks the budget
+     * spent for the calls after it (see above).  A resumed deferred read has
+     * just had its turn. */
+    int yield_first = may_defer && (size >= (Py_ssize_t)RL_YIELD_EACH_MIN ? (loop_must_yield(self) || !alone) :
                                     size < (Py_ssize_t)RL_CLOCK_EVERY_MAX ? loop_must_yield_small(self)
                                                                           : loop_must_yield(self));
     PyObject *o = outcome_of_value(self, bytes, yield_first);
