@@ -244,7 +244,8 @@ def test_a_lone_task_reads_1mib_at_the_call_and_yields_only_once_the_budget_is_s
     (never handed to the workers: the turn's budget was not found spent by a
     call) and its task does not yield after each read, only once the turn's
     budget (1 ms) is spent.  Counted: eight reads, each read at its call, and
-    fewer than eight yields."""
+    fewer than eight yields.  On a loop whose ready queue ringlet cannot see
+    (uvloop), every such read yields first and reads when resumed, once each."""
     count = 8
     path, data = make_file(count * MIB)
     with open(path, "rb") as f:
@@ -260,11 +261,16 @@ def test_a_lone_task_reads_1mib_at_the_call_and_yields_only_once_the_budget_is_s
                 pending = f.pread(MIB, i * MIB)
                 read_at_call.append(engine.stats()["completed_nowait"] - n0)
                 got.append(await _counting(pending, yields))
-        return read_at_call, len(yields), got
+            sees_ready = hasattr(asyncio.get_running_loop(), "_ready")  # asyncio's loops
+        return sees_ready, read_at_call, len(yields), got
 
-    read_at_call, yields, got = run(main())
-    assert read_at_call == [1] * count
-    assert yields < count  # one a read before
+    sees_ready, read_at_call, yields, got = run(main())
+    if sees_ready:
+        assert read_at_call == [1] * count
+        assert yields < count  # one a read before
+    else:
+        assert read_at_call == [0] * count
+        assert yields == count
     assert got == [data[i * MIB:(i + 1) * MIB] for i in range(count)]
 
 
