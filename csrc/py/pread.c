@@ -459,8 +459,8 @@ static PyObject *engine_pread_now(EngineObject *self, int fd, Py_ssize_t size, l
      * deferred small read, up to RL_DEFER_BYTES_MAX a turn): read first, it
      * would hold its bytes across the turn, and each of c tasks would copy
      * into a buffer of its own, cold in the CPU's cache, where reading after
-     * the yield reuses the one the previous task dropped (4 tasks: 0.80-0.88
-     * of the os.pread loop before, 0.91-0.98 after).  With none ready, it
+     * the yield reuses the one the previous task dropped (4 tasks: 0.79-0.85
+     * of the os.pread loop before, 0.85-0.91 after).  With none ready, it
      * reads at once and yields only once the budget is spent: a yield a read
      * cost 7-10% of a cached 1 MiB read. */
     int alone = 0;
