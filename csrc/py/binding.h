@@ -55,6 +55,7 @@ typedef struct {
     PyObject *CancelledError, *InvalidStateError; /* asyncio's, for an awaited op (op.c) */
     PyObject *str__read;         /* "_read": Engine._pread's way to the ring */
     PyObject *str__thread_id;
+    PyObject *str__ready;        /* "_ready": asyncio's queue of callbacks to run (loop_others_ready) */
     PyObject *get_running_loop; /* asyncio.events._get_running_loop */
 } ringlet_state;
 
@@ -360,6 +361,10 @@ int loop_must_yield_small(EngineObject *engine);
  * (loop_must_yield), or when offloaded reads wait their turn already (a new
  * one queues behind them, so that all are served in call order). */
 int loop_offload_large_read(EngineObject *engine);
+/* Whether the loop has callbacks ready to run besides the engine's own
+ * _tick and _flush (another task's step, a callback): asyncio's _ready.  1
+ * when it cannot tell (another loop), as if some were. */
+int loop_others_ready(EngineObject *engine);
 /* Whether the caller runs on the engine's loop: its thread, with that loop
  * running there.  0 or 1, never an exception. */
 int loop_is_running_here(EngineObject *engine);

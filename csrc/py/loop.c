@@ -202,6 +202,24 @@ int loop_offload_large_read(EngineObject *engine)
     return engine->offload_head != NULL || loop_must_yield(engine);
 }
 
+int loop_others_ready(EngineObject *engine)
+{
+    PyObject *loop = PyWeakref_GetObject(engine->loop_ref); /* borrowed */
+    if (loop == NULL || loop == Py_None) {
+        PyErr_Clear();
+        return 1;
+    }
+    PyObject *ready = PyObject_GetAttr(loop, engine->state->str__ready);
+    Py_ssize_t n = ready != NULL ? PyObject_Size(ready) : -1;
+    Py_XDECREF(ready);
+    if (n < 0) {
+        PyErr_Clear();
+        return 1;
+    }
+    /* A pending _tick or _flush is in that queue too (call_soon), and does not wait for this task. */
+    return n > (Py_ssize_t)(engine->tick_scheduled != 0) + (Py_ssize_t)(engine->flush_scheduled != 0);
+}
+
 void loop_ticked(EngineObject *engine)
 {
     engine->tick_scheduled = 0;

@@ -399,7 +399,13 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
             return hand_over(fd);
         return read_in_parts(self, fd, (size_t)st.size);
     }
-    if (!closes_at_once(fd) || (st.size >= RL_OFFLOAD_MIN && loop_must_yield(self)))
+    /* A large file once another call found the loop turn's budget spent
+     * goes to the ring (the kernel's workers).  Only then: the clock read
+     * here would find it spent in about one call of 70 by a lone task (the
+     * end of the previous call's check to here), which would then wait
+     * ~60 us for a worker; read here, it overshoots the budget by one file
+     * (less than RL_WHOLE_PARALLEL_MIN) and yields below, which sets the flag. */
+    if (!closes_at_once(fd) || (st.size >= RL_OFFLOAD_MIN && self->budget_spent && self->tick_scheduled))
         return hand_over(fd); /* FUSE, NFS...; or a large read once the loop turn's budget is spent */
     PyObject *data = read_cached(self, fd, (Py_ssize_t)st.size);
     int64_t was_read = self->tracer ? ringlet_now_ns() : 0;

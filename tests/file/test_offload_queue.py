@@ -9,6 +9,7 @@ bytes.  The queue is the ring engine's: io_uring only."""
 import asyncio
 import os
 import time
+import types
 
 import pytest
 
@@ -214,3 +215,99 @@ def test_large_preads_once_the_budget_is_spent_read_when_resumed(ringlet, run, m
     assert s2["deferred"] - s1["deferred"] == beyond  # ... delivered through their futures
     assert got == [data[i * LARGE:(i + 1) * LARGE] for i in range(count)]
 
+
+
+@types.coroutine
+def _counting(awaitable, yields):
+    """Awaits awaitable, appending to yields what it yields to the loop (each a turn it waits)."""
+    it = awaitable.__await__()
+    value = None
+    while True:
+        try:
+            got = it.send(value)
+        except StopIteration as stop:
+            return stop.value
+        yields.append(got)
+        value = yield got
+
+
+def _cached_file(make_file, size):
+    path, data = make_file(size)
+    with open(path, "rb") as f:
+        f.read()  # in the page cache
+    return path, data
+
+
+async def _nothing_else_ready():
+    """Two turns of the loop: the open's completion woke the engine's reader
+    callback, which runs in the first; after the second nothing else is ready."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+def test_a_lone_task_reads_1mib_at_the_call_and_yields_only_once_the_budget_is_spent(ringlet, run, make_file,
+                                                                                     require_io_uring):
+    """With nothing else ready, a cached 1 MiB pread is read at the call
+    (never handed to the workers: the turn's budget was not found spent by a
+    call) and its task does not yield after each read, only once the turn's
+    budget (1 ms) is spent.  Counted: eight reads, each read at its call, and
+    fewer than eight yields.  On a loop whose ready queue ringlet cannot see
+    (uvloop), every such read yields first and reads when resumed, once each."""
+    count = 8
+    path, data = _cached_file(make_file, count * MIB)
+
+    async def main():
+        engine = ringlet.get_engine()
+        async with ringlet.open(path, "rb") as f:
+            await _nothing_else_ready()
+            yields, read_at_call, got = [], [], []
+            for i in range(count):
+                n0 = engine.stats()["completed_nowait"]
+                pending = f.pread(MIB, i * MIB)
+                read_at_call.append(engine.stats()["completed_nowait"] - n0)
+                got.append(await _counting(pending, yields))
+            sees_ready = hasattr(asyncio.get_running_loop(), "_ready")  # asyncio's loops
+        return sees_ready, read_at_call, len(yields), got
+
+    sees_ready, read_at_call, yields, got = run(main())
+    if sees_ready:
+        assert read_at_call == [1] * count
+        assert yields < count  # one a read before
+    else:
+        assert read_at_call == [0] * count
+        assert yields == count
+    assert got == [data[i * MIB:(i + 1) * MIB] for i in range(count)]
+
+
+@pytest.mark.parametrize("spent", [False, True], ids=["budget left", "budget spent by then"])
+def test_a_1mib_pread_with_another_task_ready_yields_first_and_reads_when_resumed(ringlet, run, make_file,
+                                                                                 require_io_uring, spent):
+    """With another task ready, a cached 1 MiB pread yields first and reads
+    when its task is resumed (on the loop's thread, without the ring): its
+    bytes are not held across the turn.  If that other task spent the new
+    turn's budget before it was resumed, the kernel's workers read it
+    (delivered through a future: one more yield), so the turn stays short."""
+    path, data = _cached_file(make_file, 2 * MIB)
+
+    async def main():
+        engine = ringlet.get_engine()
+        async with ringlet.open(path, "rb") as f:
+            await _nothing_else_ready()
+            assert len(await f.pread(4096, 0)) == 4096  # inline: this turn's budget runs (its tick is queued)
+            # ready to run, and run in the next turn before the pread's task is resumed
+            other = asyncio.ensure_future(_spend_the_budget(f) if spent else asyncio.sleep(0))
+            s0 = engine.stats()
+            pending = f.pread(MIB, MIB)
+            at_call = engine.stats()["completed_nowait"] - s0["completed_nowait"]
+            yields = []
+            got = await _counting(pending, yields)
+            s1 = engine.stats()
+            await other
+        return at_call, len(yields), got, s1["completed_nowait"] - s0["completed_nowait"], s1["deferred"] - s0["deferred"]
+
+    at_call, yields, got, nowait, deferred = run(main())
+    if spent:  # read by the workers; the 4 KiB read that started the other task's turn was inline
+        assert (at_call, yields, nowait, deferred) == (0, 2, 1, 1)
+    else:
+        assert (at_call, yields, nowait, deferred) == (0, 1, 1, 0)
+    assert got == data[MIB:]

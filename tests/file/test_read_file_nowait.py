@@ -307,3 +307,36 @@ def test_large_file_after_the_loop_turn_s_budget_is_spent(ringlet, run, make_fil
 
     got, fds = run(main())
     assert got == [data] * 5 and fds == 0
+
+
+def test_a_1mib_file_goes_to_the_ring_once_a_call_found_the_budget_spent(ringlet, run, require_io_uring, local_fs,
+                                                                          make_file):
+    """A file of 64 KiB up to 4 MiB is handed to the ring (the kernel's
+    workers) once a call has found the loop turn's budget spent, not when the
+    clock alone says so: the first call past the budget reads it here and
+    yields after (which marks the budget spent); the next call in that turn
+    hands its descriptor over."""
+    path, data = make_file(1 << 20)
+    small, small_data = make_file(100)
+    raw = os.fsencode(path)
+
+    async def main():
+        engine = ringlet.get_engine()
+        await ringlet.read_file(path)
+        await asyncio.sleep(0)
+        assert await ringlet.read_file(small) == small_data  # an inline completion starts the budget
+        time.sleep(0.003)  # setup, not a measurement: the budget (1 ms) is spent
+        s0 = engine.stats()
+        first = engine._read_file(raw, path)
+        s1 = engine.stats()
+        second = engine._read_file(raw, path)
+        s2 = engine.stats()
+        if isinstance(second, int):
+            os.close(second)
+        got = None if isinstance(first, (int, bytes, tuple)) or first is None else await first
+        return got, type(second), s1["files_nowait"] - s0["files_nowait"], s2["files_nowait"] - s1["files_nowait"]
+
+    got, second, first_here, second_here = run(main())
+    assert (first_here, second_here) == (1, 0)
+    assert got == data  # an awaitable of the content: a turn of the loop first
+    assert second is int  # an open descriptor, read and closed through the ring
