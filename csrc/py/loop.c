@@ -128,7 +128,8 @@ int loop_schedule_flush(EngineObject *engine)
  * task costs about two reads of 4 KiB: with 64 tasks a turn of 1 ms spent a
  * tenth of the time on yields (256 tasks: a third).  A turn of 2 ms halves
  * that; another task then waits about 2 ms plus a step of each ready task,
- * still well under the 5 ms ringlet promises (issue 14).  Large reads keep
+ * still well under the 5 ms ringlet promises (issue 14); while nothing else
+ * waits, the turn goes on (RL_SMALL_TURN_MAX_NS).  Large reads keep
  * RL_INLINE_BUDGET_NS: a copy of theirs dwarfs a yield. */
 #define RL_SMALL_BUDGET_NS 2000000
 
@@ -175,7 +176,9 @@ int loop_epoll_fd_of(ringlet_state *st, PyObject *loop)
  * a timer due before until_ns, or a descriptor it watches that is ready (the
  * engine's eventfd among them: completions to deliver).  poll() on the epoll
  * fd answers without taking an event.  In doubt (another kind of loop, an
- * error, a runner that parks without call_soon), something waits. */
+ * error), something waits.  (A parked task is counted as one handle, as
+ * asyncio's Task makes it; a runner that parks without call_soon would hide
+ * a handle of another: then a turn lasts at most RL_SMALL_TURN_MAX_NS.) */
 static int loop_others_wait(EngineObject *engine, int64_t until_ns)
 {
     if (engine->loop_epoll_fd < 0)
