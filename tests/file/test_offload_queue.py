@@ -228,7 +228,8 @@ def _read_at_call(engine, f, count=100):
 def test_small_reads_go_on_past_the_budget_while_nothing_else_waits(ringlet, run, live, make_file):
     """A turn of small reads whose budget is spent goes on (up to 8 ms) while
     only the engine's own parked tasks wait; another handle in the ready queue,
-    a timer due or a turn past 8 ms ends it.  The count of parked tasks is
+    a timer due or a turn past 8 ms ends it (on asyncio's own loops: on
+    another kind the budget ends the turn as before).  The count of parked tasks is
     right after 64 readers, some cancelled while parked (were it too high,
     the waiting handle would not be seen).  Counted, not clocked."""
     path, data = make_file(1 << 20)
@@ -269,9 +270,13 @@ def test_small_reads_go_on_past_the_budget_while_nothing_else_waits(ringlet, run
                 got = await asyncio.gather(*made)
                 assert got == [data[4096 * i:4096 * (i + 1)] for i in range(len(made))]
             timer.cancel()
-        return counts, sum(t.cancelled() for t in tasks)
+        stock = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+        return counts, sum(t.cancelled() for t in tasks), stock
 
-    counts, cancelled = run(main())
-    assert counts["alone"] == 100
+    counts, cancelled, stock = run(main())
+    if stock:
+        assert counts["alone"] == 100
+    else:  # uvloop: what waits cannot be looked at, so the turn ends at its budget
+        assert 1 < counts["alone"] < 100
     assert 1 < counts["handle"] < 100 and 1 < counts["timer"] < 100 and 1 < counts["long turn"] < 100
     assert cancelled > 0  # some were cancelled while parked (the others finished first)
