@@ -55,7 +55,7 @@ typedef struct {
     PyObject *CancelledError, *InvalidStateError; /* asyncio's, for an awaited op (op.c) */
     PyObject *str__read;         /* "_read": Engine._pread's way to the ring */
     PyObject *str__thread_id;
-    PyObject *str__ready;        /* "_ready": asyncio's queue of callbacks to run (loop_others_ready) */
+    PyObject *str__ready, *str__scheduled, *str__when; /* asyncio loop internals (loop.c) */
     PyObject *get_running_loop; /* asyncio.events._get_running_loop */
 } ringlet_state;
 
@@ -71,6 +71,10 @@ typedef struct {
     int loop_has_thread_id;     /* the loop says in _thread_id which thread runs it (asyncio's own) */
     int64_t streak_start;       /* when inline completions began without the loop turning */
     int budget_spent;           /* this turn's inline budget is spent: tasks yield until the loop turns */
+    int64_t turn_start;         /* when the first inline completion of this turn was made */
+    int loop_epoll_fd;          /* the epoll fd of an asyncio selector loop whose ready queue and
+                                   timers can be looked at (loop_others_wait), else -1 */
+    Py_ssize_t parked;          /* tasks parked by a small read's forced yield, not resumed yet (pread.c) */
     size_t deferred_bytes;      /* bytes of large reads deferred to the next turn in this one (pread.c) */
     unsigned unclocked;         /* small inline reads since the clock was last read (loop_must_yield_small) */
     unsigned long thread_id;    /* the loop's thread: the only one that may submit */
@@ -365,6 +369,9 @@ int loop_offload_large_read(EngineObject *engine);
  * _tick and _flush (another task's step, a callback): asyncio's _ready.  1
  * when it cannot tell (another loop), as if some were. */
 int loop_others_ready(EngineObject *engine);
+/* The epoll fd of asyncio's own selector loop (loop_others_wait looks at
+ * it, its ready queue and its timers), else -1. */
+int loop_epoll_fd_of(ringlet_state *st, PyObject *loop);
 /* Whether the caller runs on the engine's loop: its thread, with that loop
  * running there.  0 or 1, never an exception. */
 int loop_is_running_here(EngineObject *engine);

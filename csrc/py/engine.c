@@ -344,6 +344,7 @@ static PyObject *engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     }
     self->ring_open = 1;
     self->loop_has_thread_id = PyObject_HasAttr(loop, self->state->str__thread_id);
+    self->loop_epoll_fd = loop_epoll_fd_of(self->state, loop);
     /* Two offloaded reads per CPU: enough to keep every core copying, few enough that each read
      * waits in ringlet's queue, in call order, rather than behind all the others in io-wq's. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);

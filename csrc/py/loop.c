@@ -3,6 +3,8 @@
  * completions are delivered, and the process's fork counter. */
 #include "binding.h"
 
+#include <poll.h>
+#include <string.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -126,7 +128,8 @@ int loop_schedule_flush(EngineObject *engine)
  * task costs about two reads of 4 KiB: with 64 tasks a turn of 1 ms spent a
  * tenth of the time on yields (256 tasks: a third).  A turn of 2 ms halves
  * that; another task then waits about 2 ms plus a step of each ready task,
- * still well under the 5 ms ringlet promises (issue 14).  Large reads keep
+ * still well under the 5 ms ringlet promises (issue 14); while nothing else
+ * waits, the turn goes on (RL_SMALL_TURN_MAX_NS).  Large reads keep
  * RL_INLINE_BUDGET_NS: a copy of theirs dwarfs a yield. */
 #define RL_SMALL_BUDGET_NS 2000000
 
@@ -135,22 +138,129 @@ int loop_schedule_flush(EngineObject *engine)
  * that many copies of less than RL_CLOCK_EVERY_MAX bytes (tens of microseconds). */
 #define RL_CLOCK_EVERY 8
 
-static int must_yield_after(EngineObject *engine, int64_t budget_ns)
+/* A turn of small reads whose budget is spent goes on for another budget
+ * while nothing but the tasks its reads parked waits for the loop
+ * (loop_others_wait): then the forced yields would only rotate the reading
+ * tasks, at the price of a step of each (256 tasks in 2 ms turns: ~10% of
+ * the reads/s).  At most this long, so that the reading tasks still take
+ * turns; anything else that comes to wait has the loop within a budget. */
+#define RL_SMALL_TURN_MAX_NS 8000000
+
+int loop_epoll_fd_of(ringlet_state *st, PyObject *loop)
+{
+    int fd = -1;
+    PyObject *ready = PyObject_GetAttr(loop, st->str__ready);
+    PyObject *scheduled = ready ? PyObject_GetAttr(loop, st->str__scheduled) : NULL;
+    PyObject *selector = scheduled ? PyObject_GetAttrString(loop, "_selector") : NULL;
+    PyObject *selectors = selector ? PyImport_ImportModule("selectors") : NULL;
+    PyObject *epoll_type = selectors ? PyObject_GetAttrString(selectors, "EpollSelector") : NULL;
+    /* Exactly these types, whose meaning is known: a subclass may do anything. */
+    if (epoll_type && Py_TYPE(selector) == (PyTypeObject *)epoll_type && PyList_CheckExact(scheduled) &&
+        strcmp(Py_TYPE(ready)->tp_name, "collections.deque") == 0) {
+        PyObject *n = PyObject_CallMethod(selector, "fileno", NULL);
+        long v = n && PyLong_Check(n) ? PyLong_AsLong(n) : -1;
+        fd = v >= 0 && v <= INT32_MAX ? (int)v : -1;
+        Py_XDECREF(n);
+    }
+    Py_XDECREF(epoll_type);
+    Py_XDECREF(selectors);
+    Py_XDECREF(selector);
+    Py_XDECREF(scheduled);
+    Py_XDECREF(ready);
+    PyErr_Clear();
+    return fd;
+}
+
+/* The callbacks in the loop's ready queue (asyncio's _ready) besides the
+ * engine's own _tick and _flush, which do not wait for a reading task; -1
+ * when that cannot be looked at (uvloop, another loop, an error). */
+static Py_ssize_t loop_ready_besides_engine(EngineObject *engine, PyObject *loop)
+{
+    PyObject *ready = PyObject_GetAttr(loop, engine->state->str__ready);
+    Py_ssize_t n = ready != NULL ? PyObject_Size(ready) : -1;
+    Py_XDECREF(ready);
+    if (n < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    return n - (engine->tick_scheduled != 0) - (engine->flush_scheduled != 0);
+}
+
+static PyObject *loop_of(EngineObject *engine) /* borrowed; NULL when gone */
+{
+    PyObject *loop = PyWeakref_GetObject(engine->loop_ref);
+    if (loop == NULL || loop == Py_None) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return loop;
+}
+
+int loop_others_ready(EngineObject *engine)
+{
+    PyObject *loop = loop_of(engine);
+    return loop == NULL || loop_ready_besides_engine(engine, loop) != 0;
+}
+
+/* Whether anything but the tasks parked by small reads waits for the loop
+ * to turn: another callback in its ready queue, a timer due before until_ns,
+ * or a descriptor it watches that is ready (the engine's eventfd among them:
+ * completions to deliver).  poll() on the epoll fd answers without taking an
+ * event.  In doubt (another kind of loop, an error), something waits.  (A
+ * parked task is counted as one callback, as asyncio's Task makes it; a
+ * runner that parks without call_soon would hide a callback of another:
+ * then a turn lasts at most RL_SMALL_TURN_MAX_NS.) */
+static int loop_others_wait(EngineObject *engine, int64_t until_ns)
+{
+    PyObject *loop = engine->loop_epoll_fd < 0 ? NULL : loop_of(engine);
+    if (loop == NULL)
+        return 1;
+    Py_ssize_t n = loop_ready_besides_engine(engine, loop);
+    /* A pending _flush waits too: O_DIRECT reads it would submit (op.c). */
+    int waits = n < 0 || n > engine->parked || engine->flush_scheduled;
+    if (!waits) {
+        PyObject *scheduled = PyObject_GetAttr(loop, engine->state->str__scheduled);
+        waits = scheduled == NULL || !PyList_CheckExact(scheduled);
+        if (!waits && PyList_GET_SIZE(scheduled) > 0) { /* a heap: the first is due first */
+            PyObject *when = PyObject_GetAttr(PyList_GET_ITEM(scheduled, 0), engine->state->str__when);
+            double w = when != NULL ? PyFloat_AsDouble(when) : -1.0;
+            Py_XDECREF(when);
+            waits = PyErr_Occurred() != NULL || w * 1e9 <= (double)until_ns; /* loop.time() is CLOCK_MONOTONIC */
+        }
+        Py_XDECREF(scheduled);
+        PyErr_Clear();
+    }
+    if (!waits) {
+        struct pollfd p = {.fd = engine->loop_epoll_fd, .events = POLLIN};
+        waits = poll(&p, 1, 0) != 0; /* ready, or an error */
+    }
+    return waits;
+}
+
+static int must_yield_after(EngineObject *engine, int64_t budget_ns, int renewable)
 {
     if (engine->tick_scheduled) {
-        if (!engine->budget_spent) /* once spent, spent until the loop turns: no clock needed */
-            engine->budget_spent = ringlet_now_ns() - engine->streak_start > budget_ns;
+        if (!engine->budget_spent) { /* once spent, spent until the loop turns: no clock needed */
+            int64_t now = ringlet_now_ns();
+            if (now - engine->streak_start > budget_ns) {
+                if (renewable && now - engine->turn_start + budget_ns <= RL_SMALL_TURN_MAX_NS &&
+                    !loop_others_wait(engine, now + budget_ns))
+                    engine->streak_start = now;
+                else
+                    engine->budget_spent = 1;
+            }
+        }
         return engine->budget_spent;
     }
     /* The loop turned since the last inline completion: start this turn's
      * budget, and learn when it turns next. */
     if (loop_call_soon_once(engine, "_tick", &engine->tick_scheduled) < 0)
         PyErr_Clear(); /* then no yield is forced: a lost tick costs fairness, not data */
-    engine->streak_start = ringlet_now_ns();
+    engine->streak_start = engine->turn_start = ringlet_now_ns();
     return 0;
 }
 
-int loop_must_yield(EngineObject *engine) { return must_yield_after(engine, RL_INLINE_BUDGET_NS); }
+int loop_must_yield(EngineObject *engine) { return must_yield_after(engine, RL_INLINE_BUDGET_NS, 0); }
 
 int loop_is_running_here(EngineObject *engine)
 {
@@ -194,30 +304,12 @@ int loop_must_yield_small(EngineObject *engine)
     if (engine->tick_scheduled && !engine->budget_spent && ++engine->unclocked < RL_CLOCK_EVERY)
         return 0;
     engine->unclocked = 0;
-    return must_yield_after(engine, RL_SMALL_BUDGET_NS);
+    return must_yield_after(engine, RL_SMALL_BUDGET_NS, 1);
 }
 
 int loop_offload_large_read(EngineObject *engine)
 {
     return engine->offload_head != NULL || loop_must_yield(engine);
-}
-
-int loop_others_ready(EngineObject *engine)
-{
-    PyObject *loop = PyWeakref_GetObject(engine->loop_ref); /* borrowed */
-    if (loop == NULL || loop == Py_None) {
-        PyErr_Clear();
-        return 1;
-    }
-    PyObject *ready = PyObject_GetAttr(loop, engine->state->str__ready);
-    Py_ssize_t n = ready != NULL ? PyObject_Size(ready) : -1;
-    Py_XDECREF(ready);
-    if (n < 0) {
-        PyErr_Clear();
-        return 1;
-    }
-    /* A pending _tick or _flush is in that queue too (call_soon), and does not wait for this task. */
-    return n > (Py_ssize_t)(engine->tick_scheduled != 0) + (Py_ssize_t)(engine->flush_scheduled != 0);
 }
 
 void loop_ticked(EngineObject *engine)

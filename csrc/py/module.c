@@ -160,6 +160,8 @@ static int ringlet_exec(PyObject *module)
     INTERN(str__read, "_read");
     INTERN(str__thread_id, "_thread_id");
     INTERN(str__ready, "_ready");
+    INTERN(str__scheduled, "_scheduled");
+    INTERN(str__when, "_when");
     INTERN(str_call_soon, "call_soon");
     INTERN(str_call_exception_handler, "call_exception_handler");
     INTERN(str__wake, "_wake");
@@ -261,6 +263,8 @@ static int ringlet_clear(PyObject *module)
     Py_CLEAR(st->str__read);
     Py_CLEAR(st->str__thread_id);
     Py_CLEAR(st->str__ready);
+    Py_CLEAR(st->str__scheduled);
+    Py_CLEAR(st->str__when);
     Py_CLEAR(st->get_running_loop);
     Py_CLEAR(st->str_call_soon);
     Py_CLEAR(st->str_call_exception_handler);

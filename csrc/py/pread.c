@@ -80,8 +80,12 @@ typedef struct {
     uint8_t yield_first;  /* go round the loop once before giving the value (see loop_must_yield) */
     /* A small read asked for once the turn's budget was spent: it is made
      * after a turn of the loop (yield_first), when the outcome is resumed
-     * (see engine__pread).  NULL when the outcome holds its answer. */
-    EngineObject *later;
+     * (see engine__pread).  0 when the outcome holds its answer. */
+    uint8_t later;
+    /* Its yield is done and counted in engine->parked until it is resumed
+     * (loop_others_wait: the task is the engine's, not other work). */
+    uint8_t parked;
+    EngineObject *engine; /* a small read's outcome that yields: its engine (later, parked), else NULL */
     int later_fd;
     Py_ssize_t later_size;
     long long later_offset;
@@ -97,8 +101,18 @@ static PyObject *outcome_new(ringlet_state *st, PyObject *value, PyObject *error
     o->future = Py_XNewRef(future);
     o->waiter = NULL;
     o->yield_first = (uint8_t)yield_first;
-    o->later = NULL;
+    o->later = o->parked = 0;
+    o->engine = NULL;
     return (PyObject *)o;
+}
+
+/* Resumed, thrown into, closed or dropped: no longer parked. */
+static void outcome_unpark(OutcomeObject *self)
+{
+    if (self->parked) {
+        self->parked = 0;
+        self->engine->parked--;
+    }
 }
 
 /* A cached read's value as an Outcome.  Such an outcome is awaited at once
@@ -106,14 +120,19 @@ static PyObject *outcome_new(ringlet_state *st, PyObject *value, PyObject *error
  * alone holds it: no allocation per read. */
 static PyObject *outcome_of_value(EngineObject *engine, PyObject *value, int yield_first)
 {
+    if (yield_first) { /* once a turn a task: a new one, which holds its engine (the spare must not) */
+        OutcomeObject *o = (OutcomeObject *)outcome_new(engine->state, value, NULL, NULL, 1);
+        if (o != NULL)
+            o->engine = (EngineObject *)Py_NewRef(engine);
+        return (PyObject *)o;
+    }
     OutcomeObject *spare = (OutcomeObject *)engine->spare_outcome;
     if (spare != NULL && Py_REFCNT(spare) == 1) {
         Py_CLEAR(spare->value); /* set if it was dropped unawaited; never a future or an error */
         spare->value = Py_NewRef(value);
-        spare->yield_first = (uint8_t)yield_first;
         return Py_NewRef(spare);
     }
-    PyObject *o = outcome_new(engine->state, value, NULL, NULL, yield_first);
+    PyObject *o = outcome_new(engine->state, value, NULL, NULL, 0);
     if (o != NULL)
         Py_XSETREF(engine->spare_outcome, Py_NewRef(o)); /* the old one is someone else's now */
     return o;
@@ -129,10 +148,11 @@ static PyObject *engine_pread_by_ring_values(EngineObject *self, int fd, Py_ssiz
 
 static PySendResult outcome_send(OutcomeObject *self, PyObject *arg, PyObject **result)
 {
+    outcome_unpark(self);
     if (self->later && !self->yield_first) {
         /* Resumed after its turn of the loop: the read now, waited for as a pending one. */
-        EngineObject *engine = self->later;
-        self->later = NULL;
+        EngineObject *engine = self->engine;
+        self->later = 0;
         if (!loop_is_running_here(engine)) /* resumed by hand, off the engine's loop */
             PyErr_SetString(PyExc_RuntimeError, "ringlet: pread resumed off its engine's loop");
         else if (self->later_size >= (Py_ssize_t)RL_YIELD_EACH_MIN && loop_must_yield(engine))
@@ -143,7 +163,6 @@ static PySendResult outcome_send(OutcomeObject *self, PyObject *arg, PyObject **
                                                        self->later_offset, 0);
         else
             self->future = engine_pread_now(engine, self->later_fd, self->later_size, self->later_offset, 0);
-        Py_DECREF(engine);
         if (self->future == NULL) {
             *result = NULL;
             return PYGEN_ERROR;
@@ -169,6 +188,10 @@ static PySendResult outcome_send(OutcomeObject *self, PyObject *arg, PyObject **
     if (self->yield_first) {
         /* A bare yield: the task is scheduled again with call_soon, as by asyncio.sleep(0). */
         self->yield_first = 0;
+        if (self->engine != NULL) {
+            self->parked = 1;
+            self->engine->parked++;
+        }
         *result = Py_NewRef(Py_None);
         return PYGEN_NEXT;
     }
@@ -222,9 +245,10 @@ static PyObject *outcome_throw(OutcomeObject *self, PyObject *const *args, Py_ss
         PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
         return NULL;
     }
+    outcome_unpark(self);
     Py_CLEAR(self->value);
     Py_CLEAR(self->error);
-    Py_CLEAR(self->later); /* a read not made yet is not made */
+    self->later = 0; /* a read not made yet is not made */
     self->yield_first = 0;
     if (self->waiter) {
         PyObject *throw = PyObject_GetAttrString(self->waiter, "throw");
@@ -250,7 +274,8 @@ static PyObject *outcome_throw(OutcomeObject *self, PyObject *const *args, Py_ss
 
 static PyObject *outcome_close(OutcomeObject *self, PyObject *Py_UNUSED(ignored))
 {
-    Py_CLEAR(self->later);
+    outcome_unpark(self);
+    self->later = 0;
     Py_CLEAR(self->value);
     Py_CLEAR(self->error);
     Py_CLEAR(self->waiter);
@@ -267,7 +292,8 @@ static void outcome_dealloc(OutcomeObject *self)
     Py_XDECREF(self->error);
     Py_XDECREF(self->waiter);
     Py_XDECREF(self->future);
-    Py_XDECREF(self->later);
+    outcome_unpark(self);
+    Py_XDECREF(self->engine);
     PyObject_Free(self);
     Py_DECREF(tp);
 }
@@ -482,7 +508,8 @@ static PyObject *engine_pread_now(EngineObject *self, int fd, Py_ssize_t size, l
         OutcomeObject *o = (OutcomeObject *)outcome_new(self->state, NULL, NULL, NULL, 1);
         if (o == NULL)
             return NULL;
-        o->later = (EngineObject *)Py_NewRef(self);
+        o->later = 1;
+        o->engine = (EngineObject *)Py_NewRef(self);
         o->later_fd = fd;
         o->later_size = size;
         o->later_offset = offset;

@@ -311,3 +311,69 @@ def test_a_1mib_pread_with_another_task_ready_yields_first_and_reads_when_resume
     else:
         assert (at_call, yields, nowait, deferred) == (0, 1, 1, 0)
     assert got == data[MIB:]
+
+
+def _read_at_call(engine, f, count=100):
+    """Small preads made (not awaited) in this turn until one is left for
+    later: how many were read at once (count: none was)."""
+    made, n0 = [], engine.stats()["completed_nowait"]
+    while len(made) < count and engine.stats()["completed_nowait"] - n0 == len(made):
+        made.append(f.pread(4096, 4096 * len(made)))
+    return made
+
+
+def test_small_reads_go_on_past_the_budget_while_nothing_else_waits(ringlet, run, live, make_file):
+    """A turn of small reads whose budget is spent goes on (up to 8 ms) while
+    only the engine's own parked tasks wait; another handle in the ready queue,
+    a timer due or a turn past 8 ms ends it (on asyncio's own loops: on
+    another kind the budget ends the turn as before).  The count of parked tasks is
+    right after 64 readers, some cancelled while parked (were it too high,
+    the waiting handle would not be seen).  Counted, not clocked."""
+    path, data = make_file(1 << 20)
+    with open(path, "rb") as f:
+        f.read()  # in the page cache
+
+    async def quiet():  # the open's completion delivered, the engine's _tick run
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    async def main():
+        engine = ringlet.get_engine()
+        loop = asyncio.get_running_loop()
+        counts = {}
+        async with ringlet.open(path, "rb") as f:
+
+            async def reader(i):
+                for k in range(400):
+                    assert await f.pread(4096, 4096 * ((i + k) % 256)) == data[4096 * ((i + k) % 256):][:4096]
+
+            tasks = [asyncio.ensure_future(reader(i)) for i in range(64)]
+            for _ in range(2):  # the readers parked behind one another
+                await asyncio.sleep(0)
+            for t in tasks[::3]:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for case in ("alone", "handle", "timer", "long turn"):
+                await quiet()
+                await _spend_the_budget(f)
+                if case == "handle":
+                    loop.call_soon(lambda: None)
+                elif case == "timer":
+                    timer = loop.call_later(0.001, lambda: None)
+                elif case == "long turn":
+                    time.sleep(0.008)
+                made = _read_at_call(engine, f)
+                counts[case] = len(made)
+                got = await asyncio.gather(*made)
+                assert got == [data[4096 * i:4096 * (i + 1)] for i in range(len(made))]
+            timer.cancel()
+        stock = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+        return counts, sum(t.cancelled() for t in tasks), stock
+
+    counts, cancelled, stock = run(main())
+    if stock:
+        assert counts["alone"] == 100
+    else:  # uvloop: what waits cannot be looked at, so the turn ends at its budget
+        assert 1 < counts["alone"] < 100
+    assert 1 < counts["handle"] < 100 and 1 < counts["timer"] < 100 and 1 < counts["long turn"] < 100
+    assert cancelled > 0  # some were cancelled while parked (the others finished first)
