@@ -125,7 +125,16 @@ int rl_ring_init_plain(struct rl_ring *r, unsigned entries, int wake_fd)
     memset(r, 0, sizeof *r);
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
+    /* COOP_TASKRUN: the task work a worker's request leaves behind (its free)
+     * waits for this thread's next system call instead of interrupting it
+     * (waking it from epoll_wait) at every request; a kernel without it
+     * (EINVAL, before 5.19) gets a ring without it. */
+    p.flags = IORING_SETUP_COOP_TASKRUN;
     int ret = io_uring_queue_init_params(entries, &r->ring, &p);
+    if (ret == -EINVAL) {
+        memset(&p, 0, sizeof p);
+        ret = io_uring_queue_init_params(entries, &r->ring, &p);
+    }
     if (ret < 0)
         return ret;
     r->setup_flags = p.flags;
@@ -320,6 +329,17 @@ static unsigned rl_ring_reap_held(struct rl_ring *r, unsigned max)
         }
     }
     return total;
+}
+
+void rl_ring_settle(struct rl_ring *r, struct rl_cell *cell)
+{
+    if (cell->state != RL_CELL_IN_FLIGHT)
+        return;
+    cell->state = RL_CELL_IDLE;
+    cell->reaped_inline = 0;
+    r->stats.in_flight--;
+    r->stats.completed++;
+    r->stats.deferred++;
 }
 
 unsigned rl_ring_reap(struct rl_ring *r, unsigned max)

@@ -132,6 +132,18 @@ static void side_setup(EngineObject *engine)
 
 static void side_step(OpObject *op);
 
+/* The first submission's open and write post no completion when they
+ * succeed (IOSQE_CQE_SKIP_SUCCESS), and the requests a failure cancels post
+ * none either: the chain's one completion tells how far it went.  Each
+ * request it stands for is settled here as done, with the result it had. */
+static void side_settle(OpObject *op, struct rl_cell *cell, int32_t result)
+{
+    if (cell->state != RL_CELL_IN_FLIGHT)
+        return;
+    cell->result = result;
+    rl_ring_settle(&op->engine->side, cell);
+}
+
 static void side_done_one(OpObject *op)
 {
     if (--op->chain->pending == 0)
@@ -142,6 +154,12 @@ static void side_open_complete(struct rl_cell *cell)
 {
     struct write_file_chain *chain = (struct write_file_chain *)cell;
     chain->open_res = cell->result;
+    if (chain->skipping) { /* the open failed: nothing more comes */
+        chain->skipping = 0;
+        side_settle(chain->op, &chain->side_write, -ECANCELED);
+        side_settle(chain->op, &chain->side_close, -ECANCELED);
+        chain->pending = 1;
+    }
     side_done_one(chain->op);
 }
 
@@ -149,6 +167,13 @@ static void side_write_complete(struct rl_cell *cell)
 {
     struct write_file_chain *chain = (struct write_file_chain *)((char *)cell - offsetof(struct write_file_chain, side_write));
     OpObject *op = chain->op;
+    if (chain->skipping) { /* the write failed or came short: the open had succeeded, the close was cancelled */
+        chain->skipping = 0;
+        chain->open_res = 0;
+        side_settle(op, &chain->cell, 0);
+        side_settle(op, &chain->side_close, -ECANCELED);
+        chain->pending = 1;
+    }
     if (cell->result > 0)
         op->done += (size_t)cell->result;
     chain->write_res = cell->result;
@@ -158,11 +183,21 @@ static void side_write_complete(struct rl_cell *cell)
 static void side_close_complete(struct rl_cell *cell)
 {
     struct write_file_chain *chain = (struct write_file_chain *)((char *)cell - offsetof(struct write_file_chain, side_close));
+    OpObject *op = chain->op;
+    if (chain->skipping) { /* the open and the write succeeded, all of it written */
+        chain->skipping = 0;
+        chain->open_res = 0;
+        chain->write_res = (int64_t)op->length;
+        op->done = op->length;
+        side_settle(op, &chain->cell, 0);
+        side_settle(op, &chain->side_write, (int32_t)op->length);
+        chain->pending = 1;
+    }
     if (cell->result != -ECANCELED) { /* -ECANCELED: the write broke the chain, the file is open */
         chain->closed = 1;
         chain->close_res = cell->result;
     }
-    side_done_one(chain->op);
+    side_done_one(op);
 }
 
 /* All completions of the last submission are in: finish, or the next step. */
@@ -243,12 +278,16 @@ static int side_start(OpObject *op, const char *path)
     chain->side_close.on_complete = side_close_complete;
     struct io_uring_sqe *sqe = io_uring_get_sqe(&side->ring);
     /* O_CLOEXEC has no meaning for a slot (and the kernel refuses it there). */
+    /* Where the kernel has CQE_SKIP, the open's and the write's successes
+     * post nothing: each completion a worker posts wakes the loop. */
+    unsigned skip = (side->features & IORING_FEAT_CQE_SKIP) ? IOSQE_CQE_SKIP_SUCCESS : 0;
+    chain->skipping = skip != 0;
     io_uring_prep_openat_direct(sqe, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, 0666, slot);
-    sqe->flags |= IOSQE_IO_LINK | IOSQE_ASYNC; /* O_CREAT sends it to a worker anyway */
+    sqe->flags |= IOSQE_IO_LINK | IOSQE_ASYNC | skip; /* O_CREAT sends it to a worker anyway */
     rl_ring_arm(side, sqe, &chain->cell);
     sqe = io_uring_get_sqe(&side->ring);
     io_uring_prep_write(sqe, (int)slot, op->u.view.buf, (unsigned)op->length, 0);
-    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK | skip;
     rl_ring_arm(side, sqe, &chain->side_write);
     sqe = io_uring_get_sqe(&side->ring);
     io_uring_prep_close_direct(sqe, slot);
