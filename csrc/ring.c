@@ -125,16 +125,7 @@ int rl_ring_init_plain(struct rl_ring *r, unsigned entries, int wake_fd)
     memset(r, 0, sizeof *r);
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
-    /* COOP_TASKRUN: the task work a worker's request leaves behind (its free)
-     * waits for this thread's next system call instead of interrupting it
-     * (waking it from epoll_wait) at every request; a kernel without it
-     * (EINVAL, before 5.19) gets a ring without it. */
-    p.flags = IORING_SETUP_COOP_TASKRUN;
     int ret = io_uring_queue_init_params(entries, &r->ring, &p);
-    if (ret == -EINVAL) {
-        memset(&p, 0, sizeof p);
-        ret = io_uring_queue_init_params(entries, &r->ring, &p);
-    }
     if (ret < 0)
         return ret;
     r->setup_flags = p.flags;
