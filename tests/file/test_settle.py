@@ -63,53 +63,31 @@ def test_a_cancel_waits_for_the_end_and_is_told_once(run):
     assert told_once
 
 
-def test_a_failed_write_after_a_cancel_raises_the_cancel(run):
-    async def main():
-        fut = asyncio.get_running_loop().create_future()
-
-        async def waiter():
-            return await settle(fut)
-
-        task = asyncio.ensure_future(waiter())
-        await asyncio.sleep(0)
+async def outcome(cancel_task, end):
+    """How settle() over a pending future ends: its result, or the name of
+    what it raised.  cancel_task: the awaiting task is cancelled first;
+    end(fut) then ends the future."""
+    fut = asyncio.get_running_loop().create_future()
+    task = asyncio.ensure_future(settle(fut))
+    await asyncio.sleep(0)  # suspended in settle
+    if cancel_task:
         task.cancel()
         await asyncio.sleep(0)
+    end(fut)
+    try:
+        return await task
+    except BaseException as exc:
+        return type(exc).__name__
+
+
+def test_a_failed_write_raises_its_error_or_the_cancel(run):
+    def fail(fut):
         fut.set_exception(OSError(28, "No space left on device"))
-        try:
-            await task
-        except asyncio.CancelledError:
-            return "cancelled"
-        return "returned"
 
-    assert run(main()) == "cancelled"
-
-
-def test_a_failed_write_raises_its_error(run):
-    async def main():
-        fut = asyncio.get_running_loop().create_future()
-        task = asyncio.ensure_future(settle(fut))
-        await asyncio.sleep(0)
-        fut.set_exception(OSError(28, "No space left on device"))
-        try:
-            await task
-        except OSError as exc:
-            return exc.errno
-        return None
-
-    assert run(main()) == 28
+    assert run(outcome(False, fail)) == "OSError"
+    assert run(outcome(True, fail)) == "CancelledError"  # nothing was written: the cancel is the answer
 
 
 def test_a_cancelled_future_is_not_waited_for(run):
     # The engine cancels its futures when it shuts down: nothing will end them.
-    async def main():
-        fut = asyncio.get_running_loop().create_future()
-        task = asyncio.ensure_future(settle(fut))
-        await asyncio.sleep(0)
-        fut.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            return "cancelled"
-        return "returned"
-
-    assert run(main()) == "cancelled"
+    assert run(outcome(False, lambda fut: fut.cancel())) == "CancelledError"
