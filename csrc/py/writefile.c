@@ -285,12 +285,12 @@ static int side_start(OpObject *op, const char *path)
     chain->cell.on_complete = side_open_complete;
     chain->side_write.on_complete = side_write_complete;
     chain->side_close.on_complete = side_close_complete;
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&side->ring);
-    /* O_CLOEXEC has no meaning for a slot (and the kernel refuses it there). */
     /* Where the kernel has CQE_SKIP, the open's and the write's successes
      * post nothing: each completion a worker posts wakes the loop. */
     unsigned skip = (side->features & IORING_FEAT_CQE_SKIP) ? IOSQE_CQE_SKIP_SUCCESS : 0;
     chain->skipping = skip != 0;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&side->ring);
+    /* O_CLOEXEC has no meaning for a slot (and the kernel refuses it there). */
     io_uring_prep_openat_direct(sqe, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, 0666, slot);
     sqe->flags |= IOSQE_IO_LINK | IOSQE_ASYNC | skip; /* O_CREAT sends it to a worker anyway */
     rl_ring_arm(side, sqe, &chain->cell);
@@ -400,6 +400,9 @@ PyObject *engine__write_file_stop(EngineObject *self, PyObject *future)
     for (OpObject *op = self->write_files; op; op = op->chain->next) {
         if (op->future != future)
             continue;
+        /* On the chain ring an open that succeeded posts nothing: its cell
+         * stays in flight until the chain's completion, and a cancel sent
+         * then finds no request of its own (the write's and close's differ). */
         if (op->chain->cell.opcode == IORING_OP_OPENAT && op->chain->cell.state == RL_CELL_IN_FLIGHT) {
             op->chain->stop = 1;
             write_file_cancel(op);
