@@ -114,7 +114,12 @@ static void write_file_open_complete(struct rl_cell *cell)
  * write(); on the other, idle, CPU (where the scheduler puts it whenever that
  * one is idle) ~120 us, most of it the two wake-ups.  So the open's and the
  * write's successes post no completion (IOSQE_CQE_SKIP_SUCCESS): each one a
- * worker posts signals the eventfd and may wake the loop once more.  A
+ * worker posts signals the eventfd and may wake the loop once more
+ * (nocliff, 64 KiB new files: 0.83x sync against 0.75x without the skips).
+ * Rewrites pay a little (1.04x against 1.10x): no longer woken at the
+ * write's end, the loop frees the write request after the close, so the
+ * file's last release, ext4's writeback start, runs there (98% of the files
+ * against 85%), not in the worker.  A
  * COOP_TASKRUN chain ring (the requests' frees left for the loop's next
  * system call) measured nothing on top of that and was not kept. */
 
