@@ -35,6 +35,7 @@ import statistics
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -280,35 +281,59 @@ async def _fair(path: str, ntasks: int, size: int, per_task: int) -> Dict[str, A
             "p99_ms": pct(lat, 0.99) / 1e6, "rate": len(lat) / (elapsed / 1e9), "turns": ticker.turns}
 
 
-def _write_files(key: str, path: str, size: int, duration: float) -> Dict[str, Any]:
-    """write_file against open(p, "wb").write(), files/s."""
+def _write_files(key: str, path: str, size: int, duration: float, new: bool = False) -> Dict[str, Any]:
+    """write_file against open(p, "wb").write(), files/s: the same file over
+    and over (a rewrite: O_TRUNC of the last round's content), or new files
+    (a pipeline's outputs: distinct paths that do not exist yet, in a
+    directory of the process's own).  New files are deleted, untimed, once
+    256 MiB of them are written and after each phase, so the disk and the
+    dirty page cache stay bounded.  Both sides run the same loop."""
     data = os.urandom(size)
     out = path + ".out"
+    where = tempfile.mkdtemp(prefix=f"new-{key}-", dir=os.path.dirname(path)) if new else ""
+    unit = max(1, min(16, (16 << 20) // size))  # files between two looks at the clock
+    now = time.perf_counter_ns
 
-    def sync_once() -> None:
-        with open(out, "wb") as f:
-            f.write(data)
-
-    async def run_ringlet() -> Tuple[int, int]:
-        import ringlet
-        now = time.perf_counter_ns
-        for phase in (duration / 4, duration):
-            count, start = 0, now()
-            while now() - start < phase * 1e9:
-                await ringlet.write_file(out, data)
-                count += 1
-        return count, now() - start
+    async def run(write_some: Callable[[List[str]], Any]) -> Tuple[int, int]:
+        count = elapsed = 0
+        for p, phase in enumerate((duration / 4, duration)):  # the first phase warms up, not counted
+            count = elapsed = 0
+            written: List[str] = []
+            while elapsed < phase * 1e9:
+                names = ([os.path.join(where, f"{p}-{i}") for i in range(count, count + unit)] if new
+                         else [out] * unit)
+                start = now()
+                await write_some(names)
+                elapsed += now() - start
+                count += unit
+                if new:
+                    written += names
+                if new and (len(written) * size >= 256 << 20 or elapsed >= phase * 1e9):
+                    for name in written:  # untimed
+                        os.unlink(name)
+                    written = []
+        return count, elapsed
 
     if key == "sync":
-        now = time.perf_counter_ns
-        for phase in (duration / 4, duration):
-            count, start = 0, now()
-            while now() - start < phase * 1e9:
-                sync_once()
-                count += 1
-        elapsed = now() - start
+        async def write_some(names: List[str]) -> None:
+            for name in names:
+                with open(name, "wb") as f:
+                    f.write(data)
+        coro = run(write_some)  # awaits nothing that suspends: no event loop needed
+        try:
+            coro.send(None)
+            raise RuntimeError("the sync loop suspended")
+        except StopIteration as stop:
+            count, elapsed = stop.value
     else:
-        count, elapsed = asyncio.run(run_ringlet())
+        import ringlet
+
+        async def write_ringlet(names: List[str]) -> None:
+            for name in names:
+                await ringlet.write_file(name, data)
+        count, elapsed = asyncio.run(run(write_ringlet))
+    if new:
+        shutil.rmtree(where)
     return {"status": "ok", "value": count / (elapsed / 1e9)}
 
 
@@ -490,7 +515,7 @@ def worker(p: Dict[str, Any]) -> Dict[str, Any]:
         warm(p["path"])
         return asyncio.run(_read_file_paired(p["path"], p["duration"]))
     if kind == "write_file":
-        return _write_files(p["key"], p["path"], p["size"], p["duration"])
+        return _write_files(p["key"], p["path"], p["size"], p["duration"], p.get("new", False))
     if kind == "dropped":
         drop(p["path"])
         return asyncio.run(_dropped(p["path"], p["count"]))
@@ -624,12 +649,15 @@ def main(argv: Optional[List[str]] = None) -> None:
                               higher=True, contenders={"ringlet": dict(common, key="ringlet")},
                               goals=[("ringlet", "sync", goal)], paired="sync_value"))
     for size, label in [(64 << 10, "64 KiB"), (8 << 20, "8 MiB")]:
-        common = dict(kind="write_file", path=os.path.join(a.dir, f"write-{size}.bin"), size=size,
-                      duration=a.duration)
-        scenarios.append(dict(name=f"write_file {label}", what=f"write_file vs open(p,'wb').write(), {label} (files/s)",
-                              higher=True, contenders={"sync": dict(common, key="sync"),
-                                                       "ringlet": dict(common, key="ringlet")},
-                              goals=[("ringlet", "sync", 1.0)]))
+        for new in (False, True):
+            common = dict(kind="write_file", path=os.path.join(a.dir, f"write-{size}.bin"), size=size,
+                          duration=a.duration, new=new)
+            what = "new files (paths that do not exist yet)" if new else "the same file rewritten"
+            scenarios.append(dict(name=f"write_file {label}" + (" new" if new else ""),
+                                  what=f"write_file vs open(p,'wb').write(), {label}, {what} (files/s)",
+                                  higher=True, contenders={"sync": dict(common, key="sync"),
+                                                           "ringlet": dict(common, key="ringlet")},
+                                  goals=[("ringlet", "sync", 1.0)]))
     for size, label in [(256 << 20, "256 MiB"), (1 << 30, "1 GiB")]:
         for fresh in (False, True):
             common = dict(kind="copy", path=os.path.join(a.dir, f"copy-{size}.bin"), size=size, fresh=fresh)

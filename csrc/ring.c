@@ -322,6 +322,17 @@ static unsigned rl_ring_reap_held(struct rl_ring *r, unsigned max)
     return total;
 }
 
+void rl_ring_settle(struct rl_ring *r, struct rl_cell *cell)
+{
+    if (cell->state != RL_CELL_IN_FLIGHT)
+        return;
+    cell->state = RL_CELL_IDLE;
+    cell->reaped_inline = 0;
+    r->stats.in_flight--;
+    r->stats.completed++;
+    r->stats.deferred++;
+}
+
 unsigned rl_ring_reap(struct rl_ring *r, unsigned max)
 {
     rl_ring_hold(r);

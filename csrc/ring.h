@@ -81,6 +81,11 @@ int rl_ring_submit(struct rl_ring *r);
  * continuation.  The CQ head is advanced for a batch before any continuation
  * runs, so a continuation may safely reap or submit again.  Returns the count. */
 unsigned rl_ring_reap(struct rl_ring *r, unsigned max);
+/* A request in flight whose completion the kernel will not post (it skipped
+ * it: IOSQE_CQE_SKIP_SUCCESS, or a link a skipping request's failure
+ * cancelled) is done: counted as completed, and the cell is idle again.
+ * Its on_complete is not run; cell->result is the caller's to set. */
+void rl_ring_settle(struct rl_ring *r, struct rl_cell *cell);
 
 /* Submit, then reap what completed inside that call (page-cache hits). */
 int rl_ring_submit_and_reap(struct rl_ring *r);

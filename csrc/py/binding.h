@@ -136,6 +136,7 @@ struct write_file_chain {
     uint8_t pending;            /* side completions still to come before the next step */
     uint8_t slot;               /* the fixed-file slot the open fills */
     uint8_t closed;             /* the slot's file is closed (or was never opened) */
+    uint8_t skipping;           /* the first submission's one completion is still to come */
     struct OpObject *prev, *next; /* the engine's write_files in flight (Engine._write_file_stop) */
 };
 

@@ -71,6 +71,52 @@ async def close_fd(engine: Any, fd: int) -> None:
         await pending
 
 
+class _ToTheEnd:
+    """What a task awaits in settle(): the engine's future, seen through an
+    object whose cancel() the task calls instead of the future's.  It tells
+    on_cancel of the first cancel and refuses it (returns False), so the
+    future runs to its end; the task, which has noted the cancel, then gets
+    CancelledError thrown in at the await once the future is done.  As
+    asyncio.shield, without its second future: shield's outer future is
+    resolved by a callback of the inner one, a turn of the loop after it."""
+
+    _asyncio_future_blocking = False
+
+    def __init__(self, pending: Any, on_cancel: Optional[Callable[[Any], Any]]) -> None:
+        self.pending = pending
+        self.on_cancel = on_cancel
+        self.told = False  # on_cancel was called
+
+    def get_loop(self) -> Any:
+        return self.pending.get_loop()
+
+    def add_done_callback(self, fn: Callable[[Any], Any], *, context: Any = None) -> None:
+        # The task's wakeup reads the future's result itself (or its error).
+        self.pending.add_done_callback(fn, context=context)
+
+    def remove_done_callback(self, fn: Callable[[Any], Any]) -> int:
+        n: int = self.pending.remove_done_callback(fn)
+        return n
+
+    def done(self) -> bool:
+        done: bool = self.pending.done()
+        return done
+
+    def cancel(self, msg: Any = None) -> bool:
+        self.tell()
+        return False
+
+    def tell(self) -> None:
+        if not self.told and self.on_cancel is not None and not self.pending.done():
+            self.told = True
+            self.on_cancel(self.pending)
+
+    def __await__(self) -> Any:
+        if not self.pending.done():
+            self._asyncio_future_blocking = True
+            yield self
+
+
 async def settle(pending: Any, on_cancel: Optional[Callable[[Any], Any]] = None) -> Tuple[int, Optional[BaseException]]:
     """Await an engine write to its end, even if the task is cancelled
     meanwhile: a write that reached the engine lands, so it must be counted.
@@ -82,14 +128,14 @@ async def settle(pending: Any, on_cancel: Optional[Callable[[Any], Any]] = None)
         n: int = await pending
         return n, None
     cancel: Optional[BaseException] = None
+    waiter = _ToTheEnd(pending, on_cancel)
     while not pending.done():
         try:
-            await asyncio.shield(pending)
+            await waiter
         except asyncio.CancelledError as exc:
             if pending.cancelled():  # the operation itself, not this task: the engine is shutting down
                 raise
-            if cancel is None and on_cancel is not None:
-                on_cancel(pending)
+            waiter.tell()  # a CancelledError thrown in by hand, not through cancel()
             cancel = exc
         except BaseException:
             if not pending.done():  # GeneratorExit, KeyboardInterrupt: not the write's outcome

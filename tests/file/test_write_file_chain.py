@@ -197,6 +197,40 @@ def test_more_at_once_than_chain_slots(ringlet, run, tmp_path, backend):
     assert fd_count() == fds
 
 
+def test_chained_open_errors_free_their_slots(ringlet, run, tmp_path, backend):
+    # On io_uring a chain's open and write post no completion when they
+    # succeed, and a failed open's cancelled write and close post none:
+    # each chain's one completion settles all three (counts below).  A failed
+    # open gives its slot back: more failures than slots, then files again.
+    (tmp_path / "sub").mkdir()
+    ref = builtin_write_error(tmp_path / "sub")
+    assert isinstance(ref, IsADirectoryError), "built-in open() of a directory did not fail: bad test input"
+
+    async def main():
+        engine = ringlet.get_engine()
+        await ringlet.write_file(tmp_path / "first", b"")  # in steps: shows the directory's file system
+        before = engine.stats()
+        errors = []
+        for _ in range(40):  # one after another: each a chain of its own
+            with pytest.raises(OSError) as info:
+                await ringlet.write_file(tmp_path / "sub", b"data")
+            errors.append(info.value)
+        written = [await ringlet.write_file(tmp_path / f"ok{i}", b"x" * i) for i in range(40)]
+        after = engine.stats()
+        return errors, written, {k: after[k] - before[k] for k in ("submitted", "completed", "in_flight", "files_chained")}
+
+    errors, written, delta = run(main())
+    assert {(type(e), e.errno, e.strerror, e.filename) for e in errors} == {
+        (type(ref), ref.errno, ref.strerror, ref.filename)}
+    assert written == list(range(40))
+    assert all((tmp_path / f"ok{i}").read_bytes() == b"x" * i for i in range(40))
+    if backend == "threads":
+        assert delta["files_chained"] == 0 and delta["in_flight"] == 0
+        return
+    # 80 chains of 3 requests, all settled; none fell back to the steps.
+    assert delta == {"submitted": 240, "completed": 240, "in_flight": 0, "files_chained": 80}
+
+
 SHORT_WRITE = """
 import asyncio, os, resource, signal
 import ringlet
