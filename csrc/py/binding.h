@@ -356,6 +356,12 @@ int loop_schedule_flush(EngineObject *engine);
  * could otherwise keep the loop from everything else.  The budget is per
  * loop turn: once spent, every task yields until the loop has turned. */
 int loop_must_yield(EngineObject *engine);
+/* Whether a check this turn found the budget spent (loop_must_yield's flag,
+ * no clock read): what sends later reads to the kernel's workers. */
+static inline int loop_budget_found_spent(const EngineObject *engine)
+{
+    return engine->tick_scheduled && engine->budget_spent;
+}
 /* loop_must_yield after an inline read of less than RL_CLOCK_EVERY_MAX
  * bytes: it reads the clock only every RL_CLOCK_EVERY such reads, and
  * measures a longer budget (RL_SMALL_BUDGET_NS, see loop.c). */

@@ -461,14 +461,14 @@ static PyObject *engine_pread_now(EngineObject *self, int fd, Py_ssize_t size, l
 {
     if (!self->ring_open || self->fork_generation != ringlet_fork_generation() || !rl_nowait_enabled(&self->nowait, fd))
         return engine_pread_by_ring_values(self, fd, size, offset, 0); /* it raises what needs raising */
-    int defer = may_defer && self->budget_spent && self->tick_scheduled && size < (Py_ssize_t)RL_OFFLOAD_MIN;
+    int defer = may_defer && loop_budget_found_spent(self) && size < (Py_ssize_t)RL_OFFLOAD_MIN;
     /* From RL_YIELD_EACH_MIN, the workers' once a call has found the turn's
      * budget spent (the flag), not when the clock alone says so: the clock
      * could run out between a lone task's previous check and this one, and
      * its read would wait ~60 us for a worker to start.  Read here, it
      * overshoots the budget by one copy and yields, which sets the flag. */
     int offload = size >= (Py_ssize_t)RL_YIELD_EACH_MIN
-                      ? self->offload_head != NULL || (self->budget_spent && self->tick_scheduled)
+                      ? self->offload_head != NULL || loop_budget_found_spent(self)
                       : size >= (Py_ssize_t)RL_OFFLOAD_MIN && loop_offload_large_read(self);
     if (may_defer && offload) {
         /* Deferred as a small read is, up to RL_DEFER_BYTES_MAX a turn: the

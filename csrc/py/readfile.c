@@ -405,7 +405,7 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
      * end of the previous call's check to here), which would then wait
      * ~60 us for a worker; read here, it overshoots the budget by one file
      * (less than RL_WHOLE_PARALLEL_MIN) and yields below, which sets the flag. */
-    if (!closes_at_once(fd) || (st.size >= RL_OFFLOAD_MIN && self->budget_spent && self->tick_scheduled))
+    if (!closes_at_once(fd) || (st.size >= RL_OFFLOAD_MIN && loop_budget_found_spent(self)))
         return hand_over(fd); /* FUSE, NFS...; or a large read once the loop turn's budget is spent */
     PyObject *data = read_cached(self, fd, (Py_ssize_t)st.size);
     int64_t was_read = self->tracer ? ringlet_now_ns() : 0;
