@@ -322,10 +322,11 @@ static unsigned rl_ring_reap_held(struct rl_ring *r, unsigned max)
     return total;
 }
 
-void rl_ring_settle(struct rl_ring *r, struct rl_cell *cell)
+void rl_ring_settle(struct rl_ring *r, struct rl_cell *cell, int32_t result)
 {
     if (cell->state != RL_CELL_IN_FLIGHT)
         return;
+    cell->result = result;
     cell->state = RL_CELL_IDLE;
     cell->reaped_inline = 0;
     r->stats.in_flight--;

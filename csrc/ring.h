@@ -83,9 +83,10 @@ int rl_ring_submit(struct rl_ring *r);
 unsigned rl_ring_reap(struct rl_ring *r, unsigned max);
 /* A request in flight whose completion the kernel will not post (it skipped
  * it: IOSQE_CQE_SKIP_SUCCESS, or a link a skipping request's failure
- * cancelled) is done: counted as completed, and the cell is idle again.
- * Its on_complete is not run; cell->result is the caller's to set. */
-void rl_ring_settle(struct rl_ring *r, struct rl_cell *cell);
+ * cancelled) is done, with result: counted as completed, and the cell is
+ * idle again.  Its on_complete is not run.  A cell not in flight is left as
+ * it is. */
+void rl_ring_settle(struct rl_ring *r, struct rl_cell *cell, int32_t result);
 
 /* Submit, then reap what completed inside that call (page-cache hits). */
 int rl_ring_submit_and_reap(struct rl_ring *r);

@@ -152,10 +152,7 @@ static void side_step(OpObject *op);
  * request it stands for is settled here as done, with the result it had. */
 static void side_settle(OpObject *op, struct rl_cell *cell, int32_t result)
 {
-    if (cell->state != RL_CELL_IN_FLIGHT)
-        return;
-    cell->result = result;
-    rl_ring_settle(&op->engine->side, cell);
+    rl_ring_settle(&op->engine->side, cell, result);
 }
 
 static void side_done_one(OpObject *op)
