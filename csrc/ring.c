@@ -78,6 +78,14 @@ void rl_ring_restrict_new(const uint64_t allowed[4])
         rl_new_ring_allowed[i] = allowed ? allowed[i] : UINT64_MAX;
 }
 
+/* The last step of every ring's setup.  A forked child must never touch
+ * the ring: its memory is kept out of the child.  Then its opcodes are probed. */
+static void rl_ring_dontfork_and_probe(struct rl_ring *r)
+{
+    io_uring_ring_dontfork(&r->ring);
+    rl_ring_probe(r);
+}
+
 /* A ring just set up gets its eventfd (wake_fd, a descriptor it owns from
  * here on, or -errno from making it) and its probe; on failure it is undone. */
 static int rl_ring_wake_and_probe(struct rl_ring *r, int wake_fd)
@@ -90,9 +98,7 @@ static int rl_ring_wake_and_probe(struct rl_ring *r, int wake_fd)
         return ret;
     }
     r->wake_fd = wake_fd;
-    /* A forked child must never touch this ring: keep its memory out of it. */
-    io_uring_ring_dontfork(&r->ring);
-    rl_ring_probe(r);
+    rl_ring_dontfork_and_probe(r);
     return 0;
 }
 
@@ -150,8 +156,7 @@ int rl_ring_init_quiet(struct rl_ring *r, unsigned entries)
         return ret;
     r->setup_flags = p.flags;
     r->features = p.features;
-    io_uring_ring_dontfork(&r->ring);
-    rl_ring_probe(r);
+    rl_ring_dontfork_and_probe(r);
     return 0;
 }
 

@@ -59,5 +59,7 @@ extern const char engine__write_file_doc[];
 PyObject *engine__write_file(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
 extern const char engine__write_file_stop_doc[];
 PyObject *engine__write_file_stop(EngineObject *self, PyObject *future);
+extern const char engine__closes_at_once_doc[];
+PyObject *engine__closes_at_once(EngineObject *self, PyObject *arg);
 
 #endif

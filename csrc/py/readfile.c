@@ -12,11 +12,10 @@
  *   size   fstat: the in-memory inode.
  *   read   one bytes of the final size, filled by preadv2(RWF_NOWAIT) (see
  *          csrc/nowait.h), then a one-byte read at the end that must say 0.
- *   close  close(2) here only on a file system without flush-on-close (the
- *          test io_uring's IORING_OP_CLOSE makes before closing in the
- *          submitting thread rather than a worker): ext2/3/4, XFS, Btrfs,
- *          tmpfs and ramfs by fstatfs magic, asked for every file (a device
- *          number can come back with another file system after an unmount).
+ *   close  close(2) here only where it completes at once: a regular file
+ *          on a file system without flush-on-close (rl_closes_at_once,
+ *          csrc/fileinfo.h: ext2/3/4, XFS, Btrfs, tmpfs and ramfs, by
+ *          fstatfs magic; the check write_file's chain is chosen by).
  *          FUSE and NFS flush on close and wait for a server: their files,
  *          like every other file system's, go the ring's way.
  *
@@ -41,17 +40,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-#ifndef XFS_SUPER_MAGIC
-#define XFS_SUPER_MAGIC 0x58465342
-#endif
 
 static long openat2_cached(const char *path, uint64_t flags)
 {
@@ -84,24 +77,6 @@ static int open_cached(const char *path)
     if (errno == EINTR || errno == EINVAL)
         return -EAGAIN; /* the ring opens it and says what it says (the built-in open retries EINTR) */
     return -errno;
-}
-
-/* Whether close(2) of fd cannot wait for a device or a server (see above). */
-static int closes_at_once(int fd)
-{
-    struct statfs sf;
-    if (fstatfs(fd, &sf) < 0)
-        return 0;
-    switch ((unsigned long)sf.f_type) {
-    case EXT4_SUPER_MAGIC: /* ext2, ext3 and ext4 share it */
-    case XFS_SUPER_MAGIC:
-    case BTRFS_SUPER_MAGIC:
-    case TMPFS_MAGIC:
-    case RAMFS_MAGIC:
-        return 1;
-    default:
-        return 0;
-    }
 }
 
 /* The descriptor for read_file's ring path: blocking again, as the ring's open leaves it. */
@@ -386,7 +361,7 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
         !rl_nowait_enabled(&self->nowait, fd))
         return hand_over(fd); /* a directory, FIFO, /proc file...: as through the ring */
     if (st.size >= RL_WHOLE_PARALLEL_MIN) {
-        if (loop_must_yield(self) && closes_at_once(fd)) {
+        if (loop_must_yield(self) && rl_closes_at_once(fd, &st)) {
             /* The loop turn's budget is spent (freeing the last large result
              * can spend it): yield first and ask again, so that the loop
              * thread can read its part then, rather than leave it to a
@@ -405,7 +380,7 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
      * end of the previous call's check to here), which would then wait
      * ~60 us for a worker; read here, it overshoots the budget by one file
      * (less than RL_WHOLE_PARALLEL_MIN) and yields below, which sets the flag. */
-    if (!closes_at_once(fd) || (st.size >= RL_OFFLOAD_MIN && loop_budget_found_spent(self)))
+    if (!rl_closes_at_once(fd, &st) || (st.size >= RL_OFFLOAD_MIN && loop_budget_found_spent(self)))
         return hand_over(fd); /* FUSE, NFS...; or a large read once the loop turn's budget is spent */
     PyObject *data = read_cached(self, fd, (Py_ssize_t)st.size);
     int64_t was_read = self->tracer ? ringlet_now_ns() : 0;

@@ -9,6 +9,7 @@
 #include "binding.h"
 #include "engine_ops.h"
 #include "fault.h"
+#include "fileinfo.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -96,9 +97,11 @@ static void write_file_open_complete(struct rl_cell *cell)
  * fixed-file slot), write and close back to back as a linked chain, and the
  * loop is woken at the end.  A short or failed write breaks the chain (the
  * close is cancelled): the rest goes step by step on the same slot.  The
- * close of a slot does not call the file system's flush (where NFS or FUSE
- * report write errors): write_file (python/ringlet/_oneshot.py) asks for a
- * chain only in directories on file systems that have none.
+ * close of a slot does not call the file's flush (where NFS or FUSE report
+ * write errors, and a device's driver may act): write_file
+ * (python/ringlet/_oneshot.py) asks for a chain only in a directory where a
+ * file it wrote in steps closed at once (Engine._closes_at_once, below: the
+ * test read_file makes too).
  * The file's last release (ext4's writeback start after an O_TRUNC) runs in
  * the loop's thread, as task work once it wakes: the write request holds the
  * slot's file until it is freed, and io_uring frees a worker's requests in
@@ -386,6 +389,23 @@ PyObject *engine__write_file(EngineObject *self, PyObject *const *args, Py_ssize
         self->write_files = op;
     }
     return op_launch(op, queued, 0);
+}
+
+const char engine__closes_at_once_doc[] =
+"_closes_at_once(fd, /) -> bool\n\n"
+"Whether closing fd completes at once, calling no flush: a regular file\n"
+"of ext2/3/4, XFS, Btrfs, tmpfs or ramfs (not a device, FUSE, NFS...).\n"
+"write_file chains a directory's files once one it wrote there in steps\n"
+"said yes; read_file closes a file on the loop thread only then.";
+
+PyObject *engine__closes_at_once(EngineObject *self, PyObject *arg)
+{
+    (void)self;
+    int fd = PyObject_AsFileDescriptor(arg);
+    if (fd < 0)
+        return NULL;
+    struct rl_fileinfo info;
+    return PyBool_FromLong(rl_fileinfo(fd, &info) == 0 && rl_closes_at_once(fd, &info));
 }
 
 const char engine__write_file_stop_doc[] =

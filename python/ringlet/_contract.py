@@ -208,6 +208,10 @@ class Engine(Protocol):
     def _write_file(self, path: bytes, data: Buffer, filename: Any, /) -> Optional[Awaitable[int]]: ...
     # Its caller was cancelled: an open not completed yet is cancelled (nothing is written).
     def _write_file_stop(self, future: Any, /) -> None: ...
+    # Whether closing fd completes at once (a regular file of a file system without
+    # flush-on-close): write_file chains a directory's files only once one said so.
+    # False where _write_file makes no chain (nothing is chosen by it).
+    def _closes_at_once(self, fd: int, /) -> bool: ...
     # read_file's attempt without waiting: the content (or an awaitable of it),
     # an open descriptor to finish through the engine, or None (open it there).
     def _read_file(self, path: bytes, filename: Any, /) -> Union[bytes, Awaitable[Optional[bytes]], int, None,

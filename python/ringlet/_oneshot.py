@@ -94,30 +94,17 @@ async def _finish_parts(engine: Any, fd: int, data: bytes, parts: "list[Union[as
 
 
 # write_file's chain closes its file with io_uring's close of a fixed-file
-# slot, which does not call the file system's flush: where network and FUSE
-# file systems (NFS, SMB, FUSE...) report a write error that close() would
-# raise.  So a directory is written by a chain only once a write_file made in
-# steps there showed its file system to be one of these, which have no flush.
-NO_FLUSH_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs"})
+# slot, which does not call the file's flush: where network and FUSE file
+# systems (NFS, SMB, FUSE...) report a write error that close() would raise,
+# and where a device's driver may act.  So a directory is written by a chain
+# only once a file that a write_file made in steps there opened closed at
+# once: a regular file of a file system without flush (Engine._closes_at_once,
+# csrc/fileinfo.h, read_file's test too).  /dev, whose first file written is
+# a device, is never chained (devtmpfs has tmpfs's magic: the file system
+# alone would not tell).  A directory's later files are taken to be like its
+# first: one that is a device node or a symbolic link elsewhere is not looked at.
 _CHAIN_DIRS_MAX = 1024
-_chain_dirs: Dict[bytes, bool] = {}  # directory -> its file system has no flush
-
-
-def file_system_type(fd: int) -> str:
-    """The type of the file system fd's file is on ("" if unknown), from
-    /proc: memory only, no wait for a device or a server."""
-    try:
-        with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
-            mnt_id = next((line.split()[1] for line in info if line.startswith(b"mnt_id:")), None)
-        if mnt_id is not None:
-            with open("/proc/self/mountinfo", "rb") as mounts:
-                for line in mounts:
-                    fields = line.split()
-                    if fields[0] == mnt_id and b"-" in fields:
-                        return fields[fields.index(b"-") + 1].decode(errors="replace")
-    except (OSError, IndexError):
-        pass
-    return ""
+_chain_dirs: Dict[bytes, bool] = {}  # directory -> a file written there closed at once
 
 
 def _directory(raw: bytes) -> bytes:
@@ -147,7 +134,7 @@ async def write_file(path: PathArg, data: Any) -> int:
     if directory not in _chain_dirs:
         if len(_chain_dirs) >= _CHAIN_DIRS_MAX:
             _chain_dirs.clear()
-        _chain_dirs[directory] = file_system_type(fd) in NO_FLUSH_FILE_SYSTEMS
+        _chain_dirs[directory] = engine._closes_at_once(fd)
     try:
         n, cancel = await settle(engine._write(fd, data, 0))
         if cancel is not None:  # the write landed: the file is written, and the caller told of the cancel

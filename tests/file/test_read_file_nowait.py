@@ -14,7 +14,7 @@ import pytest
 
 from test_nowait import _drop_from_page_cache
 
-# The file systems whose close(2) cannot wait (no flush-on-close): readfile.c's list.
+# The file systems whose close(2) cannot wait (no flush-on-close): rl_closes_at_once's list (csrc/fileinfo.h).
 LOCAL_MAGICS = {0xEF53: "ext2/3/4", 0x58465342: "xfs", 0x9123683E: "btrfs", 0x01021994: "tmpfs", 0x858458F6: "ramfs"}
 
 
@@ -119,6 +119,50 @@ def test_proc_file_goes_to_the_ring(ringlet, run):
 
     got, nowait = run(main())
     assert got.startswith(b"Name:") and nowait == 0
+
+
+def test_device_goes_to_the_ring(ringlet, run, backend):
+    """/dev/null: a character device (its close may run its driver's flush),
+    on devtmpfs, whose statfs magic is tmpfs's: read through the engine, with
+    the built-in's result."""
+    with open("/dev/null", "rb") as f:
+        builtin = f.read()
+
+    async def main():
+        engine = ringlet.get_engine()
+        await ringlet.read_file("/dev/null")  # the engine exists
+        s0 = engine.stats()
+        got = [await ringlet.read_file("/dev/null") for _ in range(3)]
+        s1 = engine.stats()
+        return got, {k: s1[k] - s0[k] for k in ("submitted", "completed", "files_nowait")}
+
+    # Each: on io_uring opened inline (not an operation), then a read and a
+    # close through the ring; on threads an open, a read and a close.
+    ops = 9 if backend == "threads" else 6
+    assert run(main()) == ([builtin] * 3, {"submitted": ops, "completed": ops, "files_nowait": 0})
+
+
+def test_closes_at_once(ringlet, run, require_io_uring, tmp_path, fifo):
+    """Engine._closes_at_once (csrc/fileinfo.h), which read_file's close on
+    the loop thread and write_file's chain both go by: a regular file of a
+    file system without flush, nothing else (/dev/null: a device on
+    devtmpfs, whose statfs magic is tmpfs's)."""
+    (tmp_path / "file").write_bytes(b"x")
+    cases = {str(tmp_path / "file"): _fs_magic(tmp_path) in LOCAL_MAGICS, str(tmp_path): False,
+             fifo: False, "/proc/self/status": False, "/dev/null": False}
+
+    async def main():
+        engine = ringlet.get_engine()
+        got = {}
+        for path in cases:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                got[path] = engine._closes_at_once(fd)
+            finally:
+                os.close(fd)
+        return got, engine._closes_at_once(fd)  # closed by now: not known to close at once
+
+    assert run(main()) == (cases, False)
 
 
 def _builtin_error(path):

@@ -2,9 +2,9 @@
 write and close as one linked chain on a second ring, made at the engine's
 first chained write_file (or, where that cannot be had, each step's completion
 issuing the next on the main ring); Python is resumed once.  A directory is
-written by chains once a write_file in steps there showed its file system
-to have no flush (ringlet._oneshot.NO_FLUSH_FILE_SYSTEMS): the chain's close
-does not call it.  The thread
+written by chains once a file a write_file opened in steps there closed at
+once (Engine._closes_at_once: a regular file of a file system without
+flush): the chain's close calls no flush.  The thread
 backend has no such operation (Engine._write_file is None): write_file opens,
 writes and closes in turn.  Either way: the same results and the same errors
 as built-in open()/write()/close()."""
@@ -349,44 +349,54 @@ def test_the_chains_ring_is_made_at_the_first_chained_write_file(ringlet, run, t
     assert data == b"two"
 
 
-def test_a_directory_is_chained_once_its_file_system_is_known(ringlet, run, tmp_path, backend, monkeypatch):
-    """The first write_file in a directory goes in steps (its close calls the
-    file system's flush) and looks at the file system; the next ones are
-    chained only if it has no flush."""
-    from ringlet import _oneshot
-    fd = os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT)
-    try:
-        fs = _oneshot.file_system_type(fd)
-    finally:
-        os.close(fd)
-    if fs not in _oneshot.NO_FLUSH_FILE_SYSTEMS:
-        pytest.skip(f"the temporary directory is on {fs!r}, a file system that is never chained")
-    for name in ("local", "flushing"):
-        (tmp_path / name).mkdir()
-
-    async def chained_in(directory):
+def _chained_counts(ringlet, paths, data):
+    """How many of the write_files of data to paths, one after another, were chained: one count each."""
+    async def main():
         engine = ringlet.get_engine()
         counts = []
-        for i in range(3):
+        for path in paths:
             before = engine.stats()["files_chained"]
-            assert await ringlet.write_file(directory / f"f{i}", b"x" * i) == i
+            assert await ringlet.write_file(path, data) == len(data)
             counts.append(engine.stats()["files_chained"] - before)
         return counts
-
-    chains = 0 if backend == "threads" else 1
-    assert run(chained_in(tmp_path / "local")) == [0, chains, chains]
-    # A file system not known to be without a flush: never chained.
-    monkeypatch.setattr(_oneshot, "NO_FLUSH_FILE_SYSTEMS", frozenset())
-    assert run(chained_in(tmp_path / "flushing")) == [0, 0, 0]
-    assert [(tmp_path / d / f"f{i}").read_bytes() for d in ("local", "flushing") for i in range(3)] == \
-        [b"", b"x", b"xx"] * 2
+    return main()
 
 
-def test_file_system_type_names_the_mount():
+def test_a_directory_is_chained_once_its_file_system_is_known(ringlet, run, tmp_path, backend, monkeypatch):
+    """The first write_file in a directory goes in steps (its close calls the
+    file's flush, if any) and asks whether that close completed at once; the
+    next ones are chained only if it did."""
     from ringlet import _oneshot
-    fd = os.open("/proc/self/status", os.O_RDONLY)
-    try:
-        assert _oneshot.file_system_type(fd) == "proc"
-    finally:
-        os.close(fd)
-    assert _oneshot.file_system_type(10**6) == ""  # no such descriptor: unknown, so never chained
+    from test_read_file_nowait import LOCAL_MAGICS, _fs_magic
+    monkeypatch.setattr(_oneshot, "_chain_dirs", {})  # what earlier tests found is forgotten
+    if _fs_magic(tmp_path) not in LOCAL_MAGICS:
+        pytest.skip("the temporary directory is on a file system whose files are never chained")
+    (tmp_path / "local").mkdir()
+    chains = 0 if backend == "threads" else 1
+    assert run(_chained_counts(ringlet, [tmp_path / "local" / f"f{i}" for i in range(3)], b"xy")) == \
+        [0, chains, chains]
+    assert [(tmp_path / "local" / f"f{i}").read_bytes() for i in range(3)] == [b"xy"] * 3
+
+
+def test_a_file_system_with_a_flush_is_never_chained(ringlet, run, monkeypatch):
+    """/proc: its files are regular, but not of a file system without flush."""
+    from ringlet import _oneshot
+    monkeypatch.setattr(_oneshot, "_chain_dirs", {})
+    with open("/proc/self/comm", "rb") as f:
+        name = f.read()  # the process's name, written back as it is (less the newline reads add)
+    assert run(_chained_counts(ringlet, ["/proc/self/comm"] * 3, name.rstrip(b"\n"))) == [0, 0, 0]
+    with open("/proc/self/comm", "rb") as f:
+        assert f.read() == name
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/zero"])
+def test_a_device_is_never_chained(ringlet, run, monkeypatch, device):
+    """A device's close may run its driver's flush, which the chain's close
+    skips: /dev is decided by a device, never chained, though devtmpfs
+    reports tmpfs's statfs magic (a file system without flush)."""
+    from ringlet import _oneshot
+    monkeypatch.setattr(_oneshot, "_chain_dirs", {})
+    data = b"z" * 100
+    with open(device, "wb") as f:
+        assert f.write(data) == len(data)  # the built-in's result
+    assert run(_chained_counts(ringlet, [device] * 3, data)) == [0, 0, 0]

@@ -376,6 +376,10 @@ class ThreadEngine(EngineCore):
     def _write_file_stop(self, future: Any, /) -> None:
         """Nothing to stop: _write_file made no operation."""
         return None
+
+    def _closes_at_once(self, fd: int, /) -> bool:
+        """False: nothing here is chosen by it (_write_file makes no chain)."""
+        return False
     _close = close
     _read_many = read_many
 
