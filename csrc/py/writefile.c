@@ -207,6 +207,22 @@ static void side_write_complete(struct rl_cell *cell)
     side_done_one(op);
 }
 
+/* The first submission's one completion came after the open and the whole
+ * write succeeded: settles them, and other (the step the completion did not
+ * come from, which posted nothing) with other_result. */
+static void side_all_written(OpObject *op, struct rl_cell *other, int32_t other_result)
+{
+    struct write_file_chain *chain = op->chain;
+    chain->skipping = 0;
+    chain->open_res = 0;
+    chain->write_res = (int64_t)op->length;
+    op->done = op->length;
+    side_settle(op, &chain->cell, 0);
+    side_settle(op, &chain->side_write, (int32_t)op->length);
+    side_settle(op, other, other_result);
+    chain->pending = 1;
+}
+
 /* The writeback start failed (it posts only then): the open and the write
  * succeeded, the close was cancelled.  Its error is not the call's: data
  * errors are fsync's to report, as open().write() and close() report none. */
@@ -214,16 +230,8 @@ static void side_sync_complete(struct rl_cell *cell)
 {
     struct write_file_chain *chain = (struct write_file_chain *)((char *)cell - offsetof(struct write_file_chain, side_sync));
     OpObject *op = chain->op;
-    if (chain->skipping) {
-        chain->skipping = 0;
-        chain->open_res = 0;
-        chain->write_res = (int64_t)op->length;
-        op->done = op->length;
-        side_settle(op, &chain->cell, 0);
-        side_settle(op, &chain->side_write, (int32_t)op->length);
-        side_settle(op, &chain->side_close, -ECANCELED);
-        chain->pending = 1;
-    }
+    if (chain->skipping)
+        side_all_written(op, &chain->side_close, -ECANCELED);
     side_done_one(op);
 }
 
@@ -231,16 +239,8 @@ static void side_close_complete(struct rl_cell *cell)
 {
     struct write_file_chain *chain = (struct write_file_chain *)((char *)cell - offsetof(struct write_file_chain, side_close));
     OpObject *op = chain->op;
-    if (chain->skipping) { /* the open and the write succeeded, all of it written */
-        chain->skipping = 0;
-        chain->open_res = 0;
-        chain->write_res = (int64_t)op->length;
-        op->done = op->length;
-        side_settle(op, &chain->cell, 0);
-        side_settle(op, &chain->side_write, (int32_t)op->length);
-        side_settle(op, &chain->side_sync, 0);
-        chain->pending = 1;
-    }
+    if (chain->skipping) /* the open, the write (all of it) and the writeback start succeeded */
+        side_all_written(op, &chain->side_sync, 0);
     if (cell->result != -ECANCELED) { /* -ECANCELED: the write broke the chain, the file is open */
         chain->closed = 1;
         chain->close_res = cell->result;
