@@ -129,14 +129,16 @@ struct write_file_chain {
     struct OpObject *op;
     int64_t write_res;          /* the bytes written, or -errno */
     uint8_t stop;               /* the caller was cancelled during the open: write nothing */
-    /* On engine->side (chained in the kernel): cell is the open's; these the write's and close's. */
-    struct rl_cell side_write, side_close;
+    /* On engine->side (chained in the kernel): cell is the open's; these the write's, the
+     * writeback start's (a rewrite's chain only) and the close's. */
+    struct rl_cell side_write, side_sync, side_close;
     int32_t open_res, close_res;
     uint8_t on_side;            /* the ops run as one linked chain on engine->side */
     uint8_t pending;            /* side completions still to come before the next step */
     uint8_t slot;               /* the fixed-file slot the open fills */
     uint8_t closed;             /* the slot's file is closed (or was never opened) */
     uint8_t skipping;           /* the first submission's one completion is still to come */
+    uint8_t excl;               /* the side chain's open is O_EXCL: no writeback start in it (writefile.c) */
     struct OpObject *prev, *next; /* the engine's write_files in flight (Engine._write_file_stop) */
 };
 

@@ -102,15 +102,21 @@ static void write_file_open_complete(struct rl_cell *cell)
  * (python/ringlet/_oneshot.py) asks for a chain only in a directory where a
  * file it wrote in steps closed at once (Engine._closes_at_once, below: the
  * test read_file makes too).
- * The file's last release (ext4's writeback start after an O_TRUNC) runs in
- * the loop's thread, as task work once it wakes: the write request holds the
+ * The file's last release runs in the loop's thread, as task work once it
+ * wakes (traced: 197 of 200 64 KiB rewrites): the write request holds the
  * slot's file until it is freed, and io_uring frees a worker's requests in
- * the submitter's task work, whatever closes the slot.  A linked
- * SYNC_FILE_RANGE_WRITE after the write moved that start to the worker (loop
- * CPU -20 us a 64 KiB file, -290 us at 8 MiB) but was not kept: rewrites
- * were no faster (the wake-up it took off the path moved into the window the
- * next open waits out anyway) and new files, which the built-in close leaves
- * to the flusher, were 13-32% slower.
+ * the submitter's task work, whatever closes the slot.  On ext4 the release
+ * of a file O_TRUNC truncated from non-empty starts its writeback
+ * (auto_da_alloc: block allocation, which may read a bitmap, and bio
+ * submission, which may sleep for a request tag): a wait for a device the
+ * loop must never make.  So a chain that may truncate such a file starts the
+ * writeback itself, in the worker, with a linked SYNC_FILE_RANGE_WRITE
+ * between the write and the close: the release then finds nothing left to
+ * allocate.  A new file's release starts none (the built-in close leaves it
+ * to the flusher, and the same step made new files 13-32% slower): a path
+ * write_file has not written yet is tried first with O_CREAT|O_EXCL and no
+ * such step, and on any error of that open (mostly EEXIST) the O_TRUNC chain
+ * follows (side_step).
  * A new file's chain costs its caller two hand-offs between threads: the
  * submit wakes a worker, the completion wakes the loop.  On a worker on the
  * loop's own CPU a 64 KiB file on tmpfs took 42 us against 27 for open().
@@ -124,7 +130,11 @@ static void write_file_open_complete(struct rl_cell *cell)
  * file's last release, ext4's writeback start, runs there (98% of the files
  * against 85%), not in the worker.  A
  * COOP_TASKRUN chain ring (the requests' frees left for the loop's next
- * system call) measured nothing on top of that and was not kept. */
+ * system call) measured nothing on top of that and was not kept: its task
+ * work still wakes a thread asleep in epoll (TWA_SIGNAL_NO_IPI spares only
+ * the interrupt of a running one), so the frees of the open and the write
+ * wake the loop mid-chain as before (traced, 64 KiB new files: 2.6 loop
+ * wake-ups a file with it, 1.7 without). */
 
 #define SIDE_SLOTS 32u
 
@@ -139,6 +149,7 @@ static void side_setup(EngineObject *engine)
     /* LINKED_FILE: a linked write finds the file its open put in the slot. */
     if (!(side->features & IORING_FEAT_LINKED_FILE) || !rl_ring_supports(side, IORING_OP_OPENAT) ||
         !rl_ring_supports(side, IORING_OP_WRITE) || !rl_ring_supports(side, IORING_OP_CLOSE) ||
+        !rl_ring_supports(side, IORING_OP_SYNC_FILE_RANGE) ||
         io_uring_register_files_sparse(&side->ring, SIDE_SLOTS) < 0) {
         rl_ring_exit(side);
         return;
@@ -171,6 +182,7 @@ static void side_open_complete(struct rl_cell *cell)
     if (chain->skipping) { /* the open failed: nothing more comes */
         chain->skipping = 0;
         side_settle(chain->op, &chain->side_write, -ECANCELED);
+        side_settle(chain->op, &chain->side_sync, -ECANCELED);
         side_settle(chain->op, &chain->side_close, -ECANCELED);
         chain->pending = 1;
     }
@@ -181,10 +193,11 @@ static void side_write_complete(struct rl_cell *cell)
 {
     struct write_file_chain *chain = (struct write_file_chain *)((char *)cell - offsetof(struct write_file_chain, side_write));
     OpObject *op = chain->op;
-    if (chain->skipping) { /* the write failed or came short: the open had succeeded, the close was cancelled */
+    if (chain->skipping) { /* the write failed or came short: the open had succeeded, the rest was cancelled */
         chain->skipping = 0;
         chain->open_res = 0;
         side_settle(op, &chain->cell, 0);
+        side_settle(op, &chain->side_sync, -ECANCELED);
         side_settle(op, &chain->side_close, -ECANCELED);
         chain->pending = 1;
     }
@@ -194,25 +207,48 @@ static void side_write_complete(struct rl_cell *cell)
     side_done_one(op);
 }
 
+/* The first submission's one completion came after the open and the whole
+ * write succeeded: settles them, and other (the step the completion did not
+ * come from, which posted nothing) with other_result. */
+static void side_all_written(OpObject *op, struct rl_cell *other, int32_t other_result)
+{
+    struct write_file_chain *chain = op->chain;
+    chain->skipping = 0;
+    chain->open_res = 0;
+    chain->write_res = (int64_t)op->length;
+    op->done = op->length;
+    side_settle(op, &chain->cell, 0);
+    side_settle(op, &chain->side_write, (int32_t)op->length);
+    side_settle(op, other, other_result);
+    chain->pending = 1;
+}
+
+/* The writeback start failed (it posts only then): the open and the write
+ * succeeded, the close was cancelled.  Its error is not the call's: data
+ * errors are fsync's to report, as open().write() and close() report none. */
+static void side_sync_complete(struct rl_cell *cell)
+{
+    struct write_file_chain *chain = (struct write_file_chain *)((char *)cell - offsetof(struct write_file_chain, side_sync));
+    OpObject *op = chain->op;
+    if (chain->skipping)
+        side_all_written(op, &chain->side_close, -ECANCELED);
+    side_done_one(op);
+}
+
 static void side_close_complete(struct rl_cell *cell)
 {
     struct write_file_chain *chain = (struct write_file_chain *)((char *)cell - offsetof(struct write_file_chain, side_close));
     OpObject *op = chain->op;
-    if (chain->skipping) { /* the open and the write succeeded, all of it written */
-        chain->skipping = 0;
-        chain->open_res = 0;
-        chain->write_res = (int64_t)op->length;
-        op->done = op->length;
-        side_settle(op, &chain->cell, 0);
-        side_settle(op, &chain->side_write, (int32_t)op->length);
-        chain->pending = 1;
-    }
+    if (chain->skipping) /* the open, the write (all of it) and the writeback start succeeded */
+        side_all_written(op, &chain->side_sync, 0);
     if (cell->result != -ECANCELED) { /* -ECANCELED: the write broke the chain, the file is open */
         chain->closed = 1;
         chain->close_res = cell->result;
     }
     side_done_one(op);
 }
+
+static int side_start(OpObject *op, const char *path);
 
 /* All completions of the last submission are in: finish, or the next step. */
 static void side_step(OpObject *op)
@@ -221,6 +257,22 @@ static void side_step(OpObject *op)
     struct write_file_chain *chain = op->chain;
     if (chain->open_res < 0) { /* nothing was opened: the slot is empty */
         engine->side_free |= 1u << chain->slot;
+        if (chain->excl && !engine->shutting_down && !op->abandoned && !chain->stop) {
+            /* The O_EXCL open failed (mostly: the file exists): the open
+             * write_file makes, O_TRUNC, with its own result or error. */
+            chain->excl = 0;
+            if (side_start(op, PyBytes_AS_STRING(op->obj)) == 0)
+                return;
+            chain->on_side = 0;
+            chain->cell.on_complete = write_file_open_complete;
+            int queued = rl_op_openat(&engine->ring, &chain->cell, AT_FDCWD, PyBytes_AS_STRING(op->obj),
+                                      O_WRONLY | O_CREAT | O_TRUNC, 0666);
+            if (queued == 0) {
+                rl_ring_submit(&engine->ring);
+                return;
+            }
+            chain->open_res = queued;
+        }
         write_file_finish(op, chain->open_res); /* the open's error names the file */
         return;
     }
@@ -273,7 +325,7 @@ static int side_start(OpObject *op, const char *path)
     if (engine->side_state < 0 || engine->side_free == 0)
         return -1;
     struct rl_ring *side = &engine->side;
-    if (io_uring_sq_space_left(&side->ring) < 3)
+    if (io_uring_sq_space_left(&side->ring) < 4)
         return -1;
     /* A direct open takes no descriptor: when the process has none left, the
      * steps' open fails with EMFILE as open() does. */
@@ -286,23 +338,38 @@ static int side_start(OpObject *op, const char *path)
     engine->side_free &= ~(1u << slot);
     chain->on_side = 1;
     chain->slot = (uint8_t)slot;
-    chain->pending = 3;
+    chain->open_res = chain->close_res = 0;
+    chain->write_res = 0;
+    chain->closed = 0;
+    chain->pending = chain->excl ? 3 : 4;
     chain->cell.on_complete = side_open_complete;
     chain->side_write.on_complete = side_write_complete;
+    chain->side_sync.on_complete = side_sync_complete;
     chain->side_close.on_complete = side_close_complete;
-    /* Where the kernel has CQE_SKIP, the open's and the write's successes
-     * post nothing: each completion a worker posts wakes the loop. */
+    /* Where the kernel has CQE_SKIP, the open's, the write's and the
+     * writeback start's successes post nothing: each completion a worker
+     * posts wakes the loop. */
     unsigned skip = (side->features & IORING_FEAT_CQE_SKIP) ? IOSQE_CQE_SKIP_SUCCESS : 0;
     chain->skipping = skip != 0;
     struct io_uring_sqe *sqe = io_uring_get_sqe(&side->ring);
     /* O_CLOEXEC has no meaning for a slot (and the kernel refuses it there). */
-    io_uring_prep_openat_direct(sqe, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, 0666, slot);
+    io_uring_prep_openat_direct(sqe, AT_FDCWD, path, O_WRONLY | O_CREAT | (chain->excl ? O_EXCL : O_TRUNC), 0666, slot);
     sqe->flags |= IOSQE_IO_LINK | IOSQE_ASYNC | skip; /* O_CREAT sends it to a worker anyway */
     rl_ring_arm(side, sqe, &chain->cell);
     sqe = io_uring_get_sqe(&side->ring);
     io_uring_prep_write(sqe, (int)slot, op->u.view.buf, (unsigned)op->length, 0);
     sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK | skip;
     rl_ring_arm(side, sqe, &chain->side_write);
+    if (!chain->excl) {
+        /* The file may have been truncated from non-empty: ext4 then starts
+         * its writeback at the last release (auto_da_alloc), and that runs
+         * on the loop's thread (see above).  Started here, in the worker,
+         * the release finds nothing left to allocate. */
+        sqe = io_uring_get_sqe(&side->ring);
+        io_uring_prep_sync_file_range(sqe, (int)slot, 0, 0, SYNC_FILE_RANGE_WRITE);
+        sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK | skip;
+        rl_ring_arm(side, sqe, &chain->side_sync);
+    }
     sqe = io_uring_get_sqe(&side->ring);
     io_uring_prep_close_direct(sqe, slot);
     rl_ring_arm(side, sqe, &chain->side_close);
@@ -333,16 +400,19 @@ void write_file_cancel(OpObject *op)
 }
 
 const char engine__write_file_doc[] =
-"_write_file(path, data, filename, /) -> Awaitable[int]\n\n"
+"_write_file(path, data, filename, exclusive=False, /) -> Awaitable[int]\n\n"
 "write_file's open (O_WRONLY|O_CREAT|O_TRUNC), write and close as one\n"
 "operation: each completion issues the next step.  The awaitable gives\n"
 "len(data), or raises the error (an open's carries filename).  Its close\n"
-"does not call the file system's flush: for file systems that have none.";
+"does not call the file system's flush: for file systems that have none.\n"
+"exclusive: the path likely names no file yet; the chain first tries\n"
+"O_CREAT|O_EXCL (a new file, whose close starts no writeback), and on\n"
+"any error of that open does the O_TRUNC one.";
 
 PyObject *engine__write_file(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "_write_file(path, data, filename)");
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "_write_file(path, data, filename, exclusive=False)");
         return NULL;
     }
     PyObject *path = args[0];
@@ -372,6 +442,14 @@ PyObject *engine__write_file(EngineObject *self, PyObject *const *args, Py_ssize
         return PyErr_NoMemory();
     }
     op->chain->op = op;
+    if (nargs == 4) {
+        int excl = PyObject_IsTrue(args[3]);
+        if (excl < 0) {
+            Py_DECREF(op);
+            return NULL;
+        }
+        op->chain->excl = (uint8_t)excl;
+    }
     if (side_start(op, PyBytes_AS_STRING(path)) == 0) {
         op->chain->next = self->write_files;
         if (self->write_files)

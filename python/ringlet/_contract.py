@@ -205,7 +205,8 @@ class Engine(Protocol):
     # write_file's open (O_WRONLY|O_CREAT|O_TRUNC), write and close as one operation (the
     # io_uring engine: each completion issues the next step): its count, or None where
     # this engine has no such operation (the caller then opens, writes and closes in turn).
-    def _write_file(self, path: bytes, data: Buffer, filename: Any, /) -> Optional[Awaitable[int]]: ...
+    # exclusive: the path likely names no file yet (O_EXCL tried first, then O_TRUNC).
+    def _write_file(self, path: bytes, data: Buffer, filename: Any, exclusive: bool = False, /) -> Optional[Awaitable[int]]: ...
     # Its caller was cancelled: an open not completed yet is cancelled (nothing is written).
     def _write_file_stop(self, future: Any, /) -> None: ...
     # Whether closing fd completes at once (a regular file of a file system without

@@ -105,6 +105,13 @@ async def _finish_parts(engine: Any, fd: int, data: bytes, parts: "list[Union[as
 # first: one that is a device node or a symbolic link elsewhere is not looked at.
 _CHAIN_DIRS_MAX = 1024
 _chain_dirs: Dict[bytes, bool] = {}  # directory -> a file written there closed at once
+# Paths write_file has written: most likely there again, to be truncated.
+# Any other is first tried as a new file (O_EXCL): the chain of a file that
+# may have been truncated from non-empty starts its writeback in the kernel
+# worker (csrc/py/writefile.c), which a new file's does not need.  A wrong
+# guess costs time only.
+_WRITTEN_MAX = 1024
+_written: Dict[bytes, bool] = {}
 
 
 def _directory(raw: bytes) -> bytes:
@@ -124,9 +131,13 @@ async def write_file(path: PathArg, data: Any) -> int:
         # it (Engine._write_file): Python resumes once.  A cancel during the
         # open cancels it (nothing is written), a cancel later waits for the
         # write to land and the file to be closed: as with the steps below.
-        chained = engine._write_file(raw, data, name)
+        key = os.path.join(directory, os.path.basename(raw))
+        chained = engine._write_file(raw, data, name, key not in _written)
         if chained is not None:
             written, cancel = await settle(chained, engine._write_file_stop)
+            if len(_written) >= _WRITTEN_MAX:
+                _written.clear()
+            _written[key] = True
             if cancel is not None:
                 raise cancel
             return written

@@ -51,8 +51,11 @@ def test_one_chain_on_io_uring_none_on_threads(ringlet, run, tmp_path, backend):
         return
     assert counts == (len(data), len(data))
     assert path.read_bytes() == data[::-1]
-    # Two write_files: each an open, a write and a close linked in the kernel, and nothing left in flight.
-    assert delta == {"submitted": 6, "completed": 6, "in_flight": 0, "files_chained": 2}
+    # The first (not exclusive): an open (O_TRUNC), a write, a writeback start and a close
+    # linked in the kernel.  The second, to a path write_file has not written yet: tried as
+    # a new file (O_EXCL open, write, close: the open fails, the rest is cancelled), then
+    # the first's chain of four.  Nothing left in flight.
+    assert delta == {"submitted": 11, "completed": 11, "in_flight": 0, "files_chained": 3}
     assert [r["op"] for r in records] == ["write_file"]
     assert records[0]["result"] == len(data)
 
@@ -227,8 +230,10 @@ def test_chained_open_errors_free_their_slots(ringlet, run, tmp_path, backend):
     if backend == "threads":
         assert delta["files_chained"] == 0 and delta["in_flight"] == 0
         return
-    # 80 chains of 3 requests, all settled; none fell back to the steps.
-    assert delta == {"submitted": 240, "completed": 240, "in_flight": 0, "files_chained": 80}
+    # Each directory error: an O_EXCL chain of 3 (EEXIST), then the O_TRUNC one of 4 (its
+    # open's EISDIR); each new file one O_EXCL chain of 3.  All settled; none fell back to
+    # the steps.
+    assert delta == {"submitted": 40 * 7 + 40 * 3, "completed": 400, "in_flight": 0, "files_chained": 120}
 
 
 SHORT_WRITE = """
@@ -313,8 +318,9 @@ def test_shutdown_with_a_chain_waiting_in_the_kernel(run_python, backend):
         pytest.skip("the thread backend has no chain in the kernel")
     proc = run_python(SHUTDOWN)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # The open was cancelled: nothing left in flight, the FIFO not left open.
-    assert proc.stdout.split() == ["1", "0", "none"]
+    # The FIFO exists: the O_EXCL chain failed, the O_TRUNC one waits.  Its open was
+    # cancelled: nothing left in flight, the FIFO not left open.
+    assert proc.stdout.split() == ["2", "0", "none"]
 
 
 def io_uring_instances():
@@ -400,3 +406,77 @@ def test_a_device_is_never_chained(ringlet, run, monkeypatch, device):
     with open(device, "wb") as f:
         assert f.write(data) == len(data)  # the built-in's result
     assert run(_chained_counts(ringlet, [device] * 3, data)) == [0, 0, 0]
+
+
+def test_new_files_start_no_writeback_rewrites_do(ringlet, run, tmp_path, backend):
+    """ext4 starts the writeback of a file truncated from non-empty at its last
+    release, which io_uring may leave to the loop's thread: a chain that may
+    truncate (a path write_file has written, or one that turned out to exist)
+    starts it in the kernel worker (a linked SYNC_FILE_RANGE_WRITE).  A new
+    file's (O_EXCL) chain has no such step.  Counts of the engine's requests
+    and chains tell which chain ran."""
+    old = tmp_path / "old.bin"
+    old.write_bytes(b"y" * 5000)
+
+    async def main():
+        engine = ringlet.get_engine()
+        await ringlet.write_file(tmp_path / "first", b"")  # in steps: shows the directory's file system
+        await ringlet.write_file(tmp_path / "warm", b"")  # the engine's rings (descriptors) before the count
+        fds = fd_count()
+        deltas = []
+        for path, data in [(tmp_path / "new.bin", b"a" * 3000), (tmp_path / "new.bin", b"b" * 2000), (old, b"c" * 1000)]:
+            before = engine.stats()
+            n = await ringlet.write_file(path, data)
+            after = engine.stats()
+            deltas.append((n, {k: after[k] - before[k] for k in ("submitted", "completed", "in_flight", "files_chained")}))
+        return deltas, fd_count() - fds
+
+    deltas, fds_left = run(main())
+    assert [n for n, _ in deltas] == [3000, 2000, 1000]
+    assert (tmp_path / "new.bin").read_bytes() == b"b" * 2000 and old.read_bytes() == b"c" * 1000
+    assert fds_left == 0
+    if backend == "threads":
+        assert all(d["files_chained"] == 0 for _, d in deltas)
+        return
+    assert [d["in_flight"] for _, d in deltas] == [0, 0, 0]
+    assert [(d["submitted"], d["completed"], d["files_chained"]) for _, d in deltas] == [
+        (3, 3, 1),  # new: open O_EXCL, write, close
+        (4, 4, 1),  # written before: open O_TRUNC, write, writeback start, close
+        (7, 7, 2),  # existed, unknown: the O_EXCL chain fails, then the O_TRUNC one
+    ]
+
+
+@pytest.mark.parametrize("case", ["dangling_symlink", "symlink_to_file", "directory"])
+def test_an_existing_path_is_written_as_open_does(ringlet, run, tmp_path, case):
+    """A path write_file has not written is first opened O_CREAT|O_EXCL, which
+    fails on anything there, symbolic links included: then the O_TRUNC open
+    gives open()'s result or error."""
+    path = tmp_path / "p"
+    target = tmp_path / "target"
+    if case == "dangling_symlink":
+        os.symlink(target, path)
+    elif case == "symlink_to_file":
+        target.write_bytes(b"old content, longer")
+        os.symlink(target, path)
+    else:
+        path.mkdir()
+    ref = builtin_write_error(path) if case == "directory" else None
+
+    async def main():
+        await ringlet.write_file(tmp_path / "first", b"")  # in steps: shows the directory's file system
+        await ringlet.write_file(tmp_path / "warm", b"")  # the engine's rings (descriptors) before the count
+        fds = fd_count()
+        try:
+            got = await ringlet.write_file(path, b"new")
+        except OSError as exc:
+            got = exc
+        return got, ringlet.get_engine().stats()["in_flight"], fd_count() - fds
+
+    got, in_flight, fds_left = run(main())
+    assert (in_flight, fds_left) == (0, 0)
+    if case == "directory":
+        assert isinstance(ref, IsADirectoryError), "built-in open() of a directory did not fail: bad test input"
+        assert (type(got), got.errno, got.strerror, got.filename) == (type(ref), ref.errno, ref.strerror, ref.filename)
+    else:
+        assert got == 3
+        assert target.read_bytes() == b"new" and os.path.islink(path)

@@ -369,7 +369,7 @@ class ThreadEngine(EngineCore):
         """read_file's attempt without waiting: none here (every open goes to a worker)."""
         return None
 
-    def _write_file(self, path: bytes, data: Any, filename: Any, /) -> None:
+    def _write_file(self, path: bytes, data: Any, filename: Any, exclusive: bool = False, /) -> None:
         """write_file as one operation: not here (the caller opens, writes and closes in turn)."""
         return None
 
