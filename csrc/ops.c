@@ -51,6 +51,11 @@ int rl_op_close(struct rl_ring *r, struct rl_cell *c, int fd)
     RL_QUEUE(r, c, io_uring_prep_close(sqe, fd));
 }
 
+int rl_op_close_offloaded(struct rl_ring *r, struct rl_cell *c, int fd)
+{
+    RL_QUEUE(r, c, (io_uring_prep_close(sqe, fd), sqe->flags |= IOSQE_ASYNC));
+}
+
 int rl_op_fsync(struct rl_ring *r, struct rl_cell *c, int fd, int datasync)
 {
     RL_QUEUE(r, c, io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0));

@@ -23,6 +23,9 @@ int rl_op_timeout(struct rl_ring *r, struct rl_cell *c, struct __kernel_timespec
 int rl_op_madvise(struct rl_ring *r, struct rl_cell *c, void *addr, size_t len, int advice);
 int rl_op_openat(struct rl_ring *r, struct rl_cell *c, int dirfd, const char *path, int flags, mode_t mode);
 int rl_op_close(struct rl_ring *r, struct rl_cell *c, int fd);
+/* A close the kernel hands to its worker threads at once (IOSQE_ASYNC): the
+ * file's last release, if this close is it, runs there, not in the caller. */
+int rl_op_close_offloaded(struct rl_ring *r, struct rl_cell *c, int fd);
 int rl_op_fsync(struct rl_ring *r, struct rl_cell *c, int fd, int datasync);
 /* statx(2): of dirfd itself with path "" and AT_EMPTY_PATH in flags. */
 int rl_op_statx(struct rl_ring *r, struct rl_cell *c, int dirfd, const char *path, int flags, struct statx *out);

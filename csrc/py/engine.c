@@ -412,7 +412,7 @@ static PyMethodDef engine_methods[] = {
     {"_readinto", (PyCFunction)(void (*)(void))engine__readinto, METH_FASTCALL, engine_lazy_doc},
     {"_write", (PyCFunction)(void (*)(void))engine__write, METH_FASTCALL, engine_lazy_doc},
     {"_open", (PyCFunction)(void (*)(void))engine__open, METH_VARARGS | METH_KEYWORDS, engine_lazy_doc},
-    {"_close", (PyCFunction)engine__close, METH_O, engine_lazy_doc},
+    {"_close", (PyCFunction)(void (*)(void))engine__close, METH_FASTCALL, engine__close_doc},
     {"_adopt", (PyCFunction)engine__adopt, METH_O, engine__adopt_doc},
     {"fsync", (PyCFunction)(void (*)(void))engine_fsync, METH_FASTCALL, engine_fsync_doc},
     {"statx", (PyCFunction)(void (*)(void))engine_statx, METH_VARARGS | METH_KEYWORDS, engine_statx_doc},

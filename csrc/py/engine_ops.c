@@ -213,7 +213,14 @@ PyObject *engine__open(EngineObject *self, PyObject *args, PyObject *kwargs)
 
 const char engine_close_doc[] = "close(fd, /) -> Future[None]\n\nclose(2) through the ring.";
 
-static PyObject *engine_close_impl(EngineObject *self, PyObject *arg, int want_future)
+const char engine__close_doc[] =
+"_close(fd, release_in_worker=False, /) -> Awaitable[None]\n\n"
+"close(2) through the ring, for ringlet's own coroutines (no future when it\n"
+"completed inline).  release_in_worker: the close runs in a kernel worker,\n"
+"and with it the file's last release -- for a file opened for writing,\n"
+"whose release may wait for the device on ext4 (see close_fd).";
+
+static PyObject *engine_close_impl(EngineObject *self, PyObject *arg, int want_future, int release_in_worker)
 {
     int fd;
     if (parse_int(arg, "fd", &fd) < 0 || engine_check(self) < 0)
@@ -223,12 +230,24 @@ static PyObject *engine_close_impl(EngineObject *self, PyObject *arg, int want_f
         return NULL;
     op->fd = fd;
     rl_nowait_forget(&self->nowait, fd);
-    return op_launch(op, rl_op_close(&self->ring, &op->cell, fd), want_future);
+    int queued = release_in_worker ? rl_op_close_offloaded(&self->ring, &op->cell, fd)
+                                   : rl_op_close(&self->ring, &op->cell, fd);
+    return op_launch(op, queued, want_future);
 }
 
-PyObject *engine_close(EngineObject *self, PyObject *arg) { return engine_close_impl(self, arg, 1); }
+PyObject *engine_close(EngineObject *self, PyObject *arg) { return engine_close_impl(self, arg, 1, 0); }
 
-PyObject *engine__close(EngineObject *self, PyObject *arg) { return engine_close_impl(self, arg, 0); }
+PyObject *engine__close(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1 && nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_close(fd, release_in_worker=False)");
+        return NULL;
+    }
+    int release_in_worker = nargs == 2 ? PyObject_IsTrue(args[1]) : 0;
+    if (release_in_worker < 0)
+        return NULL;
+    return engine_close_impl(self, args[0], 0, release_in_worker);
+}
 
 const char engine__adopt_doc[] =
 "_adopt(fd, /) -> None\n\n"

@@ -26,7 +26,8 @@ PyObject *engine_open(EngineObject *self, PyObject *args, PyObject *kwargs);
 PyObject *engine__open(EngineObject *self, PyObject *args, PyObject *kwargs);
 extern const char engine_close_doc[];
 PyObject *engine_close(EngineObject *self, PyObject *arg);
-PyObject *engine__close(EngineObject *self, PyObject *arg);
+extern const char engine__close_doc[];
+PyObject *engine__close(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
 extern const char engine__adopt_doc[];
 PyObject *engine__adopt(EngineObject *self, PyObject *arg);
 

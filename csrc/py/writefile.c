@@ -53,12 +53,14 @@ static void write_file_close(OpObject *op, int64_t res)
     }
     rl_nowait_forget(&engine->nowait, op->fd);
     op->chain->cell.on_complete = write_file_close_complete;
-    if (rl_op_close(&engine->ring, &op->chain->cell, op->fd) < 0) {
-        close(op->fd); /* no SQE to be had: close(2) never waits for a regular file's data */
+    /* In a worker, as every close of a file written to: its release may
+     * wait for the device on ext4 (close_fd, python/ringlet/_fdio.py). */
+    if (rl_op_close_offloaded(&engine->ring, &op->chain->cell, op->fd) < 0) {
+        close(op->fd); /* no SQE to be had */
         write_file_finish(op, res);
         return;
     }
-    rl_ring_submit_and_reap(&engine->ring); /* a close completes inside the call */
+    rl_ring_submit(&engine->ring);
 }
 
 void write_file_write_done(OpObject *op, int64_t res)

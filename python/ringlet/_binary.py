@@ -588,11 +588,13 @@ class AsyncFile(FileBase):
         pending, self._pending_read = self._pending_read, None
         if pending is not None:
             pending.cancel()  # a kept stream read: nobody will take its bytes now
-        if self._buffered_fd >= 0:
-            os.close(self._buffered_fd)
-            self._buffered_fd = -1
-        if fd >= 0 and self._closefd:
-            await close_fd(self._engine, fd)
+        buffered_fd, self._buffered_fd = self._buffered_fd, -1
+        try:
+            if buffered_fd >= 0:  # opened for writing
+                await close_fd(self._engine, buffered_fd, release_in_worker=True)
+        finally:  # even when cancelled during the first close
+            if fd >= 0 and self._closefd:
+                await close_fd(self._engine, fd, release_in_worker=self._writable)
 
     def __del__(self) -> None:
         if getattr(self, "_buffered_fd", -1) >= 0:

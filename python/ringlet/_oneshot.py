@@ -152,7 +152,7 @@ async def write_file(path: PathArg, data: Any) -> int:
             raise cancel
         return n
     finally:
-        await close_fd(engine, fd)
+        await close_fd(engine, fd, release_in_worker=True)
 
 
 async def copy_file(src: PathArg, dst: PathArg) -> int:
@@ -181,6 +181,6 @@ async def copy_file(src: PathArg, dst: PathArg) -> int:
             copied: int = await engine.copy(src_fd, dst_fd)
             return copied
         finally:
-            await close_fd(engine, dst_fd)
+            await close_fd(engine, dst_fd, release_in_worker=True)
     finally:
         await close_fd(engine, src_fd)
