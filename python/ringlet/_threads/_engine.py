@@ -380,6 +380,7 @@ class ThreadEngine(EngineCore):
     def _closes_at_once(self, fd: int, /) -> bool:
         """False: nothing here is chosen by it (_write_file makes no chain)."""
         return False
+
     def _close(self, fd: int, release_in_worker: bool = False, /) -> asyncio.Future[None]:
         """close(): a regular file's close, and so its release, runs in a worker here anyway."""
         return self.close(fd)
