@@ -255,6 +255,11 @@ PyObject *op_finish_now(OpObject *op, int64_t res, int want_future);
 /* Delivers the outcome (res >= 0, or -errno), frees what the kernel held and
  * drops the ring's reference to the op. */
 void op_finish(OpObject *op, int64_t res);
+/* What a close on the ring came to (res: its completion's result).  A close
+ * cancelled before it ran (the shutdown's cancel of all that is in flight
+ * reaches one still queued for a kernel worker) left fd open, and nobody
+ * else will close it: it is closed here. */
+int64_t close_outcome(int fd, int64_t res);
 PyObject *ringlet_oserror(int err, PyObject *filename);
 /* Hands the op's timeline to the engine's tracer (tracing on only). */
 void op_emit_trace(OpObject *op);

@@ -220,6 +220,12 @@ const char engine__close_doc[] =
 "and with it the file's last release -- for a file opened for writing,\n"
 "whose release may wait for the device on ext4 (see close_fd).";
 
+static void close_complete(struct rl_cell *cell)
+{
+    OpObject *op = OP_FROM_CELL(cell);
+    op_finish(op, close_outcome(op->fd, cell->result));
+}
+
 static PyObject *engine_close_impl(EngineObject *self, PyObject *arg, int want_future, int release_in_worker)
 {
     int fd;
@@ -229,6 +235,7 @@ static PyObject *engine_close_impl(EngineObject *self, PyObject *arg, int want_f
     if (op == NULL)
         return NULL;
     op->fd = fd;
+    op->cell.on_complete = close_complete;
     rl_nowait_forget(&self->nowait, fd);
     int queued = release_in_worker ? rl_op_close_offloaded(&self->ring, &op->cell, fd)
                                    : rl_op_close(&self->ring, &op->cell, fd);

@@ -278,6 +278,13 @@ static void op_deliver(OpObject *op, PyObject *outcome, int failed)
     }
 }
 
+int64_t close_outcome(int fd, int64_t res)
+{
+    if (res != -ECANCELED)
+        return res;
+    return close(fd) == 0 ? 0 : -errno;
+}
+
 /* Delivers the outcome to the future, frees what the kernel held, and drops
  * the ring's reference.  res >= 0: success; res < 0: -errno. */
 void op_finish(OpObject *op, int64_t res)

@@ -36,8 +36,9 @@ static void write_file_close_complete(struct rl_cell *cell)
 {
     OpObject *op = ((struct write_file_chain *)cell)->op;
     int64_t res = op->chain->write_res;
-    if (cell->result < 0)
-        res = cell->result; /* as the steps' finally: the close's error comes last */
+    int64_t closed = close_outcome(op->fd, cell->result);
+    if (closed < 0)
+        res = closed; /* as the steps' finally: the close's error comes last */
     write_file_finish(op, res);
 }
 
