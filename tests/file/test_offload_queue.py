@@ -279,14 +279,25 @@ def test_a_lone_task_reads_1mib_at_the_call_and_yields_only_once_the_budget_is_s
     assert got == [data[i * MIB:(i + 1) * MIB] for i in range(count)]
 
 
-@pytest.mark.parametrize("spent", [False, True], ids=["budget left", "budget spent by then"])
+async def _spend_the_budget_in_turns(f, turns):
+    """_spend_the_budget in each of turns turns of the loop, from the next (0: a bare turn)."""
+    if turns == 0:
+        await asyncio.sleep(0)
+    for turn in range(turns):
+        if turn:
+            await asyncio.sleep(0)
+        await _spend_the_budget(f)
+
+
+@pytest.mark.parametrize("turns_spent", [0, 1, 2], ids=["budget left", "budget spent once", "budget spent twice"])
 def test_a_1mib_pread_with_another_task_ready_yields_first_and_reads_when_resumed(ringlet, run, make_file,
-                                                                                 require_io_uring, spent):
+                                                                                 require_io_uring, turns_spent):
     """With another task ready, a cached 1 MiB pread yields first and reads
     when its task is resumed (on the loop's thread, without the ring): its
     bytes are not held across the turn.  If that other task spent the new
-    turn's budget before it was resumed, the kernel's workers read it
-    (delivered through a future: one more yield), so the turn stays short."""
+    turn's budget before it was resumed, it waits one more turn (a yield) and
+    reads then; spent again, the kernel's workers read it (delivered through
+    a future: one more yield), so that no task waits turn after turn."""
     path, data = _cached_file(make_file, 2 * MIB)
 
     async def main():
@@ -294,8 +305,8 @@ def test_a_1mib_pread_with_another_task_ready_yields_first_and_reads_when_resume
         async with ringlet.open(path, "rb") as f:
             await _nothing_else_ready()
             assert len(await f.pread(4096, 0)) == 4096  # inline: this turn's budget runs (its tick is queued)
-            # ready to run, and run in the next turn before the pread's task is resumed
-            other = asyncio.ensure_future(_spend_the_budget(f) if spent else asyncio.sleep(0))
+            # ready to run, and run in each next turn before the pread's task is resumed
+            other = asyncio.ensure_future(_spend_the_budget_in_turns(f, turns_spent))
             s0 = engine.stats()
             pending = f.pread(MIB, MIB)
             at_call = engine.stats()["completed_nowait"] - s0["completed_nowait"]
@@ -306,10 +317,8 @@ def test_a_1mib_pread_with_another_task_ready_yields_first_and_reads_when_resume
         return at_call, len(yields), got, s1["completed_nowait"] - s0["completed_nowait"], s1["deferred"] - s0["deferred"]
 
     at_call, yields, got, nowait, deferred = run(main())
-    if spent:  # read by the workers; the 4 KiB read that started the other task's turn was inline
-        assert (at_call, yields, nowait, deferred) == (0, 2, 1, 1)
-    else:
-        assert (at_call, yields, nowait, deferred) == (0, 1, 1, 0)
+    # nowait counts the other task's 4 KiB reads (one a turn it spends) and the 1 MiB read when inline
+    assert (at_call, yields, nowait, deferred) == {0: (0, 1, 1, 0), 1: (0, 2, 2, 0), 2: (0, 3, 2, 1)}[turns_spent]
     assert got == data[MIB:]
 
 
