@@ -309,6 +309,9 @@ static void side_step(OpObject *op)
         if (res >= 0 && op->done < op->length)
             chain->write_res = -EIO; /* a write of 0 bytes (or nobody waits any more): as the steps' */
         io_uring_prep_close_direct(sqe, chain->slot);
+        /* In a worker: submitted alone, the close would release the file on
+         * the loop's thread, which may wait for the device (close_fd). */
+        sqe->flags |= IOSQE_ASYNC;
         rl_ring_arm(&engine->side, sqe, &chain->side_close);
     }
     chain->pending = 1;
