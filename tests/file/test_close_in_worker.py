@@ -143,14 +143,14 @@ def test_closes_waiting_for_a_worker_still_close_when_the_engine_shuts_down(ring
     Whether the cancel finds a close still queued is up to the workers; with
     64 at once it does in most rounds, and every descriptor is closed in all."""
 
-    async def closes_then_shutdown(round):
+    async def closes_then_shutdown(batch):
         engine = ringlet.get_engine()
-        fds = [os.open(tmp_path / f"f{round}-{k}", os.O_WRONLY | os.O_CREAT) for k in range(64)]
+        fds = [os.open(tmp_path / f"f{batch}-{k}", os.O_WRONLY | os.O_CREAT) for k in range(64)]
         for fd in fds:
             engine._close(fd, True)  # never awaited: shutdown() comes first
         left = engine.shutdown(5.0)
         # Nothing opened since the batch: a number still open is one of its files.
         return left, [fd for fd in fds if os.path.exists(f"/proc/self/fd/{fd}")]
 
-    for round in range(10):
-        assert run(closes_then_shutdown(round)) == (0, [])
+    for batch in range(10):
+        assert run(closes_then_shutdown(batch)) == (0, [])
