@@ -157,6 +157,15 @@ void engine_cancel_and_wait(EngineObject *self, struct rl_ring *ring, int64_t de
     }
 }
 
+/* The read buffers kept for reuse (engine_read_bytes): up to 16 MiB. */
+static void drop_spare_bytes(EngineObject *self)
+{
+    for (int i = 0; i < 2; i++)
+        Py_CLEAR(self->spare_bytes[i]);
+    for (int i = 0; i < RL_SPARE_LARGE; i++)
+        Py_CLEAR(self->spare_large[i]);
+}
+
 PyDoc_STRVAR(engine_shutdown_doc,
 "shutdown(timeout=1.0) -> int\n\n"
 "Cancel what is in flight, wait up to timeout seconds for the kernel to give\n"
@@ -181,6 +190,7 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
     self->shutting_down = 1;
     self->ring_open = 0; /* from here on operations raise, and a second shutdown returns at once */
     Py_CLEAR(self->tracer);
+    drop_spare_bytes(self); /* no read is made from here on */
     engine_offload_drop_all(self); /* never given to the kernel: nothing to wait for */
     /* One deadline for all rings: the whole shutdown waits timeout at most. */
     double wait_s = timeout < 0 ? 0 : timeout > 1e9 ? 1e9 : timeout; /* +-inf too: the cast below stays defined */
@@ -371,8 +381,7 @@ static int engine_traverse(EngineObject *self, visitproc visit, void *arg)
 static int engine_clear(EngineObject *self)
 {
     Py_CLEAR(self->spare_outcome);
-    Py_CLEAR(self->spare_bytes[0]);
-    Py_CLEAR(self->spare_bytes[1]);
+    drop_spare_bytes(self);
     Py_CLEAR(self->future_type);
     Py_CLEAR(self->tracer);
     Py_CLEAR(self->interrupt);

@@ -65,7 +65,7 @@ static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_
     op->fd = fd;
     op->offset = offset;
     op->length = (size_t)size;
-    op->obj = PyBytes_FromStringAndSize(NULL, size);
+    op->obj = engine_read_bytes(self, size);
     op->offload = !align && op->length >= RL_OFFLOAD_MIN && loop_offload_large_read(self);
     if (op->obj == NULL || op_take_position(op, align) < 0 ||
         op_kernel_io(op, PyBytes_AS_STRING(op->obj), align) < 0) {

@@ -160,8 +160,8 @@ static PyObject *op_value(OpObject *op, int64_t res)
 {
     switch (op->kind) {
     case OP_READ:
-        if ((size_t)res < op->length && _PyBytes_Resize(&op->obj, (Py_ssize_t)res) < 0)
-            return NULL; /* _PyBytes_Resize cleared op->obj */
+        if ((size_t)res < op->length && bytes_shrink(&op->obj, (Py_ssize_t)res) < 0)
+            return NULL; /* bytes_shrink cleared op->obj */
         return Py_NewRef(op->obj);
     case OP_READINTO:
     case OP_OPEN:

@@ -134,7 +134,7 @@ static int offload_owns_buffer(const OpObject *op) { return op->kind == OP_READ 
 static int offload_make_buffer(OpObject *op)
 {
     if (offload_owns_buffer(op) && op->obj == NULL) {
-        op->obj = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)op->length);
+        op->obj = engine_read_bytes(op->engine, (Py_ssize_t)op->length);
         if (op->obj == NULL) {
             PyErr_Clear(); /* reported as the read's ENOMEM */
             return -ENOMEM;

@@ -58,6 +58,41 @@ def test_offloaded_reads_beyond_the_places_wait_in_the_engine(ringlet, run, live
     assert results == [data[i * LARGE:(i + 1) * LARGE] for i in range(count)]
 
 
+def test_reads_fill_only_bytes_nobody_holds(ringlet, run, make_file, require_io_uring):
+    """The bytes the kernel's workers and the non-blocking attempt fill are
+    the engine's spares once nobody holds them (engine_read_bytes): results
+    kept from earlier batches never change, and a read cut short by the end
+    of the file gets bytes of its own length."""
+    size = 1 << 20
+    blocks = 7  # the last one half a block
+    path, data = make_file((blocks - 1) * size + size // 2)
+
+    async def main():
+        engine = ringlet.get_engine()
+        fd = os.open(path, os.O_RDONLY)
+        kept, offloaded, short = [], 0, []
+        try:
+            async with ringlet.open(path, "rb") as f:
+                for batch in range(4):
+                    await asyncio.sleep(0)
+                    short.append(await engine.read(fd, size, (blocks - 1) * size))  # at once: budget left
+                    await _spend_the_budget(f)
+                    before = engine.stats()["in_flight"]
+                    starts = [((batch + i) % blocks) * size for i in range(blocks)]
+                    reads = [engine.read(fd, size, start) for start in starts]  # the workers'
+                    offloaded += engine.stats()["in_flight"] - before
+                    got = await asyncio.gather(*reads)
+                    kept += list(zip(starts, got))[batch % 2::2]  # every other one kept, the rest dropped
+        finally:
+            os.close(fd)
+        return kept, offloaded, short
+
+    kept, offloaded, short = run(main())
+    assert offloaded == 4 * PLACES
+    assert len(kept) == 14 and all(got == data[start:start + size] for start, got in kept)
+    assert short == [data[(blocks - 1) * size:]] * 4
+
+
 def test_a_cancelled_waiting_read_leaves_the_queue_and_takes_nothing(ringlet, run, live, make_file, fifo):
     """Reads of a FIFO nobody writes yet: the first PLACES block in the
     kernel's workers, the rest wait in the engine.  Cancelling waiting reads
