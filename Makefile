@@ -24,9 +24,10 @@ STAMP_INSTALL := $(VENV)/.stamp-install
 STAMP_BENCH   := $(VENV)/.stamp-bench
 
 # The web frameworks of ringlet.integrations (and httpx, python-multipart for
-# their test clients and uploads); mypy for the strict type check.
+# their test clients and uploads; Starlette 1.10's TestClient takes httpx2
+# when installed and deprecates httpx); mypy for the strict type check.
 TEST_TOOLS  := pytest pytest-timeout hypothesis nbclient nbformat ipykernel matplotlib setuptools wheel uvloop \
-	starlette fastapi httpx python-multipart aiohttp mypy
+	starlette fastapi httpx httpx2 python-multipart aiohttp mypy
 BENCH_PEERS := aiofiles aiofile caio anyio uvloop matplotlib uvicorn starlette aiohttp
 
 # Everything that ends up in the installed package: a change to any of it
