@@ -290,6 +290,7 @@ int64_t engine_read_nowait(EngineObject *engine, int fd, void *buf, size_t len, 
 /* Counts one operation completed without the ring (submitted, completed, inline). */
 void engine_count_nowait(EngineObject *engine);
 PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *engine__preadinto(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* A bytes object of size for a read to fill: one of the engine's spares that
  * nobody else holds, or a new one (new reference). */
 PyObject *engine_read_bytes(EngineObject *self, Py_ssize_t size);
@@ -299,7 +300,8 @@ int bytes_shrink(PyObject **bytes, Py_ssize_t n);
 /* An awaitable that goes round the loop once (a bare yield), then gives value. */
 PyObject *outcome_after_a_turn(ringlet_state *st, PyObject *value);
 extern const char engine__pread_doc[];
-/* _ringlet._pread_method(cls, fallback): AsyncFile.pread without a Python frame. */
+extern const char engine__preadinto_doc[];
+/* _ringlet._pread_method(cls, fallback, into=False): AsyncFile.pread (or preadinto) without a Python frame. */
 PyObject *ringlet__pread_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 extern const char ringlet__pread_method_doc[];
 /* Reads from this size on go to the kernel's workers (OpObject.offload) once

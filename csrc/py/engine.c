@@ -435,6 +435,7 @@ static PyMethodDef engine_methods[] = {
     {"read_many", (PyCFunction)(void (*)(void))engine_read_many, METH_FASTCALL, engine_read_many_doc},
     {"_read_many", (PyCFunction)(void (*)(void))engine__read_many, METH_FASTCALL, engine_lazy_doc},
     {"_pread", (PyCFunction)(void (*)(void))engine__pread, METH_FASTCALL, engine__pread_doc},
+    {"_preadinto", (PyCFunction)(void (*)(void))engine__preadinto, METH_FASTCALL, engine__preadinto_doc},
     {"_read_file", (PyCFunction)(void (*)(void))engine__read_file, METH_FASTCALL, engine__read_file_doc},
     {"_write_file", (PyCFunction)(void (*)(void))engine__write_file, METH_FASTCALL, engine__write_file_doc},
     {"_write_file_stop", (PyCFunction)engine__write_file_stop, METH_O, engine__write_file_stop_doc},

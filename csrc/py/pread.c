@@ -11,6 +11,7 @@
  * op_try_nowait before they are queued. */
 #define _GNU_SOURCE 1
 #include "binding.h"
+#include "engine_ops.h"
 
 #include <errno.h>
 #include <string.h>
@@ -361,8 +362,29 @@ static PyObject *outcome_of_error(ringlet_state *st)
     return o;
 }
 
-/* The ring's way, through _read: its value, error or future as an Outcome.
- * tried: the attempt was made already (and missed). */
+/* What _read or _readinto returned (r, NULL: raised) as an Outcome: its
+ * value, error or future; a pending op, or an Outcome already (a turn of the
+ * loop first), is awaited as itself. */
+static PyObject *outcome_of_op_call(EngineObject *engine, PyObject *r)
+{
+    ringlet_state *st = engine->state;
+    if (r == NULL)
+        return outcome_of_error(st);
+    if (Py_IS_TYPE(r, st->OpType) || Py_IS_TYPE(r, st->OutcomeType))
+        return r;
+    PyObject *o;
+    if (Py_IS_TYPE(r, st->ReadyType)) { /* completed inline: take its value */
+        PyObject *value;
+        o = PyIter_Send(r, Py_None, &value) == PYGEN_RETURN ? outcome_of_value(engine, value, 0) : NULL;
+        Py_XDECREF(value);
+    } else {
+        o = outcome_new(st, NULL, NULL, r, 0);
+    }
+    Py_DECREF(r);
+    return o;
+}
+
+/* The ring's way, through _read.  tried: the attempt was made already (and missed). */
 static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, int tried)
 {
     ringlet_state *st = self->state;
@@ -372,19 +394,16 @@ static PyObject *engine_pread_by_ring(EngineObject *self, PyObject *const *args,
     self->nowait.tried = tried;
     PyObject *r = PyObject_VectorcallMethod(st->str__read, argv, (size_t)(nargs < 4 ? nargs : 4) + 1, NULL);
     self->nowait.tried = 0;
-    if (r == NULL)
-        return outcome_of_error(st);
-    PyObject *o;
-    if (Py_IS_TYPE(r, st->ReadyType)) { /* completed inline: take its value */
-        PyObject *value;
-        o = PyIter_Send(r, Py_None, &value) == PYGEN_RETURN ? outcome_new(st, value, NULL, NULL, 0) : NULL;
-        Py_XDECREF(value);
-    } else if (Py_IS_TYPE(r, st->OpType)) { /* pending, awaited as the op itself: no wrapper needed */
-        return r;
-    } else {
-        o = outcome_new(st, NULL, NULL, r, 0);
-    }
-    Py_DECREF(r);
+    return outcome_of_op_call(self, r);
+}
+
+/* A negative offset's ValueError as an Outcome (to _read and _readinto, -1
+ * would mean the file position). */
+static PyObject *outcome_of_negative_offset(ringlet_state *st)
+{
+    PyObject *exc = PyObject_CallFunction(PyExc_ValueError, "s", "negative offset");
+    PyObject *o = exc ? outcome_new(st, NULL, exc, NULL, 0) : NULL;
+    Py_XDECREF(exc);
     return o;
 }
 
@@ -407,13 +426,8 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
     /* Exact ints from here: the conversions report overflow, they cannot raise. */
     int o_offset;
     long long offset = PyLong_AsLongLongAndOverflow(args[2], &o_offset);
-    if (o_offset < 0 || (o_offset == 0 && offset < 0)) {
-        /* Negative: ValueError here (to _read, -1 would mean the file position). */
-        PyObject *exc = PyObject_CallFunction(PyExc_ValueError, "s", "negative offset");
-        PyObject *o = exc ? outcome_new(st, NULL, exc, NULL, 0) : NULL;
-        Py_XDECREF(exc);
-        return o;
-    }
+    if (o_offset < 0 || (o_offset == 0 && offset < 0))
+        return outcome_of_negative_offset(st);
     /* Traced ops are made by _read; so is an O_DIRECT read (align given), which the page cache does not serve. */
     if (self->tracer || !PyLong_CheckExact(args[0]) || nargs == 4)
         return engine_pread_by_ring(self, args, nargs, 0);
@@ -424,6 +438,65 @@ PyObject *engine__pread(EngineObject *self, PyObject *const *args, Py_ssize_t na
         (uint64_t)offset + RL_MAX_RW > INT64_MAX)
         return engine_pread_by_ring(self, args, nargs, 0); /* it raises what needs raising */
     return engine_pread_now(self, (int)fd, (Py_ssize_t)size, offset, 1);
+}
+
+const char engine__preadinto_doc[] =
+    "_preadinto(fd, buffer, offset, align=0, /) -> Outcome | Op | None\n\n"
+    "A positional read into buffer for AsyncFile.preadinto: _readinto, its\n"
+    "value, error or pending op as an awaitable that asyncio takes for a\n"
+    "coroutine.  Errors, argument errors included, are raised when it is\n"
+    "awaited.  None when not called on the engine's loop (as _pread).";
+
+PyObject *engine__preadinto(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    ringlet_state *st = self->state;
+    if (!loop_is_running_here(self))
+        Py_RETURN_NONE;
+    if (nargs == 3 || nargs == 4) {
+        int overflow = 0;
+        long long offset = PyLong_CheckExact(args[2]) ? PyLong_AsLongLongAndOverflow(args[2], &overflow) : 0;
+        if (overflow < 0 || (overflow == 0 && offset < 0))
+            return outcome_of_negative_offset(st);
+        if (!PyLong_CheckExact(args[2])) { /* any __index__, as os.preadv */
+            PyObject *argv[4] = {args[0], args[1], PyNumber_Index(args[2]), nargs == 4 ? args[3] : NULL};
+            PyObject *r = argv[2] ? engine__preadinto(self, argv, nargs) : outcome_of_error(st);
+            Py_XDECREF(argv[2]);
+            return r;
+        }
+    }
+    /* A small read into a buffered file's page cache, the turn's budget not
+     * spent: tried here without an op (as pread's, engine_pread_now), its
+     * count handed over in the engine's spare Outcome.  Everything else (a
+     * miss, a large read, a spent budget, O_DIRECT) goes through _readinto,
+     * which knows the rest; a miss is not tried there again. */
+    int tried = 0;
+    if (nargs == 3 && !self->tracer && PyLong_CheckExact(args[0]) && self->ring_open &&
+        self->fork_generation == ringlet_fork_generation() && !loop_budget_found_spent(self)) {
+        int o_fd, o_offset;
+        long fd = PyLong_AsLongAndOverflow(args[0], &o_fd);
+        long long offset = PyLong_AsLongLongAndOverflow(args[2], &o_offset);
+        Py_buffer view;
+        if (!o_fd && !o_offset && fd >= 0 && fd <= INT32_MAX && rl_nowait_enabled(&self->nowait, (int)fd) &&
+            PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) == 0) {
+            int64_t n = -1;
+            if (view.len > 0 && (size_t)view.len < RL_CLOCK_EVERY_MAX)
+                n = rl_read_nowait(&self->nowait, (int)fd, view.buf, (size_t)view.len, offset);
+            tried = view.len > 0 && (size_t)view.len < RL_CLOCK_EVERY_MAX;
+            PyBuffer_Release(&view);
+            if (n >= 0) {
+                engine_count_nowait(self);
+                PyObject *count = PyLong_FromLongLong(n);
+                PyObject *o = count ? outcome_of_value(self, count, loop_must_yield_small(self)) : NULL;
+                Py_XDECREF(count);
+                return o;
+            }
+        }
+        PyErr_Clear(); /* a buffer _readinto refuses too, with its own message */
+    }
+    self->nowait.tried = tried;
+    PyObject *r = engine__readinto(self, args, nargs);
+    self->nowait.tried = 0;
+    return outcome_of_op_call(self, r);
 }
 
 /* The ring's way for a read given as C values. */
@@ -582,7 +655,8 @@ static PyObject *engine_pread_now(EngineObject *self, int fd, Py_ssize_t size, l
 
 /* ---- AsyncFile.pread without a Python frame ------------------------------ */
 
-/* _pread_method(cls, fallback): what AsyncFile.pread becomes.  A method
+/* _pread_method(cls, fallback): what AsyncFile.pread (and, into=True,
+ * AsyncFile.preadinto through Engine._preadinto) becomes.  A method
  * descriptor whose call reads the file's slots (_fd, _readable, _pos, _align,
  * _engine) and calls Engine._pread itself, as the Python pread (fallback)
  * does; every other case -- a closed or write-only file, a stream, keywords,
@@ -597,6 +671,9 @@ typedef struct {
     PyObject *fallback;         /* the Python pread */
     PyTypeObject *cls;          /* the class whose slots these are (subclasses share them) */
     PyTypeObject *engine_type;  /* ringlet's Engine */
+    /* Engine._pread (pread) or Engine._preadinto (preadinto): both take
+     * (fd, size or buffer, offset[, align]) */
+    PyObject *(*engine_call)(EngineObject *, PyObject *const *, Py_ssize_t);
     Py_ssize_t offset[N_SLOTS]; /* where each slot lives in an instance */
     PyObject *dict;             /* __name__, __doc__, __wrapped__, the coroutine marks */
     vectorcallfunc vectorcall;
@@ -615,7 +692,7 @@ static PyObject *pread_method_call(PyObject *callable, PyObject *const *args, si
             pos != NULL && pos != Py_None && align != NULL && PyLong_CheckExact(align) && engine != NULL &&
             Py_IS_TYPE(engine, m->engine_type)) {
             PyObject *argv[4] = {fd, args[1], args[2], align};
-            PyObject *r = engine__pread((EngineObject *)engine, argv, PyLong_AsLong(align) != 0 ? 4 : 3);
+            PyObject *r = m->engine_call((EngineObject *)engine, argv, PyLong_AsLong(align) != 0 ? 4 : 3);
             if (r != Py_None)
                 return r; /* the read's awaitable, or NULL: what the Python pread would raise */
             Py_DECREF(r);
@@ -691,16 +768,19 @@ PyType_Spec ringlet_pread_method_spec = {
 };
 
 const char ringlet__pread_method_doc[] =
-    "_pread_method(cls, fallback) -> PreadMethod\n\n"
+    "_pread_method(cls, fallback, into=False) -> PreadMethod\n\n"
     "AsyncFile.pread as a method descriptor that calls Engine._pread from C\n"
     "when cls's slots say the fast way applies, else fallback (the Python\n"
-    "pread).  Set it on the class: cls.pread = _pread_method(cls, cls.pread).";
+    "pread).  Set it on the class: cls.pread = _pread_method(cls, cls.pread).\n"
+    "into=True: AsyncFile.preadinto, through Engine._preadinto.";
 
 PyObject *ringlet__pread_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     ringlet_state *st = PyModule_GetState(module);
-    if (nargs != 2 || !PyType_Check(args[0]) || !PyCallable_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "_pread_method(cls, fallback)");
+    int into = nargs == 3 ? PyObject_IsTrue(args[2]) : 0;
+    if (nargs < 2 || nargs > 3 || into < 0 || !PyType_Check(args[0]) || !PyCallable_Check(args[1])) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "_pread_method(cls, fallback, into=False)");
         return NULL;
     }
     PyTypeObject *cls = (PyTypeObject *)args[0];
@@ -724,6 +804,7 @@ PyObject *ringlet__pread_method(PyObject *module, PyObject *const *args, Py_ssiz
     m->fallback = Py_NewRef(args[1]);
     m->cls = (PyTypeObject *)Py_NewRef(cls);
     m->engine_type = (PyTypeObject *)Py_NewRef(st->EngineType);
+    m->engine_call = into ? engine__preadinto : engine__pread;
     memcpy(m->offset, offset, sizeof offset);
     m->dict = NULL;
     m->vectorcall = pread_method_call;

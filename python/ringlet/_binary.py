@@ -11,7 +11,7 @@ import operator
 import os
 import threading
 import warnings
-from typing import Any, Coroutine, Iterable, List, NoReturn, Optional, Set, Tuple
+from typing import Any, Callable, Coroutine, Iterable, List, NoReturn, Optional, Set, Tuple, TypeVar, cast
 
 from ._base import FileBase, write_batched
 from . import _contract as contract
@@ -21,6 +21,18 @@ from ._buffers import hold_buffer
 from ._turns import Turns
 
 _running_loop = asyncio.events._get_running_loop  # None outside a loop (pread raises at the await then)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _marked_coroutine_function(function: F) -> F:
+    """function (a plain def returning a coroutine) as callers that ask
+    whether it is a coroutine function see it: yes (inspect and asyncio)."""
+    if hasattr(inspect, "markcoroutinefunction"):
+        return cast(F, inspect.markcoroutinefunction(function))
+    setattr(function, "_is_coroutine", getattr(asyncio.coroutines, "_is_coroutine", None))
+    return function
 
 
 class AsyncFile(FileBase):
@@ -426,11 +438,7 @@ class AsyncFile(FileBase):
             else self._engine._pread(fd, size, offset))
         return self._pread(size, offset) if coro is None else coro
 
-    # Callers that ask whether pread is a coroutine function get yes, as before.
-    if hasattr(inspect, "markcoroutinefunction"):
-        pread = inspect.markcoroutinefunction(pread)
-    else:
-        setattr(pread, "_is_coroutine", getattr(asyncio.coroutines, "_is_coroutine", None))
+    pread = _marked_coroutine_function(pread)
 
     async def _pread(self, size: int, offset: int) -> bytes:
         """pread when its fast way does not apply: the checks, errors raised by the await as from a coroutine."""
@@ -447,6 +455,37 @@ class AsyncFile(FileBase):
             self._require_position()
         data: bytes = await self._engine._read(fd, size, offset, self._align)
         return data
+
+    def preadinto(self, buffer: Any, offset: int) -> Coroutine[Any, Any, int]:
+        """Read into buffer (a writable bytes-like object) at offset, leaving
+        the file position alone; return the count read, short only at end of
+        file.  The buffer is held until the kernel is done with it, even if
+        the wait is cancelled.  No bytes object is made: on an O_DIRECT file
+        an aligned buffer (an mmap) at an aligned offset is filled by the
+        device itself.  A coroutine, made in C as pread is."""
+        fd = self._fd
+        if fd < 0 or not self._readable or self._pos is None:
+            return self._preadinto(buffer, offset)
+        coro: Optional[Coroutine[Any, Any, int]] = (
+            self._engine._preadinto(fd, buffer, offset, self._align) if self._align
+            else self._engine._preadinto(fd, buffer, offset))
+        return self._preadinto(buffer, offset) if coro is None else coro
+
+    preadinto = _marked_coroutine_function(preadinto)
+
+    async def _preadinto(self, buffer: Any, offset: int) -> int:
+        """preadinto when its fast way does not apply: the checks, errors raised by the await."""
+        fd = self._fd
+        if fd < 0 or not self._readable or asyncio.get_running_loop() is not self._loop:
+            self._reading_fd()  # raises the right error
+        if type(offset) is not int:
+            offset = operator.index(offset)  # any __index__, as os.preadv
+        if offset < 0:
+            raise ValueError("negative offset")
+        if self._pos is None:
+            self._require_position()
+        n: int = await self._engine._readinto(fd, buffer, offset, self._align)
+        return n
 
     async def pread_many(self, requests: Iterable[Tuple[int, int]]) -> List[bytes]:
         """Read each (size, offset) of requests positionally, all in one
@@ -607,9 +646,11 @@ class AsyncFile(FileBase):
                 pass
 
 
-# pread as a C method descriptor: the same checks and the same Engine._pread
-# call as the Python pread above, made without a Python frame (about 6% of a
+# pread (and preadinto) as a C method descriptor: the same checks and the same
+# Engine._pread (_preadinto) call as the Python pread above, made without a Python frame (about 6% of a
 # cached 4 KiB read); every other case is that Python pread's.  update_wrapper
 # gives it pread's name, doc, signature (__wrapped__) and coroutine marks.
 setattr(AsyncFile, "pread", functools.update_wrapper(_ringlet._pread_method(AsyncFile, AsyncFile.pread),
                                                      AsyncFile.pread))
+setattr(AsyncFile, "preadinto", functools.update_wrapper(_ringlet._pread_method(AsyncFile, AsyncFile.preadinto, True),
+                                                         AsyncFile.preadinto))

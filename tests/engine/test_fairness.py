@@ -16,8 +16,15 @@ TURNS = 20
 READ_CAP = 1_000_000  # far more than a millisecond of reads, on any machine
 
 
-def test_a_cached_read_loop_lets_other_tasks_run(ringlet, run, make_file):
+async def _read_4k(f, offset, buffer):
+    """f.pread, or (buffer given) f.preadinto: the count read."""
+    return len(await f.pread(4096, offset)) if buffer is None else await f.preadinto(buffer, offset)
+
+
+@pytest.mark.parametrize("how", ["pread", "preadinto"])
+def test_a_cached_read_loop_lets_other_tasks_run(ringlet, run, make_file, how):
     path, _ = make_file(1024 * 1024)
+    buffer = None if how == "pread" else bytearray(4096)
 
     async def main():
         ticks = 0
@@ -35,7 +42,7 @@ def test_a_cached_read_loop_lets_other_tasks_run(ringlet, run, make_file):
         reads = 0
         async with ringlet.open(path, "rb") as f:
             while ticks - start < TURNS and reads < READ_CAP:
-                assert len(await f.pread(4096, (reads * 4096) % (1024 * 1024))) == 4096
+                assert await _read_4k(f, (reads * 4096) % (1024 * 1024), buffer) == 4096
                 reads += 1
         stop = True
         await task
@@ -45,12 +52,14 @@ def test_a_cached_read_loop_lets_other_tasks_run(ringlet, run, make_file):
     assert ticks >= TURNS, f"the other task ran {ticks} times in {reads} reads"
 
 
-def test_timeout_fires_on_a_task_that_only_reads_cached_data(ringlet, run, make_file):
+@pytest.mark.parametrize("how", ["pread", "preadinto"])
+def test_timeout_fires_on_a_task_that_only_reads_cached_data(ringlet, run, make_file, how):
     path, _ = make_file(64 * 1024)
+    buffer = None if how == "pread" else bytearray(4096)
 
     async def forever(f):
         while True:
-            await f.pread(4096, 0)
+            await _read_4k(f, 0, buffer)
 
     async def main():
         async with ringlet.open(path, "rb") as f:

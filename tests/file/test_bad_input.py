@@ -326,6 +326,7 @@ FILE_METHODS = {
     "readline": ("rb", lambda f: f.readline()),
     "readlines": ("rb", lambda f: f.readlines()),
     "pread": ("rb", lambda f: f.pread(10, 0)),
+    "preadinto": ("rb", lambda f: f.preadinto(bytearray(10), 0)),
     "pread_many": ("rb", lambda f: f.pread_many([(10, 0), (5, 100)])),
     "write": ("wb", lambda f: f.write(b"x")),
     "writelines": ("wb", lambda f: f.writelines([b"x"])),
@@ -413,6 +414,7 @@ for bad in NON_INT:
     for name, call in [("read", lambda f, b: f.read(b)), ("read1", lambda f, b: f.read1(b)),
                        ("readline", lambda f, b: f.readline(b)), ("pread-size", lambda f, b: f.pread(b, 0)),
                        ("pread-offset", lambda f, b: f.pread(1, b)), ("pwrite-offset", lambda f, b: f.pwrite(b"x", b)),
+                       ("preadinto-offset", lambda f, b: f.preadinto(bytearray(1), b)),
                        ("seek-offset", lambda f, b: f.seek(b)), ("seek-whence", lambda f, b: f.seek(0, b)),
                        ("truncate", lambda f, b: f.truncate(b))]:
         if bad is None and name in ("read", "read1", "readline", "truncate"):
@@ -421,7 +423,8 @@ for bad in NON_INT:
             raises(TypeError, ValueError) if name == "seek-whence" else raises(TypeError))
     if isinstance(bad, bytes):
         continue  # bytes are fine data to write
-    for name, call in [("readinto", lambda f, b: f.readinto(b)), ("write", lambda f, b: f.write(b)),
+    for name, call in [("readinto", lambda f, b: f.readinto(b)), ("preadinto-buffer", lambda f, b: f.preadinto(b, 0)),
+                       ("write", lambda f, b: f.write(b)),
                        ("pwrite-data", lambda f, b: f.pwrite(b, 0)), ("writelines", lambda f, b: f.writelines([b]))]:
         add(f"{name}-{type(bad).__name__}", lambda w, c=call, b=bad: on_file(w, "r+b", lambda f: c(f, b)),
             raises(TypeError))
@@ -429,13 +432,15 @@ for bad in NON_INT:
 for value in HUGE:
     for name, call in [("read", lambda f, v: f.read(v)), ("pread-size", lambda f, v: f.pread(v, 0)),
                        ("pread-offset", lambda f, v: f.pread(1, v)), ("pwrite-offset", lambda f, v: f.pwrite(b"x", v)),
+                       ("preadinto-offset", lambda f, v: f.preadinto(bytearray(1), v)),
                        ("seek", lambda f, v: f.seek(v)), ("truncate", lambda f, v: f.truncate(v))]:
         add(f"{name}-2**{value.bit_length() - 1}", lambda w, c=call, v=value: on_file(w, "r+b", lambda f: c(f, v)),
             raises(OverflowError))
 
 for value in [-2, -1, -(2**63), -(2**64)]:
     for name, call in [("pread-size", lambda f, v: f.pread(v, 0)), ("pread-offset", lambda f, v: f.pread(1, v)),
-                       ("pwrite-offset", lambda f, v: f.pwrite(b"x", v))]:
+                       ("pwrite-offset", lambda f, v: f.pwrite(b"x", v)),
+                       ("preadinto-offset", lambda f, v: f.preadinto(bytearray(1), v))]:
         add(f"{name}-{value}", lambda w, c=call, v=value: on_file(w, "r+b", lambda f: c(f, v)),
             raises(ValueError, OverflowError))
     add(f"truncate-{value}", lambda w, v=value: on_file(w, "r+b", lambda f: f.truncate(v)),
@@ -454,6 +459,8 @@ for value in BIG + [2**63 - 10]:
         same_as(on_fd("file", os.O_RDONLY, lambda fd, v=value: os.pread(fd, 5, v))))
     add(f"pwrite-offset-{value}", lambda w, v=value: on_file(w, "r+b", lambda f: f.pwrite(b"x", v)),
         same_as(on_fd("file", os.O_RDWR, lambda fd, v=value: os.pwrite(fd, b"x", v))))
+    add(f"preadinto-offset-{value}", lambda w, v=value: on_file(w, "rb", lambda f: f.preadinto(bytearray(5), v)),
+        same_as(on_fd("file", os.O_RDONLY, lambda fd, v=value: os.preadv(fd, [bytearray(5)], v))))
     add(f"truncate-{value}", lambda w, v=value: on_file(w, "r+b", lambda f: f.truncate(v)),
         same_as(on_fd("file", os.O_RDWR, lambda fd, v=value: os.ftruncate(fd, v))))
     add(f"seek-{value}", lambda w, v=value: on_file(w, "rb", lambda f: f.seek(v)),
@@ -482,6 +489,8 @@ def _released():
 
 for name, (expr, exc) in BUFFERS.items():
     add(f"readinto-{name}", lambda w, e=expr: on_file(w, "rb", lambda f: f.readinto(eval(e))), raises(exc, BufferError))
+    add(f"preadinto-{name}", lambda w, e=expr: on_file(w, "rb", lambda f: f.preadinto(eval(e), 0)),
+        raises(exc, BufferError))
     if name not in ("bytes-readonly", "memoryview-of-bytes"):
         add(f"write-{name}", lambda w, e=expr: on_file(w, "wb", lambda f: f.write(eval(e))), raises(exc, BufferError))
         add(f"pwrite-{name}", lambda w, e=expr: on_file(w, "wb", lambda f: f.pwrite(eval(e), 0)),
@@ -490,6 +499,7 @@ for name, expr, want in [("bytearray-0", "bytearray(0)", 0), ("array-i", "__impo
                          ("memoryview-2d", "memoryview(bytearray(12)).cast('B', (3, 4))", 12),
                          ("mmap", "mmap.mmap(-1, 4096)", 3510)]:
     add(f"readinto-{name}", lambda w, e=expr: on_file(w, "rb", lambda f: f.readinto(eval(e))), equals(want))
+    add(f"preadinto-{name}", lambda w, e=expr: on_file(w, "rb", lambda f: f.preadinto(eval(e), 0)), equals(want))
     add(f"write-{name}", lambda w, e=expr: on_file(w, "wb", lambda f: f.write(eval(e))),
         equals(len(memoryview(eval(expr)).cast("B"))))
 
@@ -526,6 +536,7 @@ for name, call, reference in [
     ("seek", lambda f: f.seek(0), lambda fd: os.lseek(fd, 0, os.SEEK_SET)),
     ("tell", lambda f: f.tell(), lambda fd: os.lseek(fd, 0, os.SEEK_CUR)),
     ("pread", lambda f: f.pread(1, 0), lambda fd: os.pread(fd, 1, 0)),
+    ("preadinto", lambda f: f.preadinto(bytearray(1), 0), lambda fd: os.preadv(fd, [bytearray(1)], 0)),
     ("pwrite", lambda f: f.pwrite(b"x", 0), lambda fd: os.pwrite(fd, b"x", 0)),
     ("truncate", lambda f: f.truncate(0), lambda fd: os.ftruncate(fd, 0)),
 ]:

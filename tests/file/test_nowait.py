@@ -51,7 +51,16 @@ def _drop_from_page_cache(path):
     return _resident_pages(path)
 
 
-def test_cached_preads_complete_without_the_ring(ringlet, run, require_io_uring, make_file):
+async def _read_at(f, how, size, offset):
+    """f.pread, or f.preadinto into a buffer of that size: the bytes read."""
+    if how == "pread":
+        return await f.pread(size, offset)
+    buffer = bytearray(size)
+    return bytes(buffer[:await f.preadinto(buffer, offset)])
+
+
+@pytest.mark.parametrize("how", ["pread", "preadinto"])
+def test_cached_preads_complete_without_the_ring(ringlet, run, require_io_uring, make_file, how):
     path, data = make_file(64 * 1024)
     with open(path, "rb") as f:
         f.read()  # in the page cache
@@ -60,8 +69,8 @@ def test_cached_preads_complete_without_the_ring(ringlet, run, require_io_uring,
         engine = ringlet.get_engine()
         async with ringlet.open(path, "rb") as f:
             s0 = engine.stats()
-            got = [await f.pread(4096, i * 4096) for i in range(16)]
-            tail = await f.pread(10_000, len(data) - 100)  # short only at the end of the file
+            got = [await _read_at(f, how, 4096, i * 4096) for i in range(16)]
+            tail = await _read_at(f, how, 10_000, len(data) - 100)  # short only at the end of the file
             s1 = engine.stats()
         return got, tail, s0, s1
 
@@ -74,7 +83,8 @@ def test_cached_preads_complete_without_the_ring(ringlet, run, require_io_uring,
     assert s1["submitted"] - s0["submitted"] == s1["completed"] - s0["completed"] == 17
 
 
-def test_reads_of_a_dropped_file_are_completed_by_the_ring(ringlet, run, require_io_uring, make_file):
+@pytest.mark.parametrize("how", ["pread", "preadinto"])
+def test_reads_of_a_dropped_file_are_completed_by_the_ring(ringlet, run, require_io_uring, make_file, how):
     path, data = make_file(64 << 20)
     resident = _drop_from_page_cache(path)
     # Pages apart by more than a readahead window, none of them still cached.
@@ -94,7 +104,7 @@ def test_reads_of_a_dropped_file_are_completed_by_the_ring(ringlet, run, require
                 if _resident_pages(path)[off // 4096]:
                     continue
                 s0 = engine.stats()
-                assert await f.pread(4096, off) == data[off:off + 4096]
+                assert await _read_at(f, how, 4096, off) == data[off:off + 4096]
                 s1 = engine.stats()
                 assert s1["submitted"] - s0["submitted"] == 1
                 assert s1["completed"] - s0["completed"] == 1
@@ -249,3 +259,47 @@ def test_refused_attempt_is_not_tried_again(ringlet, run, require_io_uring):
     first, second, s0, s1 = run(main())
     assert first == second == b"Name:"
     assert s1["completed_nowait"] == s0["completed_nowait"]
+
+
+def test_preadinto_fills_the_buffer_as_os_preadv_and_is_a_coroutine(ringlet, run, make_file):
+    """preadinto is made in C as pread is, and answers every call as the
+    Python preadinto it wraps (and os.preadv): counts, bytes, a short count
+    at the end of the file, any __index__ offset, errors raised by the await;
+    the file position stays."""
+    import operator
+
+    path, data = make_file(10_000)
+    python_preadinto = ringlet.AsyncFile.preadinto.__wrapped__
+
+    class Index:
+        def __index__(self):
+            return 9_990
+
+    async def main():
+        got = []
+        async with ringlet.open(path, "rb") as f:
+            assert asyncio.iscoroutinefunction(f.preadinto)
+            probe = f.preadinto(bytearray(1), 0)
+            assert asyncio.iscoroutine(probe)
+            await probe
+            for preadinto in (f.preadinto, python_preadinto.__get__(f)):
+                bufs = [bytearray(100), memoryview(bytearray(7)), bytearray(50), bytearray(4)]
+                counts = [await preadinto(bufs[0], 50), await preadinto(bufs[1], operator.index(3)),
+                          await preadinto(bufs[2], Index()), await preadinto(bufs[3], 20_000)]
+                got.append((counts, [bytes(b) for b in bufs], await f.tell()))
+                pending = preadinto(bytearray(1), -1)  # no error yet
+                with pytest.raises(ValueError, match="negative offset"):
+                    await pending
+                with pytest.raises(TypeError):
+                    await preadinto(b"read-only", 0)
+        return got
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        want_bufs = [bytearray(100), bytearray(7), bytearray(50), bytearray(4)]
+        want_counts = [os.preadv(fd, [b], at) for b, at in zip(want_bufs, [50, 3, 9_990, 20_000])]
+    finally:
+        os.close(fd)
+    want = (want_counts, [bytes(b) for b in want_bufs], 0)
+    assert want_counts == [100, 7, 10, 0] and want[1][0] == data[50:150]
+    assert run(main()) == [want, want]

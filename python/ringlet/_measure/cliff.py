@@ -162,7 +162,7 @@ async def _runner(approach: str, target: _Target, where: str, size: int, c: int,
             pass
         return run_sync, nothing
     # On the disk every approach reads into a page-aligned buffer of its
-    # own, reused (O_DIRECT needs one): ringlet through engine.readinto.
+    # own, reused (O_DIRECT needs one): ringlet through f.preadinto.
     key = {"ringlet": "ringlet_direct_into", "threads": "threads_direct"}[approach] if disk else approach
     readers, cleanup = await core.readers_for(key, target.path, target.fd, c, size, pool, target.direct_fd)
 

@@ -224,8 +224,8 @@ async def readers_for(key: str, path: str, fd: int, ntasks: int, size: int,
 
     ringlet          f.pread(size, offset) on ringlet.open(path, "rb")
     ringlet_direct   the same on ringlet.open(path, "rb", direct=True)
-    ringlet_direct_into  engine.readinto(direct_fd, buffer, offset),
-                     each task with its own page-aligned buffer
+    ringlet_direct_into  f.preadinto(buffer, offset) on ringlet.open(path, "rb",
+                     direct=True), each task with its own page-aligned buffer
     ringlet_many     f.pread_many(batch): an item is a list of (size, offset)
     ringlet_engine   engine.read(fd, size, offset), the low level
     threads          loop.run_in_executor(pool, os.pread, fd, size, offset)
@@ -244,10 +244,10 @@ async def readers_for(key: str, path: str, fd: int, ntasks: int, size: int,
     elif key == "ringlet_engine":
         readers = [partial(ringlet.get_engine().read, fd, size)] * ntasks
     elif key == "ringlet_direct_into":
-        if direct_fd is None:
-            raise ValueError("ringlet_direct_into needs direct_fd")
-        engine = ringlet.get_engine()
-        readers = [partial(engine.readinto, direct_fd, mmap.mmap(-1, size)) for _ in range(ntasks)]
+        f = await ringlet.open(path, "rb", direct=True)
+        assert isinstance(f, ringlet.AsyncFile)  # a binary mode
+        closers.append(f.close)
+        readers = [partial(f.preadinto, mmap.mmap(-1, size)) for _ in range(ntasks)]
     elif key == "threads":
         run = asyncio.get_running_loop().run_in_executor
         readers = [partial(run, pool, os.pread, fd, size)] * ntasks  # type: ignore[arg-type]

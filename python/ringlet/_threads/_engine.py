@@ -362,6 +362,18 @@ class ThreadEngine(EngineCore):
         if offset < 0:  # -1 would mean the file position to read()
             raise ValueError("negative offset")
         return await self.read(fd, size, offset, align)
+    def _preadinto(self, fd: int, buffer: Any, offset: int, align: int = 0, /) -> Optional[Coroutine[Any, Any, int]]:
+        """AsyncFile.preadinto's entry: a coroutine, as the C engine's; None
+        when not called on this engine's loop (the caller raises)."""
+        if self._thread != threading.get_ident() or asyncio.events._get_running_loop() is not self._loop_ref():
+            return None
+        return self._preadinto_on_loop(fd, buffer, offset, align)
+
+    async def _preadinto_on_loop(self, fd: int, buffer: Any, offset: int, align: int = 0, /) -> int:
+        offset = operator.index(offset)
+        if offset < 0:  # -1 would mean the file position to readinto()
+            raise ValueError("negative offset")
+        return await self.readinto(fd, buffer, offset, align)
     _write = write
     _open = open
 
