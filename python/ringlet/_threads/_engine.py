@@ -350,10 +350,14 @@ class ThreadEngine(EngineCore):
     _read = read
     _readinto = readinto
 
+    def _on_its_loop(self) -> bool:
+        """Whether the caller runs on this engine's thread, its loop running."""
+        return self._thread == threading.get_ident() and asyncio.events._get_running_loop() is self._loop_ref()
+
     def _pread(self, fd: int, size: int, offset: int, align: int = 0, /) -> Optional[Coroutine[Any, Any, bytes]]:
         """AsyncFile.pread's entry: a coroutine, as the C engine's _pread; None
         when not called on this engine's loop (the caller raises)."""
-        if self._thread != threading.get_ident() or asyncio.events._get_running_loop() is not self._loop_ref():
+        if not self._on_its_loop():
             return None
         return self._pread_on_loop(fd, size, offset, align)
 
@@ -362,10 +366,11 @@ class ThreadEngine(EngineCore):
         if offset < 0:  # -1 would mean the file position to read()
             raise ValueError("negative offset")
         return await self.read(fd, size, offset, align)
+
     def _preadinto(self, fd: int, buffer: Any, offset: int, align: int = 0, /) -> Optional[Coroutine[Any, Any, int]]:
         """AsyncFile.preadinto's entry: a coroutine, as the C engine's; None
         when not called on this engine's loop (the caller raises)."""
-        if self._thread != threading.get_ident() or asyncio.events._get_running_loop() is not self._loop_ref():
+        if not self._on_its_loop():
             return None
         return self._preadinto_on_loop(fd, buffer, offset, align)
 
@@ -374,6 +379,7 @@ class ThreadEngine(EngineCore):
         if offset < 0:  # -1 would mean the file position to readinto()
             raise ValueError("negative offset")
         return await self.readinto(fd, buffer, offset, align)
+
     _write = write
     _open = open
 
