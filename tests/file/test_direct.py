@@ -260,21 +260,27 @@ def test_open_direct_refuses_a_fifo(ringlet, require_io_uring, run, fifo):
 
 
 def test_direct_preadinto_any_buffer_offset_and_size(ringlet, require_io_uring, run, direct_file):
-    """preadinto on a direct=True file: an aligned mmap at an aligned offset,
-    a bytearray at an odd one, a read past the end: the file's bytes, the
-    counts os.preadv gives on a buffered descriptor."""
+    """preadinto on a direct=True file: an aligned mmap at an aligned offset
+    (read by the device straight into it: no bounce buffer), a bytearray at
+    an odd one, a read past the end: the file's bytes, the counts os.preadv
+    gives on a buffered descriptor."""
     import mmap
+
+    from ringlet import _ringlet
 
     path, data = direct_file
 
     async def main():
         aligned, odd, tail = mmap.mmap(-1, 2 * ALIGN), bytearray(5000), bytearray(100)
         async with ringlet.open(path, "rb", direct=True) as f:
-            counts = await asyncio.gather(f.preadinto(aligned, 3 * ALIGN), f.preadinto(odd, 4097),
-                                          f.preadinto(tail, len(data) - 30))
-        return counts, bytes(aligned), bytes(odd), bytes(tail[:30])
+            straight = f.preadinto(aligned, 3 * ALIGN)  # the read is made by the call
+            bounces = _ringlet._live()["bounce_buffers"]
+            counts = [await straight, *await asyncio.gather(f.preadinto(odd, 4097),
+                                                            f.preadinto(tail, len(data) - 30))]
+        return bounces, counts, bytes(aligned), bytes(odd), bytes(tail[:30])
 
-    counts, aligned, odd, tail = run(main())
+    bounces, counts, aligned, odd, tail = run(main())
+    assert bounces == 0
     assert counts == [2 * ALIGN, 5000, 30]
     assert aligned == data[3 * ALIGN:5 * ALIGN] and odd == data[4097:9097] and tail == data[-30:]
 
