@@ -483,7 +483,8 @@ async def _direct_ringlet(path: str, duration: float, ntasks: int, into: bool) -
 
         async def task(j: int) -> None:
             nonlocal count
-            pread, preadinto, buffer = f.pread, f.preadinto, mmap.mmap(-1, BLOCK)
+            pread, preadinto = f.pread, f.preadinto
+            buffer = mmap.mmap(-1, BLOCK) if into else None
             i = j
             while not stop:
                 if into:

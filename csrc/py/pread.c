@@ -452,39 +452,34 @@ PyObject *engine__preadinto(EngineObject *self, PyObject *const *args, Py_ssize_
     ringlet_state *st = self->state;
     if (!loop_is_running_here(self))
         Py_RETURN_NONE;
-    if (nargs == 3 || nargs == 4) {
-        int overflow = 0;
-        long long offset = PyLong_CheckExact(args[2]) ? PyLong_AsLongLongAndOverflow(args[2], &overflow) : 0;
-        if (overflow < 0 || (overflow == 0 && offset < 0))
-            return outcome_of_negative_offset(st);
-        if (!PyLong_CheckExact(args[2])) { /* any __index__, as os.preadv */
-            PyObject *argv[4] = {args[0], args[1], PyNumber_Index(args[2]), nargs == 4 ? args[3] : NULL};
-            PyObject *r = argv[2] ? engine__preadinto(self, argv, nargs) : outcome_of_error(st);
-            Py_XDECREF(argv[2]);
-            return r;
-        }
+    if (nargs != 3 && nargs != 4)
+        return outcome_of_op_call(self, engine__readinto(self, args, nargs)); /* its TypeError */
+    if (!PyLong_CheckExact(args[2])) { /* any __index__ for the offset, as os.preadv */
+        PyObject *argv[4] = {args[0], args[1], PyNumber_Index(args[2]), nargs == 4 ? args[3] : NULL};
+        PyObject *r = argv[2] ? engine__preadinto(self, argv, nargs) : outcome_of_error(st);
+        Py_XDECREF(argv[2]);
+        return r;
     }
+    int o_offset;
+    long long offset = PyLong_AsLongLongAndOverflow(args[2], &o_offset);
+    if (o_offset < 0 || (o_offset == 0 && offset < 0))
+        return outcome_of_negative_offset(st);
     /* A small read into a buffered file's page cache, the turn's budget not
      * spent: tried here without an op (as pread's, engine_pread_now), its
      * count handed over in the engine's spare Outcome.  Everything else (a
      * miss, a large read, a spent budget, O_DIRECT) goes through _readinto,
      * which knows the rest; a miss is not tried there again. */
     int tried = 0;
-    if (nargs == 3 && !self->tracer && PyLong_CheckExact(args[0]) && self->ring_open &&
+    if (nargs == 3 && !o_offset && !self->tracer && PyLong_CheckExact(args[0]) && self->ring_open &&
         self->fork_generation == ringlet_fork_generation() && !loop_budget_found_spent(self)) {
-        int o_fd, o_offset;
+        int o_fd;
         long fd = PyLong_AsLongAndOverflow(args[0], &o_fd);
-        long long offset = PyLong_AsLongLongAndOverflow(args[2], &o_offset);
         Py_buffer view;
-        if (!o_fd && !o_offset && fd >= 0 && fd <= INT32_MAX && rl_nowait_enabled(&self->nowait, (int)fd) &&
-            PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) == 0) {
-            int64_t n = -1;
-            if (view.len > 0 && (size_t)view.len < RL_CLOCK_EVERY_MAX)
-                n = rl_read_nowait(&self->nowait, (int)fd, view.buf, (size_t)view.len, offset);
+        if (!o_fd && fd >= 0 && fd <= INT32_MAX && PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) == 0) {
             tried = view.len > 0 && (size_t)view.len < RL_CLOCK_EVERY_MAX;
+            int64_t n = tried ? engine_read_nowait(self, (int)fd, view.buf, (size_t)view.len, offset) : -1;
             PyBuffer_Release(&view);
             if (n >= 0) {
-                engine_count_nowait(self);
                 PyObject *count = PyLong_FromLongLong(n);
                 PyObject *o = count ? outcome_of_value(self, count, loop_must_yield_small(self)) : NULL;
                 Py_XDECREF(count);

@@ -447,14 +447,18 @@ class AsyncFile(FileBase):
             self._reading_fd()  # raises the right error
         if type(size) is not int:
             size = operator.index(size)  # any __index__, as os.pread
-        if type(offset) is not int:
-            offset = operator.index(offset)
-        if offset < 0:
+        data: bytes = await self._engine._read(fd, size, self._positional_offset(offset), self._align)
+        return data
+
+    def _positional_offset(self, offset: Any) -> int:
+        """The slow ways' check of pread's and preadinto's offset: any
+        __index__ (as os.pread), not negative, on a file that has positions."""
+        at: int = offset if type(offset) is int else operator.index(offset)
+        if at < 0:
             raise ValueError("negative offset")
         if self._pos is None:
             self._require_position()
-        data: bytes = await self._engine._read(fd, size, offset, self._align)
-        return data
+        return at
 
     def preadinto(self, buffer: Any, offset: int) -> Coroutine[Any, Any, int]:
         """Read into buffer (a writable bytes-like object) at offset, leaving
@@ -478,13 +482,7 @@ class AsyncFile(FileBase):
         fd = self._fd
         if fd < 0 or not self._readable or asyncio.get_running_loop() is not self._loop:
             self._reading_fd()  # raises the right error
-        if type(offset) is not int:
-            offset = operator.index(offset)  # any __index__, as os.preadv
-        if offset < 0:
-            raise ValueError("negative offset")
-        if self._pos is None:
-            self._require_position()
-        n: int = await self._engine._readinto(fd, buffer, offset, self._align)
+        n: int = await self._engine._readinto(fd, buffer, self._positional_offset(offset), self._align)
         return n
 
     async def pread_many(self, requests: Iterable[Tuple[int, int]]) -> List[bytes]:
@@ -646,10 +644,11 @@ class AsyncFile(FileBase):
                 pass
 
 
-# pread (and preadinto) as a C method descriptor: the same checks and the same
-# Engine._pread (_preadinto) call as the Python pread above, made without a Python frame (about 6% of a
-# cached 4 KiB read); every other case is that Python pread's.  update_wrapper
-# gives it pread's name, doc, signature (__wrapped__) and coroutine marks.
+# pread and preadinto as C method descriptors: the same checks and the same
+# Engine._pread (_preadinto) call as the Python methods above, made without a
+# Python frame (about 6% of a cached 4 KiB read); every other case is the
+# Python method's.  update_wrapper gives each its name, doc, signature
+# (__wrapped__) and coroutine marks.
 setattr(AsyncFile, "pread", functools.update_wrapper(_ringlet._pread_method(AsyncFile, AsyncFile.pread),
                                                      AsyncFile.pread))
 setattr(AsyncFile, "preadinto", functools.update_wrapper(_ringlet._pread_method(AsyncFile, AsyncFile.preadinto, True),
