@@ -121,6 +121,7 @@ struct rl_copy {
     unsigned pings;            /* pings queued (tests) */
     uint64_t ping_reaped;      /* quiet writes reaped by a ping, not a mark (tests) */
     uint64_t quiet_writes;     /* writes queued on quiet (stats) */
+    uint64_t marks_queued;     /* marks queued (tests) */
     unsigned npending;         /* slots whose mapped write waits for rl_copy_flush */
     uint16_t pending[RL_COPY_MAP_SLOTS];
     struct rl_copy_slot slots[RL_COPY_MAP_SLOTS];

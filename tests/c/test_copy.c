@@ -64,6 +64,11 @@ static int64_t run_quiet_copy(struct rl_ring *r, struct rl_ring *q, int src, int
      * its mark, and pings have reaped more than half.  Marks that reaped
      * nothing would leave them all to pings. */
     CHECK(cancel || copy->ping_reaped < copy->quiet_writes);
+    /* Each batch but the last is whole: a short one waits for the next mark
+     * (rl_copy_flush).  Were short batches queued, they came back short
+     * and multiplied: most marks a lone write. */
+    uint64_t writes = copy->quiet_writes + copy->marks_queued;
+    CHECK(cancel || copy->marks_queued <= (writes + copy->batch - 1) / copy->batch + 1);
     *quiet_writes = copy->quiet_writes;
     rl_copy_free(copy);
     return o.result;
