@@ -451,7 +451,7 @@ class AsyncFile(FileBase):
         return data
 
     def _positional_offset(self, offset: Any) -> int:
-        """The slow ways' check of pread's and preadinto's offset: any
+        """The offset of pread's and preadinto's slow ways and of pwrite: any
         __index__ (as os.pread), not negative, on a file that has positions."""
         at: int = offset if type(offset) is int else operator.index(offset)
         if at < 0:
@@ -553,11 +553,7 @@ class AsyncFile(FileBase):
         """Write all of data at offset, leaving the file position alone.  A
         cancelled pwrite completes, then raises CancelledError (see the class)."""
         fd = self._writing_fd()
-        if type(offset) is not int:
-            offset = operator.index(offset)
-        if offset < 0:
-            raise ValueError("negative offset")
-        self._require_position()
+        offset = self._positional_offset(offset)
         if self._rbuf:  # the read-ahead may hold the old bytes
             self._drop_read_ahead()
         if self._append:  # Linux appends anyway, as os.pwrite

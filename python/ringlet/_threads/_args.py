@@ -76,6 +76,15 @@ def offset(obj: Any) -> int:
     return value
 
 
+def positional_offset(obj: Any) -> int:
+    """pread's and preadinto's offset: any __index__, not negative (-1, the
+    file position to offset(), is refused too)."""
+    value = operator.index(obj)
+    if value < 0:
+        raise ValueError(contract.NEGATIVE_OFFSET)
+    return value
+
+
 def timeout(obj: Any) -> float:
     """The "d" format of PyArg_ParseTuple, and no NaN."""
     if hasattr(type(obj), "__float__"):

@@ -362,9 +362,7 @@ class ThreadEngine(EngineCore):
         return self._pread_on_loop(fd, size, offset, align)
 
     async def _pread_on_loop(self, fd: int, size: int, offset: int, align: int = 0, /) -> bytes:
-        size, offset = operator.index(size), operator.index(offset)  # any __index__, as os.pread
-        if offset < 0:  # -1 would mean the file position to read()
-            raise ValueError("negative offset")
+        size, offset = operator.index(size), _args.positional_offset(offset)  # any __index__, as os.pread
         return await self.read(fd, size, offset, align)
 
     def _preadinto(self, fd: int, buffer: Any, offset: int, align: int = 0, /) -> Optional[Coroutine[Any, Any, int]]:
@@ -375,10 +373,7 @@ class ThreadEngine(EngineCore):
         return self._preadinto_on_loop(fd, buffer, offset, align)
 
     async def _preadinto_on_loop(self, fd: int, buffer: Any, offset: int, align: int = 0, /) -> int:
-        offset = operator.index(offset)
-        if offset < 0:  # -1 would mean the file position to readinto()
-            raise ValueError("negative offset")
-        return await self.readinto(fd, buffer, offset, align)
+        return await self.readinto(fd, buffer, _args.positional_offset(offset), align)
 
     _write = write
     _open = open
