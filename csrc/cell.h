@@ -29,7 +29,6 @@ struct rl_cell {
     uint8_t state;          /* enum rl_cell_state */
     uint8_t reaped_inline;  /* the completion was reaped inside the submitting call */
     uint8_t opcode;         /* IORING_OP_* of the request in flight */
-    uint32_t armed_seq;     /* the ring's count of armed cells when this one was armed */
 };
 
 #endif

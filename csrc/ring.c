@@ -13,18 +13,15 @@
 /* user_data of the ring's own requests (cancels): their CQEs are dropped. */
 #define RL_INTERNAL_USER_DATA 0
 
-/* TASKRUN_FLAG: the kernel says in the SQ flags when it holds work for this
- * thread (rl_ring_has_held), so that a drain can clear the eventfd after its
- * enter and still know whether to signal it again. */
 const unsigned rl_ring_flag_choices[RL_RING_FLAG_CHOICES] = {
-    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
     IORING_SETUP_COOP_TASKRUN,
     0,
 };
 
 const char *rl_ring_flags_name(unsigned setup_flags)
 {
-    unsigned f = setup_flags & ~(IORING_SETUP_CQSIZE | IORING_SETUP_TASKRUN_FLAG);
+    unsigned f = setup_flags & ~IORING_SETUP_CQSIZE;
     if (f == (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN))
         return "SINGLE_ISSUER|DEFER_TASKRUN";
     if (f == IORING_SETUP_COOP_TASKRUN)
@@ -225,7 +222,6 @@ void rl_ring_arm(struct rl_ring *r, struct io_uring_sqe *sqe, struct rl_cell *ce
     cell->opcode = sqe->opcode;
     cell->state = RL_CELL_IN_FLIGHT;
     cell->reaped_inline = 0;
-    cell->armed_seq = r->armed++;
     r->stats.submitted++;
     if (++r->stats.in_flight > r->stats.peak_in_flight)
         r->stats.peak_in_flight = r->stats.in_flight;
@@ -255,7 +251,7 @@ int rl_ring_submit(struct rl_ring *r)
     for (;;) {
         rl_ring_move_overflow(r);
         if (io_uring_sq_ready(&r->ring) == 0)
-            break;
+            return taken;
         r->stats.enter_calls++;
         int ret = rl_fault_hit(RL_FAULT_ENTER);
         if (ret == 0)
@@ -272,11 +268,8 @@ int rl_ring_submit(struct rl_ring *r)
             return ret;
         taken += ret;
         if (!r->overflow_head || ret == 0)
-            break;
+            return taken;
     }
-    if (!r->overflow_head && io_uring_sq_ready(&r->ring) == 0)
-        r->armed_submitted = r->armed; /* the kernel has every cell armed so far */
-    return taken;
 }
 
 /* Test builds only: make a read or write completion fail or come back short. */
@@ -313,11 +306,11 @@ static unsigned rl_ring_reap_held(struct rl_ring *r, unsigned max)
                 r->stats.in_flight--; /* the kernel is done with it */
         }
         io_uring_cq_advance(&r->ring, n);
+        int inline_ = r->reaping_inline;
         for (unsigned i = 0; i < n; i++) {
             struct rl_cell *cell = batch[i].cell;
             if (cell == RL_INTERNAL_USER_DATA)
                 continue;
-            int inline_ = r->reaping_inline && (int32_t)(cell->armed_seq - r->inline_from) >= 0;
             cell->result = batch[i].res;
             cell->cqe_flags = batch[i].flags;
             cell->state = RL_CELL_IDLE;
@@ -357,27 +350,13 @@ unsigned rl_ring_reap(struct rl_ring *r, unsigned max)
 int rl_ring_submit_and_reap(struct rl_ring *r)
 {
     rl_ring_hold(r);
-    /* This call hands the kernel the cells armed since the last submit; its
-     * enter also runs the work the kernel held for this thread (liburing asks
-     * for that when the SQ flags show IORING_SQ_TASKRUN): those completions,
-     * of cells submitted before, count as deferred. */
-    uint32_t inline_from = r->armed_submitted;
     int ret = rl_ring_submit(r);
     int was_inline = r->reaping_inline;
-    uint32_t was_from = r->inline_from;
     r->reaping_inline = 1;
-    r->inline_from = inline_from;
     rl_ring_reap_held(r, UINT32_MAX);
     r->reaping_inline = was_inline;
-    r->inline_from = was_from;
     rl_ring_release(r);
     return ret < 0 ? ret : 0;
-}
-
-int rl_ring_has_held(const struct rl_ring *r)
-{
-    unsigned sq_flags = IO_URING_READ_ONCE(*r->ring.sq.kflags);
-    return io_uring_cq_ready(&r->ring) || (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN));
 }
 
 int rl_ring_drain(struct rl_ring *r, unsigned max)
@@ -390,15 +369,11 @@ int rl_ring_drain(struct rl_ring *r, unsigned max)
     return ret;
 }
 
-static void rl_ring_clear_wake(struct rl_ring *r)
+static int rl_ring_drain_held(struct rl_ring *r, unsigned max)
 {
     eventfd_t ignored;
     if (r->wake_fd >= 0)
-        eventfd_read(r->wake_fd, &ignored); /* EAGAIN (already 0) is fine */
-}
-
-static int rl_ring_drain_held(struct rl_ring *r, unsigned max)
-{
+        eventfd_read(r->wake_fd, &ignored); /* EAGAIN (already 0) is fine: drain anyway */
     unsigned n = 0, got;
     do {
         /* With DEFER_TASKRUN the kernel holds finished work until this thread
@@ -408,10 +383,8 @@ static int rl_ring_drain_held(struct rl_ring *r, unsigned max)
             (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN))) {
             r->stats.enter_calls++;
             int ret = io_uring_get_events(&r->ring);
-            if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR) {
-                rl_ring_clear_wake(r); /* the loop is not called back at once to fail again */
+            if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR)
                 return ret;
-            }
         }
         got = rl_ring_reap_held(r, max - n);
         n += got;
@@ -422,16 +395,8 @@ static int rl_ring_drain_held(struct rl_ring *r, unsigned max)
              (got || (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN)));
     if (r->exit_pending)
         return (int)n; /* a continuation closed the ring: leave it alone */
-    if (r->wake_fd >= 0) {
-        /* Cleared after the enter, not before: the enter posted the held
-         * completions, and each post signalled the eventfd once more, for a
-         * wake-up that would find nothing.  What came after the enter, or
-         * what it left (more than max, or more than the kernel runs in one
-         * enter), shows in rl_ring_has_held: signalled again. */
-        rl_ring_clear_wake(r);
-        if (rl_ring_has_held(r))
-            eventfd_write(r->wake_fd, 1);
-    }
+    if (io_uring_cq_ready(&r->ring) && r->wake_fd >= 0)
+        eventfd_write(r->wake_fd, 1);
     int ret = rl_ring_submit(r);
     return ret < 0 ? ret : (int)n;
 }

@@ -87,7 +87,7 @@ PyDoc_STRVAR(engine_drain_and_wake_doc,
 "own context (not inside the call that completed them: this is a loop callback\n"
 "of its own), instead of from a _wake scheduled for the next loop turn; the\n"
 "O_DIRECT reads they make go to the kernel at once.  It reaps again after\n"
-"waking them (up to 4 rounds) while the kernel holds more.");
+"waking them (up to 4 rounds) while it finds more.");
 
 #define RL_WAKE_ROUNDS 4
 
@@ -95,8 +95,7 @@ static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(i
 {
     if (engine_check(self) < 0)
         return NULL;
-    /* In rounds, while a round reaps and wakes something and the kernel holds
-     * more (the woken tasks' reads may be done already): the kernel runs at
+    /* In rounds, while a round reaps and wakes something: the kernel runs at
      * most 20 deferred completions an io_uring_enter (6.x), so a device that
      * answers 64 reads at once would cost the loop a turn (epoll_wait, this
      * callback, asyncio's _run_once) for each 20.  Bounded, so the loop's
@@ -120,7 +119,7 @@ static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(i
             raised = r == NULL;
             Py_XDECREF(r);
         }
-        if (!woke || raised || !self->ring_open || n <= 0 || !rl_ring_has_held(&self->ring))
+        if (!woke || raised || !self->ring_open || n <= 0)
             break;
     }
     /* What is still queued (a read the SQ had no room for): submitted now,

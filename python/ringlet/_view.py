@@ -50,7 +50,7 @@ _LABELS = {
     "files_nowait": ("files read without the ring", "read_file: open, reads and close on the loop thread, none waiting"),
     "files_chained": ("files written in one kernel chain", "write_file: open, write and close linked, run by one kernel worker"),
     "writes_quiet": ("copy writes reaped quietly", "copy: writes on a ring that wakes nobody, reaped behind one that does"),
-    "deferred": ("deferred", "finished later: reaped when the loop woke on the ring, or by a later submission"),
+    "deferred": ("deferred", "finished later: the loop woke on the ring"),
     "cancelled": ("cancelled", "cancel requests sent to the kernel"),
     "enter_calls": ("io_uring_enter calls", "system calls into the ring"),
     "ops_per_enter": ("ops per enter", "submissions per system call"),
