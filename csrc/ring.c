@@ -13,15 +13,18 @@
 /* user_data of the ring's own requests (cancels): their CQEs are dropped. */
 #define RL_INTERNAL_USER_DATA 0
 
+/* TASKRUN_FLAG: the kernel says in the SQ flags when it holds work for this
+ * thread (rl_ring_has_held), so that a drain can clear the eventfd after its
+ * enter and still know whether to signal it again. */
 const unsigned rl_ring_flag_choices[RL_RING_FLAG_CHOICES] = {
-    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
     IORING_SETUP_COOP_TASKRUN,
     0,
 };
 
 const char *rl_ring_flags_name(unsigned setup_flags)
 {
-    unsigned f = setup_flags & ~IORING_SETUP_CQSIZE;
+    unsigned f = setup_flags & ~(IORING_SETUP_CQSIZE | IORING_SETUP_TASKRUN_FLAG);
     if (f == (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN))
         return "SINGLE_ISSUER|DEFER_TASKRUN";
     if (f == IORING_SETUP_COOP_TASKRUN)
@@ -243,6 +246,20 @@ static void rl_ring_move_overflow(struct rl_ring *r)
     }
 }
 
+/* io_uring_submit without the GETEVENTS liburing adds when the SQ flags show
+ * work the kernel holds (IORING_SQ_TASKRUN): that work runs in drains only. */
+static int rl_ring_enter_submit(struct rl_ring *r)
+{
+    struct io_uring_sq *sq = &r->ring.sq;
+    unsigned tail = sq->sqe_tail;
+    if (sq->sqe_head != tail) {
+        sq->sqe_head = tail;
+        io_uring_smp_store_release(sq->ktail, tail);
+    }
+    unsigned pending = tail - IO_URING_READ_ONCE(*sq->khead);
+    return pending ? io_uring_enter(r->ring.ring_fd, pending, 0, 0, NULL) : 0;
+}
+
 int rl_ring_submit(struct rl_ring *r)
 {
     int taken = 0;
@@ -255,7 +272,7 @@ int rl_ring_submit(struct rl_ring *r)
         r->stats.enter_calls++;
         int ret = rl_fault_hit(RL_FAULT_ENTER);
         if (ret == 0)
-            ret = io_uring_submit(&r->ring);
+            ret = rl_ring_enter_submit(r);
         if (ret == -EAGAIN || ret == -EBUSY || ret == -EINTR) {
             /* The kernel is short of room (EBUSY: until completions are
              * reaped).  The SQEs stay queued; wake the loop so that its drain
@@ -291,7 +308,14 @@ static unsigned rl_ring_reap_held(struct rl_ring *r, unsigned max)
     while (total < max && !r->exit_pending) {
         struct io_uring_cqe *cqes[BATCH];
         unsigned want = max - total < BATCH ? max - total : BATCH;
-        unsigned n = io_uring_peek_batch_cqe(&r->ring, cqes, want);
+        /* Not io_uring_peek_batch_cqe: on an empty CQ it enters the kernel
+         * for held work when the SQ flags show some, and that work runs in
+         * drains only. */
+        unsigned n = io_uring_cq_ready(&r->ring);
+        n = n < want ? n : want;
+        unsigned head = *r->ring.cq.khead;
+        for (unsigned i = 0; i < n; i++)
+            cqes[i] = &r->ring.cq.cqes[(head + i) & r->ring.cq.ring_mask];
         if (n == 0)
             break;
         /* Copy the batch out and hand the slots back to the kernel before any
@@ -359,6 +383,12 @@ int rl_ring_submit_and_reap(struct rl_ring *r)
     return ret < 0 ? ret : 0;
 }
 
+int rl_ring_has_held(const struct rl_ring *r)
+{
+    unsigned sq_flags = IO_URING_READ_ONCE(*r->ring.sq.kflags);
+    return io_uring_cq_ready(&r->ring) || (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN));
+}
+
 int rl_ring_drain(struct rl_ring *r, unsigned max)
 {
     if (r->exit_pending || r->gone)
@@ -371,9 +401,6 @@ int rl_ring_drain(struct rl_ring *r, unsigned max)
 
 static int rl_ring_drain_held(struct rl_ring *r, unsigned max)
 {
-    eventfd_t ignored;
-    if (r->wake_fd >= 0)
-        eventfd_read(r->wake_fd, &ignored); /* EAGAIN (already 0) is fine: drain anyway */
     unsigned n = 0, got;
     do {
         /* With DEFER_TASKRUN the kernel holds finished work until this thread
@@ -395,8 +422,17 @@ static int rl_ring_drain_held(struct rl_ring *r, unsigned max)
              (got || (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN)));
     if (r->exit_pending)
         return (int)n; /* a continuation closed the ring: leave it alone */
-    if (io_uring_cq_ready(&r->ring) && r->wake_fd >= 0)
-        eventfd_write(r->wake_fd, 1);
+    if (r->wake_fd >= 0) {
+        /* Cleared after the enter, not before: the enter posted the held
+         * completions, and each post signalled the eventfd once more, for a
+         * wake-up that would find nothing.  What came after the enter, or
+         * what it left (more than max, or more than the kernel runs in one
+         * enter), shows in rl_ring_has_held: signalled again. */
+        eventfd_t ignored;
+        eventfd_read(r->wake_fd, &ignored); /* EAGAIN (already 0) is fine */
+        if (rl_ring_has_held(r))
+            eventfd_write(r->wake_fd, 1);
+    }
     int ret = rl_ring_submit(r);
     return ret < 0 ? ret : (int)n;
 }

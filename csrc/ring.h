@@ -42,7 +42,7 @@ struct rl_ring {
     uint64_t hidden_ops[4];    /* opcodes the kernel has but a test hid (rl_ring_restrict) */
 };
 
-/* Sets up a ring, trying SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN,
+/* Sets up a ring, trying SINGLE_ISSUER|DEFER_TASKRUN (with TASKRUN_FLAG), then COOP_TASKRUN,
  * then no flags (each refused with EINVAL on older kernels). */
 int rl_ring_init(struct rl_ring *r, unsigned sq_entries, unsigned cq_entries);
 /* A ring with no setup flags (no DEFER_TASKRUN: the kernel's workers post
@@ -91,11 +91,16 @@ void rl_ring_settle(struct rl_ring *r, struct rl_cell *cell, int32_t result);
 /* Submit, then reap what completed inside that call (page-cache hits). */
 int rl_ring_submit_and_reap(struct rl_ring *r);
 
-/* The wake-up path: clear the eventfd, flush the kernel's deferred work
- * (DEFER_TASKRUN needs an io_uring_enter from this thread for it), reap up to
- * max completions, and submit whatever the continuations queued.  If more
- * than max were ready, the eventfd is signalled again so the loop comes back. */
+/* The wake-up path: flush the kernel's deferred work (DEFER_TASKRUN needs an
+ * io_uring_enter from this thread for it), reap up to max completions, clear
+ * the eventfd, and submit whatever the continuations queued.  If completions
+ * are still ready or held (rl_ring_has_held), the eventfd is signalled again
+ * so the loop comes back. */
 int rl_ring_drain(struct rl_ring *r, unsigned max);
+/* Whether completions wait in the CQ or in the kernel (its CQ overflow list,
+ * or work DEFER_TASKRUN holds for this thread: IORING_SQ_TASKRUN, which only a
+ * ring with TASKRUN_FLAG shows).  No system call. */
+int rl_ring_has_held(const struct rl_ring *r);
 
 /* Asks the kernel to cancel a cell in flight.  Its completion still arrives
  * (with -ECANCELED or its real result) and runs the continuation as usual. */

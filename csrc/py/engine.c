@@ -95,7 +95,8 @@ static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(i
 {
     if (engine_check(self) < 0)
         return NULL;
-    /* In rounds, while a round reaps and wakes something: the kernel runs at
+    /* In rounds, while a round reaps and wakes something and the kernel holds
+     * more (the woken tasks' reads may be done already): the kernel runs at
      * most 20 deferred completions an io_uring_enter (6.x), so a device that
      * answers 64 reads at once would cost the loop a turn (epoll_wait, this
      * callback, asyncio's _run_once) for each 20.  Bounded, so the loop's
@@ -119,7 +120,7 @@ static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(i
             raised = r == NULL;
             Py_XDECREF(r);
         }
-        if (!woke || raised || !self->ring_open || n <= 0)
+        if (!woke || raised || !self->ring_open || n <= 0 || !rl_ring_has_held(&self->ring))
             break;
     }
     /* What is still queued (a read the SQ had no room for): submitted now,
