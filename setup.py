@@ -12,6 +12,8 @@ Environment:
     RINGLET_SANITIZE=1   build with AddressSanitizer + UBSan (see `make sanitize`).
     RINGLET_FAULTS=1     compile in fault injection for tests (`ringlet._ringlet._fault_arm`);
                          never in a normal build.
+    RINGLET_VALGRIND=1   mark what the kernel fills through the ring as written, for
+                         valgrind's memcheck (see `make valgrind`); needs valgrind's headers.
 """
 
 import glob
@@ -164,6 +166,9 @@ class BuildExt(build_ext):
                 ext.extra_link_args += liburing_libs
             if os.environ.get("RINGLET_FAULTS", "") not in ("", "0"):
                 ext.define_macros.append(("RINGLET_FAULTS", "1"))
+            if os.environ.get("RINGLET_VALGRIND", "") not in ("", "0"):
+                ext.define_macros.append(("RINGLET_VALGRIND", "1"))
+                ext.extra_compile_args.append("-g")
             if sanitize:
                 # Later flags win, so -O1 overrides the default -O2.
                 ext.extra_compile_args += san_flags

@@ -10,6 +10,11 @@
 #include <string.h>
 #include <time.h>
 
+#ifdef RINGLET_VALGRIND
+#include <sys/stat.h>
+#include <valgrind/memcheck.h>
+#endif
+
 /* user_data of the ring's own requests (cancels): their CQEs are dropped. */
 #define RL_INTERNAL_USER_DATA 0
 
@@ -223,6 +228,9 @@ void rl_ring_arm(struct rl_ring *r, struct io_uring_sqe *sqe, struct rl_cell *ce
 {
     io_uring_sqe_set_data(sqe, cell);
     cell->opcode = sqe->opcode;
+#ifdef RINGLET_VALGRIND
+    cell->kernel_fills = (void *)(uintptr_t)(sqe->opcode == IORING_OP_STATX ? sqe->addr2 : sqe->addr);
+#endif
     cell->state = RL_CELL_IN_FLIGHT;
     cell->reaped_inline = 0;
     r->stats.submitted++;
@@ -301,6 +309,21 @@ static inline void rl_ring_fault_cqe(const struct rl_cell *cell, int32_t *res)
         *res /= 2;
 }
 
+/* Valgrind sees the system calls that write memory, not the ring: what a
+ * read or a statx filled is marked written when its completion is reaped. */
+static void rl_ring_mark_filled(const struct rl_cell *cell, int32_t res)
+{
+#ifdef RINGLET_VALGRIND
+    if (cell->opcode == IORING_OP_READ && res > 0)
+        VALGRIND_MAKE_MEM_DEFINED(cell->kernel_fills, (size_t)res);
+    else if (cell->opcode == IORING_OP_STATX && res == 0)
+        VALGRIND_MAKE_MEM_DEFINED(cell->kernel_fills, sizeof(struct statx));
+#else
+    (void)cell;
+    (void)res;
+#endif
+}
+
 static unsigned rl_ring_reap_held(struct rl_ring *r, unsigned max)
 {
     enum { BATCH = 64 };
@@ -335,6 +358,7 @@ static unsigned rl_ring_reap_held(struct rl_ring *r, unsigned max)
             struct rl_cell *cell = batch[i].cell;
             if (cell == RL_INTERNAL_USER_DATA)
                 continue;
+            rl_ring_mark_filled(cell, batch[i].res);
             cell->result = batch[i].res;
             cell->cqe_flags = batch[i].flags;
             cell->state = RL_CELL_IDLE;
