@@ -232,7 +232,8 @@ sanitize: $(STAMP_TOOLS) | liburing
 # memory. Python runs without .pyc files: CPython 3.11 reads a digit it never
 # wrote when it turns a .pyc header's zero flags into an int, and every use
 # of that int would be reported. valgrind comes from Debian.
-VALGRIND := valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --quiet
+VALGRIND := valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect \
+  --errors-for-leak-kinds=definite,indirect --quiet
 valgrind: $(STAMP_TOOLS) | liburing
 	@command -v valgrind >/dev/null || { echo "installing valgrind (apt-get)"; \
 	  apt-get update -q && apt-get install -y -q valgrind; }
