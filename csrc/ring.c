@@ -329,25 +329,23 @@ static unsigned rl_ring_reap_held(struct rl_ring *r, unsigned max)
     enum { BATCH = 64 };
     unsigned total = 0;
     while (total < max && !r->exit_pending) {
-        struct io_uring_cqe *cqes[BATCH];
         unsigned want = max - total < BATCH ? max - total : BATCH;
-        /* Not io_uring_peek_batch_cqe: on an empty CQ it enters the kernel
-         * for held work when the SQ flags show some, and that work runs in
-         * drains only. */
+        /* The CQ read here, not with io_uring_peek_batch_cqe: on an empty CQ
+         * it enters the kernel for held work when the SQ flags show some, and
+         * that work runs in drains only. */
         unsigned n = io_uring_cq_ready(&r->ring);
         n = n < want ? n : want;
-        unsigned head = *r->ring.cq.khead;
-        for (unsigned i = 0; i < n; i++)
-            cqes[i] = &r->ring.cq.cqes[(head + i) & r->ring.cq.ring_mask];
         if (n == 0)
             break;
         /* Copy the batch out and hand the slots back to the kernel before any
          * continuation runs: a continuation may reap or submit re-entrantly. */
         struct { struct rl_cell *cell; int32_t res; uint32_t flags; } batch[BATCH];
+        unsigned head = *r->ring.cq.khead;
         for (unsigned i = 0; i < n; i++) {
-            batch[i].cell = io_uring_cqe_get_data(cqes[i]);
-            batch[i].res = cqes[i]->res;
-            batch[i].flags = cqes[i]->flags;
+            const struct io_uring_cqe *cqe = &r->ring.cq.cqes[(head + i) & r->ring.cq.ring_mask];
+            batch[i].cell = io_uring_cqe_get_data(cqe);
+            batch[i].res = cqe->res;
+            batch[i].flags = cqe->flags;
             rl_ring_fault_cqe(batch[i].cell, &batch[i].res);
             if (batch[i].cell != RL_INTERNAL_USER_DATA)
                 r->stats.in_flight--; /* the kernel is done with it */
@@ -409,8 +407,7 @@ int rl_ring_submit_and_reap(struct rl_ring *r)
 
 int rl_ring_has_held(const struct rl_ring *r)
 {
-    unsigned sq_flags = IO_URING_READ_ONCE(*r->ring.sq.kflags);
-    return io_uring_cq_ready(&r->ring) || (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN));
+    return io_uring_cq_ready(&r->ring) || rl_ring_kernel_holds(r);
 }
 
 int rl_ring_drain(struct rl_ring *r, unsigned max)
@@ -429,9 +426,7 @@ static int rl_ring_drain_held(struct rl_ring *r, unsigned max)
     do {
         /* With DEFER_TASKRUN the kernel holds finished work until this thread
          * enters; a CQ overflow also needs an enter to be flushed back. */
-        unsigned sq_flags = IO_URING_READ_ONCE(*r->ring.sq.kflags);
-        if ((r->setup_flags & IORING_SETUP_DEFER_TASKRUN) ||
-            (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN))) {
+        if ((r->setup_flags & IORING_SETUP_DEFER_TASKRUN) || rl_ring_kernel_holds(r)) {
             r->stats.enter_calls++;
             int ret = io_uring_get_events(&r->ring);
             if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR)

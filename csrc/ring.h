@@ -97,9 +97,15 @@ int rl_ring_submit_and_reap(struct rl_ring *r);
  * are still ready or held (rl_ring_has_held), the eventfd is signalled again
  * so the loop comes back. */
 int rl_ring_drain(struct rl_ring *r, unsigned max);
-/* Whether completions wait in the CQ or in the kernel (its CQ overflow list,
- * or work DEFER_TASKRUN holds for this thread: IORING_SQ_TASKRUN, which only a
- * ring with TASKRUN_FLAG shows).  No system call. */
+/* Whether the kernel holds completions an io_uring_enter would post: its CQ
+ * overflow list, or work DEFER_TASKRUN holds for this thread
+ * (IORING_SQ_TASKRUN, which only a ring with TASKRUN_FLAG shows). */
+static inline int rl_ring_kernel_holds(const struct rl_ring *r)
+{
+    return (IO_URING_READ_ONCE(*r->ring.sq.kflags) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) != 0;
+}
+/* Whether completions wait in the CQ or in the kernel (rl_ring_kernel_holds).
+ * No system call. */
 int rl_ring_has_held(const struct rl_ring *r);
 
 /* Asks the kernel to cancel a cell in flight.  Its completion still arrives

@@ -390,7 +390,7 @@ void write_file_side_drain(EngineObject *engine)
         return;
     struct rl_ring *side = &engine->side;
     /* The loop's drain has read the shared eventfd: what arrives after that signals it again. */
-    if (IO_URING_READ_ONCE(*side->ring.sq.kflags) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN))
+    if (rl_ring_kernel_holds(side))
         io_uring_get_events(&side->ring);
     rl_ring_reap(side, UINT32_MAX);
     if (side->exit_pending)
