@@ -407,6 +407,53 @@ def test_fifo_open_for_writing_waits_for_a_reader(run, tmp_path):
 
 
 @pytest.mark.own_backend
+@pytest.mark.parametrize("reopen", ["engine", "adopted"])
+def test_a_number_reopened_before_its_close_is_delivered_can_be_read(run, tmp_path, monkeypatch, reopen):
+    """A close runs in a worker, which may post its completion after another
+    worker's open got the same number and was delivered (the loop then runs
+    the caller's next read first).  Operations started after a close fail
+    with EBADF, but not on the new file: held here by keeping the close's
+    worker, after its close(2), until the new file has been read.  The new
+    descriptor comes from the engine's open, or from os.open handed over
+    with _adopt (as ringlet.open(fd) does)."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.write_bytes(b"old")
+    new.write_bytes(b"new file")
+    closed, release = threading.Event(), threading.Event()
+    real_close = os.close
+    hold = []  # the descriptor whose close is held, once
+
+    def close_then_wait(fd):
+        real_close(fd)
+        if hold and fd == hold[0] and threading.current_thread() is not threading.main_thread():
+            hold.clear()
+            closed.set()
+            release.wait(20)
+
+    async def main():
+        async with thread_engine() as e:
+            fd = os.open(old, os.O_RDONLY)
+            monkeypatch.setattr(os, "close", close_then_wait)
+            hold.append(fd)
+            closing = e.close(fd)
+            try:
+                assert await asyncio.to_thread(closed.wait, 20)
+                if reopen == "engine":
+                    new_fd = await e.open(os.fsencode(new), os.O_RDONLY)
+                else:
+                    new_fd = os.open(new, os.O_RDONLY)
+                    e._adopt(new_fd)
+                got = await e.read(new_fd, 100, 0)
+            finally:
+                release.set()
+            await closing
+            await e.close(new_fd)
+        return new_fd == fd, got
+
+    assert run(main()) == (True, b"new file")
+
+
+@pytest.mark.own_backend
 def test_reads_wait_on_a_descriptor_of_their_own(run, fifo):
     """As the kernel holds the file: closing the caller's descriptor does not
     disturb a pending read, which still gets data written later."""

@@ -7,7 +7,8 @@ Descriptors stay valid for the operations on them: a close waits until
 the operations already started on its descriptor (in the pool) are over,
 so its number cannot be reused under them (the kernel holds the file for
 io_uring operations in the same way); operations started after the close
-fail with EBADF.  A close is never dropped: not when its wait is
+fail with EBADF, until the number names a new file (an open of the engine's,
+or one handed over with _adopt, delivered before the close's completion).  A close is never dropped: not when its wait is
 cancelled, nor at shutdown, where it is made at once.
 
 The caller's code that runs while operations are finished (a future's
@@ -193,6 +194,18 @@ class EngineCore:
                 op.state = "pool"
                 self.pool.submit(op, ("close", fd))
 
+    def _number_reused(self, fd: int) -> None:
+        """fd names a file opened since its closes were started: the kernel
+        gave the number out again, so the closes a worker has begun are over
+        (their completions, posted by another worker, may reach drain() after
+        the open's) and no longer turn operations on fd away with EBADF."""
+        closes = self._closing.get(fd)
+        if closes is None:
+            return
+        closes[:] = [close for close in closes if not close.ran]
+        if not closes:
+            del self._closing[fd]
+
     def _post(self, op: Op) -> None:
         """In a worker: queue the finished op for drain() and wake the loop."""
         with self._lock:
@@ -227,6 +240,8 @@ class EngineCore:
             closes.remove(op)
             if not closes:
                 del self._closing[op.fd]
+        if op.name == "open" and op.error is None and isinstance(op.value, int):
+            self._number_reused(op.value)
         times = op.times
         if times is not None:
             times["reaped"] = time.monotonic_ns()

@@ -401,8 +401,10 @@ class ThreadEngine(EngineCore):
     _read_many = read_many
 
     def _adopt(self, fd: int, /) -> None:
-        """A descriptor the engine did not open: nothing is kept per descriptor here."""
-        return None
+        """A descriptor the engine did not open: its number may have been
+        closed through the engine before, by a close whose completion has not
+        been delivered yet; operations on the new file are not turned away."""
+        self._number_reused(fd)
 
     def supports(self, opcode: int, /) -> bool:
         """supports(opcode, /) -> bool: whether this backend does the work of IORING_OP_<opcode>."""
