@@ -16,7 +16,7 @@ void rl_fault_arm(int kind, unsigned skip, unsigned count, int error)
     faults[kind].skip = skip;
     faults[kind].count = count;
     faults[kind].hits = 0;
-    faults[kind].error = kind == RL_FAULT_ALLOC ? -ENOMEM : kind == RL_FAULT_SHORT ? 1 : error;
+    faults[kind].error = kind == RL_FAULT_ALLOC ? -ENOMEM : kind == RL_FAULT_SHORT || kind == RL_FAULT_CANCEL ? 1 : error;
 }
 
 int rl_fault_hit(int kind)

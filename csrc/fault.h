@@ -7,15 +7,17 @@
  *   ENTER  io_uring_enter returns error (-EAGAIN, -EBUSY, -EINTR, ...) without
  *          entering: the SQEs stay queued and must be retried
  *   CQE    a read or write completion carries error instead of its result
- *   SHORT  a read or write completion of more than one byte reports half */
+ *   SHORT  a read or write completion of more than one byte reports half
+ *   CANCEL a cancel of everything in flight finds nothing (error ignored), as
+ *          when the kernel misses a request (engine_cancel_and_wait) */
 #ifndef RINGLET_FAULT_H
 #define RINGLET_FAULT_H
 
-enum rl_fault_kind { RL_FAULT_ALLOC, RL_FAULT_ENTER, RL_FAULT_CQE, RL_FAULT_SHORT, RL_FAULT_KINDS };
+enum rl_fault_kind { RL_FAULT_ALLOC, RL_FAULT_ENTER, RL_FAULT_CQE, RL_FAULT_SHORT, RL_FAULT_CANCEL, RL_FAULT_KINDS };
 
 #ifdef RINGLET_FAULTS
 void rl_fault_arm(int kind, unsigned skip, unsigned count, int error);
-/* 0: this event goes through; otherwise the error to inject (SHORT: 1). */
+/* 0: this event goes through; otherwise the error to inject (SHORT, CANCEL: 1). */
 int rl_fault_hit(int kind);
 /* How many events of this kind were made to fail since it was armed. */
 unsigned rl_fault_hits(int kind);

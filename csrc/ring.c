@@ -491,7 +491,10 @@ int rl_ring_cancel_all(struct rl_ring *r)
     struct io_uring_sqe *sqe = rl_ring_sqe(r);
     if (!sqe)
         return -ENOMEM;
-    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    if (rl_fault_hit(RL_FAULT_CANCEL))
+        io_uring_prep_cancel64(sqe, UINT64_MAX, 0); /* no cell is there */
+    else
+        io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
     io_uring_sqe_set_data64(sqe, RL_INTERNAL_USER_DATA);
     r->stats.cancelled++;
     int ret = rl_ring_submit(r);

@@ -138,6 +138,13 @@ static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(i
     return drain_result(self, ret);
 }
 
+/* One cancel can miss a request: a pipe read sent with IOSQE_ASYNC that a
+ * kernel worker has taken is signalled as running, and the worker then arms
+ * a poll for it (its non-blocking try found no data), which that cancel has
+ * already passed.  So a wait that sees nothing complete for this long
+ * cancels again. */
+#define RL_CANCEL_AGAIN_MS 10
+
 void engine_cancel_and_wait(EngineObject *self, struct rl_ring *ring, int64_t deadline_ns)
 {
     /* Only the owner thread may enter a SINGLE_ISSUER ring; from elsewhere, just leave. */
@@ -149,12 +156,15 @@ void engine_cancel_and_wait(EngineObject *self, struct rl_ring *ring, int64_t de
         int64_t left_ns = deadline_ns - ringlet_now_ns();
         if (ring->stats.in_flight == 0 || left_ns <= 0)
             break;
+        unsigned wait_ms = left_ns > RL_CANCEL_AGAIN_MS * (int64_t)1000000 ? RL_CANCEL_AGAIN_MS : (unsigned)(left_ns / 1000000) + 1;
         int ret;
         Py_BEGIN_ALLOW_THREADS
-        ret = rl_ring_wait(ring, left_ns > 60 * (int64_t)1000000000 ? 60000 : (unsigned)(left_ns / 1000000) + 1);
+        ret = rl_ring_wait(ring, wait_ms);
         Py_END_ALLOW_THREADS
         if (ret < 0)
             break;
+        if (ret == 0) /* nothing came back: what one cancel missed, the next finds */
+            rl_ring_cancel_all(ring);
     }
 }
 

@@ -55,21 +55,21 @@ static PyObject *ringlet_restrict_opcodes(PyObject *module, PyObject *arg)
 #ifdef RINGLET_FAULTS
 #include "fault.h"
 
-static const char *const fault_names[RL_FAULT_KINDS] = {"alloc", "enter", "cqe", "short"};
+static const char *const fault_names[RL_FAULT_KINDS] = {"alloc", "enter", "cqe", "short", "cancel"};
 
 static int fault_kind(const char *name)
 {
     for (int k = 0; k < RL_FAULT_KINDS; k++)
         if (strcmp(name, fault_names[k]) == 0)
             return k;
-    PyErr_Format(PyExc_ValueError, "fault kind must be alloc, enter, cqe or short, not %.50s", name);
+    PyErr_Format(PyExc_ValueError, "fault kind must be alloc, enter, cqe, short or cancel, not %.50s", name);
     return -1;
 }
 
 PyDoc_STRVAR(fault_arm_doc,
 "_fault_arm(kind, skip, count, errno=0)\n\n"
 "Test builds only (RINGLET_FAULTS=1): after skip events of kind (alloc,\n"
-"enter, cqe, short) the next count fail; enter and cqe with -errno.");
+"enter, cqe, short, cancel) the next count fail; enter and cqe with -errno.");
 
 static PyObject *ringlet_fault_arm(PyObject *module, PyObject *args)
 {

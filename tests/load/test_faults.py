@@ -1,11 +1,13 @@
-"""Fault injection: allocations that fail, io_uring_enter refusing work, and
-completions that carry errors or short counts.  Each ends in the right Python
-exception, or in a retry that completes the operation correctly.
+"""Fault injection: allocations that fail, io_uring_enter refusing work,
+completions that carry errors or short counts, and a cancel that finds nothing.
+Each ends in the right Python exception, or in a retry that completes the
+operation correctly.
 
 The hooks exist only in a build made with RINGLET_FAULTS=1; `make test`
 builds one and runs this file against it.
 """
 
+import asyncio
 import errno
 import os
 
@@ -20,7 +22,7 @@ if not hasattr(ringlet_c, "_fault_arm"):
 @pytest.fixture(autouse=True)
 def disarm(require_io_uring):
     yield
-    for kind in ("alloc", "enter", "cqe", "short"):
+    for kind in ("alloc", "enter", "cqe", "short", "cancel"):
         ringlet_c._fault_arm(kind, 0, 0)
 
 
@@ -135,6 +137,35 @@ def test_short_completions_are_continued_or_reported_short(ringlet, run, make_fi
     assert copied == len(data) and (tmp_path / "c").read_bytes() == data
     assert short == data[:2048]
     assert n_short == 1
+
+
+def test_shutdown_cancels_again_what_a_cancel_missed(ringlet, run, fifo):
+    """The kernel can miss a request in a cancel of everything (a pipe read
+    its worker is arming a poll for: engine_cancel_and_wait); shutdown's wait
+    then sees nothing complete and cancels again, instead of waiting out its
+    timeout with the reads still in the kernel."""
+
+    async def main():
+        engine = ringlet.get_engine()
+        rfd = os.open(fifo, os.O_RDWR)  # a FIFO nobody writes: its reads wait
+        try:
+            reads = [engine.read(rfd, 4096) for _ in range(3)]
+            await asyncio.sleep(0)
+            in_flight = engine.stats()["in_flight"]
+            cancels = engine.stats()["cancelled"]
+            arm("cancel", 0, 1)
+            left = engine.shutdown(timeout=5.0)
+            cancels = engine.stats()["cancelled"] - cancels
+            return in_flight, left, cancels, hits("cancel"), [r.done() for r in reads]
+        finally:
+            os.close(rfd)
+
+    in_flight, left, cancels, missed, done = run(main())
+    assert in_flight == 3
+    assert missed == 1  # the first cancel found nothing
+    assert left == 0  # a later one found all three
+    assert cancels >= 2
+    assert done == [False] * 3  # shutdown resolves no future
 
 
 def test_fault_build_passes_the_basics(ringlet, run, make_file):
