@@ -42,9 +42,11 @@ PKG_SOURCES := setup.py pyproject.toml \
 ENGINE_SRCS := $(sort $(wildcard csrc/*.c))
 ENGINE_HDRS := $(wildcard csrc/*.h)
 CTEST_SRCS  := $(sort $(wildcard tests/c/test_*.c))
-CTEST_BINS  := $(patsubst tests/c/%.c,build/ctests/%,$(CTEST_SRCS))
+CTEST_NAMES := $(patsubst tests/c/%.c,%,$(CTEST_SRCS))
+CTEST_BINS  := $(addprefix build/ctests/,$(CTEST_NAMES))
 CTEST_CFLAGS := -Wall -Wextra -Werror -O2 -std=gnu11 -Icsrc
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
+VALGRIND_BIN := /usr/bin/valgrind
 # Left out of the sanitizer run: what draws with matplotlib, whose C++ font
 # code aborts inside an LD_PRELOADed ASan (its exceptions go through ASan's
 # interceptor), and the notebooks (their kernel is another process).
@@ -151,18 +153,29 @@ $(STAMP_INSTALL): $(PKG_SOURCES) | liburing $(STAMP_TOOLS)
 
 # ---- C tests ----------------------------------------------------------------
 
-build/ctests/%: tests/c/%.c $(ENGINE_SRCS) $(ENGINE_HDRS) | liburing
+# Each C test is built three ways: build/ctests (make ctest), build/asan/ctests
+# (make sanitize) and build/valgrind/ctests (make valgrind); $(1) is the way's
+# own flags.
+define build_ctest
 	@mkdir -p $(@D)
-	$(CC) $(CTEST_CFLAGS) $(if $(findstring faults,$*),-DRINGLET_FAULTS) $(LIBURING_CFLAGS) \
+	$(CC) $(CTEST_CFLAGS) $(1) $(if $(findstring faults,$*),-DRINGLET_FAULTS) $(LIBURING_CFLAGS) \
 	  -o $@ $< $(ENGINE_SRCS) $(LIBURING_LIBS)
+endef
+build/ctests/%: tests/c/%.c $(ENGINE_SRCS) $(ENGINE_HDRS) | liburing
+	$(call build_ctest,)
+build/asan/ctests/%: tests/c/%.c $(ENGINE_SRCS) $(ENGINE_HDRS) | liburing
+	$(call build_ctest,$(SAN_FLAGS))
+build/valgrind/ctests/%: tests/c/%.c $(ENGINE_SRCS) $(ENGINE_HDRS) | liburing $(VALGRIND_BIN)
+	$(call build_ctest,-g -DRINGLET_VALGRIND)
 
-# Exit 0 = pass, 77 = skip (the kernel lacks a feature, as in liburing's
-# tests), anything else = failure. All tests run; the target fails at the end.
-ctest: $(CTEST_BINS)
+# $(call run_ctests,DIR,RUNNER): every C test built in DIR, run under RUNNER
+# (a command prefix, or nothing). Exit 0 = pass, 77 = skip (the kernel lacks
+# a feature, as in liburing's tests), anything else = failure. All tests run;
+# the target fails at the end.
+define run_ctests
 	@pass=0; fail=0; skip=0; \
-	for t in $(CTEST_BINS); do \
-	  name=$${t##*/}; \
-	  if timeout $(CTEST_TIMEOUT) ./$$t; then rc=0; else rc=$$?; fi; \
+	for name in $(CTEST_NAMES); do \
+	  if timeout $(CTEST_TIMEOUT) $(2) ./$(1)/$$name; then rc=0; else rc=$$?; fi; \
 	  case $$rc in \
 	    0)  pass=$$((pass+1)); echo "PASS $$name" ;; \
 	    77) skip=$$((skip+1)); echo "SKIP $$name" ;; \
@@ -171,6 +184,10 @@ ctest: $(CTEST_BINS)
 	done; \
 	echo "C tests: $$pass passed, $$fail failed, $$skip skipped"; \
 	[ $$fail -eq 0 ]
+endef
+
+ctest: $(CTEST_BINS)
+	$(call run_ctests,build/ctests,)
 
 # A launcher that runs a command with io_uring_setup refused (EPERM, or the
 # errno given with -e) by a seccomp filter; not a C unit test (those are
@@ -203,21 +220,14 @@ bench: $(STAMP_INSTALL) $(STAMP_BENCH)
 # ---- sanitizer build --------------------------------------------------------
 
 # ASan must be the first library loaded, hence LD_PRELOAD for the interpreter.
-# Leak checking is off: CPython itself keeps memory alive until exit.
-# The stamp is removed so the next `make test` reinstalls the normal build.
+# Leak checking is off in pytest: CPython itself keeps memory alive until exit.
 # pytest runs on io_uring only: the thread fallback is pure Python, and the
 # C code under the sanitizers is the io_uring engine's.
-sanitize: $(STAMP_TOOLS) | liburing
+sanitize: $(STAMP_TOOLS) $(addprefix build/asan/ctests/,$(CTEST_NAMES)) | liburing
+	@echo "the C engine's tests under ASan + UBSan + LeakSanitizer"
+	$(call run_ctests,build/asan/ctests,env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1)
 	@echo "building ringlet with AddressSanitizer + UBSan into build/asan (the .venv install is left alone)"
 	RINGLET_SANITIZE=1 $(VPY) setup.py -q build --build-base build/asan/tmp --build-lib build/asan/lib
-	@echo "the C engine's tests under ASan + UBSan + LeakSanitizer"
-	@mkdir -p build/asan/ctests
-	@for src in $(CTEST_SRCS); do \
-	  name=$$(basename $$src .c); \
-	  $(CC) $(CTEST_CFLAGS) $(SAN_FLAGS) $$(case $$name in *faults*) echo -DRINGLET_FAULTS;; esac) \
-	    $(LIBURING_CFLAGS) -o build/asan/ctests/$$name $$src $(ENGINE_SRCS) $(LIBURING_LIBS) || exit 1; \
-	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/asan/ctests/$$name || exit 1; \
-	done
 	@echo "the pytest suite on the ASan build (leak checks: CPython itself keeps memory until exit,"
 	@echo "so LeakSanitizer is off here; tests/engine/test_leaks.py checks ringlet's own allocations)"
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
@@ -234,18 +244,12 @@ sanitize: $(STAMP_TOOLS) | liburing
 # of that int would be reported. valgrind comes from Debian.
 VALGRIND := valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect \
   --errors-for-leak-kinds=definite,indirect --quiet
-valgrind: $(STAMP_TOOLS) | liburing
-	@command -v valgrind >/dev/null || { echo "installing valgrind (apt-get)"; \
-	  apt-get update -q && apt-get install -y -q valgrind; }
-	@mkdir -p build/valgrind/ctests
-	@for src in $(CTEST_SRCS); do \
-	  name=$$(basename $$src .c); \
-	  $(CC) $(CTEST_CFLAGS) -g -DRINGLET_VALGRIND $$(case $$name in *faults*) echo -DRINGLET_FAULTS;; esac) \
-	    $(LIBURING_CFLAGS) -o build/valgrind/ctests/$$name $$src $(ENGINE_SRCS) $(LIBURING_LIBS) || exit 1; \
-	  echo "valgrind $$name"; \
-	  $(VALGRIND) ./build/valgrind/ctests/$$name > /dev/null; rc=$$?; \
-	  case $$rc in 0) ;; 77) echo "SKIP $$name (the kernel lacks a feature)";; *) exit 1;; esac; \
-	done
+$(VALGRIND_BIN):
+	@echo "installing valgrind (apt-get): memcheck, and the header a RINGLET_VALGRIND build includes"
+	apt-get update -q && apt-get install -y -q valgrind
+valgrind: $(STAMP_TOOLS) $(addprefix build/valgrind/ctests/,$(CTEST_NAMES)) | liburing $(VALGRIND_BIN)
+	@echo "the C engine's tests under valgrind"
+	$(call run_ctests,build/valgrind/ctests,$(VALGRIND))
 	@echo "building ringlet with RINGLET_VALGRIND into build/valgrind (the .venv install is left alone)"
 	RINGLET_VALGRIND=1 $(VPY) setup.py -q build --build-base build/valgrind/tmp --build-lib build/valgrind/lib
 	@rm -rf build/valgrind/no-pyc
