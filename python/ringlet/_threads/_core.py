@@ -8,8 +8,9 @@ the operations already started on its descriptor (in the pool) are over,
 so its number cannot be reused under them (the kernel holds the file for
 io_uring operations in the same way); operations started after the close
 fail with EBADF, until the number names a new file (an open of the engine's,
-or one handed over with _adopt, delivered before the close's completion).  A close is never dropped: not when its wait is
-cancelled, nor at shutdown, where it is made at once.
+or one handed over with _adopt, delivered before the close's completion).
+A close is never dropped: not when its wait is cancelled, nor at shutdown,
+where it is made at once.
 
 The caller's code that runs while operations are finished (a future's
 set_result, the tracer) may raise.  An Exception is reported to the loop's
