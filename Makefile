@@ -245,8 +245,14 @@ sanitize: $(STAMP_TOOLS) $(addprefix build/asan/ctests/,$(CTEST_NAMES)) | liburi
 VALGRIND := valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect \
   --errors-for-leak-kinds=definite,indirect --quiet
 $(VALGRIND_BIN):
-	@echo "installing valgrind (apt-get): memcheck, and the header a RINGLET_VALGRIND build includes"
-	apt-get update -q && apt-get install -y -q valgrind
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing valgrind with apt-get: memcheck, and the header a RINGLET_VALGRIND build includes"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq valgrind; \
+	else \
+	  echo "make valgrind needs valgrind ($@). On Debian/Ubuntu run as root:  apt-get install valgrind" >&2; \
+	  exit 1; \
+	fi
 valgrind: $(STAMP_TOOLS) $(addprefix build/valgrind/ctests/,$(CTEST_NAMES)) | liburing $(VALGRIND_BIN)
 	@echo "the C engine's tests under valgrind"
 	$(call run_ctests,build/valgrind/ctests,$(VALGRIND))

@@ -16,7 +16,11 @@ void rl_fault_arm(int kind, unsigned skip, unsigned count, int error)
     faults[kind].skip = skip;
     faults[kind].count = count;
     faults[kind].hits = 0;
-    faults[kind].error = kind == RL_FAULT_ALLOC ? -ENOMEM : kind == RL_FAULT_SHORT || kind == RL_FAULT_CANCEL ? 1 : error;
+    if (kind == RL_FAULT_ALLOC)
+        error = -ENOMEM;
+    else if (kind == RL_FAULT_SHORT || kind == RL_FAULT_CANCEL)
+        error = 1;
+    faults[kind].error = error;
 }
 
 int rl_fault_hit(int kind)

@@ -156,7 +156,8 @@ void engine_cancel_and_wait(EngineObject *self, struct rl_ring *ring, int64_t de
         int64_t left_ns = deadline_ns - ringlet_now_ns();
         if (ring->stats.in_flight == 0 || left_ns <= 0)
             break;
-        unsigned wait_ms = left_ns > RL_CANCEL_AGAIN_MS * (int64_t)1000000 ? RL_CANCEL_AGAIN_MS : (unsigned)(left_ns / 1000000) + 1;
+        int64_t slice_ns = RL_CANCEL_AGAIN_MS * (int64_t)1000000;
+        unsigned wait_ms = left_ns > slice_ns ? RL_CANCEL_AGAIN_MS : (unsigned)(left_ns / 1000000) + 1;
         int ret;
         Py_BEGIN_ALLOW_THREADS
         ret = rl_ring_wait(ring, wait_ms);
