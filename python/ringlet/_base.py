@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, Iterable, List, Optional
 
-from ._fdio import size_arg
 
 if TYPE_CHECKING:
     from ._binary import AsyncFile
@@ -73,20 +72,11 @@ class FileBase:
     async def readline(self, size: Optional[int] = -1) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    async def readlines(self, hint: Optional[int] = -1) -> List[Any]:
+    async def readlines(self, hint: Optional[int] = -1) -> List[Any]:  # pragma: no cover - overridden
         """Read lines to end of file; when hint > 0, stop after the line that
-        takes the total size beyond hint (as io.IOBase.readlines)."""
-        hint = size_arg(hint)
-        lines: List[Any] = []
-        total = 0
-        while True:
-            line = await self.readline()
-            if not line:
-                return lines
-            lines.append(line)
-            total += len(line)
-            if 0 < hint < total:
-                return lines
+        takes the total size beyond hint (as io.IOBase.readlines).  A
+        cancelled readlines returns nothing, so it consumes nothing."""
+        raise NotImplementedError
 
     def __aiter__(self) -> AsyncIterator[Any]:
         self._raw()._open_fd()

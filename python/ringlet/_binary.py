@@ -123,6 +123,16 @@ class AsyncFile(FileBase):
             self._refuse_loop()
         return fd
 
+    async def _wait_turn(self) -> int:
+        """Wait for the position's turn (held on return) and give the
+        descriptor as it is then: a close while this call waited is its
+        ValueError, since the old number may name another file by now."""
+        await self._turns.wait()
+        if self._fd < 0:
+            self._turns.release()
+            self._open_fd()
+        return self._fd
+
     def _refuse_loop(self) -> NoReturn:
         # The engine's futures belong to its loop: from another one, a read
         # would run in the kernel and then fail to deliver its bytes.
@@ -210,7 +220,7 @@ class AsyncFile(FileBase):
         size = size_arg(size)
         turns = self._turns
         if turns.busy:
-            await turns.wait()
+            fd = await self._wait_turn()
         else:
             turns.busy = True
         try:
@@ -227,7 +237,7 @@ class AsyncFile(FileBase):
                 elif size >= 0:
                     data = await self._engine._read(fd, size, offset, self._align)
                 else:
-                    data = await read_to_end(self._engine, fd, offset, self._align)
+                    data = await read_to_end(self._engine, fd, offset, self._align, self._open_fd)
             except BaseException:
                 self._unread(head)
                 raise
@@ -255,9 +265,10 @@ class AsyncFile(FileBase):
         io.BufferedReader.peek: what is read ahead, or else one read from the
         kernel (kept for the next reads).  How many may differ from size; b""
         only at end of file."""
-        fd = self._reading_fd()
+        self._reading_fd()
         operator.index(size)  # only its type matters, as for io.BufferedReader
         async with self._turns:
+            fd = self._open_fd()  # closed while this call waited for its turn?
             if not self._rbuf:
                 offset = self._offset()
                 if offset < 0:
@@ -273,13 +284,13 @@ class AsyncFile(FileBase):
         fd = self._reading_fd()
         turns = self._turns
         if turns.busy:
-            await turns.wait()
+            fd = await self._wait_turn()
         else:
             turns.busy = True
         try:
             head = b""
             if self._rbuf:
-                view = memoryview(buffer).cast("B")
+                _, view = hold_buffer(buffer, True, "readinto")  # its errors before anything is taken
                 head = self._take(len(view))
                 view[:len(head)] = head
                 if len(head) == len(view):
@@ -307,18 +318,18 @@ class AsyncFile(FileBase):
         if size == 0:  # as io.FileIO: even on a file not open for reading
             self._open_fd()
             return b""
-        fd = self._reading_fd()
+        self._reading_fd()
         turns = self._turns
         if turns.busy:
-            await turns.wait()
+            await self._wait_turn()
         else:
             turns.busy = True
         try:
-            return await self._readline(fd, size)
+            return await self._readline(size)
         finally:
             turns.release()
 
-    async def _readline(self, fd: int, size: int) -> bytes:
+    async def _readline(self, size: int) -> bytes:
         parts: List[bytes] = []
         total = 0
         while True:
@@ -334,6 +345,7 @@ class AsyncFile(FileBase):
             total += end - pos
             if newline >= 0 or total == size:
                 break
+            fd = self._open_fd()  # closed while an earlier chunk was read? Not another file's bytes
             offset = self._offset()
             try:
                 if offset < 0:
@@ -349,6 +361,25 @@ class AsyncFile(FileBase):
                 self._pos = offset + len(chunk)
             self._unread(chunk)
         return b"".join(parts)
+
+    async def readlines(self, hint: Optional[int] = -1) -> List[bytes]:
+        hint = size_arg(hint)
+        lines: List[bytes] = []
+        total = 0
+        while True:
+            try:
+                line = await self.readline()
+            except BaseException:
+                self._unread(b"".join(lines))  # cancelled: the lines read so far are read again
+                raise
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if 0 < hint < total:
+                return lines
+
+    readlines.__doc__ = FileBase.readlines.__doc__
 
     def _buffered_line(self) -> Optional[bytes]:
         buf = self._rbuf
@@ -505,7 +536,7 @@ class AsyncFile(FileBase):
         fd = self._writing_fd()
         turns = self._turns
         if turns.busy:
-            await turns.wait()
+            fd = await self._wait_turn()
         else:
             turns.busy = True
         try:
@@ -568,8 +599,9 @@ class AsyncFile(FileBase):
         """Resize the file to size bytes (default: the file position) and
         return size; the file position does not change.  Uses io_uring's
         ftruncate where the kernel has it (6.9+), ftruncate(2) otherwise."""
-        fd = self._writing_fd()
+        self._writing_fd()
         async with self._turns:
+            fd = self._open_fd()  # closed while this call waited for its turn?
             size = self._position() if size is None else operator.index(size)
             if size < 0:
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
@@ -606,7 +638,10 @@ class AsyncFile(FileBase):
 
     async def close(self) -> None:
         """Close the file.  Calling it again does nothing.  It does not wait
-        for calls in progress: those waiting on a stream end with ValueError."""
+        for calls in progress: those waiting on a stream or for their turn,
+        and those between two of their reads, end with ValueError (the old
+        number may name another file by then); a read or write the kernel
+        has begins and ends on this file."""
         fd = self._fd
         running = _running_loop()
         # A coroutine finalized after its loop closed (no loop runs, the

@@ -200,8 +200,12 @@ def size_arg(size: Optional[int]) -> int:
     return -1 if size is None else operator.index(size)
 
 
-async def read_to_end(engine: Any, fd: int, offset: int, align: int = 0) -> bytes:
+async def read_to_end(engine: Any, fd: int, offset: int, align: int = 0,
+                      fd_now: Optional[Callable[[], int]] = None) -> bytes:
     """Read from offset (-1: a stream) until a read returns b"" (end of file).
+    fd_now, for a file another task may close meanwhile: the descriptor
+    before each read after the first (it raises once the file is closed, so
+    no read lands on a file that got the number since).
 
     Pipes and /proc files give short reads before their end, so only an
     empty read ends it.  A regular file with a size is sized once (fstat)
@@ -220,6 +224,8 @@ async def read_to_end(engine: Any, fd: int, offset: int, align: int = 0) -> byte
             offset += len(data)
             want = 4096  # the read that says it is the end (small: no yield, no worker)
     while True:
+        if chunks and fd_now is not None:
+            fd = fd_now()
         chunk = await engine._read(fd, want, offset, align)
         if not chunk:
             break

@@ -183,6 +183,36 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
         self._dpos = end
         return self._decoded[start:end]
 
+    async def readlines(self, hint: Optional[int] = -1) -> List[str]:
+        # Lines are cut from the decoded read-ahead and consumed only once all
+        # are read: a cancel leaves the position where it was (chunks before
+        # the position are all that reading more trims).
+        self._check_readable()
+        hint = size_arg(hint)
+        async with self._turns:
+            await self._flush_pending()
+            lines: List[str] = []
+            total = 0
+            ahead = searched = 0  # characters after _dpos taken as lines; of the rest, searched for an ending
+            while not 0 < hint < total:
+                start = self._dpos + ahead
+                end = self._line_end(start + searched)
+                if end < 0:
+                    searched = max(len(self._decoded) - start - 1, 0)  # "\r\n" may straddle two chunks
+                    if await self._read_chunk():
+                        continue
+                    end = len(self._decoded)
+                    if end == start:
+                        break
+                lines.append(self._decoded[start:end])
+                total += end - start
+                ahead += end - start
+                searched = 0
+            self._dpos += ahead
+            return lines
+
+    readlines.__doc__ = FileBase.readlines.__doc__
+
     # -- writing --------------------------------------------------------------
 
     async def write(self, text: str) -> int:

@@ -3,6 +3,7 @@ writelines, async iteration, truncate, flush, and how the read-ahead of
 readline() stays invisible to tell/seek/read/write/pread/pwrite.  Built-in
 open() in binary mode is the reference throughout."""
 
+import asyncio
 import io
 import os
 import random
@@ -416,3 +417,52 @@ def test_random_mixed_binary_operations_match_builtin(ringlet, run, make_file, t
 
     run(main())
     assert read_os(path) == read_os(ref_path)
+
+
+def test_readinto_a_read_only_buffer_after_readline_loses_nothing(ringlet, run, make_file):
+    """The buffer's TypeError comes before the read-ahead is taken from (the
+    same as with no read-ahead), and the next read starts where it did."""
+    path, _ = make_file(b"12345678\nABCDEFGH\n")
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            with pytest.raises(TypeError) as no_read_ahead:
+                await f.readinto(b"x" * 8)
+            first = await f.readline()
+            with pytest.raises(TypeError) as after_readline:
+                await f.readinto(b"x" * 8)
+            return str(no_read_ahead.value), str(after_readline.value), first, await f.tell(), await f.read()
+
+    no_read_ahead, after_readline, *rest = run(main())
+    assert after_readline == no_read_ahead
+    assert rest == [b"12345678\n", 9, b"ABCDEFGH\n"]
+
+
+@pytest.mark.parametrize("mode", ["rb", "r"])
+def test_a_cancelled_readlines_consumes_nothing(ringlet, run, make_file, mode):
+    """readlines cancelled after a few turns of the loop (its lines partly
+    read): the position stays where it was, and the next readlines gives
+    every line, as for any cancelled read of a regular file."""
+    data = b"".join(b"%099d\n" % i for i in range(20_000))  # 2 MB: many read-ahead chunks
+    path, _ = make_file(data)
+    expected = builtin(path, lambda f: f.readlines(), mode)
+
+    async def main():
+        cancelled = 0
+        for turns in range(1, 30):
+            async with ringlet.open(path, mode) as f:
+                task = asyncio.ensure_future(f.readlines())
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                if task.done():
+                    assert task.result() == expected
+                    continue
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                cancelled += 1
+                assert await f.tell() == 0, turns
+                assert await f.readlines() == expected, turns
+        return cancelled
+
+    assert run(main()) > 0, "readlines always finished before its cancel: the case is not exercised"

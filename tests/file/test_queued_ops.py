@@ -84,6 +84,103 @@ def test_writes_queued_before_close_never_land_in_the_next_file(ringlet, run, tm
             assert outcome == CHUNK and content[i * CHUNK:(i + 1) * CHUNK] == chunks[i], i
 
 
+async def close_and_reuse(f, victim, let_go, pending):
+    """Close f while pending waits, open victim (which gets f's number if it
+    was the lowest free), let pending go on: (number reused, its outcome)."""
+    number = f.fileno()
+    await f.close()
+    other = os.open(victim, os.O_RDWR)
+    try:
+        let_go()
+        outcome = (await asyncio.gather(pending, return_exceptions=True))[0]
+    finally:
+        os.close(other)
+    return other == number, outcome
+
+
+QUEUED_CALLS = {
+    "read": lambda f, buf: f.read(10),
+    "read-all": lambda f, buf: f.read(),
+    "readinto": lambda f, buf: f.readinto(buf),
+    "readline": lambda f, buf: f.readline(),
+    "readlines": lambda f, buf: f.readlines(),
+    "peek": lambda f, buf: f.peek(),
+    "write": lambda f, buf: f.write(b"EVIL"),
+    "truncate": lambda f, buf: f.truncate(0),
+}
+
+
+@pytest.mark.parametrize("call", sorted(QUEUED_CALLS))
+def test_a_call_waiting_for_its_turn_when_the_file_closes_touches_no_other_file(ringlet, run, tmp_path, call):
+    """A position-using call queued behind another one, whose file is closed
+    meanwhile and whose number then names another file, raises the closed
+    file's ValueError when its turn comes: it did read, write or truncate
+    that other file with the number it had seen before waiting."""
+    path, victim = tmp_path / "file.bin", tmp_path / "victim.bin"
+    path.write_bytes(b"F" * 100)
+    victim.write_bytes(b"V" * 100)
+
+    async def main():
+        f = await ringlet.open(path, "r+b")
+        f._turns.busy = True  # an earlier call holds the turn (white box: it stays held until released below)
+        queued = asyncio.ensure_future(QUEUED_CALLS[call](f, bytearray(10)))
+        await asyncio.sleep(0)
+        assert not queued.done()  # waiting for its turn
+        return await close_and_reuse(f, victim, f._turns.release, queued)
+
+    reused, outcome = run(main())
+    assert reused, "the victim did not get the closed file's number: the case is not exercised"
+    assert isinstance(outcome, ValueError) and "closed file" in str(outcome), outcome
+    assert victim.read_bytes() == b"V" * 100
+    assert path.read_bytes() == b"F" * 100
+
+
+class HeldFirstRead:
+    """An engine whose first _read hands its bytes back only once released
+    (white box: the file's reads go through it)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.first_done = asyncio.Event()
+        self.release = asyncio.Event()
+        self.reads = 0
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    async def _read(self, *args):
+        self.reads += 1
+        data = await self.engine._read(*args)
+        if self.reads == 1:
+            self.first_done.set()
+            await self.release.wait()
+        return data
+
+
+@pytest.mark.parametrize("call", ["read-all", "readline"])
+def test_a_call_of_several_reads_stops_when_its_file_closes_between_them(ringlet, run, tmp_path, call):
+    """read() to the end and a readline longer than the read-ahead read more
+    than once; a close between two of their reads, and the number given to
+    another file, ends them with the closed file's ValueError, not with the
+    other file's bytes."""
+    path, victim = tmp_path / "file.bin", tmp_path / "victim.bin"
+    path.write_bytes(b"F" * 300_000)  # no newline: readline reads chunk after chunk
+    victim.write_bytes(b"V" * 600_000)
+
+    async def main():
+        f = await ringlet.open(path, "rb")
+        f._engine = engine = HeldFirstRead(f._engine)
+        reading = asyncio.ensure_future(f.read() if call == "read-all" else f.readline())
+        await engine.first_done.wait()
+        f._engine = engine.engine
+        return (*await close_and_reuse(f, victim, engine.release.set, reading), engine.reads)
+
+    reused, outcome, reads = run(main())
+    assert reused, "the victim did not get the closed file's number: the case is not exercised"
+    assert reads == 1
+    assert isinstance(outcome, ValueError) and "closed file" in str(outcome), outcome
+
+
 def test_thread_engine_close_waits_for_the_operations_before_it(run, tmp_path):
     first, second = str(tmp_path / "first.bin"), str(tmp_path / "second.bin")
     chunks = [os.urandom(CHUNK) for _ in range(8)]
