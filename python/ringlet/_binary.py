@@ -364,20 +364,22 @@ class AsyncFile(FileBase):
 
     async def readlines(self, hint: Optional[int] = -1) -> List[bytes]:
         hint = size_arg(hint)
-        lines: List[bytes] = []
-        total = 0
-        while True:
+        self._reading_fd()
+        async with self._turns:  # for the whole call: no other read comes between its lines
+            self._open_fd()  # closed while this call waited for its turn?
+            lines: List[bytes] = []
+            total = 0
             try:
-                line = await self.readline()
+                while not 0 < hint < total:
+                    line = await self._readline(-1)
+                    if not line:
+                        break
+                    lines.append(line)
+                    total += len(line)
+                return lines
             except BaseException:
                 self._unread(b"".join(lines))  # cancelled: the lines read so far are read again
                 raise
-            if not line:
-                return lines
-            lines.append(line)
-            total += len(line)
-            if 0 < hint < total:
-                return lines
 
     readlines.__doc__ = FileBase.readlines.__doc__
 

@@ -466,3 +466,20 @@ def test_a_cancelled_readlines_consumes_nothing(ringlet, run, make_file, mode):
         return cancelled
 
     assert run(main()) > 0, "readlines always finished before its cancel: the case is not exercised"
+
+
+def test_readlines_takes_one_turn_for_all_its_lines(ringlet, run, make_file):
+    """A read made while readlines runs comes after all of its lines (call
+    order, as one locked call of a built-in file), not between two of them."""
+    data = b"".join(b"%099d\n" % i for i in range(20_000))
+    path, _ = make_file(data)
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            lines = asyncio.ensure_future(f.readlines())
+            await asyncio.sleep(0)
+            return await asyncio.gather(lines, f.read(100))
+
+    lines, after = run(main())
+    assert b"".join(lines) == data
+    assert after == b""
