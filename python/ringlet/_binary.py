@@ -366,7 +366,6 @@ class AsyncFile(FileBase):
         hint = size_arg(hint)
         self._reading_fd()
         async with self._turns:  # for the whole call: no other read comes between its lines
-            self._open_fd()  # closed while this call waited for its turn?
             lines: List[bytes] = []
             total = 0
             try:
