@@ -113,6 +113,9 @@ typedef struct {
     uint64_t files_nowait;      /* read_file calls done without the ring (readfile.c) */
     uint64_t files_chained;     /* write_file calls run as one chain on side (writefile.c) */
     struct OpObject *write_files; /* write_file ops in flight (writefile.c) */
+    struct fd_use *fd_uses;     /* per descriptor number: the ops holding it, its closes (fdhold.c) */
+    int fd_uses_len;
+    struct OpObject *closes_waiting; /* closes waiting until nothing holds their number, in call order */
     struct rl_ring side;        /* write_file's chains (writefile.c): a ring without DEFER_TASKRUN */
     int side_state;             /* 0: not tried yet; 1: side is set up; -1: not to be had */
     uint32_t side_free;         /* side's fixed-file slots that hold no file, a bit each */
@@ -198,6 +201,8 @@ typedef struct OpObject {
                                    kernel's workers (IOSQE_ASYNC), submitted at the end of the tick */
     uint8_t offload_running;    /* holds one of the engine's offload_max places (until its completion) */
     uint8_t offload_waiting;    /* in the engine's offload queue: not yet given to the kernel */
+    uint8_t holds_fd;           /* holds its descriptor number until it finishes (fdhold.c) */
+    uint8_t close_in_worker;    /* a close: runs in a kernel worker (Engine._close's release_in_worker) */
     PyObject *callback;         /* awaited: the first done callback and its context, or NULL */
     PyObject *callback_context;
     PyObject *callbacks;        /* the others: a list of (callback, context), or NULL */
@@ -206,7 +211,9 @@ typedef struct OpObject {
     size_t length;              /* bytes asked for */
     size_t done;                /* write: bytes written so far */
     struct kernel_io io;        /* read/readinto/write */
-    struct OpObject *offload_prev, *offload_next; /* that queue's links */
+    /* Links of the engine's queue the op waits in, not yet given to the kernel: an offloaded read
+     * waiting for a place (op_io.c; both), a close waiting for its number's holds (fdhold.c; next). */
+    struct OpObject *wait_prev, *wait_next;
     char *bounce;               /* O_DIRECT: the aligned memory the kernel uses, or NULL */
     size_t bounce_size;         /* its size (a pool size class, or its exact size if not pooled) */
     size_t bounce_skip;         /* read: where the bytes asked for start in bounce */
@@ -323,6 +330,18 @@ int op_take_position(OpObject *op, unsigned align);
 int op_kernel_io(OpObject *op, char *memory, unsigned align);
 /* Queues (again) the kernel side of a read/readinto/write, from op->done on. */
 int op_queue_io(OpObject *op);
+/* The first queueing: the op holds its descriptor number (op_hold_fd), then op_queue_io. */
+int op_hold_and_queue_io(OpObject *op);
+/* A read of a stream (no offset to read at: a pipe, a FIFO, a socket, a
+ * terminal): submitted once, at once, and never queued again -- it holds no
+ * number (fdhold.c). */
+static inline int op_reads_stream(const OpObject *op)
+{
+    return (op->kind == OP_READ || op->kind == OP_READINTO) && op->offset < 0;
+}
+/* Whether a read set up (op_take_position, op_kernel_io) goes to the kernel's
+ * workers (OpObject.offload). */
+int op_may_offload(OpObject *op);
 /* Queues the reads of a read_many batch whose items are made; a read that
  * cannot be queued ends the batch there (it fails with ENOMEM once the others
  * complete).  Returns how many are in flight. */
@@ -340,6 +359,23 @@ void engine_offload_serve(EngineObject *engine);
 void engine_offload_drop_all(EngineObject *engine);
 /* The continuation of copy(): the C state machine is done. */
 void op_copy_done(struct rl_copy *copy, int64_t result);
+
+/* ---- fdhold.c: a descriptor number held by the work that will use it --- */
+/* The op holds its number (op->fd) until op_release_fd: a close through the
+ * engine waits meanwhile.  For an op whose SQE is about to be queued; 0, or
+ * -ENOMEM (nothing held). */
+int op_hold_fd(OpObject *op);
+/* The op's work is over (op_finish, or the op dropped unqueued): the last
+ * hold on the number starts the closes that wait for it. */
+void op_release_fd(OpObject *op);
+/* A close op (fd, close_in_worker set): its SQE queued now, or, while the
+ * number is held, queued by the last release.  0, or -errno (nothing queued). */
+int engine_fd_close_queue(OpObject *close_op);
+/* How many closes through the engine fd has had (*closes); -1 with no memory
+ * for fd's record.  A read made later compares it to see its file closed. */
+int engine_fd_closes(EngineObject *engine, int fd, uint32_t *closes);
+/* Shutdown: the closes still waiting close their descriptors now. */
+void engine_closes_waiting_shutdown(EngineObject *engine);
 
 /* ---- writefile.c: write_file in one submission ------------------------ */
 /* The write of a write_file is over (res: the bytes, or -errno): close the file, then finish. */

@@ -215,6 +215,7 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
     engine_cancel_and_wait(self, &self->ring, deadline_ns);
     if (self->quiet_state > 0)
         engine_cancel_and_wait(self, &self->quiet, deadline_ns);
+    engine_closes_waiting_shutdown(self); /* what held their numbers is back, or left to the kernel */
     unsigned left_in_flight = self->ring.stats.in_flight + (self->side_state ? self->side.stats.in_flight : 0) +
                               (self->quiet_state > 0 ? self->quiet.stats.in_flight : 0);
     /* Closing the ring with requests still in flight is safe: their ops (and
@@ -417,6 +418,7 @@ static void engine_dealloc(EngineObject *self)
     }
     rl_bounce_clear(&self->bounce_pool);
     rl_nowait_free(&self->nowait);
+    PyMem_Free(self->fd_uses);
     Py_XDECREF(self->loop_ref);
     engine_clear(self);
     tp->tp_free(self);

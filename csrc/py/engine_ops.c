@@ -66,19 +66,19 @@ static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_
     op->offset = offset;
     op->length = (size_t)size;
     op->obj = engine_read_bytes(self, size);
-    op->offload = !align && op->length >= RL_OFFLOAD_MIN && loop_offload_large_read(self);
     if (op->obj == NULL || op_take_position(op, align) < 0 ||
         op_kernel_io(op, PyBytes_AS_STRING(op->obj), align) < 0) {
         Py_DECREF(op);
         return NULL;
     }
+    op->offload = op_may_offload(op);
     if (size == 0)
         return op_finish_now(op, 0, want_future);
     forget_callers_descriptor(self, fd, want_future);
     int64_t cached = op_try_nowait(op);
     if (cached >= 0)
         return op_finish_now(op, cached, want_future);
-    return op_launch(op, op_queue_io(op), want_future);
+    return op_launch(op, op_hold_and_queue_io(op), want_future);
 }
 
 PyObject *engine_read(EngineObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -135,13 +135,13 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
     }
     if (op->length == 0 && kind != OP_WRITE)
         return op_finish_now(op, 0, want_future);
-    op->offload = kind != OP_WRITE && !align && op->length >= RL_OFFLOAD_MIN && loop_offload_large_read(self);
+    op->offload = op_may_offload(op);
     if (kind != OP_WRITE)
         forget_callers_descriptor(self, fd, want_future);
     int64_t cached = kind == OP_WRITE ? -1 : op_try_nowait(op);
     if (cached >= 0)
         return op_finish_now(op, cached, want_future);
-    return op_launch(op, op_queue_io(op), want_future);
+    return op_launch(op, op_hold_and_queue_io(op), want_future);
 }
 
 const char engine_readinto_doc[] =
@@ -211,14 +211,21 @@ PyObject *engine__open(EngineObject *self, PyObject *args, PyObject *kwargs)
     return engine_open_impl(self, args, kwargs, 0);
 }
 
-const char engine_close_doc[] = "close(fd, /) -> Future[None]\n\nclose(2) through the ring.";
+const char engine_close_doc[] =
+"close(fd, /) -> Future[None]\n\n"
+"close(2) through the ring, once the reads and writes in flight that will\n"
+"use fd's number again are over (a write being continued, a read at the file\n"
+"position or queued for the kernel's workers): the number is not given to\n"
+"another file before.  A stream's read does not hold it up.  Cancelling the\n"
+"wait does not stop the close.";
 
 const char engine__close_doc[] =
 "_close(fd, release_in_worker=False, /) -> Awaitable[None]\n\n"
-"close(2) through the ring, for ringlet's own coroutines (no future when it\n"
-"completed inline).  release_in_worker: the close runs in a kernel worker,\n"
-"and with it the file's last release -- for a file opened for writing,\n"
-"whose release may wait for the device on ext4 (see close_fd).";
+"close(2) through the ring as close() (it waits for the same work), for\n"
+"ringlet's own coroutines (no future when it completed inline).\n"
+"release_in_worker: the close runs in a kernel worker, and with it the\n"
+"file's last release -- for a file opened for writing, whose release may\n"
+"wait for the device on ext4 (see close_fd).";
 
 static void close_complete(struct rl_cell *cell)
 {
@@ -236,10 +243,9 @@ static PyObject *engine_close_impl(EngineObject *self, PyObject *arg, int want_f
         return NULL;
     op->fd = fd;
     op->cell.on_complete = close_complete;
+    op->close_in_worker = (uint8_t)release_in_worker;
     rl_nowait_forget(&self->nowait, fd);
-    int queued = release_in_worker ? rl_op_close_offloaded(&self->ring, &op->cell, fd)
-                                   : rl_op_close(&self->ring, &op->cell, fd);
-    return op_launch(op, queued, want_future);
+    return op_launch(op, engine_fd_close_queue(op), want_future);
 }
 
 PyObject *engine_close(EngineObject *self, PyObject *arg) { return engine_close_impl(self, arg, 1, 0); }
@@ -549,7 +555,11 @@ static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args
             goto error;
     /* Every request checked and every bytes made: a bad one queued nothing. */
     forget_callers_descriptor(self, fd, want_future);
-    Py_ssize_t pending = op_queue_batch(op, offsets);
+    Py_ssize_t pending = 0;
+    if (op_hold_fd(op) < 0)
+        op->u.batch.error = -ENOMEM;
+    else
+        pending = op_queue_batch(op, offsets);
     PyMem_Free(sizes);
     PyMem_Free(offsets);
     if (pending == 0) /* empty, all from the page cache, or nothing could be queued */

@@ -341,6 +341,7 @@ void op_finish(OpObject *op, int64_t res)
             op->times->resolved = ringlet_now_ns();
     }
     op_release(op);
+    op_release_fd(op);
     /* The future may still hold this op among its callbacks (a cancelled or
      * traced one): let go of the future so the two make no cycle. */
     Py_CLEAR(op->future);
@@ -1048,6 +1049,7 @@ static void op_dealloc(OpObject *op)
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
     op_release(op);
+    op_release_fd(op); /* dropped before its SQE was queued */
     Py_CLEAR(op->future);
     Py_CLEAR(op->outcome);
     Py_CLEAR(op->callback);

@@ -112,15 +112,15 @@ static int op_queue_offloaded(OpObject *op)
 static void offload_unlink(OpObject *op)
 {
     EngineObject *engine = op->engine;
-    if (op->offload_prev)
-        op->offload_prev->offload_next = op->offload_next;
+    if (op->wait_prev)
+        op->wait_prev->wait_next = op->wait_next;
     else
-        engine->offload_head = op->offload_next;
-    if (op->offload_next)
-        op->offload_next->offload_prev = op->offload_prev;
+        engine->offload_head = op->wait_next;
+    if (op->wait_next)
+        op->wait_next->wait_prev = op->wait_prev;
     else
-        engine->offload_tail = op->offload_prev;
-    op->offload_prev = op->offload_next = NULL;
+        engine->offload_tail = op->wait_prev;
+    op->wait_prev = op->wait_next = NULL;
     op->offload_waiting = 0;
 }
 
@@ -168,10 +168,10 @@ static int offload_enqueue(OpObject *op)
         op->io.buf = NULL;
     }
     op->offload_waiting = 1;
-    op->offload_prev = engine->offload_tail;
-    op->offload_next = NULL;
+    op->wait_prev = engine->offload_tail;
+    op->wait_next = NULL;
     if (engine->offload_tail)
-        engine->offload_tail->offload_next = op;
+        engine->offload_tail->wait_next = op;
     else
         engine->offload_head = op;
     engine->offload_tail = op;
@@ -257,6 +257,21 @@ int op_queue_io(OpObject *op)
     return rl_op_read(&op->engine->ring, &op->cell, op->fd, io->buf, len, offset);
 }
 
+/* A large buffered read at an offset, once the loop turn's budget is spent.
+ * Never a stream's: its data is no copy to spread over cores, and a worker
+ * looks the number up only when it starts. */
+int op_may_offload(OpObject *op)
+{
+    return op->kind != OP_WRITE && !op->direct && !op_reads_stream(op) && op->length >= RL_OFFLOAD_MIN &&
+           loop_offload_large_read(op->engine);
+}
+
+int op_hold_and_queue_io(OpObject *op)
+{
+    int held = op_hold_fd(op);
+    return held < 0 ? held : op_queue_io(op);
+}
+
 /* O_DIRECT read into the bounce buffer: copy out the part asked for. */
 static int64_t op_copy_from_bounce(OpObject *op, int64_t res)
 {
@@ -272,8 +287,9 @@ static void op_io_complete(struct rl_cell *cell)
     OpObject *op = OP_FROM_CELL(cell);
     int64_t res = cell->result;
     int going_on = !op->engine->shutting_down && !op->abandoned;
-    if (res == -EAGAIN && going_on) {
-        /* The kernel had no room for it (or a test injected EAGAIN): again. */
+    if (res == -EAGAIN && going_on && !op_reads_stream(op)) {
+        /* The kernel had no room for it (or a test injected EAGAIN): again.  (A
+         * stream's read ends with it, as os.read on a non-blocking one.) */
         res = op_queue_io(op);
         if (res == 0)
             return; /* in flight again: the ring keeps its reference */

@@ -89,6 +89,7 @@ typedef struct {
     uint8_t parked;
     EngineObject *engine; /* a small read's outcome that yields: its engine (later, parked), else NULL */
     int later_fd;
+    uint32_t later_closes; /* later_fd's closes through the engine when deferred (fdhold.c) */
     Py_ssize_t later_size;
     long long later_offset;
 } OutcomeObject;
@@ -168,8 +169,12 @@ static PySendResult outcome_send(OutcomeObject *self, PyObject *arg, PyObject **
             self->yield_first = 1;
         } else {
             self->later = 0;
+            uint32_t closes;
             if (!here) /* resumed by hand, off the engine's loop */
                 PyErr_SetString(PyExc_RuntimeError, "ringlet: pread resumed off its engine's loop");
+            else if (engine_fd_closes(engine, self->later_fd, &closes) == 0 && closes != self->later_closes)
+                /* Closed during the turn: the number may be another file's now (fdhold.c). */
+                PyErr_SetString(PyExc_ValueError, "I/O operation on closed file");
             else if (spent) /* twice: the workers read it, so that no task waits turn after turn */
                 self->future = engine_pread_by_ring_values(engine, self->later_fd, self->later_size,
                                                            self->later_offset, 0);
@@ -614,6 +619,10 @@ static PyObject *engine_pread_now(EngineObject *self, int fd, Py_ssize_t size, l
         OutcomeObject *o = (OutcomeObject *)outcome_new(self->state, NULL, NULL, NULL, 1);
         if (o == NULL)
             return NULL;
+        if (engine_fd_closes(self, fd, &o->later_closes) < 0) {
+            Py_DECREF(o);
+            return PyErr_NoMemory();
+        }
         o->later = 1;
         o->engine = (EngineObject *)Py_NewRef(self);
         o->later_fd = fd;

@@ -638,11 +638,11 @@ class AsyncFile(FileBase):
             return self._position()
 
     async def close(self) -> None:
-        """Close the file.  Calling it again does nothing.  It does not wait
-        for calls in progress: those waiting on a stream or for their turn,
-        and those between two of their reads, end with ValueError (the old
-        number may name another file by then); a read or write the kernel
-        has begins and ends on this file."""
+        """Close the file.  Calling it again does nothing.  Calls in progress
+        waiting on a stream or for their turn, between two of their reads,
+        or a pread waiting for a turn of the loop end with ValueError (the
+        old number may name another file by then); a read or write the
+        engine has begun ends on this file (the close waits for it)."""
         fd = self._fd
         running = _running_loop()
         # A coroutine finalized after its loop closed (no loop runs, the

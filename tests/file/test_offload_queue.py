@@ -1,10 +1,11 @@
-"""Large reads made once a loop turn's inline budget is spent go to io_uring's
-workers, at most two per CPU at once; the others wait in the engine's queue in
-call order (csrc/py/op_io.c).  (AsyncFile.pread of a cached file waits for a
-turn of the loop instead, within a limit: see the last tests.)  Checked with counts: how many the kernel holds,
-what a cancelled waiting read leaves behind (nothing: it never reaches the
-kernel, consumes no data, holds no op), and that every read still gets its
-bytes.  The queue is the ring engine's: io_uring only."""
+"""Large reads at an offset made once a loop turn's inline budget is spent go
+to io_uring's workers, at most two per CPU at once; the others wait in the
+engine's queue in call order (csrc/py/op_io.c).  (AsyncFile.pread of a cached
+file waits for a turn of the loop instead, within a limit: see the last
+tests.)  A stream's read never goes there.  Checked with counts: how many the
+kernel holds, what a cancelled waiting read leaves behind (nothing: it never
+reaches the kernel, holds no op), and that every read still gets its bytes.
+The queue is the ring engine's: io_uring only."""
 
 import asyncio
 import os
@@ -13,7 +14,7 @@ import types
 
 import pytest
 
-from conftest import open_fifo_writer, wait_until
+from conftest import wait_until
 
 LARGE = 64 * 1024  # RL_OFFLOAD_MIN: reads from this size on may be offloaded
 PLACES = 2 * os.sysconf("SC_NPROCESSORS_ONLN")
@@ -93,95 +94,110 @@ def test_reads_fill_only_bytes_nobody_holds(ringlet, run, make_file, require_io_
     assert short == [data[(blocks - 1) * size:]] * 4
 
 
-def test_a_cancelled_waiting_read_leaves_the_queue_and_takes_nothing(ringlet, run, live, make_file, fifo):
-    """Reads of a FIFO nobody writes yet: the first PLACES block in the
-    kernel's workers, the rest wait in the engine.  Cancelling waiting reads
-    drops them at once (their ops go), and the data written afterwards is read
-    by the others, all of it, by each exactly once."""
-    path, _ = make_file(4096)
-    waiting_cancelled = 4
-    waiting_kept = 3
+def test_a_cancelled_waiting_read_leaves_the_queue_and_reaches_no_kernel(ringlet, run, live, make_file):
+    """The first PLACES offloaded reads go to the kernel's workers, the rest
+    wait in the engine.  Cancelling waiting reads drops them at once (their
+    ops go; they are never submitted), and the others get their bytes.  The
+    cancels run in the loop iteration that submits the first reads, before
+    any completion can be reaped: no place frees up before them.  The file
+    is out of the page cache, so the loop's thread serves none of the
+    waiting reads itself either (engine_offload_serve)."""
+    waiting_cancelled, waiting_kept = 4, 3
+    count = PLACES + waiting_cancelled + waiting_kept
+    path, data = make_file(count * LARGE)
+    small, _ = make_file(4096)
 
     async def main():
         engine = ringlet.get_engine()
-        rfd = os.open(fifo, os.O_RDWR)  # does not block on Linux; no data until we write
+        fd = os.open(path, os.O_RDONLY)
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         try:
-            async with ringlet.open(path, "rb") as f:
+            async with ringlet.open(small, "rb") as f:
                 await asyncio.sleep(0)
                 ops_before = live()
                 in_flight_before = engine.stats()["in_flight"]
                 await _spend_the_budget(f)
-                reads = [asyncio.ensure_future(engine.read(rfd, LARGE))
-                         for _ in range(PLACES + waiting_cancelled + waiting_kept)]
+                submitted_before = engine.stats()["submitted"]
+                reads = [engine.read(fd, LARGE, i * LARGE) for i in range(count)]
                 assert engine.stats()["in_flight"] - in_flight_before == PLACES
-                await asyncio.sleep(0)
-                await asyncio.sleep(0)
                 cancelled = reads[PLACES:PLACES + waiting_cancelled]
-                for t in cancelled:
-                    t.cancel()
-                await asyncio.gather(*cancelled, return_exceptions=True)
-                await asyncio.sleep(0)  # the futures' done callbacks run
+                for r in cancelled:
+                    r.cancel()
+                await asyncio.sleep(0)  # the flush, then the futures' done callbacks
                 ops_after_cancel = live() - ops_before
                 in_flight_after_cancel = engine.stats()["in_flight"] - in_flight_before
-
-                kept = [t for t in reads if t not in cancelled]
-                wfd = await open_fifo_writer(fifo)
-                written = 0
-                try:
-                    while not all(t.done() for t in kept):
-                        os.write(wfd, b"x" * 100)
-                        written += 100
-                        await wait_until(lambda: any(t.done() for t in kept if not getattr(t, "seen", False)),
-                                         timeout=5)
-                        for t in kept:
-                            if t.done():
-                                t.seen = True
-                finally:
-                    os.close(wfd)
-                got = [t.result() for t in kept]
-                os.set_blocking(rfd, False)
-                try:
-                    left = os.read(rfd, 1 << 20)
-                except BlockingIOError:
-                    left = b""
-            await wait_until(lambda: engine.stats()["in_flight"] == in_flight_before, timeout=5)
-            return (ops_after_cancel, in_flight_after_cancel, [t.cancelled() for t in cancelled], got, written,
-                    left, live() - ops_before)
+                kept = [(i, r) for i, r in enumerate(reads) if r not in cancelled]
+                got = await asyncio.gather(*(r for _, r in kept))
+                submitted = engine.stats()["submitted"] - submitted_before
         finally:
-            os.close(rfd)
+            os.close(fd)
+        await wait_until(lambda: engine.stats()["in_flight"] == in_flight_before, timeout=5)
+        return (ops_after_cancel, in_flight_after_cancel, [r.cancelled() for r in cancelled], submitted,
+                [(i, g) for (i, _), g in zip(kept, got)], live() - ops_before)
 
-    ops_after_cancel, in_flight_after_cancel, cancelled, got, written, left, ops_left = run(main())
+    ops_after_cancel, in_flight_after_cancel, cancelled, submitted, got, ops_left = run(main())
     assert cancelled == [True] * waiting_cancelled
     # the cancelled reads are gone; the running and the kept waiting ones remain
     assert ops_after_cancel == PLACES + waiting_kept
     assert in_flight_after_cancel == PLACES
-    assert len(got) == PLACES + waiting_kept and all(got)
-    assert sum(map(len, got)) + len(left) == written  # nothing lost, nothing read twice
-    assert set(b"".join(got) + left) == {ord("x")}
+    assert submitted == PLACES + waiting_kept  # each read the kernel (or the page cache) served, once
+    assert got == [(i, data[i * LARGE:(i + 1) * LARGE]) for i, _ in got]
+    assert len(got) == PLACES + waiting_kept
     assert ops_left == 0
 
 
-def test_shutdown_drops_the_waiting_reads(ringlet, run, live, make_file, fifo):
-    path, _ = make_file(4096)
+def test_a_streams_large_read_goes_to_the_kernel_at_once_and_holds_up_no_close(ringlet, run, make_file, fifo):
+    """Once the budget is spent, large reads of a FIFO are not offloaded: all
+    of them are with the kernel at once (none waits in the engine's queue,
+    none is left to a worker that would look its number up later), and a
+    close of the FIFO does not wait for their data (they hold no number)."""
+    small, _ = make_file(4096)
+    count = PLACES + 3
 
     async def main():
         engine = ringlet.get_engine()
-        rfd = os.open(fifo, os.O_RDWR)
+        rfd = os.open(fifo, os.O_RDWR)  # no data until someone writes
+        async with ringlet.open(small, "rb") as f:
+            await asyncio.sleep(0)
+            in_flight_before = engine.stats()["in_flight"]
+            await _spend_the_budget(f)
+            reads = [engine.read(rfd, LARGE) for _ in range(count)]
+            in_flight = engine.stats()["in_flight"] - in_flight_before
+            await engine.close(rfd)
+            closed = [r.done() for r in reads]
+            for r in reads:
+                r.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
+            await wait_until(lambda: engine.stats()["in_flight"] == in_flight_before, timeout=5)
+        return in_flight, closed
+
+    in_flight, pending_at_close = run(main())
+    assert in_flight == count
+    assert pending_at_close == [False] * count  # closed while every read still waited
+
+
+def test_shutdown_drops_the_waiting_reads(ringlet, run, live, make_file):
+    path, _ = make_file((PLACES + 5) * LARGE)
+
+    async def main():
+        engine = ringlet.get_engine()
+        fd = os.open(path, os.O_RDONLY)
         try:
             async with ringlet.open(path, "rb") as f:
                 await asyncio.sleep(0)
                 ops_before = live()
                 await _spend_the_budget(f)
-                reads = [engine.read(rfd, LARGE) for _ in range(PLACES + 5)]
+                reads = [engine.read(fd, LARGE, i * LARGE) for i in range(PLACES + 5)]
                 left = engine.shutdown(timeout=5.0)
             done = [r.done() for r in reads]
             del reads  # each future holds its op as a done callback
             return left, done, live() - ops_before
         finally:
-            os.close(rfd)
+            os.close(fd)
 
     left, done, ops_left = run(main())
-    assert left == 0  # the running reads were cancelled in the kernel, the waiting ones never got there
+    assert left == 0  # the running reads came back from the kernel, the waiting ones never got there
     assert done == [False] * len(done)  # shutdown resolves no future, as for reads in flight
     assert ops_left == 0
 

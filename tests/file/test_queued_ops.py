@@ -4,7 +4,11 @@ adversarial pass, issue 13).
 
 * A close never lets a descriptor number be reused under operations started
   before it: their bytes land in their own file, never in the next one
-  opened (io_uring holds the file; the thread engine makes the close wait).
+  opened.  The kernel holds the file of a request it has begun; whatever an
+  engine does with the number afterwards (the rest of a short write, the
+  position moved past a read, a read queued for later) makes the close wait
+  (both engines; the thread engine writes a stream through a descriptor of
+  its own), and a read deferred a turn finds its file closed.
 * A close is never dropped: not when its wait is cancelled (asyncio.run's
   final cancellation after Ctrl-C), nor when the engine shuts down first.
 * One loop callback serves a bounded number of operations, however many
@@ -179,6 +183,144 @@ def test_a_call_of_several_reads_stops_when_its_file_closes_between_them(ringlet
     assert reused, "the victim did not get the closed file's number: the case is not exercised"
     assert reads == 1
     assert isinstance(outcome, ValueError) and "closed file" in str(outcome), outcome
+
+
+async def drain(rfd):
+    """Everything a non-blocking pipe gives until its end (every writer gone)."""
+    got = bytearray()
+    while True:
+        try:
+            chunk = os.read(rfd, 1 << 16)
+        except BlockingIOError:
+            await asyncio.sleep(0.001)
+            continue
+        if not chunk:
+            return bytes(got)
+        got += chunk
+
+
+def test_a_write_continued_after_its_close_goes_on_in_its_own_pipe(ringlet, run, tmp_path):
+    """A pipe takes 64 KiB at a time, so a write of 1 MiB is continued many
+    times.  Closed while it waits for the reader, its number then given to
+    another file: the rest still goes down the pipe, none into that file."""
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"")
+    data = os.urandom(CHUNK)
+
+    async def main():
+        engine = ringlet.get_engine()
+        rfd, wfd = os.pipe()
+        os.set_blocking(rfd, False)
+        try:
+            writing = engine.write(wfd, data)
+            await asyncio.sleep(0)
+            assert not writing.done()  # the pipe is full: the write waits for the reader
+            closing = engine.close(wfd)
+            draining = asyncio.ensure_future(drain(rfd))
+            await closing
+            other = os.open(victim, os.O_RDWR)
+            try:
+                return other == wfd, await writing, await draining
+            finally:
+                os.close(other)
+        finally:
+            os.close(rfd)
+
+    reused, written, drained = run(main())
+    assert reused, "the victim did not get the closed pipe's number: the case is not exercised"
+    assert written == len(data)
+    assert drained == data
+    assert victim.read_bytes() == b""
+
+
+def test_a_read_at_the_file_position_moves_no_other_files_position(ringlet, run, tmp_path):
+    """A read at the descriptor's position (offset -1) moves it past the bytes
+    read when it completes.  Closed while the read is in flight (its file
+    dropped from the page cache), the number then given to another file: that
+    file's position stays where it was."""
+    path, victim = tmp_path / "cold.bin", tmp_path / "victim.bin"
+    data = os.urandom(16 * CHUNK)
+    path.write_bytes(data)
+    victim.write_bytes(b"V" * 100)
+
+    async def main():
+        engine = ringlet.get_engine()
+        fd = os.open(path, os.O_RDONLY)
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        reading = engine.read(fd, len(data), -1)
+        in_flight = not reading.done()
+        await engine.close(fd)
+        other = os.open(victim, os.O_RDONLY)
+        try:
+            got = await reading
+            return in_flight, other == fd, got, os.lseek(other, 0, os.SEEK_CUR)
+        finally:
+            os.close(other)
+
+    in_flight, reused, got, position = run(main())
+    assert in_flight, "the read completed in its call (the file stayed cached): the case is not exercised"
+    assert reused, "the victim did not get the closed file's number: the case is not exercised"
+    assert got == data
+    assert position == 0
+
+
+def test_a_pread_deferred_a_turn_reads_nothing_of_the_next_file(ringlet, run, tmp_path):
+    """A pread of 256 KiB or more made while another task is ready yields
+    first and reads when resumed (io_uring, from the page cache).  Its file
+    closed during that turn and the number given to another file, it gives
+    the closed file's bytes or the closed file's ValueError, never the other
+    file's bytes."""
+    path, victim = tmp_path / "file.bin", tmp_path / "victim.bin"
+    path.write_bytes(b"F" * CHUNK)
+    victim.write_bytes(b"V" * CHUNK)
+
+    async def main():
+        f = await ringlet.open(path, "rb")
+        number = f.fileno()
+        await f.pread(1, 0)  # the engine learns the file takes non-blocking reads
+
+        async def read():  # called in its task, when the other one is ready too
+            return await f.pread(CHUNK // 4, 0)
+
+        async def close_and_open():
+            await f.close()
+            return os.open(victim, os.O_RDONLY)
+
+        reading = asyncio.ensure_future(read())
+        opening = asyncio.ensure_future(close_and_open())
+        outcome = (await asyncio.gather(reading, return_exceptions=True))[0]
+        other = await opening
+        os.close(other)
+        return other == number, outcome
+
+    reused, outcome = run(main())
+    assert reused, "the victim did not get the closed file's number: the case is not exercised"
+    if isinstance(outcome, BaseException):
+        assert isinstance(outcome, ValueError) and "closed file" in str(outcome), outcome
+    else:
+        assert outcome == b"F" * (CHUNK // 4)
+
+
+def test_shutdown_makes_a_close_still_waiting_for_a_write(ringlet, run):
+    """A close that waits for a write on its number (a pipe nobody reads)
+    when the engine shuts down is made all the same: no descriptor leaks."""
+
+    async def main():
+        engine = ringlet.get_engine()
+        rfd, wfd = os.pipe()
+        try:
+            writing = engine.write(wfd, b"x" * CHUNK)
+            await asyncio.sleep(0)
+            engine.close(wfd)
+            await asyncio.sleep(0)
+            waiting = not writing.done()
+            engine.shutdown(timeout=5.0)
+            return waiting, is_open(wfd)
+        finally:
+            os.close(rfd)
+
+    assert run(main()) == (True, False)
 
 
 def test_thread_engine_close_waits_for_the_operations_before_it(run, tmp_path):

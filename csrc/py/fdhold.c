@@ -1,0 +1,133 @@
+/* A descriptor number held by the work that will use it again.
+ *
+ * The kernel gives a closed number to the next file opened.  An op that uses
+ * its number after the call that made it has returned -- the rest of a short
+ * write, a read queued again, the position moved past what a read or write
+ * moved, a read waiting in the offload queue or sent to the kernel's workers
+ * (IOSQE_ASYNC: the worker looks the number up when it starts) -- would then
+ * reach that other file.  So such an op holds its number until it finishes,
+ * and a close through the engine waits until nothing holds it: the number
+ * stays this file's until its work is over, as the thread engine's close
+ * waits for the operations in its pool.
+ *
+ * A read deferred for a turn of the loop (pread.c) holds nothing: a coroutine
+ * that is never resumed must not keep its file from closing.  It notes how
+ * many closes the number had when it was made, and is refused if a close
+ * came meanwhile (engine_fd_closes). */
+#define _GNU_SOURCE 1
+#include "binding.h"
+
+#include <errno.h>
+
+struct fd_use {
+    uint32_t holds;  /* ops in flight that will use the number again */
+    uint32_t closes; /* closes of the number made through the engine */
+};
+
+/* fd's record, the table grown to hold it; NULL when memory ran out. */
+static struct fd_use *fd_use_of(EngineObject *engine, int fd)
+{
+    if (fd >= engine->fd_uses_len) {
+        int len = engine->fd_uses_len ? engine->fd_uses_len : 64;
+        while (len <= fd)
+            len = len > INT32_MAX / 2 ? INT32_MAX : len * 2;
+        struct fd_use *grown = PyMem_Realloc(engine->fd_uses, (size_t)len * sizeof *grown);
+        if (grown == NULL)
+            return NULL;
+        memset(grown + engine->fd_uses_len, 0, (size_t)(len - engine->fd_uses_len) * sizeof *grown);
+        engine->fd_uses = grown;
+        engine->fd_uses_len = len;
+    }
+    return &engine->fd_uses[fd];
+}
+
+int op_hold_fd(OpObject *op)
+{
+    /* A stream's read never uses its number again; a close must not wait
+     * for data that may never come (the thread engine's does not either). */
+    if (op->fd < 0 || op_reads_stream(op))
+        return 0;
+    struct fd_use *use = fd_use_of(op->engine, op->fd);
+    if (use == NULL)
+        return -ENOMEM;
+    use->holds++;
+    op->holds_fd = 1;
+    return 0;
+}
+
+static int close_queue(OpObject *close_op)
+{
+    struct rl_ring *ring = &close_op->engine->ring;
+    return close_op->close_in_worker ? rl_op_close_offloaded(ring, &close_op->cell, close_op->fd)
+                                     : rl_op_close(ring, &close_op->cell, close_op->fd);
+}
+
+/* The close waits no longer: to the ring (submitted by the flush), or at
+ * shutdown closed here, as a close the shutdown cancelled is. */
+static void close_start(OpObject *close_op)
+{
+    EngineObject *engine = close_op->engine;
+    int queued = engine->shutting_down ? -ECANCELED : close_queue(close_op);
+    if (queued == 0)
+        loop_schedule_flush(engine);
+    else /* no room for its SQE (ENOMEM, as the ring reports it), or shutting down */
+        op_finish(close_op, close_outcome(close_op->fd, queued));
+}
+
+void op_release_fd(OpObject *op)
+{
+    if (!op->holds_fd)
+        return;
+    op->holds_fd = 0;
+    EngineObject *engine = op->engine;
+    if (--engine->fd_uses[op->fd].holds > 0)
+        return;
+    /* The last hold: the closes waiting for the number go, in the order they were made. */
+    OpObject **link = &engine->closes_waiting;
+    while (*link) {
+        OpObject *close_op = *link;
+        if (close_op->fd != op->fd) {
+            link = &close_op->wait_next;
+            continue;
+        }
+        *link = close_op->wait_next;
+        close_op->wait_next = NULL;
+        close_start(close_op);
+    }
+}
+
+int engine_fd_close_queue(OpObject *close_op)
+{
+    EngineObject *engine = close_op->engine;
+    int fd = close_op->fd;
+    if (fd < 0 || fd >= engine->fd_uses_len)
+        return close_queue(close_op); /* never held, and no read deferred on it (engine_fd_closes) */
+    struct fd_use *use = &engine->fd_uses[fd];
+    use->closes++;
+    if (use->holds == 0)
+        return close_queue(close_op);
+    OpObject **link = &engine->closes_waiting;
+    while (*link)
+        link = &(*link)->wait_next;
+    *link = close_op;
+    return 0;
+}
+
+int engine_fd_closes(EngineObject *engine, int fd, uint32_t *closes)
+{
+    struct fd_use *use = fd_use_of(engine, fd);
+    if (use == NULL)
+        return -1;
+    *closes = use->closes;
+    return 0;
+}
+
+void engine_closes_waiting_shutdown(EngineObject *engine)
+{
+    while (engine->closes_waiting) {
+        OpObject *close_op = engine->closes_waiting;
+        engine->closes_waiting = close_op->wait_next;
+        close_op->wait_next = NULL;
+        close_start(close_op);
+    }
+}
