@@ -159,8 +159,10 @@ $(STAMP_INSTALL): $(PKG_SOURCES) | liburing $(STAMP_TOOLS)
 define build_ctest
 	@mkdir -p $(@D)
 	$(CC) $(CTEST_CFLAGS) $(1) $(if $(findstring faults,$*),-DRINGLET_FAULTS) $(LIBURING_CFLAGS) \
-	  -o $@ $< $(ENGINE_SRCS) $(LIBURING_LIBS)
+	  -o $@ $< $(ENGINE_SRCS) $(LIBURING_LIBS) $(CTEST_LDFLAGS_$*)
 endef
+# test_copy sees every madvise the engine makes.
+CTEST_LDFLAGS_test_copy := -Wl,--wrap=madvise
 build/ctests/%: tests/c/%.c $(ENGINE_SRCS) $(ENGINE_HDRS) | liburing
 	$(call build_ctest,)
 build/asan/ctests/%: tests/c/%.c $(ENGINE_SRCS) $(ENGINE_HDRS) | liburing

@@ -54,6 +54,11 @@ static void rl_copy_populate_step(struct rl_copy *copy)
      * them): a long copy holds page tables for a window, not for the whole
      * source.  Were a write still there, it would fault them back in. */
     int64_t behind = (oldest - (int64_t)RL_COPY_MAP_FLIGHT) / RL_COPY_POPULATE * RL_COPY_POPULATE;
+    /* Never past the mapping: reads past its end (a source that grew or
+     * shrank, large chunks) move next_offset on, and MADV_DONTNEED beyond it
+     * would zero whatever memory lies above (the ring's own, the heap). */
+    if (behind > copy->map_len)
+        behind = copy->map_len;
     if (behind - copy->unmapped >= RL_COPY_POPULATE) {
         madvise((char *)copy->src_map + copy->unmapped, (size_t)(behind - copy->unmapped), MADV_DONTNEED);
         copy->unmapped = behind;

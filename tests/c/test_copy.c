@@ -3,8 +3,10 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -155,6 +157,47 @@ static void check_size(struct rl_ring *r, size_t size, unsigned chunk, unsigned 
     files_close(&f);
 }
 
+/* Every madvise of the engine comes here (this test is linked with
+ * --wrap=madvise: CTEST_LDFLAGS_test_copy in the Makefile).  A copy announces
+ * its source mapping with MADV_SEQUENTIAL; each MADV_DONTNEED it makes later
+ * must lie inside that mapping: beyond it, it would zero whatever memory lies
+ * above (the ring's own, the heap).  One outside is counted, not made. */
+int __real_madvise(void *addr, size_t len, int advice);
+static const char *source_map;
+static size_t source_size;
+static unsigned dontneed_inside, dontneed_outside;
+
+int __wrap_madvise(void *addr, size_t len, int advice)
+{
+    const char *start = addr;
+    if (advice == MADV_SEQUENTIAL) {
+        source_map = start;
+        source_size = len;
+    } else if (advice == MADV_DONTNEED) {
+        if (start < source_map || len > source_size || start - source_map > (ptrdiff_t)(source_size - len)) {
+            dontneed_outside++;
+            return 0;
+        }
+        dontneed_inside++;
+    }
+    return __real_madvise(addr, len, advice);
+}
+
+/* A small mapped source copied in large chunks: once its one mapped range is
+ * taken, the other slots take read ranges of chunk bytes past its end, so the
+ * copy's next offset runs far past the mapping before the first populate
+ * completes and unmaps what lies behind the writes. */
+static void check_unmapping_stays_in_the_source(struct rl_ring *r)
+{
+    const size_t size = 1 << 20;
+    struct files f;
+    files_open(&f, size);
+    CHECK(run_copy(r, f.src, f.dst, 64 << 20, 4) == (int64_t)size);
+    files_check(&f, size);
+    files_close(&f);
+    CHECK(dontneed_outside == 0);
+}
+
 int main(void)
 {
     struct rl_ring r;
@@ -166,6 +209,8 @@ int main(void)
         check_size(&r, sizes[i], 1 << 20, 1);
     }
     check_quiet(&r, 40 * 1024 * 1024 + 7);
+    CHECK(dontneed_inside > 0 && dontneed_outside == 0); /* long copies unmap behind their writes */
+    check_unmapping_stays_in_the_source(&r);
     /* A bad descriptor ends the copy with its errno, once. */
     CHECK(run_copy(&r, 9999, 9998, 4096, 4) == -EBADF);
     /* Arguments out of range are refused before anything is queued. */
