@@ -195,15 +195,16 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
             total = 0
             ahead = searched = 0  # characters after _dpos taken as lines; of the rest, searched for an ending
             while not 0 < hint < total:
-                start = self._dpos + ahead
-                end = self._line_end(start + searched)
+                end = self._line_end(self._dpos + ahead + searched)
                 if end < 0:
-                    searched = max(len(self._decoded) - start - 1, 0)  # "\r\n" may straddle two chunks
+                    # "\r\n" may straddle two chunks
+                    searched = max(len(self._decoded) - self._dpos - ahead - 1, 0)
                     if await self._read_chunk():
                         continue
                     end = len(self._decoded)
-                    if end == start:
-                        break
+                start = self._dpos + ahead  # after the read: it trims what lies before _dpos
+                if end == start:
+                    break
                 lines.append(self._decoded[start:end])
                 total += end - start
                 ahead += end - start

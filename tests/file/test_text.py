@@ -133,6 +133,26 @@ def test_readline_size_and_readlines_hint_like_builtin(ringlet, run, tmp_path, h
                                  path, "r", encoding="utf-8")
 
 
+@pytest.mark.parametrize("hint", [-1, 0, 100])
+def test_readlines_at_end_of_file_is_empty_like_builtin(ringlet, run, tmp_path, hint):
+    """At the end of the file readlines() has no line to give, however the
+    read-ahead came to be used up (a read-ahead used up entirely is dropped
+    by the next read of the file, which finds its end)."""
+    path = tmp_path / "t.txt"
+    path.write_bytes(SAMPLE.encode())
+
+    async def at_end(f):
+        first = [await f.readlines(), await f.readlines(hint)]
+        await f.seek(0)
+        return first + [await f.read(), await f.readlines(hint), await f.readline(), await f.readlines(hint)]
+
+    got = ringlet_result(ringlet, run, at_end, path, "r", encoding="utf-8")
+    assert got == builtin_result(lambda f: [f.readlines(), f.readlines(hint), f.seek(0) and None or f.read(),
+                                            f.readlines(hint), f.readline(), f.readlines(hint)],
+                                 path, "r", encoding="utf-8")
+    assert got[1] == got[3] == got[5] == []
+
+
 @pytest.mark.parametrize("errors", ["strict", "replace", "ignore", "surrogateescape", "backslashreplace"])
 def test_decode_errors_like_builtin(ringlet, run, tmp_path, errors):
     path = tmp_path / "bad.txt"
@@ -484,6 +504,20 @@ def test_every_text_mode_opens_like_builtin(ringlet, run, tmp_path, mode):
 PIECES = ["a", "é", "€", "𝄞", "\n", "\r", "\r\n", " ", "xyz"]
 
 
+def _readlines_by_readline(f, hint):
+    """f.readlines(hint) as io.IOBase has it, made with readline(): the
+    built-in one iterates, and a text file's tell() fails after a stopped
+    iteration."""
+    lines, total = [], 0
+    while not 0 < hint < total:
+        line = f.readline()
+        if not line:
+            break
+        lines.append(line)
+        total += len(line)
+    return lines
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_random_reads_match_builtin(ringlet, run, tmp_path, seed):
     rng = random.Random(seed)
@@ -497,12 +531,14 @@ def test_random_reads_match_builtin(ringlet, run, tmp_path, seed):
         with open(path, "r", encoding=encoding, newline=newline) as ref:
             async with ringlet.open(path, "r", encoding=encoding, newline=newline) as f:
                 for _ in range(40):
-                    op = rng.choice(["read", "readline", "tell"])
+                    op = rng.choice(["read", "readline", "readlines", "tell"])
                     n = rng.choice([-1, 0, 1, 2, 5, 100, 9000])
                     if op == "read":
                         assert await f.read(n) == ref.read(n)
                     elif op == "readline":
                         assert await f.readline(n) == ref.readline(n)
+                    elif op == "readlines":
+                        assert await f.readlines(n) == _readlines_by_readline(ref, n)
                     else:
                         cookie, ref_cookie = await f.tell(), ref.tell()
                         if ref_cookie < 2**64:
