@@ -204,8 +204,8 @@ async def read_to_end(engine: Any, fd: int, offset: int, align: int = 0,
                       fd_now: Optional[Callable[[], int]] = None) -> bytes:
     """Read from offset (-1: a stream) until a read returns b"" (end of file).
     fd_now, for a file another task may close meanwhile: the descriptor
-    before each read after the first (it raises once the file is closed, so
-    no read lands on a file that got the number since).
+    before each use after the first read (it raises once the file is closed,
+    so nothing reads or sizes a file that got the number since).
 
     Pipes and /proc files give short reads before their end, so only an
     empty read ends it.  A regular file with a size is sized once (fstat)
@@ -233,7 +233,7 @@ async def read_to_end(engine: Any, fd: int, offset: int, align: int = 0,
         if offset >= 0:
             offset += len(chunk)
         if len(chunks) == 1 and len(chunk) == want and offset >= 0:
-            st = os.fstat(fd)
+            st = os.fstat(fd if fd_now is None else fd_now())  # closed during the read?
             if stat.S_ISREG(st.st_mode):
                 # One byte more than what is left: a short read then proves end of file.
                 want = max(st.st_size - offset + 1, READ_CHUNK)

@@ -185,6 +185,44 @@ def test_a_call_of_several_reads_stops_when_its_file_closes_between_them(ringlet
     assert isinstance(outcome, ValueError) and "closed file" in str(outcome), outcome
 
 
+class GrowingFirstRead(HeldFirstRead):
+    """HeldFirstRead whose file grows just before its first read: the size
+    read_to_end took at the start (none) is out of date, so after that read
+    it looks at the file again (white box)."""
+
+    def __init__(self, engine, path, grow_by):
+        super().__init__(engine)
+        self.path, self.grow_by = path, grow_by
+
+    async def _read(self, *args):
+        if self.reads == 0:
+            with open(self.path, "ab") as out:
+                out.write(b"G" * self.grow_by)
+        return await super()._read(*args)
+
+
+def test_read_all_of_a_file_closed_during_its_first_read_raises_the_closed_files_error(ringlet, run, tmp_path):
+    """read() of a file that grew past the size it took sizes the file again
+    after its first read; closed meanwhile (its number not reused), that is
+    the closed file's ValueError, not fstat's OSError(EBADF)."""
+    path = tmp_path / "growing.bin"
+    path.write_bytes(b"")
+
+    async def main():
+        f = await ringlet.open(path, "rb")
+        f._engine = engine = GrowingFirstRead(f._engine, path, 200_000)
+        reading = asyncio.ensure_future(f.read())
+        await engine.first_done.wait()
+        f._engine = engine.engine
+        await f.close()
+        engine.release.set()
+        return (await asyncio.gather(reading, return_exceptions=True))[0], engine.reads
+
+    outcome, reads = run(main())
+    assert reads == 1
+    assert isinstance(outcome, ValueError) and "closed file" in str(outcome), outcome
+
+
 async def drain(rfd):
     """Everything a non-blocking pipe gives until its end (every writer gone)."""
     got = bytearray()
