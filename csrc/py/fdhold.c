@@ -18,22 +18,30 @@
 #include "binding.h"
 
 #include <errno.h>
+#include <fcntl.h>
 
 struct fd_use {
     uint32_t holds;  /* ops in flight that will use the number again */
     uint32_t closes; /* closes of the number made through the engine */
 };
 
-/* fd's record, the table grown to hold it; NULL when memory ran out. */
-static struct fd_use *fd_use_of(EngineObject *engine, int fd)
+/* fd's record, the table grown to hold it; NULL when fd names no open file
+ * (*no_memory 0: nothing to hold, the kernel answers EBADF; a number such as
+ * 2**31 - 1 grows no table) or when memory ran out (*no_memory 1). */
+static struct fd_use *fd_use_of(EngineObject *engine, int fd, int *no_memory)
 {
+    *no_memory = 0;
     if (fd >= engine->fd_uses_len) {
+        if (fcntl(fd, F_GETFD) < 0)
+            return NULL;
         int len = engine->fd_uses_len ? engine->fd_uses_len : 64;
         while (len <= fd)
             len = len > INT32_MAX / 2 ? INT32_MAX : len * 2;
         struct fd_use *grown = PyMem_Realloc(engine->fd_uses, (size_t)len * sizeof *grown);
-        if (grown == NULL)
+        if (grown == NULL) {
+            *no_memory = 1;
             return NULL;
+        }
         memset(grown + engine->fd_uses_len, 0, (size_t)(len - engine->fd_uses_len) * sizeof *grown);
         engine->fd_uses = grown;
         engine->fd_uses_len = len;
@@ -47,9 +55,10 @@ int op_hold_fd(OpObject *op)
      * for data that may never come (the thread engine's does not either). */
     if (op->fd < 0 || op_reads_stream(op))
         return 0;
-    struct fd_use *use = fd_use_of(op->engine, op->fd);
+    int no_memory;
+    struct fd_use *use = fd_use_of(op->engine, op->fd, &no_memory);
     if (use == NULL)
-        return -ENOMEM;
+        return no_memory ? -ENOMEM : 0;
     use->holds++;
     op->holds_fd = 1;
     return 0;
@@ -115,10 +124,11 @@ int engine_fd_close_queue(OpObject *close_op)
 
 int engine_fd_closes(EngineObject *engine, int fd, uint32_t *closes)
 {
-    struct fd_use *use = fd_use_of(engine, fd);
-    if (use == NULL)
+    int no_memory;
+    struct fd_use *use = fd_use_of(engine, fd, &no_memory);
+    if (use == NULL && no_memory)
         return -1;
-    *closes = use->closes;
+    *closes = use ? use->closes : 0;
     return 0;
 }
 

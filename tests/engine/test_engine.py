@@ -292,6 +292,8 @@ def test_low_level_errors_are_oserrors(ringlet, run, tmp_path):
             ("write-badfd", lambda: eng.write(987654, b"x", 0)),
             ("fsync-badfd", lambda: eng.fsync(987654, False)),
             ("statx-badfd", lambda: eng.statx(987654)),
+            ("read-maxfd", lambda: eng.read(2**31 - 1, 10, 0)),  # no table of numbers grows this far
+            ("write-maxfd", lambda: eng.write(2**31 - 1, b"x", -1)),
         ]:
             try:
                 fut = make()
@@ -304,7 +306,7 @@ def test_low_level_errors_are_oserrors(ringlet, run, tmp_path):
     errs = run(main())
     assert isinstance(errs.get("open-missing"), FileNotFoundError), errs
     assert errs["open-missing"].errno == errno.ENOENT
-    for name in ("read-badfd", "write-badfd", "fsync-badfd", "statx-badfd"):
+    for name in ("read-badfd", "write-badfd", "fsync-badfd", "statx-badfd", "read-maxfd", "write-maxfd"):
         assert name in errs, f"{name} did not raise"
         assert errs[name].errno == errno.EBADF, (name, errs[name])
 
