@@ -83,6 +83,17 @@ static void close_start(OpObject *close_op)
         op_finish(close_op, close_outcome(close_op->fd, queued));
 }
 
+/* Starts the closes of a list taken out of the engine's, in its order. */
+static void start_closes(OpObject *list)
+{
+    while (list) {
+        OpObject *close_op = list;
+        list = close_op->wait_next;
+        close_op->wait_next = NULL;
+        close_start(close_op);
+    }
+}
+
 void op_release_fd(OpObject *op)
 {
     if (!op->holds_fd)
@@ -91,9 +102,11 @@ void op_release_fd(OpObject *op)
     EngineObject *engine = op->engine;
     if (--engine->fd_uses[op->fd].holds > 0)
         return;
-    /* The last hold: the closes waiting for the number go, in the order they were made. */
-    OpObject **link = &engine->closes_waiting;
-    while (*link) {
+    /* The last hold: the closes waiting for the number go, in the order they
+     * were made; taken out of the engine's list first, since starting one may
+     * run code (a failed one is finished) that changes the list. */
+    OpObject *starting = NULL, **starting_end = &starting;
+    for (OpObject **link = &engine->closes_waiting; *link;) {
         OpObject *close_op = *link;
         if (close_op->fd != op->fd) {
             link = &close_op->wait_next;
@@ -101,8 +114,10 @@ void op_release_fd(OpObject *op)
         }
         *link = close_op->wait_next;
         close_op->wait_next = NULL;
-        close_start(close_op);
+        *starting_end = close_op;
+        starting_end = &close_op->wait_next;
     }
+    start_closes(starting);
 }
 
 int engine_fd_close_queue(OpObject *close_op)
@@ -134,10 +149,7 @@ int engine_fd_closes(EngineObject *engine, int fd, uint32_t *closes)
 
 void engine_closes_waiting_shutdown(EngineObject *engine)
 {
-    while (engine->closes_waiting) {
-        OpObject *close_op = engine->closes_waiting;
-        engine->closes_waiting = close_op->wait_next;
-        close_op->wait_next = NULL;
-        close_start(close_op);
-    }
+    OpObject *all = engine->closes_waiting;
+    engine->closes_waiting = NULL;
+    start_closes(all);
 }
