@@ -374,3 +374,38 @@ def test_readinto_keeps_buffer_contract(ringlet, run, make_file):
     assert buf[:1000] == b"\xff" * 1000
     assert buf[1000:5096] == data[4096:8192]
     assert buf[5096:] == b"\xff" * (10000 - 5096)
+
+
+
+ENDLESS_COPY = """
+import asyncio, os, ringlet
+
+async def main():
+    engine = ringlet.get_engine()
+    src, dst = os.open("/dev/zero", os.O_RDONLY), os.open("/dev/null", os.O_WRONLY)
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.ensure_future(ticker())
+    try:
+        await asyncio.wait_for(engine.copy(src, dst), 0.2)
+    except asyncio.TimeoutError:
+        print("timed out, ticks", ticks > 0)
+    ticking.cancel()
+
+asyncio.run(main())
+"""
+
+
+def test_copy_of_an_endless_device_leaves_the_loop_turning(ringlet, run_python):
+    """engine.copy from /dev/zero never ends; the loop keeps turning meanwhile
+    (the thread engine reads a device on the loop's thread, at once), so a
+    timeout cancels it and another task runs.  In a child: a loop that never
+    turns again hangs it, and the child's timeout fails the test."""
+    proc = run_python(ENDLESS_COPY, timeout=30)
+    assert proc.stdout.strip() == "timed out, ticks True", proc.stderr[-2000:]
