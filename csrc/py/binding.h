@@ -362,8 +362,8 @@ void op_copy_done(struct rl_copy *copy, int64_t result);
 
 /* ---- fdhold.c: a descriptor number held by the work that will use it --- */
 /* The op holds its number (op->fd) until op_release_fd: a close through the
- * engine waits meanwhile.  For an op whose SQE is about to be queued; 0, or
- * -ENOMEM (nothing held). */
+ * engine waits meanwhile.  For an op whose SQE is about to be queued; 0 (a
+ * stream's read, or a number no file has, holds nothing), or -ENOMEM. */
 int op_hold_fd(OpObject *op);
 /* The op's work is over (op_finish, or the op dropped unqueued): the last
  * hold on the number starts the closes that wait for it. */
