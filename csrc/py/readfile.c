@@ -175,10 +175,9 @@ static PyObject *launch_part(EngineObject *self, int fd, PyObject *data, size_t 
         return NULL;
     }
     int queued = op_hold_fd(op);
-    if (queued == 0 && offload)
-        queued = rl_op_read_offloaded(&self->ring, &op->cell, fd, op->io.buf, (unsigned)len, op->offset);
-    else if (queued == 0)
-        queued = rl_op_read(&self->ring, &op->cell, fd, op->io.buf, (unsigned)len, op->offset);
+    if (queued == 0)
+        queued = offload ? rl_op_read_offloaded(&self->ring, &op->cell, fd, op->io.buf, (unsigned)len, op->offset)
+                         : rl_op_read(&self->ring, &op->cell, fd, op->io.buf, (unsigned)len, op->offset);
     Py_INCREF(op);
     PyObject *future = op_launch(op, queued, 1);
     if (future == NULL)

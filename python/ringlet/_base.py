@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, Iterable, List, Optional
 
-
 if TYPE_CHECKING:
     from ._binary import AsyncFile
 
