@@ -16,7 +16,7 @@ from typing import Any, Callable, Coroutine, Iterable, List, NoReturn, Optional,
 from ._base import FileBase, write_batched
 from . import _contract as contract
 from . import _ringlet
-from ._fdio import READ_CHUNK, close_fd, read_to_end, settle, size_arg, truncate, wait_readable
+from ._fdio import READ_CHUNK, close_fd, read_to_end, settle, size_arg, ssize_arg, truncate, wait_readable
 from ._buffers import hold_buffer
 from ._turns import Turns
 
@@ -196,6 +196,7 @@ class AsyncFile(FileBase):
 
     def _seek(self, offset: int, whence: int) -> int:
         fd = self._open_fd()
+        whence = operator.index(whence)
         if whence not in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END, os.SEEK_DATA, os.SEEK_HOLE):
             raise ValueError(f"whence value {whence} unsupported")
         offset = operator.index(offset)
@@ -266,7 +267,7 @@ class AsyncFile(FileBase):
         kernel (kept for the next reads).  How many may differ from size; b""
         only at end of file."""
         self._reading_fd()
-        operator.index(size)  # only its type matters, as for io.BufferedReader
+        ssize_arg(size)  # only its type and range matter, as for io.BufferedReader
         async with self._turns:
             fd = self._open_fd()  # closed while this call waited for its turn?
             if not self._rbuf:

@@ -12,6 +12,7 @@ import operator
 import os
 import select
 import stat
+import sys
 from typing import Any, Callable, List, Optional, Set, Tuple
 
 from ._contract import MAX_DIRECT, MAX_RW, Opcode
@@ -195,9 +196,18 @@ def isdir_error(filename: Any) -> IsADirectoryError:
     return IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), filename)
 
 
+def ssize_arg(value: Any) -> int:
+    """An __index__ that fits a C ssize_t, as io's size arguments take it
+    (OverflowError past it, as io says: never a size quietly meaning 'all')."""
+    size: int = value if type(value) is int else operator.index(value)
+    if not -sys.maxsize - 1 <= size <= sys.maxsize:
+        raise OverflowError("cannot fit 'int' into an index-sized integer")
+    return size
+
+
 def size_arg(size: Optional[int]) -> int:
     """A read size as io accepts it: None or negative means 'all'."""
-    return -1 if size is None else operator.index(size)
+    return -1 if size is None else ssize_arg(size)
 
 
 async def read_to_end(engine: Any, fd: int, offset: int, align: int = 0,

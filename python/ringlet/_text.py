@@ -300,6 +300,7 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
         only with 0, as io.TextIOWrapper.  Returns the new cookie."""
         self.buffer._open_fd()
         cookie = operator.index(cookie)
+        whence = operator.index(whence)
         async with self._turns:
             return await self._seek(cookie, whence)
 

@@ -220,6 +220,22 @@ for mode in BAD_MODES:
     add(f"open-mode-{mode!r}", lambda w, m=mode: ringlet.open(w.file, m),
         same_as(lambda w, m=mode: open(w.file, m).close()))
 add("open-closefd-False-with-path", lambda w: ringlet.open(w.file, "rb", closefd=False), raises(ValueError))
+for value in [None, 1.0, "yes"]:  # closefd is an int to built-in open(): these are TypeErrors there
+    add(f"open-closefd-{type(value).__name__}", lambda w, v=value: ringlet.open(w.file, "rb", closefd=v),
+        raises(TypeError))
+
+
+@case("open-closefd-0-with-fd-leaves-it-open", equals(True))
+async def _(w):
+    fd = os.open(w.file, os.O_RDONLY)
+    try:
+        f = await ringlet.open(fd, "rb", closefd=0)
+        await f.close()
+        return os.fstat(fd).st_size == len(w.data)
+    finally:
+        os.close(fd)
+
+
 add("open-fd-negative", lambda w: ringlet.open(-1, "rb"), raises(ValueError))
 add("open-fd-minus-2", lambda w: ringlet.open(-2, "rb"), raises(ValueError))
 add("open-binary-with-encoding", lambda w: ringlet.open(w.file, "rb", encoding="utf-8"), raises(ValueError))
@@ -436,6 +452,32 @@ for value in HUGE:
                        ("seek", lambda f, v: f.seek(v)), ("truncate", lambda f, v: f.truncate(v))]:
         add(f"{name}-2**{value.bit_length() - 1}", lambda w, c=call, v=value: on_file(w, "r+b", lambda f: c(f, v)),
             raises(OverflowError))
+
+class Index:
+    """An int by __index__ only."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __index__(self):
+        return self.value
+
+
+# Sizes past a C ssize_t are OverflowErrors for io's readers, binary and text,
+# whatever their sign: none quietly means "all".
+for value in HUGE + [-(2**63) - 1, -(2**64)]:
+    for mode, name, call in [("rb", "read1", lambda f, v: f.read1(v)), ("rb", "readline", lambda f, v: f.readline(v)),
+                             ("rb", "readlines", lambda f, v: f.readlines(v)), ("rb", "peek", lambda f, v: f.peek(v)),
+                             ("r", "text-read", lambda f, v: f.read(v)), ("r", "text-readline", lambda f, v: f.readline(v)),
+                             ("r", "text-readlines", lambda f, v: f.readlines(v))] + (
+                                [("rb", "read", lambda f, v: f.read(v))] if value < 0 else []):
+        add(f"{name}-{value}", lambda w, m=mode, c=call, v=value: on_file(w, m, lambda f: c(f, v)),
+            raises(OverflowError))
+for whence in [os.SEEK_SET, os.SEEK_CUR, os.SEEK_END]:  # an __index__ whence, as io takes it
+    add(f"seek-whence-index-{whence}", lambda w, x=whence: on_file(w, "rb", lambda f: f.seek(0, Index(x))),
+        same_as(builtin("file", "rb", lambda f, x=whence: f.seek(0, Index(x)))))
+    add(f"text-seek-whence-index-{whence}", lambda w, x=whence: on_file(w, "r", lambda f: f.seek(0, Index(x))),
+        equals(lambda w, x=whence: 0 if x != os.SEEK_END else len(w.data)))
 
 for value in [-2, -1, -(2**63), -(2**64)]:
     for name, call in [("pread-size", lambda f, v: f.pread(v, 0)), ("pread-offset", lambda f, v: f.pread(1, v)),
