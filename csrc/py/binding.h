@@ -311,6 +311,12 @@ extern const char engine__preadinto_doc[];
 /* _ringlet._pread_method(cls, fallback, into=False): AsyncFile.pread (or preadinto) without a Python frame. */
 PyObject *ringlet__pread_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 extern const char ringlet__pread_method_doc[];
+/* Inline completions may run this long in one loop turn; after that, every
+ * task yields (and large reads go to the kernel's workers) until the loop has
+ * turned, so another task waits at most about this long plus one step of
+ * each ready task.  (A budget per task let 256 tasks spend 256 budgets.)
+ * Exported as INLINE_BUDGET_NS: the thread engine's budget too. */
+#define RL_INLINE_BUDGET_NS 1000000
 /* Reads from this size on go to the kernel's workers (OpObject.offload) once
  * the loop turn's budget is spent. */
 #define RL_OFFLOAD_MIN (64u << 10)

@@ -117,11 +117,7 @@ int loop_schedule_flush(EngineObject *engine)
 
 /* ---- the inline budget --------------------------------------------------- */
 
-/* Inline completions may run this long in one loop turn; after that, every
- * task yields (and large reads go to the kernel's workers) until the loop has
- * turned, so another task waits at most about this long plus one step of
- * each ready task.  (A budget per task let 256 tasks spend 256 budgets.) */
-#define RL_INLINE_BUDGET_NS 1000000
+/* RL_INLINE_BUDGET_NS (binding.h): the turn's budget of inline completions. */
 
 /* The budget when small reads (less than RL_CLOCK_EVERY_MAX) spend it.  Once
  * it is spent, every ready task yields once a turn, and asyncio's step of a

@@ -201,7 +201,8 @@ static int ringlet_exec(PyObject *module)
     /* Limits the thread backend and the front end must agree with. */
     if (PyModule_AddIntConstant(module, "MAX_RW", RL_MAX_RW) < 0
         || PyModule_AddIntConstant(module, "MAX_DIRECT", RL_MAX_DIRECT) < 0
-        || PyModule_AddIntConstant(module, "COPY_MAX_SLOTS", RL_COPY_MAX_SLOTS) < 0)
+        || PyModule_AddIntConstant(module, "COPY_MAX_SLOTS", RL_COPY_MAX_SLOTS) < 0
+        || PyModule_AddIntConstant(module, "INLINE_BUDGET_NS", RL_INLINE_BUDGET_NS) < 0)
         return -1;
     PyObject *os = PyImport_ImportModule("os");
     if (os == NULL)

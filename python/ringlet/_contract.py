@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 MAX_RW: int = _ringlet.MAX_RW
 MAX_DIRECT: int = _ringlet.MAX_DIRECT
 COPY_MAX_SLOTS: int = _ringlet.COPY_MAX_SLOTS
+# How long completions on the loop's thread may run in one turn of the loop
+# before the next task yields (both engines).
+INLINE_BUDGET_NS: int = _ringlet.INLINE_BUDGET_NS
 
 PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 

@@ -81,6 +81,7 @@ SETUP_FLAG_CHOICES: tuple[str, ...]
 MAX_RW: int
 MAX_DIRECT: int
 COPY_MAX_SLOTS: int
+INLINE_BUDGET_NS: int
 
 def probe() -> dict[str, Any]: ...
 # Test hook (emulating an older kernel): every ring set up from now on --

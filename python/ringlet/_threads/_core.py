@@ -67,6 +67,7 @@ class EngineCore:
         self._completed_count = 0
         self._inline = 0
         self._deferred = 0
+        self._turn_start = 0  # monotonic ns of this turn's first completion on the loop's thread; 0: none yet
         self._cancelled = 0
         self._overflowed = 0
         self._in_flight = 0
@@ -136,6 +137,22 @@ class EngineCore:
         self._in_flight += 1
         if self._in_flight > self._peak:
             self._peak = self._in_flight
+
+    def _may_complete_now(self) -> bool:
+        """Whether an operation that would complete on the loop's thread (a
+        device or pipe that is ready) may do so in this turn of the loop.
+        Awaiting a done future does not yield, so a task looping over such
+        reads would starve the loop: after INLINE_BUDGET_NS of them in one
+        turn they wait for the next (as the io_uring engine's cached reads)."""
+        now = time.monotonic_ns()
+        if not self._turn_start:
+            self._loop().call_soon(self._turned)
+            self._turn_start = now
+            return True
+        return now - self._turn_start <= contract.INLINE_BUDGET_NS
+
+    def _turned(self) -> None:
+        self._turn_start = 0
 
     def _returned(self, op: Op) -> asyncio.Future[Any]:
         """The end of the submitting call: stamp it, watch the future if pending."""

@@ -297,16 +297,12 @@ class ThreadEngine(EngineCore):
                 if n == 0:
                     return copied
                 copied += n
-        while True:
-            reading = self.read(src_fd, chunk, copied)
-            at_once = reading.done()  # a device read on the loop's thread (/dev/zero never ends)
-            data = await reading
+        while True:  # a device's reads and writes on the loop's thread yield once the turn's budget is spent
+            data = await self.read(src_fd, chunk, copied)
             if not data:
                 return copied
             await self.write(dst_fd, data, copied)
             copied += len(data)
-            if at_once:  # awaiting a done future does not yield: the loop gets its turn here
-                await asyncio.sleep(0)
 
     def _task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         loop = self._loop_ref()

@@ -11,8 +11,11 @@ around each system call and restored right after (the flag belongs to the
 open file description, which another process may share).  Cancelling is
 leaving the queue.  One readiness callback serves at most the engine's
 budget of operations: the loop calls again while the file stays ready, so a
-long queue never makes one slow callback.  An interrupt raised while a
-queue is served is kept for the engine's drain() to raise (see ``_core``).
+long queue never makes one slow callback; and a file found ready once the
+turn's inline budget is spent is served in the next turn, so a task that
+reads a device that is always ready still lets the loop turn.  An interrupt
+raised while a queue is served is kept for the engine's drain() to raise
+(see ``_core``).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class Waiters:
         self.key = key  # (st_dev, st_ino, "read" or "write")
         self.fd = fd
         self.ops: collections.deque[Op] = collections.deque()
-        self.timer: Optional[asyncio.TimerHandle] = None  # for a descriptor epoll cannot watch
+        self.timer: Optional[asyncio.Handle] = None  # a descriptor epoll cannot watch, or served next turn
 
 
 class Readiness:
@@ -77,7 +80,8 @@ class Readiness:
                 if mode == (os.O_WRONLY if direction == "read" else os.O_RDONLY):
                     raise OSError(errno.EBADF, os.strerror(errno.EBADF))
                 ready = direction == "write" or _ready_now(fd)
-                if ready and self._attempt(op, fd, inline=True):
+                next_turn = ready and not engine._may_complete_now()
+                if ready and not next_turn and self._attempt(op, fd, inline=True):
                     return engine._returned(op)
                 # Wait on a descriptor of our own, as the kernel holds the file.
                 waiters = Waiters(key, os.dup(fd))
@@ -86,7 +90,11 @@ class Readiness:
                 engine._finish(op, inline=True)
                 return engine._returned(op)
             self.waiting[key] = waiters
-            self._watch(waiters, direction)
+            loop = engine._loop_ref()
+            if next_turn and loop is not None:
+                waiters.timer = loop.call_soon(self._on_next_turn, waiters, direction)
+            else:
+                self._watch(waiters, direction)
         op.state = direction
         op.waiting = waiters
         waiters.ops.append(op)
@@ -136,6 +144,15 @@ class Readiness:
             # A descriptor epoll cannot watch (a device without poll support):
             # try it every few milliseconds instead.
             waiters.timer = loop.call_later(_POLL_INTERVAL, self._on_timer, waiters)
+
+    def _on_next_turn(self, waiters: Waiters, direction: str) -> None:
+        """Serve a file that was ready when the turn's budget was spent; watch it if any op is left."""
+        if self.engine._fork_generation != contract.fork_generation:
+            return
+        waiters.timer = None
+        self._on_ready(waiters)
+        if waiters.ops and self.waiting.get(waiters.key) is waiters:
+            self._watch(waiters, direction)
 
     def _on_timer(self, waiters: Waiters) -> None:
         if self.engine._fork_generation != contract.fork_generation:
