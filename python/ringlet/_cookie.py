@@ -10,6 +10,7 @@ offset, with the decoder flags above bit 64 (as CPython's).
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
@@ -98,19 +99,37 @@ class DecodedReadAhead:
 
     async def _read_chunk(self, size: int = TEXT_CHUNK) -> bool:
         """Read and decode up to size bytes (to end of file if size < 0);
-        False at end of file."""
+        False at end of file.  The bytes are kept in pieces of at most
+        TEXT_CHUNK, so that tell() decodes one piece again however much was
+        read at once (callers that need more read more at once: appending
+        to _decoded copies it)."""
         self._trim()
         try:
             position: Optional[int] = self.buffer._position()
         except OSError:
             position = None
-        state = self._decoder.getstate()
         data = await self.buffer.read(size)
-        text = self._decoder.decode(data, final=size < 0 or not data)
+        final = size < 0 or not data
+        # read() (size < 0) returns all it decodes here: one piece, never decoded again.
+        step = TEXT_CHUNK if size >= 0 else max(len(data), 1)
         start = len(self._decoded)
-        self._decoded += text
-        self._chunks.append((state, position, data, start, start + len(text)))
+        texts = []
+        for at in range(0, max(len(data), 1), step):  # once for b"": the end flushes the decoder
+            piece = data[at:at + step]
+            state = self._decoder.getstate()
+            text = self._decoder.decode(piece, final=final and at + step >= len(data))
+            self._chunks.append((state, None if position is None else position + at, piece, start, start + len(text)))
+            start += len(text)
+            texts.append(text)
+        self._decoded += texts[0] if len(texts) == 1 else "".join(texts)
         return bool(data)
+
+    def _wanted(self, characters: int = 0) -> int:
+        """How many bytes to read when the read-ahead lacks what a call needs:
+        at least what it lacks (characters), and at least as much as is
+        read ahead already, so that a long line or many lines take a few
+        doubling reads, not one read (and one copy of _decoded) per TEXT_CHUNK."""
+        return max(TEXT_CHUNK, characters, len(self._decoded) - self._dpos)
 
     def _decode_from(self, state: Tuple[bytes, int], data: bytes) -> Tuple[int, bytes, int, int]:
         """Decode data from state: (characters out, counting a held-back CR; bytes held; flags; CR held)."""
@@ -122,11 +141,11 @@ class DecodedReadAhead:
 
     def _resumes_at(self, index: int, offset: int, flags: int, k: int) -> bool:
         """Does a fresh decoder started at offset into chunk index give back _decoded[k:]?"""
-        tail = self._chunks[index][2][offset:offset + 64]
-        for later in self._chunks[index + 1:]:
-            if len(tail) >= 64:
-                break
-            tail += later[2][:64]
+        chunks = self._chunks
+        tail = chunks[index][2][offset:offset + 64]
+        while len(tail) < 64 and index + 1 < len(chunks):
+            index += 1
+            tail += chunks[index][2][:64]
         decoder = self._new_decoder()
         decoder.setstate((b"", flags))
         return self._decoded.startswith(decoder.decode(tail), k)
@@ -136,7 +155,7 @@ class DecodedReadAhead:
         if not self._chunks or self._all_returned():
             return self.buffer._position()  # nothing read ahead: as CPython, the plain byte offset
         k = self._dpos
-        index = next(i for i, chunk in enumerate(self._chunks) if chunk[4] >= k)
+        index = bisect.bisect_left(self._chunks, k, key=lambda chunk: chunk[4])  # the first that ends at k or after
         state, position, data, start, _ = self._chunks[index]
         if position is None:
             raise io.UnsupportedOperation("underlying stream is not seekable")

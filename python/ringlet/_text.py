@@ -16,6 +16,15 @@ from ._fdio import size_arg
 from ._turns import Turns
 
 _UNIVERSAL_EOL = re.compile(r"\r\n|\r|\n")
+# Every line of a text, by newline= (None: translated to "\n"); the last
+# alternative is the last line when it has no ending.
+_LINES = {
+    None: re.compile(r"[^\n]*\n|[^\n]+"),
+    "\n": re.compile(r"[^\n]*\n|[^\n]+"),
+    "\r": re.compile(r"[^\r]*\r|[^\r]+"),
+    "\r\n": re.compile(r"(?:[^\r]|\r(?!\n))*\r\n|(?s:.+)"),
+    "": re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+"),
+}
 
 
 class AsyncTextFile(DecodedReadAhead, FileBase):
@@ -36,7 +45,8 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
     * An unknown encoding or bad newline is refused before the file is opened
       (built-in open() may already have created or truncated it).
 
-    Writes are buffered (see write()); reads decode TEXT_CHUNK bytes at a time.
+    Writes are buffered (see write()); reads decode TEXT_CHUNK bytes at a time,
+    or more when a call needs more than is read ahead (_wanted).
     """
 
     __slots__ = ("_buffer", "name", "mode", "encoding", "errors", "line_buffering", "_newline", "_encoder",
@@ -127,7 +137,8 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
             if size < 0:
                 await self._read_chunk(-1)
             else:
-                while len(self._decoded) - self._dpos < size and await self._read_chunk():
+                while len(self._decoded) - self._dpos < size and await self._read_chunk(
+                        self._wanted(size - (len(self._decoded) - self._dpos))):
                     pass
             start = self._dpos
             text = self._decoded[start:] if size < 0 else self._decoded[start:start + size]
@@ -173,7 +184,7 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
             if end >= 0 or 0 <= size <= available:
                 break
             searched = max(available - 1, 0)  # "\r\n" may straddle two chunks
-            if not await self._read_chunk():
+            if not await self._read_chunk(self._wanted()):
                 break
         start = self._dpos
         if end < 0:
@@ -189,6 +200,8 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
         # the position are all that reading more trims).
         self._check_readable()
         hint = size_arg(hint)
+        if hint <= 0:  # all of them: one read (a cancel consumes nothing), cut in C
+            return _LINES[self._newline].findall(await self.read())
         async with self._turns:
             await self._flush_pending()
             lines: List[str] = []
@@ -199,7 +212,7 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
                 if end < 0:
                     # "\r\n" may straddle two chunks
                     searched = max(len(self._decoded) - self._dpos - ahead - 1, 0)
-                    if await self._read_chunk():
+                    if await self._read_chunk(-1 if hint <= 0 else self._wanted()):  # all lines: all at once
                         continue
                     end = len(self._decoded)
                 start = self._dpos + ahead  # after the read: it trims what lies before _dpos

@@ -133,6 +133,61 @@ def test_readline_size_and_readlines_hint_like_builtin(ringlet, run, tmp_path, h
                                  path, "r", encoding="utf-8")
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "cp1252"])
+@pytest.mark.parametrize("newline", NEWLINES, ids=NEWLINE_IDS)
+def test_readlines_like_builtin(ringlet, run, tmp_path, encoding, newline):
+    """readlines() with every line ending (a CR alone, CR LF, an empty line,
+    none at the end) and lines longer than the decode chunk; from the start,
+    after a readline (read-ahead left), then tell() and a read at the end."""
+    path = tmp_path / "t.txt"
+    text = _encodable(SAMPLE + "\r\n" + "y" * 20_000 + "\n\r\n\rz", encoding)
+    path.write_bytes(text.encode(encoding))
+    kw = dict(encoding=encoding, newline=newline)
+
+    async def twice(f):
+        first = await f.readlines()
+        await f.seek(0)
+        return first, await f.readline(), await f.readlines(), await f.tell(), await f.read()
+
+    got = ringlet_result(ringlet, run, twice, path, "r", **kw)
+    ref = builtin_result(lambda f: (f.readlines(), f.seek(0) and None or f.readline(), f.readlines(), f.tell(),
+                                    f.read()), path, "r", **kw)
+    assert got == ref
+    assert len(got[0]) >= 4
+
+
+@pytest.mark.parametrize("call", ["read(n)", "readline", "readlines", "readlines(hint)", "async for"])
+def test_long_text_takes_few_reads(ringlet, run, tmp_path, call):
+    """Text that the read-ahead lacks is read in doubling reads, not in
+    8 KiB chunks: each read appends to the decoded text (a copy of it), so
+    4 MiB in 8 KiB reads copied gigabytes (text read(16 MiB) took 5 s, a
+    64 MiB readlines() 114 s).  Counted: the engine's reads."""
+    path = tmp_path / "t.txt"
+    line = "é" * (2 << 20) + "\n"  # one line of 4 MiB (two bytes a character)
+    path.write_bytes((line + "short\n" * 1000 + line).encode())
+
+    async def main():
+        engine = ringlet.get_engine()
+        async with ringlet.open(path, encoding="utf-8") as f:
+            before = engine.stats()["submitted"]
+            if call == "read(n)":
+                got = [await f.read(len(line) + 3)]
+            elif call == "readline":
+                got = [await f.readline() for _ in range(1002)]
+            elif call == "readlines":
+                got = await f.readlines()
+            elif call == "readlines(hint)":
+                got = await f.readlines(len(line) + 1)
+            else:
+                got = [line async for line in f]
+            return got, engine.stats()["submitted"] - before
+
+    got, reads = run(main())
+    assert "".join(got) == path.read_text(encoding="utf-8")[:len("".join(got))]
+    assert len("".join(got)) > len(line)
+    assert reads <= 24, f"{reads} reads"
+
+
 @pytest.mark.parametrize("hint", [-1, 0, 100])
 def test_readlines_at_end_of_file_is_empty_like_builtin(ringlet, run, tmp_path, hint):
     """At the end of the file readlines() has no line to give, however the
@@ -581,14 +636,17 @@ def test_random_reads_and_writes_match_builtin(ringlet, run, tmp_path, seed):
         with open(ref_path, mode, encoding=encoding, newline=newline) as ref:
             async with ringlet.open(ours, mode, encoding=encoding, newline=newline) as f:
                 for _ in range(30):
-                    op = rng.choice(["read", "readline", "write", "write", "tell", "seekend", "seek0", "truncate"])
+                    op = rng.choice(["read", "readline", "readlines", "write", "write", "tell", "seekend", "seek0",
+                                     "truncate"])
                     if op in ("write", "truncate") and ref.tell() >= 2**64:
                         continue  # CPython's cookie is no byte offset there: no reference
-                    if op in ("read", "readline"):
+                    if op in ("read", "readline", "readlines"):
                         n = rng.choice([-1, 1, 7, 300])
-                        got = await _or_error(f.read(n) if op == "read" else f.readline())
+                        got = await _or_error(f.read(n) if op == "read" else f.readline() if op == "readline"
+                                              else f.readlines())
                         try:
-                            want = ref.read(n) if op == "read" else ref.readline()
+                            want = ref.read(n) if op == "read" else ref.readline() if op == "readline" else (
+                                _readlines_by_readline(ref, -1))
                         except UnicodeDecodeError as exc:
                             want = type(exc)
                         assert got == want
