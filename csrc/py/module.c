@@ -128,7 +128,18 @@ static PyObject *ringlet_resolve(PyObject *module, PyObject *const *args, Py_ssi
     return PyObject_CallMethodOneArg(args[0], method, args[1]);
 }
 
+PyDoc_STRVAR(ready_doc,
+"_ready(value) -> Ready\n\n"
+"An awaitable that gives value at once: no coroutine, no future.  For\n"
+"front-end calls whose answer is already there (a line read ahead).");
+
+static PyObject *ringlet_ready(PyObject *module, PyObject *value)
+{
+    return ready_new(PyModule_GetState(module), value);
+}
+
 static PyMethodDef ringlet_methods[] = {
+    {"_ready", ringlet_ready, METH_O, ready_doc},
     {"_resolve", (PyCFunction)(void (*)(void))ringlet_resolve, METH_FASTCALL, resolve_doc},
     {"_live", ringlet_live_counts, METH_NOARGS, live_doc},
     {"probe", ringlet_probe, METH_NOARGS, probe_doc},

@@ -4,7 +4,9 @@ and aiofiles' awaitable readable()/writable()/seekable()/isatty()."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, List, Optional
+
+from ._ringlet import _ready
 
 if TYPE_CHECKING:
     from ._binary import AsyncFile
@@ -85,12 +87,15 @@ class FileBase:
         """The next line if it is already read ahead (no I/O), else None."""
         return None
 
-    async def __anext__(self) -> Any:
-        line = self._buffered_line()  # the fast path: one coroutine less a line
-        if line is None:
-            line = await self.readline()
-            if not line:
-                raise StopAsyncIteration
+    def __anext__(self) -> Awaitable[Any]:
+        """The next line; one read ahead already comes without a coroutine."""
+        line = self._buffered_line()
+        return _ready(line) if line is not None else self._next_line()
+
+    async def _next_line(self) -> Any:
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
         return line
 
     async def close(self) -> None:  # pragma: no cover - overridden

@@ -61,6 +61,27 @@ def test_async_for_like_builtin_iteration(ringlet, run, lines_file):
     assert all(type(line) is bytes for line in got)
 
 
+@pytest.mark.parametrize("mode", ["rb", "r"])
+def test_anext_is_awaitable_every_way(ringlet, run, make_file, mode):
+    """A line already read ahead comes from __anext__ without a coroutine (an
+    awaitable made in C); it must still work wherever an awaitable does:
+    anext(), ensure_future, wait_for, and StopAsyncIteration at the end."""
+    path, data = make_file(b"".join(b"line %d\n" % i for i in range(6)))
+
+    async def main():
+        async with ringlet.open(path, mode) as f:
+            got = [await f.readline(), await f.__anext__(), await anext(f),
+                   await asyncio.ensure_future(f.__anext__()), await asyncio.wait_for(f.__anext__(), 10)]
+            got += [line async for line in f]
+            with pytest.raises(StopAsyncIteration):
+                await f.__anext__()
+            return got
+
+    got = run(main())
+    assert got == builtin(path, list, mode)
+    assert len(got) == 6
+
+
 @pytest.mark.parametrize("hint", [-1, 0, 1, 10, 5000, 10**9])
 def test_readlines_hint_like_builtin(ringlet, run, lines_file, hint):
     path, _ = lines_file
