@@ -129,13 +129,14 @@ static PyObject *ringlet_resolve(PyObject *module, PyObject *const *args, Py_ssi
 }
 
 PyDoc_STRVAR(ready_doc,
-"_ready(value) -> Ready\n\n"
-"An awaitable that gives value at once: no coroutine, no future.  For\n"
-"front-end calls whose answer is already there (a line read ahead).");
+"_ready(value) -> coroutine\n\n"
+"A coroutine made in C that gives value at once (no Python frame, no\n"
+"future), for the front end's calls whose answer is already there (a line\n"
+"read ahead).  A coroutine still: create_task and iscoroutine take it.");
 
 static PyObject *ringlet_ready(PyObject *module, PyObject *value)
 {
-    return ready_new(PyModule_GetState(module), value);
+    return outcome_ready(PyModule_GetState(module), value);
 }
 
 static PyMethodDef ringlet_methods[] = {

@@ -1,7 +1,6 @@
 /* Ready: the result of an operation the kernel completed inside the
  * submitting call, awaitable without a future: awaiting it gives the value at
- * once.  Engine._read and friends give it to ringlet's coroutines; a file's
- * __anext__ gives it for a line read ahead (_ready).
+ * once.  Only ringlet's own coroutines see it (Engine._read and friends).
  * Not tracked by the GC: it lives for one await, and its value (bytes, an
  * int, a list of bytes, a stat_result) cannot refer back to it. */
 #include "binding.h"

@@ -15,6 +15,7 @@ import warnings
 from typing import Any, Callable, Coroutine, Iterable, List, NoReturn, Optional, Set, Tuple, TypeVar, cast
 
 from ._base import FileBase, write_batched
+from ._ringlet import _ready
 from . import _contract as contract
 from . import _ringlet
 from ._fdio import READ_CHUNK, close_fd, read_to_end, settle, size_arg, ssize_arg, truncate, wait_readable
@@ -314,9 +315,19 @@ class AsyncFile(FileBase):
         finally:
             turns.release()
 
-    async def readline(self, size: Optional[int] = -1) -> bytes:
+    def readline(self, size: Optional[int] = -1) -> Coroutine[Any, Any, bytes]:
         """Read one line, up to and including b"\\n"; at most size bytes when
-        size >= 0.  b"" at end of file.  Reads ahead in chunks: see the class."""
+        size >= 0.  b"" at end of file.  Reads ahead in chunks: see the class.
+        A coroutine; a line read ahead already comes in one made in C."""
+        if size is None or type(size) is int and size < 0:
+            line = self._buffered_line()
+            if line is not None:
+                return _ready(line)
+        return self._readline_in_turn(size)
+
+    readline = _marked_coroutine_function(readline)
+
+    async def _readline_in_turn(self, size: Optional[int]) -> bytes:
         size = size_arg(size)
         if size == 0:  # as io.FileIO: even on a file not open for reading
             self._open_fd()

@@ -129,8 +129,8 @@ def test_detach_returns_the_binary_file_like_builtin(ringlet, run, make_file):
         try:
             assert isinstance(raw, ringlet.AsyncFile)
             assert "detached" in repr(f)
-            for call in (lambda: f.read(), lambda: f.readline(), lambda: f.tell(), lambda: f.seek(0),
-                         lambda: f.write("x"), lambda: f.close()):
+            for call in (lambda: f.read(), lambda: f.readline(), lambda: f.__anext__(), lambda: f.tell(),
+                         lambda: f.seek(0), lambda: f.write("x"), lambda: f.close()):
                 with pytest.raises(ValueError, match="detached"):
                     await call()
             with pytest.raises(ValueError, match="detached"):

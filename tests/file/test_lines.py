@@ -62,16 +62,22 @@ def test_async_for_like_builtin_iteration(ringlet, run, lines_file):
 
 
 @pytest.mark.parametrize("mode", ["rb", "r"])
-def test_anext_is_awaitable_every_way(ringlet, run, make_file, mode):
-    """A line already read ahead comes from __anext__ without a coroutine (an
-    awaitable made in C); it must still work wherever an awaitable does:
-    anext(), ensure_future, wait_for, and StopAsyncIteration at the end."""
-    path, data = make_file(b"".join(b"line %d\n" % i for i in range(6)))
+def test_a_line_read_ahead_comes_in_a_coroutine_that_works_every_way(ringlet, run, make_file, mode):
+    """A line already read ahead comes from readline() and __anext__ in a
+    coroutine made in C (no Python frame); it must work wherever one does:
+    create_task, anext(), ensure_future, wait_for, iscoroutine(function),
+    and StopAsyncIteration at the end."""
+    path, data = make_file(b"".join(b"line %d\n" % i for i in range(9)))
 
     async def main():
         async with ringlet.open(path, mode) as f:
-            got = [await f.readline(), await f.__anext__(), await anext(f),
-                   await asyncio.ensure_future(f.__anext__()), await asyncio.wait_for(f.__anext__(), 10)]
+            assert asyncio.iscoroutinefunction(f.readline)
+            got = [await f.readline()]
+            ahead = f.readline()
+            assert asyncio.iscoroutine(ahead)
+            got += [await ahead, await asyncio.create_task(f.readline()), await f.readline(-1),
+                    await f.__anext__(), await anext(f), await asyncio.create_task(anext(f)),
+                    await asyncio.wait_for(f.__anext__(), 10)]
             got += [line async for line in f]
             with pytest.raises(StopAsyncIteration):
                 await f.__anext__()
@@ -79,7 +85,7 @@ def test_anext_is_awaitable_every_way(ringlet, run, make_file, mode):
 
     got = run(main())
     assert got == builtin(path, list, mode)
-    assert len(got) == 6
+    assert len(got) == 9
 
 
 @pytest.mark.parametrize("hint", [-1, 0, 1, 10, 5000, 10**9])
