@@ -3,8 +3,10 @@ and aiofiles' awaitable readable()/writable()/seekable()/isatty()."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, Generic, Iterable, List, Optional, TypeVar, cast
 
 from ._ringlet import _ready
 
@@ -12,6 +14,18 @@ if TYPE_CHECKING:
     from ._binary import AsyncFile
 
 WRITE_CHUNK = 64 * 1024         # a text file writes once this much is pending; writelines() batches
+
+Line = TypeVar("Line", bytes, str)  # what a file's lines are: bytes for binary files, str for text files
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def marked_coroutine_function(function: F) -> F:
+    """function (a plain def returning a coroutine) as callers that ask
+    whether it is a coroutine function see it: yes (inspect and asyncio)."""
+    if hasattr(inspect, "markcoroutinefunction"):
+        return cast(F, inspect.markcoroutinefunction(function))
+    setattr(function, "_is_coroutine", getattr(asyncio.coroutines, "_is_coroutine", None))
+    return function
 
 
 async def write_batched(write: Callable[[Any], Coroutine[Any, Any, int]], lines: Iterable[Any], empty: Any) -> None:
@@ -28,7 +42,7 @@ async def write_batched(write: Callable[[Any], Coroutine[Any, Any, int]], lines:
         await write(empty.join(batch))
 
 
-class FileBase:
+class FileBase(Generic[Line]):
     """What binary and text files share: lines, iteration, context manager,
     and the aiofiles-style awaitable readable()/writable()/seekable()/isatty()."""
 
@@ -70,29 +84,43 @@ class FileBase:
         """True if the file is a terminal."""
         return os.isatty(self.fileno())
 
-    async def readline(self, size: Optional[int] = -1) -> Any:  # pragma: no cover - overridden
+    def readline(self, size: Optional[int] = -1) -> Coroutine[Any, Any, Line]:
+        """Read one line, up to and including its ending (b"\\n" in a binary
+        file; in a text file as newline= says, "\\n" after translation when
+        newline is None); at most size bytes (characters) when size >= 0.
+        Empty at end of file.  Reads ahead in chunks.  A coroutine; a line
+        already read ahead comes in one made in C, without a Python frame."""
+        if size is None or type(size) is int and size < 0:
+            line = self._buffered_line()
+            if line is not None:
+                return _ready(line)
+        return self._readline_in_turn(size)
+
+    readline = marked_coroutine_function(readline)
+
+    async def _readline_in_turn(self, size: Optional[int]) -> Line:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    async def readlines(self, hint: Optional[int] = -1) -> List[Any]:  # pragma: no cover - overridden
+    async def readlines(self, hint: Optional[int] = -1) -> List[Line]:  # pragma: no cover - overridden
         """Read lines to end of file; when hint > 0, stop after the line that
         takes the total size beyond hint (as io.IOBase.readlines).  A
         cancelled readlines returns nothing, so it consumes nothing."""
         raise NotImplementedError
 
-    def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> AsyncIterator[Line]:
         self._raw()._open_fd()
         return self
 
-    def _buffered_line(self) -> Any:
+    def _buffered_line(self) -> Optional[Line]:
         """The next line if it is already read ahead (no I/O), else None."""
         return None
 
-    def __anext__(self) -> Awaitable[Any]:
-        """The next line; one read ahead already comes without a coroutine."""
+    def __anext__(self) -> Coroutine[Any, Any, Line]:
+        """The next line; one read ahead already comes in a coroutine made in C."""
         line = self._buffered_line()
         return _ready(line) if line is not None else self._next_line()
 
-    async def _next_line(self) -> Any:
+    async def _next_line(self) -> Line:
         line = await self.readline()
         if not line:
             raise StopAsyncIteration

@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
-import inspect
 import io
 import operator
 import os
 import re
 import threading
 import warnings
-from typing import Any, Callable, Coroutine, Iterable, List, NoReturn, Optional, Set, Tuple, TypeVar, cast
+from typing import Any, Coroutine, Iterable, List, NoReturn, Optional, Set, Tuple
 
-from ._base import FileBase, write_batched
-from ._ringlet import _ready
+from ._base import FileBase, marked_coroutine_function, write_batched
 from . import _contract as contract
 from . import _ringlet
 from ._fdio import READ_CHUNK, close_fd, read_to_end, settle, size_arg, ssize_arg, truncate, wait_readable
@@ -26,19 +24,7 @@ _LINES = re.compile(rb"[^\n]*\n|[^\n]+")  # every line of bytes; the last may ha
 _running_loop = asyncio.events._get_running_loop  # None outside a loop (pread raises at the await then)
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _marked_coroutine_function(function: F) -> F:
-    """function (a plain def returning a coroutine) as callers that ask
-    whether it is a coroutine function see it: yes (inspect and asyncio)."""
-    if hasattr(inspect, "markcoroutinefunction"):
-        return cast(F, inspect.markcoroutinefunction(function))
-    setattr(function, "_is_coroutine", getattr(asyncio.coroutines, "_is_coroutine", None))
-    return function
-
-
-class AsyncFile(FileBase):
+class AsyncFile(FileBase[bytes]):
     """A binary file opened with ringlet.open().  Every method is a coroutine
     whose work is one or more io_uring operations; none blocks the loop.
 
@@ -315,18 +301,6 @@ class AsyncFile(FileBase):
         finally:
             turns.release()
 
-    def readline(self, size: Optional[int] = -1) -> Coroutine[Any, Any, bytes]:
-        """Read one line, up to and including b"\\n"; at most size bytes when
-        size >= 0.  b"" at end of file.  Reads ahead in chunks: see the class.
-        A coroutine; a line read ahead already comes in one made in C."""
-        if size is None or type(size) is int and size < 0:
-            line = self._buffered_line()
-            if line is not None:
-                return _ready(line)
-        return self._readline_in_turn(size)
-
-    readline = _marked_coroutine_function(readline)
-
     async def _readline_in_turn(self, size: Optional[int]) -> bytes:
         size = size_arg(size)
         if size == 0:  # as io.FileIO: even on a file not open for reading
@@ -486,7 +460,7 @@ class AsyncFile(FileBase):
             else self._engine._pread(fd, size, offset))
         return self._pread(size, offset) if coro is None else coro
 
-    pread = _marked_coroutine_function(pread)
+    pread = marked_coroutine_function(pread)
 
     async def _pread(self, size: int, offset: int) -> bytes:
         """pread when its fast way does not apply: the checks, errors raised by the await as from a coroutine."""
@@ -523,7 +497,7 @@ class AsyncFile(FileBase):
             else self._engine._preadinto(fd, buffer, offset))
         return self._preadinto(buffer, offset) if coro is None else coro
 
-    preadinto = _marked_coroutine_function(preadinto)
+    preadinto = marked_coroutine_function(preadinto)
 
     async def _preadinto(self, buffer: Any, offset: int) -> int:
         """preadinto when its fast way does not apply: the checks, errors raised by the await."""

@@ -7,13 +7,12 @@ import io
 import operator
 import os
 import re
-from typing import Any, Coroutine, Iterable, List, Optional
+from typing import Any, Iterable, List, Optional
 
 from ._base import WRITE_CHUNK, FileBase, write_batched
-from ._binary import AsyncFile, _marked_coroutine_function
+from ._binary import AsyncFile
 from ._cookie import COOKIE_BITS, COOKIE_MASK, DecodedReadAhead
 from ._fdio import size_arg
-from ._ringlet import _ready
 from ._turns import Turns
 
 _UNIVERSAL_EOL = re.compile(r"\r\n|\r|\n")
@@ -28,7 +27,7 @@ _LINES = {
 }
 
 
-class AsyncTextFile(DecodedReadAhead, FileBase):
+class AsyncTextFile(DecodedReadAhead, FileBase[str]):
     """A text file opened with ringlet.open(): str in, str out, as built-in
     open() in text mode, with every read and write going through the ring.
 
@@ -168,18 +167,6 @@ class AsyncTextFile(DecodedReadAhead, FileBase):
             return None
         self._dpos = end + 1
         return decoded[start:end + 1]
-
-    def readline(self, size: Optional[int] = -1) -> Coroutine[Any, Any, str]:
-        """Read one line, with its line ending ("\\n" after translation when
-        newline is None); at most size characters when size >= 0.  "" at end of file.
-        A coroutine; a line read ahead already comes in one made in C."""
-        if size is None or type(size) is int and size < 0:
-            line = self._buffered_line()
-            if line is not None:
-                return _ready(line)
-        return self._readline_in_turn(size)
-
-    readline = _marked_coroutine_function(readline)
 
     async def _readline_in_turn(self, size: Optional[int]) -> str:
         self._check_readable()
