@@ -21,6 +21,7 @@ from ._buffers import hold_buffer
 from ._turns import Turns
 
 _LINES = re.compile(rb"[^\n]*\n|[^\n]+")  # every line of bytes; the last may have no b"\n"
+_thread_id = threading.get_ident
 _running_loop = asyncio.events._get_running_loop  # None outside a loop (pread raises at the await then)
 
 
@@ -374,7 +375,11 @@ class AsyncFile(FileBase[bytes]):
 
     def _buffered_line(self) -> Optional[bytes]:
         buf = self._rbuf
-        if buf and self._readable and not self._turns.busy:
+        # Another thread is refused by the slow path (a read-ahead is no
+        # thread's to share); another loop of this thread may take a line read
+        # ahead, as it asks no work of the engine (the loop's own check would
+        # cost a getpid(2) a line).
+        if buf and self._readable and not self._turns.busy and _thread_id() == self._thread:
             pos = self._rpos
             newline = buf.find(b"\n", pos)
             if newline >= 0:

@@ -10,7 +10,7 @@ import re
 from typing import Any, Iterable, List, Optional
 
 from ._base import WRITE_CHUNK, FileBase, write_batched
-from ._binary import AsyncFile
+from ._binary import AsyncFile, _thread_id
 from ._cookie import COOKIE_BITS, COOKIE_MASK, DecodedReadAhead
 from ._fdio import size_arg
 from ._turns import Turns
@@ -120,10 +120,12 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
 
 
     def _check_readable(self) -> None:
-        if self.buffer._fd < 0:
+        raw = self.buffer
+        if raw._fd < 0:
             raise ValueError("I/O operation on closed file.")
         if self._decoder is None:
             raise io.UnsupportedOperation("not readable")
+        raw._usable_fd()  # on its loop, even if what is read ahead would do: as a binary file
 
 
     # -- reading --------------------------------------------------------------
@@ -161,6 +163,9 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
     def _buffered_line(self) -> Optional[str]:
         if self._pending or self._turns.busy or not (self._newline is None or self._newline == "\n"):
             return None
+        raw = self._buffer
+        if raw is None or _thread_id() != raw._thread:
+            return None  # detached, or another thread: the slow path says so (see AsyncFile's)
         decoded, start = self._decoded, self._dpos
         end = decoded.find("\n", start)
         if end < 0:

@@ -88,6 +88,39 @@ def test_a_line_read_ahead_comes_in_a_coroutine_that_works_every_way(ringlet, ru
     assert len(got) == 9
 
 
+@pytest.mark.parametrize("mode", ["rb", "r"])
+def test_a_line_read_ahead_is_refused_to_another_thread(ringlet, make_file, mode):
+    """readline() and async for give a line read ahead without asking the
+    engine, but only on the file's thread: from another one they raise as
+    any call does, and take nothing."""
+    path, data = make_file(b"one\ntwo\nthree\n")
+    home = asyncio.new_event_loop()
+    try:
+        f = home.run_until_complete(ringlet.open(path, mode))
+        first = home.run_until_complete(f.readline())
+        errors = []
+
+        def elsewhere():
+            async def calls():
+                for call in (f.readline, f.__anext__):
+                    try:
+                        await call()
+                    except RuntimeError as exc:
+                        errors.append(str(exc))
+
+            asyncio.run(calls())
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+        rest = home.run_until_complete(f.readlines())
+        home.run_until_complete(f.close())
+    finally:
+        home.close()
+    assert len(errors) == 2 and all("thread" in e for e in errors), errors
+    assert [first] + rest == builtin(path, list, mode)
+
+
 @pytest.mark.parametrize("hint", [-1, 0, 1, 10, 5000, 10**9])
 def test_readlines_hint_like_builtin(ringlet, run, lines_file, hint):
     path, _ = lines_file
