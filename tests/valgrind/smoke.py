@@ -71,6 +71,14 @@ async def main() -> None:
         assert await ringlet.os.listdir(os.path.join(d, "sub")) == ["moved.bin"]
         await ringlet.os.unlink(os.path.join(d, "sub", "moved.bin"))
 
+        lines = os.path.join(d, "lines.txt")
+        await ringlet.write_file(lines, b"".join(b"line %d\n" % i for i in range(3000)))
+        async with ringlet.open(lines, "rb") as f:  # lines read ahead come in coroutines made in C (_ready)
+            assert await f.readline() == b"line 0\n" and await f.readline() == b"line 1\n"
+            assert [line async for line in f][-1] == b"line 2999\n"
+        async with ringlet.open(lines, encoding="ascii") as t:
+            assert (await t.readline(), len(await t.readlines())) == ("line 0\n", 2999)
+
         await cancelled_pipe_read()
     print("valgrind smoke: every path gave the right data")
 
