@@ -381,10 +381,13 @@ class AsyncFile(FileBase[bytes]):
         # cost a getpid(2) a line).
         if buf and self._readable and not self._turns.busy and _thread_id() == self._thread:
             pos = self._rpos
-            newline = buf.find(b"\n", pos)
-            if newline >= 0:
-                self._consume(newline + 1)
-                return buf[pos:newline + 1]
+            end = buf.find(b"\n", pos) + 1
+            if end:
+                if end == len(buf):  # _consume(end), without a call a line
+                    self._rbuf, self._rpos = b"", 0
+                else:
+                    self._rpos = end
+                return buf[pos:end]
         return None
 
     # -- streams: reads that a cancel cannot make lose bytes ------------------

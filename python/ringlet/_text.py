@@ -50,7 +50,7 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
     """
 
     __slots__ = ("_buffer", "name", "mode", "encoding", "errors", "line_buffering", "_newline", "_encoder",
-                 "_pending", "_turns", "__weakref__", "_pending_size", "_write_chunk")
+                 "_pending", "_turns", "_thread", "__weakref__", "_pending_size", "_write_chunk")
 
     def __init__(self, raw: AsyncFile, mode: str, encoding: str, errors: str, newline: Optional[str],
                  line_buffering: bool = False, write_chunk: int = WRITE_CHUNK) -> None:
@@ -78,6 +78,7 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
         self._pending: List[bytes] = []  # encoded writes not yet handed to the kernel
         self._pending_size = 0
         self._turns = Turns()  # text calls take turns too: they share the decoded read-ahead
+        self._thread = raw._thread  # the thread the file's loop runs in
 
     def __repr__(self) -> str:
         raw = self._buffer
@@ -161,17 +162,16 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
         return found + len(newline) if found >= 0 else -1
 
     def _buffered_line(self) -> Optional[str]:
-        if self._pending or self._turns.busy or not (self._newline is None or self._newline == "\n"):
+        # Not for another thread: the slow path says why (see AsyncFile's);
+        # detach() emptied _decoded.
+        if self._pending or self._turns.busy or self._newline not in (None, "\n") or _thread_id() != self._thread:
             return None
-        raw = self._buffer
-        if raw is None or _thread_id() != raw._thread:
-            return None  # detached, or another thread: the slow path says so (see AsyncFile's)
         decoded, start = self._decoded, self._dpos
-        end = decoded.find("\n", start)
-        if end < 0:
+        end = decoded.find("\n", start) + 1
+        if not end:
             return None
-        self._dpos = end + 1
-        return decoded[start:end + 1]
+        self._dpos = end
+        return decoded[start:end]
 
     async def _readline_in_turn(self, size: Optional[int]) -> str:
         self._check_readable()
