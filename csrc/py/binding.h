@@ -306,8 +306,6 @@ PyObject *engine_read_bytes(EngineObject *self, Py_ssize_t size);
 int bytes_shrink(PyObject **bytes, Py_ssize_t n);
 /* An awaitable that goes round the loop once (a bare yield), then gives value. */
 PyObject *outcome_after_a_turn(ringlet_state *st, PyObject *value);
-/* A coroutine (send, throw, close) that gives value at once. */
-PyObject *outcome_ready(ringlet_state *st, PyObject *value);
 extern const char engine__pread_doc[];
 extern const char engine__preadinto_doc[];
 /* _ringlet._pread_method(cls, fallback, into=False): AsyncFile.pread (or preadinto) without a Python frame. */

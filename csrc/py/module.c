@@ -128,19 +128,7 @@ static PyObject *ringlet_resolve(PyObject *module, PyObject *const *args, Py_ssi
     return PyObject_CallMethodOneArg(args[0], method, args[1]);
 }
 
-PyDoc_STRVAR(ready_doc,
-"_ready(value) -> coroutine\n\n"
-"A coroutine made in C that gives value at once (no Python frame, no\n"
-"future), for the front end's calls whose answer is already there (a line\n"
-"read ahead).  A coroutine still: create_task and iscoroutine take it.");
-
-static PyObject *ringlet_ready(PyObject *module, PyObject *value)
-{
-    return outcome_ready(PyModule_GetState(module), value);
-}
-
 static PyMethodDef ringlet_methods[] = {
-    {"_ready", ringlet_ready, METH_O, ready_doc},
     {"_resolve", (PyCFunction)(void (*)(void))ringlet_resolve, METH_FASTCALL, resolve_doc},
     {"_live", ringlet_live_counts, METH_NOARGS, live_doc},
     {"probe", ringlet_probe, METH_NOARGS, probe_doc},

@@ -146,11 +146,6 @@ PyObject *outcome_after_a_turn(ringlet_state *st, PyObject *value)
     return outcome_new(st, value, NULL, NULL, 1);
 }
 
-PyObject *outcome_ready(ringlet_state *st, PyObject *value)
-{
-    return outcome_new(st, value, NULL, NULL, 0);
-}
-
 static PyObject *engine_pread_now(EngineObject *self, int fd, Py_ssize_t size, long long offset, int may_defer);
 static PyObject *engine_pread_by_ring_values(EngineObject *self, int fd, Py_ssize_t size, long long offset, int tried);
 

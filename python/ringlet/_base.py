@@ -3,12 +3,8 @@ and aiofiles' awaitable readable()/writable()/seekable()/isatty()."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, Generic, Iterable, List, Optional, TypeVar, cast
-
-from ._ringlet import _ready
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, Generic, Iterable, List, Optional, TypeVar
 
 if TYPE_CHECKING:
     from ._binary import AsyncFile
@@ -16,16 +12,6 @@ if TYPE_CHECKING:
 WRITE_CHUNK = 64 * 1024         # a text file writes once this much is pending; writelines() batches
 
 Line = TypeVar("Line", bytes, str)  # what a file's lines are: bytes for binary files, str for text files
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def marked_coroutine_function(function: F) -> F:
-    """function (a plain def returning a coroutine) as callers that ask
-    whether it is a coroutine function see it: yes (inspect and asyncio)."""
-    if hasattr(inspect, "markcoroutinefunction"):
-        return cast(F, inspect.markcoroutinefunction(function))
-    setattr(function, "_is_coroutine", getattr(asyncio.coroutines, "_is_coroutine", None))
-    return function
 
 
 async def write_batched(write: Callable[[Any], Coroutine[Any, Any, int]], lines: Iterable[Any], empty: Any) -> None:
@@ -84,19 +70,17 @@ class FileBase(Generic[Line]):
         """True if the file is a terminal."""
         return os.isatty(self.fileno())
 
-    def readline(self, size: Optional[int] = -1) -> Coroutine[Any, Any, Line]:
+    async def readline(self, size: Optional[int] = -1) -> Line:
         """Read one line, up to and including its ending (b"\\n" in a binary
         file; in a text file as newline= says, "\\n" after translation when
         newline is None); at most size bytes (characters) when size >= 0.
-        Empty at end of file.  Reads ahead in chunks.  A coroutine; a line
-        already read ahead comes in one made in C, without a Python frame."""
+        Empty at end of file.  Reads ahead in chunks: a line read ahead
+        already is given at once, without the call's turn."""
         if size is None or type(size) is int and size < 0:
             line = self._buffered_line()
             if line is not None:
-                return _ready(line)
-        return self._readline_in_turn(size)
-
-    readline = marked_coroutine_function(readline)
+                return line
+        return await self._readline_in_turn(size)
 
     async def _readline_in_turn(self, size: Optional[int]) -> Line:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -115,15 +99,14 @@ class FileBase(Generic[Line]):
         """The next line if it is already read ahead (no I/O), else None."""
         return None
 
-    def __anext__(self) -> Coroutine[Any, Any, Line]:
-        """The next line; one read ahead already comes in a coroutine made in C."""
+    async def __anext__(self) -> Line:
+        # A coroutine, not a call that takes the line at once: a line is taken
+        # only once the call runs (a task cancelled before it ran took nothing).
         line = self._buffered_line()
-        return _ready(line) if line is not None else self._next_line()
-
-    async def _next_line(self) -> Line:
-        line = await self.readline()
-        if not line:
-            raise StopAsyncIteration
+        if line is None:
+            line = await self._readline_in_turn(-1)
+            if not line:
+                raise StopAsyncIteration
         return line
 
     async def close(self) -> None:  # pragma: no cover - overridden

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import inspect
 import io
 import operator
 import os
 import re
 import threading
 import warnings
-from typing import Any, Coroutine, Iterable, List, NoReturn, Optional, Set, Tuple
+from typing import Any, Callable, Coroutine, Iterable, List, NoReturn, Optional, Set, Tuple, TypeVar, cast
 
-from ._base import FileBase, marked_coroutine_function, write_batched
+from ._base import FileBase, write_batched
 from . import _contract as contract
 from . import _ringlet
 from ._fdio import READ_CHUNK, close_fd, read_to_end, settle, size_arg, ssize_arg, truncate, wait_readable
@@ -23,6 +24,18 @@ from ._turns import Turns
 _LINES = re.compile(rb"[^\n]*\n|[^\n]+")  # every line of bytes; the last may have no b"\n"
 _thread_id = threading.get_ident
 _running_loop = asyncio.events._get_running_loop  # None outside a loop (pread raises at the await then)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _marked_coroutine_function(function: F) -> F:
+    """function (a plain def returning a coroutine) as callers that ask
+    whether it is a coroutine function see it: yes (inspect and asyncio)."""
+    if hasattr(inspect, "markcoroutinefunction"):
+        return cast(F, inspect.markcoroutinefunction(function))
+    setattr(function, "_is_coroutine", getattr(asyncio.coroutines, "_is_coroutine", None))
+    return function
 
 
 class AsyncFile(FileBase[bytes]):
@@ -468,7 +481,7 @@ class AsyncFile(FileBase[bytes]):
             else self._engine._pread(fd, size, offset))
         return self._pread(size, offset) if coro is None else coro
 
-    pread = marked_coroutine_function(pread)
+    pread = _marked_coroutine_function(pread)
 
     async def _pread(self, size: int, offset: int) -> bytes:
         """pread when its fast way does not apply: the checks, errors raised by the await as from a coroutine."""
@@ -505,7 +518,7 @@ class AsyncFile(FileBase[bytes]):
             else self._engine._preadinto(fd, buffer, offset))
         return self._preadinto(buffer, offset) if coro is None else coro
 
-    preadinto = marked_coroutine_function(preadinto)
+    preadinto = _marked_coroutine_function(preadinto)
 
     async def _preadinto(self, buffer: Any, offset: int) -> int:
         """preadinto when its fast way does not apply: the checks, errors raised by the await."""

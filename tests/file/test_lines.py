@@ -62,9 +62,9 @@ def test_async_for_like_builtin_iteration(ringlet, run, lines_file):
 
 
 @pytest.mark.parametrize("mode", ["rb", "r"])
-def test_a_line_read_ahead_comes_in_a_coroutine_that_works_every_way(ringlet, run, make_file, mode):
-    """A line already read ahead comes from readline() and __anext__ in a
-    coroutine made in C (no Python frame); it must work wherever one does:
+def test_a_line_read_ahead_comes_from_a_coroutine_that_works_every_way(ringlet, run, make_file, mode):
+    """A line already read ahead comes from readline() and __anext__ at
+    once, without the call's turn; they are still coroutines everywhere:
     create_task, anext(), ensure_future, wait_for, iscoroutine(function),
     and StopAsyncIteration at the end."""
     path, data = make_file(b"".join(b"line %d\n" % i for i in range(9)))
@@ -86,6 +86,29 @@ def test_a_line_read_ahead_comes_in_a_coroutine_that_works_every_way(ringlet, ru
     got = run(main())
     assert got == builtin(path, list, mode)
     assert len(got) == 9
+
+
+@pytest.mark.parametrize("mode", ["rb", "r"])
+@pytest.mark.parametrize("how", ["readline", "anext"])
+def test_a_line_call_cancelled_before_it_ran_takes_no_line(ringlet, run, make_file, mode, how):
+    """readline() or __anext__() made but cancelled before its task ran (as
+    wait_for with no time left, or gather when a sibling fails first, do):
+    the line read ahead stays for the next call."""
+    path, data = make_file(b"one\ntwo\nthree\n")
+
+    async def main():
+        async with ringlet.open(path, mode) as f:
+            got = [await f.readline()]
+            task = asyncio.ensure_future(f.readline() if how == "readline" else f.__anext__())
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            unawaited = f.readline() if how == "readline" else f.__anext__()
+            unawaited.close()  # made, never awaited
+            got += [line async for line in f]
+            return got
+
+    assert run(main()) == builtin(path, list, mode)
 
 
 @pytest.mark.parametrize("mode", ["rb", "r"])

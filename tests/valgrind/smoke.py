@@ -73,7 +73,7 @@ async def main() -> None:
 
         lines = os.path.join(d, "lines.txt")
         await ringlet.write_file(lines, b"".join(b"line %d\n" % i for i in range(3000)))
-        async with ringlet.open(lines, "rb") as f:  # lines read ahead come in coroutines made in C (_ready)
+        async with ringlet.open(lines, "rb") as f:  # lines read ahead, given without a turn
             assert await f.readline() == b"line 0\n" and await f.readline() == b"line 1\n"
             assert [line async for line in f][-1] == b"line 2999\n"
         async with ringlet.open(lines, encoding="ascii") as t:
