@@ -74,8 +74,8 @@ class FileBase(Generic[Line]):
         """Read one line, up to and including its ending (b"\\n" in a binary
         file; in a text file as newline= says, "\\n" after translation when
         newline is None); at most size bytes (characters) when size >= 0.
-        Empty at end of file.  Reads ahead in chunks: a line read ahead
-        already is given at once, without the call's turn."""
+        Empty at end of file.  Reads ahead in chunks: a line already read
+        ahead is given at once, without waiting for the call's turn."""
         if size is None or type(size) is int and size < 0:
             line = self._buffered_line()
             if line is not None:

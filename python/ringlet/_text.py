@@ -216,7 +216,7 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
                 if end < 0:
                     # "\r\n" may straddle two chunks
                     searched = max(len(self._decoded) - self._dpos - ahead - 1, 0)
-                    if await self._read_chunk(-1 if hint <= 0 else self._wanted()):  # all lines: all at once
+                    if await self._read_chunk(self._wanted()):
                         continue
                     end = len(self._decoded)
                 start = self._dpos + ahead  # after the read: it trims what lies before _dpos
