@@ -76,7 +76,7 @@ class FileBase(Generic[Line]):
         newline is None); at most size bytes (characters) when size >= 0.
         Empty at end of file.  Reads ahead in chunks: a line already read
         ahead is given at once, without waiting for the call's turn."""
-        if size is None or type(size) is int and size < 0:
+        if size is None or type(size) is int and size == -1:  # other sizes: checked by the call in turn
             line = self._buffered_line()
             if line is not None:
                 return line

@@ -112,6 +112,24 @@ def test_a_line_call_cancelled_before_it_ran_takes_no_line(ringlet, run, make_fi
 
 
 @pytest.mark.parametrize("mode", ["rb", "r"])
+def test_a_bad_size_with_a_line_read_ahead_takes_no_line(ringlet, run, make_file, mode):
+    """A size io refuses (past a C ssize_t, not an integer) is refused with
+    a line read ahead too, and takes nothing (the fast path is for -1 and None)."""
+    path, data = make_file(b"one\ntwo\nthree\n")
+
+    async def main():
+        async with ringlet.open(path, mode) as f:
+            got = [await f.readline()]
+            for bad, error in [(-(2**63) - 1, OverflowError), (2**64, OverflowError), (-1.0, TypeError)]:
+                with pytest.raises(error):
+                    await f.readline(bad)
+            got += [await f.readline(None), await f.readline(-5)]
+            return got
+
+    assert run(main()) == builtin(path, list, mode)
+
+
+@pytest.mark.parametrize("mode", ["rb", "r"])
 def test_a_line_read_ahead_is_refused_to_another_thread(ringlet, make_file, mode):
     """readline() and async for give a line read ahead without asking the
     engine, but only on the file's thread: from another one they raise as
