@@ -83,9 +83,9 @@ async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[st
     if loop is not None and loop is not asyncio.get_running_loop():
         raise ValueError("ringlet.open(loop=...) must be the running loop: ringlet uses the running loop's engine")
     buffering = operator.index(buffering)
-    closefd = bool(operator.index(closefd))  # an int, as built-in open() takes it: not None
     if not -2**31 <= buffering < 2**31:  # a C int, as built-in open() takes it
         raise OverflowError("Python int too large to convert to C int")
+    closefd = bool(operator.index(closefd))  # an int too: not None
     if text:
         if buffering == 0:
             raise ValueError("can't have unbuffered text I/O")
