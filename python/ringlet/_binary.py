@@ -366,9 +366,9 @@ class AsyncFile(FileBase[bytes]):
 
     async def readlines(self, hint: Optional[int] = -1) -> List[bytes]:
         hint = size_arg(hint)
-        self._reading_fd()
-        if hint <= 0:  # all of them: one read (a cancel consumes nothing), cut in C
+        if hint <= 0:  # all of them: one read (a cancel consumes nothing; it checks the file), cut in C
             return _LINES.findall(await self.read())
+        self._reading_fd()
         async with self._turns:  # for the whole call: no other read comes between its lines
             lines: List[bytes] = []
             total = 0

@@ -90,9 +90,8 @@ class Readiness:
                 engine._finish(op, inline=True)
                 return engine._returned(op)
             self.waiting[key] = waiters
-            loop = engine._loop_ref()
-            if next_turn and loop is not None:
-                waiters.timer = loop.call_soon(self._on_next_turn, waiters, direction)
+            if next_turn:  # (the loop is alive: _begin made the op's future on it)
+                waiters.timer = engine._loop().call_soon(self._on_next_turn, waiters, direction)
             else:
                 self._watch(waiters, direction)
         op.state = direction
