@@ -425,6 +425,21 @@ async def open_fifo_writer(path, timeout=3.0):
         return fd
 
 
+async def feed_pipe(wfd, data):
+    """Write data into a pipe's write end from the loop as its reader takes
+    it (the descriptor made non-blocking), then close it."""
+    view = memoryview(data)
+    try:
+        os.set_blocking(wfd, False)
+        while view:
+            try:
+                view = view[os.write(wfd, view):]
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+    finally:
+        os.close(wfd)
+
+
 # --------------------------------------------------------------------------
 # fixtures for the robustness tests (full disk, bad input in a subprocess)
 # --------------------------------------------------------------------------

@@ -222,7 +222,10 @@ typedef struct OpObject {
     union {
         Py_buffer view;         /* readinto/write: the caller's buffer, held */
         struct statx *stx;      /* statx: where the kernel writes */
-        struct rl_copy *copy;
+        struct {
+            struct rl_copy *run;
+            int held_src;       /* its source's number while held as fd (its destination) is (fdhold.c), else -1 */
+        } copy;
         struct {                /* read_many: one cell and one bytes per read */
             struct batch_part *parts;
             PyObject **items;
@@ -374,6 +377,9 @@ int op_hold_fd(OpObject *op);
 /* The op's work is over (op_finish, or the op dropped unqueued): the last
  * hold on the number starts the closes that wait for it. */
 void op_release_fd(OpObject *op);
+/* A copy holds its destination (op->fd) and its source: each read and write
+ * names them again until the copy's last completion.  0, or -ENOMEM. */
+int op_hold_copy_fds(OpObject *op, int src);
 /* A close op (fd, close_in_worker set): its SQE queued now, or, while the
  * number is held, queued by the last release.  0, or -errno (nothing queued). */
 int engine_fd_close_queue(OpObject *close_op);

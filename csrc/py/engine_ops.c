@@ -472,7 +472,9 @@ const char engine_copy_doc[] =
 "completion issues its write, each write completion the next read, with\n"
 "depth chunks in flight.  A regular src is mapped and written from instead\n"
 "(16 MiB in flight, in pieces of at most chunk_size; depth=1 stays one write\n"
-"at a time, in order).  The result is the number of bytes copied.";
+"at a time, in order).  The result is the number of bytes copied.  The copy\n"
+"keeps its two files until it ends: a close of either number meanwhile waits\n"
+"for it (or its cancel), and never sends it to a file opened on the number.";
 
 /* The engine's quiet ring (csrc/copy.h), set up at its first copy of a
  * source large enough to be worth it; NULL when the kernel has none. */
@@ -504,10 +506,15 @@ PyObject *engine_copy(EngineObject *self, PyObject *args, PyObject *kwargs)
     OpObject *op = op_new(self, OP_COPY, "copy");
     if (op == NULL)
         return NULL;
+    op->fd = dst;
+    if (op_hold_copy_fds(op, src) < 0) {
+        Py_DECREF(op); /* lets go of what it held */
+        return PyErr_NoMemory();
+    }
     int err = 0;
-    op->u.copy = rl_copy_start(&self->ring, copy_quiet_ring(self, src), src, dst, chunk, depth, op_copy_done, op, &err);
-    ringlet_live.copies += op->u.copy != NULL;
-    if (op->u.copy == NULL) {
+    op->u.copy.run = rl_copy_start(&self->ring, copy_quiet_ring(self, src), src, dst, chunk, depth, op_copy_done, op, &err);
+    ringlet_live.copies += op->u.copy.run != NULL;
+    if (op->u.copy.run == NULL) {
         Py_DECREF(op);
         if (err == -ENOMEM)
             return PyErr_NoMemory();

@@ -8,7 +8,9 @@
  * reach that other file.  So such an op holds its number until it finishes,
  * and a close through the engine waits until nothing holds it: the number
  * stays this file's until its work is over, as the thread engine's close
- * waits for the operations in its pool.
+ * waits for the operations in its pool.  A copy holds both its numbers, a
+ * pipe source too: each of its reads and writes names them again, so a
+ * close of either waits for the copy's end (or its cancel).
  *
  * A read deferred for a turn of the loop (pread.c) holds nothing: a coroutine
  * that is never resumed must not keep its file from closing.  It notes how
@@ -49,19 +51,38 @@ static struct fd_use *fd_use_of(EngineObject *engine, int fd, int *no_memory)
     return &engine->fd_uses[fd];
 }
 
+/* 1: fd held; 0: no file has the number, nothing to hold; -ENOMEM. */
+static int hold_number(EngineObject *engine, int fd)
+{
+    int no_memory;
+    struct fd_use *use = fd_use_of(engine, fd, &no_memory);
+    if (use == NULL)
+        return no_memory ? -ENOMEM : 0;
+    use->holds++;
+    return 1;
+}
+
 int op_hold_fd(OpObject *op)
 {
     /* A stream's read never uses its number again; a close must not wait
      * for data that may never come (the thread engine's does not either). */
     if (op->fd < 0 || op_reads_stream(op))
         return 0;
-    int no_memory;
-    struct fd_use *use = fd_use_of(op->engine, op->fd, &no_memory);
-    if (use == NULL)
-        return no_memory ? -ENOMEM : 0;
-    use->holds++;
-    op->holds_fd = 1;
-    return 0;
+    int held = hold_number(op->engine, op->fd);
+    op->holds_fd = held > 0;
+    return held < 0 ? held : 0;
+}
+
+int op_hold_copy_fds(OpObject *op, int src)
+{
+    op->u.copy.held_src = -1;
+    int held = op_hold_fd(op);
+    if (held < 0 || src < 0)
+        return held;
+    held = hold_number(op->engine, src);
+    if (held > 0)
+        op->u.copy.held_src = src;
+    return held < 0 ? held : 0;
 }
 
 static int close_queue(OpObject *close_op)
@@ -94,21 +115,18 @@ static void start_closes(OpObject *list)
     }
 }
 
-void op_release_fd(OpObject *op)
+/* The last hold on fd starts the closes waiting for it. */
+static void release_number(EngineObject *engine, int fd)
 {
-    if (!op->holds_fd)
+    if (--engine->fd_uses[fd].holds > 0)
         return;
-    op->holds_fd = 0;
-    EngineObject *engine = op->engine;
-    if (--engine->fd_uses[op->fd].holds > 0)
-        return;
-    /* The last hold: the closes waiting for the number go, in the order they
-     * were made; taken out of the engine's list first, since starting one may
-     * run code (a failed one is finished) that changes the list. */
+    /* Taken out of the engine's list first, in the order they were made,
+     * since starting one may run code (a failed one is finished) that
+     * changes the list. */
     OpObject *starting = NULL, **starting_end = &starting;
     for (OpObject **link = &engine->closes_waiting; *link;) {
         OpObject *close_op = *link;
-        if (close_op->fd != op->fd) {
+        if (close_op->fd != fd) {
             link = &close_op->wait_next;
             continue;
         }
@@ -118,6 +136,19 @@ void op_release_fd(OpObject *op)
         starting_end = &close_op->wait_next;
     }
     start_closes(starting);
+}
+
+void op_release_fd(OpObject *op)
+{
+    if (op->holds_fd) {
+        op->holds_fd = 0;
+        release_number(op->engine, op->fd);
+    }
+    if (op->kind == OP_COPY && op->u.copy.held_src >= 0) {
+        int src = op->u.copy.held_src;
+        op->u.copy.held_src = -1;
+        release_number(op->engine, src);
+    }
 }
 
 int engine_fd_close_queue(OpObject *close_op)

@@ -78,11 +78,11 @@ static void op_release(OpObject *op)
         op->u.stx = NULL;
         break;
     case OP_COPY:
-        if (op->u.copy) {
-            rl_copy_free(op->u.copy);
+        if (op->u.copy.run) {
+            rl_copy_free(op->u.copy.run);
             ringlet_live.copies--;
         }
-        op->u.copy = NULL;
+        op->u.copy.run = NULL;
         break;
     case OP_BATCH:
         for (Py_ssize_t i = 0; op->u.batch.items && i < op->u.batch.count; i++)
@@ -505,7 +505,7 @@ static void op_cancel(OpObject *op)
     if (op_offload_withdraw(op))
         return; /* it never reached the kernel */
     if (op->kind == OP_COPY)
-        rl_copy_cancel(op->u.copy);
+        rl_copy_cancel(op->u.copy.run);
     else if (op->kind == OP_BATCH)
         for (Py_ssize_t i = 0; i < op->u.batch.count; i++)
             rl_ring_cancel(&op->engine->ring, &op->u.batch.parts[i].cell);

@@ -25,7 +25,7 @@ import threading
 
 import pytest
 
-from conftest import fd_count, open_fifo_writer, wait_until, write_fifo
+from conftest import fd_count, feed_pipe, open_fifo_writer, wait_until, write_fifo
 
 HUGE = [2**63, 2**64]             # do not fit in a C off_t / size_t
 BIG = [sys.maxsize, 2**62]        # fit, but far beyond any file
@@ -65,17 +65,7 @@ async def feed_fifo(path, data, reader):
     """Run the coroutine ``reader`` (which opens the FIFO for reading) while
     writing data into the FIFO from the loop; return what reader returns."""
     task = asyncio.ensure_future(reader)
-    wfd = await open_fifo_writer(path)
-    try:
-        view = memoryview(data)
-        os.set_blocking(wfd, False)
-        while view:
-            try:
-                view = view[os.write(wfd, view):]
-            except BlockingIOError:
-                await asyncio.sleep(0.001)
-    finally:
-        os.close(wfd)
+    await feed_pipe(await open_fifo_writer(path), data)
     return await asyncio.wait_for(task, 10)
 
 

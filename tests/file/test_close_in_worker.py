@@ -90,7 +90,8 @@ def test_a_file_opened_for_writing_is_closed_in_a_worker(ringlet, run, local_fs,
     for path, data in contents.items():
         assert path.read_bytes() == data
     if backend_name.startswith("threads"):  # every close of a regular file runs in the pool
-        assert len(_closes(t)) == len(inline)
+        own_descriptors = 2 if case.startswith("copy") else 0  # the copy closes the duplicates it worked on
+        assert len(_closes(t)) == len(inline) + own_descriptors
         return
     assert _closes(t) == inline
 

@@ -27,7 +27,7 @@ import threading
 
 import pytest
 
-from conftest import fd_count, read_os, thread_engine, wait_until
+from conftest import fd_count, feed_pipe, read_os, thread_engine, wait_until
 
 CHUNK = 1 << 20
 
@@ -269,6 +269,68 @@ def test_a_write_continued_after_its_close_goes_on_in_its_own_pipe(ringlet, run,
     assert written == len(data)
     assert drained == data
     assert victim.read_bytes() == b""
+
+
+@pytest.mark.parametrize("closed", ["src", "dst"])
+def test_a_copy_keeps_both_its_numbers_until_it_ends(ringlet, run, tmp_path, closed):
+    """A copy names its source and its destination again for each read and
+    write.  Either one closed while the copy waits on its pipe source, the
+    number then given to another file: the copy goes on with its own files
+    and that file is neither read nor written."""
+    dst, victim = tmp_path / "dst.bin", tmp_path / "victim.bin"
+    victim_bytes = b"VICTIM" * 1000
+    victim.write_bytes(victim_bytes)
+    data = os.urandom(CHUNK)
+
+    async def main():
+        engine = ringlet.get_engine()
+        dst_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        rfd, wfd = os.pipe()  # above dst_fd: the victim takes the closed number, the lowest free
+        numbers = {"src": rfd, "dst": dst_fd}
+        copying = engine.copy(rfd, dst_fd)
+        await asyncio.sleep(0)
+        assert not copying.done()  # the pipe is empty: the copy waits for its writer
+        closing = engine.close(numbers[closed])
+        feeding = asyncio.ensure_future(feed_pipe(wfd, data))
+        await closing
+        other = os.open(victim, os.O_RDWR)
+        try:
+            outcome = (await asyncio.gather(copying, return_exceptions=True))[0]
+            await feeding
+            return other == numbers[closed], outcome
+        finally:
+            os.close(other)
+            os.close(numbers["dst" if closed == "src" else "src"])
+
+    reused, outcome = run(main())
+    assert reused, "the victim did not get the closed number: the case is not exercised"
+    assert outcome == len(data)
+    assert read_os(dst) == data
+    assert victim.read_bytes() == victim_bytes
+
+
+def test_a_copy_cancelled_while_its_pipe_source_waits_lets_both_closes_go(ringlet, run, tmp_path):
+    """The closes a copy holds up go once it is cancelled, though its pipe
+    source never gets a byte."""
+    dst = tmp_path / "dst.bin"
+
+    async def main():
+        engine = ringlet.get_engine()
+        dst_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        rfd, wfd = os.pipe()
+        try:
+            copying = engine.copy(rfd, dst_fd)
+            await asyncio.sleep(0)
+            assert not copying.done()  # the pipe is empty: the copy waits for its writer
+            copying.cancel()
+            await engine.close(rfd)
+            await engine.close(dst_fd)
+            outcome = (await asyncio.gather(copying, return_exceptions=True))[0]
+            return type(outcome), is_open(rfd), is_open(dst_fd)
+        finally:
+            os.close(wfd)
+
+    assert run(main()) == (asyncio.CancelledError, False, False)
 
 
 def test_a_read_at_the_file_position_moves_no_other_files_position(ringlet, run, tmp_path):

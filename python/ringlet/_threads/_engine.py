@@ -277,13 +277,32 @@ class ThreadEngine(EngineCore):
         copy src to dst from offset 0 until end of file; the result is the
         number of bytes copied.  Regular files: copy_file_range(2) on a worker
         (a copy in the kernel, or shared extents); else, or where it is
-        refused, chunk by chunk (each read, then its write)."""
+        refused, chunk by chunk (each read, then its write).  The copy keeps its
+        two files until it ends: it works on duplicates of the descriptors, so a
+        close of either number meanwhile neither stops it nor sends it to a
+        file opened on the number."""
         src_fd, dst_fd = _args.c_int(src_fd), _args.c_int(dst_fd)
         chunk, depth = _args.uint32(chunk_size, "chunk_size"), _args.uint32(depth, "depth")
         if chunk == 0 or chunk > contract.MAX_RW or depth == 0 or depth > contract.COPY_MAX_SLOTS:
             raise ValueError(contract.COPY_LIMITS.format(max_rw=contract.MAX_RW, max_slots=contract.COPY_MAX_SLOTS))
         self._check()
-        return self._task(self._copy(src_fd, dst_fd, chunk))
+        return self._task(self._copy_own(src_fd, dst_fd, chunk))
+
+    async def _copy_own(self, src_fd: int, dst_fd: int, chunk: int) -> int:
+        """The copy on descriptors of its own: it names them again for each
+        read and write, and a close of the caller's meanwhile must neither
+        stop it nor give it the next file opened on the number."""
+        src_own = os.dup(src_fd)
+        self._adopt(src_own)
+        try:
+            dst_own = os.dup(dst_fd)
+            self._adopt(dst_own)
+            try:
+                return await self._copy(src_own, dst_own, chunk)
+            finally:
+                await self.close(dst_own)  # a regular file's release in a worker, as close() does
+        finally:
+            await self.close(src_own)
 
     async def _copy(self, src_fd: int, dst_fd: int, chunk: int) -> int:
         copied = 0
