@@ -140,12 +140,14 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
             await self._flush_pending()
             if size < 0:
                 await self._read_chunk(-1)
-            else:
-                while len(self._decoded) - self._dpos < size and await self._read_chunk(
-                        self._wanted(size - (len(self._decoded) - self._dpos))):
-                    pass
+                text = self._decoded[self._dpos:]
+                self._forget_returned()
+                return text
+            while len(self._decoded) - self._dpos < size and await self._read_chunk(
+                    self._wanted(size - (len(self._decoded) - self._dpos))):
+                pass
             start = self._dpos
-            text = self._decoded[start:] if size < 0 else self._decoded[start:start + size]
+            text = self._decoded[start:start + size]
             self._dpos = start + len(text)
             return text
 

@@ -9,6 +9,7 @@ import io
 import locale
 import os
 import random
+import tracemalloc
 import warnings
 
 import pytest
@@ -186,6 +187,33 @@ def test_long_text_takes_few_reads(ringlet, run, tmp_path, call):
     assert "".join(got) == path.read_text(encoding="utf-8")[:len("".join(got))]
     assert len("".join(got)) > len(line)
     assert reads <= 24, f"{reads} reads"
+
+
+@pytest.mark.parametrize("call", ["read", "readlines"])
+def test_a_read_to_the_end_keeps_no_copy_of_the_text(ringlet, run, tmp_path, call):
+    """A text read() or readlines() of the whole file keeps neither its text
+    nor its bytes once returned (both were kept until the next call: twice
+    the file's size for ASCII text), and a write after it still adds no second
+    byte order mark.  Counted: memory allocated by Python and not freed."""
+    path = tmp_path / "t.txt"
+    content = "line of text\n" * (1 << 18)
+    path.write_text(content, encoding="utf-8-sig")
+
+    async def main():
+        async with ringlet.open(path, "r+", encoding="utf-8-sig") as f:
+            tracemalloc.start()
+            try:
+                got = "".join(await (f.read() if call == "read" else f.readlines()))
+                kept = tracemalloc.get_traced_memory()[0] - len(got)  # the result is an ASCII str
+            finally:
+                tracemalloc.stop()
+            await f.write("end\n")
+            return got, kept
+
+    got, kept = run(main())
+    assert got == content
+    assert kept < 1 << 20, f"{kept} bytes kept"
+    assert path.read_bytes() == (content + "end\n").encode("utf-8-sig")
 
 
 @pytest.mark.parametrize("hint", [-1, 0, 100])
