@@ -41,7 +41,8 @@ typedef struct {
     PyTypeObject *OpType;
     PyTypeObject *ReadyType;
     PyTypeObject *OutcomeType;
-    PyTypeObject *PreadMethodType;
+    PyTypeObject *SlotMethodType;
+    PyTypeObject *LineStepType;
     PyObject *stat_result;      /* os.stat_result */
     PyObject *str_create_future, *str_set_result, *str_set_exception;
     PyObject *kwnames_loop;     /* ("loop",): Future(loop=loop) by vectorcall */
@@ -249,7 +250,8 @@ extern PyType_Spec ringlet_engine_spec;
 extern PyType_Spec ringlet_op_spec;
 extern PyType_Spec ringlet_ready_spec;
 extern PyType_Spec ringlet_outcome_spec;
-extern PyType_Spec ringlet_pread_method_spec;
+extern PyType_Spec ringlet_slot_method_spec;
+extern PyType_Spec ringlet_line_step_spec;
 
 /* What ringlet itself holds now (tests check it returns to its baseline:
  * nothing of ringlet's own leaks, cancel or not).  Under the GIL. */
@@ -311,9 +313,32 @@ int bytes_shrink(PyObject **bytes, Py_ssize_t n);
 PyObject *outcome_after_a_turn(ringlet_state *st, PyObject *value);
 extern const char engine__pread_doc[];
 extern const char engine__preadinto_doc[];
+/* ---- slotmethod.c: a method of a class with __slots__, made in C -------- */
+#define SLOT_METHOD_MAX_SLOTS 8
+typedef struct {
+    PyObject_HEAD
+    PyObject *fallback;         /* the Python method: every case the call does not do itself */
+    PyTypeObject *cls;          /* the class whose slots these are (subclasses share them) */
+    PyObject *aux;              /* what the call needs besides the slots (its user's), or NULL */
+    int variant;                /* its user's */
+    Py_ssize_t offset[SLOT_METHOD_MAX_SLOTS]; /* where each slot lives in an instance */
+    PyObject *dict;             /* __name__, __doc__, __wrapped__, the coroutine marks */
+    vectorcallfunc vectorcall;
+} SlotMethodObject;
+/* The instance's slot i (a borrowed reference; NULL when unset). */
+#define SLOT(obj, m, i) (*(PyObject **)((char *)(obj) + (m)->offset[i]))
+/* A SlotMethod of cls calling call, its slots names[0..n) (a TypeError if one is not a slot). */
+SlotMethodObject *slot_method_new(ringlet_state *st, PyTypeObject *cls, PyObject *fallback,
+                                  const char *const *names, int n, vectorcallfunc call);
+/* Where slot name lives in instances of cls: 0, or -1 with a TypeError if it is not a slot. */
+int slot_offset(PyTypeObject *cls, const char *name, Py_ssize_t *offset);
+
 /* _ringlet._pread_method(cls, fallback, into=False): AsyncFile.pread (or preadinto) without a Python frame. */
 PyObject *ringlet__pread_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 extern const char ringlet__pread_method_doc[];
+/* _ringlet._line_method(cls, fallback, turns_cls, *, text, anext): readline or __anext__ made in C (lines.c). */
+PyObject *ringlet__line_method(PyObject *module, PyObject *args, PyObject *kwargs);
+extern const char ringlet__line_method_doc[];
 /* Inline completions may run this long in one loop turn; after that, every
  * task yields (and large reads go to the kernel's workers) until the loop has
  * turned, so another task waits at most about this long plus one step of
@@ -404,6 +429,10 @@ PyObject *ready_new(ringlet_state *st, PyObject *value);
 /* Ends an awaitable's iteration with value (StopIteration(value) set; value
  * released); returns NULL. */
 PyObject *ringlet_return_value(PyObject *value);
+/* A coroutine's throw(exc) or throw(type, value=None, traceback=None) given
+ * THROW_ARGS_OK arguments: raises the exception (else a TypeError); NULL. */
+#define THROW_ARGS_OK(nargs) ((nargs) >= 1 && (nargs) <= 3)
+PyObject *ringlet_raise_thrown(PyObject *const *args, Py_ssize_t nargs);
 
 /* ---- loop.c: the event loop's side ------------------------------------- */
 int64_t ringlet_now_ns(void); /* CLOCK_MONOTONIC, the clock of time.monotonic_ns() */

@@ -793,20 +793,10 @@ static PyObject *op_method_send(OpObject *op, PyObject *arg)
  * exception is raised here. */
 static PyObject *op_throw(OpObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs < 1 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
-        return NULL;
-    }
-    if (op->awaited) /* else an op reached through its future's callbacks: not this op's wait to end */
+    /* Not awaited: an op reached through its future's callbacks, not this op's wait to end. */
+    if (op->awaited && THROW_ARGS_OK(nargs))
         op_await_ended(op);
-    PyObject *typ = args[0], *val = nargs > 1 ? args[1] : Py_None;
-    if (PyExceptionInstance_Check(typ))
-        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
-    else if (PyExceptionClass_Check(typ))
-        PyErr_SetObject(typ, val);
-    else
-        PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException");
-    return NULL;
+    return ringlet_raise_thrown(args, nargs);
 }
 
 static PyObject *op_close(OpObject *op, PyObject *Py_UNUSED(ignored))

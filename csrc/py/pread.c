@@ -17,7 +17,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "structmember.h"
 
 /* The attempt went through: counted as an operation completed inline, and
  * as one the ring never saw. */
@@ -660,43 +659,28 @@ static PyObject *engine_pread_now(EngineObject *self, int fd, Py_ssize_t size, l
 /* ---- AsyncFile.pread without a Python frame ------------------------------ */
 
 /* _pread_method(cls, fallback): what AsyncFile.pread (and, into=True,
- * AsyncFile.preadinto through Engine._preadinto) becomes.  A method
- * descriptor whose call reads the file's slots (_fd, _readable, _pos, _align,
- * _engine) and calls Engine._pread itself, as the Python pread (fallback)
- * does; every other case -- a closed or write-only file, a stream, keywords,
- * another engine (ThreadEngine), a call off the engine's loop -- is the
- * fallback's, so the two cannot differ in what they raise or return.  It
- * saves the Python frame a call costs (about 6% of a cached 4 KiB read). */
+ * AsyncFile.preadinto through Engine._preadinto) becomes: a SlotMethod
+ * (slotmethod.c) whose call reads the file's slots (_fd, _readable, _pos,
+ * _align, _engine) and calls Engine._pread itself, as the Python pread
+ * (fallback) does; every other case -- a closed or write-only file, a
+ * stream, keywords, another engine (ThreadEngine), a call off the engine's
+ * loop -- is the fallback's.  aux: ringlet's Engine type; variant: into. */
 enum { SLOT_FD, SLOT_READABLE, SLOT_POS, SLOT_ALIGN, SLOT_ENGINE, N_SLOTS };
 static const char *const slot_names[N_SLOTS] = {"_fd", "_readable", "_pos", "_align", "_engine"};
 
-typedef struct {
-    PyObject_HEAD
-    PyObject *fallback;         /* the Python pread */
-    PyTypeObject *cls;          /* the class whose slots these are (subclasses share them) */
-    PyTypeObject *engine_type;  /* ringlet's Engine */
-    /* Engine._pread (pread) or Engine._preadinto (preadinto): both take
-     * (fd, size or buffer, offset[, align]) */
-    PyObject *(*engine_call)(EngineObject *, PyObject *const *, Py_ssize_t);
-    Py_ssize_t offset[N_SLOTS]; /* where each slot lives in an instance */
-    PyObject *dict;             /* __name__, __doc__, __wrapped__, the coroutine marks */
-    vectorcallfunc vectorcall;
-} PreadMethodObject;
-
-#define SLOT(obj, m, i) (*(PyObject **)((char *)(obj) + (m)->offset[i]))
-
 static PyObject *pread_method_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    PreadMethodObject *m = (PreadMethodObject *)callable;
+    SlotMethodObject *m = (SlotMethodObject *)callable;
     if (PyVectorcall_NARGS(nargsf) == 3 && kwnames == NULL && PyObject_TypeCheck(args[0], m->cls)) {
         PyObject *file = args[0];
         PyObject *fd = SLOT(file, m, SLOT_FD), *pos = SLOT(file, m, SLOT_POS);
         PyObject *align = SLOT(file, m, SLOT_ALIGN), *engine = SLOT(file, m, SLOT_ENGINE);
         if (fd != NULL && PyLong_CheckExact(fd) && PyLong_AsLong(fd) >= 0 && SLOT(file, m, SLOT_READABLE) == Py_True &&
             pos != NULL && pos != Py_None && align != NULL && PyLong_CheckExact(align) && engine != NULL &&
-            Py_IS_TYPE(engine, m->engine_type)) {
+            Py_IS_TYPE(engine, (PyTypeObject *)m->aux)) {
             PyObject *argv[4] = {fd, args[1], args[2], align};
-            PyObject *r = m->engine_call((EngineObject *)engine, argv, PyLong_AsLong(align) != 0 ? 4 : 3);
+            PyObject *r = (m->variant ? engine__preadinto : engine__pread)((EngineObject *)engine, argv,
+                                                                           PyLong_AsLong(align) != 0 ? 4 : 3);
             if (r != Py_None)
                 return r; /* the read's awaitable, or NULL: what the Python pread would raise */
             Py_DECREF(r);
@@ -705,74 +689,8 @@ static PyObject *pread_method_call(PyObject *callable, PyObject *const *args, si
     return PyObject_Vectorcall(m->fallback, args, nargsf, kwnames);
 }
 
-static PyObject *pread_method_get(PyObject *self, PyObject *obj, PyObject *Py_UNUSED(type))
-{
-    if (obj == NULL || obj == Py_None)
-        return Py_NewRef(self);
-    return PyMethod_New(self, obj);
-}
-
-static int pread_method_traverse(PreadMethodObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->fallback);
-    Py_VISIT(self->cls);
-    Py_VISIT(self->engine_type);
-    Py_VISIT(self->dict);
-    return 0;
-}
-
-static int pread_method_clear(PreadMethodObject *self)
-{
-    Py_CLEAR(self->fallback);
-    Py_CLEAR(self->cls);
-    Py_CLEAR(self->engine_type);
-    Py_CLEAR(self->dict);
-    return 0;
-}
-
-static void pread_method_dealloc(PreadMethodObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    pread_method_clear(self);
-    PyObject_GC_Del(self);
-    Py_DECREF(tp);
-}
-
-static PyMemberDef pread_method_members[] = {
-    {"__dictoffset__", T_PYSSIZET, offsetof(PreadMethodObject, dict), READONLY, NULL},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(PreadMethodObject, vectorcall), READONLY, NULL},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static PyGetSetDef pread_method_getset[] = {
-    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyType_Slot pread_method_slots[] = {
-    {Py_tp_doc, "AsyncFile.pread, called without a Python frame (see _pread_method)."},
-    {Py_tp_call, PyVectorcall_Call},
-    {Py_tp_descr_get, pread_method_get},
-    {Py_tp_members, pread_method_members},
-    {Py_tp_getset, pread_method_getset},
-    {Py_tp_traverse, pread_method_traverse},
-    {Py_tp_clear, pread_method_clear},
-    {Py_tp_dealloc, pread_method_dealloc},
-    {0, NULL},
-};
-
-PyType_Spec ringlet_pread_method_spec = {
-    .name = "ringlet._ringlet.PreadMethod",
-    .basicsize = sizeof(PreadMethodObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_HAVE_VECTORCALL |
-             Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
-    .slots = pread_method_slots,
-};
-
 const char ringlet__pread_method_doc[] =
-    "_pread_method(cls, fallback, into=False) -> PreadMethod\n\n"
+    "_pread_method(cls, fallback, into=False) -> SlotMethod\n\n"
     "AsyncFile.pread as a method descriptor that calls Engine._pread from C\n"
     "when cls's slots say the fast way applies, else fallback (the Python\n"
     "pread).  Set it on the class: cls.pread = _pread_method(cls, cls.pread).\n"
@@ -787,31 +705,10 @@ PyObject *ringlet__pread_method(PyObject *module, PyObject *const *args, Py_ssiz
             PyErr_SetString(PyExc_TypeError, "_pread_method(cls, fallback, into=False)");
         return NULL;
     }
-    PyTypeObject *cls = (PyTypeObject *)args[0];
-    Py_ssize_t offset[N_SLOTS];
-    for (int i = 0; i < N_SLOTS; i++) {
-        PyObject *d = PyObject_GetAttrString((PyObject *)cls, slot_names[i]); /* the slot's member descriptor */
-        if (d == NULL)
-            return NULL;
-        int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) &&
-                 ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
-        offset[i] = ok ? ((PyMemberDescrObject *)d)->d_member->offset : 0;
-        Py_DECREF(d);
-        if (!ok) {
-            PyErr_Format(PyExc_TypeError, "_pread_method: %s.%s is not a slot", cls->tp_name, slot_names[i]);
-            return NULL;
-        }
-    }
-    PreadMethodObject *m = PyObject_GC_New(PreadMethodObject, st->PreadMethodType);
+    SlotMethodObject *m = slot_method_new(st, (PyTypeObject *)args[0], args[1], slot_names, N_SLOTS, pread_method_call);
     if (m == NULL)
         return NULL;
-    m->fallback = Py_NewRef(args[1]);
-    m->cls = (PyTypeObject *)Py_NewRef(cls);
-    m->engine_type = (PyTypeObject *)Py_NewRef(st->EngineType);
-    m->engine_call = into ? engine__preadinto : engine__pread;
-    memcpy(m->offset, offset, sizeof offset);
-    m->dict = NULL;
-    m->vectorcall = pread_method_call;
-    PyObject_GC_Track(m);
+    m->aux = Py_NewRef(st->EngineType);
+    m->variant = into;
     return (PyObject *)m;
 }

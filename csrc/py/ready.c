@@ -30,6 +30,22 @@ PyObject *ringlet_return_value(PyObject *value)
     return NULL;
 }
 
+PyObject *ringlet_raise_thrown(PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!THROW_ARGS_OK(nargs)) {
+        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
+        return NULL;
+    }
+    PyObject *typ = args[0], *val = nargs > 1 ? args[1] : Py_None;
+    if (PyExceptionInstance_Check(typ))
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    else if (PyExceptionClass_Check(typ))
+        PyErr_SetObject(typ, val);
+    else
+        PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException");
+    return NULL;
+}
+
 static PyObject *ready_await(PyObject *self) { return Py_NewRef(self); }
 
 static PyObject *ready_iternext(ReadyObject *self) { return ringlet_return_value(Py_NewRef(self->value)); }

@@ -10,7 +10,7 @@ import re
 from typing import Any, Iterable, List, Optional
 
 from ._base import WRITE_CHUNK, FileBase, write_batched
-from ._binary import AsyncFile, _thread_id
+from ._binary import AsyncFile, _line_methods_in_c, _thread_id
 from ._cookie import COOKIE_BITS, COOKIE_MASK, DecodedReadAhead
 from ._fdio import size_arg
 from ._turns import Turns
@@ -392,3 +392,6 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
                 self._write_pending_now()
             except OSError:
                 pass
+
+
+_line_methods_in_c(AsyncTextFile, text=True)

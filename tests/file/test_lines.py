@@ -7,6 +7,7 @@ import asyncio
 import io
 import os
 import random
+import sys
 import threading
 import warnings
 
@@ -109,6 +110,105 @@ def test_a_line_call_cancelled_before_it_ran_takes_no_line(ringlet, run, make_fi
             return got
 
     assert run(main()) == builtin(path, list, mode)
+
+
+def _step(call):
+    """One send(None) into a readline() or __anext__() call: its line, or its error."""
+    try:
+        call.send(None)
+    except StopIteration as done:
+        return done.value
+    except Exception as exc:  # noqa: BLE001 - the error is the outcome compared
+        return type(exc).__name__, str(exc)
+    raise AssertionError("a line read ahead made the call wait")
+
+
+def _thrown(call, *args):
+    try:
+        call.throw(*args)
+    except Exception as exc:  # noqa: BLE001
+        return type(exc).__name__, str(exc)
+    raise AssertionError("throw() returned")
+
+
+@pytest.mark.parametrize("mode", ["rb", "r"])
+@pytest.mark.parametrize("made_in", ["C", "Python"])
+def test_a_line_call_driven_by_hand_is_a_coroutine(ringlet, run, make_file, mode, made_in):
+    """readline() and __anext__() are made in C; driven by hand (send,
+    throw, close) they behave as the Python methods they wrap (__wrapped__),
+    which are plain coroutines: a throw or close before the first send takes
+    no line, nor does a first send of a value, and a call cannot run twice."""
+    path, data = make_file(b"".join(b"line %d\n" % i for i in range(8)))
+
+    async def main():
+        async with ringlet.open(path, mode) as f:
+            first = await f.readline()  # the rest is read ahead
+            if made_in == "C":
+                readline, anext_ = f.readline, f.__anext__
+            else:
+                readline = lambda: type(f).readline.__wrapped__(f)  # noqa: E731
+                anext_ = lambda: type(f).__anext__.__wrapped__(f)  # noqa: E731
+            got = [first]
+            thrown = readline()
+            outcomes = [_thrown(thrown, ValueError("into a call that never ran")), _step(thrown)]
+            closed = anext_()
+            outcomes += [closed.close(), _step(closed)]
+            sent = readline()
+            outcomes += [_thrown(sent)[0], _step_with(sent, 1)]  # the TypeError's wording is CPython's
+            got.append(_step(sent))  # refused a value, it still gives its line
+            outcomes.append(_step(sent))
+            ran = anext_()
+            got.append(_step(ran))
+            outcomes.append(_thrown(ran, KeyError("into a call that ran")))
+            got += await f.readlines()
+            return got, outcomes
+
+    got, outcomes = run(main())
+    assert got == builtin(path, list, mode)
+    reuse = ("RuntimeError", "cannot reuse already awaited coroutine")
+    assert outcomes == [("ValueError", "into a call that never ran"), reuse, None, reuse,
+                        "TypeError", ("TypeError", "can't send non-None value to a just-started coroutine"), reuse,
+                        reuse]
+
+
+@pytest.mark.parametrize("mode", ["rb", "r"])
+def test_lines_read_ahead_run_no_python_frame(ringlet, run, make_file, mode):
+    """A line read ahead is given by C: async for and readline() over 2000
+    short lines run a Python frame of FileBase's line methods only when they
+    read more (about every 64 KiB or 8 KiB of text), not once a line.
+    Counted with sys.setprofile."""
+    path, data = make_file(b"".join(b"line %04d\n" % i for i in range(2000)))
+    names = {"readline", "__anext__", "_buffered_line"}
+
+    async def main():
+        calls = []
+
+        def profile(frame, event, arg):
+            if event == "call" and frame.f_code.co_name in names:
+                calls.append(frame.f_code.co_name)
+
+        async with ringlet.open(path, mode) as f:
+            sys.setprofile(profile)
+            try:
+                got = [line async for line in f]
+                await f.seek(0)
+                while line := await f.readline():
+                    got.append(line)
+            finally:
+                sys.setprofile(None)
+        return got, calls
+
+    got, calls = run(main())
+    assert got == builtin(path, list, mode) * 2
+    assert len(calls) < 60, calls
+
+
+def _step_with(call, value):
+    try:
+        call.send(value)
+    except Exception as exc:  # noqa: BLE001
+        return type(exc).__name__, str(exc)
+    raise AssertionError("send() returned")
 
 
 @pytest.mark.parametrize("mode", ["rb", "r"])
