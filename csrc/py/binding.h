@@ -42,7 +42,7 @@ typedef struct {
     PyTypeObject *ReadyType;
     PyTypeObject *OutcomeType;
     PyTypeObject *SlotMethodType;
-    PyTypeObject *LineStepType;
+    PyTypeObject *ReadAheadStepType;
     PyObject *stat_result;      /* os.stat_result */
     PyObject *str_create_future, *str_set_result, *str_set_exception;
     PyObject *kwnames_loop;     /* ("loop",): Future(loop=loop) by vectorcall */
@@ -251,7 +251,7 @@ extern PyType_Spec ringlet_op_spec;
 extern PyType_Spec ringlet_ready_spec;
 extern PyType_Spec ringlet_outcome_spec;
 extern PyType_Spec ringlet_slot_method_spec;
-extern PyType_Spec ringlet_line_step_spec;
+extern PyType_Spec ringlet_read_ahead_step_spec;
 
 /* What ringlet itself holds now (tests check it returns to its baseline:
  * nothing of ringlet's own leaks, cancel or not).  Under the GIL. */
@@ -336,9 +336,9 @@ int slot_offset(PyTypeObject *cls, const char *name, Py_ssize_t *offset);
 /* _ringlet._pread_method(cls, fallback, into=False): AsyncFile.pread (or preadinto) without a Python frame. */
 PyObject *ringlet__pread_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 extern const char ringlet__pread_method_doc[];
-/* _ringlet._line_method(cls, fallback, turns_cls, *, text, anext): readline or __anext__ made in C (lines.c). */
-PyObject *ringlet__line_method(PyObject *module, PyObject *args, PyObject *kwargs);
-extern const char ringlet__line_method_doc[];
+/* _ringlet._read_ahead_method(cls, fallback, turns_cls, call, *, text): readline, __anext__ or read made in C (readahead.c). */
+PyObject *ringlet__read_ahead_method(PyObject *module, PyObject *args, PyObject *kwargs);
+extern const char ringlet__read_ahead_method_doc[];
 /* Inline completions may run this long in one loop turn; after that, every
  * task yields (and large reads go to the kernel's workers) until the loop has
  * turned, so another task waits at most about this long plus one step of

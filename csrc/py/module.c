@@ -133,8 +133,8 @@ static PyMethodDef ringlet_methods[] = {
     {"_live", ringlet_live_counts, METH_NOARGS, live_doc},
     {"probe", ringlet_probe, METH_NOARGS, probe_doc},
     {"_pread_method", (PyCFunction)(void (*)(void))ringlet__pread_method, METH_FASTCALL, ringlet__pread_method_doc},
-    {"_line_method", (PyCFunction)(void (*)(void))ringlet__line_method, METH_VARARGS | METH_KEYWORDS,
-     ringlet__line_method_doc},
+    {"_read_ahead_method", (PyCFunction)(void (*)(void))ringlet__read_ahead_method, METH_VARARGS | METH_KEYWORDS,
+     ringlet__read_ahead_method_doc},
     {"_restrict_opcodes", ringlet_restrict_opcodes, METH_O, restrict_opcodes_doc},
 #ifdef RINGLET_FAULTS
     {"_fault_arm", ringlet_fault_arm, METH_VARARGS, fault_arm_doc},
@@ -219,8 +219,8 @@ static int ringlet_exec(PyObject *module)
     st->ReadyType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_ready_spec, NULL);
     st->OutcomeType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_outcome_spec, NULL);
     st->SlotMethodType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_slot_method_spec, NULL);
-    st->LineStepType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_line_step_spec, NULL);
-    if (st->ReadyType == NULL || st->OutcomeType == NULL || st->SlotMethodType == NULL || st->LineStepType == NULL)
+    st->ReadAheadStepType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_read_ahead_step_spec, NULL);
+    if (st->ReadyType == NULL || st->OutcomeType == NULL || st->SlotMethodType == NULL || st->ReadAheadStepType == NULL)
         return -1;
     st->EngineType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ringlet_engine_spec, NULL);
     if (st->EngineType == NULL || PyModule_AddType(module, st->EngineType) < 0 ||
@@ -237,7 +237,7 @@ static int ringlet_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->ReadyType);
     Py_VISIT(st->OutcomeType);
     Py_VISIT(st->SlotMethodType);
-    Py_VISIT(st->LineStepType);
+    Py_VISIT(st->ReadAheadStepType);
     Py_VISIT(st->stat_result);
     Py_VISIT(st->resolve_later);
     Py_VISIT(st->CancelledError);
@@ -253,7 +253,7 @@ static int ringlet_clear(PyObject *module)
     Py_CLEAR(st->ReadyType);
     Py_CLEAR(st->OutcomeType);
     Py_CLEAR(st->SlotMethodType);
-    Py_CLEAR(st->LineStepType);
+    Py_CLEAR(st->ReadAheadStepType);
     Py_CLEAR(st->stat_result);
     Py_CLEAR(st->str_create_future);
     Py_CLEAR(st->kwnames_loop);

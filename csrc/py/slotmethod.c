@@ -4,7 +4,7 @@
  * class's member descriptors) and does the common case itself; every other
  * case is the Python method's (fallback), so the two cannot differ in what
  * they raise or return.  What it saves is the Python frame of a call: 6% of
- * a cached 4 KiB pread, most of a line read ahead (lines.c).  Each user
+ * a cached 4 KiB pread, most of a line or small read served from the read-ahead (readahead.c).  Each user
  * gives the call (vectorcall) and what it needs besides the slots (aux). */
 #include "binding.h"
 

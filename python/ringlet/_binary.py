@@ -12,7 +12,7 @@ import os
 import re
 import threading
 import warnings
-from typing import Any, Callable, Coroutine, Iterable, List, NoReturn, Optional, Set, Tuple, TypeVar, cast
+from typing import Any, Callable, Coroutine, Dict, Iterable, List, NoReturn, Optional, Set, Tuple, TypeVar, cast
 
 from ._base import FileBase, write_batched
 from . import _contract as contract
@@ -42,10 +42,14 @@ class AsyncFile(FileBase[bytes]):
     """A binary file opened with ringlet.open().  Every method is a coroutine
     whose work is one or more io_uring operations; none blocks the loop.
 
-    Nothing is buffered, except the read-ahead of readline() (and of
-    iteration): while it holds bytes, tell() subtracts them, and seek(),
-    write(), pwrite() and truncate() first step back over them, so the
-    position is always where the reads so far have reached.
+    Writes are not buffered.  Reads are read ahead by readline() and
+    iteration (64 KiB at a time), and by a read() of fewer bytes than
+    io.BufferedReader's buffer (8 KiB, or buffering=; not with buffering=0 or
+    direct=True), which reads that many, as io does, unless it is the first
+    read after a seek or open (random access reads what it asks).  While the
+    read-ahead holds bytes, tell() subtracts them, and seek(), write(),
+    pwrite() and truncate() first step back over them, so the position is
+    always where the reads so far have reached.
 
     The file position lives in this object, not in the descriptor: io_uring
     moves a descriptor's own offset asynchronously (a read or write "at the
@@ -81,22 +85,27 @@ class AsyncFile(FileBase[bytes]):
     buffered descriptor of the same file."""
 
     __slots__ = ("_fd", "_engine", "_readable", "_writable", "_closefd", "_rbuf", "_rpos", "_pos", "_append",
-                 "_align", "_buffered_fd", "_loop", "_thread", "_turns", "_pending_read", "_waiting", "name",
-                 "mode", "__weakref__")
+                 "_align", "_read_ahead", "_just_seeked", "_buffered_fd", "_loop", "_thread", "_turns",
+                 "_pending_read", "_waiting", "name", "mode", "__weakref__")
 
     def __init__(self, engine: Any, fd: int, name: Any, mode: str, readable: bool, writable: bool,
                  closefd: bool = True, *, position: Optional[int] = None, append: bool = False,
-                 align: int = 0) -> None:
+                 align: int = 0, read_ahead: int = io.DEFAULT_BUFFER_SIZE) -> None:
         self._engine = engine
         self._fd = fd
         self._readable = readable
         self._writable = writable
         self._closefd = closefd
-        self._rbuf = b""   # read-ahead: bytes read from the kernel that readline() has not returned yet
+        self._rbuf = b""   # read-ahead: bytes read from the kernel that no call has returned yet
         self._rpos = 0     # ... starting at this index; _rbuf is b"" when nothing is left
         self._pos = position  # where the next kernel read or write goes; None: a stream
         self._append = append  # writes go to the end (O_APPEND)
         self._align = align    # O_DIRECT: the alignment reads and writes need, else 0
+        # A positional read() of fewer bytes reads this many (io.BufferedReader's buffer); 0: never
+        self._read_ahead = read_ahead
+        # The position was set (seek, open), not reached by a read: a small read there
+        # reads what it asks, as random access does; the reads that go on from it read ahead.
+        self._just_seeked = True
         self._buffered_fd = -1  # O_DIRECT: a buffered descriptor for unaligned writes, opened on demand
         self._loop = engine.loop
         self._thread = threading.get_ident()
@@ -213,6 +222,7 @@ class AsyncFile(FileBase[bytes]):
         position = os.lseek(fd, offset, whence)
         self._rbuf, self._rpos = b"", 0
         self._pos = position
+        self._just_seeked = True
         return position
 
     # -- reading --------------------------------------------------------------
@@ -238,8 +248,9 @@ class AsyncFile(FileBase[bytes]):
             try:
                 if offset < 0:
                     data = await self._stream_read(fd, size)
-                elif size >= 0:
-                    data = await self._engine._read(fd, size, offset, self._align)
+                elif size >= 0:  # fewer bytes than io.BufferedReader's buffer: the buffer's size
+                    want = self._read_ahead if 0 < size < self._read_ahead and not self._just_seeked else size
+                    data = await self._engine._read(fd, want, offset, self._align)
                 else:
                     data = await read_to_end(self._engine, fd, offset, self._align, self._open_fd)
             except BaseException:
@@ -247,6 +258,10 @@ class AsyncFile(FileBase[bytes]):
                 raise
             if offset >= 0:
                 self._pos = offset + len(data)
+                self._just_seeked = False
+            if len(data) > size >= 0:  # the rest is read ahead, for the next reads
+                self._rbuf, self._rpos = data, size
+                data = data[:size]
             return head + data if head else data
         finally:
             turns.release()
@@ -698,15 +713,17 @@ setattr(AsyncFile, "preadinto", functools.update_wrapper(_ringlet._pread_method(
                                                          AsyncFile.preadinto))
 
 
-def _line_methods_in_c(cls: type, text: bool) -> None:
-    """cls.readline and cls.__anext__ made in C (_ringlet._line_method): when
-    the call first runs, a line read ahead is taken from cls's slots as
-    _buffered_line takes it, without a Python frame (~0.35 us a line in
-    Python); every other case is FileBase's method, which each wraps."""
-    for name, anext in (("readline", False), ("__anext__", True)):
-        python_method = getattr(FileBase, name)
-        method = _ringlet._line_method(cls, python_method, Turns, text=text, anext=anext)
+def _read_ahead_methods_in_c(cls: type, calls: Dict[str, Callable[..., Any]], text: bool) -> None:
+    """cls's calls (name: the Python method each wraps) made in C
+    (_ringlet._read_ahead_method): when the call first runs, a line or the
+    bytes it asks for, if read ahead, are taken from cls's slots as
+    _buffered_line and _take take them, without a Python frame (a line cost
+    ~0.35 us in Python, a small read ~1.2 us); every other case is the
+    Python method's."""
+    for name, python_method in calls.items():
+        method = _ringlet._read_ahead_method(cls, python_method, Turns, name, text=text)
         setattr(cls, name, _marked_coroutine_function(functools.update_wrapper(method, python_method)))
 
 
-_line_methods_in_c(AsyncFile, text=False)
+_read_ahead_methods_in_c(AsyncFile, {"readline": FileBase.readline, "__anext__": FileBase.__anext__,
+                                     "read": AsyncFile.read}, text=False)

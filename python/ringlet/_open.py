@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import collections.abc
+import io
 import locale
 import operator
 import os
@@ -120,7 +121,11 @@ async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[st
         owned = True
     if not opened_by_engine:
         engine._adopt(fd)  # its number may have named another file before (os.close, os.open)
-    raw = AsyncFile(engine, fd, name, binary_mode if text else mode, readable, writable, owned, append=append)
+    # Small reads read ahead as much as io.BufferedReader buffers; not unbuffered, not
+    # O_DIRECT (aligned reads only), not under a text file (which reads ahead itself).
+    read_ahead = 0 if buffering == 0 or direct or text else buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE
+    raw = AsyncFile(engine, fd, name, binary_mode if text else mode, readable, writable, owned, append=append,
+                    read_ahead=read_ahead)
     try:
         st = stat_open_file(fd, name, reject_directory=not writable and not isinstance(file, int))
         position = descriptor_offset(fd)

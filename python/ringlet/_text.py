@@ -10,7 +10,7 @@ import re
 from typing import Any, Iterable, List, Optional
 
 from ._base import WRITE_CHUNK, FileBase, write_batched
-from ._binary import AsyncFile, _line_methods_in_c, _thread_id
+from ._binary import AsyncFile, _read_ahead_methods_in_c, _thread_id
 from ._cookie import COOKIE_BITS, COOKIE_MASK, DecodedReadAhead
 from ._fdio import size_arg
 from ._turns import Turns
@@ -394,4 +394,4 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
                 pass
 
 
-_line_methods_in_c(AsyncTextFile, text=True)
+_read_ahead_methods_in_c(AsyncTextFile, {"readline": FileBase.readline, "__anext__": FileBase.__anext__}, text=True)

@@ -90,21 +90,22 @@ def test_a_line_read_ahead_comes_from_a_coroutine_that_works_every_way(ringlet, 
 
 
 @pytest.mark.parametrize("mode", ["rb", "r"])
-@pytest.mark.parametrize("how", ["readline", "anext"])
+@pytest.mark.parametrize("how", ["readline", "anext", "read"])
 def test_a_line_call_cancelled_before_it_ran_takes_no_line(ringlet, run, make_file, mode, how):
-    """readline() or __anext__() made but cancelled before its task ran (as
-    wait_for with no time left, or gather when a sibling fails first, do):
-    the line read ahead stays for the next call."""
+    """readline(), __anext__() or read(3) made but cancelled before its task
+    ran (as wait_for with no time left, or gather when a sibling fails first,
+    do): what is read ahead stays for the next call."""
     path, data = make_file(b"one\ntwo\nthree\n")
 
     async def main():
         async with ringlet.open(path, mode) as f:
             got = [await f.readline()]
-            task = asyncio.ensure_future(f.readline() if how == "readline" else f.__anext__())
+            call = {"readline": f.readline, "anext": f.__anext__, "read": lambda: f.read(3)}[how]
+            task = asyncio.ensure_future(call())
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            unawaited = f.readline() if how == "readline" else f.__anext__()
+            unawaited = call()
             unawaited.close()  # made, never awaited
             got += [line async for line in f]
             return got
@@ -282,6 +283,102 @@ def test_readline_size_like_builtin(ringlet, run, lines_file, sizes):
             return [await f.readline(n) for n in sizes] + [await f.read()]
 
     assert run(main()) == builtin(path, lambda f: [f.readline(n) for n in sizes] + [f.read()])
+
+
+@pytest.mark.parametrize("buffering, reads", [(-1, 1 + 8), (16384, 1 + 4), (0, 4096)])
+def test_small_reads_read_ahead_as_io_buffers(ringlet, run, make_file, buffering, reads):
+    """A read() of fewer bytes than io.BufferedReader's buffer (8 KiB, or
+    buffering=) reads the buffer's size and keeps the rest for the next reads,
+    given by C without a Python frame, except the first after the open (or a
+    seek), which reads what it asks; unbuffered (buffering=0), each goes to
+    the kernel.  Counted: the engine's reads, and Python frames of read."""
+    path, data = make_file(os.urandom(64 * 1024))
+
+    async def main():
+        engine = ringlet.get_engine()
+        frames = []
+
+        def profile(frame, event, arg):
+            if event == "call" and frame.f_code.co_name == "read":
+                frames.append(frame)
+
+        async with ringlet.open(path, "rb", buffering=buffering) as f:
+            before = engine.stats()["submitted"]
+            sys.setprofile(profile)
+            try:
+                got = [await f.read(16) for _ in range(4096)]
+            finally:
+                sys.setprofile(None)
+            return got, engine.stats()["submitted"] - before, len(frames), await f.tell(), await f.read()
+
+    got, submitted, frames, position, rest = run(main())
+    assert b"".join(got) == data and position == len(data) and rest == b""
+    assert submitted == reads
+    # A coroutine's frame is "called" again at each resume: a few a kernel read, never one a call.
+    assert frames >= 4096 if buffering == 0 else frames <= 4 * reads, frames
+
+
+def test_seeks_and_small_reads_in_turn_read_what_they_ask(ringlet, run, make_file):
+    """Random access (a seek, then a small read) reads the bytes asked for,
+    not a buffer's worth: bytes written after them behind the file's back
+    are what the next read gives (io.BufferedReader would give its buffer's
+    older copy).  The reads that go on from there read ahead."""
+    path, data = make_file(os.urandom(64 * 1024))
+    offsets = [random.Random(7).randrange(len(data) - 64) for _ in range(50)]
+
+    async def main():
+        got, expected = [], []
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            async with ringlet.open(path, "rb") as f:
+                for n, where in enumerate(offsets):
+                    await f.seek(where)
+                    got.append(await f.read(16))
+                    fresh = n.to_bytes(16, "little")
+                    os.pwrite(fd, fresh, where + 16)
+                    got += [await f.read(16), await f.read(16)]
+                    expected += [read_os(path)[where:where + 16], fresh, read_os(path)[where + 32:where + 48]]
+        finally:
+            os.close(fd)
+        return got, expected
+
+    got, expected = run(main())
+    assert got == expected
+
+
+def test_a_small_read_after_other_calls_like_builtin(ringlet, run, make_file):
+    """Small reads between readline, seek, write and pwrite read and write
+    where the built-in buffered file does."""
+    path, data = make_file(b"".join(b"line %d\n" % i for i in range(3000)))
+
+    def calls(read, readline, seek, write, tell):
+        out = [read(5), readline(), read(7), tell()]
+        seek(100)
+        out += [read(3), tell()]
+        write(b"XY")
+        out += [read(4), tell()]
+        seek(-10, 2)
+        out += [read(20), read(1), tell()]
+        return out
+
+    async def ours():
+        async with ringlet.open(path, "r+b") as f:
+            out = [await f.read(5), await f.readline(), await f.read(7), await f.tell()]
+            await f.seek(100)
+            out += [await f.read(3), await f.tell()]
+            await f.write(b"XY")
+            out += [await f.read(4), await f.tell()]
+            await f.seek(-10, 2)
+            out += [await f.read(20), await f.read(1), await f.tell()]
+            return out
+
+    got = run(ours())
+    ref_path = path + ".ref"
+    write_os(ref_path, data)
+    with open(ref_path, "r+b") as g:
+        expected = calls(g.read, g.readline, g.seek, lambda b: (g.seek(g.tell()), g.write(b)), g.tell)
+    assert got == expected
+    assert read_os(path) == read_os(ref_path)
 
 
 def test_reads_after_readline_continue_where_lines_stopped(ringlet, run, make_file):
