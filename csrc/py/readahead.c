@@ -103,10 +103,10 @@ static int take_text_line(PyObject *file, SlotMethodObject *m, PyObject **line)
 {
     PyObject *decoded = SLOT(file, m, L_BUF), *pending = SLOT(file, m, L_PENDING);
     PyObject *newline = SLOT(file, m, L_NEWLINE);
+    int newline_ok = newline == Py_None || (newline != NULL && PyUnicode_CheckExact(newline) &&
+                                            PyUnicode_CompareWithASCIIString(newline, "\n") == 0);
     if (decoded == NULL || !PyUnicode_CheckExact(decoded) || pending == NULL || !PyList_CheckExact(pending) ||
-        PyList_GET_SIZE(pending) != 0 || newline == NULL ||
-        !(newline == Py_None || (PyUnicode_CheckExact(newline) && PyUnicode_CompareWithASCIIString(newline, "\n") == 0)) ||
-        !may_serve(file, m))
+        PyList_GET_SIZE(pending) != 0 || !newline_ok || !may_serve(file, m))
         return 0;
     Py_ssize_t len = PyUnicode_GET_LENGTH(decoded), p = read_ahead_pos(SLOT(file, m, L_POS), len);
     Py_ssize_t found = p < 0 ? -1 : PyUnicode_FindChar(decoded, '\n', p, len, 1);
@@ -142,9 +142,9 @@ static PySendResult read_ahead_step_send(ReadAheadStepObject *step, PyObject *va
         }
         step->started = 1;
         SlotMethodObject *m = step->method;
+        Py_ssize_t want = m->variant & STEP_READ ? PyLong_AsSsize_t(step->size) : -1; /* checked > 0 at the call */
         int taken = m->variant & STEP_TEXT ? take_text_line(step->file, m, result)
-                                           : take_binary(step->file, m, m->variant & STEP_READ ? PyLong_AsSsize_t(step->size) : -1,
-                                                         result);
+                                           : take_binary(step->file, m, want, result);
         if (taken != 0)
             return taken > 0 ? PYGEN_RETURN : PYGEN_ERROR;
         PyObject *args[2] = {step->file, step->size};
