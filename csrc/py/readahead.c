@@ -1,6 +1,6 @@
 /* What a file's read-ahead gives without the call's turn, made in C:
- * readline() and __anext__ of AsyncFile and AsyncTextFile, and AsyncFile's
- * read(n) of bytes already read ahead.
+ * readline(), __anext__ and read(n) of AsyncFile and AsyncTextFile, when
+ * the line, or the n bytes or characters, are read (decoded) ahead.
  *
  * A line already read ahead cost the Python method two frames (the method,
  * its read-ahead check) and a Python-level find and slice: ~0.35 us, ten
@@ -15,7 +15,7 @@
  * loop's own check would cost a getpid(2)). */
 #include "binding.h"
 
-/* The slots the line methods read; _readable for a binary file, _pending and
+/* The slots these methods read; _readable for a binary file, _pending and
  * _newline for a text one; the Turns' busy slot last (an offset in Turns). */
 enum { L_BUF, L_POS, L_TURNS, L_THREAD, L_READABLE, L_PENDING = L_READABLE, L_NEWLINE, L_BUSY };
 static const char *const binary_slots[] = {"_rbuf", "_rpos", "_turns", "_thread", "_readable"};
@@ -98,25 +98,35 @@ static int take_binary(PyObject *file, SlotMethodObject *m, Py_ssize_t want, PyO
     return set ? 1 : -1;
 }
 
-/* AsyncTextFile._buffered_line: as take_binary. */
-static int take_text_line(PyObject *file, SlotMethodObject *m, PyObject **line)
+/* AsyncTextFile._buffered_line (want < 0: its line endings must be "\n"
+ * ones) or read(want) when want characters are decoded ahead: as take_binary.
+ * Text written and not yet handed to the kernel (_pending) is the Python
+ * method's to flush first. */
+static int take_text(PyObject *file, SlotMethodObject *m, Py_ssize_t want, PyObject **text)
 {
     PyObject *decoded = SLOT(file, m, L_BUF), *pending = SLOT(file, m, L_PENDING);
     PyObject *newline = SLOT(file, m, L_NEWLINE);
-    int newline_ok = newline == Py_None || (newline != NULL && PyUnicode_CheckExact(newline) &&
-                                            PyUnicode_CompareWithASCIIString(newline, "\n") == 0);
+    int newline_ok = want > 0 || newline == Py_None ||
+                     (newline != NULL && PyUnicode_CheckExact(newline) &&
+                      PyUnicode_CompareWithASCIIString(newline, "\n") == 0);
     if (decoded == NULL || !PyUnicode_CheckExact(decoded) || pending == NULL || !PyList_CheckExact(pending) ||
         PyList_GET_SIZE(pending) != 0 || !newline_ok || !may_serve(file, m))
         return 0;
     Py_ssize_t len = PyUnicode_GET_LENGTH(decoded), p = read_ahead_pos(SLOT(file, m, L_POS), len);
-    Py_ssize_t found = p < 0 ? -1 : PyUnicode_FindChar(decoded, '\n', p, len, 1);
-    if (found < 0)
-        return found == -2 ? -1 : 0;
-    *line = PyUnicode_Substring(decoded, p, found + 1);
-    if (*line == NULL)
+    if (p < 0 || want > len - p)
+        return 0;
+    Py_ssize_t end = p + want;
+    if (want < 0) {
+        Py_ssize_t found = PyUnicode_FindChar(decoded, '\n', p, len, 1);
+        if (found < 0)
+            return found == -2 ? -1 : 0;
+        end = found + 1;
+    }
+    *text = PyUnicode_Substring(decoded, p, end);
+    if (*text == NULL)
         return -1;
-    if (set_slot(file, m, L_POS, PyLong_FromSsize_t(found + 1)) < 0) {
-        Py_CLEAR(*line);
+    if (set_slot(file, m, L_POS, PyLong_FromSsize_t(end)) < 0) {
+        Py_CLEAR(*text);
         return -1;
     }
     return 1;
@@ -143,8 +153,7 @@ static PySendResult read_ahead_step_send(ReadAheadStepObject *step, PyObject *va
         step->started = 1;
         SlotMethodObject *m = step->method;
         Py_ssize_t want = m->variant & STEP_READ ? PyLong_AsSsize_t(step->size) : -1; /* checked > 0 at the call */
-        int taken = m->variant & STEP_TEXT ? take_text_line(step->file, m, result)
-                                           : take_binary(step->file, m, want, result);
+        int taken = (m->variant & STEP_TEXT ? take_text : take_binary)(step->file, m, want, result);
         if (taken != 0)
             return taken > 0 ? PYGEN_RETURN : PYGEN_ERROR;
         PyObject *args[2] = {step->file, step->size};
@@ -309,10 +318,10 @@ static PyObject *read_ahead_method_call(PyObject *callable, PyObject *const *arg
 
 const char ringlet__read_ahead_method_doc[] =
     "_read_ahead_method(cls, fallback, turns_cls, call, *, text) -> SlotMethod\n\n"
-    "cls's call ('readline', '__anext__', or 'read' for a binary file) made\n"
-    "in C: what is read ahead is taken from cls's slots (text: AsyncTextFile's,\n"
-    "else AsyncFile's), as _buffered_line and _take do, when the call first\n"
-    "runs; every other case is fallback's (the Python method).";
+    "cls's call ('readline', '__anext__' or 'read') made in C: what is read\n"
+    "ahead is taken from cls's slots (text: AsyncTextFile's, else AsyncFile's),\n"
+    "as _buffered_line and read do, when the call first runs; every other case\n"
+    "is fallback's (the Python method).";
 
 PyObject *ringlet__read_ahead_method(PyObject *module, PyObject *args, PyObject *kwargs)
 {
@@ -326,7 +335,7 @@ PyObject *ringlet__read_ahead_method(PyObject *module, PyObject *args, PyObject 
         return NULL;
     int variant = strcmp(call, "readline") == 0 ? 0
                   : strcmp(call, "__anext__") == 0 ? STEP_ANEXT
-                  : strcmp(call, "read") == 0 && !text ? STEP_READ
+                  : strcmp(call, "read") == 0 ? STEP_READ
                                                        : -1;
     if (variant < 0) {
         PyErr_Format(PyExc_ValueError, "_read_ahead_method: no %s call '%s'", text ? "text" : "binary", call);

@@ -716,10 +716,10 @@ setattr(AsyncFile, "preadinto", functools.update_wrapper(_ringlet._pread_method(
 def _read_ahead_methods_in_c(cls: type, calls: Dict[str, Callable[..., Any]], text: bool) -> None:
     """cls's calls (name: the Python method each wraps) made in C
     (_ringlet._read_ahead_method): when the call first runs, a line or the
-    bytes it asks for, if read ahead, are taken from cls's slots as
-    _buffered_line and _take take them, without a Python frame (a line cost
-    ~0.35 us in Python, a small read ~1.2 us); every other case is the
-    Python method's."""
+    bytes (characters) it asks for, if read ahead, are taken from cls's
+    slots as _buffered_line and read take them, without a Python frame (a
+    line cost ~0.35 us in Python, a small read ~1 us); every other case is
+    the Python method's."""
     for name, python_method in calls.items():
         method = _ringlet._read_ahead_method(cls, python_method, Turns, name, text=text)
         setattr(cls, name, _marked_coroutine_function(functools.update_wrapper(method, python_method)))

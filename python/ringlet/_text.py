@@ -394,4 +394,5 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
                 pass
 
 
-_read_ahead_methods_in_c(AsyncTextFile, {"readline": FileBase.readline, "__anext__": FileBase.__anext__}, text=True)
+_read_ahead_methods_in_c(AsyncTextFile, {"readline": FileBase.readline, "__anext__": FileBase.__anext__,
+                                         "read": AsyncTextFile.read}, text=True)

@@ -9,6 +9,7 @@ import io
 import locale
 import os
 import random
+import sys
 import tracemalloc
 import warnings
 
@@ -214,6 +215,38 @@ def test_a_read_to_the_end_keeps_no_copy_of_the_text(ringlet, run, tmp_path, cal
     assert got == content
     assert kept < 1 << 20, f"{kept} bytes kept"
     assert path.read_bytes() == (content + "end\n").encode("utf-8-sig")
+
+
+@pytest.mark.parametrize("newline", [None, "", "\r\n"])
+def test_small_text_reads_come_from_the_decoded_read_ahead(ringlet, run, tmp_path, newline):
+    """read(7) after read(7) gives the characters io gives, from what is
+    decoded ahead, without a Python frame each (C, as lines): the Python
+    read runs once a chunk of 8 KiB.  Counted with sys.setprofile."""
+    path = tmp_path / "t.txt"
+    path.write_bytes("".join(f"é ligne {i}\r\n" if i % 3 else f"line {i}\n" for i in range(3000)).encode())
+
+    async def main():
+        frames = []
+
+        def profile(frame, event, arg):
+            if event == "call" and frame.f_code.co_name == "read":
+                frames.append(frame)
+
+        async with ringlet.open(path, encoding="utf-8", newline=newline) as f:
+            got = []
+            sys.setprofile(profile)
+            try:
+                while piece := await f.read(7):
+                    got.append(piece)
+            finally:
+                sys.setprofile(None)
+            return got, len(frames)
+
+    got, frames = run(main())
+    with open(path, encoding="utf-8", newline=newline) as g:
+        expected = list(iter(lambda: g.read(7), ""))
+    assert got == expected
+    assert frames < len(got) // 20, (frames, len(got))
 
 
 @pytest.mark.parametrize("hint", [-1, 0, 100])
