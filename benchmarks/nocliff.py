@@ -756,11 +756,12 @@ def main(argv: Optional[List[str]] = None) -> None:
              goals=[("ringlet", "fio", 0.9)]),
     ]
     lines_path = os.path.join(a.dir, "lines.txt")
-    make_lines_file(lines_path)
-    for name, mode, size, what in (
-            ("lines binary", "rb", None, "async for line in f vs for line in f, 8 MiB of 80-byte lines, binary (lines/s)"),
-            ("lines text", "r", None, "the same, text (lines/s)"),
-            ("reads of 16 B", "rb", 16, "await f.read(16) vs f.read(16) to the end of the same file (reads/s)")):
+    pieces = [("lines binary", "rb", None, "async for line in f vs for line in f, 8 MiB of 80-byte lines, binary (lines/s)"),
+              ("lines text", "r", None, "the same, text (lines/s)"),
+              ("reads of 16 B", "rb", 16, "await f.read(16) vs f.read(16) to the end of the same file (reads/s)")]
+    if not a.only or any(name in a.only.split(",") for name, *_ in pieces):
+        make_lines_file(lines_path)
+    for name, mode, size, what in pieces:
         common = dict(kind="pieces", path=lines_path, mode=mode, size=size, duration=a.duration)
         scenarios.append(dict(name=name, what=what, higher=True,
                               contenders={k: dict(common, key=k) for k in ("sync", "ringlet", "aiofiles")},

@@ -43,7 +43,7 @@ static int set_slot(PyObject *file, SlotMethodObject *m, int i, PyObject *value)
     return 0;
 }
 
-/* Whether a line may be given without the call's turn: the file's calls are
+/* Whether the read-ahead may be given without the call's turn: the file's calls are
  * not busy, and this is the file's thread (another one is refused by the
  * Python method). */
 static int may_serve(PyObject *file, SlotMethodObject *m)
@@ -60,29 +60,33 @@ static int may_serve(PyObject *file, SlotMethodObject *m)
     return id == PyThread_get_thread_ident();
 }
 
-/* The read-ahead's position, or -1 when it is not a usable index into buf's len. */
-static Py_ssize_t read_ahead_pos(PyObject *pos, Py_ssize_t len)
+/* What is read (decoded) ahead: *len, the size of the file's buffer (bytes,
+ * or str for a text file), and *p, where the next call takes from.  0 when
+ * the slots hold nothing left to take. */
+static int read_ahead_span(PyObject *file, SlotMethodObject *m, Py_ssize_t *len, Py_ssize_t *p)
 {
-    if (pos == NULL || !PyLong_CheckExact(pos))
-        return -1;
-    Py_ssize_t p = PyLong_AsSsize_t(pos);
-    if (p == -1 && PyErr_Occurred())
+    PyObject *buf = SLOT(file, m, L_BUF), *pos = SLOT(file, m, L_POS);
+    int text = m->variant & STEP_TEXT;
+    if (buf == NULL || !(text ? PyUnicode_CheckExact(buf) : PyBytes_CheckExact(buf)) || pos == NULL ||
+        !PyLong_CheckExact(pos))
+        return 0;
+    *len = text ? PyUnicode_GET_LENGTH(buf) : PyBytes_GET_SIZE(buf);
+    *p = PyLong_AsSsize_t(pos);
+    if (*p == -1 && PyErr_Occurred())
         PyErr_Clear();
-    return p >= 0 && p <= len ? p : -1;
+    return *p >= 0 && *p < *len;
 }
 
 /* AsyncFile._buffered_line (want < 0) or _take(want) when want bytes are
  * read ahead: 1 with *line, 0 when what is read ahead will not do, -1 on error. */
 static int take_binary(PyObject *file, SlotMethodObject *m, Py_ssize_t want, PyObject **line)
 {
+    Py_ssize_t len, p;
+    if (!read_ahead_span(file, m, &len, &p) || want > len - p || SLOT(file, m, L_READABLE) != Py_True ||
+        !may_serve(file, m))
+        return 0;
     PyObject *buf = SLOT(file, m, L_BUF);
-    if (buf == NULL || !PyBytes_CheckExact(buf) || PyBytes_GET_SIZE(buf) == 0 ||
-        SLOT(file, m, L_READABLE) != Py_True || !may_serve(file, m))
-        return 0;
-    Py_ssize_t len = PyBytes_GET_SIZE(buf), p = read_ahead_pos(SLOT(file, m, L_POS), len);
     const char *s = PyBytes_AS_STRING(buf);
-    if (p < 0 || want > len - p)
-        return 0;
     const char *nl = want < 0 ? memchr(s + p, '\n', (size_t)(len - p)) : s + p + want - 1;
     if (nl == NULL)
         return 0;
@@ -104,17 +108,15 @@ static int take_binary(PyObject *file, SlotMethodObject *m, Py_ssize_t want, PyO
  * method's to flush first. */
 static int take_text(PyObject *file, SlotMethodObject *m, Py_ssize_t want, PyObject **text)
 {
-    PyObject *decoded = SLOT(file, m, L_BUF), *pending = SLOT(file, m, L_PENDING);
-    PyObject *newline = SLOT(file, m, L_NEWLINE);
+    PyObject *pending = SLOT(file, m, L_PENDING), *newline = SLOT(file, m, L_NEWLINE);
     int newline_ok = want > 0 || newline == Py_None ||
                      (newline != NULL && PyUnicode_CheckExact(newline) &&
                       PyUnicode_CompareWithASCIIString(newline, "\n") == 0);
-    if (decoded == NULL || !PyUnicode_CheckExact(decoded) || pending == NULL || !PyList_CheckExact(pending) ||
+    Py_ssize_t len, p;
+    if (!read_ahead_span(file, m, &len, &p) || want > len - p || pending == NULL || !PyList_CheckExact(pending) ||
         PyList_GET_SIZE(pending) != 0 || !newline_ok || !may_serve(file, m))
         return 0;
-    Py_ssize_t len = PyUnicode_GET_LENGTH(decoded), p = read_ahead_pos(SLOT(file, m, L_POS), len);
-    if (p < 0 || want > len - p)
-        return 0;
+    PyObject *decoded = SLOT(file, m, L_BUF);
     Py_ssize_t end = p + want;
     if (want < 0) {
         Py_ssize_t found = PyUnicode_FindChar(decoded, '\n', p, len, 1);
@@ -280,13 +282,8 @@ static int is_int_size(PyObject *x, int want)
  * when it runs): at least size bytes for a read, something for a line. */
 static int read_ahead_holds(PyObject *file, SlotMethodObject *m, PyObject *size)
 {
-    PyObject *buf = SLOT(file, m, L_BUF);
-    Py_ssize_t len = buf == NULL                  ? 0
-                     : m->variant & STEP_TEXT     ? (PyUnicode_CheckExact(buf) ? PyUnicode_GET_LENGTH(buf) : 0)
-                     : PyBytes_CheckExact(buf)    ? PyBytes_GET_SIZE(buf)
-                                                  : 0;
-    Py_ssize_t p = read_ahead_pos(SLOT(file, m, L_POS), len);
-    return p >= 0 && p < len && (!(m->variant & STEP_READ) || PyLong_AsSsize_t(size) <= len - p);
+    Py_ssize_t len, p;
+    return read_ahead_span(file, m, &len, &p) && (!(m->variant & STEP_READ) || PyLong_AsSsize_t(size) <= len - p);
 }
 
 /* readline(size=-1) with size -1 or None (the sizes the Python method
@@ -335,10 +332,10 @@ PyObject *ringlet__read_ahead_method(PyObject *module, PyObject *args, PyObject 
         return NULL;
     int variant = strcmp(call, "readline") == 0 ? 0
                   : strcmp(call, "__anext__") == 0 ? STEP_ANEXT
-                  : strcmp(call, "read") == 0 ? STEP_READ
-                                                       : -1;
+                  : strcmp(call, "read") == 0      ? STEP_READ
+                                                   : -1;
     if (variant < 0) {
-        PyErr_Format(PyExc_ValueError, "_read_ahead_method: no %s call '%s'", text ? "text" : "binary", call);
+        PyErr_Format(PyExc_ValueError, "_read_ahead_method: no call '%s'", call);
         return NULL;
     }
     Py_ssize_t busy;
