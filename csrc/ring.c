@@ -23,9 +23,53 @@
  * enter and still know whether to signal it again. */
 const unsigned rl_ring_flag_choices[RL_RING_FLAG_CHOICES] = {
     IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
-    IORING_SETUP_COOP_TASKRUN,
+    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
     0,
 };
+
+/* rl_defer_taskrun_signals_at_once's answer, -1 until asked; atomic, as
+ * engines may be set up on several threads at once. */
+static int defer_signals_at_once = -1;
+
+void rl_defer_taskrun_assume(int at_once)
+{
+    __atomic_store_n(&defer_signals_at_once, at_once, __ATOMIC_RELAXED);
+}
+
+int rl_defer_taskrun_signals_at_once(void)
+{
+    int known = __atomic_load_n(&defer_signals_at_once, __ATOMIC_RELAXED);
+    if (known >= 0)
+        return known;
+    /* The read's buffer: static, as the kernel may write it after the ring is gone. */
+    static char byte;
+    int at_once = 1; /* a step that fails says nothing against the kernel */
+    int pipe_fds[2] = {-1, -1};
+    int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct io_uring ring;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = rl_ring_flag_choices[0];
+    if (wake_fd >= 0 && pipe2(pipe_fds, O_CLOEXEC) == 0 && io_uring_queue_init_params(2, &ring, &p) == 0) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+        io_uring_prep_read(sqe, pipe_fds[0], &byte, 1, 0);
+        if (io_uring_register_eventfd(&ring, wake_fd) == 0 && io_uring_submit(&ring) == 1 &&
+            write(pipe_fds[1], "x", 1) == 1) {
+            /* The write woke the read, which queued its completion for this
+             * thread: a kernel that signals at once has, by now. */
+            eventfd_t count = 0;
+            at_once = eventfd_read(wake_fd, &count) == 0 && count > 0;
+        }
+        io_uring_queue_exit(&ring);
+    }
+    for (int i = 0; i < 2; i++)
+        if (pipe_fds[i] >= 0)
+            close(pipe_fds[i]);
+    if (wake_fd >= 0)
+        close(wake_fd);
+    rl_defer_taskrun_assume(at_once);
+    return at_once;
+}
 
 const char *rl_ring_flags_name(unsigned setup_flags)
 {
@@ -115,6 +159,8 @@ int rl_ring_init(struct rl_ring *r, unsigned sq_entries, unsigned cq_entries)
     memset(r, 0, sizeof *r);
     int ret = -EINVAL;
     for (size_t i = 0; i < RL_RING_FLAG_CHOICES; i++) {
+        if (i == 0 && !rl_defer_taskrun_signals_at_once())
+            continue;
         struct io_uring_params p;
         memset(&p, 0, sizeof p);
         p.flags = rl_ring_flag_choices[i] | IORING_SETUP_CQSIZE;

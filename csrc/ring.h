@@ -141,6 +141,20 @@ void rl_ring_restrict_new(const uint64_t allowed[4]);
 #define RL_RING_FLAG_CHOICES 3
 extern const unsigned rl_ring_flag_choices[RL_RING_FLAG_CHOICES];
 
+/* Whether this kernel signals a DEFER_TASKRUN ring's eventfd as soon as
+ * work for the ring's thread is queued from a wait queue's wake-up (a pipe's
+ * read woken by a write).  Linux 6.18.44 signals it 13-14 ms later (this
+ * project's VM; the work is queued at once, as the SQ flags show, but the
+ * eventfd's count rises late, and the loop sleeps until it does): every
+ * FIFO or pipe read that waits would pay it, so
+ * rl_ring_init passes DEFER_TASKRUN over there.  Asked once per process, of
+ * a throw-away ring: an empty pipe's read, a write of one byte from this
+ * thread, then the eventfd's count. */
+int rl_defer_taskrun_signals_at_once(void);
+/* For tests: take at_once as the kernel's answer (the C tests run their
+ * rings with DEFER_TASKRUN, then without). */
+void rl_defer_taskrun_assume(int at_once);
+
 /* A readable name of setup_flags, e.g. "SINGLE_ISSUER|DEFER_TASKRUN". */
 const char *rl_ring_flags_name(unsigned setup_flags);
 

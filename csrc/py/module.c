@@ -7,7 +7,9 @@
 PyDoc_STRVAR(probe_doc,
 "probe() -> dict\n\n"
 "Set up a throw-away ring to see what this kernel allows: the setup flags\n"
-"it accepted, its feature bits and the supported opcodes (numbers).\n"
+"it accepted, its feature bits, the supported opcodes (numbers), and\n"
+"defer_signals_at_once: whether a DEFER_TASKRUN ring's eventfd is signalled\n"
+"as soon as a pipe read it waits on is woken (if not, rings go without it).\n"
 "Raises OSError (EPERM under seccomp or kernel.io_uring_disabled, ENOSYS\n"
 "without io_uring) when it cannot.");
 
@@ -29,8 +31,9 @@ static PyObject *ringlet_probe(PyObject *module, PyObject *Py_UNUSED(ignored))
             Py_XDECREF(n);
         }
     }
-    PyObject *result = ops ? Py_BuildValue("{sssIsN}", "setup_flags", rl_ring_flags_name(ring.setup_flags),
-                                           "features", ring.features, "opcodes", ops)
+    PyObject *result = ops ? Py_BuildValue("{sssIsNsN}", "setup_flags", rl_ring_flags_name(ring.setup_flags),
+                                           "features", ring.features, "opcodes", ops, "defer_signals_at_once",
+                                           PyBool_FromLong(rl_defer_taskrun_signals_at_once()))
                            : NULL;
     rl_ring_exit(&ring);
     return result;

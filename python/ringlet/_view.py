@@ -161,10 +161,15 @@ class EngineView:
         if not self.backend.startswith("io_uring"):
             return self.backend  # the thread backend says why itself ("threads: forced by ...")
         flags = self.setup_flags or "none"
-        tried = FLAG_CHOICES[: FLAG_CHOICES.index(flags) + 1] if flags in FLAG_CHOICES else FLAG_CHOICES
+        choices = list(FLAG_CHOICES)
+        passed_over = ""
+        if not probe().get("defer_signals_at_once", True):
+            passed_over = (f"; {choices.pop(0)} passed over: this kernel signals its eventfd for a woken pipe "
+                           "or FIFO read milliseconds late")
+        tried = choices[: choices.index(flags) + 1] if flags in choices else choices
         refused = [f for f in tried if f != flags]
-        return (f"setup flags tried in the order {', '.join(FLAG_CHOICES)}; the kernel accepted {flags}"
-                + (f" after refusing {', '.join(refused)}" if refused else " (the first choice)"))
+        return (f"setup flags tried in the order {', '.join(FLAG_CHOICES)}{passed_over}; the kernel accepted {flags}"
+                + (f" after refusing {', '.join(refused)}" if refused else "" if passed_over else " (the first choice)"))
 
     @property
     def missing_text(self) -> str:

@@ -54,7 +54,7 @@ static void test_overflow(const char *path)
     static char bufs[N][4];
     static struct test_cell cells[N];
     for (int i = 0; i < N; i++) {
-        cells[i].cell.on_complete = test_cell_done;
+        cells[i] = (struct test_cell){.cell.on_complete = test_cell_done};
         CHECK(rl_op_read(&r, &cells[i].cell, fd, bufs[i], 1, i % 16) == 0);
     }
     CHECK(r.stats.enter_calls >= N / 4 - 1 || r.stats.overflowed > 0);
@@ -102,6 +102,12 @@ static void test_held_completion_waits_for_the_drain(const char *path)
 {
     struct rl_ring r;
     ring_or_skip(&r, 8, 16);
+    if (!(r.setup_flags & IORING_SETUP_DEFER_TASKRUN)) {
+        printf("held completion: none on a %s ring (the kernel posts it as the write returns)\n",
+               rl_ring_flags_name(r.setup_flags));
+        rl_ring_exit(&r);
+        return;
+    }
     int p[2], fd = open(path, O_RDONLY);
     CHECK(pipe(p) == 0 && fd >= 0);
     char pipe_buf[8], file_buf[4];
@@ -113,11 +119,15 @@ static void test_held_completion_waits_for_the_drain(const char *path)
     CHECK(rl_op_read(&r, &now.cell, fd, file_buf, sizeof file_buf, 0) == 0);
     CHECK(rl_ring_submit_and_reap(&r) == 0);
     CHECK(now.completions == 1 && now.cell.result == 4 && now.cell.reaped_inline);
-    if (r.setup_flags & IORING_SETUP_DEFER_TASKRUN) /* else a kernel worker may post it at once */
-        CHECK(waiting.completions == 0);
+    CHECK(waiting.completions == 0);
+    /* Each wake-up gets its drain until the read is reaped: under valgrind
+     * a first drain has been seen to find nothing (Linux 6.18.44, whose
+     * DEFER_TASKRUN eventfd signal comes milliseconds after the work). */
     struct pollfd pfd = {.fd = rl_ring_wake_fd(&r), .events = POLLIN};
-    CHECK(poll(&pfd, 1, 5000) == 1);
-    rl_ring_drain(&r, 16);
+    for (int wakes = 0; waiting.completions == 0 && wakes < 10; wakes++) {
+        CHECK(poll(&pfd, 1, 5000) == 1);
+        rl_ring_drain(&r, 16);
+    }
     CHECK(waiting.completions == 1 && waiting.cell.result == 4 && !waiting.cell.reaped_inline);
     CHECK(r.stats.completed_inline == 1 && r.stats.deferred == 1);
     close(fd);
@@ -221,14 +231,19 @@ int main(void)
     CHECK(fd >= 0);
     CHECK(write(fd, "0123456789abcdef", 16) == 16);
     close(fd);
-    test_flags();
-    test_inline_read(path);
-    test_overflow(path);
-    test_deferred_and_wake();
-    test_held_completion_waits_for_the_drain(path);
-    test_drain_leaves_the_wake_for_what_it_left();
-    test_cancel();
-    test_open_statx_close(path);
+    /* Each test on a ring with DEFER_TASKRUN (where the kernel has it, even
+     * one that signals its eventfd late), then on one without. */
+    for (int defer = 1; defer >= 0; defer--) {
+        rl_defer_taskrun_assume(defer);
+        test_flags();
+        test_inline_read(path);
+        test_overflow(path);
+        test_deferred_and_wake();
+        test_held_completion_waits_for_the_drain(path);
+        test_drain_leaves_the_wake_for_what_it_left();
+        test_cancel();
+        test_open_statx_close(path);
+    }
     unlink(path);
     printf("test_ring: all passed\n");
     return 0;
