@@ -213,7 +213,7 @@ $(STAMP_BENCH): | $(VPY)
 # ratios with their goals; none of them fails the build.
 #   run.py      the scenarios S1-S6 (reads, O_DIRECT, copy, read_file), sweeps, memory
 #   nocliff.py  against the synchronous call: cached preads, read_file/write_file, fairness, dropped pages, lines
-#   servers.py  uvicorn+Starlette and aiohttp, stock vs ringlet FileResponse, wrk on loopback
+#   servers.py  uvicorn+Starlette and aiohttp, stock vs ringlet FileResponse and StaticFiles, wrk on loopback
 bench: $(STAMP_INSTALL) $(STAMP_BENCH)
 	$(VPY) benchmarks/run.py
 	$(VPY) benchmarks/nocliff.py

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Web servers serving files, stock FileResponse against ringlet's (issue 12, point 5).
+"""Web servers serving files, stock FileResponse and StaticFiles against ringlet's (issue 12, point 5).
 
     python benchmarks/servers.py [--duration S] [--rounds N] [--out FILE] [--only REGEX]
 
 Serves a 4 KiB and a 1 MiB file with uvicorn + Starlette (the stock
 starlette.responses.FileResponse, which FastAPI re-exports, and
-ringlet.integrations.starlette.FileResponse) and with aiohttp's own server
+ringlet.integrations.starlette.FileResponse; the folder mounted as
+starlette.staticfiles.StaticFiles and as ringlet.integrations.starlette's)
+and with aiohttp's own server
 (web.run_app: aiohttp.web.FileResponse and ringlet.integrations.aiohttp's),
 each server in its own process on 127.0.0.1, and drives it with wrk at 64
 connections for --duration seconds (default 5) after a one-second warm-up.
@@ -60,8 +62,10 @@ WRK_THREADS = 2
 WARMUP_S = 1
 FILES = {"4KiB": 4096, "1MiB": 1 << 20}
 # Server kinds: framework-implementation.
-KINDS = ("starlette-stock", "starlette-ringlet", "aiohttp-stock", "aiohttp-ringlet")
-# ringlet's requests/s over the stock class's, per (framework, file): issue 12's goals.
+KINDS = ("starlette-stock", "starlette-ringlet", "staticfiles-stock", "staticfiles-ringlet", "aiohttp-stock",
+         "aiohttp-ringlet")
+SERVERS = {"starlette": "uvicorn + Starlette", "staticfiles": "uvicorn + Starlette StaticFiles", "aiohttp": "aiohttp"}
+# ringlet's requests/s over the stock class's, per (framework, file): issue 12's goals (none for StaticFiles).
 GOALS = {("starlette", "4KiB"): 1.5, ("starlette", "1MiB"): 1.2, ("aiohttp", "4KiB"): 1.3, ("aiohttp", "1MiB"): 1.0}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "servers.md"
 
@@ -71,24 +75,28 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "servers.md"
 
 def _serve(kind: str, port: int, folder: Path) -> None:
     framework, implementation = kind.split("-")
-    if framework == "starlette":
+    if framework in ("starlette", "staticfiles"):
         import uvicorn
         from starlette.applications import Starlette
         from starlette.requests import Request
         from starlette.responses import FileResponse as StockStarlette
-        from starlette.routing import Route
+        from starlette.routing import Mount, Route
+        from starlette.staticfiles import StaticFiles as StockStaticFiles
 
         if implementation == "ringlet":
             from ringlet.integrations.starlette import FileResponse as RingletStarlette
+            from ringlet.integrations.starlette import StaticFiles as RingletStaticFiles
             starlette_cls: Any = RingletStarlette
+            static_cls: Any = RingletStaticFiles
         else:
-            starlette_cls = StockStarlette
+            starlette_cls, static_cls = StockStarlette, StockStaticFiles
 
         async def starlette_file(request: Request) -> Any:
             return starlette_cls(folder / request.path_params["name"])
 
-        app = Starlette(routes=[Route("/{name}", starlette_file)])
-        uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+        route = Mount("/", static_cls(directory=folder)) if framework == "staticfiles" else Route("/{name}",
+                                                                                                   starlette_file)
+        uvicorn.run(Starlette(routes=[route]), host=HOST, port=port, log_level="warning", access_log=False)
     else:
         from aiohttp import web
 
@@ -255,7 +263,8 @@ def _install_wrk() -> bool:
 def _available(kinds: List[str]) -> Tuple[List[str], List[str]]:
     """The kinds whose framework imports here, and why the others are skipped."""
     missing: Dict[str, str] = {}
-    for framework, modules in (("starlette", ("uvicorn", "starlette")), ("aiohttp", ("aiohttp",))):
+    for framework, modules in (("starlette", ("uvicorn", "starlette")), ("staticfiles", ("uvicorn", "starlette")),
+                               ("aiohttp", ("aiohttp",))):
         for module in modules:
             try:
                 __import__(module)
@@ -267,7 +276,7 @@ def _available(kinds: List[str]) -> Tuple[List[str], List[str]]:
 
 def _table(results: List[Result], notes: List[str], duration: int, rounds: int, load: Tuple[float, float]) -> str:
     lines = [
-        "# Web servers serving files: stock FileResponse vs ringlet's",
+        "# Web servers serving files: stock FileResponse and StaticFiles vs ringlet's",
         "",
         f"wrk, {CONNECTIONS} connections, {WRK_THREADS} threads, {duration} s per case after a {WARMUP_S} s warm-up, "
         f"median of {rounds} round(s); server and wrk on {HOST}, {os.cpu_count()} CPUs shared; "
@@ -281,20 +290,21 @@ def _table(results: List[Result], notes: List[str], duration: int, rounds: int, 
     ]
     for r in results:
         framework, implementation = r.kind.split("-")
-        server = "uvicorn + Starlette" if framework == "starlette" else "aiohttp"
-        lines.append(f"| {server} | {implementation} | {r.file} | {r.requests_per_s:,.0f} | {r.p99_ms:.1f} ms "
+        lines.append(f"| {SERVERS[framework]} | {implementation} | {r.file} | {r.requests_per_s:,.0f} | {r.p99_ms:.1f} ms "
                      f"| {r.cpu_us_per_request:,.0f} us | {r.threads_added} | {r.uring_workers_added} | {r.errors} |")
     lines += ["", "| server | file | ringlet / stock requests/s | goal | | stock / ringlet server CPU per request |",
               "|---|---|---:|---:|---|---:|"]
     by_key = {(r.kind, r.file): r for r in results}
-    for (framework, file), goal in GOALS.items():
-        stock, ours = by_key.get((f"{framework}-stock", file)), by_key.get((f"{framework}-ringlet", file))
-        if stock is None or ours is None:
-            continue
-        ratio = ours.requests_per_s / stock.requests_per_s
-        cpu = stock.cpu_us_per_request / ours.cpu_us_per_request if ours.cpu_us_per_request else float("nan")
-        lines.append(f"| {framework} | {file} | {ratio:.2f}x | {goal:.1f}x | {'met' if ratio >= goal else 'missed'} "
-                     f"| {cpu:.2f}x |")
+    for framework in SERVERS:
+        for file in FILES:
+            stock, ours = by_key.get((f"{framework}-stock", file)), by_key.get((f"{framework}-ringlet", file))
+            if stock is None or ours is None:
+                continue
+            ratio = ours.requests_per_s / stock.requests_per_s
+            cpu = stock.cpu_us_per_request / ours.cpu_us_per_request if ours.cpu_us_per_request else float("nan")
+            goal = GOALS.get((framework, file))
+            verdict = f"{goal:.1f}x | {'met' if ratio >= goal else 'missed'}" if goal else "none set |"
+            lines.append(f"| {framework} | {file} | {ratio:.2f}x | {verdict} | {cpu:.2f}x |")
     lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -343,7 +353,7 @@ def main() -> int:
             for kind, file in cases[shift:] + cases[:shift]:
                 result = _run_case(kind, file, folder, args.duration)
                 samples[(kind, file)].append(result)
-                print(f"round {round_ + 1}: {kind:18} {file:5} {result.requests_per_s:9,.0f} req/s  "
+                print(f"round {round_ + 1}: {kind:19} {file:5} {result.requests_per_s:9,.0f} req/s  "
                       f"p99 {result.p99_ms:7.1f} ms  cpu {result.cpu_us_per_request:6.0f} us/req  "
                       f"threads +{result.threads_added} "
                       f"(io_uring workers +{result.uring_workers_added})  errors {result.errors}",

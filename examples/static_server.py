@@ -14,10 +14,12 @@ Then, from another shell:
     curl -I http://127.0.0.1:8000/files/README.md              # HEAD: ETag, Last-Modified, Content-Length
     curl -r 0-99 http://127.0.0.1:8000/files/README.md         # a range: 206, the first 100 bytes
 
-Where the stock FastAPI app would write ``FileResponse`` (from fastapi.responses,
-which is Starlette's) and ``await upload.read()`` then a write, both of which
-go to a thread pool, this one writes ringlet's FileResponse and save_upload:
-the same responses, the same uploads, through the ring.
+Where the stock FastAPI app would mount ``StaticFiles`` (from
+fastapi.staticfiles, which is Starlette's) and write ``await upload.read()``
+then a write, all of which go to a thread pool, this one mounts ringlet's
+StaticFiles and calls save_upload: the same responses (ranges, HEAD, ETag,
+304, 404 for a name that would leave the folder), the same uploads,
+through the ring.
 """
 
 from __future__ import annotations
@@ -30,17 +32,7 @@ from typing import Dict, Union
 
 from fastapi import FastAPI, HTTPException, UploadFile
 
-import ringlet
-from ringlet.integrations.starlette import FileResponse, save_upload
-
-
-def _inside(folder: Path, name: str) -> Path:
-    """folder / name, refusing a name that would leave the folder (../, an
-    absolute path) or that names nothing."""
-    clean = posixpath.normpath("/" + name).lstrip("/")
-    if not clean or clean != name.strip("/") or clean.startswith(".."):
-        raise HTTPException(status_code=404, detail="not found")
-    return folder / clean
+from ringlet.integrations.starlette import StaticFiles, save_upload
 
 
 def create_app(folder: Union[str, os.PathLike[str]]) -> FastAPI:
@@ -49,20 +41,15 @@ def create_app(folder: Union[str, os.PathLike[str]]) -> FastAPI:
     root.mkdir(parents=True, exist_ok=True)
     app = FastAPI(title="ringlet static server")
 
-    @app.api_route("/files/{name:path}", methods=["GET", "HEAD"], response_class=FileResponse)
-    async def download(name: str) -> FileResponse:
-        path = _inside(root, name)
-        if not await ringlet.os.path.isfile(path):
-            raise HTTPException(status_code=404, detail="not found")
-        return FileResponse(path)
-
     @app.post("/upload")
     async def upload(file: UploadFile) -> Dict[str, Union[str, int]]:
-        name = posixpath.basename(file.filename or "")
+        name = posixpath.basename(file.filename or "")  # no folder: the file lands in root
         if not name or name.startswith("."):
             raise HTTPException(status_code=400, detail="a file name is needed")
-        written = await save_upload(file, _inside(root, name))
+        written = await save_upload(file, root / name)
         return {"name": name, "written": written}
+
+    app.mount("/files", StaticFiles(directory=root), name="files")
 
     return app
 

@@ -551,3 +551,49 @@ def write_fifo(path, data):
         assert os.write(fd, data) == len(data)
     finally:
         os.close(fd)
+
+
+def http_scope(method: str, path: str, headers: Mapping[str, str] = {}) -> Dict[str, Any]:
+    """The ASGI scope (spec 2.4) of an HTTP request for path, as a server
+    passes it: path as it is, nothing cleaned up."""
+    return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+            "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+            "query_string": b"", "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+            "server": ("testserver", 80), "client": ("127.0.0.1", 1234)}
+
+
+async def asgi_request(app: Any, method: str, path: str, headers: Mapping[str, str] = {},
+                       after_send: Any = None) -> List[Dict[str, Any]]:
+    """Call an ASGI app for one request without a body, in this task; the
+    messages it sent.  after_send(messages), if given, is awaited after each."""
+    messages: List[Dict[str, Any]] = []
+
+    async def receive() -> Dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Dict[str, Any]) -> None:
+        messages.append(message)
+        if after_send is not None:
+            await after_send(messages)
+
+    await app(http_scope(method, path, headers), receive, send)
+    return messages
+
+
+async def cancelled_request(app: Any, path: str, cancel_at: int) -> int:
+    """GET path from an ASGI app in a task of its own, cancelled as it sends
+    its cancel_at-th message; the number of messages sent (checked to end
+    in CancelledError)."""
+    async def cancel_at_count(messages: List[Dict[str, Any]]) -> None:
+        sent.append(len(messages))
+        if len(messages) == cancel_at:
+            asyncio.current_task().cancel()  # type: ignore[union-attr]
+        await asyncio.sleep(0)
+
+    sent: List[int] = []
+    task = asyncio.ensure_future(asgi_request(app, "GET", path, after_send=cancel_at_count))
+    try:
+        await task
+    except asyncio.CancelledError:
+        return sent[-1] if sent else 0
+    raise AssertionError(f"the request for {path} ended without being cancelled")

@@ -2,7 +2,6 @@
 starlette.responses.FileResponse, request by request, with Starlette's own
 TestClient, in a Starlette app and in a FastAPI app."""
 
-import asyncio
 import concurrent.futures
 import os
 import re
@@ -21,6 +20,7 @@ from starlette.responses import FileResponse as StockFileResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
+from conftest import asgi_request, cancelled_request  # noqa: E402
 from ringlet.integrations.starlette import FileResponse as RingletFileResponse  # noqa: E402
 
 # Sizes below each class's chunk size, one byte over, and an exact multiple of both.
@@ -186,22 +186,6 @@ def test_no_thread_is_used(folder, monkeypatch, backend_name, run):
     app = _starlette_app(folder)
     probe = os.stat(folder / "odd.html")
 
-    async def request(method, path, headers):
-        messages = []
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
-                 "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-                 "query_string": b"", "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
-                 "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1234)}
-
-        async def receive():
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message):
-            messages.append(message)
-
-        await app(scope, receive, send)
-        return messages
-
     async def main():
         threads = set(threading.enumerate())  # a thread may end meanwhile: none may start
         etag = f'"{os.urandom(1).hex()}"'
@@ -209,7 +193,7 @@ def test_no_thread_is_used(folder, monkeypatch, backend_name, run):
         served = 0
         for kind, (method, headers) in sorted(REQUESTS.items()):
             for name in SIZES:
-                messages = await request(method, f"/ringlet/{name}", _fill(headers, etag, last_modified))
+                messages = await asgi_request(app, method, f"/ringlet/{name}", _fill(headers, etag, last_modified))
                 assert messages[0]["type"] == "http.response.start"
                 assert messages[-1].get("more_body", False) is False
                 served += 1
@@ -229,32 +213,11 @@ def test_cancelled_response_closes_its_file(folder, cancel_at, run):
     file it opened: no descriptor is left behind."""
     app = _starlette_app(folder)
 
-    async def serve_and_cancel():
-        sent = []
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
-                 "method": "GET", "scheme": "http", "path": "/ringlet/mib.bin", "raw_path": b"/ringlet/mib.bin",
-                 "root_path": "", "query_string": b"", "headers": [], "server": ("127.0.0.1", 80),
-                 "client": ("127.0.0.1", 1234)}
-
-        async def receive():
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message):
-            sent.append(message)
-            if len(sent) == cancel_at:
-                asyncio.current_task().cancel()
-            await asyncio.sleep(0)
-
-        task = asyncio.ensure_future(app(scope, receive, send))
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return len(sent)
-
     async def main():
         import ringlet
         ringlet.get_engine()  # its own descriptors (the ring, ...) before counting
         before = _open_fds()
-        sent = [await serve_and_cancel() for _ in range(20)]
+        sent = [await cancelled_request(app, "/ringlet/mib.bin", cancel_at) for _ in range(20)]
         assert _open_fds() == before
         return sent
 

@@ -1,6 +1,8 @@
-"""Starlette and FastAPI without threads: FileResponse and save_upload.
+"""Starlette and FastAPI without threads: FileResponse, StaticFiles and save_upload.
 
-    from ringlet.integrations.starlette import FileResponse, save_upload
+    from ringlet.integrations.starlette import FileResponse, StaticFiles, save_upload
+
+    app.mount("/static", StaticFiles(directory="static"), name="static")
 
     @app.get("/files/{name}")
     async def download(name: str) -> FileResponse:
@@ -16,13 +18,17 @@ read and the close are io_uring operations, where the stock class sends
 each to a worker thread (anyio.to_thread).  Its constructor, status codes,
 headers and bodies are the stock class's, for GET, HEAD, single and
 multiple ranges, unsatisfiable ranges and If-Range: the headers and the
-range parsing are inherited; only the I/O is replaced.
+range parsing are inherited; only the I/O is replaced.  ``StaticFiles`` is
+starlette.staticfiles.StaticFiles with its path lookups (a stat, and the
+real path that keeps a request inside the directory) through the ring and
+its files served by that ``FileResponse``.
 
 Needs Starlette: ``pip install ringlet[starlette]`` (or ``ringlet[fastapi]``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -34,16 +40,21 @@ from . import missing_framework
 
 try:
     import anyio
-    from starlette.datastructures import MutableHeaders, UploadFile
+    from starlette.datastructures import URL, Headers, MutableHeaders, UploadFile
+    from starlette.exceptions import HTTPException
     from starlette.responses import FileResponse as _StockFileResponse
+    from starlette.responses import RedirectResponse, Response
+    from starlette.staticfiles import NotModifiedResponse
+    from starlette.staticfiles import StaticFiles as _StockStaticFiles
     from starlette.types import Receive, Scope, Send
 except ImportError as exc:
     raise missing_framework(__name__, "Starlette", "starlette") from exc
 
 from .. import os as ringlet_os
+from .._engine import get_engine
 from ._stream import OpenedFile
 
-__all__ = ["FileResponse", "save_upload"]
+__all__ = ["FileResponse", "StaticFiles", "save_upload"]
 
 
 class FileResponse(_StockFileResponse):
@@ -166,6 +177,139 @@ class FileResponse(_StockFileResponse):
                 await send({"type": "http.response.body", "body": b"\r\n", "more_body": True})
             await send({"type": "http.response.body", "body": f"--{boundary}--".encode("latin-1"),
                         "more_body": False})
+
+
+# -- a served folder -------------------------------------------------------------
+
+
+class StaticFiles(_StockStaticFiles):
+    """starlette.staticfiles.StaticFiles (same arguments: directory=,
+    packages=, html=, check_dir=, follow_symlink=) without worker threads.
+
+    The stock class sends each request's lookup to a thread: the real path
+    of the file and of the directory (a stat per path component), the check
+    that the first lies inside the second, and a stat.  Here each path is
+    opened with O_PATH through the ring (an open of a cached path completes
+    at once; nothing is opened for reading, whatever it names), its real
+    path is what the kernel reports for the descriptor
+    (/proc/self/fd), and its stat is fstat(2): none of these waits for a
+    device.  The same check then decides, and the file is served by
+    ringlet's FileResponse.  Statuses, headers and bodies are the stock
+    class's: 405 for other methods, 401 for a path it may not look up,
+    index.html and the redirect to a trailing "/" with html=True, 404.html,
+    304 for a conditional request."""
+
+    async def check_config(self) -> None:
+        if self.directory is None:
+            return
+        try:
+            stat_result = await ringlet_os.stat(self.directory)
+        except FileNotFoundError:
+            raise RuntimeError(f"StaticFiles directory '{self.directory}' does not exist.") from None
+        if not (stat.S_ISDIR(stat_result.st_mode) or stat.S_ISLNK(stat_result.st_mode)):
+            raise RuntimeError(f"StaticFiles path '{self.directory}' is not a directory.")
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if scope["method"] not in ("GET", "HEAD"):
+            raise HTTPException(status_code=405, headers={"Allow": "GET, HEAD"})
+        full_path, stat_result = await self._found(path)
+        if stat_result is not None and stat.S_ISREG(stat_result.st_mode):
+            return self.file_response(full_path, stat_result, scope)
+        if self.html:
+            if stat_result is not None and stat.S_ISDIR(stat_result.st_mode):
+                full_path, stat_result = await self._found(os.path.join(path, "index.html"))
+                if stat_result is not None and stat.S_ISREG(stat_result.st_mode):
+                    if not scope["path"].endswith("/"):  # a directory's URL ends in "/"
+                        url = URL(scope=scope)
+                        return RedirectResponse(url=url.replace(path=url.path + "/"))
+                    return self.file_response(full_path, stat_result, scope)
+            full_path, stat_result = await self._found("404.html")
+            if stat_result is not None and stat.S_ISREG(stat_result.st_mode):
+                return FileResponse(full_path, stat_result=stat_result, status_code=404)
+        raise HTTPException(status_code=404)
+
+    def file_response(self, full_path: "str | os.PathLike[str]", stat_result: os.stat_result, scope: Scope,
+                      status_code: int = 200) -> Response:
+        response = FileResponse(full_path, status_code=status_code, stat_result=stat_result)
+        if self.is_not_modified(response.headers, Headers(scope=scope)):
+            return NotModifiedResponse(response.headers)
+        return response
+
+    async def _found(self, path: str) -> Tuple[str, Optional[os.stat_result]]:
+        """lookup_path's answer, with the stock class's errors as statuses:
+        a path it may not look up is 401, one too long or holding a NUL 404."""
+        try:
+            return await self._lookup(path)
+        except PermissionError:
+            raise HTTPException(status_code=401) from None
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise HTTPException(status_code=404) from None
+            raise
+        except ValueError:
+            raise HTTPException(status_code=404) from None
+
+    async def _lookup(self, path: str) -> Tuple[str, Optional[os.stat_result]]:
+        """lookup_path() through the ring: (the file's full path, its stat)
+        from the first directory that holds path inside it, else ("", None)."""
+        if type(self).lookup_path is not _StockStaticFiles.lookup_path or (
+                not _PROC_FD_LINKS and not self.follow_symlink):
+            # A subclass's own lookup_path, or no /proc to ask for real
+            # paths: lookup_path decides, in a thread as in the stock class.
+            return await anyio.to_thread.run_sync(self.lookup_path, path)
+        if path.startswith(("/", "\\")):  # absolute: it would leave the directory
+            return "", None
+        try:
+            return await self._look_in_directories(path)
+        except OSError as exc:
+            if isinstance(exc, PermissionError) or exc.errno == errno.ENAMETOOLONG:
+                raise  # a status: 401, 404
+            # Any other error reaches the server as it is: the stock lookup
+            # raises it, naming the file as it does (by its real path).
+            return await anyio.to_thread.run_sync(self.lookup_path, path)
+
+    async def _look_in_directories(self, path: str) -> Tuple[str, Optional[os.stat_result]]:
+        for directory in self.all_directories:
+            joined = os.path.join(directory, path)
+            found: Optional[Tuple[str, os.stat_result]] = None
+            if self.follow_symlink:  # inside by its spelling; its symlinks may lead anywhere
+                full_path, directory = os.path.abspath(joined), os.path.abspath(directory)
+                if os.path.commonpath([full_path, directory]) == directory:
+                    found = await _look_up(full_path)
+            else:  # inside once every symlink is resolved
+                real_directory, found = await _look_up(directory, real=True), await _look_up(joined, real=True)
+                if found and not (real_directory and os.path.commonpath([found[0], real_directory[0]])
+                                  == real_directory[0]):
+                    found = None
+            if found is not None:
+                return found
+        return "", None
+
+
+# Where the kernel names an open descriptor's file by its real path.
+_PROC_FD_LINKS = os.path.isdir("/proc/self/fd")
+
+
+async def _look_up(path: "str | os.PathLike[str]", real: bool = False
+                   ) -> Optional[Tuple[str, os.stat_result]]:
+    """(path as given, or with real=True its real path; os.stat(path)), or
+    None where nothing is found (as a stat's FileNotFoundError and
+    NotADirectoryError); other errors are raised.
+
+    path is opened with O_PATH through the ring, symlinks followed: a cached
+    path's open completes at once, and nothing is opened for reading,
+    whatever path names.  Its real path is the descriptor's link in /proc and
+    its stat is fstat(2), neither of which waits for a device; an O_PATH
+    descriptor has no open file to flush or release, so it is closed here."""
+    try:
+        # O_NONBLOCK changes nothing with O_PATH; it keeps the thread backend from setting it.
+        fd = await get_engine()._open(os.fsencode(path), os.O_PATH | os.O_NONBLOCK, 0, path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        return (os.readlink(f"/proc/self/fd/{fd}") if real else os.fspath(path)), os.fstat(fd)
+    finally:
+        os.close(fd)
 
 
 # -- uploads --------------------------------------------------------------------
