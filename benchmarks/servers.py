@@ -61,10 +61,9 @@ CONNECTIONS = 64
 WRK_THREADS = 2
 WARMUP_S = 1
 FILES = {"4KiB": 4096, "1MiB": 1 << 20}
-# Server kinds: framework-implementation.
-KINDS = ("starlette-stock", "starlette-ringlet", "staticfiles-stock", "staticfiles-ringlet", "aiohttp-stock",
-         "aiohttp-ringlet")
 SERVERS = {"starlette": "uvicorn + Starlette", "staticfiles": "uvicorn + Starlette StaticFiles", "aiohttp": "aiohttp"}
+# Server kinds: framework-implementation.
+KINDS = tuple(f"{framework}-{implementation}" for framework in SERVERS for implementation in ("stock", "ringlet"))
 # ringlet's requests/s over the stock class's, per (framework, file): issue 12's goals (none for StaticFiles).
 GOALS = {("starlette", "4KiB"): 1.5, ("starlette", "1MiB"): 1.2, ("aiohttp", "4KiB"): 1.3, ("aiohttp", "1MiB"): 1.0}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "servers.md"
@@ -94,8 +93,10 @@ def _serve(kind: str, port: int, folder: Path) -> None:
         async def starlette_file(request: Request) -> Any:
             return starlette_cls(folder / request.path_params["name"])
 
-        route = Mount("/", static_cls(directory=folder)) if framework == "staticfiles" else Route("/{name}",
-                                                                                                   starlette_file)
+        if framework == "staticfiles":
+            route: Any = Mount("/", static_cls(directory=folder))
+        else:
+            route = Route("/{name}", starlette_file)
         uvicorn.run(Starlette(routes=[route]), host=HOST, port=port, log_level="warning", access_log=False)
     else:
         from aiohttp import web

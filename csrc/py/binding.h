@@ -429,6 +429,10 @@ PyObject *ready_new(ringlet_state *st, PyObject *value);
 /* Ends an awaitable's iteration with value (StopIteration(value) set; value
  * released); returns NULL. */
 PyObject *ringlet_return_value(PyObject *value);
+/* A coroutine's send(value) (and __next__, value None) for an awaitable
+ * whose type has am_send: the yielded value, or NULL with StopIteration(its
+ * result) or its error set. */
+PyObject *ringlet_send(PyObject *awaitable, PyObject *value);
 /* A coroutine's throw(exc) or throw(type, value=None, traceback=None) given
  * THROW_ARGS_OK arguments: raises the exception (else a TypeError); NULL. */
 #define THROW_ARGS_OK(nargs) ((nargs) >= 1 && (nargs) <= 3)

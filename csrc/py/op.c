@@ -776,17 +776,7 @@ static PySendResult op_send(OpObject *op, PyObject *arg, PyObject **result)
     return PYGEN_RETURN;
 }
 
-static PyObject *op_iternext(OpObject *op)
-{
-    PyObject *result;
-    return op_send(op, Py_None, &result) == PYGEN_RETURN ? ringlet_return_value(result) : result;
-}
-
-static PyObject *op_method_send(OpObject *op, PyObject *arg)
-{
-    PyObject *result;
-    return op_send(op, arg, &result) == PYGEN_RETURN ? ringlet_return_value(result) : result;
-}
+static PyObject *op_iternext(PyObject *op) { return ringlet_send(op, Py_None); }
 
 /* throw(exc) or throw(type, value=None, traceback=None): the awaiting task
  * gives up (cancelled, most often), so the kernel's work is cancelled; the
@@ -970,7 +960,7 @@ static PyObject *op_method_cancel(OpObject *op, PyObject *const *args, Py_ssize_
 }
 
 static PyMethodDef op_methods[] = {
-    {"send", (PyCFunction)op_method_send, METH_O, "send(value): as a coroutine's send()."},
+    {"send", (PyCFunction)ringlet_send, METH_O, "send(value): as a coroutine's send()."},
     {"throw", (PyCFunction)(void (*)(void))op_throw, METH_FASTCALL,
      "throw(exc): as a coroutine's throw(); the operation is cancelled."},
     {"close", (PyCFunction)op_close, METH_NOARGS, "close(): stop waiting; the operation is cancelled."},

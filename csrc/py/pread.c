@@ -230,15 +230,6 @@ static PySendResult outcome_send(OutcomeObject *self, PyObject *arg, PyObject **
     return PYGEN_ERROR;
 }
 
-static PyObject *outcome_method_send(OutcomeObject *self, PyObject *arg)
-{
-    PyObject *result;
-    PySendResult r = outcome_send(self, arg, &result);
-    if (r == PYGEN_RETURN)
-        return ringlet_return_value(result);
-    return result; /* PYGEN_NEXT: the yielded value; PYGEN_ERROR: NULL */
-}
-
 static PyObject *outcome_iternext(OutcomeObject *self)
 {
     PyObject *result;
@@ -316,7 +307,7 @@ static void outcome_dealloc(OutcomeObject *self)
 }
 
 static PyMethodDef outcome_methods[] = {
-    {"send", (PyCFunction)outcome_method_send, METH_O, "send(value): as a coroutine's send()."},
+    {"send", (PyCFunction)ringlet_send, METH_O, "send(value): as a coroutine's send()."},
     {"throw", (PyCFunction)(void (*)(void))outcome_throw, METH_FASTCALL, "throw(exc): as a coroutine's throw()."},
     {"close", (PyCFunction)outcome_close, METH_NOARGS, "close(): drop the outcome."},
     {NULL, NULL, 0, NULL},

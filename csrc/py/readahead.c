@@ -169,17 +169,7 @@ static PySendResult read_ahead_step_send(ReadAheadStepObject *step, PyObject *va
     return r;
 }
 
-static PyObject *read_ahead_step_iternext(ReadAheadStepObject *step)
-{
-    PyObject *result;
-    return read_ahead_step_send(step, Py_None, &result) == PYGEN_RETURN ? ringlet_return_value(result) : result;
-}
-
-static PyObject *read_ahead_step_method_send(ReadAheadStepObject *step, PyObject *value)
-{
-    PyObject *result;
-    return read_ahead_step_send(step, value, &result) == PYGEN_RETURN ? ringlet_return_value(result) : result;
-}
+static PyObject *read_ahead_step_iternext(PyObject *step) { return ringlet_send(step, Py_None); }
 
 /* throw(exc) or throw(type, value=None, traceback=None): into the Python
  * method's coroutine if it runs; raised here before the first step (which
@@ -244,7 +234,7 @@ static void read_ahead_step_dealloc(ReadAheadStepObject *step)
 }
 
 static PyMethodDef read_ahead_step_methods[] = {
-    {"send", (PyCFunction)read_ahead_step_method_send, METH_O, "send(value): as a coroutine's."},
+    {"send", (PyCFunction)ringlet_send, METH_O, "send(value): as a coroutine's."},
     {"throw", (PyCFunction)(void (*)(void))read_ahead_step_throw, METH_FASTCALL, "throw(exc): as a coroutine's."},
     {"close", (PyCFunction)read_ahead_step_close, METH_NOARGS, "close(): as a coroutine's."},
     {NULL, NULL, 0, NULL},

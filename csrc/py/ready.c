@@ -30,6 +30,12 @@ PyObject *ringlet_return_value(PyObject *value)
     return NULL;
 }
 
+PyObject *ringlet_send(PyObject *awaitable, PyObject *value)
+{
+    PyObject *result;
+    return PyIter_Send(awaitable, value, &result) == PYGEN_RETURN ? ringlet_return_value(result) : result;
+}
+
 PyObject *ringlet_raise_thrown(PyObject *const *args, Py_ssize_t nargs)
 {
     if (!THROW_ARGS_OK(nargs)) {
