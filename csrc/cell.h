@@ -29,6 +29,7 @@ struct rl_cell {
     uint8_t state;          /* enum rl_cell_state */
     uint8_t reaped_inline;  /* the completion was reaped inside the submitting call */
     uint8_t opcode;         /* IORING_OP_* of the request in flight */
+    uint32_t epoch;         /* the ring's epoch when armed: which enter submitted it */
 #ifdef RINGLET_VALGRIND
     void *kernel_fills;     /* the memory a read or statx has the kernel write (rl_ring_arm) */
 #endif

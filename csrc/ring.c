@@ -279,6 +279,7 @@ void rl_ring_arm(struct rl_ring *r, struct io_uring_sqe *sqe, struct rl_cell *ce
 #endif
     cell->state = RL_CELL_IN_FLIGHT;
     cell->reaped_inline = 0;
+    cell->epoch = r->epoch;
     r->stats.submitted++;
     if (++r->stats.in_flight > r->stats.peak_in_flight)
         r->stats.peak_in_flight = r->stats.in_flight;
@@ -338,6 +339,8 @@ int rl_ring_submit(struct rl_ring *r)
         if (ret < 0)
             return ret;
         taken += ret;
+        if (ret > 0)
+            r->epoch++;
         if (!r->overflow_head || ret == 0)
             return taken;
     }
@@ -387,15 +390,31 @@ static unsigned rl_ring_reap_held(struct rl_ring *r, unsigned max)
          * continuation runs: a continuation may reap or submit re-entrantly. */
         struct { struct rl_cell *cell; int32_t res; uint32_t flags; } batch[BATCH];
         unsigned head = *r->ring.cq.khead;
+        int inline_cqes_only = r->reaping_inline && !(r->setup_flags & IORING_SETUP_DEFER_TASKRUN);
+        int earlier = 0;
         for (unsigned i = 0; i < n; i++) {
             const struct io_uring_cqe *cqe = &r->ring.cq.cqes[(head + i) & r->ring.cq.ring_mask];
-            batch[i].cell = io_uring_cqe_get_data(cqe);
+            struct rl_cell *cell = io_uring_cqe_get_data(cqe);
+            /* Inside a submitting call, a ring without DEFER_TASKRUN may
+             * already hold completions of earlier submissions: the kernel
+             * posts its workers' (and woken polls') at this thread's next
+             * system call, this enter's return.  They are left, with all
+             * after them, for the drain the eventfd calls, as DEFER_TASKRUN
+             * holds them: inline is only what the call itself submitted. */
+            if (inline_cqes_only && cell != RL_INTERNAL_USER_DATA && cell->epoch != r->inline_epoch) {
+                n = i;
+                earlier = 1;
+                break;
+            }
+            batch[i].cell = cell;
             batch[i].res = cqe->res;
             batch[i].flags = cqe->flags;
             rl_ring_fault_cqe(batch[i].cell, &batch[i].res);
             if (batch[i].cell != RL_INTERNAL_USER_DATA)
                 r->stats.in_flight--; /* the kernel is done with it */
         }
+        if (n == 0)
+            break;
         io_uring_cq_advance(&r->ring, n);
         int inline_ = r->reaping_inline;
         for (unsigned i = 0; i < n; i++) {
@@ -415,6 +434,8 @@ static unsigned rl_ring_reap_held(struct rl_ring *r, unsigned max)
             total++;
             cell->on_complete(cell);
         }
+        if (earlier)
+            break;
     }
     return total;
 }
@@ -442,11 +463,14 @@ unsigned rl_ring_reap(struct rl_ring *r, unsigned max)
 int rl_ring_submit_and_reap(struct rl_ring *r)
 {
     rl_ring_hold(r);
-    int ret = rl_ring_submit(r);
     int was_inline = r->reaping_inline;
+    uint32_t was_epoch = r->inline_epoch;
+    r->inline_epoch = r->epoch; /* the cells this submission hands over */
+    int ret = rl_ring_submit(r);
     r->reaping_inline = 1;
     rl_ring_reap_held(r, UINT32_MAX);
     r->reaping_inline = was_inline;
+    r->inline_epoch = was_epoch;
     rl_ring_release(r);
     return ret < 0 ? ret : 0;
 }

@@ -33,6 +33,8 @@ struct rl_ring {
     unsigned features;         /* IORING_FEAT_* */
     int wake_fd;               /* eventfd the kernel signals on completions; the loop watches it (-1: none) */
     int reaping_inline;        /* set while reaping inside a submitting call */
+    uint32_t epoch;            /* advanced by each enter that submits: cells armed since go in the next */
+    uint32_t inline_epoch;     /* while reaping_inline: the epoch of the cells the call submitted */
     unsigned busy;             /* calls running continuations now (they nest): the ring stays mapped */
     int exit_pending;          /* rl_ring_exit was called by a continuation: done when busy drops to 0 */
     int gone;                  /* unmapped: drains, submissions and SQEs are refused from then on */

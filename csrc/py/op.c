@@ -456,7 +456,11 @@ PyObject *op_launch(OpObject *op, int queued, int want_future)
          * (2026-12-02: ~4.2 us against fio's ~2.3).  Made elsewhere, its SQE
          * waits for the end of the loop tick and goes with the others in one
          * io_uring_enter. */
-        if (op->direct && op->engine->direct_at_once) {
+        /* A close given to a kernel worker is not reaped in the call either:
+         * without DEFER_TASKRUN the kernel posts a fast worker's completion
+         * as the enter returns, and the close would seem done inline, its
+         * caller never waiting (a cancel then landing after it). */
+        if ((op->direct && op->engine->direct_at_once) || op->close_in_worker) {
             int taken = rl_ring_submit(&op->engine->ring);
             ret = taken < 0 ? taken : 0;
         } else
