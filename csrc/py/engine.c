@@ -21,6 +21,18 @@ static PyObject *engine_tick(EngineObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* Submits what waits in the SQ for calls that have returned already (their
+ * callers wait on futures).  Nothing is reaped here: what completes is the
+ * drain's, as on a DEFER_TASKRUN ring, where the kernel holds it.  Without
+ * DEFER_TASKRUN it posts its workers' completions as this enter returns;
+ * reaped here they would run before the callbacks already queued in this
+ * turn (a cancelled future's: its read withdrawn before it starts). */
+static int engine_submit_queued(EngineObject *self)
+{
+    int taken = rl_ring_submit(&self->ring);
+    return taken < 0 ? taken : 0;
+}
+
 PyDoc_STRVAR(engine_flush_doc,
 "_flush() -> None\n\n"
 "Submit what waits in the SQ (O_DIRECT operations wait for the end of the\n"
@@ -34,7 +46,7 @@ static PyObject *engine_flush(EngineObject *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     engine_offload_serve(self);
-    int ret = self->ring_open ? rl_ring_submit_and_reap(&self->ring) : 0;
+    int ret = self->ring_open ? engine_submit_queued(self) : 0;
     if (loop_raise_interrupt(self) < 0)
         return NULL;
     if (ret < 0) {
@@ -128,7 +140,7 @@ static PyObject *engine_drain_and_wake(EngineObject *self, PyObject *Py_UNUSED(i
      * interrupt noted, completions reaped inline while the tasks ran). */
     PyObject *type, *exc, *tb;
     PyErr_Fetch(&type, &exc, &tb);
-    int submitted = woke_tasks && self->ring_open ? rl_ring_submit_and_reap(&self->ring) : 0;
+    int submitted = woke_tasks && self->ring_open ? engine_submit_queued(self) : 0;
     if (submitted < 0)
         ret = submitted;
     engine_retry_wake(self);

@@ -258,21 +258,14 @@ def test_large_preads_once_the_budget_is_spent_read_when_resumed(ringlet, run, m
             s1 = engine.stats()
             got = await asyncio.gather(*reads)
             s2 = engine.stats()
-        return s0, s1, s2, got, engine.setup_flags
+        return s0, s1, s2, got
 
-    s0, s1, s2, got, setup_flags = run(main())
+    s0, s1, s2, got = run(main())
     assert s1["completed_nowait"] == s0["completed_nowait"]  # none read at the call
     assert s1["submitted"] - s0["submitted"] == PLACES  # those beyond: the workers' (the rest queued)
-    # ... delivered through their futures.  Without DEFER_TASKRUN the kernel
-    # posts a worker's completion at the loop thread's next system call, so a
-    # submission may find one already done and deliver it at once.
     assert s2["completed"] - s1["completed"] == count
-    if "DEFER_TASKRUN" in setup_flags:
-        assert s2["deferred"] - s1["deferred"] == beyond
-    else:
-        assert s2["deferred"] - s1["deferred"] <= beyond
+    assert s2["deferred"] - s1["deferred"] == beyond  # ... delivered through their futures
     assert got == [data[i * LARGE:(i + 1) * LARGE] for i in range(count)]
-
 
 
 
@@ -373,19 +366,11 @@ def test_a_1mib_pread_with_another_task_ready_yields_first_and_reads_when_resume
             got = await _counting(pending, yields)
             s1 = engine.stats()
             await other
-        return (at_call, len(yields), got, s1["completed_nowait"] - s0["completed_nowait"], s1["deferred"] - s0["deferred"],
-                engine.setup_flags)
+        return at_call, len(yields), got, s1["completed_nowait"] - s0["completed_nowait"], s1["deferred"] - s0["deferred"]
 
-    at_call, yields, got, nowait, deferred, setup_flags = run(main())
+    at_call, yields, got, nowait, deferred = run(main())
     # nowait counts the other task's 4 KiB reads (one a turn it spends) and the 1 MiB read when inline
-    expected = {0: (0, 1, 1, 0), 1: (0, 2, 2, 0), 2: (0, 3, 2, 1)}[turns_spent]
-    # Without DEFER_TASKRUN, the worker's completion may be posted before the
-    # enter that submitted it returns: delivered at once, without the
-    # future's yield, or reaped by that enter (the loop's flush) and counted
-    # inline, the task still resumed through its future.
-    held = "DEFER_TASKRUN" in setup_flags
-    allowed = [expected] if turns_spent < 2 or held else [expected, (0, 2, 2, 0), (0, 3, 2, 0)]
-    assert (at_call, yields, nowait, deferred) in allowed
+    assert (at_call, yields, nowait, deferred) == {0: (0, 1, 1, 0), 1: (0, 2, 2, 0), 2: (0, 3, 2, 1)}[turns_spent]
     assert got == data[MIB:]
 
 
