@@ -386,9 +386,10 @@ Py_ssize_t op_queue_batch(OpObject *op, const int64_t *offsets);
 int op_offload_withdraw(OpObject *op);
 /* The loop's thread takes its share of the waiting reads, in their order:
  * those the page cache holds all of are read without blocking, within the
- * turn's inline budget (loop_must_yield), and their futures resolved.  From
- * _flush, which is scheduled again while this makes progress. */
-void engine_offload_serve(EngineObject *engine);
+ * turn's inline budget (loop_must_yield), and each read's task is woken
+ * before the next.  From _flush, which is scheduled again while this makes
+ * progress.  -1 with the exception a woken task raised (an interrupt). */
+int engine_offload_serve(EngineObject *engine);
 /* Finishes (drops) every offloaded read still waiting: at shutdown. */
 void engine_offload_drop_all(EngineObject *engine);
 /* The continuation of copy(): the C state machine is done. */

@@ -45,9 +45,12 @@ static PyObject *engine_flush(EngineObject *self, PyObject *Py_UNUSED(ignored))
         PyErr_Clear();
         Py_RETURN_NONE;
     }
-    engine_offload_serve(self);
-    int ret = self->ring_open ? engine_submit_queued(self) : 0;
-    if (loop_raise_interrupt(self) < 0)
+    int raised = engine_offload_serve(self) < 0;
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    int ret = self->ring_open ? engine_submit_queued(self) : 0; /* even if a task raised */
+    PyErr_Restore(type, exc, tb);
+    if (raised || loop_raise_interrupt(self) < 0)
         return NULL;
     if (ret < 0) {
         errno = -ret;

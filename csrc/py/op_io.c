@@ -196,9 +196,9 @@ static void offload_start_waiting(EngineObject *engine)
         loop_schedule_flush(engine);
 }
 
-void engine_offload_serve(EngineObject *engine)
+int engine_offload_serve(EngineObject *engine)
 {
-    int served = 0;
+    int served = 0, raised = 0;
     while (engine->offload_head && !engine->shutting_down && !loop_must_yield(engine)) {
         OpObject *op = engine->offload_head;
         if (op->io.offset < 0 || !rl_nowait_enabled(&engine->nowait, op->fd))
@@ -219,11 +219,27 @@ void engine_offload_serve(EngineObject *engine)
         }
         if (op->moves_position)
             lseek(op->fd, (off_t)(op->offset + n), SEEK_SET);
+        /* Its task runs now, before the next read (as a drain wakes them):
+         * it drops these bytes first, as most do, and the next read fills
+         * the same spare, still in this core's cache.  Served in a row, each
+         * into its own spare, 1 MiB reads cost 88 us instead of 67 here. */
+        engine->reaping_for_wake = 1;
         op_finish(op, n);
+        engine->reaping_for_wake = 0;
+        PyObject *woke = engine_wake_ops(engine);
+        raised = woke == NULL;
+        Py_XDECREF(woke);
         served = 1;
+        if (raised)
+            break;
     }
-    if (served && engine->offload_head)
+    if (served && engine->offload_head) {
+        PyObject *type, *exc, *tb;
+        PyErr_Fetch(&type, &exc, &tb); /* what a woken task raised, kept across call_soon */
         loop_schedule_flush(engine); /* more in the next turn */
+        PyErr_Restore(type, exc, tb);
+    }
+    return raised ? -1 : 0;
 }
 
 int op_offload_withdraw(OpObject *op)

@@ -139,7 +139,7 @@ def test_a_cancelled_waiting_read_leaves_the_queue_and_reaches_no_kernel(ringlet
     ops_after_cancel, in_flight_after_cancel, cancelled, submitted, got, ops_left = run(main())
     assert cancelled == [True] * waiting_cancelled
     # the cancelled reads are gone; the running and the kept waiting ones remain
-    assert ops_after_cancel == PLACES + waiting_kept
+    assert ops_after_cancel == PLACES + waiting_kept, (in_flight_after_cancel, submitted, ops_left)
     assert in_flight_after_cancel == PLACES
     assert submitted == PLACES + waiting_kept  # each read the kernel (or the page cache) served, once
     assert got == [(i, data[i * LARGE:(i + 1) * LARGE]) for i, _ in got]
@@ -455,3 +455,90 @@ def test_small_reads_go_on_past_the_budget_while_nothing_else_waits(ringlet, run
         assert 1 < counts["alone"] < 100
     assert 1 < counts["handle"] < 100 and 1 < counts["timer"] < 100 and 1 < counts["long turn"] < 100
     assert cancelled > 0  # some were cancelled while parked (the others finished first)
+
+
+def test_the_loop_wakes_each_waiting_read_it_serves_before_the_next(ringlet, run, make_file, require_io_uring):
+    """The loop's thread serves the waiting reads the page cache holds
+    (engine_offload_serve) one at a time: each read's task runs before the
+    next read, so that a task that drops its bytes leaves the same spare,
+    still in the core's cache, to the next (served in a row, each into a
+    spare of its own, 1 MiB reads cost a third more).  Each task notes how
+    many reads the loop had served when it ran.  Counted, not clocked: a run
+    in which the kernel's workers took some of the waiting reads (a place
+    came free while the loop's thread was preempted) is repeated."""
+    waiting = 6
+    count = PLACES + waiting
+    path, data = _cached_file(make_file, count * MIB)
+
+    async def attempt(f, engine):
+        seen = []
+
+        async def reader(i):
+            got = await f.pread(MIB, i * MIB)
+            seen.append((i, engine.stats()["completed_nowait"]))
+            return got
+
+        # The budget spent in three turns in a row: the readers' 1 MiB preads
+        # wait a turn, then one more, then are offloaded.
+        spender = asyncio.ensure_future(_spend_the_budget_in_turns(f, 3))
+        readers = [asyncio.ensure_future(reader(i)) for i in range(count)]
+        await spender
+        before = engine.stats()["completed_nowait"]
+        got = await asyncio.gather(*readers)
+        assert got == [data[i * MIB:(i + 1) * MIB] for i in range(count)]
+        return engine.stats()["completed_nowait"] - before, [(i, n - before) for i, n in seen]
+
+    async def main():
+        engine = ringlet.get_engine()
+        async with ringlet.open(path, "rb") as f:
+            for _ in range(ATTEMPTS):
+                await asyncio.sleep(0)
+                served, seen = await attempt(f, engine)
+                if served == waiting:
+                    return seen
+        pytest.fail(f"in every one of {ATTEMPTS} runs the workers took some of the waiting reads (machine too loaded)")
+
+    seen = run(main())
+    # the first PLACES went to the workers (submitted after the loop's
+    # share); the waiting ones, in queue order, each with its task run at once
+    assert seen[:waiting] == [(PLACES + k, k + 1) for k in range(waiting)]
+    assert sorted(i for i, _ in seen[waiting:]) == list(range(PLACES))
+
+
+def test_an_interrupt_from_a_task_the_loop_woke_leaves_the_loop_and_loses_no_read(ringlet, make_file,
+                                                                                   require_io_uring):
+    """A KeyboardInterrupt raised by a task woken as the loop's thread serves
+    the waiting reads leaves run_until_complete (as from any Handle); running
+    the loop again, every other read gets its bytes, none lost or read twice."""
+    from conftest import LOOP_FACTORY
+
+    waiting = 6
+    count = PLACES + waiting
+    path, data = _cached_file(make_file, count * MIB)
+    loop = LOOP_FACTORY() if LOOP_FACTORY else asyncio.new_event_loop()
+    resumed, readers = [], []
+
+    async def reader(f, i):
+        got = await f.pread(MIB, i * MIB)
+        resumed.append(i)
+        if i == PLACES:  # the first waiting one
+            raise KeyboardInterrupt
+        return got
+
+    async def main():
+        async with ringlet.open(path, "rb") as f:
+            spender = asyncio.ensure_future(_spend_the_budget_in_turns(f, 3))
+            readers.extend(asyncio.ensure_future(reader(f, i)) for i in range(count))
+            await spender
+            return await asyncio.gather(*(r for i, r in enumerate(readers) if i != PLACES))
+
+    try:
+        task = loop.create_task(main())
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(task)
+        got = loop.run_until_complete(task)
+        assert got == [data[i * MIB:(i + 1) * MIB] for i in range(count) if i != PLACES]
+        assert isinstance(readers[PLACES].exception(), KeyboardInterrupt)
+        assert sorted(resumed) == list(range(count))
+    finally:
+        loop.close()
