@@ -102,7 +102,8 @@ typedef struct {
     int spare_large_next;
     PyObject *woken;            /* awaited ops whose done callbacks wait for the next _wake (a list), or NULL */
     int wake_scheduled;         /* a call_soon(_wake) is pending */
-    int reaping_for_wake;       /* _drain_and_wake is reaping: it runs the done callbacks itself */
+    int reaping_for_wake;       /* _drain_and_wake is reaping, or _flush serving a waiting read: the
+                                   caller runs the done callbacks itself (engine_wake_ops) */
     int direct_at_once;         /* _drain_and_wake runs the woken tasks: the O_DIRECT reads they make
                                    are submitted at once, not in a _flush (op_launch) */
     /* Offloaded reads (OpObject.offload) waiting for one of offload_max places with the kernel's

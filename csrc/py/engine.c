@@ -35,8 +35,10 @@ static int engine_submit_queued(EngineObject *self)
 
 PyDoc_STRVAR(engine_flush_doc,
 "_flush() -> None\n\n"
-"Submit what waits in the SQ (O_DIRECT operations wait for the end of the\n"
-"loop tick, so that many go in one io_uring_enter); scheduled with call_soon.");
+"Serve the waiting offloaded reads the page cache holds (each read's task\n"
+"woken before the next read), then submit what waits in the SQ (O_DIRECT\n"
+"operations wait for the end of the loop tick, so that many go in one\n"
+"io_uring_enter); scheduled with call_soon.");
 
 static PyObject *engine_flush(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
