@@ -19,10 +19,15 @@ otherwise a SIGALRM fallback in this file does.
 
 import asyncio
 import contextlib
+import ctypes
 import errno
+import fcntl
+import mmap
 import os
+import platform
 import signal
 import stat
+import struct
 import time
 from types import ModuleType
 from typing import Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Tuple
@@ -472,6 +477,82 @@ def small_tmpfs(tmp_path):
         umount = subprocess.run(["umount", str(where)], capture_output=True, text=True)
         if umount.returncode != 0:  # something still holds it open: detach lazily
             subprocess.run(["umount", "-l", str(where)], capture_output=True, text=True)
+
+
+class StalledPage:
+    """One page of memory that stalls the first thread touching it until
+    release(): userfaultfd(2), missing mode.  A write whose data is this
+    page waits inside the kernel (its copy from the page faults) for as
+    long as the test wants: a write the kernel has begun and cannot finish."""
+
+    _SYSCALL = {"x86_64": 323, "aarch64": 282}
+    _API, _REGISTER, _COPY = 0xC018AA3F, 0xC020AA00, 0xC028AA03  # UFFDIO_* ioctls
+    size = mmap.PAGESIZE
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        number = self._SYSCALL.get(platform.machine())
+        if number is None:
+            raise OSError(errno.ENOSYS, f"no userfaultfd syscall number known for {platform.machine()}")
+        fd = libc.syscall(ctypes.c_long(number), ctypes.c_int(os.O_CLOEXEC | os.O_NONBLOCK))
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        self.fd = fd
+        self.memory = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self._anchor = ctypes.c_char.from_buffer(self.memory)  # its address; keeps it mapped
+        self.address = ctypes.addressof(self._anchor)
+        fcntl.ioctl(fd, self._API, bytearray(struct.pack("QQQ", 0xAA, 0, 0)))
+        fcntl.ioctl(fd, self._REGISTER, bytearray(struct.pack("QQQQ", self.address, self.size, 1, 0)))
+
+    async def touched(self) -> None:
+        """Until a thread (a kernel worker, a pool thread) waits on the page."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                os.read(self.fd, 32)  # a struct uffd_msg: the fault
+                return
+            except BlockingIOError:
+                ready = loop.create_future()
+                loop.add_reader(self.fd, lambda: ready.done() or ready.set_result(None))
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(self.fd)
+
+    def release(self, content: bytes) -> None:
+        """Fill the page with content; whoever waits on it goes on."""
+        source = ctypes.create_string_buffer(content, self.size)
+        copy = struct.pack("QQQQq", self.address, ctypes.addressof(source), self.size, 0, 0)
+        try:
+            fcntl.ioctl(self.fd, self._COPY, bytearray(copy))
+        except FileExistsError:
+            pass  # filled already (by the test, or the guard)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@pytest.fixture
+def stalled_page():
+    """A StalledPage, released (zeros) at teardown and, as a guard, after
+    20 s: a test that went wrong fails instead of hanging a thread.  Skipped
+    with the reason where userfaultfd(2) is refused (seccomp, no privilege)."""
+    import threading
+
+    try:
+        page = StalledPage()
+    except OSError as exc:
+        pytest.skip(f"userfaultfd(2) refused here (uid {os.getuid()}): {exc}")
+    guard = threading.Timer(20, page.release, (bytes(page.size),))
+    guard.start()
+    try:
+        yield page
+    finally:
+        guard.cancel()
+        page.release(bytes(page.size))
+        page.close()
 
 
 @pytest.fixture

@@ -114,7 +114,7 @@ typedef struct {
     unsigned offload_running, offload_max;
     uint64_t files_nowait;      /* read_file calls done without the ring (readfile.c) */
     uint64_t files_chained;     /* write_file calls run as one chain on side (writefile.c) */
-    struct OpObject *write_files; /* write_file ops in flight (writefile.c) */
+    struct OpObject *writes;    /* writes in flight, write_file's too: Engine._write_stop finds them (op_io.c) */
     struct fd_use *fd_uses;     /* per descriptor number: the ops holding it, its closes (fdhold.c) */
     int fd_uses_len;
     struct OpObject *closes_waiting; /* closes waiting until nothing holds their number, in call order */
@@ -142,7 +142,6 @@ struct write_file_chain {
     struct rl_cell cell;        /* the open's, then the close's */
     struct OpObject *op;
     int64_t write_res;          /* the bytes written, or -errno */
-    uint8_t stop;               /* the caller was cancelled during the open: write nothing */
     /* On engine->side (chained in the kernel): cell is the open's; these the write's, the
      * writeback start's (a rewrite's chain only) and the close's. */
     struct rl_cell side_write, side_sync, side_close;
@@ -153,7 +152,6 @@ struct write_file_chain {
     uint8_t closed;             /* the slot's file is closed (or was never opened) */
     uint8_t skipping;           /* the first submission's one completion is still to come */
     uint8_t excl;               /* the side chain's open is O_EXCL: no writeback start in it (writefile.c) */
-    struct OpObject *prev, *next; /* the engine's write_files in flight (Engine._write_file_stop) */
 };
 
 /* An op's timeline, kept only while tracing: CLOCK_MONOTONIC ns (0: did not happen). */
@@ -205,6 +203,8 @@ typedef struct OpObject {
     uint8_t offload_waiting;    /* in the engine's offload queue: not yet given to the kernel */
     uint8_t holds_fd;           /* holds its descriptor number until it finishes (fdhold.c) */
     uint8_t close_in_worker;    /* a close: runs in a kernel worker (Engine._close's release_in_worker) */
+    uint8_t stopping;           /* a write whose caller was cancelled (Engine._write_stop): no short
+                                   write is continued; write_file's, during its open: nothing is written */
     PyObject *callback;         /* awaited: the first done callback and its context, or NULL */
     PyObject *callback_context;
     PyObject *callbacks;        /* the others: a list of (callback, context), or NULL */
@@ -213,8 +213,8 @@ typedef struct OpObject {
     size_t length;              /* bytes asked for */
     size_t done;                /* write: bytes written so far */
     struct kernel_io io;        /* read/readinto/write */
-    /* Links of the engine's queue the op waits in, not yet given to the kernel: an offloaded read
-     * waiting for a place (op_io.c; both), a close waiting for its number's holds (fdhold.c; next). */
+    /* Links of the engine's list the op is in: an offloaded read waiting for a place (op_io.c;
+     * both), a close waiting for its number's holds (fdhold.c; next), a write in flight (op_io.c). */
     struct OpObject *wait_prev, *wait_next;
     char *bounce;               /* O_DIRECT: the aligned memory the kernel uses, or NULL */
     size_t bounce_size;         /* its size (a pool size class, or its exact size if not pooled) */
@@ -393,6 +393,10 @@ int op_offload_withdraw(OpObject *op);
 int engine_offload_serve(EngineObject *engine);
 /* Finishes (drops) every offloaded read still waiting: at shutdown. */
 void engine_offload_drop_all(EngineObject *engine);
+/* A write just queued joins the engine's writes in flight (engine->writes);
+ * op_finish takes it out. */
+void op_writes_add(OpObject *op);
+void op_writes_remove(OpObject *op);
 /* The continuation of copy(): the C state machine is done. */
 void op_copy_done(struct rl_copy *copy, int64_t result);
 

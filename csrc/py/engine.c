@@ -469,7 +469,7 @@ static PyMethodDef engine_methods[] = {
     {"_preadinto", (PyCFunction)(void (*)(void))engine__preadinto, METH_FASTCALL, engine__preadinto_doc},
     {"_read_file", (PyCFunction)(void (*)(void))engine__read_file, METH_FASTCALL, engine__read_file_doc},
     {"_write_file", (PyCFunction)(void (*)(void))engine__write_file, METH_FASTCALL, engine__write_file_doc},
-    {"_write_file_stop", (PyCFunction)engine__write_file_stop, METH_O, engine__write_file_stop_doc},
+    {"_write_stop", (PyCFunction)engine__write_stop, METH_O, engine__write_stop_doc},
     {"_closes_at_once", (PyCFunction)engine__closes_at_once, METH_O, engine__closes_at_once_doc},
     {"drain", (PyCFunction)engine_drain, METH_NOARGS, engine_drain_doc},
     {"_flush", (PyCFunction)engine_flush, METH_NOARGS, engine_flush_doc},

@@ -141,7 +141,10 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
     int64_t cached = kind == OP_WRITE ? -1 : op_try_nowait(op);
     if (cached >= 0)
         return op_finish_now(op, cached, want_future);
-    return op_launch(op, op_hold_and_queue_io(op), want_future);
+    int queued = op_hold_and_queue_io(op);
+    if (queued == 0 && kind == OP_WRITE)
+        op_writes_add(op);
+    return op_launch(op, queued, want_future);
 }
 
 const char engine_readinto_doc[] =

@@ -51,6 +51,10 @@ PyObject *engine_symlink(EngineObject *self, PyObject *args, PyObject *kwargs);
 extern const char engine_link_doc[];
 PyObject *engine_link(EngineObject *self, PyObject *args, PyObject *kwargs);
 
+/* op_io.c: a cancelled caller's write stopped where the kernel can */
+extern const char engine__write_stop_doc[];
+PyObject *engine__write_stop(EngineObject *self, PyObject *future);
+
 /* readfile.c: read_file's attempt without the ring */
 extern const char engine__read_file_doc[];
 PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
@@ -58,8 +62,6 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
 /* writefile.c: write_file's open, write and close in one submission */
 extern const char engine__write_file_doc[];
 PyObject *engine__write_file(EngineObject *self, PyObject *const *args, Py_ssize_t nargs);
-extern const char engine__write_file_stop_doc[];
-PyObject *engine__write_file_stop(EngineObject *self, PyObject *future);
 extern const char engine__closes_at_once_doc[];
 PyObject *engine__closes_at_once(EngineObject *self, PyObject *arg);
 

@@ -294,6 +294,8 @@ void op_finish(OpObject *op, int64_t res)
     PyObject *exc_type, *exc, *tb;
     PyErr_Fetch(&exc_type, &exc, &tb); /* a continuation must not clobber the caller's error */
     op->finished = 1;
+    if (op->kind == OP_WRITE)
+        op_writes_remove(op);
     if (op->kind == OP_OPEN && res >= 0) /* a new file under a number perhaps closed by os.close: looked at anew */
         rl_nowait_forget(&engine->nowait, (int)res);
     if (op->times) {

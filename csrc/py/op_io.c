@@ -6,6 +6,7 @@
  * the reads of a read_many batch and the end of a copy. */
 #define _GNU_SOURCE 1
 #include "binding.h"
+#include "engine_ops.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -242,6 +243,71 @@ int engine_offload_serve(EngineObject *engine)
     return raised ? -1 : 0;
 }
 
+/* ---- writes in flight ------------------------------------------------
+ * A write the kernel has taken is awaited to its end even by a cancelled
+ * caller (python/ringlet/_fdio.py, settle), so that it counts.  The caller
+ * first asks the engine to stop it (Engine._write_stop): a write the kernel
+ * has not begun (queued behind another write to the same file, or stuck in
+ * a worker queue that never runs) then ends as cancelled, one that stops
+ * part-way gives what it wrote, and one that runs to its end lands whole. */
+
+void op_writes_add(OpObject *op)
+{
+    EngineObject *engine = op->engine;
+    op->wait_prev = NULL;
+    op->wait_next = engine->writes;
+    if (engine->writes)
+        engine->writes->wait_prev = op;
+    engine->writes = op;
+}
+
+void op_writes_remove(OpObject *op)
+{
+    EngineObject *engine = op->engine;
+    if (op->wait_prev)
+        op->wait_prev->wait_next = op->wait_next;
+    else if (engine->writes == op)
+        engine->writes = op->wait_next;
+    else
+        return; /* never added: completed in its own call, or not queued */
+    if (op->wait_next)
+        op->wait_next->wait_prev = op->wait_prev;
+    op->wait_prev = op->wait_next = NULL;
+}
+
+const char engine__write_stop_doc[] =
+"_write_stop(future, /) -> None\n\n"
+"The caller awaiting the write (or _write_file) whose future this is was\n"
+"cancelled, and awaits it to its end all the same: the kernel is asked to\n"
+"stop it.  A write not begun ends with ECANCELED; one that ends part-way\n"
+"(interrupted, short, or failing after a part) gives the bytes it wrote,\n"
+"and is not continued.\n"
+"write_file's: if its open has not completed, the open is cancelled and\n"
+"nothing is written (a file it opened anyway is closed); once the write is\n"
+"issued it lands whole, and the close follows.";
+
+PyObject *engine__write_stop(EngineObject *self, PyObject *future)
+{
+    if (!self->ring_open || self->fork_generation != ringlet_fork_generation())
+        Py_RETURN_NONE; /* shut down: what was in flight is the kernel's to finish or drop */
+    for (OpObject *op = self->writes; op; op = op->wait_next) {
+        if (op->future != future)
+            continue;
+        if (op->chain == NULL) {
+            op->stopping = 1;
+            rl_ring_cancel(&self->ring, &op->cell);
+        } else if (op->chain->cell.opcode == IORING_OP_OPENAT && op->chain->cell.state == RL_CELL_IN_FLIGHT) {
+            /* On the chain ring an open that succeeded posts nothing: its cell
+             * stays in flight until the chain's completion, and a cancel sent
+             * then finds no request of its own (the write's and close's differ). */
+            op->stopping = 1;
+            write_file_cancel(op);
+        }
+        break;
+    }
+    Py_RETURN_NONE;
+}
+
 int op_offload_withdraw(OpObject *op)
 {
     if (!op->offload_waiting)
@@ -303,7 +369,7 @@ static void op_io_complete(struct rl_cell *cell)
     OpObject *op = OP_FROM_CELL(cell);
     int64_t res = cell->result;
     int going_on = !op->engine->shutting_down && !op->abandoned;
-    if (res == -EAGAIN && going_on && !op_reads_stream(op)) {
+    if (res == -EAGAIN && going_on && !op_reads_stream(op) && !op->stopping) {
         /* The kernel had no room for it (or a test injected EAGAIN): again.  (A
          * stream's read ends with it, as os.read on a non-blocking one.) */
         res = op_queue_io(op);
@@ -313,12 +379,14 @@ static void op_io_complete(struct rl_cell *cell)
         res = op_copy_from_bounce(op, res);
     } else if (op->kind == OP_WRITE && res >= 0) {
         op->done += (size_t)res;
-        if (op->done < op->length && going_on) {
+        if (op->done < op->length && going_on && !op->stopping) {
             /* A short write is continued until all is written or an error comes. */
             res = res == 0 ? -EIO : op_queue_io(op);
             if (res == 0)
                 return;
         }
+    } else if (op->kind == OP_WRITE && op->stopping && op->done > 0) {
+        res = 0; /* stopped after a part: its cancelled caller counts what was written (op->done) */
     }
     if (op->chain) { /* the file is closed before the op finishes */
         write_file_write_done(op, res);

@@ -17,21 +17,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-/* Leaves the engine's list of write_files in flight, then finishes. */
-static void write_file_finish(OpObject *op, int64_t res)
-{
-    EngineObject *engine = op->engine;
-    struct write_file_chain *chain = op->chain;
-    if (chain->prev)
-        chain->prev->chain->next = chain->next;
-    else if (engine->write_files == op)
-        engine->write_files = chain->next;
-    if (chain->next)
-        chain->next->chain->prev = chain->prev;
-    chain->prev = chain->next = NULL;
-    op_finish(op, res);
-}
-
 static void write_file_close_complete(struct rl_cell *cell)
 {
     OpObject *op = ((struct write_file_chain *)cell)->op;
@@ -39,7 +24,7 @@ static void write_file_close_complete(struct rl_cell *cell)
     int64_t closed = close_outcome(op->fd, cell->result);
     if (closed < 0)
         res = closed; /* as the steps' finally: the close's error comes last */
-    write_file_finish(op, res);
+    op_finish(op, res);
 }
 
 /* Closes the file, then finishes the op with res (the close's error first). */
@@ -49,7 +34,7 @@ static void write_file_close(OpObject *op, int64_t res)
     op->chain->write_res = res;
     if (engine->shutting_down) { /* nobody will see the result: the descriptor is closed here */
         close(op->fd);
-        write_file_finish(op, res);
+        op_finish(op, res);
         return;
     }
     rl_nowait_forget(&engine->nowait, op->fd);
@@ -58,7 +43,7 @@ static void write_file_close(OpObject *op, int64_t res)
      * wait for the device on ext4 (close_fd, python/ringlet/_fdio.py). */
     if (rl_op_close_offloaded(&engine->ring, &op->chain->cell, op->fd) < 0) {
         close(op->fd); /* no SQE to be had */
-        write_file_finish(op, res);
+        op_finish(op, res);
         return;
     }
     rl_ring_submit(&engine->ring);
@@ -73,12 +58,12 @@ static void write_file_open_complete(struct rl_cell *cell)
 {
     OpObject *op = ((struct write_file_chain *)cell)->op;
     int64_t res = cell->result;
-    if (res >= 0 && (op->engine->shutting_down || op->abandoned || op->chain->stop)) {
+    if (res >= 0 && (op->engine->shutting_down || op->abandoned || op->stopping)) {
         close((int)res); /* the caller gave up before the write began: nothing is written */
         res = -ECANCELED;
     }
     if (res < 0) {
-        write_file_finish(op, res); /* the open's error names the file */
+        op_finish(op, res); /* the open's error names the file */
         return;
     }
     op->fd = (int)res;
@@ -260,7 +245,7 @@ static void side_step(OpObject *op)
     struct write_file_chain *chain = op->chain;
     if (chain->open_res < 0) { /* nothing was opened: the slot is empty */
         engine->side_free |= 1u << chain->slot;
-        if (chain->excl && !engine->shutting_down && !op->abandoned && !chain->stop) {
+        if (chain->excl && !engine->shutting_down && !op->abandoned && !op->stopping) {
             /* The O_EXCL open failed (mostly: the file exists): the open
              * write_file makes, O_TRUNC, with its own result or error. */
             chain->excl = 0;
@@ -276,7 +261,7 @@ static void side_step(OpObject *op)
             }
             chain->open_res = queued;
         }
-        write_file_finish(op, chain->open_res); /* the open's error names the file */
+        op_finish(op, chain->open_res); /* the open's error names the file */
         return;
     }
     Py_CLEAR(op->filename); /* errors of the write and the close name no file, as os.write's and os.close's */
@@ -285,18 +270,18 @@ static void side_step(OpObject *op)
         engine->side_free |= 1u << chain->slot;
         if (res >= 0 && op->done < op->length)
             res = -EIO; /* closed after a short write: never, a short write breaks the chain */
-        write_file_finish(op, chain->close_res < 0 ? chain->close_res : res);
+        op_finish(op, chain->close_res < 0 ? chain->close_res : res);
         return;
     }
     if (engine->shutting_down) { /* the ring's exit closes the slot's file */
-        write_file_finish(op, res);
+        op_finish(op, res);
         return;
     }
     struct io_uring_sqe *sqe = io_uring_get_sqe(&engine->side.ring);
     if (sqe == NULL && rl_ring_submit(&engine->side) >= 0)
         sqe = io_uring_get_sqe(&engine->side.ring);
     if (sqe == NULL) { /* cannot be: one SQE per chain in flight at most here, 4 a chain in the SQ */
-        write_file_finish(op, -ENOMEM);
+        op_finish(op, -ENOMEM);
         return;
     }
     if (res >= 0 && op->done < op->length && !op->abandoned && chain->write_res > 0) {
@@ -457,21 +442,14 @@ PyObject *engine__write_file(EngineObject *self, PyObject *const *args, Py_ssize
         op->chain->excl = (uint8_t)excl;
     }
     if (side_start(op, PyBytes_AS_STRING(path)) == 0) {
-        op->chain->next = self->write_files;
-        if (self->write_files)
-            self->write_files->chain->prev = op;
-        self->write_files = op;
+        op_writes_add(op);
         return op_launch(op, 0, 0);
     }
     op->chain->cell.on_complete = write_file_open_complete;
     int queued = rl_op_openat(&self->ring, &op->chain->cell, AT_FDCWD, PyBytes_AS_STRING(path),
                               O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (queued == 0) {
-        op->chain->next = self->write_files;
-        if (self->write_files)
-            self->write_files->chain->prev = op;
-        self->write_files = op;
-    }
+    if (queued == 0)
+        op_writes_add(op);
     return op_launch(op, queued, 0);
 }
 
@@ -490,32 +468,6 @@ PyObject *engine__closes_at_once(EngineObject *self, PyObject *arg)
         return NULL;
     struct rl_fileinfo info;
     return PyBool_FromLong(rl_fileinfo(fd, &info) == 0 && rl_closes_at_once(fd, &info));
-}
-
-const char engine__write_file_stop_doc[] =
-"_write_file_stop(future, /) -> None\n\n"
-"The caller of the _write_file whose future this is was cancelled: if its\n"
-"open has not completed, it is cancelled and nothing is written (a file it\n"
-"opened anyway is closed); a write already issued lands, and the close\n"
-"follows.  The future still tells the end.";
-
-PyObject *engine__write_file_stop(EngineObject *self, PyObject *future)
-{
-    if (!self->ring_open || self->fork_generation != ringlet_fork_generation())
-        Py_RETURN_NONE; /* shut down: what was in flight is the kernel's to finish or drop */
-    for (OpObject *op = self->write_files; op; op = op->chain->next) {
-        if (op->future != future)
-            continue;
-        /* On the chain ring an open that succeeded posts nothing: its cell
-         * stays in flight until the chain's completion, and a cancel sent
-         * then finds no request of its own (the write's and close's differ). */
-        if (op->chain->cell.opcode == IORING_OP_OPENAT && op->chain->cell.state == RL_CELL_IN_FLIGHT) {
-            op->chain->stop = 1;
-            write_file_cancel(op);
-        }
-        break;
-    }
-    Py_RETURN_NONE;
 }
 
 void write_file_side_shutdown(EngineObject *engine, int64_t deadline_ns)

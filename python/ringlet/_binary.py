@@ -71,9 +71,13 @@ class AsyncFile(FileBase[bytes]):
       wait until it has bytes (or its end), which consumes nothing, so a
       cancel loses no bytes; if another reader took them meanwhile, the
       kernel read that then waits is kept for the next read when cancelled.
-    * A write that reached the kernel completes and counts: the cancel waits
-      for it, moves the position past it, then raises CancelledError.  A write
-      still waiting for its turn never happens.  (A write to a pipe, FIFO or
+    * A write that reached the kernel counts: the cancel asks the kernel to
+      stop it, waits for its answer, moves the position past what was
+      written, then raises CancelledError.  A write the kernel has begun on a
+      local file lands whole; one it has not begun (queued behind another
+      write to the same file, or in a kernel worker queue that does not run)
+      does not happen; one interrupted part-way (FUSE, say) counts its part.
+      A write still waiting for its turn never happens.  (A write to a pipe, FIFO or
       socket, which may never drain, is abandoned: some of it may have gone.)
 
     A file belongs to the event loop that opened it: from another loop (or
@@ -559,7 +563,7 @@ class AsyncFile(FileBase[bytes]):
     async def write(self, data: Any) -> int:
         """Write all of data at the file position (the end, in append mode)
         and move the position past it.  A failed write leaves the position
-        where it was; a cancelled one completes and counts (see the class)."""
+        where it was; a cancelled one counts what it wrote (see the class)."""
         fd = self._writing_fd()
         turns = self._turns
         if turns.busy:
@@ -574,11 +578,11 @@ class AsyncFile(FileBase[bytes]):
                 n: int = await self._engine._write(fd, data, -1)
                 return n
             if self._append:  # O_APPEND: the kernel places it at the end
-                n, cancel = await settle(self._engine._write(fd, data, -1))
+                n, cancel = await settle(self._engine._write(fd, data, -1), self._engine._write_stop)
                 if n:  # the position is then the end, as write(2) leaves it
                     self._pos = os.fstat(fd).st_size
             else:
-                n, cancel = await settle(self._write_at(fd, data, offset))
+                n, cancel = await settle(self._write_at(fd, data, offset), self._engine._write_stop)
                 self._pos = offset + n
             if cancel is not None:
                 raise cancel
@@ -609,15 +613,15 @@ class AsyncFile(FileBase[bytes]):
 
     async def pwrite(self, data: Any, offset: int) -> int:
         """Write all of data at offset, leaving the file position alone.  A
-        cancelled pwrite completes, then raises CancelledError (see the class)."""
+        cancelled pwrite raises CancelledError once the kernel has answered (see the class)."""
         fd = self._writing_fd()
         offset = self._positional_offset(offset)
         if self._rbuf:  # the read-ahead may hold the old bytes
             self._drop_read_ahead()
         if self._append:  # Linux appends anyway, as os.pwrite
-            n, cancel = await settle(self._engine._write(fd, data, offset))
+            n, cancel = await settle(self._engine._write(fd, data, offset), self._engine._write_stop)
         else:
-            n, cancel = await settle(self._write_at(fd, data, offset))
+            n, cancel = await settle(self._write_at(fd, data, offset), self._engine._write_stop)
         if cancel is not None:
             raise cancel
         return n

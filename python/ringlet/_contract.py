@@ -213,8 +213,11 @@ class Engine(Protocol):
     # this engine has no such operation (the caller then opens, writes and closes in turn).
     # exclusive: the path likely names no file yet (O_EXCL tried first, then O_TRUNC).
     def _write_file(self, path: bytes, data: Buffer, filename: Any, exclusive: bool = False, /) -> Optional[Awaitable[int]]: ...
-    # Its caller was cancelled: an open not completed yet is cancelled (nothing is written).
-    def _write_file_stop(self, future: Any, /) -> None: ...
+    # The caller awaiting the future of a _write or _write_file was cancelled, and awaits it to
+    # its end all the same (_fdio.settle): a write the kernel (a worker) has not begun is
+    # withdrawn and ends with ECANCELED; one stopped part-way gives what it wrote.  write_file's:
+    # an open not completed yet is cancelled (nothing is written); its write lands whole.
+    def _write_stop(self, future: Any, /) -> None: ...
     # Whether closing fd completes at once (a regular file of a file system without
     # flush-on-close): write_file chains a directory's files only once one said so.
     # False where _write_file makes no chain (nothing is chosen by it).

@@ -126,11 +126,13 @@ class _ToTheEnd:
 
 async def settle(pending: Any, on_cancel: Optional[Callable[[Any], Any]] = None) -> Tuple[int, Optional[BaseException]]:
     """Await an engine write to its end, even if the task is cancelled
-    meanwhile: a write that reached the engine lands, so it must be counted.
+    meanwhile: what a write that reached the engine wrote must be counted.
     Returns (bytes written, the CancelledError to raise once the caller has
     counted them, or None).  A failed write raises its error, or the cancel
     if one came while it was pending.  on_cancel(pending) is told of the
-    first cancel (write_file's: a write not begun yet is not begun at all)."""
+    first cancel: Engine._write_stop, which asks the kernel to stop the
+    write where it can (one not begun yet is then not begun at all), so
+    that a cancel does not wait behind a write that may never run."""
     if not asyncio.isfuture(pending) or pending.done():
         n: int = await pending
         return n, None

@@ -134,7 +134,7 @@ async def write_file(path: PathArg, data: Any) -> int:
         key = os.path.join(directory, os.path.basename(raw))
         chained = engine._write_file(raw, data, name, key not in _written)
         if chained is not None:
-            written, cancel = await settle(chained, engine._write_file_stop)
+            written, cancel = await settle(chained, engine._write_stop)
             if len(_written) >= _WRITTEN_MAX:
                 _written.clear()
             _written[key] = True

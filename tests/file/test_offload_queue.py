@@ -457,6 +457,16 @@ def test_small_reads_go_on_past_the_budget_while_nothing_else_waits(ringlet, run
     assert cancelled > 0  # some were cancelled while parked (the others finished first)
 
 
+async def _readers_offloaded(f, reader, count):
+    """Tasks running reader(i) for i in range(count), started as another task
+    spends the budget in three turns in a row: their 1 MiB preads wait a
+    turn, then one more, then are offloaded.  Returned once that task is done."""
+    spender = asyncio.ensure_future(_spend_the_budget_in_turns(f, 3))
+    readers = [asyncio.ensure_future(reader(i)) for i in range(count)]
+    await spender
+    return readers
+
+
 def test_the_loop_wakes_each_waiting_read_it_serves_before_the_next(ringlet, run, make_file, require_io_uring):
     """The loop's thread serves the waiting reads the page cache holds
     (engine_offload_serve) one at a time: each read's task runs before the
@@ -478,11 +488,7 @@ def test_the_loop_wakes_each_waiting_read_it_serves_before_the_next(ringlet, run
             seen.append((i, engine.stats()["completed_nowait"]))
             return got
 
-        # The budget spent in three turns in a row: the readers' 1 MiB preads
-        # wait a turn, then one more, then are offloaded.
-        spender = asyncio.ensure_future(_spend_the_budget_in_turns(f, 3))
-        readers = [asyncio.ensure_future(reader(i)) for i in range(count)]
-        await spender
+        readers = await _readers_offloaded(f, reader, count)
         before = engine.stats()["completed_nowait"]
         got = await asyncio.gather(*readers)
         assert got == [data[i * MIB:(i + 1) * MIB] for i in range(count)]
@@ -527,9 +533,7 @@ def test_an_interrupt_from_a_task_the_loop_woke_leaves_the_loop_and_loses_no_rea
 
     async def main():
         async with ringlet.open(path, "rb") as f:
-            spender = asyncio.ensure_future(_spend_the_budget_in_turns(f, 3))
-            readers.extend(asyncio.ensure_future(reader(f, i)) for i in range(count))
-            await spender
+            readers.extend(await _readers_offloaded(f, lambda i: reader(f, i), count))
             return await asyncio.gather(*(r for i, r in enumerate(readers) if i != PLACES))
 
     try:

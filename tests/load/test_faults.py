@@ -139,6 +139,29 @@ def test_short_completions_are_continued_or_reported_short(ringlet, run, make_fi
     assert n_short == 1
 
 
+def test_a_cancelled_write_that_comes_back_short_is_not_continued(ringlet, run, tmp_path, stalled_page):
+    """Its caller asked it stopped (Engine._write_stop): a short completion
+    ends it, and the part it reports counts (the position moves past it).
+    The write is held in the kernel by a stalled page of data until the
+    stop is asked.  (The kernel wrote the whole page: the fault halves the
+    count it reports, so the file's bytes say nothing here.)"""
+    page = stalled_page.size
+
+    async def main():
+        async with ringlet.open(tmp_path / "f", "wb") as f:
+            await f.write(b"x" * 100)
+            write = asyncio.ensure_future(f.write(memoryview(stalled_page.memory)))
+            await stalled_page.touched()
+            write.cancel()
+            arm("short", 0, 1)
+            stalled_page.release(b"A" * page)
+            with pytest.raises(asyncio.CancelledError):
+                await write
+            return hits("short"), await f.tell()
+
+    assert run(main()) == (1, 100 + page // 2)
+
+
 def test_shutdown_cancels_again_what_a_cancel_missed(ringlet, run, fifo):
     """The kernel can miss a request in a cancel of everything (a pipe read
     its worker is arming a poll for: engine_cancel_and_wait); shutdown's wait

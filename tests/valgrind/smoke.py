@@ -32,6 +32,23 @@ async def cancelled_pipe_read() -> None:
         os.close(w)
 
 
+async def stopped_write(path: str, data: bytes) -> None:
+    """A write behind another to the same file, cancelled: the kernel is asked
+    to stop it (Engine._write_stop); it is withdrawn, or it had landed whole."""
+    async with ringlet.open(path, "wb") as f:
+        first = asyncio.ensure_future(f.pwrite(data, 0))
+        second = asyncio.ensure_future(f.pwrite(b"second", len(data)))
+        await asyncio.sleep(0)
+        second.cancel()
+        try:
+            await second
+            raise AssertionError("the second write was not cancelled")
+        except asyncio.CancelledError:
+            pass
+        assert await first == len(data)
+    assert open(path, "rb").read() in (data, data + b"second")
+
+
 async def main() -> None:
     assert ringlet.backend().startswith("io_uring"), ringlet.backend()
     with tempfile.TemporaryDirectory(dir="/var/tmp") as d:
@@ -80,6 +97,7 @@ async def main() -> None:
             assert (await t.readline(), len(await t.readlines())) == ("line 0\n", 2999)
 
         await cancelled_pipe_read()
+        await stopped_write(os.path.join(d, "stopped.bin"), data)
     print("valgrind smoke: every path gave the right data")
 
 

@@ -405,9 +405,15 @@ class ThreadEngine(EngineCore):
         """write_file as one operation: not here (the caller opens, writes and closes in turn)."""
         return None
 
-    def _write_file_stop(self, future: Any, /) -> None:
-        """Nothing to stop: _write_file made no operation."""
-        return None
+    def _write_stop(self, future: Any, /) -> None:
+        """The caller awaiting this write was cancelled, and awaits it to its
+        end all the same: a write still waiting for a worker (behind another
+        write to the same file) is withdrawn and ends with ECANCELED, nothing
+        written; one a worker has begun lands whole."""
+        for op in self.pool.waiting():
+            if op.future is future:
+                self._cancel(op)
+                return
 
     def _closes_at_once(self, fd: int, /) -> bool:
         """False: nothing here is chosen by it (_write_file makes no chain)."""

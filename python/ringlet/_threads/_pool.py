@@ -64,6 +64,11 @@ class WorkerPool(Generic[J]):
         with self._cv:
             return len(self._queue) + sum(len(chain) for chain in self._chains.values())
 
+    def waiting(self) -> list[J]:
+        """The jobs not started yet."""
+        with self._cv:
+            return [*self._queue, *(job for chain in self._chains.values() for job in chain)]
+
     def threads(self) -> list[threading.Thread]:
         with self._cv:
             return list(self._threads)
