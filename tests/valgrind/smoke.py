@@ -34,15 +34,15 @@ async def cancelled_pipe_read() -> None:
 
 async def stopped_write(path: str, data: bytes) -> None:
     """A write behind another to the same file, cancelled: the kernel is asked
-    to stop it (Engine._write_stop); it is withdrawn, or it had landed whole."""
+    to stop it (Engine._write_stop); it is withdrawn, or it has landed whole
+    (it may even have ended before the cancel, on a busy machine)."""
     async with ringlet.open(path, "wb") as f:
         first = asyncio.ensure_future(f.pwrite(data, 0))
         second = asyncio.ensure_future(f.pwrite(b"second", len(data)))
         await asyncio.sleep(0)
         second.cancel()
         try:
-            await second
-            raise AssertionError("the second write was not cancelled")
+            assert await second == len(b"second")
         except asyncio.CancelledError:
             pass
         assert await first == len(data)
