@@ -425,6 +425,9 @@ void engine_closes_waiting_shutdown(EngineObject *engine);
 void write_file_write_done(OpObject *op, int64_t res);
 /* Cancels write_file's open or close (op_cancel cancels the write). */
 void write_file_cancel(OpObject *op);
+/* Its caller was cancelled (Engine._write_stop): an open still in flight is
+ * cancelled, and nothing is written; a write already issued lands whole. */
+void write_file_stop(OpObject *op);
 /* The loop's drain: reaps write_file's side ring (after the main ring's, whose drain read the eventfd). */
 void write_file_side_drain(EngineObject *engine);
 /* Shutdown: cancels the chains, waits for them until deadline_ns (engine_cancel_and_wait); then closes the ring. */

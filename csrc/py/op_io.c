@@ -293,15 +293,11 @@ PyObject *engine__write_stop(EngineObject *self, PyObject *future)
     for (OpObject *op = self->writes; op; op = op->wait_next) {
         if (op->future != future)
             continue;
-        if (op->chain == NULL) {
+        if (op->chain) {
+            write_file_stop(op);
+        } else {
             op->stopping = 1;
             rl_ring_cancel(&self->ring, &op->cell);
-        } else if (op->chain->cell.opcode == IORING_OP_OPENAT && op->chain->cell.state == RL_CELL_IN_FLIGHT) {
-            /* On the chain ring an open that succeeded posts nothing: its cell
-             * stays in flight until the chain's completion, and a cancel sent
-             * then finds no request of its own (the write's and close's differ). */
-            op->stopping = 1;
-            write_file_cancel(op);
         }
         break;
     }
@@ -368,8 +364,9 @@ static void op_io_complete(struct rl_cell *cell)
 {
     OpObject *op = OP_FROM_CELL(cell);
     int64_t res = cell->result;
-    int going_on = !op->engine->shutting_down && !op->abandoned;
-    if (res == -EAGAIN && going_on && !op_reads_stream(op) && !op->stopping) {
+    /* Not going on: nobody will see the result, or (stopping) its cancelled caller asked it stopped. */
+    int going_on = !op->engine->shutting_down && !op->abandoned && !op->stopping;
+    if (res == -EAGAIN && going_on && !op_reads_stream(op)) {
         /* The kernel had no room for it (or a test injected EAGAIN): again.  (A
          * stream's read ends with it, as os.read on a non-blocking one.) */
         res = op_queue_io(op);
@@ -379,7 +376,7 @@ static void op_io_complete(struct rl_cell *cell)
         res = op_copy_from_bounce(op, res);
     } else if (op->kind == OP_WRITE && res >= 0) {
         op->done += (size_t)res;
-        if (op->done < op->length && going_on && !op->stopping) {
+        if (op->done < op->length && going_on) {
             /* A short write is continued until all is written or an error comes. */
             res = res == 0 ? -EIO : op_queue_io(op);
             if (res == 0)

@@ -390,6 +390,17 @@ void write_file_cancel(OpObject *op)
     rl_ring_cancel(op->chain->on_side ? &op->engine->side : &op->engine->ring, &op->chain->cell);
 }
 
+void write_file_stop(OpObject *op)
+{
+    /* On the chain ring an open that succeeded posts nothing: its cell
+     * stays in flight until the chain's completion, and a cancel sent
+     * then finds no request of its own (the write's and close's differ). */
+    if (op->chain->cell.opcode == IORING_OP_OPENAT && op->chain->cell.state == RL_CELL_IN_FLIGHT) {
+        op->stopping = 1;
+        write_file_cancel(op);
+    }
+}
+
 const char engine__write_file_doc[] =
 "_write_file(path, data, filename, exclusive=False, /) -> Awaitable[int]\n\n"
 "write_file's open (O_WRONLY|O_CREAT|O_TRUNC), write and close as one\n"
