@@ -483,7 +483,8 @@ def _batches(path: str, batch: int) -> List[List[Tuple[int, int]]]:
 async def _many(key: str, path: str, duration: float, batch: int = 64) -> Dict[str, Any]:
     """A list of batch 4 KiB reads per step, one task (reads/s): ringlet's
     pread_many, or os.pread of each in a list comprehension.  Both sides are
-    timed per batch (a clock read per os.pread would bill the loop ~17%)."""
+    timed per batch (a clock read per os.pread would bill the loop ~17%).
+    ringlet's share of reads that io_uring's SQPOLL thread copied is reported."""
     import ringlet
     batches = _batches(path, batch)
     now = time.perf_counter_ns
@@ -497,13 +498,16 @@ async def _many(key: str, path: str, duration: float, batch: int = 64) -> Dict[s
             read = f.pread_many
         if await read(batches[0][:2]) != [os.pread(f.fileno(), n, o) for n, o in batches[0][:2]]:
             return {"status": "WRONG DATA"}
+        stats = ringlet.get_engine().stats
         for phase in (duration / 4, duration):
-            count, start = 0, now()
+            count, start, s0 = 0, now(), stats()
             while now() - start < phase * 1e9:
                 await read(batches[count % len(batches)])
                 count += 1
             elapsed = now() - start
-    return {"status": "ok", "value": count * batch / (elapsed / 1e9)}
+        shared = stats().get("completed_nowait_sqpoll", 0) - s0.get("completed_nowait_sqpoll", 0)  # 0 before it was
+    return {"status": "ok", "value": count * batch / (elapsed / 1e9),
+            "sqpoll_share": shared / (count * batch) if key == "ringlet" else None}
 
 
 def _direct_fio(path: str, duration: float, depth: int) -> Dict[str, Any]:
@@ -681,7 +685,8 @@ def round_ratios(mine: List[Dict[str, Any]], ref: List[Dict[str, Any]]) -> List[
 
 # Figures a worker may report beside its value, printed as medians.
 EXTRA_FIGURES = [("sync_value", "sync in the same process {:.1f}"), ("p99_ms", "p99 {:.3f} ms"), ("raw_gap_ms", "raw gap {:.2f} ms"), ("cpu_us_per_op", "CPU {:.1f} us/op"),
-                 ("enter_calls_per_op", "io_uring_enter {:.3f}/op"), ("nowait", "nowait completions {:.0f}")]
+                 ("enter_calls_per_op", "io_uring_enter {:.3f}/op"), ("nowait", "nowait completions {:.0f}"),
+                 ("sqpoll_share", "copied by the SQPOLL thread {:.0%}")]
 
 
 def median_of(results: List[Dict[str, Any]], field: str = "value") -> Optional[float]:

@@ -5,9 +5,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <valgrind/memcheck.h>
 
 int rl_nowait_enabled(const struct rl_nowait *nw, int fd)
 {
@@ -98,6 +103,215 @@ int64_t rl_read_nowait(struct rl_nowait *nw, int fd, void *buf, size_t len, int6
     }
     nw->hits++;
     return (int64_t)done;
+}
+
+/* ---- A batch, with the helper's kernel thread ----------------------------- */
+
+enum {
+    HELPER_MIN_BATCH = 16, /* a smaller batch is over before a handover pays */
+    HELPER_CHUNK = 8,      /* reads per handover: what a thread that gets no CPU keeps from the caller */
+    HELPER_IDLE_MS = 2,    /* the thread polls this long after its last read, then sleeps */
+    HELPER_ENTRIES = 2 * HELPER_CHUNK,
+    HELPER_GOOD_RUN = 8,
+};
+#define HELPER_LOOK_NS 10000000LL     /* /proc/loadavg is read at most every 10 ms (~3 us a read) */
+#define HELPER_SPIN_NS 20000           /* then the caller sleeps, leaving its CPU to the thread */
+/* After a batch that waited for the thread, no handovers for a while: 1 ms,
+ * doubled at each such batch up to 128 ms, halved after HELPER_GOOD_RUN
+ * batches in a row that did not wait.  On a busy machine a third of the
+ * batches wait, each for a scheduler's turn (~0.2-0.7 ms, the saving of ten
+ * batches or more), so there the thread is seldom asked. */
+#define HELPER_REST_MIN_NS 1000000LL
+#define HELPER_REST_MAX_NS 128000000LL
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Whether a CPU is free for the thread: no task but this one (and the
+ * thread, while it polls) runnable on the others, as /proc/loadavg's count
+ * of runnable tasks said when last read (HELPER_LOOK_NS ago at most).  On a
+ * busy machine the thread would take a CPU from the caller or another
+ * program, and copy no sooner.  Unreadable: not known to be free. */
+static int helper_cpu_free(struct rl_nowait *nw)
+{
+    int64_t now = now_ns();
+    if (now < nw->helper_look_until)
+        return nw->helper_cpu_free;
+    nw->helper_look_until = now + HELPER_LOOK_NS;
+    nw->helper_cpu_free = 0;
+    char text[128];
+    ssize_t n = pread(nw->loadavg_fd, text, sizeof text - 1, 0);
+    if (n <= 0)
+        return 0;
+    text[n] = '\0';
+    unsigned running;
+    if (sscanf(text, "%*s %*s %*s %u/", &running) != 1)
+        return 0;
+    unsigned ours = 1 + !(IO_URING_READ_ONCE(*nw->helper.sq.kflags) & IORING_SQ_NEED_WAKEUP);
+    nw->helper_cpu_free = running <= ours + nw->helper_cpus - 2;
+    return nw->helper_cpu_free;
+}
+
+int rl_nowait_helper_setup(struct rl_nowait *nw)
+{
+    if (nw->helper_state == 0) {
+        nw->helper_state = -1;
+        cpu_set_t cpus;
+        struct io_uring_params p;
+        memset(&p, 0, sizeof p);
+        p.flags = IORING_SETUP_SQPOLL;
+        p.sq_thread_idle = HELPER_IDLE_MS;
+        if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 1 &&
+            (nw->loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC)) >= 0) {
+            int set_up = io_uring_queue_init_params(HELPER_ENTRIES, &nw->helper, &p) == 0;
+            if (set_up && !(p.features & IORING_FEAT_SQPOLL_NONFIXED)) { /* before 5.11: registered files only */
+                io_uring_queue_exit(&nw->helper);
+                set_up = 0;
+            }
+            if (set_up) {
+                io_uring_ring_dontfork(&nw->helper); /* a forked child never reaches it */
+                nw->helper_state = 1;
+                nw->helper_cpus = (unsigned)CPU_COUNT(&cpus);
+                nw->helper_rest_ns = HELPER_REST_MIN_NS;
+            } else {
+                close(nw->loadavg_fd);
+            }
+        }
+    }
+    return nw->helper_state > 0;
+}
+
+/* Whether reads may be handed over now. */
+static int helper_ready(struct rl_nowait *nw)
+{
+    return rl_nowait_helper_setup(nw) &&
+           (nw->helper_always || (now_ns() >= nw->helper_rest_until && helper_cpu_free(nw)));
+}
+
+/* Hands the HELPER_CHUNK reads below *hi to the thread (it has taken every
+ * earlier one, so the SQ has room); returns how many. */
+static size_t helper_hand(struct rl_nowait *nw, int fd, struct rl_nowait_read *reads, size_t *hi)
+{
+    size_t k = 0;
+    struct io_uring_sqe *sqe;
+    for (; k < HELPER_CHUNK && (sqe = io_uring_get_sqe(&nw->helper)) != NULL; k++) {
+        struct rl_nowait_read *r = &reads[--*hi];
+        io_uring_prep_read(sqe, fd, r->buf, (unsigned)r->len, (uint64_t)r->offset);
+        sqe->rw_flags = RWF_NOWAIT;
+        io_uring_sqe_set_data64(sqe, *hi);
+    }
+    io_uring_submit(&nw->helper); /* no system call while the thread polls */
+    return k;
+}
+
+/* One of the thread's reads is done with res: its outcome, as rl_read_nowait's. */
+static int64_t helper_outcome(struct rl_nowait *nw, int fd, struct rl_nowait_read *r, int res)
+{
+    if (res > 0) {
+        VALGRIND_MAKE_MEM_DEFINED(r->buf, (size_t)res); /* the kernel wrote it */
+        if ((size_t)res < r->len) { /* the end of the file, or of what is cached: go on here */
+            int64_t more = rl_read_nowait(nw, fd, (char *)r->buf + res, r->len - (size_t)res, r->offset + res);
+            if (more < 0)
+                return more; /* counted as a miss there */
+            nw->hits--;      /* counted there, and again below */
+            res += (int)more;
+        }
+    } else if (res < 0) {
+        if (res == -EOPNOTSUPP)
+            rl_nowait_refuse(nw, fd);
+        else if (res == -EINVAL)                   /* a kernel whose io_uring has no RWF_NOWAIT read */
+            nw->helper_rest_until = INT64_MAX;
+        nw->misses++;
+        return -EAGAIN;
+    }
+    nw->hits++;
+    nw->helper_hits++;
+    return res;
+}
+
+/* Takes the thread's finished reads (no system call); returns how many.
+ * Called at each handover too, so the CQ never holds more than two chunks. */
+static size_t helper_reap(struct rl_nowait *nw, int fd, struct rl_nowait_read *reads)
+{
+    size_t n = 0;
+    struct io_uring_cqe *cqe;
+    while (io_uring_peek_cqe(&nw->helper, &cqe) == 0) {
+        struct rl_nowait_read *r = &reads[io_uring_cqe_get_data64(cqe)];
+        int res = cqe->res;
+        io_uring_cqe_seen(&nw->helper, cqe);
+        r->result = helper_outcome(nw, fd, r, res);
+        n++;
+    }
+    return n;
+}
+
+/* Waits for the handed reads still out: a short spin (the thread is copying
+ * on another CPU), then sleeping in the ring, which leaves this CPU to it.
+ * Never gives up: the kernel may write their buffers until they complete. */
+static void helper_collect(struct rl_nowait *nw, int fd, struct rl_nowait_read *reads, size_t out)
+{
+    int64_t spin_end = now_ns() + HELPER_SPIN_NS;
+    while ((out -= helper_reap(nw, fd, reads)) > 0) {
+        struct io_uring_cqe *cqe;
+        if (now_ns() >= spin_end)
+            io_uring_wait_cqe(&nw->helper, &cqe); /* -EINTR (a signal): the loop waits again */
+    }
+}
+
+void rl_read_nowait_batch(struct rl_nowait *nw, int fd, struct rl_nowait_read *reads, size_t count)
+{
+    /* O_DIRECT is looked at first: the thread must never be handed a read that goes to the device. */
+    int sharing = count >= HELPER_MIN_BATCH && rl_nowait_enabled(nw, fd) && !rl_nowait_direct(nw, fd) &&
+                  helper_ready(nw);
+    size_t lo = 0, hi = count, out = 0; /* reads in the thread's hands */
+    int handed = 0, woken = 0;
+    int64_t started = sharing ? now_ns() : 0;
+    while (lo < hi) {
+        /* Handovers start once the caller's first read came from the cache: the file takes positional
+         * non-blocking reads (not a pipe, not a file that refuses the flag) and is cached here. */
+        if (sharing && lo > 0 && reads[0].result >= 0 && hi - lo >= 2 * HELPER_CHUNK &&
+            io_uring_sq_ready(&nw->helper) == 0) {
+            if (nw->helper_always || !(IO_URING_READ_ONCE(*nw->helper.sq.kflags) & IORING_SQ_NEED_WAKEUP)) {
+                out -= helper_reap(nw, fd, reads);
+                out += helper_hand(nw, fd, reads, &hi);
+                handed = 1;
+            }
+            else if (!woken) { /* asleep: woken now, it takes reads from its next look on */
+                io_uring_enter(nw->helper.ring_fd, 0, 0, IORING_ENTER_SQ_WAKEUP, NULL);
+                woken = 1;
+            }
+        }
+        struct rl_nowait_read *r = &reads[lo++];
+        r->result = rl_nowait_enabled(nw, fd) ? rl_read_nowait(nw, fd, r->buf, r->len, r->offset) : -EAGAIN;
+    }
+    if (!handed)
+        return;
+    int64_t own_done = now_ns();
+    helper_collect(nw, fd, reads, out);
+    int64_t waited = now_ns() - own_done;
+    if (waited > (own_done - started) / 2) { /* the thread was short of CPU: copy alone for a while */
+        nw->helper_rest_until = now_ns() + nw->helper_rest_ns;
+        if (nw->helper_rest_ns < HELPER_REST_MAX_NS)
+            nw->helper_rest_ns *= 2;
+        nw->helper_good_run = 0;
+    } else if (++nw->helper_good_run == HELPER_GOOD_RUN) {
+        if (nw->helper_rest_ns > HELPER_REST_MIN_NS)
+            nw->helper_rest_ns /= 2;
+        nw->helper_good_run = 0;
+    }
+}
+
+void rl_nowait_helper_exit(struct rl_nowait *nw)
+{
+    if (nw->helper_state > 0) {
+        io_uring_queue_exit(&nw->helper);
+        close(nw->loadavg_fd);
+    }
+    nw->helper_state = -1;
 }
 
 void rl_nowait_forget(struct rl_nowait *nw, int fd)

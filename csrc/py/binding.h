@@ -377,10 +377,11 @@ static inline int op_reads_stream(const OpObject *op)
 /* Whether a read set up (op_take_position, op_kernel_io) goes to the kernel's
  * workers (OpObject.offload). */
 int op_may_offload(OpObject *op);
-/* Queues the reads of a read_many batch whose items are made; a read that
- * cannot be queued ends the batch there (it fails with ENOMEM once the others
- * complete).  Returns how many are in flight. */
-Py_ssize_t op_queue_batch(OpObject *op, const int64_t *offsets);
+/* Reads what the page cache holds of a read_many batch whose items are made
+ * (reads: each item's buffer, size and offset; rl_read_nowait_batch), and
+ * queues the others; a read that cannot be queued ends the batch there (it
+ * fails with ENOMEM once the others complete).  Returns how many are in flight. */
+Py_ssize_t op_queue_batch(OpObject *op, struct rl_nowait_read *reads);
 /* A queued op's offloaded read leaves the offload queue unstarted: it is
  * finished as cancelled (dropped: its future is done).  0 when it was not
  * waiting there. */

@@ -239,6 +239,7 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
      * memory) are never freed, and the kernel cancels them on teardown.
      * Inside a drain, the ring itself waits until the drain is over. */
     rl_ring_exit(&self->ring);
+    rl_nowait_helper_exit(&self->nowait); /* nothing in flight there: a batch waits for its reads */
     /* A mark reaped later (the main ring's exit waits for a drain up the
      * stack) finds quiet gone and leaves it alone. */
     if (self->quiet_state > 0) {
@@ -274,11 +275,12 @@ static PyObject *engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))
     if (self->quiet_state)
         stats_add(&sum, &self->quiet.stats);
     const struct rl_stats *s = &sum;
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsIsIsd}",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsIsIsd}",
                          "submitted", (unsigned long long)s->submitted,
                          "completed", (unsigned long long)s->completed,
                          "completed_inline", (unsigned long long)s->completed_inline,
                          "completed_nowait", (unsigned long long)self->nowait.hits,
+                         "completed_nowait_sqpoll", (unsigned long long)self->nowait.helper_hits,
                          "files_nowait", (unsigned long long)self->files_nowait,
                          "files_chained", (unsigned long long)self->files_chained,
                          "writes_quiet", (unsigned long long)self->writes_quiet,
@@ -324,6 +326,22 @@ static PyObject *engine_restrict_opcodes(EngineObject *self, PyObject *arg)
         return NULL;
     rl_ring_restrict(&self->ring, allowed);
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(engine_sqpoll_always_doc,
+"_sqpoll_always(on, /) -> bool\n\n"
+"A test hook: read_many hands reads to io_uring's SQPOLL thread whatever\n"
+"the machine's load, from the first handover on, asleep or not (the\n"
+"submission wakes it), so that its path is taken on every large batch.\n"
+"Sets the thread up now; False: it cannot be had here.");
+
+static PyObject *engine_sqpoll_always(EngineObject *self, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0 || engine_check(self) < 0)
+        return NULL;
+    self->nowait.helper_always = on;
+    return PyBool_FromLong(rl_nowait_helper_setup(&self->nowait));
 }
 
 static PyObject *engine_get_loop(EngineObject *self, void *Py_UNUSED(closure))
@@ -389,6 +407,9 @@ static PyObject *engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
      * waits in ringlet's queue, in call order, rather than behind all the others in io-wq's. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     self->offload_max = cpus > 1 ? 2 * (unsigned)cpus : 2;
+    /* pread_many's SQPOLL helper reads with IORING_OP_READ: not on a kernel without it (or emulating one). */
+    if (!rl_ring_supports(&self->ring, IORING_OP_READ))
+        self->nowait.helper_state = -1;
     return (PyObject *)self;
 }
 
@@ -432,6 +453,7 @@ static void engine_dealloc(EngineObject *self)
         if (self->quiet_state > 0)
             rl_ring_exit(&self->quiet);
         rl_ring_exit(&self->ring);
+        rl_nowait_helper_exit(&self->nowait);
     }
     rl_bounce_clear(&self->bounce_pool);
     rl_nowait_free(&self->nowait);
@@ -481,6 +503,7 @@ static PyMethodDef engine_methods[] = {
     {"fileno", (PyCFunction)engine_fileno, METH_NOARGS, engine_fileno_doc},
     {"supports", (PyCFunction)engine_supports, METH_O, engine_supports_doc},
     {"_restrict_opcodes", (PyCFunction)engine_restrict_opcodes, METH_O, engine_restrict_opcodes_doc},
+    {"_sqpoll_always", (PyCFunction)engine_sqpoll_always, METH_O, engine_sqpoll_always_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -532,9 +532,11 @@ PyObject *engine_copy(EngineObject *self, PyObject *args, PyObject *kwargs)
 
 const char engine_read_many_doc[] =
 "read_many(fd, requests, /) -> Future[list[bytes]]\n\n"
-"Positional reads [(size, offset), ...] submitted as one batch (one\n"
-"io_uring_enter); the result lists the bytes in request order.  If any read\n"
-"fails, the first error is raised once all of them have completed.";
+"Positional reads [(size, offset), ...]: those the page cache holds read at\n"
+"once (with 16 or more, part of them by io_uring's SQPOLL thread on an idle\n"
+"CPU), the others submitted as one batch (one io_uring_enter); the result\n"
+"lists the bytes in request order.  If any read fails, the first error is\n"
+"raised once all of them have completed.";
 
 static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args, Py_ssize_t nargs,
                                        int want_future)
@@ -547,6 +549,7 @@ static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args
     Py_ssize_t count;
     Py_ssize_t *sizes;
     int64_t *offsets;
+    struct rl_nowait_read *reads = NULL;
     if (parse_int(args[0], "fd", &fd) < 0 || parse_requests(args[1], &count, &sizes, &offsets) < 0)
         return NULL;
     OpObject *op = engine_check(self) < 0 ? NULL : op_new(self, OP_BATCH, "read_many");
@@ -560,18 +563,26 @@ static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args
         PyErr_NoMemory();
         goto error;
     }
-    for (Py_ssize_t i = 0; i < count; i++)
+    reads = PyMem_Calloc(count ? count : 1, sizeof *reads);
+    if (reads == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
         if ((op->u.batch.items[i] = PyBytes_FromStringAndSize(NULL, sizes[i])) == NULL)
             goto error;
+        reads[i] = (struct rl_nowait_read){PyBytes_AS_STRING(op->u.batch.items[i]), (size_t)sizes[i], offsets[i], 0};
+    }
     /* Every request checked and every bytes made: a bad one queued nothing. */
     forget_callers_descriptor(self, fd, want_future);
     Py_ssize_t pending = 0;
     if (op_hold_fd(op) < 0)
         op->u.batch.error = -ENOMEM;
     else
-        pending = op_queue_batch(op, offsets);
+        pending = op_queue_batch(op, reads);
     PyMem_Free(sizes);
     PyMem_Free(offsets);
+    PyMem_Free(reads);
     if (pending == 0) /* empty, all from the page cache, or nothing could be queued */
         return op_finish_now(op, op->u.batch.error, want_future);
     return op_launch(op, 0, want_future);
@@ -579,6 +590,7 @@ static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args
 error:
     PyMem_Free(sizes);
     PyMem_Free(offsets);
+    PyMem_Free(reads);
     Py_XDECREF(op);
     return NULL;
 }

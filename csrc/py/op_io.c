@@ -429,18 +429,20 @@ static void op_batch_part_complete(struct rl_cell *cell)
         op_finish(op, op->u.batch.error);
 }
 
-Py_ssize_t op_queue_batch(OpObject *op, const int64_t *offsets)
+Py_ssize_t op_queue_batch(OpObject *op, struct rl_nowait_read *reads)
 {
+    EngineObject *engine = op->engine;
+    rl_read_nowait_batch(&engine->nowait, op->fd, reads, (size_t)op->u.batch.count);
     for (Py_ssize_t i = 0; i < op->u.batch.count; i++) {
         struct batch_part *part = &op->u.batch.parts[i];
         part->cell.on_complete = op_batch_part_complete;
         part->op = op;
         part->index = i;
-        part->offset = offsets[i];
+        part->offset = reads[i].offset;
         PyObject *item = op->u.batch.items[i];
-        int64_t cached = engine_read_nowait(op->engine, op->fd, PyBytes_AS_STRING(item),
-                                            (size_t)PyBytes_GET_SIZE(item), offsets[i]);
+        int64_t cached = reads[i].result;
         if (cached >= 0) { /* from the page cache, at once: this part needs no ring */
+            engine_count_nowait(engine);
             if (cached < PyBytes_GET_SIZE(item) && _PyBytes_Resize(&op->u.batch.items[i], cached) < 0) {
                 PyErr_Clear(); /* as op_batch_part_complete does */
                 op->u.batch.items[i] = PyBytes_FromStringAndSize(NULL, 0);
@@ -449,8 +451,8 @@ Py_ssize_t op_queue_batch(OpObject *op, const int64_t *offsets)
             }
             continue;
         }
-        int queued = rl_op_read(&op->engine->ring, &part->cell, op->fd, PyBytes_AS_STRING(item),
-                                (unsigned)PyBytes_GET_SIZE(item), offsets[i]);
+        int queued = rl_op_read(&engine->ring, &part->cell, op->fd, PyBytes_AS_STRING(item),
+                                (unsigned)PyBytes_GET_SIZE(item), reads[i].offset);
         if (queued < 0) {
             /* The reads already queued are in flight: the batch ends with ENOMEM once they complete. */
             op->u.batch.error = queued;

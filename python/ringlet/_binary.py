@@ -549,8 +549,10 @@ class AsyncFile(FileBase[bytes]):
 
     async def pread_many(self, requests: Iterable[Tuple[int, int]]) -> List[bytes]:
         """Read each (size, offset) of requests positionally, all in one
-        submission; return the bytes of each, in order.  The file position
-        does not change."""
+        call; return the bytes of each, in order.  The file position does not
+        change.  What the page cache holds is read at once (with a large
+        batch, part of it by io_uring's SQPOLL thread on an idle CPU), the
+        rest goes to the kernel in one submission."""
         fd = self._reading_fd()
         self._require_position()
         if self._align:  # O_DIRECT reads are batched per loop tick anyway

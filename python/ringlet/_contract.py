@@ -82,7 +82,7 @@ def opcode_name(op: int) -> str:
 # ---------------------------------------------------------------------------
 
 # The keys of Engine.stats(), in display order.
-STATS_KEYS = ("submitted", "completed", "completed_inline", "completed_nowait", "files_nowait", "files_chained",
+STATS_KEYS = ("submitted", "completed", "completed_inline", "completed_nowait", "completed_nowait_sqpoll", "files_nowait", "files_chained",
               "writes_quiet", "deferred", "cancelled", "enter_calls", "ops_per_enter", "in_flight", "peak_in_flight",
               "overflowed")
 

@@ -66,6 +66,8 @@ class Engine:
     # Test hook (emulating an older kernel): supports() is False from now on
     # for every opcode not in opcodes.
     def _restrict_opcodes(self, opcodes: Iterable[int], /) -> None: ...
+    # Test hook: read_many hands reads to the SQPOLL thread whatever the load.
+    def _sqpoll_always(self, on: bool, /) -> bool: ...
 
 class Op:
     """One operation in flight: the cell that holds its state until the kernel completes it."""

@@ -47,6 +47,7 @@ _LABELS = {
     "completed": ("completed", "completions reaped in C"),
     "completed_inline": ("completed inline", "finished inside the submitting io_uring_enter"),
     "completed_nowait": ("completed without the ring", "of those, served at once from the page cache (RWF_NOWAIT)"),
+    "completed_nowait_sqpoll": ("copied on another core", "of those, pread_many reads copied by io_uring's SQPOLL thread"),
     "files_nowait": ("files read without the ring", "read_file: open, reads and close on the loop thread, none waiting"),
     "files_chained": ("files written in one kernel chain", "write_file: open, write and close linked, run by one kernel worker"),
     "writes_quiet": ("copy writes reaped quietly", "copy: writes on a ring that wakes nobody, reaped behind one that does"),
@@ -60,7 +61,7 @@ _LABELS = {
 }
 _ROWS = tuple((key, *_LABELS[key]) for key in STATS_KEYS)
 
-_COUNTERS = ("submitted", "completed", "completed_inline", "completed_nowait", "files_nowait", "files_chained",
+_COUNTERS = ("submitted", "completed", "completed_inline", "completed_nowait", "completed_nowait_sqpoll", "files_nowait", "files_chained",
              "writes_quiet", "deferred", "cancelled", "enter_calls", "overflowed")
 
 

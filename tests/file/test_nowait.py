@@ -303,3 +303,124 @@ def test_preadinto_fills_the_buffer_as_os_preadv_and_is_a_coroutine(ringlet, run
     want = (want_counts, [bytes(b) for b in want_bufs], 0)
     assert want_counts == [100, 7, 10, 0] and want[1][0] == data[50:150]
     assert run(main()) == [want, want]
+
+
+# --------------------------------------------------------------------------
+# pread_many's second core: io_uring's SQPOLL thread copies part of a batch
+# --------------------------------------------------------------------------
+
+
+def _sqpoll_always(engine):
+    """Make every large batch hand reads to the SQPOLL thread, whatever the
+    machine's load (the tests run with both cores busy), or skip."""
+    if not engine._sqpoll_always(True):
+        pytest.skip("io_uring's SQPOLL thread cannot be had here (one CPU, /proc/loadavg unreadable, a ring "
+                    "without IORING_OP_READ (an older kernel, or one emulated), or IORING_SETUP_SQPOLL refused)")
+
+
+def _sqpoll_threads():
+    """The thread ids of this process's SQPOLL threads (Linux names them iou-sqp-<pid>)."""
+    tids = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if f.read().startswith("iou-sqp"):
+                    tids.add(tid)
+        except FileNotFoundError:  # the thread ended meanwhile
+            pass
+    return tids
+
+
+async def _batch_with_sqpoll(ringlet, path, requests, advice=os.POSIX_FADV_NORMAL):
+    """f.pread_many(requests) with the SQPOLL thread always asked, on a
+    descriptor given advice: (the bytes, the engine's stats before, after)."""
+    engine = ringlet.get_engine()
+    _sqpoll_always(engine)
+    async with ringlet.open(path, "rb") as f:
+        os.posix_fadvise(f.fileno(), 0, 0, advice)
+        s0 = engine.stats()
+        got = await f.pread_many(requests)
+        s1 = engine.stats()
+    return got, s0, s1
+
+
+def test_a_cached_batch_is_shared_with_the_sqpoll_thread(ringlet, run, require_io_uring, make_file):
+    """The thread takes reads from the back of the batch (here the last ones:
+    one across the end of the file, one past it, one of 0 bytes); every read
+    is served from the page cache, none by the ring, in request order."""
+    path, data = make_file(1 << 20)
+    with open(path, "rb") as f:
+        f.read()  # in the page cache
+    size = len(data)
+    requests = [(4096, (i * 7919 * 4096 + i * 13) % (size - 4096)) for i in range(100)]
+    requests += [(5000, size - 100), (10, size + 5000), (0, 8), (4096, size - 4096)]
+
+    got, s0, s1 = run(_batch_with_sqpoll(ringlet, path, requests))
+    assert got == [data[off:off + n] for n, off in requests]
+    assert s1["completed_nowait"] - s0["completed_nowait"] == len(requests)
+    shared = s1["completed_nowait_sqpoll"] - s0["completed_nowait_sqpoll"]
+    assert 8 <= shared <= len(requests) - 1  # a chunk at least; never the caller's first read
+    assert s1["enter_calls"] == s0["enter_calls"]  # the ring was not entered
+
+
+def test_reads_the_sqpoll_thread_finds_uncached_go_to_the_ring(ringlet, run, require_io_uring, make_file):
+    """A read handed to the thread whose pages are not cached is refused
+    there (RWF_NOWAIT: the thread never waits for the device) and completed
+    by the ring, as the caller's own misses are."""
+    path, data = make_file(32 << 20)
+    resident = _drop_from_page_cache(path)
+    # The first read must be cached (handovers begin after a first hit); the
+    # others are 256 KiB apart, none of them still cached.
+    offsets = [i * (256 << 10) + 4096 for i in range(1, 128) if not resident[(i * (256 << 10) + 4096) // 4096]]
+    if len(offsets) < 64 or resident[1] or sum(resident) > len(resident) // 2:
+        pytest.skip(f"this file system keeps the pages after POSIX_FADV_DONTNEED ({sum(resident)} of "
+                    f"{len(resident)} still cached)")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # the first page only
+        assert os.pread(fd, 4096, 0) == data[:4096]
+    finally:
+        os.close(fd)
+    if _resident_pages(path)[1]:
+        pytest.skip("the file system read the second page in with the first")
+    # The last read (the thread's first) has its first page cached and its
+    # second not: the thread's short count must not be taken for the end of the file.
+    requests = [(4096, 0)] + [(4096, off) for off in offsets[:64]] + [(8192, 0)]
+
+    # No readahead into the next offsets.
+    got, s0, s1 = run(_batch_with_sqpoll(ringlet, path, requests, os.POSIX_FADV_RANDOM))
+    assert got == [data[off:off + n] for n, off in requests]
+    # Only the last read may have come from the cache: its second page, which
+    # the thread's refusal started reading in, may be there when the caller
+    # goes on with it.  Every other read but the first was refused.
+    shared = s1["completed_nowait_sqpoll"] - s0["completed_nowait_sqpoll"]
+    nowait = s1["completed_nowait"] - s0["completed_nowait"]
+    by_ring = (s1["submitted"] - s0["submitted"]) - nowait
+    assert shared in (0, 1) and nowait == 1 + shared and by_ring >= len(requests) - nowait
+
+
+def test_the_sqpoll_thread_ends_with_its_engine(ringlet, run, require_io_uring, make_file):
+    """shutdown() lets the thread go: no kernel thread is left behind."""
+    import time
+
+    path, data = make_file(256 << 10)
+    before = _sqpoll_threads()  # earlier engines' threads may still be ending
+
+    async def main():
+        engine = ringlet.get_engine()
+        _sqpoll_always(engine)
+        async with ringlet.open(path, "rb") as f:
+            got = await f.pread_many([(4096, i * 4096) for i in range(64)])
+        ours = _sqpoll_threads() - before
+        engine.shutdown()
+        with pytest.raises(RuntimeError, match="closed"):
+            engine._sqpoll_always(True)
+        return got, ours
+
+    got, ours = run(main())
+    assert got == [data[i * 4096:(i + 1) * 4096] for i in range(64)]
+    assert len(ours) == 1
+    deadline = time.monotonic() + 10  # the kernel ends the thread after the ring's teardown
+    while ours & _sqpoll_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not ours & _sqpoll_threads()

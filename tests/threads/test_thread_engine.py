@@ -30,8 +30,8 @@ def test_thread_engine_has_the_c_engine_interface():
     from ringlet import _ringlet
     from ringlet._threads import ThreadEngine
 
-    # the C engine's own loop hooks (call_soon'd, and the reader callback's drain) and test hook
-    internal = {"_flush", "_tick", "_wake", "_drain_and_wake", "_restrict_opcodes"}
+    # the C engine's own loop hooks (call_soon'd, and the reader callback's drain) and test hooks
+    internal = {"_flush", "_tick", "_wake", "_drain_and_wake", "_restrict_opcodes", "_sqpoll_always"}
     wanted = {name for name in dir(_ringlet.Engine) if not name.startswith("__")} - internal
     missing = sorted(name for name in wanted if not hasattr(ThreadEngine, name))
     assert not missing, missing

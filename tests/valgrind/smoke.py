@@ -69,6 +69,17 @@ async def main() -> None:
             buf = bytearray(1000)
             assert await f.preadinto(buf, 12345) == 1000 and bytes(buf) == data[12345:13345]
             assert await f.read(10) == data[:10] and await f.read(10) == data[10:20]
+        with open(p, "rb") as cached:
+            cached.read()
+        engine = ringlet.get_engine()
+        sqpoll = engine._sqpoll_always(True)  # the SQPOLL thread copies part of each large batch
+        shared = engine.stats()["completed_nowait_sqpoll"]
+        async with ringlet.open(p, "rb") as f:
+            requests = [(4096 + i, i * 40_000) for i in range(48)] + [(5000, len(data) - 100)]
+            assert await f.pread_many(requests) == [data[o:o + n] for n, o in requests]
+        shared = engine.stats()["completed_nowait_sqpoll"] - shared
+        assert shared >= 8 if sqpoll else shared == 0, shared
+        print("valgrind smoke: the SQPOLL thread copied", shared, "reads" if sqpoll else "(not to be had here)")
         async with ringlet.open(p, "rb", direct=True) as f:
             assert await f.pread(8192, 4096) == data[4096:12288]
 

@@ -439,6 +439,7 @@ class EngineCore:
             "completed": self._completed_count,
             "completed_inline": self._inline,
             "completed_nowait": 0,  # no non-blocking attempt: every read goes to a worker
+            "completed_nowait_sqpoll": 0,
             "files_nowait": 0,
             "files_chained": 0,  # write_file opens, writes and closes in turn
             "writes_quiet": 0,  # copy's writes each wake the loop
