@@ -156,6 +156,68 @@ static int helper_cpu_free(struct rl_nowait *nw)
     return nw->helper_cpu_free;
 }
 
+/* Reads up to two numbers from a file of a cgroup (root: where its
+ * hierarchy is mounted; group: this process's group in it); how many. */
+static int cgroup_read(const char *root, const char *group, const char *name, long long *a, long long *b)
+{
+    char path[4200];
+    if (snprintf(path, sizeof path, "%s%s/%s", root, group, name) >= (int)sizeof path)
+        return 0;
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return 0;
+    int n = fscanf(f, "%lld %lld", a, b);
+    fclose(f);
+    return n < 0 ? 0 : n;
+}
+
+/* Whether a comma-separated list holds word. */
+static int list_has(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; p != NULL; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (strncmp(p, word, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
+
+/* The CPUs a cgroup CPU limit of this process's own group grants it
+ * (cgroup v2's cpu.max, v1's cpu.cfs_quota_us over cpu.cfs_period_us, at
+ * the usual mount points): a container's --cpus, a pod's limit.  0: no
+ * limit, or none that could be read. */
+static double cgroup_cpu_limit(void)
+{
+    static const char *const v2_roots[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
+    static const char *const v1_roots[] = {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"};
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    if (f == NULL)
+        return 0;
+    char line[4096];
+    double limit = 0;
+    while (limit == 0 && fgets(line, sizeof line, f)) { /* "id:controllers:group" */
+        char *controllers = strchr(line, ':');
+        char *group = controllers ? strchr(controllers + 1, ':') : NULL;
+        if (group == NULL)
+            continue;
+        *controllers++ = '\0';
+        *group++ = '\0';
+        group[strcspn(group, "\n")] = '\0';
+        long long quota, period, unused;
+        for (int i = 0; i < 2 && limit == 0; i++) {
+            if (*controllers == '\0') { /* v2: "max 100000" has no limit */
+                if (cgroup_read(v2_roots[i], group, "cpu.max", &quota, &period) == 2 && quota > 0 && period > 0)
+                    limit = (double)quota / (double)period;
+            } else if (list_has(controllers, "cpu")) {
+                if (cgroup_read(v1_roots[i], group, "cpu.cfs_quota_us", &quota, &unused) == 1 && quota > 0 &&
+                    cgroup_read(v1_roots[i], group, "cpu.cfs_period_us", &period, &unused) == 1 && period > 0)
+                    limit = (double)quota / (double)period; /* a quota of -1 has no limit */
+            }
+        }
+    }
+    fclose(f);
+    return limit;
+}
+
 int rl_nowait_helper_setup(struct rl_nowait *nw)
 {
     if (nw->helper_state == 0) {
@@ -165,7 +227,8 @@ int rl_nowait_helper_setup(struct rl_nowait *nw)
         memset(&p, 0, sizeof p);
         p.flags = IORING_SETUP_SQPOLL;
         p.sq_thread_idle = HELPER_IDLE_MS;
-        if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 1 &&
+        double limit = cgroup_cpu_limit(); /* under two CPUs the thread would spend the caller's quota */
+        if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 1 && (limit == 0 || limit >= 2) &&
             (nw->loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC)) >= 0) {
             int set_up = io_uring_queue_init_params(HELPER_ENTRIES, &nw->helper, &p) == 0;
             if (set_up && !(p.features & IORING_FEAT_SQPOLL_NONFIXED)) { /* before 5.11: registered files only */

@@ -424,3 +424,64 @@ def test_the_sqpoll_thread_ends_with_its_engine(ringlet, run, require_io_uring, 
     while ours & _sqpoll_threads() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not ours & _sqpoll_threads()
+
+
+def _cpu_cgroup(tmp_name):
+    """A new cgroup of the CPU controller (v1, or v2 with cpu in the root's
+    subtree_control): (its directory, the file a quota goes in, how a quota
+    of n CPUs is written), or a skip with the reason."""
+    import uuid
+
+    name = f"ringlet-test-{tmp_name}-{uuid.uuid4().hex[:8]}"
+    for root, quota_file, quota_of in [
+            ("/sys/fs/cgroup/cpu", "cpu.cfs_quota_us", lambda n: f"{int(n * 100_000)}"),
+            ("/sys/fs/cgroup", "cpu.max", lambda n: f"{int(n * 100_000)} 100000")]:
+        if not os.path.exists(os.path.join(root, quota_file if root.endswith("/cpu") else "cgroup.controllers")):
+            continue
+        if root == "/sys/fs/cgroup":
+            with open(os.path.join(root, "cgroup.subtree_control")) as f:
+                if "cpu" not in f.read().split():
+                    continue
+        group = os.path.join(root, name)
+        try:
+            os.mkdir(group)
+        except OSError as exc:
+            pytest.skip(f"cannot make a cgroup under {root}: {exc}")
+        return group, quota_file, quota_of
+    pytest.skip("no cgroup hierarchy with the CPU controller to make a group in")
+
+
+def _sqpoll_in_child(procs=None):
+    """Whether a new process (in the cgroup whose cgroup.procs is procs, if
+    given) can have the SQPOLL thread: _sqpoll_always's answer."""
+    import subprocess
+
+    from conftest import child_env
+
+    child = ("import asyncio, os\n"
+             f"if {procs!r}: open({procs!r}, 'w').write(str(os.getpid()))\n"
+             "import ringlet\n"
+             "async def main():\n"
+             "    return ringlet.get_engine()._sqpoll_always(True)\n"
+             "print(asyncio.run(main()))\n")
+    out = subprocess.run([sys.executable, "-c", child], env=child_env(RINGLET_BACKEND="io_uring"),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return {"True": True, "False": False}[out.stdout.strip()]
+
+
+@pytest.mark.parametrize("limit, wanted", [(1.0, False), (1.5, False), (2.0, True)])
+def test_no_sqpoll_thread_under_a_cgroup_limit_below_two_cpus(require_io_uring, tmp_path, limit, wanted):
+    """In a container limited to fewer than two CPUs (--cpus, a pod's limit)
+    the thread would spend the caller's quota, not an idle CPU: it is not set
+    up.  With two CPUs' quota it is."""
+    if not _sqpoll_in_child():
+        pytest.skip("io_uring's SQPOLL thread cannot be had here at all")
+    group, quota_file, quota_of = _cpu_cgroup(tmp_path.name[:20])
+    try:
+        with open(os.path.join(group, quota_file), "w") as f:
+            f.write(quota_of(limit))
+        got = _sqpoll_in_child(os.path.join(group, "cgroup.procs"))
+    finally:
+        os.rmdir(group)  # empty again: the child has exited
+    assert got is wanted
