@@ -116,11 +116,11 @@ enum {
 };
 #define HELPER_LOOK_NS 10000000LL     /* /proc/loadavg is read at most every 10 ms (~3 us a read) */
 #define HELPER_SPIN_NS 20000           /* then the caller sleeps, leaving its CPU to the thread */
-/* After a batch that waited for the thread, no handovers for a while: 1 ms,
+/* After a batch that waited for the thread (it got no CPU in time: what the
+ * load check, helper_cpu_free, missed), no handovers for a while: 1 ms,
  * doubled at each such batch up to 128 ms, halved after HELPER_GOOD_RUN
- * batches in a row that did not wait.  On a busy machine a third of the
- * batches wait, each for a scheduler's turn (~0.2-0.7 ms, the saving of ten
- * batches or more), so there the thread is seldom asked. */
+ * batches in a row that did not wait.  Such a wait is a scheduler's turn
+ * (~0.2-0.7 ms here), the saving of ten batches or more. */
 #define HELPER_REST_MIN_NS 1000000LL
 #define HELPER_REST_MAX_NS 128000000LL
 
@@ -342,8 +342,7 @@ void rl_read_nowait_batch(struct rl_nowait *nw, int fd, struct rl_nowait_read *r
                 out -= helper_reap(nw, fd, reads);
                 out += helper_hand(nw, fd, reads, &hi);
                 handed = 1;
-            }
-            else if (!woken) { /* asleep: woken now, it takes reads from its next look on */
+            } else if (!woken) { /* asleep: woken now, it takes reads from its next look on */
                 io_uring_enter(nw->helper.ring_fd, 0, 0, IORING_ENTER_SQ_WAKEUP, NULL);
                 woken = 1;
             }

@@ -326,7 +326,7 @@ def _sqpoll_threads():
             with open(f"/proc/self/task/{tid}/comm") as f:
                 if f.read().startswith("iou-sqp"):
                     tids.add(tid)
-        except FileNotFoundError:  # the thread ended meanwhile
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
             pass
     return tids
 
