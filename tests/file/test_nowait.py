@@ -390,13 +390,14 @@ def test_reads_the_sqpoll_thread_finds_uncached_go_to_the_ring(ringlet, run, req
     # No readahead into the next offsets.
     got, s0, s1 = run(_batch_with_sqpoll(ringlet, path, requests, os.POSIX_FADV_RANDOM))
     assert got == [data[off:off + n] for n, off in requests]
-    # Only the last read may have come from the cache: its second page, which
-    # the thread's refusal started reading in, may be there when the caller
-    # goes on with it.  Every other read but the first was refused.
+    # Of the thread's reads only the last may count as copied: its second
+    # page, which the thread's refusal started reading in, may be there when
+    # the caller goes on with it.  What was not read at once went to the ring.
     shared = s1["completed_nowait_sqpoll"] - s0["completed_nowait_sqpoll"]
     nowait = s1["completed_nowait"] - s0["completed_nowait"]
     by_ring = (s1["submitted"] - s0["submitted"]) - nowait
-    assert shared in (0, 1) and nowait == 1 + shared and by_ring >= len(requests) - nowait
+    assert shared in (0, 1)
+    assert 1 + shared <= nowait < len(requests) // 2 and by_ring >= len(requests) - nowait
 
 
 def test_the_sqpoll_thread_ends_with_its_engine(ringlet, run, require_io_uring, make_file):
