@@ -274,16 +274,7 @@ static size_t helper_hand(struct rl_nowait *nw, int fd, struct rl_nowait_read *r
 /* One of the thread's reads is done with res: its outcome, as rl_read_nowait's. */
 static int64_t helper_outcome(struct rl_nowait *nw, int fd, struct rl_nowait_read *r, int res)
 {
-    if (res > 0) {
-        VALGRIND_MAKE_MEM_DEFINED(r->buf, (size_t)res); /* the kernel wrote it */
-        if ((size_t)res < r->len) { /* the end of the file, or of what is cached: go on here */
-            int64_t more = rl_read_nowait(nw, fd, (char *)r->buf + res, r->len - (size_t)res, r->offset + res);
-            if (more < 0)
-                return more; /* counted as a miss there */
-            nw->hits--;      /* counted there, and again below */
-            res += (int)more;
-        }
-    } else if (res < 0) {
+    if (res < 0) {
         if (res == -EOPNOTSUPP)
             rl_nowait_refuse(nw, fd);
         else if (res == -EINVAL)                   /* a kernel whose io_uring has no RWF_NOWAIT read */
@@ -291,7 +282,15 @@ static int64_t helper_outcome(struct rl_nowait *nw, int fd, struct rl_nowait_rea
         nw->misses++;
         return -EAGAIN;
     }
-    nw->hits++;
+    VALGRIND_MAKE_MEM_DEFINED(r->buf, (size_t)res); /* the kernel wrote it */
+    if (res > 0 && (size_t)res < r->len) { /* the end of the file, or of what is cached: go on here */
+        int64_t more = rl_read_nowait(nw, fd, (char *)r->buf + res, r->len - (size_t)res, r->offset + res);
+        if (more < 0)
+            return more; /* counted as a miss there */
+        res += (int)more; /* and as a hit */
+    } else {
+        nw->hits++;
+    }
     nw->helper_hits++;
     return res;
 }
@@ -354,9 +353,9 @@ void rl_read_nowait_batch(struct rl_nowait *nw, int fd, struct rl_nowait_read *r
         return;
     int64_t own_done = now_ns();
     helper_collect(nw, fd, reads, out);
-    int64_t waited = now_ns() - own_done;
-    if (waited > (own_done - started) / 2) { /* the thread was short of CPU: copy alone for a while */
-        nw->helper_rest_until = now_ns() + nw->helper_rest_ns;
+    int64_t collected = now_ns();
+    if (collected - own_done > (own_done - started) / 2) { /* the thread was short of CPU: copy alone a while */
+        nw->helper_rest_until = collected + nw->helper_rest_ns;
         if (nw->helper_rest_ns < HELPER_REST_MAX_NS)
             nw->helper_rest_ns *= 2;
         nw->helper_good_run = 0;

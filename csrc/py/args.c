@@ -107,10 +107,9 @@ int path_check(PyObject *path)
     return 0;
 }
 
-int parse_requests(PyObject *requests, Py_ssize_t *count, Py_ssize_t **sizes, int64_t **offsets)
+int parse_requests(PyObject *requests, Py_ssize_t *count, struct rl_nowait_read **reads)
 {
-    *sizes = NULL;
-    *offsets = NULL;
+    *reads = NULL;
     /* A tuple of our own: a list could be changed by the __index__ of one of
      * its numbers while it is walked (the walk would read past its end). */
     PyObject *iter = PyObject_GetIter(requests);
@@ -124,9 +123,8 @@ int parse_requests(PyObject *requests, Py_ssize_t *count, Py_ssize_t **sizes, in
     if (own == NULL)
         return -1;
     Py_ssize_t n = PyTuple_GET_SIZE(own);
-    *sizes = PyMem_Calloc(n ? n : 1, sizeof(Py_ssize_t));
-    *offsets = PyMem_Calloc(n ? n : 1, sizeof(int64_t));
-    if (*sizes == NULL || *offsets == NULL) {
+    *reads = PyMem_Calloc(n ? n : 1, sizeof **reads);
+    if (*reads == NULL) {
         PyErr_NoMemory();
         goto error;
     }
@@ -144,8 +142,8 @@ int parse_requests(PyObject *requests, Py_ssize_t *count, Py_ssize_t **sizes, in
             PyErr_Format(PyExc_ValueError, "requests[%zd]: size and offset must be >= 0", i);
             goto error;
         }
-        (*sizes)[i] = (size_t)size > RL_MAX_RW ? (Py_ssize_t)RL_MAX_RW : size;
-        (*offsets)[i] = offset;
+        (*reads)[i].len = (size_t)size > RL_MAX_RW ? RL_MAX_RW : (size_t)size;
+        (*reads)[i].offset = offset;
     }
     Py_DECREF(own);
     *count = n;
@@ -153,10 +151,8 @@ int parse_requests(PyObject *requests, Py_ssize_t *count, Py_ssize_t **sizes, in
 
 error:
     Py_DECREF(own);
-    PyMem_Free(*sizes);
-    PyMem_Free(*offsets);
-    *sizes = NULL;
-    *offsets = NULL;
+    PyMem_Free(*reads);
+    *reads = NULL;
     return -1;
 }
 

@@ -529,7 +529,8 @@ int path_check(PyObject *path);
 int parse_opcodes(PyObject *opcodes, uint64_t allowed[4]);
 /* read_many's [(size, offset), ...]: read from a private copy, so that no
  * __index__ can change the sequence while it is walked.  Sizes are capped at
- * RL_MAX_RW.  *sizes and *offsets are PyMem arrays of *count the caller frees. */
-int parse_requests(PyObject *requests, Py_ssize_t *count, Py_ssize_t **sizes, int64_t **offsets);
+ * RL_MAX_RW.  *reads is a PyMem array of *count the caller frees, with each
+ * read's len and offset set (its buf is the caller's to fill). */
+int parse_requests(PyObject *requests, Py_ssize_t *count, struct rl_nowait_read **reads);
 
 #endif

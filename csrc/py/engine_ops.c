@@ -547,10 +547,8 @@ static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args
         return NULL;
     }
     Py_ssize_t count;
-    Py_ssize_t *sizes;
-    int64_t *offsets;
-    struct rl_nowait_read *reads = NULL;
-    if (parse_int(args[0], "fd", &fd) < 0 || parse_requests(args[1], &count, &sizes, &offsets) < 0)
+    struct rl_nowait_read *reads;
+    if (parse_int(args[0], "fd", &fd) < 0 || parse_requests(args[1], &count, &reads) < 0)
         return NULL;
     OpObject *op = engine_check(self) < 0 ? NULL : op_new(self, OP_BATCH, "read_many");
     if (op == NULL)
@@ -563,15 +561,10 @@ static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args
         PyErr_NoMemory();
         goto error;
     }
-    reads = PyMem_Calloc(count ? count : 1, sizeof *reads);
-    if (reads == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
     for (Py_ssize_t i = 0; i < count; i++) {
-        if ((op->u.batch.items[i] = PyBytes_FromStringAndSize(NULL, sizes[i])) == NULL)
+        if ((op->u.batch.items[i] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)reads[i].len)) == NULL)
             goto error;
-        reads[i] = (struct rl_nowait_read){PyBytes_AS_STRING(op->u.batch.items[i]), (size_t)sizes[i], offsets[i], 0};
+        reads[i].buf = PyBytes_AS_STRING(op->u.batch.items[i]);
     }
     /* Every request checked and every bytes made: a bad one queued nothing. */
     forget_callers_descriptor(self, fd, want_future);
@@ -580,16 +573,12 @@ static PyObject *engine_read_many_impl(EngineObject *self, PyObject *const *args
         op->u.batch.error = -ENOMEM;
     else
         pending = op_queue_batch(op, reads);
-    PyMem_Free(sizes);
-    PyMem_Free(offsets);
     PyMem_Free(reads);
     if (pending == 0) /* empty, all from the page cache, or nothing could be queued */
         return op_finish_now(op, op->u.batch.error, want_future);
     return op_launch(op, 0, want_future);
 
 error:
-    PyMem_Free(sizes);
-    PyMem_Free(offsets);
     PyMem_Free(reads);
     Py_XDECREF(op);
     return NULL;
