@@ -860,7 +860,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                 value = median_of(results[k], field)
                 if value is not None:
                     extra += "  " + fmt.format(value)
-            print(f"  {k:18s} {figure if figure is None else round(figure, 3)}{extra}")
+            rounds = " ".join((f"{r['value']:,.0f}" if r["value"] >= 100 else f"{r['value']:.3g}")
+                              if r.get("status") == "ok" else "-" for r in results[k])
+            print(f"  {k:18s} {figure if figure is None else round(figure, 3)}{extra}  (by round: {rounds})")
         for mine, ref, goal in sc.get("goals", []):
             ref_name = ref
             if ref == "caio":  # caio's best context in this run
