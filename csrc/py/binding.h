@@ -43,6 +43,7 @@ typedef struct {
     PyTypeObject *OutcomeType;
     PyTypeObject *SlotMethodType;
     PyTypeObject *ReadAheadStepType;
+    PyObject *spare_step;       /* a finished ReadAheadStep, handed out again when nobody holds it (readahead.c) */
     PyObject *stat_result;      /* os.stat_result */
     PyObject *str_create_future, *str_set_result, *str_set_exception;
     PyObject *kwnames_loop;     /* ("loop",): Future(loop=loop) by vectorcall */

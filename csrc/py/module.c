@@ -241,6 +241,7 @@ static int ringlet_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->OutcomeType);
     Py_VISIT(st->SlotMethodType);
     Py_VISIT(st->ReadAheadStepType);
+    Py_VISIT(st->spare_step);
     Py_VISIT(st->stat_result);
     Py_VISIT(st->resolve_later);
     Py_VISIT(st->CancelledError);
@@ -256,6 +257,7 @@ static int ringlet_clear(PyObject *module)
     Py_CLEAR(st->ReadyType);
     Py_CLEAR(st->OutcomeType);
     Py_CLEAR(st->SlotMethodType);
+    Py_CLEAR(st->spare_step);
     Py_CLEAR(st->ReadAheadStepType);
     Py_CLEAR(st->stat_result);
     Py_CLEAR(st->str_create_future);

@@ -134,6 +134,18 @@ static int take_text(PyObject *file, SlotMethodObject *m, Py_ssize_t want, PyObj
     return 1;
 }
 
+/* The step gave its answer (or its error): it lets go of the file and
+ * becomes the module's spare, which the next call takes once nobody else
+ * holds it (read_ahead_method_call): no allocation, GC link and free a
+ * line. */
+static void read_ahead_step_finished(ReadAheadStepObject *step)
+{
+    Py_CLEAR(step->file);
+    Py_CLEAR(step->size);
+    ringlet_state *st = PyType_GetModuleState(Py_TYPE(step));
+    Py_XSETREF(st->spare_step, Py_NewRef(step));
+}
+
 static PyObject *read_ahead_step_reused(void)
 {
     PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
@@ -156,16 +168,20 @@ static PySendResult read_ahead_step_send(ReadAheadStepObject *step, PyObject *va
         SlotMethodObject *m = step->method;
         Py_ssize_t want = m->variant & STEP_READ ? PyLong_AsSsize_t(step->size) : -1; /* checked > 0 at the call */
         int taken = (m->variant & STEP_TEXT ? take_text : take_binary)(step->file, m, want, result);
-        if (taken != 0)
+        if (taken != 0) {
+            read_ahead_step_finished(step);
             return taken > 0 ? PYGEN_RETURN : PYGEN_ERROR;
+        }
         PyObject *args[2] = {step->file, step->size};
         step->delegate = PyObject_Vectorcall(m->fallback, args, step->size ? 2 : 1, NULL);
         if (step->delegate == NULL)
             return PYGEN_ERROR;
     }
     PySendResult r = PyIter_Send(step->delegate, value, result);
-    if (r != PYGEN_NEXT)
+    if (r != PYGEN_NEXT) {
         Py_CLEAR(step->delegate);
+        read_ahead_step_finished(step);
+    }
     return r;
 }
 
@@ -291,15 +307,25 @@ static PyObject *read_ahead_method_call(PyObject *callable, PyObject *const *arg
     if (!ours || !read_ahead_holds(args[0], m, n == 2 ? args[1] : NULL))
         return PyObject_Vectorcall(m->fallback, args, nargsf, kwnames);
     ringlet_state *st = PyType_GetModuleState(Py_TYPE(m));
-    ReadAheadStepObject *step = PyObject_GC_New(ReadAheadStepObject, st->ReadAheadStepType);
-    if (step == NULL)
-        return NULL;
-    step->method = (SlotMethodObject *)Py_NewRef(m);
+    ReadAheadStepObject *step = (ReadAheadStepObject *)st->spare_step;
+    if (step != NULL && Py_REFCNT(step) == 1) {
+        /* Finished (it holds no file, size or delegate) and only the spare's:
+         * nobody can tell it from a new one.  The caller's now, and no longer
+         * the spare, so that one dropped unfinished is freed as before (its
+         * delegate closed, the file let go). */
+        st->spare_step = NULL;
+        Py_SETREF(step->method, (SlotMethodObject *)Py_NewRef(m));
+    } else {
+        step = PyObject_GC_New(ReadAheadStepObject, st->ReadAheadStepType);
+        if (step == NULL)
+            return NULL;
+        step->method = (SlotMethodObject *)Py_NewRef(m);
+        step->delegate = NULL;
+        PyObject_GC_Track(step);
+    }
     step->file = Py_NewRef(args[0]);
     step->size = n == 2 ? Py_NewRef(args[1]) : NULL;
-    step->delegate = NULL;
     step->started = 0;
-    PyObject_GC_Track(step);
     return (PyObject *)step;
 }
 

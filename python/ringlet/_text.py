@@ -45,8 +45,9 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
     * An unknown encoding or bad newline is refused before the file is opened
       (built-in open() may already have created or truncated it).
 
-    Writes are buffered (see write()); reads decode TEXT_CHUNK bytes at a time,
-    or more when a call needs more than is read ahead (_wanted).
+    Writes are buffered (see write()); reads decode TEXT_CHUNK bytes at a
+    time, and read that much after an open or a seek, else at least the
+    binary file's read-ahead (64 KiB), or more when a call needs more (_wanted).
     """
 
     __slots__ = ("_buffer", "name", "mode", "encoding", "errors", "line_buffering", "_newline", "_encoder",

@@ -10,6 +10,7 @@ import random
 import sys
 import threading
 import warnings
+import weakref
 
 import pytest
 
@@ -173,10 +174,58 @@ def test_a_line_call_driven_by_hand_is_a_coroutine(ringlet, run, make_file, mode
 
 
 @pytest.mark.parametrize("mode", ["rb", "r"])
+def test_a_line_call_is_made_anew_while_the_last_one_is_held(ringlet, run, make_file, mode):
+    """A line call that gave its line is handed out again by the next call
+    (no allocation a line) only once nobody holds it: one still held is not
+    the next call, and still refuses to run twice."""
+    path, data = make_file(b"".join(b"line %d\n" % i for i in range(6)))
+
+    async def main():
+        async with ringlet.open(path, mode) as f:
+            got = [await f.readline()]  # the rest is read ahead
+            first = f.readline()
+            got.append(await first)
+            second = f.__anext__()
+            assert second is not first
+            got.append(await second)
+            outcomes = [_step(first), _step(second)]
+            del first, second
+            got += [await f.readline(), await f.readline(), await f.__anext__()]
+            return got, outcomes
+
+    got, outcomes = run(main())
+    assert got == builtin(path, list, mode)
+    assert outcomes == [("RuntimeError", "cannot reuse already awaited coroutine")] * 2
+
+
+@pytest.mark.parametrize("mode", ["rb", "r"])
+@pytest.mark.parametrize("calls", ["awaited", "dropped"])
+def test_line_calls_do_not_keep_their_file_alive(ringlet, run, make_file, mode, calls):
+    """Neither line calls that gave their lines nor ones dropped before they
+    ran keep their file: once the program lets go of the file, it is freed."""
+    path, data = make_file(b"".join(b"line %d\n" % i for i in range(6)))
+
+    async def main():
+        f = await ringlet.open(path, mode)
+        lines = [await f.readline(), await f.__anext__()]
+        if calls == "dropped":
+            for call in (f.readline(), f.__anext__(), f.read(2)):  # made, never awaited
+                del call
+        await f.close()
+        ref = weakref.ref(f)
+        del f
+        return lines, ref
+
+    lines, ref = run(main())
+    assert lines == builtin(path, list, mode)[:2]
+    assert ref() is None
+
+
+@pytest.mark.parametrize("mode", ["rb", "r"])
 def test_lines_read_ahead_run_no_python_frame(ringlet, run, make_file, mode):
     """A line read ahead is given by C: async for and readline() over 2000
     short lines run a Python frame of FileBase's line methods only when they
-    read more (about every 64 KiB or 8 KiB of text), not once a line.
+    read more (about every 64 KiB), not once a line.
     Counted with sys.setprofile."""
     path, data = make_file(b"".join(b"line %04d\n" % i for i in range(2000)))
     names = {"readline", "__anext__", "_buffered_line"}
@@ -202,6 +251,36 @@ def test_lines_read_ahead_run_no_python_frame(ringlet, run, make_file, mode):
     got, calls = run(main())
     assert got == builtin(path, list, mode) * 2
     assert len(calls) < 60, calls
+
+
+def test_text_lines_read_ahead_as_much_as_binary_ones(ringlet, run, make_file):
+    """A text file's line calls refill what is decoded with the binary
+    file's read-ahead (64 KiB), decoded in 8 KiB pieces (tell() decodes one
+    again): `async for` over 768 KiB of short lines refills ~12 times, not
+    ~100 (at 8 KiB a refill).  Counted with sys.setprofile."""
+    from ringlet._fdio import READ_CHUNK
+
+    path, data = make_file(b"".join(b"line %06d\n" % i for i in range(64 * 1024)))
+
+    async def main():
+        refills = []
+
+        def profile(frame, event, arg):
+            if event == "call" and frame.f_code.co_name == "_read_chunk":
+                refills.append(frame.f_code.co_name)
+
+        async with ringlet.open(path, "r") as f:
+            sys.setprofile(profile)
+            try:
+                got = [line async for line in f]
+            finally:
+                sys.setprofile(None)
+        return got, len(refills)
+
+    got, refills = run(main())
+    assert got == builtin(path, list, "r")
+    # A coroutine's frame is "called" again at each resume: a refill that waited counts twice.
+    assert len(data) // READ_CHUNK <= refills <= 2 * (len(data) // READ_CHUNK + 2), refills
 
 
 @pytest.mark.parametrize("mode", ["rb", "r"])
@@ -330,6 +409,37 @@ def test_seeks_and_small_reads_in_turn_read_what_they_ask(ringlet, run, make_fil
                     os.pwrite(fd, fresh, where + 16)
                     got += [await f.read(16), await f.read(16)]
                     expected += [read_os(path)[where:where + 16], fresh, read_os(path)[where + 32:where + 48]]
+        finally:
+            os.close(fd)
+        return got, expected
+
+    got, expected = run(main())
+    assert got == expected
+
+
+def test_text_seeks_and_small_reads_read_one_text_chunk(ringlet, run, make_file):
+    """Random access in a text file (a seek, then a small read) reads and
+    decodes one 8 KiB chunk, as io.TextIOWrapper does, not the 64 KiB that
+    refills line iteration: what is written past that chunk behind the
+    file's back is what the reads that go on past it give."""
+    from ringlet._cookie import TEXT_CHUNK
+
+    rng = random.Random(11)
+    path, data = make_file(bytes(rng.choice(b"abcdefgh \n") for _ in range(256 * 1024)))
+    offsets = [rng.randrange(len(data) - 4 * TEXT_CHUNK) for _ in range(20)]
+
+    async def main():
+        got, expected = [], []
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            async with ringlet.open(path, "r", newline="") as f:
+                for n, where in enumerate(offsets):
+                    await f.seek(where)
+                    got.append(await f.read(16))
+                    os.pwrite(fd, b"%016d" % n, where + TEXT_CHUNK + 16)
+                    got.append(await f.read(TEXT_CHUNK + 32))
+                    now = read_os(path)
+                    expected += [now[where:where + 16].decode(), now[where + 16:where + TEXT_CHUNK + 48].decode()]
         finally:
             os.close(fd)
         return got, expected
