@@ -281,7 +281,7 @@ def _sync_reads(path: str, size: int, duration: float) -> Dict[str, Any]:
     first 2000 reads give the rate): the loop's own cost is in both figures
     alike.  (S1 and S2 once had _sync_clients' loop here, which costs
     150-300 ns a read more and flattered ringlet's ratio: S1 0.99x against
-    0.89-0.95x.)"""
+    0.89-0.98x.)"""
     offs = offsets(os.path.getsize(path), size)
     mask = N_OFFSETS - 1
     fd = os.open(path, os.O_RDONLY)
