@@ -406,6 +406,8 @@ def report(results: List[Result], facts: Dict[str, Any]) -> str:
     lines.append("threads: threading.active_count() added while running (iou-wrk: io_uring kernel workers added).")
     lines.append("ringlet on cached reads: served inline from the page cache; a task yields once the loop turn's")
     lines.append("          budget is spent (2 ms of reads under 64 KiB, else 1 ms), so the others wait about one turn.")
+    lines.append("          Each is one preadv2(RWF_NOWAIT), the read that refuses to wait for the device, which the")
+    lines.append("          kernel charges more than os.pread's pread64 (an iovec to import): small reads feel it most.")
     lines.extend("note: " + n for n in facts.get("notes", []))
     return "\n".join(lines)
 
