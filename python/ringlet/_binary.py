@@ -9,7 +9,6 @@ import inspect
 import io
 import operator
 import os
-import re
 import threading
 import warnings
 from typing import Any, Callable, Coroutine, Dict, Iterable, List, NoReturn, Optional, Set, Tuple, TypeVar, cast
@@ -21,7 +20,16 @@ from ._fdio import READ_CHUNK, close_fd, read_to_end, settle, size_arg, ssize_ar
 from ._buffers import hold_buffer
 from ._turns import Turns
 
-_LINES = re.compile(rb"[^\n]*\n|[^\n]+")  # every line of bytes; the last may have no b"\n"
+
+def _lines_of(data: bytes, start: int = 0, end: int = -1) -> List[bytes]:
+    """The lines of data[start:end] (to its end if end < 0), each ending
+    with b"\\n" but perhaps the last: io.BytesIO cuts them in C, sharing data
+    (20 ns a line of 80 bytes, against 110-160 for a regular expression)."""
+    lines = io.BytesIO(data)
+    lines.seek(start)
+    return lines.readlines(end - start if end >= 0 else -1)
+
+
 _thread_id = threading.get_ident
 _running_loop = asyncio.events._get_running_loop  # None outside a loop (pread raises at the await then)
 
@@ -386,14 +394,24 @@ class AsyncFile(FileBase[bytes]):
     async def readlines(self, hint: Optional[int] = -1) -> List[bytes]:
         hint = size_arg(hint)
         if hint <= 0:  # all of them: one read (a cancel consumes nothing; it checks the file), cut in C
-            return _LINES.findall(await self.read())
+            return _lines_of(await self.read())
         self._reading_fd()
         async with self._turns:  # for the whole call: no other read comes between its lines
             lines: List[bytes] = []
             total = 0
             try:
                 while not 0 < hint < total:
-                    line = await self._readline(-1)
+                    # The whole lines read ahead, cut at once in C: up to the
+                    # line that holds the byte past hint, else all of them (a
+                    # coroutine a line cost 515 ns a line, 4x async for).
+                    buf, pos = self._rbuf, self._rpos
+                    cut = buf.find(b"\n", pos + hint - total) + 1 or buf.rfind(b"\n", pos) + 1
+                    if cut > pos:
+                        self._consume(cut)
+                        lines += _lines_of(buf, pos, cut)
+                        total += cut - pos
+                        continue
+                    line = await self._readline(-1)  # the next line is not all read ahead
                     if not line:
                         break
                     lines.append(line)

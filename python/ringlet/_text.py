@@ -27,6 +27,20 @@ _LINES = {
 }
 
 
+_STRINGIO_MAX = 1 << 20  # characters
+
+
+def _lines_of(text: str, newline: Optional[str]) -> List[str]:
+    """text's lines as newline= ends them (None: translated to "\\n" already).
+    Lines that end at "\\n" alone, in a text of up to _STRINGIO_MAX characters,
+    are io.StringIO's, cut in C: 60 ns a line of 80 characters against 102
+    for the regular expression.  StringIO copies the text, 4 bytes a
+    character: at 8 MiB it took 303 ns a line against 175."""
+    if (newline is None or newline == "\n") and len(text) <= _STRINGIO_MAX:
+        return io.StringIO(text, newline="\n").readlines()
+    return _LINES[newline].findall(text)
+
+
 class AsyncTextFile(DecodedReadAhead, FileBase[str]):
     """A text file opened with ringlet.open(): str in, str out, as built-in
     open() in text mode, with every read and write going through the ring.
@@ -208,13 +222,24 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
         self._check_readable()
         hint = size_arg(hint)
         if hint <= 0:  # all of them: one read (a cancel consumes nothing), cut in C
-            return _LINES[self._newline].findall(await self.read())
+            return _lines_of(await self.read(), self._newline)
         async with self._turns:
             await self._flush_pending()
             lines: List[str] = []
             total = 0
             ahead = searched = 0  # characters after _dpos taken as lines; of the rest, searched for an ending
             while not 0 < hint < total:
+                if self._newline is None or self._newline == "\n":
+                    # The whole lines decoded ahead, cut at once: up to the
+                    # line that holds the character past hint, else all of
+                    # them (one at a time here, 410 ns a line of 80).
+                    decoded, start = self._decoded, self._dpos + ahead
+                    cut = decoded.find("\n", start + hint - total) + 1 or decoded.rfind("\n", start) + 1
+                    if cut > start:
+                        lines += _lines_of(decoded[start:cut], self._newline)
+                        total += cut - start
+                        ahead += cut - start
+                        continue
                 end = self._line_end(self._dpos + ahead + searched)
                 if end < 0:
                     # "\r\n" may straddle two chunks

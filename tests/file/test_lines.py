@@ -345,6 +345,44 @@ def test_readlines_hint_like_builtin(ringlet, run, lines_file, hint):
     assert run(main()) == builtin(path, lambda f: (f.readlines(hint), f.read()))
 
 
+@pytest.mark.parametrize("mode,newline", [("rb", None), ("r", None), ("r", "\n"), ("r", ""), ("r", "\r\n")])
+def test_readlines_hint_in_a_loop_like_builtin(ringlet, run, make_file, mode, newline):
+    """readlines(hint) called until the file ends, with hints that fall on
+    line ends, just before and after them, and past the read-ahead: the same
+    lists as the built-in file's.  The lines read ahead are cut in bulk (up to
+    the line that holds the byte or character past hint), the rest one by one."""
+    rng = random.Random(5)
+    pieces = []
+    for _ in range(3000):
+        pieces.append(b"x" * rng.choice([0, 1, 5, 79, 80, 81, 300, 70_000 if rng.random() < 0.01 else 3]))
+        pieces.append(rng.choice([b"\n", b"\n", b"\r\n", b"\r"]))
+    path, data = make_file(b"".join(pieces) + b"tail")
+    hints = [rng.choice([1, 2, 80, 81, 82, 4096, 65_535, 65_536, 65_537, 200_000]) for _ in range(400)]
+    kw = {} if mode == "rb" else {"newline": newline, "encoding": "ascii"}
+
+    async def main():
+        got = []
+        async with ringlet.open(path, mode, **kw) as f:
+            for hint in hints:
+                got.append(await f.readlines(hint))
+                if not got[-1]:
+                    break
+        return got
+
+    def reference(f):
+        got = []
+        for hint in hints:
+            got.append(f.readlines(hint))
+            if not got[-1]:
+                break
+        return got
+
+    with open(path, mode, **kw) as f:
+        expected = reference(f)
+    assert run(main()) == expected
+    assert not expected[-1]  # the hints reached the end of the file
+
+
 @pytest.mark.parametrize("sizes", [[0, 1, 2, 3, 100], [5, -1, None, 70_000, 7]])
 def test_readline_size_like_builtin(ringlet, run, lines_file, sizes):
     path, _ = lines_file
@@ -829,10 +867,12 @@ def test_readinto_a_read_only_buffer_after_readline_loses_nothing(ringlet, run, 
 
 
 @pytest.mark.parametrize("mode", ["rb", "r"])
-def test_a_cancelled_readlines_consumes_nothing(ringlet, run, make_file, mode):
+@pytest.mark.parametrize("hint", [-1, 10**9])
+def test_a_cancelled_readlines_consumes_nothing(ringlet, run, make_file, mode, hint):
     """readlines cancelled after a few turns of the loop (its lines partly
     read): the position stays where it was, and the next readlines gives
-    every line, as for any cancelled read of a regular file."""
+    every line, as for any cancelled read of a regular file.  With a hint,
+    lines are cut from each read-ahead chunk as it comes."""
     data = b"".join(b"%099d\n" % i for i in range(20_000))  # 2 MB: many read-ahead chunks
     path, _ = make_file(data)
     expected = builtin(path, lambda f: f.readlines(), mode)
@@ -841,7 +881,7 @@ def test_a_cancelled_readlines_consumes_nothing(ringlet, run, make_file, mode):
         cancelled = 0
         for turns in range(1, 30):
             async with ringlet.open(path, mode) as f:
-                task = asyncio.ensure_future(f.readlines())
+                task = asyncio.ensure_future(f.readlines(hint))
                 for _ in range(turns):
                     await asyncio.sleep(0)
                 if task.done():
