@@ -88,7 +88,10 @@ class FileBase(Generic[Line]):
     async def readlines(self, hint: Optional[int] = -1) -> List[Line]:  # pragma: no cover - overridden
         """Read lines to end of file; when hint > 0, stop after the line that
         takes the total size beyond hint (as io.IOBase.readlines).  A
-        cancelled readlines returns nothing, so it consumes nothing."""
+        cancelled readlines returns nothing, so it consumes nothing.
+        The fast way through many lines: `while lines := await
+        f.readlines(65536)` cuts every line read ahead at once, where
+        `async for` awaits each line."""
         raise NotImplementedError
 
     def __aiter__(self) -> AsyncIterator[Line]:
