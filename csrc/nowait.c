@@ -2,6 +2,7 @@
 #include "nowait.h"
 
 #include "fault.h"
+#include "ring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 #include <valgrind/memcheck.h>
 
@@ -124,13 +124,6 @@ enum {
 #define HELPER_REST_MIN_NS 1000000LL
 #define HELPER_REST_MAX_NS 128000000LL
 
-static int64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
 /* Whether a CPU is free for the thread: no task but this one (and the
  * thread, while it polls) runnable on the others, as /proc/loadavg's count
  * of runnable tasks said when last read (HELPER_LOOK_NS ago at most).  On a
@@ -138,7 +131,7 @@ static int64_t now_ns(void)
  * program, and copy no sooner.  Unreadable: not known to be free. */
 static int helper_cpu_free(struct rl_nowait *nw)
 {
-    int64_t now = now_ns();
+    int64_t now = rl_now_ns();
     if (now < nw->helper_look_until)
         return nw->helper_cpu_free;
     nw->helper_look_until = now + HELPER_LOOK_NS;
@@ -252,7 +245,7 @@ int rl_nowait_helper_setup(struct rl_nowait *nw)
 static int helper_ready(struct rl_nowait *nw)
 {
     return rl_nowait_helper_setup(nw) &&
-           (nw->helper_always || (now_ns() >= nw->helper_rest_until && helper_cpu_free(nw)));
+           (nw->helper_always || (rl_now_ns() >= nw->helper_rest_until && helper_cpu_free(nw)));
 }
 
 /* Hands the HELPER_CHUNK reads below *hi to the thread (it has taken every
@@ -316,10 +309,10 @@ static size_t helper_reap(struct rl_nowait *nw, int fd, struct rl_nowait_read *r
  * Never gives up: the kernel may write their buffers until they complete. */
 static void helper_collect(struct rl_nowait *nw, int fd, struct rl_nowait_read *reads, size_t out)
 {
-    int64_t spin_end = now_ns() + HELPER_SPIN_NS;
+    int64_t spin_end = rl_now_ns() + HELPER_SPIN_NS;
     while ((out -= helper_reap(nw, fd, reads)) > 0) {
         struct io_uring_cqe *cqe;
-        if (now_ns() >= spin_end)
+        if (rl_now_ns() >= spin_end)
             io_uring_wait_cqe(&nw->helper, &cqe); /* -EINTR (a signal): the loop waits again */
     }
 }
@@ -331,7 +324,7 @@ void rl_read_nowait_batch(struct rl_nowait *nw, int fd, struct rl_nowait_read *r
                   helper_ready(nw);
     size_t lo = 0, hi = count, out = 0; /* reads in the thread's hands */
     int handed = 0, woken = 0;
-    int64_t started = sharing ? now_ns() : 0;
+    int64_t started = sharing ? rl_now_ns() : 0;
     while (lo < hi) {
         /* Handovers start once the caller's first read came from the cache: the file takes positional
          * non-blocking reads (not a pipe, not a file that refuses the flag) and is cached here. */
@@ -351,9 +344,9 @@ void rl_read_nowait_batch(struct rl_nowait *nw, int fd, struct rl_nowait_read *r
     }
     if (!handed)
         return;
-    int64_t own_done = now_ns();
+    int64_t own_done = rl_now_ns();
     helper_collect(nw, fd, reads, out);
-    int64_t collected = now_ns();
+    int64_t collected = rl_now_ns();
     if (collected - own_done > (own_done - started) / 2) { /* the thread was short of CPU: copy alone a while */
         nw->helper_rest_until = collected + nw->helper_rest_ns;
         if (nw->helper_rest_ns < HELPER_REST_MAX_NS)

@@ -31,6 +31,13 @@ const unsigned rl_ring_flag_choices[RL_RING_FLAG_CHOICES] = {
  * engines may be set up on several threads at once. */
 static int defer_signals_at_once = -1;
 
+int64_t rl_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 void rl_defer_taskrun_assume(int at_once)
 {
     __atomic_store_n(&defer_signals_at_once, at_once, __ATOMIC_RELAXED);

@@ -44,6 +44,9 @@ struct rl_ring {
     uint64_t hidden_ops[4];    /* opcodes the kernel has but a test hid (rl_ring_restrict) */
 };
 
+/* CLOCK_MONOTONIC in ns, the clock of time.monotonic_ns(). */
+int64_t rl_now_ns(void);
+
 /* Sets up a ring, trying SINGLE_ISSUER|DEFER_TASKRUN (with TASKRUN_FLAG), then COOP_TASKRUN,
  * then no flags (each refused with EINVAL on older kernels). */
 int rl_ring_init(struct rl_ring *r, unsigned sq_entries, unsigned cq_entries);

@@ -450,7 +450,6 @@ PyObject *ringlet_send(PyObject *awaitable, PyObject *value);
 PyObject *ringlet_raise_thrown(PyObject *const *args, Py_ssize_t nargs);
 
 /* ---- loop.c: the event loop's side ------------------------------------- */
-int64_t ringlet_now_ns(void); /* CLOCK_MONOTONIC, the clock of time.monotonic_ns() */
 unsigned long ringlet_fork_generation(void);
 int ringlet_register_atfork(void);
 /* Every entry point that touches the ring checks it is usable from here: the
@@ -458,7 +457,7 @@ int ringlet_register_atfork(void);
  * 0, or -1 with RuntimeError. */
 int engine_check(EngineObject *engine);
 /* Shutdown: cancels what is in flight on ring (one of the engine's) and reaps
- * until all of it is back or the clock (ringlet_now_ns) reaches deadline_ns;
+ * until all of it is back or the clock (rl_now_ns) reaches deadline_ns;
  * only on the loop's thread (a SINGLE_ISSUER ring may be entered by its owner alone). */
 void engine_cancel_and_wait(EngineObject *engine, struct rl_ring *ring, int64_t deadline_ns);
 /* loop.call_soon(callable, *args) for the engine's loop; 0 or -1 with an exception. */

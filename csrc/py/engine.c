@@ -170,7 +170,7 @@ void engine_cancel_and_wait(EngineObject *self, struct rl_ring *ring, int64_t de
     rl_ring_cancel_all(ring);
     for (;;) {
         rl_ring_drain(ring, UINT32_MAX);
-        int64_t left_ns = deadline_ns - ringlet_now_ns();
+        int64_t left_ns = deadline_ns - rl_now_ns();
         if (ring->stats.in_flight == 0 || left_ns <= 0)
             break;
         int64_t slice_ns = RL_CANCEL_AGAIN_MS * (int64_t)1000000;
@@ -223,7 +223,7 @@ static PyObject *engine_shutdown(EngineObject *self, PyObject *args, PyObject *k
     engine_offload_drop_all(self); /* never given to the kernel: nothing to wait for */
     /* One deadline for all rings: the whole shutdown waits timeout at most. */
     double wait_s = timeout < 0 ? 0 : timeout > 1e9 ? 1e9 : timeout; /* +-inf too: the cast below stays defined */
-    int64_t deadline_ns = ringlet_now_ns() + (int64_t)(wait_s * 1e9);
+    int64_t deadline_ns = rl_now_ns() + (int64_t)(wait_s * 1e9);
     write_file_side_shutdown(self, deadline_ns);
     /* copy's quiet writes: cancelled first, reaped by the marks and pings
      * of the main ring (which reap quiet), then what is left of them. */

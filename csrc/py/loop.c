@@ -7,14 +7,6 @@
 #include <string.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
-#include <time.h>
-
-int64_t ringlet_now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t); /* the clock of time.monotonic_ns() */
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
 
 /* ---- fork ---------------------------------------------------------------- */
 
@@ -237,7 +229,7 @@ static int must_yield_after(EngineObject *engine, int64_t budget_ns, int renewab
 {
     if (engine->tick_scheduled) {
         if (!engine->budget_spent) { /* once spent, spent until the loop turns: no clock needed */
-            int64_t now = ringlet_now_ns();
+            int64_t now = rl_now_ns();
             if (now - engine->streak_start > budget_ns) {
                 if (renewable && now - engine->turn_start + budget_ns <= RL_SMALL_TURN_MAX_NS &&
                     !loop_others_wait(engine, now + budget_ns))
@@ -252,7 +244,7 @@ static int must_yield_after(EngineObject *engine, int64_t budget_ns, int renewab
      * budget, and learn when it turns next. */
     if (loop_call_soon_once(engine, "_tick", &engine->tick_scheduled) < 0)
         PyErr_Clear(); /* then no yield is forced: a lost tick costs fairness, not data */
-    engine->streak_start = engine->turn_start = ringlet_now_ns();
+    engine->streak_start = engine->turn_start = rl_now_ns();
     return 0;
 }
 

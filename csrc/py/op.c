@@ -299,7 +299,7 @@ void op_finish(OpObject *op, int64_t res)
     if (op->kind == OP_OPEN && res >= 0) /* a new file under a number perhaps closed by os.close: looked at anew */
         rl_nowait_forget(&engine->nowait, (int)res);
     if (op->times) {
-        op->times->reaped = ringlet_now_ns();
+        op->times->reaped = rl_now_ns();
         op->times->reap_thread = PyThread_get_thread_ident();
         op->times->result = res;
     }
@@ -340,7 +340,7 @@ void op_finish(OpObject *op, int64_t res)
             loop_note_error(engine, op->future);
         Py_XDECREF(outcome);
         if (op->times)
-            op->times->resolved = ringlet_now_ns();
+            op->times->resolved = rl_now_ns();
     }
     op_release(op);
     op_release_fd(op);
@@ -443,7 +443,7 @@ PyObject *op_launch(OpObject *op, int queued, int want_future)
     if (!op->finished) { /* an empty batch finishes before any submission */
         Py_INCREF(op); /* the ring's reference, dropped by op_finish */
         if (op->times) {
-            op->times->submitted = ringlet_now_ns();
+            op->times->submitted = rl_now_ns();
             op->times->submit_thread = PyThread_get_thread_ident();
         }
         /* O_DIRECT never completes inline.  Made by a task _drain_and_wake
@@ -471,7 +471,7 @@ PyObject *op_launch(OpObject *op, int queued, int want_future)
         if (ret == -2)
             ret = -EIO; /* scheduling failed: reported as the op's error, the SQE stays queued */
         if (op->times) {
-            op->times->returned = ringlet_now_ns();
+            op->times->returned = rl_now_ns();
             if (op->finished) { /* completed inline: awaiting it will not suspend */
                 op->times->inline_ = 1;
                 op->times->resolved = op->times->resumed = op->times->returned;
@@ -529,7 +529,7 @@ static PyObject *op_call(OpObject *op, PyObject *args, PyObject *kwargs)
     op->watching = 0; /* the future has dropped its callbacks */
     if (op->finished) { /* a traced op, resolved: its task resumes right after this */
         if (op->times) {
-            op->times->resumed = ringlet_now_ns();
+            op->times->resumed = rl_now_ns();
             op_emit_trace(op);
         }
         /* A loop callback: what the tracer raised (KeyboardInterrupt) leaves the loop from here. */

@@ -206,7 +206,7 @@ int engine_offload_serve(EngineObject *engine)
             break; /* a stream, or a file that refuses the attempt: the workers' */
         if (offload_make_buffer(op) < 0)
             break; /* the worker's turn will report it */
-        int64_t started = op->times ? ringlet_now_ns() : 0;
+        int64_t started = op->times ? rl_now_ns() : 0;
         int64_t n = rl_read_nowait(&engine->nowait, op->fd, op->io.buf, op->io.len, op->io.offset);
         if (n < 0)
             break; /* not all cached: the workers' (and no second try this turn) */

@@ -51,7 +51,7 @@ int64_t op_try_nowait(OpObject *op)
         op->io.len == 0 ||
         !rl_nowait_enabled(&engine->nowait, op->fd))
         return -1;
-    int64_t started = op->times ? ringlet_now_ns() : 0;
+    int64_t started = op->times ? rl_now_ns() : 0;
     int64_t n = engine_read_nowait(engine, op->fd, op->io.buf, op->io.len, op->io.offset);
     if (n < 0)
         return -1;
@@ -60,7 +60,7 @@ int64_t op_try_nowait(OpObject *op)
     if (op->times) {
         struct op_times *t = op->times;
         t->submitted = started;
-        t->returned = t->reaped = t->resolved = t->resumed = ringlet_now_ns();
+        t->returned = t->reaped = t->resolved = t->resumed = rl_now_ns();
         t->submit_thread = t->reap_thread = PyThread_get_thread_ident();
         t->inline_ = t->nowait = 1;
         t->result = n;

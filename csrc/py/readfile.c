@@ -346,9 +346,9 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
     /* A fault test aims at the ring's paths (test builds only). */
     if (rl_fault_armed() || self->nowait.unsupported || !openat2_usable())
         Py_RETURN_NONE;
-    int64_t started = self->tracer ? ringlet_now_ns() : 0;
+    int64_t started = self->tracer ? rl_now_ns() : 0;
     int fd = open_cached(PyBytes_AS_STRING(args[0]));
-    int64_t opened = self->tracer ? ringlet_now_ns() : 0;
+    int64_t opened = self->tracer ? rl_now_ns() : 0;
     if (fd == -EAGAIN)
         Py_RETURN_NONE;
     if (fd < 0) {
@@ -385,7 +385,7 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
     if (!rl_closes_at_once(fd, &st) || (st.size >= RL_OFFLOAD_MIN && loop_budget_found_spent(self)))
         return hand_over(fd); /* FUSE, NFS...; or a large read once the loop turn's budget is spent */
     PyObject *data = read_cached(self, fd, (Py_ssize_t)st.size);
-    int64_t was_read = self->tracer ? ringlet_now_ns() : 0;
+    int64_t was_read = self->tracer ? rl_now_ns() : 0;
     if (data == NULL) {
         if (PyErr_Occurred()) {
             close(fd);
@@ -407,7 +407,7 @@ PyObject *engine__read_file(EngineObject *self, PyObject *const *args, Py_ssize_
     self->files_nowait++;
     Py_ssize_t size = PyBytes_GET_SIZE(data);
     if (self->tracer) { /* the steps the ring's way would have shown: open, read, close */
-        int64_t closed = ringlet_now_ns();
+        int64_t closed = rl_now_ns();
         trace_step(self, "open", fd, started, opened, fd);
         trace_step(self, "read", fd, opened, was_read, size);
         trace_step(self, "close", fd, was_read, closed, 0);
