@@ -28,6 +28,14 @@ async def write_batched(write: Callable[[Any], Coroutine[Any, Any, int]], lines:
         await write(empty.join(batch))
 
 
+def lines_to_take(ahead: Line, newline: Line, start: int, room: int) -> int:
+    """Where the whole lines of ahead[start:] that readlines(hint), with room
+    left of its hint, takes at once end: just after the line that holds the
+    byte (character) past room, else after the last whole line; 0 or start
+    when there is none."""
+    return ahead.find(newline, start + room) + 1 or ahead.rfind(newline, start) + 1
+
+
 class FileBase(Generic[Line]):
     """What binary and text files share: lines, iteration, context manager,
     and the aiofiles-style awaitable readable()/writable()/seekable()/isatty()."""

@@ -13,7 +13,7 @@ import threading
 import warnings
 from typing import Any, Callable, Coroutine, Dict, Iterable, List, NoReturn, Optional, Set, Tuple, TypeVar, cast
 
-from ._base import FileBase, write_batched
+from ._base import FileBase, lines_to_take, write_batched
 from . import _contract as contract
 from . import _ringlet
 from ._fdio import READ_CHUNK, close_fd, read_to_end, settle, size_arg, ssize_arg, truncate, wait_readable
@@ -401,11 +401,10 @@ class AsyncFile(FileBase[bytes]):
             total = 0
             try:
                 while not 0 < hint < total:
-                    # The whole lines read ahead, cut at once in C: up to the
-                    # line that holds the byte past hint, else all of them (a
-                    # coroutine a line cost 515 ns a line, 4x async for).
+                    # The whole lines read ahead, cut at once in C (a coroutine
+                    # a line cost 515 ns a line, 4x async for).
                     buf, pos = self._rbuf, self._rpos
-                    cut = buf.find(b"\n", pos + hint - total) + 1 or buf.rfind(b"\n", pos) + 1
+                    cut = lines_to_take(buf, b"\n", pos, hint - total)
                     if cut > pos:
                         self._consume(cut)
                         lines += _lines_of(buf, pos, cut)

@@ -9,7 +9,7 @@ import os
 import re
 from typing import Any, Iterable, List, Optional
 
-from ._base import WRITE_CHUNK, FileBase, write_batched
+from ._base import WRITE_CHUNK, FileBase, lines_to_take, write_batched
 from ._binary import AsyncFile, _read_ahead_methods_in_c, _thread_id
 from ._cookie import COOKIE_BITS, COOKIE_MASK, DecodedReadAhead
 from ._fdio import size_arg
@@ -230,11 +230,10 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
             ahead = searched = 0  # characters after _dpos taken as lines; of the rest, searched for an ending
             while not 0 < hint < total:
                 if self._newline is None or self._newline == "\n":
-                    # The whole lines decoded ahead, cut at once: up to the
-                    # line that holds the character past hint, else all of
-                    # them (one at a time here, 410 ns a line of 80).
+                    # The whole lines decoded ahead, cut at once (one at a time
+                    # here, 410 ns a line of 80).
                     decoded, start = self._decoded, self._dpos + ahead
-                    cut = decoded.find("\n", start + hint - total) + 1 or decoded.rfind("\n", start) + 1
+                    cut = lines_to_take(decoded, "\n", start, hint - total)
                     if cut > start:
                         lines += _lines_of(decoded[start:cut], self._newline)
                         total += cut - start

@@ -221,7 +221,8 @@ def test_a_read_to_the_end_keeps_no_copy_of_the_text(ringlet, run, tmp_path, cal
 def test_small_text_reads_come_from_the_decoded_read_ahead(ringlet, run, tmp_path, newline):
     """read(7) after read(7) gives the characters io gives, from what is
     decoded ahead, without a Python frame each (C, as lines): the Python
-    read runs once a chunk of 8 KiB.  Counted with sys.setprofile."""
+    read runs once a refill (8 KiB after the open, then 64 KiB).  Counted
+    with sys.setprofile."""
     path = tmp_path / "t.txt"
     path.write_bytes("".join(f"é ligne {i}\r\n" if i % 3 else f"line {i}\n" for i in range(3000)).encode())
 
