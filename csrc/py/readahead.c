@@ -292,8 +292,9 @@ static int read_ahead_holds(PyObject *file, SlotMethodObject *m, PyObject *size)
     return read_ahead_span(file, m, &len, &p) && (!(m->variant & STEP_READ) || PyLong_AsSsize_t(size) <= len - p);
 }
 
-/* readline(size=-1) with size -1 or None (the sizes the Python method
- * serves a line read ahead for), __anext__(), read(size) with size > 0,
+/* readline(size=-1) with size -1 or, in a binary file, None (the sizes the
+ * Python method serves a line read ahead for; a text file's refuses None, as
+ * io.TextIOWrapper's), __anext__(), read(size) with size > 0,
  * when what is read ahead may do: a ReadAheadStep; every other call: the
  * Python method's coroutine (no step around it: a miss costs nothing more). */
 static PyObject *read_ahead_method_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -303,7 +304,8 @@ static PyObject *read_ahead_method_call(PyObject *callable, PyObject *const *arg
     int ours = kwnames == NULL && n >= 1 && PyObject_TypeCheck(args[0], m->cls) &&
                (m->variant & STEP_ANEXT  ? n == 1
                 : m->variant & STEP_READ ? n == 2 && is_int_size(args[1], 1)
-                                         : n == 1 || (n == 2 && (args[1] == Py_None || is_int_size(args[1], -1))));
+                                         : n == 1 || (n == 2 && ((args[1] == Py_None && !(m->variant & STEP_TEXT)) ||
+                                                                 is_int_size(args[1], -1))));
     if (!ours || !read_ahead_holds(args[0], m, n == 2 ? args[1] : NULL))
         return PyObject_Vectorcall(m->fallback, args, nargsf, kwnames);
     ringlet_state *st = PyType_GetModuleState(Py_TYPE(m));

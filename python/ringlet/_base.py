@@ -15,17 +15,54 @@ Line = TypeVar("Line", bytes, str)  # what a file's lines are: bytes for binary 
 
 
 async def write_batched(write: Callable[[Any], Coroutine[Any, Any, int]], lines: Iterable[Any], empty: Any) -> None:
-    """writelines(): join the lines into writes of about WRITE_CHUNK each."""
+    """writelines(): the lines joined into writes of about WRITE_CHUNK each.
+    io's writelines writes line by line, so what comes before a line that
+    cannot be written, or before an error of the iterable, is written before
+    the error is raised: here too (write_lines)."""
     batch: List[Any] = []
     size = 0
-    for line in lines:
+    lines_left = iter(lines)
+    while True:
+        try:
+            line = next(lines_left, _END)
+        except Exception:  # the iterable's own (a cancel comes from a write, as a BaseException)
+            await write_lines(write, batch, empty)
+            raise
+        if line is _END:
+            break
         batch.append(line)
-        size += len(line)
+        try:
+            size += len(line)
+        except TypeError:  # no len(): written now (where write() raises if it cannot take it)
+            size = WRITE_CHUNK
         if size >= WRITE_CHUNK:
-            await write(empty.join(batch))
+            await write_lines(write, batch, empty)
             batch, size = [], 0
-    if batch:
-        await write(empty.join(batch))
+    await write_lines(write, batch, empty)
+
+
+_END: Any = object()  # write_batched's end of lines
+
+
+async def write_lines(write: Callable[[Any], Coroutine[Any, Any, int]], batch: List[Any], empty: Any) -> None:
+    """One write of the lines joined.  Lines that cannot be joined (one is
+    not bytes, or not str) or encoded (a text write encodes before anything
+    is written) are written one by one: those before the bad one are
+    written, and it raises as write() does."""
+    if not batch:
+        return
+    try:
+        data = empty.join(batch)
+    except TypeError:
+        data = None
+    if data is not None:
+        try:
+            await write(data)
+            return
+        except UnicodeEncodeError:
+            pass
+    for line in batch:
+        await write(line)
 
 
 def lines_to_take(ahead: Line, newline: Line, start: int, room: int) -> int:
@@ -84,7 +121,7 @@ class FileBase(Generic[Line]):
         newline is None); at most size bytes (characters) when size >= 0.
         Empty at end of file.  Reads ahead in chunks: a line already read
         ahead is given at once, without waiting for the call's turn."""
-        if size is None or type(size) is int and size == -1:  # other sizes: checked by the call in turn
+        if type(size) is int and size == -1:  # other sizes (None too: text refuses it) are checked in turn
             line = self._buffered_line()
             if line is not None:
                 return line

@@ -627,7 +627,7 @@ class AsyncFile(FileBase[bytes]):
 
     async def writelines(self, lines: Iterable[Any]) -> None:
         """Write each bytes-like object of lines (no separator is added)."""
-        self._writing_fd()
+        self._usable_fd()  # as io's: a file not open for writing raises only at a line to write
         await write_batched(self.write, lines, b"")
 
     async def pwrite(self, data: Any, offset: int) -> int:

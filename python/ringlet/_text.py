@@ -54,8 +54,14 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
       a byte boundary that a fresh decoder can start from, tell() raises
       io.UnsupportedOperation (CPython would encode a character count).
     * write() after a read writes at the position reached by the reads (tell()),
-      whereas CPython writes after its read-ahead.
-    * truncate(size) takes a byte offset (CPython passes the cookie on).
+      whereas CPython writes after its read-ahead; a read after a write reads
+      after it (CPython may read first and write at the end: cpython#117095).
+    * A byte order mark (UTF-16, UTF-32, UTF-8-SIG) is written at the file's
+      first byte and only there (CPython may write one mid-file after reads).
+    * truncate(size) takes a byte offset (CPython passes the cookie on), and
+      truncate() cuts at tell() (CPython, at its read-ahead's end).
+    * readlines(hint) leaves tell() working (CPython's turns it off until the
+      end of the file is reached).
     * An unknown encoding or bad newline is refused before the file is opened
       (built-in open() may already have created or truncated it).
 
@@ -65,7 +71,7 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
     """
 
     __slots__ = ("_buffer", "name", "mode", "encoding", "errors", "line_buffering", "_newline", "_encoder",
-                 "_pending", "_turns", "_thread", "__weakref__", "_pending_size", "_write_chunk")
+                 "_pending", "_turns", "_thread", "__weakref__", "_pending_size", "_write_chunk", "_bom_due")
 
     def __init__(self, raw: AsyncFile, mode: str, encoding: str, errors: str, newline: Optional[str],
                  line_buffering: bool = False, write_chunk: int = WRITE_CHUNK) -> None:
@@ -80,11 +86,11 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
         self._decoder_factory = codecs.getincrementaldecoder(encoding)
         self._decoder = self._new_decoder() if raw._readable else None
         self._encoder: Any = None
+        self._bom_due = False  # the encoder is fresh at byte 0: its next write may begin with a BOM
         if raw._writable:
             self._encoder = codecs.getincrementalencoder(encoding)(errors)
             try:
-                if raw._position() != 0:  # no byte order mark in the middle of a file
-                    self._encoder.setstate(0)
+                self._reset_encoder(raw._position())  # no byte order mark in the middle of a file
             except OSError:  # not seekable: a pipe
                 pass
         self._decoded = ""
@@ -191,6 +197,8 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
         return decoded[start:end]
 
     async def _readline_in_turn(self, size: Optional[int]) -> str:
+        if size is None:  # as io.TextIOWrapper.readline (a binary file's takes None)
+            raise TypeError("'NoneType' object cannot be interpreted as an integer")
         self._check_readable()
         size = size_arg(size)
         async with self._turns:
@@ -276,6 +284,10 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
     async def _write(self, text: str) -> int:
         if self._chunks:
             self._rewind()
+        if self._bom_due:  # reads since the encoder's reset at byte 0 may have gone further
+            self._bom_due = False
+            if self.buffer._position() != 0:
+                self._encoder.setstate(0)
         length = len(text)
         newline = self._newline
         line_end = self.line_buffering and ("\n" in text or "\r" in text)
@@ -377,9 +389,11 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
         return cookie
 
     def _reset_encoder(self, cookie: int) -> None:
+        """A byte order mark is written at the file's first byte and only there."""
         if self._encoder is not None:
+            self._bom_due = cookie == 0
             if cookie == 0:
-                self._encoder.reset()  # a byte order mark again at the start
+                self._encoder.reset()
             else:
                 self._encoder.setstate(0)
 

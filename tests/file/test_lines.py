@@ -6,6 +6,7 @@ open() in binary mode is the reference throughout."""
 import asyncio
 import io
 import os
+import pickle
 import random
 import sys
 import threading
@@ -286,16 +287,22 @@ def test_text_lines_read_ahead_as_much_as_binary_ones(ringlet, run, make_file):
 @pytest.mark.parametrize("mode", ["rb", "r"])
 def test_a_bad_size_with_a_line_read_ahead_takes_no_line(ringlet, run, make_file, mode):
     """A size io refuses (past a C ssize_t, not an integer) is refused with
-    a line read ahead too, and takes nothing (the fast path is for -1 and None)."""
+    a line read ahead too, and takes nothing (the fast path is for -1, and
+    None in binary: io.TextIOWrapper.readline refuses None)."""
     path, data = make_file(b"one\ntwo\nthree\n")
+    bad_sizes = [(-(2**63) - 1, OverflowError), (2**64, OverflowError), (-1.0, TypeError)]
+    with open(path, mode) as f:
+        for bad, error in bad_sizes + [(None, TypeError)] * (mode == "r"):
+            with pytest.raises(error):
+                f.readline(bad)
 
     async def main():
         async with ringlet.open(path, mode) as f:
             got = [await f.readline()]
-            for bad, error in [(-(2**63) - 1, OverflowError), (2**64, OverflowError), (-1.0, TypeError)]:
+            for bad, error in bad_sizes + [(None, TypeError)] * (mode == "r"):
                 with pytest.raises(error):
                     await f.readline(bad)
-            got += [await f.readline(None), await f.readline(-5)]
+            got += [await f.readline(None if mode == "rb" else -1), await f.readline(-5)]
             return got
 
     assert run(main()) == builtin(path, list, mode)
@@ -636,6 +643,61 @@ def test_writelines_wrong_type_like_builtin(ringlet, run, tmp_path):
             g.writelines(["text"])
     with pytest.raises(TypeError):
         run(main())
+
+
+def test_writelines_takes_a_buffer_without_len(ringlet, run, tmp_path):
+    """pickle.PickleBuffer has the buffer protocol but no len(): written as
+    built-in writelines writes it, and the lines after it too."""
+    path = tmp_path / "ours"
+    lines = [b"one\n", pickle.PickleBuffer(b"two\n"), b"three\n"]
+
+    async def main():
+        async with ringlet.open(path, "wb") as f:
+            await f.writelines(lines)
+
+    run(main())
+    with open(tmp_path / "ref", "wb") as g:
+        g.writelines(lines)
+    assert read_os(path) == read_os(tmp_path / "ref") == b"one\ntwo\nthree\n"
+
+
+def _lines_then_failure(bad):
+    """Two lines, then bad: a line that cannot be written, or an exception
+    the iterable raises."""
+    yield from bad[:2]
+    if isinstance(bad[2], Exception):
+        raise bad[2]
+    yield bad[2]
+
+
+@pytest.mark.parametrize("mode, encoding, lines, error", [
+    ("wb", None, [b"one\n", b"two\n", "three\n"], TypeError),  # str in a binary file
+    ("wb", None, [b"one\n", b"two\n", 3], TypeError),
+    ("wb", None, [b"one\n", b"two\n", ZeroDivisionError()], ZeroDivisionError),
+    ("w", "latin-1", ["one\n", "two\n", "\N{EURO SIGN}\n"], UnicodeEncodeError),
+    ("w", "utf-8", ["one\n", "two\n", b"three\n"], TypeError),
+    ("w", "utf-8", ["one\n", "two\n", ZeroDivisionError()], ZeroDivisionError),
+])
+def test_writelines_writes_the_lines_before_a_failure(ringlet, run, tmp_path, mode, encoding, lines, error):
+    """io's writelines writes line by line: the lines before one that cannot
+    be written, or before an error of the iterable, are in the file, and the
+    error is write()'s.  ringlet joins lines into batches and must not drop
+    the batch that holds the failure."""
+    ours, ref = tmp_path / "ours", tmp_path / "ref"
+
+    async def main():
+        async with ringlet.open(ours, mode, encoding=encoding) as f:
+            with pytest.raises(error) as raised:
+                await f.writelines(_lines_then_failure(lines))
+            return raised.value, await f.tell()
+
+    with open(ref, mode, encoding=encoding) as g:
+        with pytest.raises(error) as expected:
+            g.writelines(_lines_then_failure(lines))
+        where = g.tell()
+    got, got_where = run(main())
+    assert read_os(ours) == read_os(ref) == b"one\ntwo\n"
+    assert (type(got), got_where) == (type(expected.value), where)
 
 
 # --------------------------------------------------------------------------

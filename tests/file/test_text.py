@@ -475,6 +475,46 @@ def test_seek_to_every_tell_gives_the_rest(ringlet, run, tmp_path, encoding):
         assert rest == "".join(chunks[i:])
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig", "utf-32"])
+def test_a_byte_order_mark_only_at_the_first_byte(ringlet, run, tmp_path, encoding):
+    """A write after reads past byte 0 writes no byte order mark (CPython
+    writes one in the middle: "ab\ufeffc"); one at byte 0 does."""
+    path = tmp_path / "t.txt"
+
+    async def main():
+        async with ringlet.open(path, "w+", encoding=encoding) as f:
+            await f.write("ab")
+            await f.seek(0)
+            got = await f.read()
+            await f.write("c")
+            await f.seek(0)
+            await f.write("A")  # at byte 0 again: the mark, then "A" over "a"
+            return got
+
+    assert run(main()) == "ab"
+    assert path.read_bytes() == "Abc".encode(encoding)
+
+
+def test_no_byte_order_mark_after_a_read_that_failed(ringlet, run, tmp_path):
+    """A read that fails to decode leaves the position past what it read
+    (tell() says so), and a write there writes no byte order mark, though
+    nothing was decoded since the file opened at byte 0.  (CPython writes
+    one there.)"""
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"\0\0")  # no BOM: Python's UTF-16 decoder refuses it
+
+    async def main():
+        async with ringlet.open(path, "r+", encoding="utf-16") as f:
+            with pytest.raises(UnicodeError, match="BOM"):
+                await f.readline()
+            where = await f.tell()
+            await f.write("c")
+            return where
+
+    assert run(main()) == 2
+    assert path.read_bytes() == b"\0\0" + "c".encode("utf-16-le" if sys.byteorder == "little" else "utf-16-be")
+
+
 def test_seek_end_and_cur_like_builtin(ringlet, run, tmp_path):
     path = tmp_path / "t.txt"
     path.write_bytes("één\ntwee\n".encode())
