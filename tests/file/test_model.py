@@ -3,13 +3,12 @@ compared step by step with the same operations on a second file through
 built-in open(..., buffering=0) (io.FileIO) and os.
 
 After every step the two files must hold the same bytes, the two positions
-must agree, and nothing may be left in flight.  The state machine keeps one
-event loop for its whole run (so one engine serves every step), created in
-__init__ and closed in teardown.
+must agree, and nothing may be left in flight.  It runs on both backends.
 """
 
 import asyncio
 import io
+import itertools
 import os
 import shutil
 import tempfile
@@ -30,13 +29,14 @@ from hypothesis.stateful import (  # noqa: E402
     invariant,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 
 import ringlet  # noqa: E402
 
 MODES = ["rb", "r+b", "wb", "w+b", "ab", "a+b", "xb", "x+b"]
-MAX_OFFSET = 70_000
-STEP_TIMEOUT = 2.0  # no single step waits on anything: a hang is a bug  # beyond one 64 KiB read-ahead chunk
+MAX_OFFSET = 70_000  # beyond one 64 KiB read-ahead chunk
+STEP_TIMEOUT = 2.0  # no single step waits on anything: a hang is a bug
 
 # Data with newlines now and then, so that readline() has lines to find.
 DATA = st.one_of(
@@ -63,20 +63,25 @@ def outcome(fn, *args):
         raise AssertionError(f"the step hung (more than {STEP_TIMEOUT}s)") from None
 
 
-class FileModel(RuleBasedStateMachine):
-    """ringlet (self.f on self.path) against io.FileIO (self.ref on self.ref_path)."""
+def is_open(machine):
+    """A rule's precondition: the machine's files are open."""
+    return machine.f is not None
+
+
+class PairedFiles(RuleBasedStateMachine):
+    """A ringlet file (self.f on self.path) and a built-in one (self.ref on
+    self.ref_path), in a directory of their own, and one event loop for the
+    machine's whole run (so one engine serves every step)."""
+
+    suffix = ""  # of the files' names
 
     def __init__(self):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.dir = tempfile.mkdtemp(prefix="ringlet-model-")
-        self.path = os.path.join(self.dir, "ringlet.bin")
-        self.ref_path = os.path.join(self.dir, "reference.bin")
-        self.f = None
-        self.ref = None
-        self.mode = None
-
-    # -- helpers --------------------------------------------------------------
+        self.path = os.path.join(self.dir, "ringlet" + self.suffix)
+        self.ref_path = os.path.join(self.dir, "reference" + self.suffix)
+        self.f = self.ref = self.mode = None
 
     def run(self, coro):
         """Run coro on the machine's loop; a step that hangs fails (TimeoutError)."""
@@ -86,12 +91,30 @@ class FileModel(RuleBasedStateMachine):
         """Outcome of the coroutine make() builds, run on the persistent loop."""
         return outcome(lambda: self.run(make()))
 
+    def teardown(self):
+        try:
+            if self.f is not None:
+                self.run(self.f.close())
+            if self.ref is not None:
+                self.ref.close()
+        finally:
+            self.loop.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# Each model test's: only a failure's shrinking takes long, and needs no deadline.
+MODEL_SETTINGS = settings(deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+class FileModel(PairedFiles):
+    """ringlet against io.FileIO."""
+
+    suffix = ".bin"
+
     def compare(self, what, got, want):
         assert got == want, f"{what} in mode {self.mode!r}: ringlet {got!r}, built-in {want!r}"
         return got
-
-    def is_open(self):
-        return self.f is not None
 
     def readable(self):
         return self.mode is not None and ("r" in self.mode or "+" in self.mode)
@@ -196,6 +219,19 @@ class FileModel(RuleBasedStateMachine):
         self.compare(f"readline({size})", self.ring(lambda: self.f.readline(size)), outcome(self.ref.readline, size))
 
     @precondition(is_open)
+    @rule(hint=st.one_of(st.integers(0, 3000), st.sampled_from([-1, None, 65_536])))
+    def readlines(self, hint):
+        self.compare(f"readlines({hint})", self.ring(lambda: self.f.readlines(hint)),
+                     outcome(self.ref.readlines, hint))
+
+    @precondition(is_open)
+    @rule(count=st.integers(1, 30))
+    def iterate(self, count):
+        """count steps of `async for`, against the built-in's next()."""
+        self.compare(f"{count} lines of async for", self.ring(lambda: first_lines(self.f, count)),
+                     outcome(lambda: list(itertools.islice(self.ref, count))))
+
+    @precondition(is_open)
     @rule(size=st.integers(0, 5000), offset=OFFSETS)
     def pread(self, size, offset):
         got = self.ring(lambda: self.f.pread(size, offset))
@@ -222,6 +258,11 @@ class FileModel(RuleBasedStateMachine):
     @rule(data=DATA)
     def write(self, data):
         self.compare(f"write({len(data)} bytes)", self.ring(lambda: self.f.write(data)), outcome(self.ref.write, data))
+
+    @precondition(is_open)
+    @rule(lines=st.lists(DATA, max_size=5))
+    def writelines(self, lines):
+        self.compare("writelines", self.ring(lambda: self.f.writelines(lines)), outcome(self.ref.writelines, lines))
 
     @precondition(is_open)
     @rule(data=DATA, offset=OFFSETS)
@@ -318,15 +359,15 @@ class FileModel(RuleBasedStateMachine):
         engine = self.run(_get_engine())
         assert engine.stats()["in_flight"] == 0
 
-    def teardown(self):
-        try:
-            if self.f is not None:
-                self.run(self.f.close())
-            if self.ref is not None:
-                self.ref.close()
-        finally:
-            self.loop.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
+
+async def first_lines(f, count):
+    """The next count lines of `async for` over f (fewer at its end)."""
+    got = []
+    async for line in f:
+        got.append(line)
+        if len(got) == count:
+            break
+    return got
 
 
 async def _closed():
@@ -358,15 +399,9 @@ def _first_difference(a, b):
     return min(len(a), len(b))
 
 
-FileModel.TestCase.settings = settings(
-    max_examples=200,
-    stateful_step_count=40,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-# Generous: only a failure's shrinking takes long, and its report must not be cut off.
-TestFileModel = pytest.mark.timeout(600)(FileModel.TestCase)
+@pytest.mark.timeout(600)  # only a failure's shrinking takes long, and its report must not be cut off
+def test_binary_files_behave_as_built_in_ones():
+    run_state_machine_as_test(FileModel, settings=settings(MODEL_SETTINGS, max_examples=200, stateful_step_count=40))
 
 
 # --------------------------------------------------------------------------
