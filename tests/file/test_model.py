@@ -61,6 +61,8 @@ def outcome(fn, *args):
         return ("raised", type(exc), None)
     except asyncio.TimeoutError:
         raise AssertionError(f"the step hung (more than {STEP_TIMEOUT}s)") from None
+    except asyncio.CancelledError:
+        return ("raised", asyncio.CancelledError, None)
 
 
 def is_open(machine):
@@ -265,6 +267,42 @@ class FileModel(PairedFiles):
         self.compare("writelines", self.ring(lambda: self.f.writelines(lines)), outcome(self.ref.writelines, lines))
 
     @precondition(is_open)
+    @rule(call=st.sampled_from(["read", "readline", "readlines", "readinto", "pread", "write", "pwrite"]),
+          turns=st.integers(0, 4), size=SIZES, data=DATA, offset=OFFSETS)
+    def cancelled(self, call, turns, size, data, offset):
+        """A call cancelled after `turns` turns of the loop loses and tears
+        nothing (AsyncFile's docstring): a read that raised CancelledError did
+        not happen (the invariants check the position), a write landed whole
+        or not at all; a call done before the cancel is as the built-in's."""
+        n = 0 if size is None or size < 0 else size
+        mine, theirs = {  # ringlet's coroutine, the built-in's outcome
+            "read": (lambda: self.f.read(size), lambda: outcome(self.ref.read, size)),
+            "readline": (lambda: self.f.readline(size), lambda: outcome(self.ref.readline, size)),
+            "readlines": (lambda: self.f.readlines(size), lambda: outcome(self.ref.readlines, size)),
+            "readinto": (lambda: _filled(self.f.readinto, n), lambda: outcome(_filled_now, self.ref.readinto, n)),
+            "pread": (lambda: self.f.pread(n, offset), lambda: self.ref_checked(os.pread, n, offset)),
+            "write": (lambda: self.f.write(data), lambda: outcome(self.ref.write, data)),
+            "pwrite": (lambda: self.f.pwrite(data, offset),
+                       lambda: self.ref_checked(os.pwrite, data, offset, writing=True)),
+        }[call]
+
+        async def cancel_after_turns():
+            task = asyncio.ensure_future(mine())
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            task.cancel()
+            return await task
+
+        before = self.ref.tell()  # ringlet's too (same_position)
+        got = self.ring(cancel_after_turns)
+        self.run(_settled())
+        if got[1] is not asyncio.CancelledError:
+            self.compare(f"{call} not cancelled in time", got, theirs())
+        elif call == "write" and self.run(self.f.tell()) != before or \
+                call == "pwrite" and _read_path(self.path) != _read_path(self.ref_path):
+            theirs()  # it landed: whole, or the invariants see the difference
+
+    @precondition(is_open)
     @rule(data=DATA, offset=OFFSETS)
     def pwrite(self, data, offset):
         got = self.ring(lambda: self.f.pwrite(data, offset))
@@ -370,6 +408,25 @@ async def first_lines(f, count):
     return got
 
 
+async def _settled():
+    """Until the engine has nothing in flight: a cancelled call's kernel (or
+    thread) work may end after its task (its buffer kept until then)."""
+    engine = ringlet.get_engine()
+    while engine.stats()["in_flight"]:
+        await asyncio.sleep(0.001)
+
+
+async def _filled(readinto, n):
+    buffer = bytearray(b"\xee" * n)
+    count = await readinto(buffer)
+    return bytes(buffer[:count])
+
+
+def _filled_now(readinto, n):
+    buffer = bytearray(b"\xee" * n)
+    return bytes(buffer[:readinto(buffer)])
+
+
 async def _closed():
     raise ValueError("I/O operation on closed file")
 
@@ -437,6 +494,28 @@ def test_model_detects_a_wrong_position(tmp_path):
         machine.read(3)
         machine.ref.seek(5)  # move the reference's position behind the model's back
         with pytest.raises(AssertionError):
+            machine.same_position()
+    finally:
+        machine.teardown()
+
+
+def test_model_detects_a_cancelled_read_that_consumed(tmp_path, monkeypatch):
+    """A read that raises CancelledError must not have moved the position."""
+    machine = FileModel()
+    try:
+        machine.create_files(b"0123456789")
+        machine.open_files("rb")
+        real_read = machine.f.read
+
+        async def consumes_when_cancelled(size=-1):
+            try:
+                await asyncio.sleep(STEP_TIMEOUT)  # the rule cancels it here
+            finally:
+                await real_read(2)
+
+        monkeypatch.setattr(machine, "f", _Proxy(machine.f, read=consumes_when_cancelled))
+        machine.cancelled("read", 4, 5, b"", 0)
+        with pytest.raises(AssertionError, match="position"):
             machine.same_position()
     finally:
         machine.teardown()
