@@ -583,10 +583,22 @@ class AsyncFile(FileBase[bytes]):
         """Write all of data at the file position (the end, in append mode)
         and move the position past it.  A failed write leaves the position
         where it was; a cancelled one counts what it wrote (see the class)."""
+        n, cancel = await self._write_counted(data)
+        if cancel is not None:
+            raise cancel
+        return n
+
+    async def _write_counted(self, data: Any) -> Tuple[int, Optional[BaseException]]:
+        """write(), but a cancel is returned, with the count the write made
+        before it (0 when it was still waiting for its turn), not raised.  A
+        stream's write, abandoned on a cancel (see the class), raises it."""
         fd = self._writing_fd()
         turns = self._turns
         if turns.busy:
-            fd = await self._wait_turn()
+            try:
+                fd = await self._wait_turn()
+            except asyncio.CancelledError as waiting:
+                return 0, waiting
         else:
             turns.busy = True
         try:
@@ -595,17 +607,18 @@ class AsyncFile(FileBase[bytes]):
             offset = self._pos
             if offset is None:  # a stream: the kernel places it
                 n: int = await self._engine._write(fd, data, -1)
-                return n
-            if self._append:  # O_APPEND: the kernel places it at the end
-                n, cancel = await settle(self._engine._write(fd, data, -1), self._engine._write_stop)
-                if n:  # the position is then the end, as write(2) leaves it
-                    self._pos = os.fstat(fd).st_size
-            else:
-                n, cancel = await settle(self._write_at(fd, data, offset), self._engine._write_stop)
-                self._pos = offset + n
-            if cancel is not None:
-                raise cancel
-            return n
+                return n, None
+            try:
+                if self._append:  # O_APPEND: the kernel places it at the end
+                    n, cancel = await settle(self._engine._write(fd, data, -1), self._engine._write_stop)
+                    if n:  # the position is then the end, as write(2) leaves it
+                        self._pos = os.fstat(fd).st_size
+                else:
+                    n, cancel = await settle(self._write_at(fd, data, offset), self._engine._write_stop)
+                    self._pos = offset + n
+            except asyncio.CancelledError as stopped:  # settle's: the write was stopped before it began
+                return 0, stopped
+            return n, cancel
         finally:
             turns.release()
 

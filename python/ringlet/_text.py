@@ -271,7 +271,9 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
     async def write(self, text: str) -> int:
         """Write text (newlines translated as newline= says); return its length
         in characters.  The encoded bytes are buffered until flush(), close(),
-        a read or seek, WRITE_CHUNK bytes, or a line end with line buffering."""
+        a read or seek, WRITE_CHUNK bytes, or a line end with line buffering.
+        A call cancelled while it writes what is buffered leaves what it did
+        not write buffered, this call's text too: the next flush writes it."""
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         if self.buffer._fd < 0:
@@ -309,10 +311,17 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
         await write_batched(self.write, lines, "")
 
     async def _flush_pending(self) -> None:
+        """Write the buffered text.  Cancelled, what was not written stays
+        buffered, for the next flush (the caller's cancel is raised): text
+        that write() took is not lost to a cancel of a later call."""
         if self._pending:
             data = b"".join(self._pending)
             self._pending, self._pending_size = [], 0
-            await self.buffer.write(data)
+            written, cancel = await self.buffer._write_counted(data)
+            if cancel is not None:
+                if written < len(data):
+                    self._pending, self._pending_size = [data[written:]], len(data) - written
+                raise cancel
 
     async def flush(self) -> None:
         """Hand the buffered writes to the kernel (one write)."""
@@ -404,8 +413,12 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
         try:
             await self._flush_pending()
         finally:
-            self._reset_reading()
-            await self.buffer.close()
+            try:
+                if self._pending:  # a cancel stopped the flush: the rest is written before the close all the same
+                    await self._flush_pending()
+            finally:
+                self._reset_reading()
+                await self.buffer.close()
 
     def _write_pending_now(self) -> None:
         """Write the buffered text with blocking write(2) calls: at detach() and

@@ -295,7 +295,7 @@ class FileModel(PairedFiles):
 
         before = self.ref.tell()  # ringlet's too (same_position)
         got = self.ring(cancel_after_turns)
-        self.run(_settled())
+        self.run(settled())
         if got[1] is not asyncio.CancelledError:
             self.compare(f"{call} not cancelled in time", got, theirs())
         elif call == "write" and self.run(self.f.tell()) != before or \
@@ -408,7 +408,7 @@ async def first_lines(f, count):
     return got
 
 
-async def _settled():
+async def settled():
     """Until the engine has nothing in flight: a cancelled call's kernel (or
     thread) work may end after its task (its buffer kept until then)."""
     engine = ringlet.get_engine()

@@ -515,6 +515,38 @@ def test_no_byte_order_mark_after_a_read_that_failed(ringlet, run, tmp_path):
     assert path.read_bytes() == b"\0\0" + "c".encode("utf-16-le" if sys.byteorder == "little" else "utf-16-be")
 
 
+@pytest.mark.parametrize("mode", ["w+", "a+"])
+@pytest.mark.parametrize("call", ["read", "readline", "readlines", "tell", "flush", "write"])
+def test_buffered_text_outlives_a_cancelled_call(ringlet, run, tmp_path, mode, call):
+    """Text that write() buffered is written by the next call that flushes
+    (a read, tell, flush, or a write past the buffer's size).  Cancelled
+    after 0-3 turns of the loop, that call must leave what it did not write
+    buffered: the close writes it (it was lost: the buffer was emptied
+    before the write, and a write stopped by the cancel wrote nothing)."""
+    path = tmp_path / "t.txt"
+    big = "x" * (64 * 1024)  # a write of it flushes what is buffered
+
+    async def one(turns):
+        path.write_bytes(b"")
+        async with ringlet.open(path, mode, encoding="utf-8") as f:
+            await f.write("hello")
+            task = asyncio.ensure_future(f.write(big) if call == "write" else getattr(f, call)())
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        return path.read_bytes()
+
+    async def main():
+        return [await one(turns) for turns in range(4) for _ in range(5)]
+
+    for got in run(main()):
+        assert got in (b"hello", b"hello" + big.encode()), got[:20]
+
+
 def test_seek_end_and_cur_like_builtin(ringlet, run, tmp_path):
     path = tmp_path / "t.txt"
     path.write_bytes("één\ntwee\n".encode())

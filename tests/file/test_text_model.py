@@ -17,11 +17,12 @@ The bytes of the two files are compared whenever both are flushed or closed.
 Each test runs on both backends.
 """
 
+import asyncio
 import itertools
 import os
 
 import pytest
-from test_model import MODEL_SETTINGS, PairedFiles, first_lines, is_open, outcome  # skips here without hypothesis
+from test_model import MODEL_SETTINGS, PairedFiles, first_lines, is_open, outcome, settled  # skips here without hypothesis
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -190,6 +191,29 @@ class TextModel(PairedFiles):
         self.before_read()
         self.compare_read(f"{count} lines of async for", self.ring(lambda: first_lines(self.f, count)),
                           outcome(lambda: list(itertools.islice(iter(self.ref.readline, ""), count))))
+
+    @precondition(is_open)
+    @rule(call=st.sampled_from(["read", "readline", "readlines"]), turns=st.integers(0, 4), size=READ_SIZES)
+    def cancelled(self, call, turns, size):
+        """A read cancelled after `turns` turns of the loop: done before the
+        cancel, as the built-in's; else it did not happen (what the next
+        reads give is compared with the built-in's, which made none)."""
+        self.before_read()
+        mine = {"read": self.f.read, "readline": self.f.readline, "readlines": self.f.readlines}[call]
+        size = -1 if call == "readline" and size is None else size
+
+        async def cancel_after_turns():
+            task = asyncio.ensure_future(mine(size))
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            task.cancel()
+            return await task
+
+        got = self.ring(cancel_after_turns)
+        self.run(settled())
+        if got[1] is not asyncio.CancelledError:
+            theirs = {"read": self.ref.read, "readline": self.ref.readline, "readlines": self.ref_readlines}[call]
+            self.compare_read(f"{call}({size}) not cancelled in time", got, outcome(theirs, size))
 
     # -- writing --------------------------------------------------------------------
 
