@@ -286,15 +286,8 @@ class FileModel(PairedFiles):
                        lambda: self.ref_checked(os.pwrite, data, offset, writing=True)),
         }[call]
 
-        async def cancel_after_turns():
-            task = asyncio.ensure_future(mine())
-            for _ in range(turns):
-                await asyncio.sleep(0)
-            task.cancel()
-            return await task
-
         before = self.ref.tell()  # ringlet's too (same_position)
-        got = self.ring(cancel_after_turns)
+        got = self.ring(lambda: cancelled_after(turns, mine))
         self.run(settled())
         if got[1] is not asyncio.CancelledError:
             self.compare(f"{call} not cancelled in time", got, theirs())
@@ -406,6 +399,15 @@ async def first_lines(f, count):
         if len(got) == count:
             break
     return got
+
+
+async def cancelled_after(turns, call):
+    """Await call() as a task cancelled after `turns` turns of the loop."""
+    task = asyncio.ensure_future(call())
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    task.cancel()
+    return await task
 
 
 async def settled():

@@ -22,7 +22,8 @@ import itertools
 import os
 
 import pytest
-from test_model import MODEL_SETTINGS, PairedFiles, first_lines, is_open, outcome, settled  # skips here without hypothesis
+from test_model import (  # skips this module too without hypothesis
+    MODEL_SETTINGS, PairedFiles, cancelled_after, first_lines, is_open, outcome, settled)
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -202,14 +203,7 @@ class TextModel(PairedFiles):
         mine = {"read": self.f.read, "readline": self.f.readline, "readlines": self.f.readlines}[call]
         size = -1 if call == "readline" and size is None else size
 
-        async def cancel_after_turns():
-            task = asyncio.ensure_future(mine(size))
-            for _ in range(turns):
-                await asyncio.sleep(0)
-            task.cancel()
-            return await task
-
-        got = self.ring(cancel_after_turns)
+        got = self.ring(lambda: cancelled_after(turns, lambda: mine(size)))
         self.run(settled())
         if got[1] is not asyncio.CancelledError:
             theirs = {"read": self.ref.read, "readline": self.ref.readline, "readlines": self.ref_readlines}[call]
@@ -226,14 +220,7 @@ class TextModel(PairedFiles):
         self.ref_at_tell()
         before = self.run(self.f.tell())
 
-        async def cancel_after_turns():
-            task = asyncio.ensure_future(self.f.write(text))
-            for _ in range(turns):
-                await asyncio.sleep(0)
-            task.cancel()
-            return await task
-
-        got = self.ring(cancel_after_turns)
+        got = self.ring(lambda: cancelled_after(turns, lambda: self.f.write(text)))
         self.run(settled())
         if got[0] == "raised" and got[1] is not asyncio.CancelledError:  # a file not open for writing, say
             self.compare("write", got, outcome(self.ref.write, text))
