@@ -19,29 +19,22 @@ async def write_batched(write: Callable[[Any], Coroutine[Any, Any, int]], lines:
     io's writelines writes line by line, so what comes before a line that
     cannot be written, or before an error of the iterable, is written before
     the error is raised: here too (write_lines)."""
-    batch: List[Any] = []
+    batch: List[Any] = []  # lines not yet handed to a write
     size = 0
-    lines_left = iter(lines)
-    while True:
-        try:
-            line = next(lines_left, _END)
-        except Exception:  # the iterable's own (a cancel comes from a write, as a BaseException)
-            await write_lines(write, batch, empty)
-            raise
-        if line is _END:
-            break
-        batch.append(line)
-        try:
-            size += len(line)
-        except TypeError:  # no len(): written now (where write() raises if it cannot take it)
-            size = WRITE_CHUNK
-        if size >= WRITE_CHUNK:
-            await write_lines(write, batch, empty)
-            batch, size = [], 0
+    try:
+        for line in lines:
+            batch.append(line)
+            try:
+                size += len(line)
+            except TypeError:  # no len(): written now (where write() raises if it cannot take it)
+                size = WRITE_CHUNK
+            if size >= WRITE_CHUNK:
+                full, batch, size = batch, [], 0
+                await write_lines(write, full, empty)
+    except Exception:  # the iterable's (a failed write left batch empty; a cancel is a BaseException)
+        await write_lines(write, batch, empty)
+        raise
     await write_lines(write, batch, empty)
-
-
-_END: Any = object()  # write_batched's end of lines
 
 
 async def write_lines(write: Callable[[Any], Coroutine[Any, Any, int]], batch: List[Any], empty: Any) -> None:
