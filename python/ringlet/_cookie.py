@@ -85,11 +85,9 @@ class DecodedReadAhead:
     def _forget_returned(self) -> None:
         """After a read to end of file, all of whose characters are returned:
         its text and bytes go now (kept, they would double what a large read
-        costs until the next call).  An empty chunk stays in their place: a
-        write still rewinds first, which moves the encoder past its byte
-        order mark."""
-        self._decoded, self._dpos = "", 0
-        self._chunks = [(self._decoder.getstate(), None, b"", 0, 0)]
+        costs until the next call).  tell() is then the file position.  (A
+        write that follows writes no byte order mark there: _bom_due.)"""
+        self._decoded, self._dpos, self._chunks = "", 0, []
 
     def _trim(self) -> None:
         """Drop the chunks whose characters have all been returned."""
