@@ -231,9 +231,10 @@ sanitize: $(STAMP_TOOLS) $(addprefix build/asan/ctests/,$(CTEST_NAMES)) | liburi
 	@echo "building ringlet with AddressSanitizer + UBSan into build/asan (the .venv install is left alone)"
 	RINGLET_SANITIZE=1 $(VPY) setup.py -q build --build-base build/asan/tmp --build-lib build/asan/lib
 	@echo "the pytest suite on the ASan build (leak checks: CPython itself keeps memory until exit,"
-	@echo "so LeakSanitizer is off here; tests/engine/test_leaks.py checks ringlet's own allocations)"
+	@echo "so LeakSanitizer is off here; tests/engine/test_leaks.py checks ringlet's own allocations;"
+	@echo "an allocation too large for memory fails, a MemoryError as without ASan, not an abort)"
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
-	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	PYTHONPATH=build/asan/lib $(VPY) -m pytest tests -q -p no:cacheprovider --backend=io_uring $(SAN_PYTEST_SKIP)
 
 # valgrind's memcheck (leaks included) on the C engine's tests and on one

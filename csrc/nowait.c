@@ -84,7 +84,7 @@ int64_t rl_read_nowait(struct rl_nowait *nw, int fd, void *buf, size_t len, int6
         return -EAGAIN;
     }
     size_t done = 0;
-    while (done < len) {
+    do { /* once at least: a read of 0 bytes still gets the kernel's EBADF or EISDIR */
         struct iovec iov = {(char *)buf + done, len - done};
         ssize_t n = preadv2(fd, &iov, 1, (off_t)(offset + (int64_t)done), RWF_NOWAIT);
         if (n == 0)
@@ -100,9 +100,16 @@ int64_t rl_read_nowait(struct rl_nowait *nw, int fd, void *buf, size_t len, int6
         /* Short: the end of the file, or the end of what is cached; the
          * next attempt says which (0, or EAGAIN). */
         done += (size_t)n;
-    }
+    } while (done < len);
     nw->hits++;
     return (int64_t)done;
+}
+
+int64_t rl_read_nothing(int fd, int64_t offset)
+{
+    char none;
+    ssize_t n = offset < 0 ? read(fd, &none, 0) : pread(fd, &none, 0, (off_t)offset);
+    return n < 0 ? -errno : 0;
 }
 
 /* ---- A batch, with the helper's kernel thread ----------------------------- */

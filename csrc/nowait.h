@@ -54,6 +54,12 @@ int rl_nowait_enabled(const struct rl_nowait *nw, int fd);
  * written either way. */
 int64_t rl_read_nowait(struct rl_nowait *nw, int fd, void *buf, size_t len, int64_t offset);
 
+/* A read of 0 bytes at offset (-1: the file position), done at once: 0, or
+ * the kernel's -errno (EBADF for a file not open for reading, EISDIR), as
+ * os.read(fd, 0) gives it.  The ring's read of 0 bytes from an empty FIFO
+ * would wait for data. */
+int64_t rl_read_nothing(int fd, int64_t offset);
+
 /* One read of a batch: what to read, and its outcome (a count, or -EAGAIN
  * as rl_read_nowait gives it). */
 struct rl_nowait_read {

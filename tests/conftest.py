@@ -5,7 +5,8 @@ Plain pytest: every test drives its coroutine with the ``run`` fixture
 per backend, io_uring and the thread fallback (the ``backend`` fixture).
 
 The folders follow python/ringlet: engine/ (the backend choice, get_engine,
-the engine's life: shutdown, fork, threads, loops, fairness, leaks), threads/
+the engine's life: shutdown, fork, threads, loops, fairness, leaks; the
+fuzzer of its raw entry points), threads/
 (the thread fallback built by hand), file/ (open, the binary, text and line
 APIs, errors, bad input, cancellation, O_DIRECT), os/ (ringlet.os), trace/,
 cliff/, load/ (load, soak, fault injection), examples/ (the notebooks and

@@ -73,7 +73,7 @@ static PyObject *engine_read_impl(EngineObject *self, PyObject *const *args, Py_
     }
     op->offload = op_may_offload(op);
     if (size == 0)
-        return op_finish_now(op, 0, want_future);
+        return op_finish_now(op, rl_read_nothing(fd, op->offset), want_future);
     forget_callers_descriptor(self, fd, want_future);
     int64_t cached = op_try_nowait(op);
     if (cached >= 0)
@@ -134,7 +134,7 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
         return NULL;
     }
     if (op->length == 0 && kind != OP_WRITE)
-        return op_finish_now(op, 0, want_future);
+        return op_finish_now(op, rl_read_nothing(fd, op->offset), want_future);
     op->offload = op_may_offload(op);
     if (kind != OP_WRITE)
         forget_callers_descriptor(self, fd, want_future);

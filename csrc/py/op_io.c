@@ -25,8 +25,13 @@ static void op_io_complete(struct rl_cell *cell);
 int op_take_position(OpObject *op, unsigned align)
 {
     if (op->offset < 0) {
+        errno = 0;
         int flags = op->kind == OP_WRITE ? fcntl(op->fd, F_GETFL) : 0;
         off_t position = flags >= 0 && !(flags & O_APPEND) ? lseek(op->fd, 0, SEEK_CUR) : -1;
+        if (position < 0 && align && errno == EBADF) { /* said now, before O_DIRECT's "needs offsets" */
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
         if (position < 0)
             return 0; /* a stream (or a bad descriptor: the kernel will say so) */
         op->offset = position;

@@ -120,8 +120,10 @@ def direct_offset(fd: int, offset: int, length: int, align: int, write: bool) ->
             appending = write and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND
             if not appending:
                 offset, moves = os.lseek(fd, 0, os.SEEK_CUR), True
-        except OSError:
-            pass  # a stream (or a bad descriptor: the call says so)
+        except OSError as exc:
+            if exc.errno == errno.EBADF:
+                raise  # said now, before O_DIRECT's "needs offsets"
+            # a stream
     if offset >= 0 and offset + length > _INT64_MAX - (2 << 20 if align else 0):
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))  # what pread(2)/pwrite(2) say of it
     if align:

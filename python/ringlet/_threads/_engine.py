@@ -63,7 +63,7 @@ class ThreadEngine(EngineCore):
             return self._failed(op, exc)
         kind = kind_of(st.st_mode)
         if size == 0:
-            return self._done_now(op, b"")
+            return self._nothing_read(op, b"", offset)
         if kind != "file":
             return self.ready.start(op, st, "read", _calls.at_offset(kind, offset,
                                                                       lambda f, at: _calls.read(f, size, at)))
@@ -89,7 +89,7 @@ class ThreadEngine(EngineCore):
         fd, kind, view = op.fd, kind_of(st.st_mode), op.view
         assert view is not None
         if len(view) == 0:
-            return self._done_now(op, 0)
+            return self._nothing_read(op, 0, offset)
         if kind != "file":
             return self.ready.start(op, st, "read",
                                     _calls.at_offset(kind, offset, lambda f, at: _calls.readinto(f, view, at)))
@@ -124,6 +124,15 @@ class ThreadEngine(EngineCore):
             op.view = bounce.view[:length]
             return self._to_pool(op, lambda: bounce.write(op, fd), key)
         return self._to_pool(op, lambda: _calls.write_all(op, fd, offset), key)
+
+    def _nothing_read(self, op: Op, value: Any, offset: int) -> asyncio.Future[Any]:
+        """A read of 0 bytes: the kernel's answer (EBADF, EISDIR) at once, as
+        os.read's; a wait for readiness would wait for a FIFO's data."""
+        try:
+            _calls.read(op.fd, 0, offset)
+        except OSError as exc:
+            return self._failed(op, exc)
+        return self._done_now(op, value)
 
     def _buffer_op(self, name: str, fd: Any, obj: Any, offset: Any, align: Any) -> tuple[Op, Any, int]:
         """What readinto and write share: the arguments checked, the caller's
@@ -292,17 +301,28 @@ class ThreadEngine(EngineCore):
         """The copy on descriptors of its own: it names them again for each
         read and write, and a close of the caller's meanwhile must neither
         stop it nor give it the next file opened on the number."""
-        src_own = os.dup(src_fd)
-        self._adopt(src_own)
+        owned: list[int] = []
         try:
-            dst_own = os.dup(dst_fd)
-            self._adopt(dst_own)
-            try:
-                return await self._copy(src_own, dst_own, chunk)
-            finally:
-                await self.close(dst_own)  # a regular file's release in a worker, as close() does
+            for fd in (src_fd, dst_fd):
+                owned.append(os.dup(fd))
+                self._adopt(owned[-1])
+            return await self._copy(owned[0], owned[1], chunk)
         finally:
-            await self.close(src_own)
+            # Every close begins before any is awaited: a cancel of that wait,
+            # or a shutdown of the engine meanwhile, must not leave one unmade.
+            closes = [self._close_own(fd) for fd in owned]
+            for close in closes:
+                if close is not None:
+                    await close
+
+    def _close_own(self, fd: int) -> Optional[asyncio.Future[None]]:
+        """Close a descriptor of the engine's own: a regular file's release in a
+        worker, as close() does; at once if the engine is shut down already."""
+        try:
+            return self.close(fd)
+        except RuntimeError:  # nobody else will close it
+            os.close(fd)
+            return None
 
     async def _copy(self, src_fd: int, dst_fd: int, chunk: int) -> int:
         copied = 0
