@@ -212,16 +212,20 @@ class TextModel(PairedFiles):
             self.compare_read(f"{call}({size}) not cancelled in time", got, outcome(theirs, size))
 
     @precondition(is_open)
-    @rule(call=st.sampled_from(["flush", "seek"]), turns=st.integers(0, 4))
+    @rule(call=st.sampled_from(["flush", "seek", "tell"]), turns=st.integers(0, 4))
     def cancelled_flush(self, call, turns):
-        """flush() or seek(0) cancelled after `turns` turns of the loop, maybe
-        while it writes what is buffered: what it did not write stays
-        buffered (the next flush compares the bytes); a seek cancelled there
-        did not move, one done before the cancel is made on the built-in."""
-        got = self.ring(lambda: cancelled_after(turns, self.f.flush if call == "flush" else lambda: self.f.seek(0)))
+        """flush(), seek(0) or tell() cancelled after `turns` turns of the
+        loop, maybe while it writes what is buffered: what it did not write
+        stays buffered (the next flush compares the bytes); a seek cancelled
+        there did not move, one done before the cancel is made on the
+        built-in; a tell moves nothing either way."""
+        mine = {"flush": self.f.flush, "seek": lambda: self.f.seek(0), "tell": self.f.tell}[call]
+        got = self.ring(lambda: cancelled_after(turns, mine))
         self.run(settled())
         if call == "seek" and got[0] == "ok":
             self.compare("seek(0) not cancelled in time", got, self.ref_seek(0))
+        elif call == "tell" and got[0] == "ok":
+            assert isinstance(got[1], int) and got[1] >= 0, got
         else:
             assert got in (("ok", None), ("raised", asyncio.CancelledError, None)), got
 

@@ -287,42 +287,39 @@ class ThreadEngine(EngineCore):
         number of bytes copied.  Regular files: copy_file_range(2) on a worker
         (a copy in the kernel, or shared extents); else, or where it is
         refused, chunk by chunk (each read, then its write).  The copy keeps its
-        two files until it ends: it works on duplicates of the descriptors, so a
-        close of either number meanwhile neither stops it nor sends it to a
-        file opened on the number."""
+        two files until it ends: it works on duplicates of the descriptors,
+        made before it returns, so a close of either number after the call
+        neither stops it nor sends it to a file opened on the number.  It is
+        one operation in flight until it ends, as the ring's copy is."""
         src_fd, dst_fd = _args.c_int(src_fd), _args.c_int(dst_fd)
         chunk, depth = _args.uint32(chunk_size, "chunk_size"), _args.uint32(depth, "depth")
         if chunk == 0 or chunk > contract.MAX_RW or depth == 0 or depth > contract.COPY_MAX_SLOTS:
             raise ValueError(contract.COPY_LIMITS.format(max_rw=contract.MAX_RW, max_slots=contract.COPY_MAX_SLOTS))
         self._check()
-        return self._task(self._copy_own(src_fd, dst_fd, chunk))
-
-    async def _copy_own(self, src_fd: int, dst_fd: int, chunk: int) -> int:
-        """The copy on descriptors of its own: it names them again for each
-        read and write, and a close of the caller's meanwhile must neither
-        stop it nor give it the next file opened on the number."""
         owned: list[int] = []
         try:
             for fd in (src_fd, dst_fd):
-                owned.append(os.dup(fd))
+                owned.append(os.dup(fd))  # EBADF raised here, as the ring's copy raises it
                 self._adopt(owned[-1])
-            return await self._copy(owned[0], owned[1], chunk)
-        finally:
-            # Every close begins before any is awaited: a cancel of that wait,
-            # or a shutdown of the engine meanwhile, must not leave one unmade.
-            closes = [self._close_own(fd) for fd in owned]
-            for close in closes:
-                if close is not None:
-                    await close
+            task = self._task(self._copy(owned[0], owned[1], chunk))
+        except BaseException:
+            for fd in owned:
+                os.close(fd)
+            raise
+        self._in_flight += 1
+        task.add_done_callback(lambda _: self._copy_ended(owned))
+        return task
 
-    def _close_own(self, fd: int) -> Optional[asyncio.Future[None]]:
-        """Close a descriptor of the engine's own: a regular file's release in a
-        worker, as close() does; at once if the engine is shut down already."""
-        try:
-            return self.close(fd)
-        except RuntimeError:  # nobody else will close it
-            os.close(fd)
-            return None
+    def _copy_ended(self, owned: list[int]) -> None:
+        """A copy's descriptors closed however it ended: a task cancelled before
+        its first step never runs its own finally.  A regular file's release
+        runs in a worker, as close() does; at once if the engine is shut down."""
+        self._in_flight -= 1
+        for fd in owned:
+            try:
+                self.close(fd)
+            except RuntimeError:  # shut down: nobody else will close it
+                os.close(fd)
 
     async def _copy(self, src_fd: int, dst_fd: int, chunk: int) -> int:
         copied = 0
