@@ -84,7 +84,7 @@ int64_t rl_read_nowait(struct rl_nowait *nw, int fd, void *buf, size_t len, int6
         return -EAGAIN;
     }
     size_t done = 0;
-    do { /* once at least: a read of 0 bytes still gets the kernel's EBADF or EISDIR */
+    do { /* once at least: a read of 0 bytes still gets the kernel's EBADF (as preadv gives it) */
         struct iovec iov = {(char *)buf + done, len - done};
         ssize_t n = preadv2(fd, &iov, 1, (off_t)(offset + (int64_t)done), RWF_NOWAIT);
         if (n == 0)

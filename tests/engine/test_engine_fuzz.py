@@ -57,7 +57,7 @@ from hypothesis import strategies as st  # noqa: E402
 import ringlet  # noqa: E402
 from ringlet import _ringlet  # noqa: E402
 
-from conftest import asyncio_run, fd_count  # noqa: E402
+from conftest import asyncio_run, fd_count, wait_until  # noqa: E402
 
 EXAMPLES = int(os.environ.get("RINGLET_FUZZ_EXAMPLES", "100"))
 STEPS_MAX = int(os.environ.get("RINGLET_FUZZ_STEPS", "10"))
@@ -340,7 +340,7 @@ def write_reference(w: World, fd_spec, data: bytes, offset: int, align: int):
     return ("ok", len(data))
 
 
-def expected_content(w: World, fd_spec, data: bytes, offset: int, before: bytes, position: int) -> bytes:
+def expected_content(fd_spec, data: bytes, offset: int, before: bytes, position: int) -> bytes:
     if fd_spec == "append" or not data:
         return before + data  # (a write of nothing does not grow the file)
     at = position if offset == -1 else offset
@@ -540,7 +540,7 @@ def write_check(w: World, fd_spec, data: bytes, offset: int, ref):
     if (position if offset == -1 else offset) + len(data) > SPARSE:
         return lambda m: check_outcome(m, ref)
     before = w.content(fd_spec)
-    want = expected_content(w, fd_spec, data, offset, before, position)
+    want = expected_content(fd_spec, data, offset, before, position)
 
     def check(made: Made):
         check_outcome(made, ref)
@@ -625,10 +625,8 @@ def close_quietly(fd):
 async def settled(engine):
     """Until nothing is in flight (a read of 2 GiB cancelled in a worker takes
     seconds on a loaded machine: the bound only catches a hang)."""
-    deadline = asyncio.get_running_loop().time() + CALL_TIMEOUT
-    while not engine.closed and engine.stats()["in_flight"]:
-        assert asyncio.get_running_loop().time() < deadline, f"still in flight after {CALL_TIMEOUT} s: {engine.stats()}"
-        await asyncio.sleep(0.001)
+    assert await wait_until(lambda: engine.closed or not engine.stats()["in_flight"], CALL_TIMEOUT), \
+        f"still in flight after {CALL_TIMEOUT} s: {engine.stats()}"
 
 
 def whole_file_calls_apart(calls):
@@ -752,7 +750,7 @@ def check_cancelled_write(w: World, made: Made, before: bytes):
     at = value(offset)
     if at == -1:
         return  # the position moved as the call ran: where it wrote is not known here
-    assert after == expected_content(w, fd_spec, made.data, at, before, 0), \
+    assert after == expected_content(fd_spec, made.data, at, before, 0), \
         f"{made.call}: a cancelled write left part of its data"
 
 

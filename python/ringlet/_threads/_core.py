@@ -134,6 +134,10 @@ class EngineCore:
     def _begin(self, op: Op) -> None:
         op.future = self._new_future()
         self._submitted += 1
+        self._count_in_flight()
+
+    def _count_in_flight(self) -> None:
+        """One more operation in flight (its end decrements _in_flight)."""
         self._in_flight += 1
         if self._in_flight > self._peak:
             self._peak = self._in_flight

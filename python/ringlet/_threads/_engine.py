@@ -306,7 +306,7 @@ class ThreadEngine(EngineCore):
             for fd in owned:
                 os.close(fd)
             raise
-        self._in_flight += 1
+        self._count_in_flight()
         task.add_done_callback(lambda _: self._copy_ended(owned))
         return task
 
