@@ -105,7 +105,9 @@ class PairedFiles(RuleBasedStateMachine):
 
 
 # Each model test's: only a failure's shrinking takes long, and needs no deadline.
-MODEL_SETTINGS = settings(deadline=None, database=None,
+# derandomize: the suite's examples are the same in every run, so that CI
+# cannot fail on a new draw (hunts pass settings of their own).
+MODEL_SETTINGS = settings(deadline=None, database=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
