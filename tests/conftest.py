@@ -411,6 +411,19 @@ async def wait_until(predicate, timeout=20.0, interval=0.005):
         await asyncio.sleep(interval)
 
 
+async def settled(engine: Any = None, timeout: float = 20.0) -> None:
+    """Until the engine (the running loop's by default) has nothing in flight,
+    or is closed: a cancelled call's kernel or worker work may end after its
+    task, holding its buffer until then.  The bound only catches a hang (a
+    2 GiB read cancelled in a worker takes seconds on a loaded machine)."""
+    if engine is None:
+        import ringlet
+
+        engine = ringlet.get_engine()
+    assert await wait_until(lambda: engine.closed or not engine.stats()["in_flight"], timeout), \
+        f"still in flight after {timeout} s: {engine.stats()}"
+
+
 async def open_fifo_writer(path, timeout=3.0):
     """Open the write end of a FIFO without blocking the loop.
 

@@ -499,9 +499,14 @@ int loop_epoll_fd_of(ringlet_state *st, PyObject *loop);
 int loop_is_running_here(EngineObject *engine);
 /* engine._tick ran: the loop has turned. */
 void loop_ticked(EngineObject *engine);
+/* The exception set now, raised by the caller's code while completions were
+ * delivered, to the loop's exception handler ({"message": PyUnicode_FromFormat
+ * of format, "exception": ...}, as asyncio reports a callback's); with no loop
+ * to tell, or when telling it fails, as unraisable (context: obj).  Clears it. */
+void loop_report_error(EngineObject *engine, PyObject *obj, const char *format, ...);
 /* The exception set now was raised while delivering completions, by Python
  * code ringlet runs (set_result, the tracer, a signal handler): an Exception
- * is reported as unraisable (context: obj), as before; a BaseException
+ * is reported (loop_report_error: "ringlet: <obj> raised"); a BaseException
  * (KeyboardInterrupt, SystemExit) is kept for loop_raise_interrupt, so the
  * delivery of the rest goes on and then it leaves the loop.  Clears it. */
 void loop_note_error(EngineObject *engine, PyObject *obj);

@@ -513,7 +513,8 @@ static PyGetSetDef engine_getset[] = {
     {"closed", (getter)engine_get_closed, NULL, "True after shutdown().", NULL},
     {"tracer", (getter)engine_get_tracer, (setter)engine_set_tracer,
      "None, or a callable given one dict per finished operation: op, fd, result, inline, and the\n"
-     "time.monotonic_ns() stamps submitted, returned, reaped, resolved, resumed; thread, reap_thread.", NULL},
+     "time.monotonic_ns() stamps submitted, returned, reaped, resolved, resumed; thread, reap_thread.\n"
+     "What it raises goes to the loop's exception handler.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

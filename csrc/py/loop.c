@@ -310,20 +310,56 @@ void loop_ticked(EngineObject *engine)
 
 /* ---- BaseExceptions raised while completions are delivered --------------- */
 
+/* The exception set now, taken (cleared): normalized, its traceback on it. */
+static PyObject *take_error(void)
+{
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (tb != NULL && exc != NULL)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return exc;
+}
+
+void loop_report_error(EngineObject *engine, PyObject *obj, const char *format, ...)
+{
+    PyObject *exc = take_error();
+    /* The message only now: its reprs run Python code, which must not find an error set. */
+    va_list args;
+    va_start(args, format);
+    PyObject *message = PyUnicode_FromFormatV(format, args);
+    va_end(args);
+    PyObject *loop = engine->loop_ref ? PyWeakref_GetObject(engine->loop_ref) : NULL;
+    PyObject *context = loop && loop != Py_None && exc && message
+                            ? Py_BuildValue("{sOsO}", "message", message, "exception", exc)
+                            : NULL;
+    PyObject *r = context ? PyObject_CallMethodOneArg(loop, engine->state->str_call_exception_handler, context)
+                          : NULL;
+    if (r == NULL) { /* no loop to tell (or telling it failed): as unraisable */
+        PyErr_Clear();
+        if (exc != NULL)
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        PyErr_WriteUnraisable(obj);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(context);
+    Py_XDECREF(message);
+    Py_XDECREF(exc);
+}
+
 void loop_note_error(EngineObject *engine, PyObject *obj)
 {
     if (PyErr_ExceptionMatches(PyExc_Exception) || engine->interrupt != NULL) {
-        PyErr_WriteUnraisable(obj); /* a second interrupt adds nothing: the first leaves the loop */
+        /* (a second interrupt adds nothing: the first leaves the loop) */
+        if (obj)
+            loop_report_error(engine, obj, "ringlet: %R raised", obj);
+        else
+            loop_report_error(engine, obj, "ringlet: an error while completions were delivered");
         return;
     }
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL)
-        PyException_SetTraceback(value, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    engine->interrupt = value;
+    engine->interrupt = take_error();
     /* The next drain raises it (when this is not a drain already, which
      * raises it at its end): wake the loop for one. */
     if (engine->ring_open)

@@ -599,29 +599,7 @@ void engine_retry_wake(EngineObject *engine)
 /* What a callback raised: as asyncio's Handle does, to the loop's exception handler. */
 static void op_report_callback_error(OpObject *op, PyObject *callback)
 {
-    PyObject *type, *exc, *tb;
-    PyErr_Fetch(&type, &exc, &tb);
-    PyErr_NormalizeException(&type, &exc, &tb);
-    if (tb != NULL && exc != NULL)
-        PyException_SetTraceback(exc, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    PyObject *loop = PyWeakref_GetObject(op->engine->loop_ref);
-    PyObject *context = loop && loop != Py_None && exc
-                            ? Py_BuildValue("{sNsO}", "message",
-                                            PyUnicode_FromFormat("Exception in callback %R(%R)", callback, op),
-                                            "exception", exc)
-                            : NULL;
-    PyObject *r = context ? PyObject_CallMethodOneArg(loop, op->engine->state->str_call_exception_handler, context)
-                          : NULL;
-    if (r == NULL) { /* no loop to tell (or telling it failed): as unraisable */
-        if (!PyErr_Occurred() && exc != NULL)
-            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        PyErr_WriteUnraisable(callback);
-    }
-    Py_XDECREF(r);
-    Py_XDECREF(context);
-    Py_XDECREF(exc);
+    loop_report_error(op->engine, callback, "Exception in callback %R(%R)", callback, op);
 }
 
 /* Runs the op's done callbacks, in the order they were added, each in its

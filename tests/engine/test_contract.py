@@ -8,6 +8,7 @@ import asyncio
 import gc
 import inspect
 import os
+import sys
 import threading
 
 import pytest
@@ -115,6 +116,33 @@ def test_stats_and_trace_records_have_the_contract_keys(run, backend, make_file)
     assert [r["op"] for r in records] == ["open", "read", "close"]
     for record in records:
         assert sorted(record) == sorted(contract.TRACE_KEYS)
+
+
+def test_what_the_tracer_raises_goes_to_the_loops_exception_handler(run, backend, make_file, monkeypatch):
+    """As asyncio reports what a callback raises: once a record, on both
+    engines, and nothing is left unraisable; the operations go on."""
+    path, data = make_file(5000)
+    reported, unraisable = [], []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+    def tracer(record):
+        raise ValueError(record["op"])
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+        async with engine_on_loop(backend) as engine:
+            engine.tracer = tracer
+            fd = await engine.open(os.fsencode(path), os.O_RDONLY)
+            got = await engine.read(fd, 100, 0)
+            await engine.close(fd)
+            await asyncio.sleep(0)  # the last record is made once its task resumed
+            engine.tracer = None
+            return got
+
+    assert run(main()) == data[:100]
+    assert [str(c["exception"]) for c in reported] == ["open", "read", "close"]
+    assert all(isinstance(c["exception"], ValueError) and "raised" in c["message"] for c in reported)
+    assert unraisable == []
 
 
 # --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import fd_count
+from conftest import fd_count, settled
 
 
 @pytest.fixture
@@ -15,13 +15,6 @@ def live(ringlet, require_io_uring):
     from ringlet import _ringlet
 
     return _ringlet._live
-
-
-async def _settle(engine):
-    for _ in range(400):
-        if engine.stats()["in_flight"] == 0:
-            return
-        await asyncio.sleep(0.005)
 
 
 def test_every_kind_of_operation_leaves_nothing(ringlet, run, live, make_file, tmp_path, fifo):
@@ -52,7 +45,7 @@ def test_every_kind_of_operation_leaves_nothing(ringlet, run, live, make_file, t
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await _settle(engine)
+        await settled(engine)
         await f.close()
         os.close(null)
         # O_DIRECT through bounce buffers, some cancelled
@@ -65,7 +58,7 @@ def test_every_kind_of_operation_leaves_nothing(ringlet, run, live, make_file, t
             for fut in futures[::3]:
                 fut.cancel()
             await asyncio.gather(*futures, return_exceptions=True)
-            await _settle(engine)
+            await settled(engine)
             os.close(fd)
         return engine.stats()["in_flight"]
 

@@ -33,6 +33,7 @@ from hypothesis.stateful import (  # noqa: E402
 )
 
 import ringlet  # noqa: E402
+from conftest import settled  # noqa: E402
 
 MODES = ["rb", "r+b", "wb", "w+b", "ab", "a+b", "xb", "x+b"]
 MAX_OFFSET = 70_000  # beyond one 64 KiB read-ahead chunk
@@ -410,14 +411,6 @@ async def cancelled_after(turns, call):
         await asyncio.sleep(0)
     task.cancel()
     return await task
-
-
-async def settled():
-    """Until the engine has nothing in flight: a cancelled call's kernel (or
-    thread) work may end after its task (its buffer kept until then)."""
-    engine = ringlet.get_engine()
-    while engine.stats()["in_flight"]:
-        await asyncio.sleep(0.001)
 
 
 async def _filled(readinto, n):

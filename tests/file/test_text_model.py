@@ -23,13 +23,14 @@ import os
 
 import pytest
 from test_model import (  # skips this module too without hypothesis
-    MODEL_SETTINGS, PairedFiles, cancelled_after, first_lines, is_open, outcome, settled)
+    MODEL_SETTINGS, PairedFiles, cancelled_after, first_lines, is_open, outcome)
 
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule, run_state_machine_as_test
 
 import ringlet
+from conftest import settled
 
 MODES = ["r", "r+", "w", "w+", "a", "a+", "x+"]
 ENCODINGS = ["utf-8", "latin-1", "utf-16", "utf-8-sig", "utf-32"]

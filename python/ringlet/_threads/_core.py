@@ -93,7 +93,8 @@ class EngineCore:
     @property
     def tracer(self) -> Optional[contract.Tracer]:
         """None, or a callable given one dict per finished operation (the keys
-        of the C engine's records: contract.TRACE_KEYS)."""
+        of the C engine's records: contract.TRACE_KEYS).  What it raises goes
+        to the loop's exception handler."""
         return self._tracer
 
     @tracer.setter

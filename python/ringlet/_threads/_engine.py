@@ -37,6 +37,23 @@ class ThreadEngine(EngineCore):
     def __init__(self, loop: asyncio.AbstractEventLoop, sq_entries: int = 256, cq_entries: int = 4096,
                  future_type: Optional[type] = None, max_workers: Optional[int] = None) -> None:
         super().__init__(loop, cq_entries, future_type, max_workers)
+        # The copies not over yet and their duplicates: the engine holds the
+        # tasks (a task nobody holds may be collected unfinished, its
+        # descriptors never closed) and closes what a shutdown leaves.
+        self._copies: dict[asyncio.Task[int], list[int]] = {}
+
+    def shutdown(self, timeout: float = 1.0) -> int:
+        """shutdown(timeout=1.0) -> int: as EngineCore.shutdown; a copy under
+        way ends too (cancelled), its duplicates closed unless a worker may
+        still use them.  Returns how many calls were left running."""
+        running = super().shutdown(timeout)
+        copies, self._copies = self._copies, {}
+        for task, owned in copies.items():
+            task.cancel()  # (it ends at the loop's next turn, finding its descriptors closed here)
+            if not running:  # else a worker's next write could reach a file that took the number
+                for fd in owned:
+                    os.close(fd)
+        return running
 
     # -- read, readinto, write ----------------------------------------------
 
@@ -307,18 +324,19 @@ class ThreadEngine(EngineCore):
                 os.close(fd)
             raise
         self._count_in_flight()
-        task.add_done_callback(lambda _: self._copy_ended(owned))
+        self._copies[task] = owned
+        task.add_done_callback(self._copy_ended)
         return task
 
-    def _copy_ended(self, owned: list[int]) -> None:
+    def _copy_ended(self, task: asyncio.Task[int]) -> None:
         """A copy's descriptors closed however it ended: a task cancelled before
         its first step never runs its own finally.  A regular file's release
-        runs in a worker, as close() does; at once if the engine is shut down."""
+        runs in a worker, as close() does (a shutdown closed them already)."""
         self._in_flight -= 1
-        for fd in owned:
+        for fd in self._copies.pop(task, ()):
             try:
                 self.close(fd)
-            except RuntimeError:  # shut down: nobody else will close it
+            except RuntimeError:  # closed without a shutdown (in a forked child): nobody else will
                 os.close(fd)
 
     async def _copy(self, src_fd: int, dst_fd: int, chunk: int) -> int:
