@@ -70,7 +70,7 @@ import ringlet  # noqa: E402
 from ringlet import _ringlet  # noqa: E402
 from ringlet._contract import STAMPS, TRACE_KEYS  # noqa: E402
 
-from conftest import asyncio_run, fd_count, settled  # noqa: E402
+from conftest import asyncio_run, fd_count, settled, wait_until  # noqa: E402
 
 EXAMPLES = int(os.environ.get("RINGLET_FUZZ_EXAMPLES", "100"))
 STEPS_MAX = int(os.environ.get("RINGLET_FUZZ_STEPS", "10"))
@@ -807,8 +807,15 @@ class Tracer:
             self.shut_down = True
             self.engine.shutdown(2.0)
 
+    async def reads_ended(self):
+        """The reads it made are over.  (Not always once nothing is in flight: a
+        read made while the loop's turn was spent waits, not in flight, for the
+        next turn.)"""
+        assert await wait_until(lambda: self.engine.closed or all(f.done() for f in self.futures), CALL_TIMEOUT), \
+            "a read made by the tracer never ended"
+
     def check(self):
-        """Once the step has settled."""
+        """Once the step has settled and its reads ended."""
         w = self.w
         for record in self.records + (self.successor.records if self.successor else []):
             assert sorted(record) == sorted(TRACE_KEYS), f"a trace record with other keys: {record}"
@@ -819,7 +826,6 @@ class Tracer:
         if self.mode == "raise":
             assert len(w.reported) == len(self.records), \
                 f"the tracer raised {len(self.records)} times, {len(w.reported)} reported"
-        assert self.engine.closed or all(f.done() for f in self.futures), "a read made by the tracer never ended"
         if not self.engine.closed:
             self.engine.tracer = None
         w.reported.clear()
@@ -988,10 +994,11 @@ async def example(tmp: str, first: bytes, second: bytes, steps):
         for step in steps:
             before = w.content(step.calls[0].args[0]) if _one_cancelled_write(step) else None
             made = await run_step(w, step)
+            await settled(ringlet.get_engine())  # (a cancelled write may still be with the kernel)
             if before is not None:
                 (check_stopped_write if step.how == "await" else check_cancelled_write)(w, made[0], before)
-            await settled(ringlet.get_engine())
             if w.tracer is not None:
+                await w.tracer.reads_ended()
                 w.tracer.check()
                 if w.tracer.shut_down:  # an open it overtook is never resolved: the engine closed what it gave
                     w.dropped_opens = [f for f in w.dropped_opens if not hasattr(f, "done") or f.done()]
@@ -1180,6 +1187,36 @@ def test_a_dropped_copy_in_flight_at_shutdown_closes_its_descriptors(run, tmp_pa
             run(one_round(turns))
             gc.collect()
             assert fd_count() == before, f"a descriptor leaked after {turns} turns"
+    finally:
+        os.close(src)
+        os.close(dst)
+
+
+def test_a_copy_under_way_when_its_loop_closes_closes_its_descriptors(tmp_path):
+    """Closing the loop shuts its engine down (the loop's reader lets go of
+    it), after the loop is marked closed: the thread engine's cancel of its
+    copy task raised RuntimeError there, before it closed the copy's two
+    duplicates."""
+    with open(tmp_path / "src", "wb") as f:
+        f.write(os.urandom(1 << 20) * 16)
+    src = os.open(tmp_path / "src", os.O_RDONLY)
+    dst = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT)
+    before = fd_count()
+
+    async def start_a_copy():
+        engine = ringlet.get_engine()
+        copy = engine.copy(src, dst, 65536, 1)
+        await asyncio.sleep(0)
+        return engine, copy
+
+    try:
+        loop = asyncio.new_event_loop()
+        engine, copy = loop.run_until_complete(start_a_copy())
+        loop.close()
+        assert engine.closed
+        del copy, engine
+        gc.collect()
+        assert fd_count() == before
     finally:
         os.close(src)
         os.close(dst)

@@ -49,10 +49,13 @@ class ThreadEngine(EngineCore):
         running = super().shutdown(timeout)
         copies, self._copies = self._copies, {}
         for task, owned in copies.items():
-            task.cancel()  # (it ends at the loop's next turn, finding its descriptors closed here)
             if not running:  # else a worker's next write could reach a file that took the number
                 for fd in owned:
                     os.close(fd)
+            try:
+                task.cancel()  # (it ends at the loop's next turn)
+            except RuntimeError:  # the loop is closed (this is its close): the task never runs again
+                pass
         return running
 
     # -- read, readinto, write ----------------------------------------------
