@@ -144,7 +144,6 @@ ANY = pool(st.booleans(), st.nothing())
 # The path calls work in a namespace of their own, tmp/ns (ringlet's), mirrored in
 # tmp/ref for the same call made by os; names relative to it.
 NAMES = ("a", "b", "d", "d/x", "d/e", "l", "loop", "gone/x", "a/x")
-PATH_CALLS = ("rename", "unlink", "mkdir", "symlink", "link", "statx_path")
 NS_PATHS = pool(st.sampled_from(NAMES).map(lambda v: ("valid", v)),
                 hostile_pool([b"", b"a\0b", "a", None, 7.5, b"n" * 5000, b"/" + b"n" * 300]))
 LINK_TARGETS = pool(st.sampled_from([b"a", b"d", b"d/x", b"loop", b"nowhere", b"d/../a"]).map(lambda v: ("valid", v)),
@@ -180,6 +179,7 @@ SIGNATURES += [("fsync", FDS, ANY), ("ftruncate", FDS, LENGTHS_TRUNCATE), ("stat
 PATH_SIGNATURES = [("rename", NS_PATHS, NS_PATHS, RENAME_FLAGS, FILENAMES), ("unlink", NS_PATHS, ANY, FILENAMES),
                    ("mkdir", NS_PATHS, MODES, FILENAMES), ("symlink", LINK_TARGETS, NS_PATHS, FILENAMES),
                    ("link", NS_PATHS, NS_PATHS, ANY, FILENAMES), ("statx_path", NS_PATHS, ANY, FILENAMES)]
+PATH_CALLS = tuple(name for name, *_ in PATH_SIGNATURES)
 SIGNATURES += PATH_SIGNATURES * 2
 
 
@@ -762,11 +762,10 @@ def make_path_call(w: World, engine, made: Made, alone: bool):
         names = (value(filename), None if value(filename) is None else "given2")[:len(paths)]
     if alone and not hostile(*call.args):
         made.check = path_check(w, call, paths, names)
-    method = {"statx_path": "statx"}.get(call.name, call.name)
     rest = [value(a) if isinstance(a, tuple) else a for a in operands[2 if two else 1:]]
     if call.name == "statx_path":
         return engine.statx(paths[0], follow_symlinks=rest[0], **kw)
-    return getattr(engine, method)(*paths, *rest, **kw)
+    return getattr(engine, call.name)(*paths, *rest, **kw)
 
 
 class TracerError(Exception):
