@@ -596,12 +596,6 @@ void engine_retry_wake(EngineObject *engine)
         loop_note_error(engine, NULL);
 }
 
-/* What a callback raised: as asyncio's Handle does, to the loop's exception handler. */
-static void op_report_callback_error(OpObject *op, PyObject *callback)
-{
-    loop_report_error(op->engine, callback, "Exception in callback %R(%R)", callback, op);
-}
-
 /* Runs the op's done callbacks, in the order they were added, each in its
  * context.  -1: one raised SystemExit or KeyboardInterrupt (left set; the
  * callbacks not run yet stay the op's), as asyncio's Handle lets them out. */
@@ -635,7 +629,8 @@ static int op_run_callbacks(OpObject *op)
                 Py_DECREF(context);
                 return -1;
             }
-            op_report_callback_error(op, callback);
+            /* As asyncio's Handle does: to the loop's exception handler. */
+            loop_report_error(op->engine, callback, "Exception in callback %R(%R)", callback, op);
         }
         Py_XDECREF(r);
         Py_DECREF(callback);

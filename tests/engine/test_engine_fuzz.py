@@ -808,8 +808,8 @@ class Tracer:
 
     async def reads_ended(self):
         """The reads it made are over.  (Not always once nothing is in flight: a
-        read made while the loop's turn was spent waits, not in flight, for the
-        next turn.)"""
+        read completed inline while the loop's turn was spent is resolved by
+        call_soon, at the next turn: op_hand_over in csrc/py/op.c.)"""
         assert await wait_until(lambda: self.engine.closed or all(f.done() for f in self.futures), CALL_TIMEOUT), \
             "a read made by the tracer never ended"
 

@@ -103,3 +103,32 @@ def test_cancelled_copy_leaks_nothing_and_writes_no_stranger(ringlet, run, make_
     for sizes in outcomes[1::2]:
         assert sizes == [0, 0, 0, 0]
     assert fd_count() == baseline
+
+
+def test_a_copy_over_holds_nothing_when_its_caller_resumes(ringlet, run, make_file, tmp_path):
+    """Once a copy's caller resumes, the copy is out of flight and holds no
+    descriptor: on the thread backend it closed its two duplicates before
+    giving its result (they were closed in a worker after it, so a caller
+    that looked at once could still see them, as test_full_disk once did)."""
+    small, small_data = make_file(4096)  # read and written
+    big, big_data = make_file(BIG)  # copied by the kernel on the thread backend
+    seen = []
+
+    async def main():
+        engine = ringlet.get_engine()
+        for round_ in range(10):
+            for src, data in ((small, small_data), (big, big_data)):
+                dst = tmp_path / f"copy{round_}"
+                before = fd_count()
+                s = os.open(src, os.O_RDONLY)
+                d = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                try:
+                    n = await engine.copy(s, d)
+                    seen.append((n == len(data), fd_count() - before, engine.stats()["in_flight"]))
+                finally:
+                    os.close(s)
+                    os.close(d)
+                assert dst.read_bytes() == data
+
+    run(main())
+    assert seen == [(True, 2, 0)] * 20

@@ -12,15 +12,10 @@ import os
 
 import pytest
 
-from conftest import fd_count, settled
+from conftest import fd_count
 
 MiB = 1024 * 1024
 CHUNK = 100_000  # not a multiple of the page size: the last write is cut mid-way
-
-
-# Nothing stays in flight: settled() waits for it (bounded).  A copy on the
-# thread engine closes its two duplicates in a worker once it is over, so they
-# may still be in flight when the copy's caller resumes.
 
 
 def _assert_enospc(excinfo):
@@ -34,6 +29,8 @@ def _content(path):
         return f.read()
 
 
+def _engine_idle(ringlet):
+    return ringlet.get_engine().stats()["in_flight"] == 0
 
 
 # --------------------------------------------------------------------------
@@ -48,7 +45,7 @@ def test_dev_full_write_file(ringlet, run, size):
         with pytest.raises(OSError) as ei:
             await ringlet.write_file("/dev/full", b"x" * size)
         _assert_enospc(ei)
-        await settled()
+        assert _engine_idle(ringlet)
 
     run(main())
 
@@ -68,7 +65,7 @@ def test_dev_full_file_methods(ringlet, run, how):
                 else:
                     await f.write(memoryview(b"0123456789")[2:])
             _assert_enospc(ei)
-        await settled()
+        assert _engine_idle(ringlet)
 
     run(main())
 
@@ -81,7 +78,7 @@ def test_dev_full_copy_file(ringlet, run, make_file):
         with pytest.raises(OSError) as ei:
             await ringlet.copy_file(src, "/dev/full")
         _assert_enospc(ei)
-        await settled()
+        assert _engine_idle(ringlet)
 
     run(main())
 
@@ -108,7 +105,7 @@ def _fails_with_enospc(ringlet, run, make_coro, path):
         with pytest.raises(OSError) as ei:
             await make_coro()
         _assert_enospc(ei)
-        await settled()
+        assert _engine_idle(ringlet)
 
     fds = fd_count()
     run(main())
@@ -241,7 +238,7 @@ def test_tmpfs_concurrent_pwrites_until_full(ringlet, run, small_tmpfs):
                 *(f.pwrite(data[i * 65536:(i + 1) * 65536], i * 65536) for i in range(n_chunks)),
                 return_exceptions=True,
             )
-        await settled()
+        assert _engine_idle(ringlet)
         return results
 
     results = run(main())
@@ -284,7 +281,7 @@ def test_tmpfs_space_freed_then_writes_work(ringlet, run, small_tmpfs):
         os.unlink(big)
         assert await ringlet.write_file(small, data) == len(data)
         assert await ringlet.read_file(small) == data
-        await settled()
+        assert _engine_idle(ringlet)
 
     run(main())
     assert _content(small) == data

@@ -332,17 +332,37 @@ class ThreadEngine(EngineCore):
         return task
 
     def _copy_ended(self, task: asyncio.Task[int]) -> None:
-        """A copy's descriptors closed however it ended: a task cancelled before
-        its first step never runs its own finally.  A regular file's release
-        runs in a worker, as close() does (a shutdown closed them already)."""
+        """A copy is over: out of flight, and its duplicates closed if its own
+        finally did not close them (a task cancelled before its first step
+        never runs it)."""
         self._in_flight -= 1
+        self._close_copy_fds(task)
+
+    def _close_copy_fds(self, task: asyncio.Task[int]) -> list[asyncio.Future[None]]:
+        """The closes of a copy's duplicates (none if a shutdown took them): in
+        a worker, as close() does (a regular file's last release may start its
+        writeback), once the operations begun on them there are over."""
+        closes = []
         for fd in self._copies.pop(task, ()):
             try:
-                self.close(fd)
+                closes.append(self.close(fd))
             except RuntimeError:  # closed without a shutdown (in a forked child): nobody else will
                 os.close(fd)
+        return closes
 
     async def _copy(self, src_fd: int, dst_fd: int, chunk: int) -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            copied = await self._copy_data(src_fd, dst_fd, chunk)
+        finally:  # closed before the caller resumes: a copy that has ended holds nothing
+            closed = await asyncio.gather(*self._close_copy_fds(task), return_exceptions=True)
+        for outcome in closed:  # the last close of a file may report its writeback's error
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return copied
+
+    async def _copy_data(self, src_fd: int, dst_fd: int, chunk: int) -> int:
         copied = 0
         if _calls.kernel_copy_suits(src_fd, dst_fd):  # in the kernel, on a worker, range by range
             while True:
