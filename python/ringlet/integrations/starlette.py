@@ -194,10 +194,13 @@ class StaticFiles(_StockStaticFiles):
     path is what the kernel reports for the descriptor
     (/proc/self/fd), and its stat is fstat(2): none of these waits for a
     device.  The same check then decides, and the file is served by
-    ringlet's FileResponse.  Statuses, headers and bodies are the stock
-    class's: 405 for other methods, 401 for a path it may not look up,
-    index.html and the redirect to a trailing "/" with html=True, 404.html,
-    304 for a conditional request."""
+    ringlet's FileResponse.  Where the kernel finds nothing through a
+    symbolic link, the stock lookup decides, in its thread: it reads a
+    link's target as text (os.path.realpath), and a target such as
+    "page.txt/" names a file to it and nothing to the kernel.  Statuses,
+    headers and bodies are the stock class's: 405 for other methods, 401
+    for a path it may not look up, index.html and the redirect to a
+    trailing "/" with html=True, 404.html, 304 for a conditional request."""
 
     async def check_config(self) -> None:
         if self.directory is None:
@@ -278,6 +281,9 @@ class StaticFiles(_StockStaticFiles):
                     found = await _look_up(full_path)
             else:  # inside once every symlink is resolved
                 real_directory, found = await _look_up(directory, real=True), await _look_up(joined, real=True)
+                if found is None and real_directory and await _symlink_on_the_way(real_directory[0], path):
+                    # The kernel found nothing, but realpath may: the stock lookup decides, in a thread.
+                    return await anyio.to_thread.run_sync(self.lookup_path, path)
                 if found and not (real_directory and os.path.commonpath([found[0], real_directory[0]])
                                   == real_directory[0]):
                     found = None
@@ -310,6 +316,32 @@ async def _look_up(path: "str | os.PathLike[str]", real: bool = False
         return (os.readlink(f"/proc/self/fd/{fd}") if real else os.fspath(path)), os.fstat(fd)
     finally:
         os.close(fd)
+
+
+async def _symlink_on_the_way(real_directory: str, path: str) -> bool:
+    """After the kernel found nothing at real_directory/path (path as
+    get_path normalises it: no "." and ".." only in front): whether a
+    symbolic link lies on the way there, before the first name that is
+    missing or not a directory.  The stock lookup reads a link's target as
+    text (os.path.realpath): to it "page.txt/", or "missing/../page.txt",
+    names page.txt, where the kernel finds nothing (ENOTDIR, ENOENT).  With
+    no link on the way both find nothing.  Each name is looked at with
+    lstat through the ring; an error other than "nothing there" says yes:
+    the stock lookup raises it, as it does."""
+    here = real_directory
+    for name in path.split(os.sep):
+        here = os.path.dirname(here) if name == ".." else os.path.join(here, name)
+        try:
+            mode = (await ringlet_os.lstat(here)).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError:
+            return True
+        if stat.S_ISLNK(mode):
+            return True
+        if not stat.S_ISDIR(mode):
+            return False
+    return False
 
 
 # -- uploads --------------------------------------------------------------------
