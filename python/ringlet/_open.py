@@ -26,43 +26,79 @@ __all__ = ["open"]
 _DIRECT_ALIGN = 4096             # O_DIRECT: memory, offsets and lengths aligned to this (any device's block)
 
 
+# Built-in open()'s checks come in its order, so that where several
+# arguments are wrong the error raised is the one it raises: the arguments'
+# types (in the signature's order), the file (a number, or a path), the mode,
+# the file's own checks (FileIO's), then the buffering and the text layer's
+# (TextIOWrapper's).  open() makes those last ones after the open, once a
+# file is created or truncated; here they come before it, and so before an
+# error of the open (docs/text-mode.md).
+
+
+def _c_string(value: Any, what: str) -> Optional[str]:
+    """encoding, errors, newline: str or None, with no NUL (a C string)."""
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"open() argument '{what}' must be str or None, not {type(value).__name__}")
+    if value is not None and "\0" in value:
+        raise ValueError("embedded null character")
+    return value
+
+
+def _c_int(value: Any) -> int:
+    number: int = operator.index(value)  # TypeError: "'str' object cannot be interpreted as an integer"
+    if not -2**31 <= number < 2**31:
+        raise OverflowError("Python int too large to convert to C int")
+    return number
+
+
+def _is_number(file: Any) -> bool:
+    """As PyNumber_Check: built-in open() takes a number for a descriptor."""
+    kind = type(file)
+    return any(hasattr(kind, m) for m in ("__index__", "__int__", "__float__")) or isinstance(file, complex)
+
+
 def _mode_flags(mode: str) -> Tuple[int, bool, bool, bool]:
-    """Validate a mode as built-in open() does; return (flags, readable, writable, text)."""
-    if not isinstance(mode, str):
-        raise TypeError(f"open() argument 'mode' must be str, not {type(mode).__name__}")
-    chars = set(mode)
-    if chars - set("rwaxb+t") or len(chars) != len(mode):
-        raise ValueError(f"invalid mode: {mode!r}")
-    kinds = [c for c in "rwax" if c in chars]
-    if len(kinds) != 1:
-        raise ValueError("must have exactly one of create/read/write/append mode")
-    if "t" in chars and "b" in chars:
+    """io.open()'s checks of a mode (FileIO's "exactly one" comes later, in
+    _open_file); returns (flags, readable, writable, text)."""
+    if len(set(mode)) != len(mode) or set(mode) - set("rwaxb+t"):
+        raise ValueError(f"invalid mode: '{mode}'")  # '%s', as open() formats it
+    if "t" in mode and "b" in mode:
         raise ValueError("can't have text and binary mode at once")
-    update = "+" in chars
-    kind = kinds[0]
+    kinds = [c for c in "rwax" if c in mode]
+    if len(kinds) > 1:
+        raise ValueError("must have exactly one of create/read/write/append mode")
+    update = "+" in mode
+    kind = kinds[0] if kinds else ""
     flags = {
+        "": 0,
         "r": 0,
         "w": os.O_CREAT | os.O_TRUNC,
         "a": os.O_CREAT | os.O_APPEND,
         "x": os.O_CREAT | os.O_EXCL,
     }[kind]
     readable = kind == "r" or update
-    writable = kind != "r" or update
+    writable = kind not in ("r", "") or update
     flags |= os.O_RDWR if update else (os.O_RDONLY if kind == "r" else os.O_WRONLY)
-    return flags, readable, writable, "b" not in chars
+    return flags, readable, writable, "b" not in mode
 
 
-def _optional_str(value: Any, what: str) -> Optional[str]:
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"open() argument '{what}' must be str or None, not {type(value).__name__}")
-    return value
+def _descriptor(file: Any) -> int:
+    """A number given for a file, as FileIO takes it: a C int that is not
+    negative (one it cannot take as an int it tries as a path, and refuses)."""
+    if isinstance(file, bool):  # open(True) takes descriptor 1: almost always a mistake, refused here
+        raise TypeError("expected str, bytes or os.PathLike object, not bool")
+    try:
+        fd = _c_int(file)
+    except (TypeError, OverflowError):
+        raise TypeError(f"expected str, bytes or os.PathLike object, not {type(file).__name__}") from None
+    if fd < 0:
+        raise ValueError("negative file descriptor")
+    return fd
 
 
-def _text_options(encoding: Any, errors: Any, newline: Any) -> Tuple[str, str, Optional[str]]:
-    """Check encoding, errors and newline as io.TextIOWrapper does; resolve the defaults."""
-    encoding = _optional_str(encoding, "encoding")
-    errors = _optional_str(errors, "errors")
-    newline = _optional_str(newline, "newline")
+def _text_options(encoding: Optional[str], errors: Optional[str], newline: Optional[str]
+                  ) -> Tuple[str, str, Optional[str]]:
+    """TextIOWrapper's checks, in its order; the defaults resolved."""
     if newline not in (None, "", "\n", "\r", "\r\n"):
         raise ValueError(f"illegal newline value: {newline}")
     if encoding is None or encoding == "locale":
@@ -72,10 +108,30 @@ def _text_options(encoding: Any, errors: Any, newline: Any) -> Tuple[str, str, O
     return encoding, "strict" if errors is None else errors, newline
 
 
-async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[str], errors: Optional[str],
-                     newline: Optional[str], closefd: bool, opener: Any, loop: Any,
+async def _open_file(file: Any, mode: Any, buffering: Any, encoding: Any, errors: Any,
+                     newline: Any, closefd: Any, opener: Any, loop: Any,
                      direct: bool) -> Union[AsyncFile, AsyncTextFile]:
+    # The arguments' types, in the signature's order (Argument Clinic's conversions).
+    if not isinstance(mode, str):
+        raise TypeError(f"open() argument 'mode' must be str, not {'None' if mode is None else type(mode).__name__}")
+    if "\0" in mode:
+        raise ValueError("embedded null character")
+    buffering = _c_int(buffering)
+    encoding, errors, newline = (_c_string(v, w) for v, w in ((encoding, "encoding"), (errors, "errors"),
+                                                                (newline, "newline")))
+    closefd = bool(_c_int(closefd))  # an int too: not None
+    # io.open()'s: the file (a number, or a path), the mode, a binary mode's arguments.
+    number = _is_number(file)
+    if not number:
+        path, name = fspath(file)  # TypeError for anything that is not a path
     flags, readable, writable, text = _mode_flags(mode)
+    if not text:
+        for value, what in ((encoding, "an encoding"), (errors, "an errors"), (newline, "a newline")):
+            if value is not None:
+                raise ValueError(f"binary mode doesn't take {what} argument")
+        if buffering == 1:
+            warnings.warn("line buffering (buffering=1) isn't supported in binary mode, "
+                          "the default buffer size will be used", RuntimeWarning, stacklevel=2)
     append = "a" in mode
     if direct:
         if text or append:
@@ -83,32 +139,25 @@ async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[st
         flags |= os.O_DIRECT
     if loop is not None and loop is not asyncio.get_running_loop():
         raise ValueError("ringlet.open(loop=...) must be the running loop: ringlet uses the running loop's engine")
-    buffering = operator.index(buffering)
-    if not -2**31 <= buffering < 2**31:  # a C int, as built-in open() takes it
-        raise OverflowError("Python int too large to convert to C int")
-    closefd = bool(operator.index(closefd))  # an int too: not None
-    if text:
+    # FileIO's checks: the file, its mode, closefd.
+    if number:
+        fd = _descriptor(file)
+    elif b"\0" in path:
+        raise ValueError("embedded null byte")
+    if not any(c in mode for c in "rwax"):
+        raise ValueError("Must have exactly one of create/read/write/append mode and at most one plus")
+    if not number and not closefd:
+        raise ValueError("Cannot use closefd=False with file name")
+    if text:  # open() checks these once the file is open (created, truncated): here before it is touched
         if buffering == 0:
             raise ValueError("can't have unbuffered text I/O")
         text_encoding, text_errors, newline = _text_options(encoding, errors, newline)
-    else:
-        for value, what in ((encoding, "an encoding"), (errors, "an errors"), (newline, "a newline")):
-            if value is not None:
-                raise ValueError(f"binary mode doesn't take {what} argument")
-        if buffering == 1:
-            warnings.warn("line buffering (buffering=1) isn't supported in binary mode, "
-                          "the default buffer size will be used", RuntimeWarning, stacklevel=2)
     engine = get_engine()
     binary_mode = mode.replace("t", "") + ("" if "b" in mode else "b")
-    if isinstance(file, int) and not isinstance(file, bool):
-        if file < 0:
-            raise ValueError("negative file descriptor")
-        fd, name, owned = file, file, closefd
+    if number:
+        name, owned = file, closefd
         opened_by_engine = False
     else:
-        if not closefd:
-            raise ValueError("Cannot use closefd=False with file name")
-        path, name = fspath(file)
         opened_by_engine = opener is None
         if opened_by_engine:
             fd = await open_fd(engine, path, flags, 0o666, name)
@@ -127,12 +176,12 @@ async def _open_file(file: Any, mode: str, buffering: int, encoding: Optional[st
     raw = AsyncFile(engine, fd, name, binary_mode if text else mode, readable, writable, owned, append=append,
                     read_ahead=read_ahead)
     try:
-        st = stat_open_file(fd, name, reject_directory=not writable and not isinstance(file, int))
+        st = stat_open_file(fd, name, reject_directory=not writable and not number)
         position = descriptor_offset(fd)
         if position is not None:
             # The position starts at 0; at the end in append mode, as built-in
             # open(); where the descriptor is for a descriptor given.
-            raw._pos = st.st_size if append else position if isinstance(file, int) else 0
+            raw._pos = st.st_size if append else position if number else 0
         if direct and not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
             raise ValueError("direct=True needs a regular file or a block device")
         raw._align = _DIRECT_ALIGN if direct else 0

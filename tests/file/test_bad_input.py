@@ -619,8 +619,8 @@ async def _(w):
         os.close(fd)
 
 
-for value in [2**31, 2**63, 2**64]:
-    add(f"open-fd-{value}", lambda w, v=value: on_file(w, "rb", lambda f: f.read(1), v), raises(OverflowError, OSError))
+for value in [2**31, 2**63, 2**64]:  # open() tries a number past a C int as a path, and refuses it
+    add(f"open-fd-{value}", lambda w, v=value: on_file(w, "rb", lambda f: f.read(1), v), raises(TypeError))
 
 
 # --------------------------------------------------------------------------
