@@ -114,11 +114,12 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
     if (PyObject_GetBuffer(args[1], &op->u.view, flags) < 0) {
         op->u.view.obj = NULL;
         Py_DECREF(op);
-        /* As built-in files say it: a wrong buffer is a TypeError. */
-        if (PyErr_ExceptionMatches(PyExc_BufferError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+        /* As built-in files say it: a write gives the buffer protocol's own
+         * error (BufferError where the buffer is not contiguous), a readinto
+         * a TypeError whatever the reason. */
+        if (kind != OP_WRITE) {
             PyErr_Clear();
-            PyErr_Format(PyExc_TypeError, "%s() argument must be %sbytes-like object, not '%.100s'",
-                         kind == OP_WRITE ? "write" : "readinto", kind == OP_WRITE ? "a " : "read-write ",
+            PyErr_Format(PyExc_TypeError, "readinto() argument must be read-write bytes-like object, not %.100s",
                          Py_TYPE(args[1])->tp_name);
         }
         return NULL;

@@ -424,13 +424,8 @@ PyObject *engine__write_file(EngineObject *self, PyObject *const *args, Py_ssize
     if (op == NULL)
         return NULL;
     if (PyObject_GetBuffer(args[1], &op->u.view, PyBUF_SIMPLE) < 0) {
-        op->u.view.obj = NULL;
+        op->u.view.obj = NULL; /* the buffer protocol's error, as a built-in file's write() gives it */
         Py_DECREF(op);
-        if (PyErr_ExceptionMatches(PyExc_BufferError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_TypeError, "write() argument must be a bytes-like object, not '%.100s'",
-                         Py_TYPE(args[1])->tp_name);
-        }
         return NULL;
     }
     op->obj = Py_NewRef(path); /* the kernel reads it until the open is done */

@@ -15,7 +15,9 @@ def hold_buffer(obj: Any, writable: bool, method: str) -> tuple[pickle.PickleBuf
     cannot be resized or released meanwhile), as a flat byte view."""
     try:
         holder: pickle.PickleBuffer | None = pickle.PickleBuffer(obj)
-    except (TypeError, BufferError):
+    except (TypeError, BufferError, ValueError):
+        if not writable:
+            raise  # the buffer protocol's own error, as a built-in file's write gives it
         holder = None
     if holder is not None:
         view = memoryview(holder)
@@ -25,5 +27,6 @@ def hold_buffer(obj: Any, writable: bool, method: str) -> tuple[pickle.PickleBuf
             return holder, view
         view.release()
         holder.release()
-    kind = "read-write " if writable else "a "
-    raise TypeError(contract.NOT_A_BUFFER.format(method=method, kind=kind, type=type(obj).__name__))
+    if writable:
+        raise TypeError(contract.NOT_WRITABLE_BUFFER.format(method=method, type=type(obj).__name__))
+    raise BufferError(contract.NOT_CONTIGUOUS)

@@ -114,7 +114,11 @@ NEGATIVE_LENGTH = "negative length"
 BAD_ALIGN = "align must be a power of two from 512 to 1 MiB"
 DIRECT_NEEDS_OFFSET = "O_DIRECT I/O needs a file with offsets (not a stream or append mode)"
 DIRECT_WRITE_UNALIGNED = "an O_DIRECT write needs offset and length multiples of {align}"
-NOT_A_BUFFER = "{method}() argument must be {kind}bytes-like object, not '{type}'"  # kind: "a " or "read-write "
+# A buffer refused, as built-in files say it: a write's is the buffer
+# protocol's own error (BufferError where it is not contiguous).
+NOT_A_BUFFER = "a bytes-like object is required, not '{type}'"
+NOT_CONTIGUOUS = "memoryview: underlying buffer is not C-contiguous"
+NOT_WRITABLE_BUFFER = "{method}() argument must be read-write bytes-like object, not {type}"
 PATH_NOT_BYTES = "path must be bytes, not {type}"
 EMBEDDED_NULL = "embedded null byte"
 COPY_LIMITS = "chunk_size must be 1..{max_rw} and depth 1..{max_slots}"

@@ -10,6 +10,7 @@ import shutil
 import stat
 from typing import Any, Dict, Optional, Union
 
+from . import _contract as contract
 from ._contract import PathArg
 from ._engine import get_engine
 from ._fdio import close_fd, fspath, isdir_error, open_fd, read_to_end, settle, stat_open_file, truncate
@@ -123,7 +124,9 @@ def _directory(raw: bytes) -> bytes:
 async def write_file(path: PathArg, data: Any) -> int:
     """Create or truncate the file at path and write data; return its length."""
     raw, name = fspath(path)
-    memoryview(data)  # TypeError for anything that is not bytes-like, before the file is touched
+    with memoryview(data) as view:  # its errors before the file is touched: TypeError if not bytes-like,
+        if not view.c_contiguous:    # BufferError where not contiguous, as a write() gives them
+            raise BufferError(contract.NOT_CONTIGUOUS)
     engine = get_engine()
     directory = _directory(raw)
     if _chain_dirs.get(directory):

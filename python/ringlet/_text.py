@@ -308,6 +308,8 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
 
     async def writelines(self, lines: Iterable[str]) -> None:
         """Write each string of lines (no separator is added)."""
+        if self.buffer._fd < 0:  # as io's: before the lines are looked at
+            raise ValueError("I/O operation on closed file.")
         await write_batched(self.write, lines, "")
 
     async def _flush_pending(self) -> None:

@@ -383,14 +383,15 @@ def test_closed_text_file_raises_value_error(ringlet, run, make_file):
         await f.close()  # idempotent
         errors = []
         for call in (f.read, f.readline, lambda: f.write("x"), f.tell, lambda: f.seek(0), f.flush, f.truncate,
-                     f.readlines):
+                     f.readlines, lambda: f.writelines([]), lambda: f.writelines(None)):
             try:
                 await call()
             except ValueError as exc:
                 errors.append(type(exc))
         return errors
 
-    assert run(main()) == [ValueError] * 8
+    # (writelines as io's: the closed file first, before the lines; an empty list was taken)
+    assert run(main()) == [ValueError] * 10
 
 
 def test_writes_are_buffered_until_flush(ringlet, run, tmp_path):
