@@ -37,9 +37,11 @@ _DIRECT_ALIGN = 4096             # O_DIRECT: memory, offsets and lengths aligned
 
 def _c_string(value: Any, what: str) -> Optional[str]:
     """encoding, errors, newline: str or None, with no NUL (a C string)."""
-    if value is not None and not isinstance(value, str):
+    if value is None:
+        return None
+    if not isinstance(value, str):
         raise TypeError(f"open() argument '{what}' must be str or None, not {type(value).__name__}")
-    if value is not None and "\0" in value:
+    if "\0" in value:
         raise ValueError("embedded null character")
     return value
 
