@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import gzip
 import os
+import random
 import threading
 from email.utils import formatdate
 
@@ -131,6 +132,63 @@ def test_same_responses_as_stock(folder, ours, run):
         return compared
 
     assert run(main()) == 7 * len(REQUESTS) * len(VARIANTS)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_same_responses_as_stock_on_random_preconditions(folder, seed, run):
+    """Random combinations of If-Match, If-None-Match, If-Modified-Since,
+    If-Unmodified-Since, Range, If-Range and Accept-Encoding: ringlet's
+    precondition logic (its own code, in the stock class's order) answers as
+    the stock class's, whichever headers come together."""
+    rng = random.Random(seed)
+    mtime = os.stat(folder / "page.txt").st_mtime
+    dates = [formatdate(0, usegmt=True), formatdate(NOW, usegmt=True), formatdate(mtime, usegmt=True),
+             formatdate(int(mtime) - 1, usegmt=True), formatdate(int(mtime) + 1, usegmt=True), "garbage", ""]
+
+    async def main():
+        differences, statuses = [], set()
+        async with TestClient(TestServer(_app(folder))) as client:
+            etags = {}
+            for name in SIZES:
+                for coding in ("", "gzip", "br"):
+                    probe = await client.head(f"/stock/{name}", headers={"Accept-Encoding": coding},
+                                              auto_decompress=False)
+                    etags[name, coding] = probe.headers.get("ETag", '"none"')
+            for _ in range(100):
+                name = rng.choice(sorted(SIZES) + ["missing.txt"])
+                tags = [tag for (n, _), tag in etags.items() if n == name] + ['"other"', "*", 'W/"x"', "garbage"]
+
+                def tag():
+                    chosen = rng.choice(tags)
+                    return "W/" + chosen if chosen.startswith('"') and rng.random() < 0.2 else chosen
+
+                headers = {}
+                coding = rng.choice(["", "gzip", "br", "GZIP, br", "identity", "deflate"])
+                if coding:
+                    headers["Accept-Encoding"] = coding
+                for key in ("If-Match", "If-None-Match"):
+                    if rng.random() < 0.3:
+                        headers[key] = ", ".join(tag() for _ in range(rng.randint(1, 3)))
+                for key in ("If-Modified-Since", "If-Unmodified-Since"):
+                    if rng.random() < 0.3:
+                        headers[key] = rng.choice(dates)
+                if rng.random() < 0.4:
+                    headers["Range"] = rng.choice(["bytes=0-9", "bytes=5-", "bytes=-3", "bytes=9999999-",
+                                                   "bytes=0-0,5-9", "bytes=a-b", "bytes=10-5"])
+                    if rng.random() < 0.4:
+                        headers["If-Range"] = rng.choice([tag(), rng.choice(dates)])
+                method, variant = rng.choice(["GET", "GET", "HEAD"]), rng.choice(sorted(VARIANTS))
+                url = f"/{{}}/{name}?variant={variant}"
+                stock = await _fetch(client, method, url.format("stock"), headers)
+                ours = await _fetch(client, method, url.format("ringlet"), headers)
+                statuses.add(stock[0])
+                if ours != stock:
+                    differences.append((name, method, variant, headers, ours[:3], stock[:3]))
+        return differences, statuses
+
+    differences, statuses = run(main())
+    assert differences == []
+    assert {200, 206, 304, 404, 412} <= statuses
 
 
 def test_statuses_cover_every_branch(folder, run):
