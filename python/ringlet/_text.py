@@ -155,8 +155,8 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
     async def read(self, size: Optional[int] = -1) -> str:
         """Read up to size characters; to end of file when size is -1 or None.
         "" at end of file."""
+        size = size_arg(size)  # (as io's: the argument before the file's state)
         self._check_readable()
-        size = size_arg(size)
         async with self._turns:
             await self._flush_pending()
             if size < 0:
@@ -199,8 +199,8 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
     async def _readline_in_turn(self, size: Optional[int]) -> str:
         if size is None:  # as io.TextIOWrapper.readline (a binary file's takes None)
             raise TypeError("'NoneType' object cannot be interpreted as an integer")
+        size = size_arg(size)  # (as io's: the argument before the file's state)
         self._check_readable()
-        size = size_arg(size)
         async with self._turns:
             return await self._readline(size)
 
@@ -227,8 +227,8 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
         # Lines are cut from the decoded read-ahead and consumed only once all
         # are read: a cancel leaves the position where it was (chunks before
         # the position are all that reading more trims).
-        self._check_readable()
         hint = size_arg(hint)
+        self._check_readable()
         if hint <= 0:  # all of them: one read (a cancel consumes nothing), cut in C
             return _lines_of(await self.read(), self._newline)
         async with self._turns:

@@ -394,6 +394,23 @@ def test_closed_text_file_raises_value_error(ringlet, run, make_file):
     assert run(main()) == [ValueError] * 10
 
 
+@pytest.mark.parametrize("call, arg", [("read", "3"), ("readline", 1.5), ("readlines", b"1"), ("read", 2**64)])
+@pytest.mark.parametrize("state", ["write-only", "closed"])
+def test_a_bad_size_is_refused_before_the_files_state(ringlet, run, make_file, call, arg, state):
+    """As io.TextIOWrapper's: the size is converted (TypeError, OverflowError)
+    before the file is found closed or not readable."""
+    path, _ = make_file(b"abc\n")
+    want = builtin_result(lambda f: (f.close() if state == "closed" else None, getattr(f, call)(arg)), path, "a")
+
+    async def ours(f):
+        if state == "closed":
+            await f.close()
+        return await getattr(f, call)(arg)
+
+    assert want in (TypeError, OverflowError)
+    assert ringlet_result(ringlet, run, ours, path, "a") is want
+
+
 def test_writes_are_buffered_until_flush(ringlet, run, tmp_path):
     path = tmp_path / "t.txt"
 
