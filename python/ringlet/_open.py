@@ -12,7 +12,7 @@ import operator
 import os
 import stat
 import warnings
-from typing import Any, Callable, Coroutine, Generator, Optional, Tuple, Union
+from typing import Any, Callable, Coroutine, Generator, NamedTuple, Optional, Tuple, Union
 
 from ._base import WRITE_CHUNK
 from ._binary import AsyncFile
@@ -110,9 +110,23 @@ def _text_options(encoding: Optional[str], errors: Optional[str], newline: Optio
     return encoding, "strict" if errors is None else errors, newline
 
 
-async def _open_file(file: Any, mode: Any, buffering: Any, encoding: Any, errors: Any,
-                     newline: Any, closefd: Any, opener: Any, loop: Any,
-                     direct: bool) -> Union[AsyncFile, AsyncTextFile]:
+class _Checked(NamedTuple):
+    """open()'s arguments, checked: all that the open and the file need."""
+
+    flags: int
+    readable: bool
+    writable: bool
+    text: Optional[Tuple[str, str, Optional[str]]]  # a text mode's encoding, errors, newline; None: binary
+    buffering: int
+    closefd: bool
+    fd: Optional[int]  # a descriptor given for the file, else None
+    path: bytes  # else the path to open, and its name as given
+    name: Any
+
+
+def _check(file: Any, mode: Any, buffering: Any, encoding: Any, errors: Any, newline: Any, closefd: Any,
+           loop: Any, direct: bool) -> _Checked:
+    """Every check of open() but the open's own, in built-in open()'s order."""
     # The arguments' types, in the signature's order (Argument Clinic's conversions).
     if not isinstance(mode, str):
         raise TypeError(f"open() argument 'mode' must be str, not {'None' if mode is None else type(mode).__name__}")
@@ -124,8 +138,7 @@ async def _open_file(file: Any, mode: Any, buffering: Any, encoding: Any, errors
     closefd = bool(_c_int(closefd))  # an int too: not None
     # io.open()'s: the file (a number, or a path), the mode, a binary mode's arguments.
     number = _is_number(file)
-    if not number:
-        path, name = fspath(file)  # TypeError for anything that is not a path
+    path, name = (b"", file) if number else fspath(file)  # TypeError for anything that is not a path
     flags, readable, writable, text = _mode_flags(mode)
     if not text:
         for value, what in ((encoding, "an encoding"), (errors, "an errors"), (newline, "a newline")):
@@ -133,31 +146,40 @@ async def _open_file(file: Any, mode: Any, buffering: Any, encoding: Any, errors
                 raise ValueError(f"binary mode doesn't take {what} argument")
         if buffering == 1:
             warnings.warn("line buffering (buffering=1) isn't supported in binary mode, "
-                          "the default buffer size will be used", RuntimeWarning, stacklevel=2)
-    append = "a" in mode
+                          "the default buffer size will be used", RuntimeWarning, stacklevel=3)
     if direct:
-        if text or append:
+        if text or "a" in mode:
             raise ValueError("direct=True needs a binary mode other than append ('rb', 'wb', 'r+b', ...)")
         flags |= os.O_DIRECT
     if loop is not None and loop is not asyncio.get_running_loop():
         raise ValueError("ringlet.open(loop=...) must be the running loop: ringlet uses the running loop's engine")
     # FileIO's checks: the file, its mode, closefd.
-    if number:
-        fd = _descriptor(file)
-    elif b"\0" in path:
+    fd = _descriptor(file) if number else None
+    if b"\0" in path:
         raise ValueError("embedded null byte")
     if not any(c in mode for c in "rwax"):
         raise ValueError("Must have exactly one of create/read/write/append mode and at most one plus")
     if not number and not closefd:
         raise ValueError("Cannot use closefd=False with file name")
+    text_options = None
     if text:  # open() checks these once the file is open (created, truncated): here before it is touched
         if buffering == 0:
             raise ValueError("can't have unbuffered text I/O")
-        text_encoding, text_errors, newline = _text_options(encoding, errors, newline)
+        text_options = _text_options(encoding, errors, newline)
+    return _Checked(flags, readable, writable, text_options, buffering, closefd, fd, path, name)
+
+
+async def _open_file(file: Any, mode: Any, buffering: Any, encoding: Any, errors: Any,
+                     newline: Any, closefd: Any, opener: Any, loop: Any,
+                     direct: bool) -> Union[AsyncFile, AsyncTextFile]:
+    flags, readable, writable, text, buffering, closefd, given_fd, path, name = _check(
+        file, mode, buffering, encoding, errors, newline, closefd, loop, direct)
+    number = given_fd is not None
+    append = "a" in mode
     engine = get_engine()
     binary_mode = mode.replace("t", "") + ("" if "b" in mode else "b")
-    if number:
-        name, owned = file, closefd
+    if given_fd is not None:
+        fd, owned = given_fd, closefd
         opened_by_engine = False
     else:
         opened_by_engine = opener is None
@@ -187,8 +209,9 @@ async def _open_file(file: Any, mode: Any, buffering: Any, encoding: Any, errors
         if direct and not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
             raise ValueError("direct=True needs a regular file or a block device")
         raw._align = _DIRECT_ALIGN if direct else 0
-        if not text:
+        if text is None:
             return raw
+        text_encoding, text_errors, newline = text
         return AsyncTextFile(raw, mode, text_encoding, text_errors, newline, line_buffering=buffering == 1,
                              write_chunk=buffering if buffering > 1 else WRITE_CHUNK)
     except BaseException:

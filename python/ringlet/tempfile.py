@@ -14,7 +14,8 @@ object) or used with ``async with`` (giving the file, or the directory's
 name; closed or removed at the end of the block).
 
 The files are ringlet files (``ringlet.open`` on the descriptor): their
-reads and writes go through the ring.  Creating the file (mkstemp), making
+reads and writes go through the ring.  Their open arguments are checked
+before a file is made, as the tempfile module checks them.  Creating the file (mkstemp), making
 the directory and removing a directory tree may block on the file system, so
 they run in the loop's executor (``executor``, default: the loop's default),
 as aiofiles runs them; removing a named file goes through ringlet.os.unlink.
@@ -33,6 +34,7 @@ from typing import Any, AnyStr, Callable, Coroutine, Generator, Generic, Iterabl
 from . import os as _ros
 from ._binary import AsyncFile
 from ._text import AsyncTextFile
+from ._open import _check as _check_open
 from ._open import open as _open
 
 __all__ = ["AsyncSpooledTemporaryFile", "AsyncTemporaryDirectory", "NamedTemporaryFile", "NamedTemporaryFileWrapper",
@@ -101,8 +103,15 @@ def _mkstemp(suffix: Optional[AnyStr], prefix: Optional[AnyStr], dir: Optional[A
     return fd, path  # bytes when the arguments are, as tempfile gives it
 
 
+def _check_file_arguments(mode: str, buffering: int, encoding: Optional[str], newline: Optional[str]) -> None:
+    """open()'s checks of the file's arguments, before a file is made for them
+    (the tempfile module opens with them before it makes the file)."""
+    _check_open(0, mode, buffering, encoding, None, newline, True, None, False)
+
+
 async def _temporary_file(mode: str, buffering: int, encoding: Optional[str], newline: Optional[str],
                           suffix: Any, prefix: Any, dir: Any, executor: Any) -> RingletFile:
+    _check_file_arguments(mode, buffering, encoding, newline)
     fd, _ = await _in_executor(executor, _mkstemp, suffix, prefix, dir, True)
     return await _wrap_fd(fd, None, mode, buffering, encoding, newline, executor)
 
@@ -176,6 +185,7 @@ class _NamedContext(_Context[NamedTemporaryFileWrapper]):
 async def _named_temporary_file(mode: str, buffering: int, encoding: Optional[str], newline: Optional[str],
                                 suffix: Any, prefix: Any, dir: Any, delete: bool, delete_on_close: bool,
                                 executor: Any) -> NamedTemporaryFileWrapper:
+    _check_file_arguments(mode, buffering, encoding, newline)
     fd, path = await _in_executor(executor, _mkstemp, suffix, prefix, dir, False)
     file = await _wrap_fd(fd, path, mode, buffering, encoding, newline, executor)
     return NamedTemporaryFileWrapper(file, path, delete, delete_on_close)

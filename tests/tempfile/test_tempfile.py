@@ -120,6 +120,22 @@ def test_bad_mode_leaves_nothing(rtf, run, tmp_path, maker):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("maker", ["TemporaryFile", "NamedTemporaryFile"])
+@pytest.mark.parametrize("kw", [dict(mode="wz"), dict(newline="\n"), dict(buffering="1"), dict(mode="rt+b")])
+def test_bad_arguments_are_refused_before_the_directory_is_looked_at(rtf, run, tmp_path, maker, kw):
+    """As the tempfile module opens with them before it makes the file: a bad
+    argument's error, not the missing directory's (nothing is made).  (A text
+    mode's encoding and buffering=0 are refused before the directory too, as
+    ringlet.open refuses them before the open: docs/text-mode.md.)"""
+    missing = tmp_path / "missing"
+    with pytest.raises(Exception) as want:
+        getattr(tempfile, maker)(dir=missing, **kw)
+    with pytest.raises(Exception) as got:
+        run(getattr(rtf, maker)(dir=missing, **kw))
+    assert not isinstance(want.value, OSError)
+    assert (type(got.value), str(got.value)) == (type(want.value), str(want.value))
+
+
 def test_missing_dir_error_is_tempfiles(rtf, run, tmp_path):
     missing = tmp_path / "missing"
     for maker in ("TemporaryFile", "NamedTemporaryFile"):
