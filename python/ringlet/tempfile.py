@@ -15,10 +15,11 @@ name; closed or removed at the end of the block).
 
 The files are ringlet files (``ringlet.open`` on the descriptor): their
 reads and writes go through the ring.  Their open arguments are checked
-before a file is made, as the tempfile module checks them.  Creating the file (mkstemp), making
-the directory and removing a directory tree may block on the file system, so
-they run in the loop's executor (``executor``, default: the loop's default),
-as aiofiles runs them; removing a named file goes through ringlet.os.unlink.
+before a file is made, as the tempfile module checks them.  Creating the
+file (mkstemp), making the directory and removing a directory tree may block
+on the file system, so they run in the loop's executor (``executor``,
+default: the loop's default), as aiofiles runs them; removing a named file
+goes through ringlet.os.unlink.
 """
 
 from __future__ import annotations
