@@ -448,6 +448,9 @@ PyObject *ringlet_send(PyObject *awaitable, PyObject *value);
  * THROW_ARGS_OK arguments: raises the exception (else a TypeError); NULL. */
 #define THROW_ARGS_OK(nargs) ((nargs) >= 1 && (nargs) <= 3)
 PyObject *ringlet_raise_thrown(PyObject *const *args, Py_ssize_t nargs);
+/* The exception set now, taken (cleared): normalized, its traceback on it
+ * (NULL if none was set). */
+PyObject *ringlet_take_error(void);
 
 /* ---- loop.c: the event loop's side ------------------------------------- */
 unsigned long ringlet_fork_generation(void);

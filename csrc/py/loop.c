@@ -310,22 +310,9 @@ void loop_ticked(EngineObject *engine)
 
 /* ---- BaseExceptions raised while completions are delivered --------------- */
 
-/* The exception set now, taken (cleared): normalized, its traceback on it. */
-static PyObject *take_error(void)
-{
-    PyObject *type, *exc, *tb;
-    PyErr_Fetch(&type, &exc, &tb);
-    PyErr_NormalizeException(&type, &exc, &tb);
-    if (tb != NULL && exc != NULL)
-        PyException_SetTraceback(exc, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return exc;
-}
-
 void loop_report_error(EngineObject *engine, PyObject *obj, const char *format, ...)
 {
-    PyObject *exc = take_error();
+    PyObject *exc = ringlet_take_error();
     /* The message only now: its reprs run Python code, which must not find an error set. */
     va_list args;
     va_start(args, format);
@@ -359,7 +346,7 @@ void loop_note_error(EngineObject *engine, PyObject *obj)
             loop_report_error(engine, obj, "ringlet: an error while completions were delivered");
         return;
     }
-    engine->interrupt = take_error();
+    engine->interrupt = ringlet_take_error();
     /* The next drain raises it (when this is not a drain already, which
      * raises it at its end): wake the loop for one. */
     if (engine->ring_open)

@@ -345,13 +345,7 @@ const char engine__pread_doc[] =
 /* The exception set now, as an Outcome that raises it when awaited. */
 static PyObject *outcome_of_error(ringlet_state *st)
 {
-    PyObject *type, *exc, *tb;
-    PyErr_Fetch(&type, &exc, &tb);
-    PyErr_NormalizeException(&type, &exc, &tb);
-    if (exc && tb)
-        PyException_SetTraceback(exc, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
+    PyObject *exc = ringlet_take_error();
     PyObject *o = exc ? outcome_new(st, NULL, exc, NULL, 0) : NULL;
     Py_XDECREF(exc);
     return o;

@@ -52,6 +52,18 @@ PyObject *ringlet_raise_thrown(PyObject *const *args, Py_ssize_t nargs)
     return NULL;
 }
 
+PyObject *ringlet_take_error(void)
+{
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (exc != NULL && tb != NULL)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return exc;
+}
+
 static PyObject *ready_await(PyObject *self) { return Py_NewRef(self); }
 
 static PyObject *ready_iternext(ReadyObject *self) { return ringlet_return_value(Py_NewRef(self->value)); }

@@ -35,7 +35,7 @@ from typing import Any, AnyStr, Callable, Coroutine, Generator, Generic, Iterabl
 from . import os as _ros
 from ._binary import AsyncFile
 from ._text import AsyncTextFile
-from ._open import _check as _check_open
+from ._open import _check as _open_checks
 from ._open import open as _open
 
 __all__ = ["AsyncSpooledTemporaryFile", "AsyncTemporaryDirectory", "NamedTemporaryFile", "NamedTemporaryFileWrapper",
@@ -107,7 +107,7 @@ def _mkstemp(suffix: Optional[AnyStr], prefix: Optional[AnyStr], dir: Optional[A
 def _check_file_arguments(mode: str, buffering: int, encoding: Optional[str], newline: Optional[str]) -> None:
     """open()'s checks of the file's arguments, before a file is made for them
     (the tempfile module opens with them before it makes the file)."""
-    _check_open(0, mode, buffering, encoding, None, newline, True, None, False)
+    _open_checks(0, mode, buffering, encoding, None, newline, True, None, False)
 
 
 async def _temporary_file(mode: str, buffering: int, encoding: Optional[str], newline: Optional[str],
