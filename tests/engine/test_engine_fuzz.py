@@ -1195,7 +1195,9 @@ def test_a_copy_under_way_when_its_loop_closes_closes_its_descriptors(tmp_path):
     """Closing the loop shuts its engine down (the loop's reader lets go of
     it), after the loop is marked closed: the thread engine's cancel of its
     copy task raised RuntimeError there, before it closed the copy's two
-    duplicates."""
+    duplicates.  The task is then destroyed unfinished: its finally must not
+    make a new event loop (asyncio.gather() of nothing did, where the thread
+    had none set, as in a new process: hence a fresh policy here)."""
     with open(tmp_path / "src", "wb") as f:
         f.write(os.urandom(1 << 20) * 16)
     src = os.open(tmp_path / "src", os.O_RDONLY)
@@ -1208,6 +1210,8 @@ def test_a_copy_under_way_when_its_loop_closes_closes_its_descriptors(tmp_path):
         await asyncio.sleep(0)
         return engine, copy
 
+    policy = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(type(policy)())
     try:
         loop = asyncio.new_event_loop()
         engine, copy = loop.run_until_complete(start_a_copy())
@@ -1217,6 +1221,7 @@ def test_a_copy_under_way_when_its_loop_closes_closes_its_descriptors(tmp_path):
         gc.collect()
         assert fd_count() == before
     finally:
+        asyncio.set_event_loop_policy(policy)
         os.close(src)
         os.close(dst)
 

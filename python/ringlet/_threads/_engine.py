@@ -356,7 +356,10 @@ class ThreadEngine(EngineCore):
         try:
             copied = await self._copy_data(src_fd, dst_fd, chunk)
         finally:  # closed before the caller resumes: a copy that has ended holds nothing
-            closed = await asyncio.gather(*self._close_copy_fds(task), return_exceptions=True)
+            closes = self._close_copy_fds(task)
+            # None when a shutdown took them: then the task may be being destroyed, its loop
+            # closed, where gather() of nothing would make the thread a new event loop.
+            closed = await asyncio.gather(*closes, return_exceptions=True) if closes else []
         for outcome in closed:  # the last close of a file may report its writeback's error
             if isinstance(outcome, BaseException):
                 raise outcome
