@@ -10,7 +10,7 @@ import shutil
 import stat
 from typing import Any, Dict, Optional, Union
 
-from . import _contract as contract
+from . import _contract as contract, ospath
 from ._contract import PathArg
 from ._engine import get_engine
 from ._fdio import close_fd, fspath, isdir_error, open_fd, read_to_end, settle, stat_open_file, truncate
@@ -164,21 +164,39 @@ async def copy_file(src: PathArg, dst: PathArg) -> int:
     The copy runs in C, and Python is resumed once at the end: a regular
     source is mapped and written from (one copy, page cache to page cache);
     otherwise each read's completion issues its write, with several chunks
-    in flight.  A pipe or FIFO is copied in order.  As shutil.copyfile,
-    copying a file onto itself (or a hard link of it) raises
-    shutil.SameFileError and leaves it alone."""
+    in flight.  A pipe or FIFO is copied in order.  The errors are
+    shutil.copyfile's: copying a file onto itself (or a hard link of it)
+    raises shutil.SameFileError and leaves it alone, and a destination in a
+    directory that does not exist raises FileNotFoundError."""
     raw_src, src_name = fspath(src)
     raw_dst, dst_name = fspath(dst)
     engine = get_engine()
-    src_fd = await open_fd(engine, raw_src, os.O_RDONLY, 0, src_name)
     try:
-        src_st = stat_open_file(src_fd, src_name, reject_directory=True)
+        src_fd = await open_fd(engine, raw_src, os.O_RDONLY, 0, src_name)
+    except OSError:
+        await _refuse_same_file(src, dst)
+        raise
+    try:
+        try:
+            src_st = stat_open_file(src_fd, src_name, reject_directory=True)
+        except OSError:
+            await _refuse_same_file(src, dst)
+            raise
         # Truncate only once dst is known not to be src.
-        dst_fd = await open_fd(engine, raw_dst, os.O_WRONLY | os.O_CREAT, 0o666, dst_name)
+        try:
+            dst_fd = await open_fd(engine, raw_dst, os.O_WRONLY | os.O_CREAT, 0o666, dst_name)
+        except IsADirectoryError as error:
+            await _refuse_same_file(src, dst)
+            if not await ospath.exists(dst):  # "d/missing/", or "file/": shutil's clearer error
+                raise FileNotFoundError("Directory does not exist: " + str(dst)) from error  # b'..' too, as shutil
+            raise
+        except OSError:
+            await _refuse_same_file(src, dst)
+            raise
         try:
             dst_st = os.fstat(dst_fd)
             if (dst_st.st_dev, dst_st.st_ino) == (src_st.st_dev, src_st.st_ino):
-                raise shutil.SameFileError(f"{src_name!r} and {dst_name!r} are the same file")
+                raise _same_file_error(src, dst)
             if stat.S_ISREG(dst_st.st_mode) and dst_st.st_size:
                 await truncate(engine, dst_fd, 0)
             copied: int = await engine.copy(src_fd, dst_fd)
@@ -187,3 +205,20 @@ async def copy_file(src: PathArg, dst: PathArg) -> int:
             await close_fd(engine, dst_fd, release_in_worker=True)
     finally:
         await close_fd(engine, src_fd)
+
+
+def _same_file_error(src: PathArg, dst: PathArg) -> shutil.SameFileError:
+    return shutil.SameFileError(f"{src!r} and {dst!r} are the same file")
+
+
+async def _refuse_same_file(src: PathArg, dst: PathArg) -> None:
+    """shutil.copyfile asks whether src and dst name one file before it opens
+    either: where an open or a check failed, that answer comes first (a
+    directory copied onto itself, say).  Asked only then, as the descriptors
+    tell it for free when both opens succeed."""
+    try:
+        same = await ospath.samefile(src, dst)
+    except OSError:
+        return  # one of them is not there: as shutil, not the same file
+    if same:
+        raise _same_file_error(src, dst) from None

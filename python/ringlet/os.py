@@ -65,6 +65,15 @@ def _ring_path(path: Any) -> Optional[bytes]:
     return None if b"\0" in raw else raw
 
 
+def _ring_dst(dst: Any) -> Optional[bytes]:
+    """_ring_path of a rename's or a link's second path.  An empty one is
+    left to the os function: io_uring takes in both paths before it looks
+    either up, so it refuses "" (ENOENT) before the first path's own error
+    (say ENOTDIR), which rename(2) and link(2) give first."""
+    raw = _ring_path(dst)
+    return raw if raw else None
+
+
 async def stat(path: Union[PathArg, int], *, dir_fd: Optional[int] = None,
                follow_symlinks: bool = True) -> os.stat_result:
     """os.stat(): through io_uring statx, or the executor (dir_fd given)."""
@@ -90,7 +99,7 @@ async def rename(src: PathArg, dst: PathArg, *, src_dir_fd: Optional[int] = None
     """os.rename(): through io_uring renameat, or the executor.  On Linux
     it replaces an existing dst, exactly as replace()."""
     engine = _ring(Opcode.RENAMEAT) if src_dir_fd is None and dst_dir_fd is None else None
-    raw_src, raw_dst = _ring_path(src), _ring_path(dst)
+    raw_src, raw_dst = _ring_path(src), _ring_dst(dst)
     if engine is not None and raw_src is not None and raw_dst is not None:
         return await engine.rename(raw_src, raw_dst, 0, os.fspath(src), os.fspath(dst))
     return await _in_thread(os.rename, src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
@@ -159,7 +168,7 @@ async def link(src: PathArg, dst: PathArg, *, src_dir_fd: Optional[int] = None,
                dst_dir_fd: Optional[int] = None, follow_symlinks: bool = True) -> None:
     """os.link(): through io_uring linkat, or the executor."""
     engine = _ring(Opcode.LINKAT) if src_dir_fd is None and dst_dir_fd is None else None
-    raw_src, raw_dst = _ring_path(src), _ring_path(dst)
+    raw_src, raw_dst = _ring_path(src), _ring_dst(dst)
     if engine is not None and raw_src is not None and raw_dst is not None:
         return await engine.link(raw_src, raw_dst, bool(follow_symlinks), os.fspath(src), os.fspath(dst))
     if follow_symlinks and src_dir_fd is None and dst_dir_fd is None and sys.version_info < (3, 14):

@@ -228,6 +228,18 @@ def test_rename_and_replace_like_os(ros, run, tmp_path, func, src, dst):
         assert error is None or error.filename2 is not None
 
 
+@pytest.mark.parametrize("func", ["rename", "replace", "link"])
+@pytest.mark.parametrize("src", ["file/x", "missing/x", "missing", "file"])
+def test_an_empty_second_path_like_os(ros, run, tree, func, src):
+    """io_uring takes in both paths before it looks either up, and refuses
+    "" there: the first path's own error (ENOTDIR for file/x) comes first,
+    as rename(2) and link(2) give it."""
+    for kind in (str, os.fsencode):
+        error = check_like_os(run, lambda: getattr(ros, func)(kind(str(tree / src)), kind("")),
+                              lambda: getattr(os, func)(kind(str(tree / src)), kind("")))
+        assert isinstance(error, NotADirectoryError if src == "file/x" else FileNotFoundError), error
+
+
 @pytest.mark.parametrize("func", ["remove", "unlink", "rmdir"])
 @pytest.mark.parametrize("name", ["file", "dir", "emptydir", "link", "dirlink", "missing", "file/x"])
 def test_remove_unlink_rmdir_like_os(ros, run, tmp_path, func, name):
