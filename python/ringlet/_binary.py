@@ -98,11 +98,11 @@ class AsyncFile(FileBase[bytes]):
 
     __slots__ = ("_fd", "_engine", "_readable", "_writable", "_closefd", "_rbuf", "_rpos", "_pos", "_append",
                  "_align", "_read_ahead", "_just_seeked", "_buffered_fd", "_loop", "_thread", "_turns",
-                 "_pending_read", "_waiting", "name", "mode", "__weakref__")
+                 "_pending_read", "_waiting", "_unbuffered", "name", "mode", "__weakref__")
 
     def __init__(self, engine: Any, fd: int, name: Any, mode: str, readable: bool, writable: bool,
                  closefd: bool = True, *, position: Optional[int] = None, append: bool = False,
-                 align: int = 0, read_ahead: int = io.DEFAULT_BUFFER_SIZE) -> None:
+                 align: int = 0, read_ahead: int = io.DEFAULT_BUFFER_SIZE, unbuffered: bool = False) -> None:
         self._engine = engine
         self._fd = fd
         self._readable = readable
@@ -115,6 +115,7 @@ class AsyncFile(FileBase[bytes]):
         self._align = align    # O_DIRECT: the alignment reads and writes need, else 0
         # A positional read() of fewer bytes reads this many (io.BufferedReader's buffer); 0: never
         self._read_ahead = read_ahead
+        self._unbuffered = unbuffered  # buffering=0: a built-in file is a FileIO then (its errors' messages)
         # The position was set (seek, open), not reached by a read: a small read there
         # reads what it asks, as random access does; the reads that go on from it read ahead.
         self._just_seeked = True
@@ -162,16 +163,20 @@ class AsyncFile(FileBase[bytes]):
         # would run in the kernel and then fail to deliver its bytes.
         raise RuntimeError(contract.WRONG_THREAD if threading.get_ident() != self._thread else contract.WRONG_LOOP)
 
-    def _reading_fd(self) -> int:
+    def _reading_fd(self, method: str = "") -> int:
+        """The descriptor for a read.  Not open for reading, the file raises
+        what a built-in one raises: a buffered file names the method, a
+        FileIO (buffering=0) says why, as do ringlet's own methods (no name)."""
         fd = self._usable_fd()
         if not self._readable:
-            raise io.UnsupportedOperation("File not open for reading")
+            raise io.UnsupportedOperation(method if method and not self._unbuffered else "File not open for reading")
         return fd
 
-    def _writing_fd(self) -> int:
+    def _writing_fd(self, method: str = "") -> int:
+        """The descriptor for a write or a truncate: as _reading_fd."""
         fd = self._usable_fd()
         if not self._writable:
-            raise io.UnsupportedOperation("File not open for writing")
+            raise io.UnsupportedOperation(method if method and not self._unbuffered else "File not open for writing")
         return fd
 
     # -- the read-ahead -------------------------------------------------------
@@ -242,7 +247,7 @@ class AsyncFile(FileBase[bytes]):
     async def read(self, size: Optional[int] = -1) -> bytes:
         """Read up to size bytes from the file position; all of it to end of
         file when size is -1 or None.  b"" at end of file."""
-        fd = self._reading_fd()
+        fd = self._reading_fd("read")
         size = size_arg(size)
         turns = self._turns
         if turns.busy:
@@ -285,7 +290,7 @@ class AsyncFile(FileBase[bytes]):
     async def read1(self, size: Optional[int] = -1) -> bytes:
         """Read up to size bytes with at most one read from the kernel; to end
         of file when size is -1 or None."""
-        self._reading_fd()
+        self._reading_fd("read1")
         size = size_arg(size)
         if self._rbuf and size != 0 and not self._turns.busy:
             return self._take(size)
@@ -296,7 +301,7 @@ class AsyncFile(FileBase[bytes]):
         io.BufferedReader.peek: what is read ahead, or else one read from the
         kernel (kept for the next reads).  How many may differ from size; b""
         only at end of file."""
-        self._reading_fd()
+        self._reading_fd("peek")
         ssize_arg(size)  # only its type and range matter, as for io.BufferedReader
         async with self._turns:
             fd = self._open_fd()  # closed while this call waited for its turn?
@@ -312,7 +317,7 @@ class AsyncFile(FileBase[bytes]):
 
     async def readinto(self, buffer: Any) -> int:
         """Read into a writable bytes-like object; return the count read."""
-        fd = self._reading_fd()
+        fd = self._reading_fd("read")  # BufferedWriter.readinto reads by read()
         turns = self._turns
         if turns.busy:
             fd = await self._wait_turn()
@@ -347,7 +352,7 @@ class AsyncFile(FileBase[bytes]):
         if size == 0:  # as io.FileIO: even on a file not open for reading
             self._open_fd()
             return b""
-        self._reading_fd()
+        self._reading_fd("read")
         turns = self._turns
         if turns.busy:
             await self._wait_turn()
@@ -395,7 +400,7 @@ class AsyncFile(FileBase[bytes]):
         hint = size_arg(hint)
         if hint <= 0:  # all of them: one read (a cancel consumes nothing; it checks the file), cut in C
             return _lines_of(await self.read())
-        self._reading_fd()
+        self._reading_fd("read")
         async with self._turns:  # for the whole call: no other read comes between its lines
             lines: List[bytes] = []
             total = 0
@@ -480,7 +485,7 @@ class AsyncFile(FileBase[bytes]):
         else:
             if size:
                 await wait_readable(fd, self._waiting)
-                fd = self._reading_fd()  # closed while waiting?
+                fd = self._reading_fd("read")  # closed while waiting?
             pending = self._engine._read(fd, size, -1)
             if not asyncio.isfuture(pending) or pending.done():
                 data: bytes = await pending
@@ -592,7 +597,7 @@ class AsyncFile(FileBase[bytes]):
         """write(), but a cancel is returned, with the count the write made
         before it (0 when it was still waiting for its turn), not raised.  A
         stream's write, abandoned on a cancel (see the class), raises it."""
-        fd = self._writing_fd()
+        fd = self._writing_fd("write")
         turns = self._turns
         if turns.busy:
             try:
@@ -662,7 +667,7 @@ class AsyncFile(FileBase[bytes]):
         """Resize the file to size bytes (default: the file position) and
         return size; the file position does not change.  Uses io_uring's
         ftruncate where the kernel has it (6.9+), ftruncate(2) otherwise."""
-        self._writing_fd()
+        self._writing_fd("truncate")
         async with self._turns:
             fd = self._open_fd()  # closed while this call waited for its turn?
             size = self._position() if size is None else operator.index(size)

@@ -203,7 +203,7 @@ async def _open_file(file: Any, mode: Any, buffering: Any, encoding: Any, errors
     # O_DIRECT (aligned reads only), not under a text file (which reads ahead itself).
     read_ahead = 0 if buffering == 0 or direct or text else buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE
     raw = AsyncFile(engine, fd, name, binary_mode if text else mode, readable, writable, owned, append=append,
-                    read_ahead=read_ahead)
+                    read_ahead=read_ahead, unbuffered=buffering == 0)
     try:
         st = stat_open_file(fd, name, reject_directory=not writable and not number)
         position = descriptor_offset(fd)

@@ -334,7 +334,7 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
     async def truncate(self, size: Optional[int] = None) -> int:
         """Flush, then resize the file to size bytes (default: tell()); the
         position does not change.  Returns size."""
-        self.buffer._writing_fd()
+        self.buffer._writing_fd("truncate")
         async with self._turns:
             await self._flush_pending()
             if size is None:

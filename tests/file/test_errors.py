@@ -492,37 +492,56 @@ def test_closed_file_fileno(ringlet, run, make_file):
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "mode,name,op",
-    [
-        ("wb", "read", lambda f: f.read()),
-        ("wb", "read-n", lambda f: f.read(5)),
-        ("wb", "readinto", lambda f: f.readinto(bytearray(5))),
-        ("wb", "pread", lambda f: f.pread(5, 0)),
-        ("ab", "read", lambda f: f.read()),
-        ("rb", "write", lambda f: f.write(b"x")),
-        ("rb", "pwrite", lambda f: f.pwrite(b"x", 0)),
-    ],
-)
-def test_wrong_mode(ringlet, run, make_file, mode, name, op):
+WRONG_MODE_CALLS = {
+    # name: (mode, ringlet's call, the built-in file's, or None for a method of ringlet's own)
+    "read": ("wb", lambda f: f.read(), lambda f: f.read()),
+    "read-n": ("wb", lambda f: f.read(5), lambda f: f.read(5)),
+    "read-on-ab": ("ab", lambda f: f.read(), lambda f: f.read()),
+    "read1": ("wb", lambda f: f.read1(5), lambda f: f.read1(5)),
+    "readinto": ("wb", lambda f: f.readinto(bytearray(5)), lambda f: f.readinto(bytearray(5))),
+    "readline": ("wb", lambda f: f.readline(), lambda f: f.readline()),
+    "readlines": ("wb", lambda f: f.readlines(), lambda f: f.readlines()),
+    "write": ("rb", lambda f: f.write(b"x"), lambda f: f.write(b"x")),
+    "writelines": ("rb", lambda f: f.writelines([b"x"]), lambda f: f.writelines([b"x"])),
+    "truncate": ("rb", lambda f: f.truncate(0), lambda f: f.truncate(0)),
+    "text-truncate": ("r", lambda f: f.truncate(0), lambda f: f.truncate(0)),
+    "text-write": ("r", lambda f: f.write("x"), lambda f: f.write("x")),
+    "text-read": ("w", lambda f: f.read(), lambda f: f.read()),
+    "text-readline": ("w", lambda f: f.readline(), lambda f: f.readline()),
+    "pread": ("wb", lambda f: f.pread(5, 0), None),
+    "pwrite": ("rb", lambda f: f.pwrite(b"x", 0), None),
+}
+
+
+@pytest.mark.parametrize("name,buffering", [(name, buffering) for name, (mode, _, _) in WRONG_MODE_CALLS.items()
+                                             for buffering in ((-1, 0) if "b" in mode else (-1,))])
+def test_wrong_mode_like_builtin(ringlet, run, make_file, name, buffering):
+    """The built-in file's UnsupportedOperation, message included: a
+    buffered file names the method (BufferedWriter.readinto and readline
+    read by read()), a FileIO (buffering=0) says "File not open for ...", as
+    ringlet's own positional methods do.  Nothing is written."""
+    mode, op, builtin_op = WRONG_MODE_CALLS[name]
+    if buffering == 0 and name == "read1":
+        builtin_op = None  # FileIO has no read1
     path, data = make_file(b"0123456789")
-    ref_op = {"read": lambda f: f.read(), "read-n": lambda f: f.read(5),
-              "readinto": lambda f: f.readinto(bytearray(5)), "pread": lambda f: f.read(5),
-              "write": lambda f: f.write(b"x"), "pwrite": lambda f: f.write(b"x")}[name]
-    ref_path = path + ".ref"
-    with open(ref_path, "wb") as w:
-        w.write(data)
-    with open(ref_path, mode) as ref:
-        with pytest.raises(io.UnsupportedOperation):
-            ref_op(ref)  # reference behaviour
+    if builtin_op is None:
+        want = f"File not open for {'reading' if 'w' in mode or 'a' in mode else 'writing'}"
+    else:
+        with open(path + ".ref", "wb") as w:
+            w.write(data)
+        with open(path + ".ref", mode, buffering=buffering) as ref:
+            with pytest.raises(io.UnsupportedOperation) as builtin:
+                builtin_op(ref)
+        want = str(builtin.value)
 
     async def main():
-        async with ringlet.open(path, mode) as f:
+        async with ringlet.open(path, mode, buffering=buffering) as f:
             await op(f)
 
-    with pytest.raises(io.UnsupportedOperation):
+    with pytest.raises(io.UnsupportedOperation) as got:
         run(main())
-    if mode == "rb":
+    assert str(got.value) == want
+    if "r" in mode:
         assert read_os(path) == data
 
 
