@@ -14,12 +14,15 @@ object) or used with ``async with`` (giving the file, or the directory's
 name; closed or removed at the end of the block).
 
 The files are ringlet files (``ringlet.open`` on the descriptor): their
-reads and writes go through the ring.  Their open arguments are checked
-before a file is made, as the tempfile module checks them.  Creating the
-file (mkstemp), making the directory and removing a directory tree may block
-on the file system, so they run in the loop's executor (``executor``,
-default: the loop's default), as aiofiles runs them; removing a named file
-goes through ringlet.os.unlink.
+reads and writes go through the ring.  Their arguments are checked in the
+tempfile module's order, before a file is made.  TemporaryFile (and a
+spooled file's rollover) makes its file as the tempfile module does on
+Linux, with an O_TMPFILE open of the directory, which goes through the ring
+too.  Where the kernel or the file system refuses O_TMPFILE, and for
+NamedTemporaryFile, the file is made by mkstemp; that, making a directory
+and removing a directory tree may block on the file system, so they run in
+the loop's executor (``executor``, default: the loop's default), as aiofiles
+runs them.  Removing a named file goes through ringlet.os.unlink.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from typing import Any, AnyStr, Callable, Coroutine, Generator, Generic, Iterabl
 
 from . import os as _ros
 from ._binary import AsyncFile
+from ._engine import get_engine
+from ._fdio import open_fd
 from ._text import AsyncTextFile
 from ._open import _check as _open_checks
 from ._open import open as _open
@@ -104,16 +109,52 @@ def _mkstemp(suffix: Optional[AnyStr], prefix: Optional[AnyStr], dir: Optional[A
     return fd, path  # bytes when the arguments are, as tempfile gives it
 
 
+async def _sanitized(suffix: Any, prefix: Any, dir: Any, executor: Any) -> tuple[Any, Any, Any]:
+    """tempfile's own checks of suffix, prefix and dir (which it makes before
+    any other), and their defaults: (suffix, prefix, dir).  dir's default,
+    gettempdir(), tries the candidate directories the first time: in the
+    executor then."""
+    if dir is None and _tempfile.tempdir is None:
+        await _in_executor(executor, _tempfile.gettempdir)
+    prefix, suffix, dir, _ = _tempfile._sanitize_params(prefix, suffix, dir)  # type: ignore[attr-defined]
+    return suffix, prefix, dir
+
+
 def _check_file_arguments(mode: str, buffering: int, encoding: Optional[str], newline: Optional[str]) -> None:
     """open()'s checks of the file's arguments, before a file is made for them
     (the tempfile module opens with them before it makes the file)."""
     _open_checks(0, mode, buffering, encoding, None, newline, True, None, False)
 
 
+# O_TMPFILE until a kernel reads it as O_DIRECTORY (before Linux 3.11), as tempfile's _O_TMPFILE_WORKS.
+_unnamed_files_work = hasattr(os, "O_TMPFILE")
+
+
+async def _unnamed_fd(suffix: Any, prefix: Any, dir: Any, executor: Any) -> int:
+    """A new file with no name, made as tempfile.TemporaryFile makes it: an
+    O_TMPFILE open of dir, through the ring (no thread; prefix and suffix
+    unused), or where the kernel or the file system refuses that, mkstemp
+    and unlink in the executor.  The arguments are _sanitized."""
+    global _unnamed_files_work
+    if _unnamed_files_work:
+        flags = os.O_RDWR | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_TMPFILE
+        try:
+            return await open_fd(get_engine(), os.fsencode(dir), flags, 0o600, dir)
+        except IsADirectoryError:
+            _unnamed_files_work = False
+        except OSError:
+            pass  # this file system has no O_TMPFILE (NFS, FUSE...)
+    fd, _ = await _in_executor(executor, _mkstemp, suffix, prefix, dir, True)
+    return fd
+
+
 async def _temporary_file(mode: str, buffering: int, encoding: Optional[str], newline: Optional[str],
                           suffix: Any, prefix: Any, dir: Any, executor: Any) -> RingletFile:
+    if "b" not in mode:  # tempfile's first look at the mode (a TypeError if it is no str)
+        encoding = io.text_encoding(encoding)
+    suffix, prefix, dir = await _sanitized(suffix, prefix, dir, executor)
     _check_file_arguments(mode, buffering, encoding, newline)
-    fd, _ = await _in_executor(executor, _mkstemp, suffix, prefix, dir, True)
+    fd = await _unnamed_fd(suffix, prefix, dir, executor)
     return await _wrap_fd(fd, None, mode, buffering, encoding, newline, executor)
 
 
@@ -186,6 +227,9 @@ class _NamedContext(_Context[NamedTemporaryFileWrapper]):
 async def _named_temporary_file(mode: str, buffering: int, encoding: Optional[str], newline: Optional[str],
                                 suffix: Any, prefix: Any, dir: Any, delete: bool, delete_on_close: bool,
                                 executor: Any) -> NamedTemporaryFileWrapper:
+    suffix, prefix, dir = await _sanitized(suffix, prefix, dir, executor)
+    if "b" not in mode:  # as tempfile, after its checks of suffix, prefix and dir
+        encoding = io.text_encoding(encoding)
     _check_file_arguments(mode, buffering, encoding, newline)
     fd, path = await _in_executor(executor, _mkstemp, suffix, prefix, dir, False)
     file = await _wrap_fd(fd, path, mode, buffering, encoding, newline, executor)
@@ -239,20 +283,13 @@ class AsyncSpooledTemporaryFile:
             data, pos = memory.buffer.getvalue(), memory.tell()  # type: ignore[attr-defined]
         else:
             data, pos = memory.getvalue(), memory.tell()
-        fd, _ = await _in_executor(executor, _mkstemp, suffix, prefix, dir, True)
-        try:
-            raw = await _open(fd, "r+b", closefd=False)
-            try:
-                await raw.write(data)
-            finally:
-                await raw.close()
-        except BaseException:
-            os.close(fd)
-            raise
-        file = await _wrap_fd(fd, None, mode, buffering, encoding, newline, executor)
-        await file.seek(pos, 0)
+        file = await _temporary_file(mode, buffering, encoding, newline, suffix, prefix, dir, executor)
+        # As tempfile's: the file is this object's from now on, and the content goes in
+        # through it, in the caller's mode (so a read-only mode fails here, as there).
         self._file, self._rolled = file, True
         memory.close()
+        await (file.buffer if isinstance(file, AsyncTextFile) else file).write(data)
+        await file.seek(pos, 0)
 
     async def fileno(self) -> int:
         """The descriptor, after rolling the content over to a file."""

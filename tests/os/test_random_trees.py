@@ -194,6 +194,8 @@ def test_same_outcomes_and_trees_as_the_sync_calls(ringlet, run, tmp_path, monke
                 seen[name, "Directory does not exist"] += 1
                 fresh_trees(tree_seed)
     assert not differences, f"{len(differences)} differences, the first ones: {differences[:5]}"
+    if SEED is None:
+        return  # a hunt: its draws need not reach everything below
     # The draws reach the outcomes that matter: a guard against a draw that tests little.
     for name in OS_CALLS + HELPERS:
         assert (name, None) in seen, f"{name} never succeeded"

@@ -1,5 +1,6 @@
 """ringlet.tempfile against the tempfile module (aiofiles.tempfile's API)."""
 
+import io
 import os
 import tempfile
 
@@ -134,6 +135,82 @@ def test_bad_arguments_are_refused_before_the_directory_is_looked_at(rtf, run, t
         run(getattr(rtf, maker)(dir=missing, **kw))
     assert not isinstance(want.value, OSError)
     assert (type(got.value), str(got.value)) == (type(want.value), str(want.value))
+
+
+def _outcome(call):
+    """What a maker gives: ("made",), or the error (an OSError by type and
+    errno: its message holds a random name)."""
+    try:
+        call()
+    except OSError as exc:
+        return type(exc), exc.errno
+    except Exception as exc:  # noqa: BLE001 - compared with tempfile's
+        return type(exc), str(exc)
+    return ("made",)
+
+
+@pytest.mark.parametrize("maker", ["TemporaryFile", "NamedTemporaryFile"])
+@pytest.mark.parametrize("kw", [
+    dict(prefix="a/b"), dict(suffix="/x"), dict(mode=3), dict(mode=None, prefix=b"p"), dict(prefix=b"p"),
+    dict(suffix=3, mode="zz"), dict(mode="rb", prefix=3),
+], ids=["prefix-with-slash", "suffix-with-slash", "mode-int", "mode-none-and-bytes-prefix", "bytes-prefix-str-dir",
+        "int-suffix-then-mode", "int-prefix"])
+def test_arguments_like_tempfile(rtf, run, tmp_path, maker, kw):
+    """tempfile's order: TemporaryFile looks at the mode ("b" in it) before
+    suffix, prefix and dir, NamedTemporaryFile after; then open()'s checks;
+    then the file.  On Linux TemporaryFile makes it with O_TMPFILE, which
+    uses no name: a prefix or suffix with a slash works there (and a bad
+    one's TypeError never comes), where NamedTemporaryFile's mkstemp fails."""
+    def made_by(module):
+        def make():
+            f = getattr(module, maker)(dir=str(tmp_path), **kw)
+            if module is rtf:
+                run(run_and_close(f))
+            else:
+                f.close()
+        return make
+
+    async def run_and_close(f):
+        await (await f).close()
+
+    assert _outcome(made_by(rtf)) == _outcome(made_by(tempfile))
+    assert os.listdir(tmp_path) == []
+
+
+def test_temporary_file_needs_no_thread(rtf, run, tmp_path):
+    """O_TMPFILE's open goes through the engine: the executor is never asked."""
+    class NoThreads:
+        def submit(self, *args, **kwargs):
+            raise AssertionError("the executor was used")
+
+    async def main():
+        async with rtf.TemporaryFile("w+b", dir=tmp_path, executor=NoThreads()) as f:
+            await f.write(b"data")
+            await f.seek(0)
+            return await f.read(), os.listdir(tmp_path)
+
+    assert run(main()) == (b"data", [])
+
+
+@pytest.mark.parametrize("mode,data", [("rb", b"ab"), ("r", "ab")])
+def test_spooled_rollover_in_a_read_only_mode_like_tempfile(rtf, run, tmp_path, mode, data):
+    """tempfile's rollover writes the content through the new file, in the
+    caller's mode: a read-only mode raises there, as here."""
+    with tempfile.SpooledTemporaryFile(1, mode, dir=tmp_path) as f:
+        with pytest.raises(io.UnsupportedOperation) as want:
+            f.write(data)
+
+    async def main():
+        f = await rtf.SpooledTemporaryFile(1, mode, dir=tmp_path)
+        try:
+            await f.write(data)
+        finally:
+            await f.close()
+
+    with pytest.raises(io.UnsupportedOperation) as got:
+        run(main())
+    assert str(got.value) == str(want.value)
+    assert os.listdir(tmp_path) == []
 
 
 def test_missing_dir_error_is_tempfiles(rtf, run, tmp_path):
