@@ -16,7 +16,8 @@ from typing import Any, Callable, Coroutine, Dict, Iterable, List, NoReturn, Opt
 from ._base import FileBase, lines_to_take, write_batched
 from . import _contract as contract
 from . import _ringlet
-from ._fdio import READ_CHUNK, close_fd, read_to_end, settle, size_arg, ssize_arg, truncate, wait_readable
+from ._fdio import (READ_CHUNK, c_int_arg, c_long_arg, close_fd, offset_arg, read_to_end, settle, size_arg, ssize_arg,
+                    truncate, wait_readable)
 from ._buffers import hold_buffer
 from ._turns import Turns
 
@@ -35,6 +36,10 @@ _running_loop = asyncio.events._get_running_loop  # None outside a loop (pread r
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+# The whence values lseek(2) takes here; a buffered file refuses others itself.
+_WHENCES = (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END, os.SEEK_DATA, os.SEEK_HOLE)
 
 
 def _marked_coroutine_function(function: F) -> F:
@@ -224,11 +229,11 @@ class AsyncFile(FileBase[bytes]):
         return self._pos
 
     def _seek(self, offset: int, whence: int) -> int:
+        """lseek(2) from the position as the reader sees it; whence converted
+        (and for a buffered file, checked) by seek()."""
         fd = self._open_fd()
-        whence = operator.index(whence)
-        if whence not in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END, os.SEEK_DATA, os.SEEK_HOLE):
-            raise ValueError(f"whence value {whence} unsupported")
-        offset = operator.index(offset)
+        # The offset as io converts it: FileIO's, os.lseek's; a buffered file's, off_t's with ValueError.
+        offset = operator.index(offset) if self._unbuffered else offset_arg(offset)
         if self._pos is None:
             return os.lseek(fd, offset, whence)  # a stream: ESPIPE, as io.FileIO says
         if whence == os.SEEK_CUR:  # from the position as the reader sees it
@@ -249,6 +254,8 @@ class AsyncFile(FileBase[bytes]):
         file when size is -1 or None.  b"" at end of file."""
         fd = self._reading_fd("read")
         size = size_arg(size)
+        if size < -1 and not self._unbuffered:  # io.BufferedReader's own check (FileIO reads all)
+            raise ValueError("read length must be non-negative or -1")
         turns = self._turns
         if turns.busy:
             fd = await self._wait_turn()
@@ -287,11 +294,11 @@ class AsyncFile(FileBase[bytes]):
         """Read to end of file (read(-1))."""
         return await self.read(-1)
 
-    async def read1(self, size: Optional[int] = -1) -> bytes:
+    async def read1(self, size: int = -1) -> bytes:
         """Read up to size bytes with at most one read from the kernel; to end
-        of file when size is -1 or None."""
+        of file when size is negative."""
         self._reading_fd("read1")
-        size = size_arg(size)
+        size = max(ssize_arg(size), -1)  # None refused, as a buffered read1's; any negative size reads all
         if self._rbuf and size != 0 and not self._turns.busy:
             return self._take(size)
         return await self.read(size)
@@ -670,7 +677,7 @@ class AsyncFile(FileBase[bytes]):
         self._writing_fd("truncate")
         async with self._turns:
             fd = self._open_fd()  # closed while this call waited for its turn?
-            size = self._position() if size is None else operator.index(size)
+            size = self._position() if size is None else c_long_arg(size)
             if size < 0:
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
             self._drop_read_ahead()
@@ -693,6 +700,9 @@ class AsyncFile(FileBase[bytes]):
 
     async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move the file position (lseek(2) never waits on the device)."""
+        whence = c_int_arg(whence)
+        if not self._unbuffered and whence not in _WHENCES:  # before the file's state, as a buffered file
+            raise ValueError(f"whence value {whence} unsupported")  # (FileIO's lseek says EINVAL)
         self._usable_fd()
         async with self._turns:
             return self._seek(offset, whence)

@@ -198,18 +198,59 @@ def isdir_error(filename: Any) -> IsADirectoryError:
     return IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), filename)
 
 
+_SSIZE_MIN, _SSIZE_MAX = -sys.maxsize - 1, sys.maxsize
+_C_LONG_MIN, _C_LONG_MAX = -(1 << 63), (1 << 63) - 1  # also off_t's range (64-bit Linux)
+_C_INT_MIN, _C_INT_MAX = -(1 << 31), (1 << 31) - 1
+
+# The conversions of io's arguments, each named after the C converter it
+# stands for, with its errors: io's methods use several, and a bad argument
+# gives the error of the method's own.
+
+
 def ssize_arg(value: Any) -> int:
-    """An __index__ that fits a C ssize_t, as io's size arguments take it
-    (OverflowError past it, as io says: never a size quietly meaning 'all')."""
+    """Argument Clinic's Py_ssize_t (a buffered read1's and peek's size, a
+    text readline's): any __index__ (TypeError for anything else, None too);
+    OverflowError past a C ssize_t."""
     size: int = value if type(value) is int else operator.index(value)
-    if not -sys.maxsize - 1 <= size <= sys.maxsize:
+    if not _SSIZE_MIN <= size <= _SSIZE_MAX:
+        raise OverflowError("Python int too large to convert to C ssize_t")
+    return size
+
+
+def size_arg(value: Any) -> int:
+    """Py_ssize_t(accept={int, NoneType}) (read's size, readline's and
+    readlines' hint): None is -1, and None or negative means 'all'."""
+    if value is None:
+        return -1
+    if type(value) is not int and not hasattr(type(value), "__index__"):
+        raise TypeError(f"argument should be integer or None, not '{type(value).__name__}'")
+    size: int = value if type(value) is int else operator.index(value)
+    if not _SSIZE_MIN <= size <= _SSIZE_MAX:
         raise OverflowError("cannot fit 'int' into an index-sized integer")
     return size
 
 
-def size_arg(size: Optional[int]) -> int:
-    """A read size as io accepts it: None or negative means 'all'."""
-    return -1 if size is None else ssize_arg(size)
+def _index_within(value: Any, low: int, high: int, error: type, message: str) -> int:
+    number: int = value if type(value) is int else operator.index(value)
+    if not low <= number <= high:
+        raise error(message)
+    return number
+
+
+def c_int_arg(value: Any) -> int:
+    """Argument Clinic's int (seek's whence)."""
+    return _index_within(value, _C_INT_MIN, _C_INT_MAX, OverflowError, "Python int too large to convert to C int")
+
+
+def c_long_arg(value: Any) -> int:
+    """PyLong_AsLong (FileIO's truncate size, where every layer's truncate
+    comes)."""
+    return _index_within(value, _C_LONG_MIN, _C_LONG_MAX, OverflowError, "Python int too large to convert to C long")
+
+
+def offset_arg(value: Any) -> int:
+    """PyNumber_AsOff_t(value, ValueError) (a buffered seek's target)."""
+    return _index_within(value, _C_LONG_MIN, _C_LONG_MAX, ValueError, "cannot fit 'int' into an offset-sized integer")
 
 
 async def read_to_end(engine: Any, fd: int, offset: int, align: int = 0,

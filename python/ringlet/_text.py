@@ -12,7 +12,7 @@ from typing import Any, Iterable, List, Optional
 from ._base import WRITE_CHUNK, FileBase, lines_to_take, write_batched
 from ._binary import AsyncFile, _read_ahead_methods_in_c, _thread_id
 from ._cookie import COOKIE_BITS, COOKIE_MASK, DecodedReadAhead
-from ._fdio import size_arg
+from ._fdio import c_int_arg, size_arg, ssize_arg
 from ._turns import Turns
 
 _UNIVERSAL_EOL = re.compile(r"\r\n|\r|\n")
@@ -197,9 +197,7 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
         return decoded[start:end]
 
     async def _readline_in_turn(self, size: Optional[int]) -> str:
-        if size is None:  # as io.TextIOWrapper.readline (a binary file's takes None)
-            raise TypeError("'NoneType' object cannot be interpreted as an integer")
-        size = size_arg(size)  # (as io's: the argument before the file's state)
+        size = ssize_arg(size)  # no None, as io.TextIOWrapper.readline's; before the file's state
         self._check_readable()
         async with self._turns:
             return await self._readline(size)
@@ -367,7 +365,7 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
         only with 0, as io.TextIOWrapper.  Returns the new cookie."""
         self.buffer._open_fd()
         cookie = operator.index(cookie)
-        whence = operator.index(whence)
+        whence = c_int_arg(whence)
         async with self._turns:
             return await self._seek(cookie, whence)
 

@@ -96,10 +96,10 @@ def on_fd(path, flags, fn):
     return reference
 
 
-def builtin(path, mode, fn):
+def builtin(path, mode, fn, buffering=0):
     """A reference: fn(f) on built-in open(path, mode, buffering=0)."""
     def reference(w):
-        with open(getattr(w, path, path), mode, buffering=0) as f:
+        with open(getattr(w, path, path), mode, buffering=buffering) as f:
             return fn(f)
     return reference
 
@@ -350,9 +350,9 @@ FILE_METHODS = {
 FILE_METHODS_NOT_ON_CLOSED = {"close", "fileno", "__aenter__", "__aexit__", "__aiter__", "__anext__"}
 
 
-async def on_file(w, mode, fn, path=None):
+async def on_file(w, mode, fn, path=None, buffering=-1):
     """fn(f) on ringlet.open(path or w.file, mode); the file is closed after."""
-    f = await ringlet.open(path or w.file, mode)
+    f = await ringlet.open(path or w.file, mode, buffering=buffering)
     try:
         return await fn(f)
     finally:
@@ -438,9 +438,16 @@ for value in HUGE:
     for name, call in [("read", lambda f, v: f.read(v)), ("pread-size", lambda f, v: f.pread(v, 0)),
                        ("pread-offset", lambda f, v: f.pread(1, v)), ("pwrite-offset", lambda f, v: f.pwrite(b"x", v)),
                        ("preadinto-offset", lambda f, v: f.preadinto(bytearray(1), v)),
-                       ("seek", lambda f, v: f.seek(v)), ("truncate", lambda f, v: f.truncate(v))]:
+                       ("truncate", lambda f, v: f.truncate(v))]:
         add(f"{name}-2**{value.bit_length() - 1}", lambda w, c=call, v=value: on_file(w, "r+b", lambda f: c(f, v)),
             raises(OverflowError))
+
+# An offset past off_t: a buffered file's seek says ValueError, FileIO's (buffering=0) OverflowError.
+for value in HUGE + [-2, -1, -(2**63), -(2**64)]:
+    for buffering in [-1, 0]:
+        add(f"seek-{value}-buffering-{buffering}", lambda w, v=value, b=buffering: on_file(
+            w, "r+b", lambda f: f.seek(v), buffering=b), same_as(builtin("file", "r+b", lambda f, v=value: f.seek(v),
+                                                                        buffering)))
 
 class Index:
     """An int by __index__ only."""
@@ -476,10 +483,10 @@ for value in [-2, -1, -(2**63), -(2**64)]:
             raises(ValueError, OverflowError))
     add(f"truncate-{value}", lambda w, v=value: on_file(w, "r+b", lambda f: f.truncate(v)),
         raises(OSError, OverflowError))
-    add(f"seek-{value}", lambda w, v=value: on_file(w, "r+b", lambda f: f.seek(v)),
-        same_as(builtin("file", "r+b", lambda f, v=value: f.seek(v))))
-for value in [-2, -1]:
-    add(f"read-{value}-means-all", lambda w, v=value: on_file(w, "rb", lambda f: f.read(v)), equals(lambda w: w.data))
+for value in [-2, -1]:  # io.BufferedReader refuses read(-2); FileIO (buffering=0) reads all, as read1 does
+    for buffering in [-1, 0]:
+        add(f"read-{value}-buffering-{buffering}", lambda w, v=value, b=buffering: on_file(
+            w, "rb", lambda f: f.read(v), buffering=b), same_as(builtin("file", "rb", lambda f, v=value: f.read(v), buffering)))
     add(f"read1-{value}-means-all", lambda w, v=value: on_file(w, "rb", lambda f: f.read1(v)), equals(lambda w: w.data))
 for value in [sys.maxsize, 2**32, 2**31, 2**31 - 1]:  # sizes that fit: the right answer, clamped
     add(f"read-{value}", lambda w, v=value: on_file(w, "rb", lambda f: f.read(v)), equals(lambda w: w.data))
