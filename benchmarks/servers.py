@@ -8,7 +8,8 @@ starlette.responses.FileResponse, which FastAPI re-exports, and
 ringlet.integrations.starlette.FileResponse; the folder mounted as
 starlette.staticfiles.StaticFiles and as ringlet.integrations.starlette's)
 and with aiohttp's own server
-(web.run_app: aiohttp.web.FileResponse and ringlet.integrations.aiohttp's),
+(web.run_app: aiohttp.web.FileResponse and ringlet.integrations.aiohttp's;
+the folder as aiohttp's web.static route and as ringlet's static),
 each server in its own process on 127.0.0.1, and drives it with wrk at 64
 connections for --duration seconds (default 5) after a one-second warm-up.
 Every case runs --rounds times (default 1), the cases of a round in rotated
@@ -61,10 +62,11 @@ CONNECTIONS = 64
 WRK_THREADS = 2
 WARMUP_S = 1
 FILES = {"4KiB": 4096, "1MiB": 1 << 20}
-SERVERS = {"starlette": "uvicorn + Starlette", "staticfiles": "uvicorn + Starlette StaticFiles", "aiohttp": "aiohttp"}
+SERVERS = {"starlette": "uvicorn + Starlette", "staticfiles": "uvicorn + Starlette StaticFiles", "aiohttp": "aiohttp",
+           "aiostatic": "aiohttp web.static"}
 # Server kinds: framework-implementation.
 KINDS = tuple(f"{framework}-{implementation}" for framework in SERVERS for implementation in ("stock", "ringlet"))
-# ringlet's requests/s over the stock class's, per (framework, file): issue 12's goals (none for StaticFiles).
+# ringlet's requests/s over the stock class's, per (framework, file): issue 12's goals (none for static folders).
 GOALS = {("starlette", "4KiB"): 1.5, ("starlette", "1MiB"): 1.2, ("aiohttp", "4KiB"): 1.3, ("aiohttp", "1MiB"): 1.0}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "servers.md"
 
@@ -103,16 +105,21 @@ def _serve(kind: str, port: int, folder: Path) -> None:
 
         if implementation == "ringlet":
             from ringlet.integrations.aiohttp import FileResponse as RingletAiohttp
+            from ringlet.integrations.aiohttp import static as ringlet_static
             aiohttp_cls: Any = RingletAiohttp
+            static_route: Any = ringlet_static
         else:
-            aiohttp_cls = web.FileResponse
+            aiohttp_cls, static_route = web.FileResponse, web.static
 
         async def aiohttp_file(request: web.Request) -> web.StreamResponse:
             response: web.StreamResponse = aiohttp_cls(folder / request.match_info["name"])
             return response
 
         aiohttp_app = web.Application()
-        aiohttp_app.router.add_get("/{name}", aiohttp_file)
+        if framework == "aiostatic":
+            aiohttp_app.add_routes([static_route("/", folder)])
+        else:
+            aiohttp_app.router.add_get("/{name}", aiohttp_file)
         web.run_app(aiohttp_app, host=HOST, port=port, access_log=None, print=None)
 
 
@@ -265,7 +272,7 @@ def _available(kinds: List[str]) -> Tuple[List[str], List[str]]:
     """The kinds whose framework imports here, and why the others are skipped."""
     missing: Dict[str, str] = {}
     for framework, modules in (("starlette", ("uvicorn", "starlette")), ("staticfiles", ("uvicorn", "starlette")),
-                               ("aiohttp", ("aiohttp",))):
+                               ("aiohttp", ("aiohttp",)), ("aiostatic", ("aiohttp",))):
         for module in modules:
             try:
                 __import__(module)

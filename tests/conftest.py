@@ -692,3 +692,29 @@ async def cancelled_request(app: Any, path: str, cancel_at: int) -> int:
     except asyncio.CancelledError:
         return sent[-1] if sent else 0
     raise AssertionError(f"the request for {path} ended without being cancelled")
+
+
+def random_link_tree(base: Any, rng: Any, names: List[str], files: Mapping[str, str]) -> Dict[str, str]:
+    """A served folder for random comparisons: base/static (with sub/ and
+    page.txt) and base/outside, files (path under base: text), and three
+    symbolic links in static or static/sub whose targets join one to three
+    of names, sometimes absolute, sometimes with a trailing "/".  Returns
+    the links made: {"static/l0": target, ...}."""
+    static = base / "static"
+    (static / "sub").mkdir(parents=True)
+    (base / "outside").mkdir()
+    (static / "page.txt").write_text("page")
+    for name, text in files.items():
+        (base / name).write_text(text)
+    links = {}
+    for i in range(3):
+        where = rng.choice(["static", "static/sub"])
+        target = "/".join(rng.choice(names) for _ in range(rng.randint(1, 3))) or "."
+        if rng.random() < 0.2:
+            target = f"{static}/{target}"
+        if rng.random() < 0.2:
+            target += "/"
+        if not (base / where / f"l{i}").is_symlink():
+            (base / where / f"l{i}").symlink_to(target)
+            links[f"{where}/l{i}"] = target
+    return links

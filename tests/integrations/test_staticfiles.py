@@ -18,7 +18,7 @@ import anyio.to_thread  # noqa: E402
 from starlette.exceptions import HTTPException  # noqa: E402
 from starlette.staticfiles import StaticFiles as StockStaticFiles  # noqa: E402
 
-from conftest import asgi_request, cancelled_request  # noqa: E402
+from conftest import asgi_request, cancelled_request, random_link_tree  # noqa: E402
 from ringlet.integrations import starlette as ringlet_starlette  # noqa: E402
 from ringlet.integrations.starlette import StaticFiles as RingletStaticFiles  # noqa: E402
 
@@ -194,7 +194,7 @@ def test_no_thread_is_used(root, monkeypatch, backend_name, run):
 def test_without_proc_the_stock_lookup_runs(root, monkeypatch, run):
     """Where /proc is not mounted, real paths cannot be asked of the
     kernel: the stock lookup runs (in its thread), with the same answers."""
-    monkeypatch.setattr(ringlet_starlette, "_PROC_FD_LINKS", False)
+    monkeypatch.setattr(ringlet_starlette, "PROC_FD_LINKS", False)
     calls = []
     real_run_sync = anyio.to_thread.run_sync
 
@@ -251,28 +251,12 @@ _NAMES = ["page.txt", "sub", "..", ".", "", "missing", "l0", "l1", "l2", "outsid
 
 
 def _random_tree(base, rng):
-    """static/ and outside/ under base, with three links of random targets
-    (relative or absolute, some ending in "/"); returns the links."""
-    static = base / "static"
-    (static / "sub").mkdir(parents=True)
-    (base / "outside").mkdir()
-    (static / "page.txt").write_text("page")
-    (static / "sub" / "index.html").write_text("sub's index")
-    (base / "outside" / "secret").write_text("secret")
+    """static/ and outside/ under base, with three links of random targets;
+    returns the links."""
+    files = {"static/sub/index.html": "sub's index", "outside/secret": "secret"}
     if rng.random() < 0.5:
-        (static / "404.html").write_text("not here")
-    links = {}
-    for i in range(3):
-        where = rng.choice(["static", "static/sub"])
-        target = "/".join(rng.choice(_NAMES) for _ in range(rng.randint(1, 3))) or "."
-        if rng.random() < 0.2:
-            target = f"{static}/{target}"
-        if rng.random() < 0.2:
-            target += "/"
-        if not (base / where / f"l{i}").is_symlink():
-            (base / where / f"l{i}").symlink_to(target)
-            links[f"{where}/l{i}"] = target
-    return links
+        files["static/404.html"] = "not here"
+    return random_link_tree(base, rng, _NAMES, files)
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -1,9 +1,11 @@
-"""aiohttp without an executor: FileResponse.
+"""aiohttp without an executor: FileResponse, and static routes.
 
-    from ringlet.integrations.aiohttp import FileResponse
+    from ringlet.integrations.aiohttp import FileResponse, static
 
     async def download(request: web.Request) -> web.StreamResponse:
         return FileResponse(folder / request.match_info["name"])
+
+    app.add_routes([static("/static", folder)])   # was: web.static("/static", folder)
 
 ``FileResponse`` is aiohttp.web.FileResponse with its file work moved onto
 ringlet: the stats (of the file and of its pre-compressed ``.br``/``.gz``
@@ -22,6 +24,17 @@ If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, If-Range,
 HEAD, Accept-Encoding): the conditional logic below follows the stock
 class's; the headers and ranges are the stock class's own code, inherited.
 
+``static()`` (as ``web.static()``), ``add_static()`` (as
+``router.add_static()``) and ``StaticResource`` serve a folder as aiohttp's
+static route does, whose handler sends every request to the executor to
+resolve the path and stat it.  Here the kernel resolves it (an O_PATH open
+through the ring, its real path read from /proc/self/fd, fstat(2)), and
+the file goes out by this module's FileResponse.  The stock lookup decides,
+in the executor as there, only where the kernel's answer may differ from
+its os.path.realpath: a path the kernel does not find with a symbolic link
+on the way (realpath reads a link's target as text: "page.txt/" names a
+file to it), an error other than "not found", a listing (show_index).
+
 Needs aiohttp: ``pip install ringlet[aiohttp]``.
 """
 
@@ -31,7 +44,7 @@ import asyncio
 import os
 import pathlib
 import stat
-from typing import TYPE_CHECKING, Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from . import missing_framework
 
@@ -39,16 +52,19 @@ try:
     from aiohttp import hdrs, web
     from aiohttp.abc import AbstractStreamWriter
     from aiohttp.web_fileresponse import ENCODING_EXTENSIONS, NOSENDFILE
+    from aiohttp.web_routedef import AbstractRouteDef
+    from aiohttp.web_urldispatcher import AbstractRoute, StaticResource as _StockStaticResource, UrlDispatcher
 except ImportError as exc:
     raise missing_framework(__name__, "aiohttp", "aiohttp") from exc
 
 from .. import os as ringlet_os
+from ._paths import PROC_FD_LINKS, look_up, symlink_on_the_way
 from ._stream import OpenedFile
 
 if TYPE_CHECKING:
     from aiohttp.web_request import BaseRequest
 
-__all__ = ["FileResponse"]
+__all__ = ["FileResponse", "StaticResource", "add_static", "static"]
 
 
 class FileResponse(web.FileResponse):
@@ -169,3 +185,79 @@ class _Descriptor:
 
     def seek(self, offset: int, whence: int = 0) -> int:
         return offset
+
+
+# -- a served folder -------------------------------------------------------------
+
+
+class StaticResource(_StockStaticResource):
+    """aiohttp's static resource (the same arguments: prefix, directory,
+    name=, expect_handler=, chunk_size=, show_index=, follow_symlinks=,
+    append_version=) whose lookups the kernel makes (see the module
+    docstring): same statuses, headers and bodies."""
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        filename = request.match_info["filename"]
+        if pathlib.Path(filename).is_absolute():  # as the stock handler: //host/share, say
+            raise web.HTTPNotFound()
+        unresolved = self._directory.joinpath(filename)
+        response = await self._found(filename, unresolved) if PROC_FD_LINKS else None
+        if response is None:  # the stock handler decides (in the executor), with this module's FileResponse
+            response = await super()._handle(request)
+            if type(response) is web.FileResponse:
+                response = FileResponse(response._path, chunk_size=self._chunk_size)
+        return response
+
+    async def _found(self, filename: str, unresolved: pathlib.Path) -> Optional[web.StreamResponse]:
+        """The stock lookup's answer where the kernel's lookup gives it, else None."""
+        directory = self._directory  # a real path (resolved when the resource was made)
+        if self._follow_symlinks:  # inside by its spelling; its symbolic links may lead anywhere
+            unresolved = pathlib.Path(os.path.normpath(unresolved))
+            if not unresolved.is_relative_to(directory):
+                raise web.HTTPNotFound()
+        try:
+            found = await look_up(unresolved, real=True)
+        except (OSError, ValueError):  # a loop of links, a folder it may not search, a NUL: the stock's outcome
+            return None
+        if found is None:
+            relative = os.path.normpath(filename)
+            if relative.startswith("..") or await symlink_on_the_way(str(directory), relative):
+                return None
+            # Nothing there and no link on the way: the stock lookup's path, which its FileResponse answers 404.
+            return FileResponse(pathlib.Path(os.path.normpath(unresolved)), chunk_size=self._chunk_size)
+        real_path, st = found
+        if not self._follow_symlinks and not pathlib.Path(real_path).is_relative_to(directory):
+            raise web.HTTPNotFound()
+        if stat.S_ISDIR(st.st_mode):
+            if self._show_index:
+                return None  # the listing reads the folder: in the executor, as the stock handler
+            raise web.HTTPForbidden()
+        return FileResponse(pathlib.Path(real_path), chunk_size=self._chunk_size)
+
+
+def add_static(router: UrlDispatcher, prefix: str, path: "str | os.PathLike[str]", **kwargs: Any) -> StaticResource:
+    """router.add_static(prefix, path, **kwargs) with ringlet's StaticResource."""
+    assert prefix.startswith("/")
+    resource = StaticResource(prefix[:-1] if prefix.endswith("/") else prefix, path, **kwargs)
+    router.register_resource(resource)
+    return resource
+
+
+class _StaticDef(AbstractRouteDef):
+    """What static() gives: app.add_routes() registers it."""
+
+    def __init__(self, prefix: str, path: "str | os.PathLike[str]", kwargs: Dict[str, Any]) -> None:
+        self.prefix, self.path, self.kwargs = prefix, path, kwargs
+
+    def __repr__(self) -> str:
+        return f"<ringlet StaticDef {self.prefix} -> {self.path}>"
+
+    def register(self, router: UrlDispatcher) -> List[AbstractRoute]:
+        resource = add_static(router, self.prefix, self.path, **self.kwargs)
+        return list(resource.get_info().get("routes", {}).values())
+
+
+def static(prefix: str, path: "str | os.PathLike[str]", **kwargs: Any) -> AbstractRouteDef:
+    """web.static(prefix, path, **kwargs) with ringlet's StaticResource:
+    ``app.add_routes([static("/static", folder)])``."""
+    return _StaticDef(prefix, path, kwargs)

@@ -51,7 +51,7 @@ except ImportError as exc:
     raise missing_framework(__name__, "Starlette", "starlette") from exc
 
 from .. import os as ringlet_os
-from .._engine import get_engine
+from ._paths import PROC_FD_LINKS, look_up, symlink_on_the_way
 from ._stream import OpenedFile
 
 __all__ = ["FileResponse", "StaticFiles", "save_upload"]
@@ -256,7 +256,7 @@ class StaticFiles(_StockStaticFiles):
         """lookup_path() through the ring: (the file's full path, its stat)
         from the first directory that holds path inside it, else ("", None)."""
         if type(self).lookup_path is not _StockStaticFiles.lookup_path or (
-                not _PROC_FD_LINKS and not self.follow_symlink):
+                not PROC_FD_LINKS and not self.follow_symlink):
             # A subclass's own lookup_path, or no /proc to ask for real
             # paths: lookup_path decides, in a thread as in the stock class.
             return await anyio.to_thread.run_sync(self.lookup_path, path)
@@ -278,10 +278,10 @@ class StaticFiles(_StockStaticFiles):
             if self.follow_symlink:  # inside by its spelling; its symlinks may lead anywhere
                 full_path, directory = os.path.abspath(joined), os.path.abspath(directory)
                 if os.path.commonpath([full_path, directory]) == directory:
-                    found = await _look_up(full_path)
+                    found = await look_up(full_path)
             else:  # inside once every symlink is resolved
-                real_directory, found = await _look_up(directory, real=True), await _look_up(joined, real=True)
-                if found is None and real_directory and await _symlink_on_the_way(real_directory[0], path):
+                real_directory, found = await look_up(directory, real=True), await look_up(joined, real=True)
+                if found is None and real_directory and await symlink_on_the_way(real_directory[0], path):
                     # The kernel found nothing, but realpath may: the stock lookup decides, in a thread.
                     return await anyio.to_thread.run_sync(self.lookup_path, path)
                 if found and not (real_directory and os.path.commonpath([found[0], real_directory[0]])
@@ -290,58 +290,6 @@ class StaticFiles(_StockStaticFiles):
             if found is not None:
                 return found
         return "", None
-
-
-# Where the kernel names an open descriptor's file by its real path.
-_PROC_FD_LINKS = os.path.isdir("/proc/self/fd")
-
-
-async def _look_up(path: "str | os.PathLike[str]", real: bool = False
-                   ) -> Optional[Tuple[str, os.stat_result]]:
-    """(path as given, or with real=True its real path; os.stat(path)), or
-    None where nothing is found (as a stat's FileNotFoundError and
-    NotADirectoryError); other errors are raised.
-
-    path is opened with O_PATH through the ring, symlinks followed: a cached
-    path's open completes at once, and nothing is opened for reading,
-    whatever path names.  Its real path is the descriptor's link in /proc and
-    its stat is fstat(2), neither of which waits for a device; an O_PATH
-    descriptor has no open file to flush or release, so it is closed here."""
-    try:
-        # O_NONBLOCK changes nothing with O_PATH; it keeps the thread backend from setting it.
-        fd = await get_engine()._open(os.fsencode(path), os.O_PATH | os.O_NONBLOCK, 0, path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        return (os.readlink(f"/proc/self/fd/{fd}") if real else os.fspath(path)), os.fstat(fd)
-    finally:
-        os.close(fd)
-
-
-async def _symlink_on_the_way(real_directory: str, path: str) -> bool:
-    """After the kernel found nothing at real_directory/path (path as
-    get_path normalises it: no "." and ".." only in front): whether a
-    symbolic link lies on the way there, before the first name that is
-    missing or not a directory.  The stock lookup reads a link's target as
-    text (os.path.realpath): to it "page.txt/", or "missing/../page.txt",
-    names page.txt, where the kernel finds nothing (ENOTDIR, ENOENT).  With
-    no link on the way both find nothing.  Each name is looked at with
-    lstat through the ring; an error other than "nothing there" says yes:
-    the stock lookup raises it, as it does."""
-    here = real_directory
-    for name in path.split(os.sep):
-        here = os.path.dirname(here) if name == ".." else os.path.join(here, name)
-        try:
-            mode = (await ringlet_os.lstat(here)).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except OSError:
-            return True
-        if stat.S_ISLNK(mode):
-            return True
-        if not stat.S_ISDIR(mode):
-            return False
-    return False
 
 
 # -- uploads --------------------------------------------------------------------
