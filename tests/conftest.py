@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import io
 import mmap
 import os
 import platform
@@ -718,3 +719,42 @@ def random_link_tree(base: Any, rng: Any, names: List[str], files: Mapping[str, 
             (base / where / f"l{i}").symlink_to(target)
             links[f"{where}/l{i}"] = target
     return links
+
+
+class FailingUpload(io.BytesIO):
+    """An in-memory upload whose second read fails ("fail"), or cancels the
+    task saving it ("cancel"): so the failure lands at a known point, mid-save."""
+
+    def __init__(self, data: bytes, action: str) -> None:
+        super().__init__(data)
+        self.reads = 0
+        self.action = action
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        self.reads += 1
+        if self.reads == 2:
+            if self.action == "fail":
+                raise OSError(5, "Input/output error")
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+        return super().read(size)
+
+
+def check_failed_save(folder: Any, target: Any, data: bytes, action: str, keep_partial: bool) -> None:
+    """After a save of data to target (whose content was b"previous") that a
+    FailingUpload made fail or cancelled: no temporary file is left, and the
+    target holds what the promise says.  What was written before a failure
+    is the first 1 MiB chunk.  A cancel lands at the save's next await that
+    waits: the write of the second chunk, or a later one where writes
+    complete before their submission returns, or none before the end.  The
+    target is then a prefix of at least the first chunk with keep_partial,
+    else untouched or the whole upload."""
+    assert sorted(os.listdir(folder)) == [os.path.basename(target)]
+    saved = target.read_bytes()
+    if action == "fail":
+        assert saved == (data[:1 << 20] if keep_partial else b"previous")
+    elif keep_partial:
+        assert len(saved) >= 1 << 20 and saved == data[:len(saved)]
+    else:
+        assert saved in (b"previous", data)

@@ -15,6 +15,7 @@ pytest.importorskip("starlette", reason="save_upload needs starlette (ringlet[st
 import anyio.to_thread  # noqa: E402
 from starlette.datastructures import UploadFile  # noqa: E402
 
+from conftest import FailingUpload, check_failed_save  # noqa: E402
 from ringlet.integrations.starlette import save_upload  # noqa: E402
 
 DATA = bytes(range(256)) * 12289  # 3 MiB + 256: several of save_upload's 1 MiB chunks
@@ -75,47 +76,14 @@ def test_missing_directory_raises_and_creates_nothing(tmp_path, run):
     assert _names(tmp_path) == []
 
 
-class _Failing(io.BytesIO):
-    """An in-memory upload whose second read fails, or cancels the task
-    saving it (so the cancellation lands at a known point: mid-save)."""
-
-    def __init__(self, data, action):
-        super().__init__(data)
-        self.reads = 0
-        self.action = action
-
-    def read(self, size=-1):
-        self.reads += 1
-        if self.reads == 2:
-            if self.action == "fail":
-                raise OSError(5, "Input/output error")
-            asyncio.current_task().cancel()
-        return super().read(size)
-
-
 @pytest.mark.parametrize("action", ["fail", "cancel"])
 @pytest.mark.parametrize("keep_partial", [False, True])
 def test_failed_or_cancelled_save(tmp_path, run, action, keep_partial):
     target = tmp_path / "saved.bin"
     target.write_bytes(b"previous")
-    upload = UploadFile(_Failing(DATA, action))
-    expected = OSError if action == "fail" else asyncio.CancelledError
-    with pytest.raises(expected):
-        run(save_upload(upload, target, keep_partial=keep_partial))
-    assert _names(tmp_path) == ["saved.bin"]  # no temporary file left behind
-    saved = target.read_bytes()
-    if action == "fail":
-        # What was written before the failure is the first chunk.
-        assert saved == (DATA[:1 << 20] if keep_partial else b"previous")
-    # A cancel lands at the save's next await that waits: the write of the
-    # second chunk, or a later one where writes complete before their
-    # submission returns, or none before the end.  The target is then a
-    # prefix of at least the first chunk with keep_partial, else untouched or
-    # the whole upload (save_upload's promise).
-    elif keep_partial:
-        assert len(saved) >= 1 << 20 and saved == DATA[:len(saved)]
-    else:
-        assert saved in (b"previous", DATA)
+    with pytest.raises(OSError if action == "fail" else asyncio.CancelledError):
+        run(save_upload(UploadFile(FailingUpload(DATA, action)), target, keep_partial=keep_partial))
+    check_failed_save(tmp_path, target, DATA, action, keep_partial)
 
 
 def _no_thread(*args, **kwargs):

@@ -4,7 +4,7 @@ Each module imports its framework, which is an optional dependency (an
 extra of ringlet); ``import ringlet`` imports none of them.
 
     from ringlet.integrations.starlette import FileResponse, StaticFiles, save_upload  # ringlet[starlette], FastAPI
-    from ringlet.integrations.aiohttp import FileResponse, static                      # ringlet[aiohttp]
+    from ringlet.integrations.aiohttp import FileResponse, save_upload, static         # ringlet[aiohttp]
 """
 
 from __future__ import annotations

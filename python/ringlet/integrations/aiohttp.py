@@ -1,11 +1,17 @@
-"""aiohttp without an executor: FileResponse, and static routes.
+"""aiohttp without an executor: FileResponse, static routes and uploads.
 
-    from ringlet.integrations.aiohttp import FileResponse, static
+    from ringlet.integrations.aiohttp import FileResponse, save_upload, static
 
     async def download(request: web.Request) -> web.StreamResponse:
         return FileResponse(folder / request.match_info["name"])
 
     app.add_routes([static("/static", folder)])   # was: web.static("/static", folder)
+
+    async def upload(request: web.Request) -> web.Response:
+        reader = await request.multipart()
+        part = await reader.next()                 # streamed: never all in memory
+        written = await save_upload(part, folder / "upload.bin")
+        return web.json_response({"written": written})
 
 ``FileResponse`` is aiohttp.web.FileResponse with its file work moved onto
 ringlet: the stats (of the file and of its pre-compressed ``.br``/``.gz``
@@ -35,6 +41,13 @@ its os.path.realpath: a path the kernel does not find with a symbolic link
 on the way (realpath reads a link's target as text: "page.txt/" names a
 file to it), an error other than "not found", a listing (show_index).
 
+``save_upload()`` writes an uploaded file to a path through the ring: a
+part of ``await request.multipart()`` as it arrives, or a FileField of
+``await request.post()`` (which aiohttp has already written to a temporary
+file, in its executor past 1 MiB).  The bytes go to a temporary name and
+are renamed to the path once all are there: a failed or cancelled save
+leaves the path as it was.
+
 Needs aiohttp: ``pip install ringlet[aiohttp]``.
 """
 
@@ -51,6 +64,7 @@ from . import missing_framework
 try:
     from aiohttp import hdrs, web
     from aiohttp.abc import AbstractStreamWriter
+    from aiohttp.multipart import BodyPartReader
     from aiohttp.web_fileresponse import ENCODING_EXTENSIONS, NOSENDFILE
     from aiohttp.web_routedef import AbstractRouteDef
     from aiohttp.web_urldispatcher import AbstractRoute, StaticResource as _StockStaticResource, UrlDispatcher
@@ -60,11 +74,12 @@ except ImportError as exc:
 from .. import os as ringlet_os
 from ._paths import PROC_FD_LINKS, look_up, symlink_on_the_way
 from ._stream import OpenedFile
+from ._uploads import CHUNK, copy_file_object, finish_shielded, save_atomically
 
 if TYPE_CHECKING:
     from aiohttp.web_request import BaseRequest
 
-__all__ = ["FileResponse", "StaticResource", "add_static", "static"]
+__all__ = ["FileResponse", "StaticResource", "add_static", "save_upload", "static"]
 
 
 class FileResponse(web.FileResponse):
@@ -261,3 +276,40 @@ def static(prefix: str, path: "str | os.PathLike[str]", **kwargs: Any) -> Abstra
     """web.static(prefix, path, **kwargs) with ringlet's StaticResource:
     ``app.add_routes([static("/static", folder)])``."""
     return _StaticDef(prefix, path, kwargs)
+
+
+# -- uploads --------------------------------------------------------------------
+
+
+async def save_upload(upload: "BodyPartReader | web.FileField", path: "str | os.PathLike[str]", *,
+                      keep_partial: bool = False) -> int:
+    """Write an uploaded file to path; return the number of bytes written.
+
+    upload is a part of ``await request.multipart()`` (read as it arrives,
+    decoded as aiohttp's own request.post() decodes it: Content-Transfer-
+    Encoding, Content-Encoding), or a FileField of ``await request.post()``
+    (copied from its position to its end).  No thread: path is written
+    through ringlet, under a temporary name in its directory renamed to path
+    once all is written; a save that fails or is cancelled removes it, so
+    that path is either the whole upload or untouched.  With
+    keep_partial=True, what was written so far is moved to path instead."""
+    if isinstance(upload, web.FileField):
+        file = upload.file
+        return await save_atomically(path, lambda out: copy_file_object(file, out), keep_partial, finish_shielded)
+    if isinstance(upload, BodyPartReader):
+        return await save_atomically(path, lambda out: _copy_part(upload, out), keep_partial, finish_shielded)
+    raise TypeError(f"save_upload() takes a BodyPartReader or a FileField, not {type(upload).__name__}")
+
+
+async def _copy_part(part: BodyPartReader, out: OpenedFile) -> int:
+    written = 0
+    decode_iter = getattr(part, "decode_iter", None)  # aiohttp 3.12+: decompression off the loop for big parts
+    while True:
+        chunk = await part.read_chunk(CHUNK)
+        if not chunk:
+            return written
+        if decode_iter is None:
+            written += await out.pwrite(part.decode(chunk), written)
+            continue
+        async for decoded in decode_iter(chunk):
+            written += await out.pwrite(decoded, written)

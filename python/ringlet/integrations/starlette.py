@@ -32,9 +32,7 @@ import errno
 import os
 import secrets
 import stat
-import sys
-import tempfile
-from typing import BinaryIO, List, Optional, Tuple
+from typing import Awaitable, List, Optional, Tuple
 
 from . import missing_framework
 
@@ -52,6 +50,7 @@ except ImportError as exc:
 
 from .. import os as ringlet_os
 from ._paths import PROC_FD_LINKS, look_up, symlink_on_the_way
+from ._uploads import copy_file_object, save_atomically
 from ._stream import OpenedFile
 
 __all__ = ["FileResponse", "StaticFiles", "save_upload"]
@@ -294,50 +293,6 @@ class StaticFiles(_StockStaticFiles):
 
 # -- uploads --------------------------------------------------------------------
 
-# How much of an upload is copied per read and write: large enough that a
-# big upload takes few ring operations, small enough not to hold it all at once.
-_UPLOAD_CHUNK = 1 << 20
-
-
-def _disk_descriptor(file: BinaryIO) -> Optional[int]:
-    """The descriptor of an upload's spooled file once it lives on disk, or
-    None while it is in memory (read from it directly: no I/O to wait for).
-
-    A SpooledTemporaryFile's fileno() would move an in-memory file to disk,
-    so it is asked only once the file has rolled over (Starlette's own test,
-    UploadFile._in_memory, looks at the same attribute)."""
-    if isinstance(file, tempfile.SpooledTemporaryFile) and not getattr(file, "_rolled", True):
-        return None
-    try:
-        return file.fileno()
-    except (OSError, ValueError, AttributeError):  # io.BytesIO: io.UnsupportedOperation
-        return None
-
-
-def _temporary_name(path: str) -> str:
-    """A name beside path, hidden, that no other save picks."""
-    head, tail = os.path.split(path)
-    return os.path.join(head, f".{tail}.{secrets.token_hex(6)}.part")
-
-
-async def _copy(file: BinaryIO, out: OpenedFile) -> int:
-    """Copy the upload's bytes from its position to its end into out."""
-    written = 0
-    fd = _disk_descriptor(file)
-    if fd is None:
-        while True:
-            chunk = file.read(_UPLOAD_CHUNK)
-            if not chunk:
-                return written
-            written += await out.pwrite(chunk, written)
-    file.flush()  # bytes left in its write buffer would not be seen through the descriptor
-    start = file.tell()
-    async with OpenedFile.borrowing(fd) as source:
-        async for chunk in source.chunks(start, sys.maxsize, _UPLOAD_CHUNK):
-            written += await out.pwrite(chunk, written)
-    file.seek(start + written)  # an lseek: no disk to wait for
-    return written
-
 
 async def save_upload(upload: UploadFile, path: "str | os.PathLike[str]", *, keep_partial: bool = False) -> int:
     """Write an uploaded file (Starlette's or FastAPI's UploadFile) to path,
@@ -350,30 +305,11 @@ async def save_upload(upload: UploadFile, path: "str | os.PathLike[str]", *, kee
     removes it, so that path is either the whole upload or untouched.  With
     keep_partial=True, what was written so far is moved to path instead.
     The upload's position ends at its end, as after upload.read()."""
-    target = os.fspath(path)
-    temp = _temporary_name(target)
-    done = False
-    try:
-        async with OpenedFile(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL) as out:
-            written = await _copy(upload.file, out)
-        await ringlet_os.rename(temp, target)
-        done = True
-        return written
-    finally:
-        if not done:
-            await _discard(temp, target, keep_partial)
+    return await save_atomically(path, lambda out: copy_file_object(upload.file, out), keep_partial, _shielded)
 
 
-async def _discard(temp: str, target: str, keep_partial: bool) -> None:
-    """After a failed or cancelled save: remove the temporary file, or with
-    keep_partial move what it holds to the target.  Shielded: a save
-    cancelled by its scope (a request cancelled by Starlette) cleans up all
-    the same."""
+async def _shielded(cleanup: Awaitable[None]) -> None:
+    """A save's clean-up, run to its end even in a cancelled scope (a request
+    Starlette cancels)."""
     with anyio.CancelScope(shield=True):
-        try:
-            if keep_partial:
-                await ringlet_os.rename(temp, target)
-            else:
-                await ringlet_os.unlink(temp)
-        except FileNotFoundError:  # the open itself failed
-            pass
+        await cleanup
