@@ -87,13 +87,15 @@ class FileBase(Generic[Line]):
     async def readable(self) -> bool:
         """True if the file was opened for reading."""
         raw = self._raw()
-        raw._open_fd()
+        if raw._readable or raw._unbuffered:  # else False even closed: io's buffered writer has no readable()
+            raw._open_fd()
         return raw._readable
 
     async def writable(self) -> bool:
         """True if the file was opened for writing."""
         raw = self._raw()
-        raw._open_fd()
+        if raw._writable or raw._unbuffered:  # else False even closed: io's buffered reader has no writable()
+            raw._open_fd()
         return raw._writable
 
     async def seekable(self) -> bool:

@@ -568,3 +568,34 @@ def test_engine_usable_after_errors(ringlet, run, make_file, tmp_path):
         return await ringlet.read_file(path)
 
     assert run(main()) == data
+
+
+@pytest.mark.parametrize("mode,buffering", [("rb", -1), ("wb", -1), ("r+b", -1), ("ab", -1), ("rb", 0), ("wb", 0),
+                                            ("r", -1), ("w", -1), ("r+", -1), ("a", -1)])
+def test_readable_and_writable_of_a_closed_file_like_builtin(ringlet, run, tmp_path, mode, buffering):
+    """Closed, a FileIO or a buffered file of both directions raises for
+    both; a buffered reader's writable() (and a writer's readable()) is
+    io.IOBase's, which says False without looking at the file."""
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    with open(path, mode, buffering=buffering) as builtin_file:
+        pass
+
+    def outcome_of(method):
+        try:
+            return method()
+        except ValueError as exc:
+            return type(exc)
+
+    async def async_outcome_of(method):
+        try:
+            return await method()
+        except ValueError as exc:
+            return type(exc)
+
+    async def main():
+        f = await ringlet.open(path, mode, buffering=buffering)
+        await f.close()
+        return [await async_outcome_of(getattr(f, name)) for name in ("readable", "writable")]
+
+    assert run(main()) == [outcome_of(builtin_file.readable), outcome_of(builtin_file.writable)]
