@@ -11,6 +11,9 @@ if TYPE_CHECKING:
 
 WRITE_CHUNK = 64 * 1024         # a text file writes once this much is pending; writelines() batches
 
+# The name of io.IOBase's own checks (readlines, writelines, iteration, a text file's calls)
+# where a call names itself to say the built-in file's error: their message ends in a period.
+IOBASE = "IOBase"
 Line = TypeVar("Line", bytes, str)  # what a file's lines are: bytes for binary files, str for text files
 
 
@@ -135,7 +138,7 @@ class FileBase(Generic[Line]):
         raise NotImplementedError
 
     def __aiter__(self) -> AsyncIterator[Line]:
-        self._raw()._open_fd()
+        self._raw()._open_fd(IOBASE)
         return self
 
     def _buffered_line(self) -> Optional[Line]:

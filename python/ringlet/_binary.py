@@ -13,7 +13,7 @@ import threading
 import warnings
 from typing import Any, Callable, Coroutine, Dict, Iterable, List, NoReturn, Optional, Set, Tuple, TypeVar, cast
 
-from ._base import FileBase, lines_to_take, write_batched
+from ._base import IOBASE, FileBase, lines_to_take, write_batched
 from . import _contract as contract
 from . import _ringlet
 from ._fdio import (READ_CHUNK, c_int_arg, c_long_arg, close_fd, offset_arg, read_to_end, settle, size_arg, ssize_arg,
@@ -40,6 +40,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # The whence values lseek(2) takes here; a buffered file refuses others itself.
 _WHENCES = (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END, os.SEEK_DATA, os.SEEK_HOLE)
+
+# What a closed or wrong-mode call raises, as the built-in file of the same
+# layer: FileIO (buffering=0) says "I/O operation on closed file" and "File
+# not open for reading"; a buffered file names the call; io.IOBase's own
+# checks (IOBASE) end in a period.
+_CLOSED = "I/O operation on closed file"
+_BUFFERED_CLOSED = {"read": "read of closed file", "read1": "read of closed file", "peek": "peek of closed file",
+                    "readinto": "readinto of closed file", "readline": "readline of closed file",
+                    "write": "write to closed file", "truncate": "truncate of closed file",
+                    "seek": "seek of closed file", IOBASE: _CLOSED + "."}
+# A buffered file of the other direction refuses these before it looks at anything (io's base
+# class has them), naming the call its base class makes; the others check the file first.
+_REFUSED_FIRST = {"read": "read", "read1": "read1", "peek": "peek", "readinto": "read", "readline": "read",
+                  "write": "write"}
+_REFUSED_LATER = {"readlines": "read", "writelines": "write", "truncate": "truncate"}
 
 
 def _marked_coroutine_function(function: F) -> F:
@@ -141,14 +156,23 @@ class AsyncFile(FileBase[bytes]):
     def _raw(self) -> "AsyncFile":
         return self
 
-    def _open_fd(self) -> int:
+    def _open_fd(self, call: str = "") -> int:
+        """The descriptor; closed, the ValueError the built-in file's call
+        (its name, or IOBASE) raises."""
         if self._fd < 0:
-            raise ValueError("I/O operation on closed file")
+            raise ValueError(self._closed_message(call))
         return self._fd
 
-    def _usable_fd(self) -> int:
+    def _closed_message(self, call: str) -> str:
+        if call == IOBASE or call == "flush" and (self._unbuffered or not self._writable):
+            return _CLOSED + "."  # io.IOBase's own check (FileIO and BufferedReader inherit its flush)
+        if self._unbuffered:
+            return _CLOSED
+        return "flush of closed file" if call == "flush" else _BUFFERED_CLOSED.get(call, _CLOSED)
+
+    def _usable_fd(self, call: str = "") -> int:
         """The descriptor, for a coroutine about to use it: open, and on its loop."""
-        fd = self._open_fd()
+        fd = self._open_fd(call)
         if asyncio.get_running_loop() is not self._loop:
             self._refuse_loop()
         return fd
@@ -168,21 +192,27 @@ class AsyncFile(FileBase[bytes]):
         # would run in the kernel and then fail to deliver its bytes.
         raise RuntimeError(contract.WRONG_THREAD if threading.get_ident() != self._thread else contract.WRONG_LOOP)
 
-    def _reading_fd(self, method: str = "") -> int:
-        """The descriptor for a read.  Not open for reading, the file raises
-        what a built-in one raises: a buffered file names the method, a
-        FileIO (buffering=0) says why, as do ringlet's own methods (no name)."""
-        fd = self._usable_fd()
-        if not self._readable:
-            raise io.UnsupportedOperation(method if method and not self._unbuffered else "File not open for reading")
-        return fd
+    def _reading_fd(self, call: str = "") -> int:
+        """The descriptor for a read (call: the built-in method's name; none
+        for ringlet's own methods, which answer as FileIO)."""
+        if self._readable:
+            return self._usable_fd(call)
+        self._refuse(call, "File not open for reading")
 
-    def _writing_fd(self, method: str = "") -> int:
+    def _writing_fd(self, call: str = "") -> int:
         """The descriptor for a write or a truncate: as _reading_fd."""
-        fd = self._usable_fd()
-        if not self._writable:
-            raise io.UnsupportedOperation(method if method and not self._unbuffered else "File not open for writing")
-        return fd
+        if self._writable:
+            return self._usable_fd(call)
+        self._refuse(call, "File not open for writing")
+
+    def _refuse(self, call: str, unbuffered_message: str) -> NoReturn:
+        """A call the file's mode does not allow: the built-in file's error,
+        closed or not (see _REFUSED_FIRST)."""
+        if self._unbuffered or call not in _REFUSED_FIRST:
+            self._usable_fd(call)
+        if self._unbuffered or not call:
+            raise io.UnsupportedOperation(unbuffered_message)
+        raise io.UnsupportedOperation(_REFUSED_FIRST.get(call) or _REFUSED_LATER[call])
 
     # -- the read-ahead -------------------------------------------------------
 
@@ -324,7 +354,7 @@ class AsyncFile(FileBase[bytes]):
 
     async def readinto(self, buffer: Any) -> int:
         """Read into a writable bytes-like object; return the count read."""
-        fd = self._reading_fd("read")  # BufferedWriter.readinto reads by read()
+        fd = self._reading_fd("readinto")
         turns = self._turns
         if turns.busy:
             fd = await self._wait_turn()
@@ -357,9 +387,9 @@ class AsyncFile(FileBase[bytes]):
     async def _readline_in_turn(self, size: Optional[int]) -> bytes:
         size = size_arg(size)
         if size == 0:  # as io.FileIO: even on a file not open for reading
-            self._open_fd()
+            self._open_fd("readline")
             return b""
-        self._reading_fd("read")
+        self._reading_fd("readline")
         turns = self._turns
         if turns.busy:
             await self._wait_turn()
@@ -405,9 +435,10 @@ class AsyncFile(FileBase[bytes]):
 
     async def readlines(self, hint: Optional[int] = -1) -> List[bytes]:
         hint = size_arg(hint)
-        if hint <= 0:  # all of them: one read (a cancel consumes nothing; it checks the file), cut in C
+        self._open_fd(IOBASE)  # io.IOBase.readlines' own check first
+        if hint <= 0:  # all of them: one read (a cancel consumes nothing; it checks the mode), cut in C
             return _lines_of(await self.read())
-        self._reading_fd("read")
+        self._reading_fd("readlines")
         async with self._turns:  # for the whole call: no other read comes between its lines
             lines: List[bytes] = []
             total = 0
@@ -652,7 +683,7 @@ class AsyncFile(FileBase[bytes]):
 
     async def writelines(self, lines: Iterable[Any]) -> None:
         """Write each bytes-like object of lines (no separator is added)."""
-        self._usable_fd()  # as io's: a file not open for writing raises only at a line to write
+        self._usable_fd(IOBASE)  # as io's: a file not open for writing raises only at a line to write
         await write_batched(self.write, lines, b"")
 
     async def pwrite(self, data: Any, offset: int) -> int:
@@ -686,7 +717,7 @@ class AsyncFile(FileBase[bytes]):
 
     async def flush(self) -> None:
         """Nothing to do: a binary file buffers no writes.  (ValueError if closed.)"""
-        self._open_fd()
+        self._open_fd("flush")
 
     async def fsync(self) -> None:
         """Flush data and metadata to the device (fsync(2))."""
@@ -703,7 +734,7 @@ class AsyncFile(FileBase[bytes]):
         whence = c_int_arg(whence)
         if not self._unbuffered and whence not in _WHENCES:  # before the file's state, as a buffered file
             raise ValueError(f"whence value {whence} unsupported")  # (FileIO's lseek says EINVAL)
-        self._usable_fd()
+        self._usable_fd("seek")
         async with self._turns:
             return self._seek(offset, whence)
 

@@ -9,7 +9,7 @@ import os
 import re
 from typing import Any, Iterable, List, Optional
 
-from ._base import WRITE_CHUNK, FileBase, lines_to_take, write_batched
+from ._base import IOBASE, WRITE_CHUNK, FileBase, lines_to_take, write_batched
 from ._binary import AsyncFile, _read_ahead_methods_in_c, _thread_id
 from ._cookie import COOKIE_BITS, COOKIE_MASK, DecodedReadAhead
 from ._fdio import c_int_arg, size_arg, ssize_arg
@@ -325,13 +325,14 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
 
     async def flush(self) -> None:
         """Hand the buffered writes to the kernel (one write)."""
-        self.buffer._open_fd()
+        self.buffer._open_fd(IOBASE)
         async with self._turns:
             await self._flush_pending()
 
     async def truncate(self, size: Optional[int] = None) -> int:
         """Flush, then resize the file to size bytes (default: tell()); the
         position does not change.  Returns size."""
+        self.buffer._open_fd(IOBASE)
         self.buffer._writing_fd("truncate")
         async with self._turns:
             await self._flush_pending()
@@ -355,7 +356,7 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
     async def tell(self) -> int:
         """An opaque cookie for seek(): the byte offset of the next character
         for stateless encodings such as UTF-8 (see the class docstring)."""
-        self.buffer._open_fd()
+        self.buffer._open_fd(IOBASE)
         async with self._turns:
             await self._flush_pending()
             return self._cookie()
@@ -363,9 +364,9 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
     async def seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
         """Go to a cookie from tell() (or 0); whence SEEK_CUR and SEEK_END
         only with 0, as io.TextIOWrapper.  Returns the new cookie."""
-        self.buffer._open_fd()
-        cookie = operator.index(cookie)
         whence = c_int_arg(whence)
+        self.buffer._open_fd(IOBASE)
+        cookie = operator.index(cookie)
         async with self._turns:
             return await self._seek(cookie, whence)
 

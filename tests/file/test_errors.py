@@ -3,6 +3,7 @@ as built-in open()/os, TypeError/ValueError for bad arguments,
 io.UnsupportedOperation for the wrong mode, ValueError on closed files."""
 
 import errno
+import inspect
 import io
 import os
 import pathlib
@@ -599,3 +600,69 @@ def test_readable_and_writable_of_a_closed_file_like_builtin(ringlet, run, tmp_p
         return [await async_outcome_of(getattr(f, name)) for name in ("readable", "writable")]
 
     assert run(main()) == [outcome_of(builtin_file.readable), outcome_of(builtin_file.writable)]
+
+
+STATE_CALLS = {
+    "read": lambda f: f.read(), "read-n": lambda f: f.read(1), "read1": lambda f: f.read1(1),
+    "readinto": lambda f: f.readinto(bytearray(2)), "readline": lambda f: f.readline(),
+    "readlines": lambda f: f.readlines(), "readlines-hint": lambda f: f.readlines(1), "peek": lambda f: f.peek(),
+    "write": lambda f: f.write(b"x" if "b" in f.mode else "x"), "writelines-none": lambda f: f.writelines([]),
+    "writelines": lambda f: f.writelines([b"x" if "b" in f.mode else "x"]), "truncate": lambda f: f.truncate(0),
+    "flush": lambda f: f.flush(), "seek": lambda f: f.seek(0), "tell": lambda f: f.tell(),
+    "readable": lambda f: f.readable(), "writable": lambda f: f.writable(), "seekable": lambda f: f.seekable(),
+    "isatty": lambda f: f.isatty(), "fileno": lambda f: f.fileno(),
+}
+
+
+@pytest.mark.parametrize("closed", [True, False], ids=["closed", "open"])
+@pytest.mark.parametrize("mode,buffering", [("rb", -1), ("wb", -1), ("r+b", -1), ("ab", -1), ("rb", 0), ("wb", 0),
+                                            ("r+b", 0), ("r", -1), ("w", -1), ("r+", -1), ("a", -1)])
+def test_state_errors_like_builtin(ringlet, run, tmp_path, mode, buffering, closed):
+    """Every call on a closed file, and every call the mode refuses, raises
+    what the built-in file of the same layer raises, message included (each
+    layer checks and words it its own way: "read of closed file" for a
+    buffered file, FileIO's "I/O operation on closed file", io.IOBase's with
+    a period; a buffered writer refuses read() before it looks at anything)."""
+    path = tmp_path / "f"
+    differences = []
+    for name, call in STATE_CALLS.items():
+        path.write_bytes(b"abc\n")
+        builtin_file = open(path, mode, buffering=buffering)
+        if not hasattr(builtin_file, name.split("-")[0]):  # FileIO has no read1 nor peek, text files no peek...
+            builtin_file.close()
+            continue
+        if closed:
+            builtin_file.close()
+        try:
+            want = _error_of(call, builtin_file)
+        finally:
+            builtin_file.close()
+        path.write_bytes(b"abc\n")
+
+        async def ours():
+            f = await ringlet.open(path, mode, buffering=buffering)
+            try:
+                if closed:
+                    await f.close()
+                try:
+                    result = call(f)
+                    if inspect.isawaitable(result):  # fileno() is a plain method
+                        await result
+                except (ValueError, OSError) as exc:
+                    return type(exc), str(exc)
+                return None
+            finally:
+                await f.close()
+
+        got = run(ours())
+        if got != want:
+            differences.append((name, want, got))
+    assert differences == []
+
+
+def _error_of(call, f):
+    try:
+        call(f)
+    except (ValueError, OSError) as exc:
+        return type(exc), str(exc)
+    return None
