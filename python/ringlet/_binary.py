@@ -18,7 +18,7 @@ from . import _contract as contract
 from . import _ringlet
 from ._fdio import (READ_CHUNK, c_int_arg, c_long_arg, close_fd, offset_arg, read_to_end, settle, size_arg, ssize_arg,
                     truncate, wait_readable)
-from ._buffers import hold_buffer
+from ._buffers import check_buffer, hold_buffer
 from ._turns import Turns
 
 
@@ -205,6 +205,12 @@ class AsyncFile(FileBase[bytes]):
             return self._usable_fd(call)
         self._refuse(call, "File not open for writing")
 
+    def _refused_before_its_argument(self, call: str) -> None:
+        """A read whose argument is bad: a buffered writer's read() and read1()
+        (io's base class's) refuse before they look at it."""
+        if not self._readable and not self._unbuffered:
+            self._reading_fd(call)
+
     def _refuse(self, call: str, unbuffered_message: str) -> NoReturn:
         """A call the file's mode does not allow: the built-in file's error,
         closed or not (see _REFUSED_FIRST)."""
@@ -282,10 +288,14 @@ class AsyncFile(FileBase[bytes]):
     async def read(self, size: Optional[int] = -1) -> bytes:
         """Read up to size bytes from the file position; all of it to end of
         file when size is -1 or None.  b"" at end of file."""
-        fd = self._reading_fd("read")
-        size = size_arg(size)
-        if size < -1 and not self._unbuffered:  # io.BufferedReader's own check (FileIO reads all)
+        try:
+            size = size_arg(size)  # first, as io's read
+        except (TypeError, OverflowError):
+            self._refused_before_its_argument("read")
+            raise
+        if size < -1 and self._readable and not self._unbuffered:  # io.BufferedReader's check (FileIO reads all)
             raise ValueError("read length must be non-negative or -1")
+        fd = self._reading_fd("read")
         turns = self._turns
         if turns.busy:
             fd = await self._wait_turn()
@@ -327,8 +337,12 @@ class AsyncFile(FileBase[bytes]):
     async def read1(self, size: int = -1) -> bytes:
         """Read up to size bytes with at most one read from the kernel; to end
         of file when size is negative."""
+        try:
+            size = max(ssize_arg(size), -1)  # first; None refused, as a buffered read1's; any negative size reads all
+        except (TypeError, OverflowError):
+            self._refused_before_its_argument("read1")
+            raise
         self._reading_fd("read1")
-        size = max(ssize_arg(size), -1)  # None refused, as a buffered read1's; any negative size reads all
         if self._rbuf and size != 0 and not self._turns.busy:
             return self._take(size)
         return await self.read(size)
@@ -354,7 +368,11 @@ class AsyncFile(FileBase[bytes]):
 
     async def readinto(self, buffer: Any) -> int:
         """Read into a writable bytes-like object; return the count read."""
-        fd = self._reading_fd("readinto")
+        try:
+            fd = self._reading_fd("readinto")
+        except ValueError:  # closed, or not open for reading (UnsupportedOperation): io converts the buffer first
+            check_buffer(buffer, True, "readinto")
+            raise
         turns = self._turns
         if turns.busy:
             fd = await self._wait_turn()
@@ -635,7 +653,12 @@ class AsyncFile(FileBase[bytes]):
         """write(), but a cancel is returned, with the count the write made
         before it (0 when it was still waiting for its turn), not raised.  A
         stream's write, abandoned on a cancel (see the class), raises it."""
-        fd = self._writing_fd("write")
+        try:
+            fd = self._writing_fd("write")
+        except ValueError:  # closed, or not open for writing (UnsupportedOperation)
+            if self._unbuffered or self._writable:  # FileIO's write and a buffered writer's convert data first
+                check_buffer(data, False, "write")
+            raise
         turns = self._turns
         if turns.busy:
             try:

@@ -30,3 +30,11 @@ def hold_buffer(obj: Any, writable: bool, method: str) -> tuple[pickle.PickleBuf
     if writable:
         raise TypeError(contract.NOT_WRITABLE_BUFFER.format(method=method, type=type(obj).__name__))
     raise BufferError(contract.NOT_CONTIGUOUS)
+
+
+def check_buffer(obj: Any, writable: bool, method: str) -> None:
+    """Raise what hold_buffer would raise for obj, holding nothing: for a
+    call that fails anyway, where io converts its argument first."""
+    holder, view = hold_buffer(obj, writable, method)
+    view.release()
+    holder.release()

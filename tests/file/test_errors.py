@@ -611,7 +611,12 @@ STATE_CALLS = {
     "flush": lambda f: f.flush(), "seek": lambda f: f.seek(0), "tell": lambda f: f.tell(),
     "readable": lambda f: f.readable(), "writable": lambda f: f.writable(), "seekable": lambda f: f.seekable(),
     "isatty": lambda f: f.isatty(), "fileno": lambda f: f.fileno(),
+    # a bad argument as well: which of the two faults is reported depends on the layer
+    "read-bad": lambda f: f.read("1"), "read1-bad": lambda f: f.read1(None), "readline-bad": lambda f: f.readline(1.5),
+    "readinto-bad": lambda f: f.readinto(b"read-only"), "write-bad": lambda f: f.write(3),
+    "truncate-bad": lambda f: f.truncate("0"), "seek-bad": lambda f: f.seek(0, 2**40),
 }
+_ERRORS = (ValueError, OSError, TypeError, OverflowError, BufferError)
 
 
 @pytest.mark.parametrize("closed", [True, False], ids=["closed", "open"])
@@ -648,7 +653,7 @@ def test_state_errors_like_builtin(ringlet, run, tmp_path, mode, buffering, clos
                     result = call(f)
                     if inspect.isawaitable(result):  # fileno() is a plain method
                         await result
-                except (ValueError, OSError) as exc:
+                except _ERRORS as exc:
                     return type(exc), str(exc)
                 return None
             finally:
@@ -663,6 +668,6 @@ def test_state_errors_like_builtin(ringlet, run, tmp_path, mode, buffering, clos
 def _error_of(call, f):
     try:
         call(f)
-    except (ValueError, OSError) as exc:
+    except _ERRORS as exc:
         return type(exc), str(exc)
     return None
