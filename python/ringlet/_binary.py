@@ -164,7 +164,7 @@ class AsyncFile(FileBase[bytes]):
         return self._fd
 
     def _closed_message(self, call: str) -> str:
-        if call == IOBASE or call == "flush" and (self._unbuffered or not self._writable):
+        if call == IOBASE or (call == "flush" and (self._unbuffered or not self._writable)):
             return _CLOSED + "."  # io.IOBase's own check (FileIO and BufferedReader inherit its flush)
         if self._unbuffered:
             return _CLOSED
