@@ -31,6 +31,7 @@ import signal
 import stat
 import struct
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Tuple
 
@@ -758,3 +759,15 @@ def check_failed_save(folder: Any, target: Any, data: bytes, action: str, keep_p
         assert len(saved) >= 1 << 20 and saved == data[:len(saved)]
     else:
         assert saved in (b"previous", data)
+
+
+def load_example(name: str) -> ModuleType:
+    """examples/<name>.py, imported as a module (the examples are scripts, not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,25 +1,18 @@
 """examples/aiohttp_server.py runs: upload files, fetch them back (whole, a
 range, HEAD), refused names, driven by aiohttp's test client."""
 
-import importlib.util
-import pathlib
-
 import pytest
 
 pytest.importorskip("aiohttp", reason="the example is an aiohttp app (ringlet[aiohttp])")
 
+from conftest import load_example  # noqa: E402
 import aiohttp  # noqa: E402
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
-
-EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "aiohttp_server.py"
 
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("aiohttp_server", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("aiohttp_server")
 
 
 def _form(name, data):

@@ -1,26 +1,19 @@
 """examples/static_server.py runs: upload files, fetch them back (whole, a
 range, HEAD), refused names, driven by Starlette's TestClient."""
 
-import importlib.util
-import pathlib
-
 import pytest
 
 pytest.importorskip("fastapi", reason="the example is a FastAPI app (ringlet[fastapi])")
 pytest.importorskip("multipart", reason="FastAPI's UploadFile needs python-multipart (ringlet[fastapi])")
 pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
 
+from conftest import load_example  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
-
-EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "static_server.py"
 
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("static_server", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("static_server")
 
 
 def test_upload_then_download(example, tmp_path):
