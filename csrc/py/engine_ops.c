@@ -120,7 +120,7 @@ static PyObject *engine_buffer_op(EngineObject *self, PyObject *const *args, Py_
         if (kind != OP_WRITE) {
             PyErr_Clear();
             PyErr_Format(PyExc_TypeError, "readinto() argument must be read-write bytes-like object, not %.100s",
-                         Py_TYPE(args[1])->tp_name);
+                         args[1] == Py_None ? "None" : Py_TYPE(args[1])->tp_name);
         }
         return NULL;
     }

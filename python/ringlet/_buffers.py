@@ -28,7 +28,7 @@ def hold_buffer(obj: Any, writable: bool, method: str) -> tuple[pickle.PickleBuf
         view.release()
         holder.release()
     if writable:
-        raise TypeError(contract.NOT_WRITABLE_BUFFER.format(method=method, type=type(obj).__name__))
+        raise TypeError(contract.NOT_WRITABLE_BUFFER.format(method=method, type=contract.argument_type(obj)))
     raise BufferError(contract.NOT_CONTIGUOUS)
 
 

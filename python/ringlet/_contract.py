@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import os
+import sys
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Optional, Protocol, Sequence, Union, runtime_checkable
 
 from . import _ringlet
@@ -72,6 +73,19 @@ KERNEL_OPCODE_NAMES = (
 ).split()
 
 
+def argument_type(obj: Any) -> str:
+    """obj's type as CPython's argument errors name it ("None", "int",
+    "array.array", a Python class's own name): its C name, which Python
+    code cannot read, so taken from such an error.  For error paths only."""
+    if isinstance(obj, str):
+        return type(obj).__name__  # str, or a Python class made from it
+    try:
+        sys.intern(obj)  # Argument Clinic's check of a str argument
+    except TypeError as exc:
+        return str(exc).rpartition(", not ")[2]
+    raise AssertionError("sys.intern took a non-str")  # pragma: no cover
+
+
 def opcode_name(op: int) -> str:
     """IORING_OP_* name of an opcode number (``op<N>`` for one newer than this list)."""
     return KERNEL_OPCODE_NAMES[op] if 0 <= op < len(KERNEL_OPCODE_NAMES) else f"op{op}"
@@ -118,7 +132,7 @@ DIRECT_WRITE_UNALIGNED = "an O_DIRECT write needs offset and length multiples of
 # protocol's own error (BufferError where it is not contiguous).
 NOT_A_BUFFER = "a bytes-like object is required, not '{type}'"
 NOT_CONTIGUOUS = "memoryview: underlying buffer is not C-contiguous"
-NOT_WRITABLE_BUFFER = "{method}() argument must be read-write bytes-like object, not {type}"
+NOT_WRITABLE_BUFFER = "{method}() argument must be read-write bytes-like object, not {type}"  # {type}: argument_type()
 PATH_NOT_BYTES = "path must be bytes, not {type}"
 EMBEDDED_NULL = "embedded null byte"
 COPY_LIMITS = "chunk_size must be 1..{max_rw} and depth 1..{max_slots}"

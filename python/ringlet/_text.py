@@ -11,6 +11,7 @@ from typing import Any, Iterable, List, Optional
 
 from ._base import IOBASE, WRITE_CHUNK, FileBase, lines_to_take, write_batched
 from ._binary import AsyncFile, _read_ahead_methods_in_c, _thread_id
+from ._contract import argument_type
 from ._cookie import COOKIE_BITS, COOKIE_MASK, DecodedReadAhead
 from ._fdio import c_int_arg, size_arg, ssize_arg
 from ._turns import Turns
@@ -273,7 +274,7 @@ class AsyncTextFile(DecodedReadAhead, FileBase[str]):
         A call cancelled while it writes what is buffered leaves what it did
         not write buffered, this call's text too: the next flush writes it."""
         if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+            raise TypeError(f"write() argument must be str, not {argument_type(text)}")
         if self.buffer._fd < 0:
             raise ValueError("I/O operation on closed file.")
         if self._encoder is None:

@@ -2,6 +2,7 @@
 as built-in open()/os, TypeError/ValueError for bad arguments,
 io.UnsupportedOperation for the wrong mode, ValueError on closed files."""
 
+import array
 import errno
 import inspect
 import io
@@ -671,3 +672,36 @@ def _error_of(call, f):
     except _ERRORS as exc:
         return type(exc), str(exc)
     return None
+
+
+class _Mine:
+    """A class made in Python: CPython names it by its own name."""
+
+
+@pytest.mark.parametrize("mode", ["w", "rb", "r+b"])
+@pytest.mark.parametrize("argument", [None, 3, array.array("b", b"x"), b"ro", "s", memoryview(b"ro"), io.BytesIO(),
+                                      _Mine()], ids=lambda a: type(a).__name__)
+def test_a_refused_argument_names_its_type_as_builtin(ringlet, run, tmp_path, mode, argument):
+    """A text write of a non-str and a readinto of a non-writable buffer:
+    the built-in file's TypeError, the type named as CPython names it
+    ("None", "array.array", "_io.BytesIO", a class's own name)."""
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    call = (lambda f: f.write(argument)) if mode == "w" else (lambda f: f.readinto(argument))
+    with open(path, mode) as f:
+        try:
+            call(f)
+            want = None
+        except TypeError as exc:
+            want = str(exc)
+    path.write_bytes(b"abc")
+
+    async def main():
+        async with ringlet.open(path, mode) as f:
+            try:
+                await call(f)
+            except TypeError as exc:
+                return str(exc)
+        return None
+
+    assert run(main()) == want
