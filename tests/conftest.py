@@ -742,16 +742,21 @@ class FailingUpload(io.BytesIO):
         return super().read(size)
 
 
-def check_failed_save(folder: Any, target: Any, data: bytes, action: str, keep_partial: bool) -> None:
-    """After a save of data to target (whose content was b"previous") that a
-    FailingUpload made fail or cancelled: no temporary file is left, and the
-    target holds what the promise says.  What was written before a failure
-    is the first 1 MiB chunk.  A cancel lands at the save's next await that
-    waits: the write of the second chunk, or a later one where writes
-    complete before their submission returns, or none before the end.  The
-    target is then a prefix of at least the first chunk with keep_partial,
-    else untouched or the whole upload."""
-    assert sorted(os.listdir(folder)) == [os.path.basename(target)]
+def check_failed_save(run: Any, folder: Any, save: Any, data: bytes, action: str, keep_partial: bool) -> None:
+    """save(upload, target) (a coroutine) of a FailingUpload of data to a
+    target holding b"previous", which fails or is cancelled mid-save: it
+    raises that, no temporary file is left, and the target holds what the
+    promise says.  What was written before a failure is the first 1 MiB
+    chunk.  A cancel lands at the save's next await that waits: the write of
+    the second chunk, or a later one where writes complete before their
+    submission returns, or none before the end.  The target is then a prefix
+    of at least the first chunk with keep_partial, else untouched or the
+    whole upload."""
+    target = folder / "saved.bin"
+    target.write_bytes(b"previous")
+    with pytest.raises(OSError if action == "fail" else asyncio.CancelledError):
+        run(save(FailingUpload(data, action), target))
+    assert sorted(os.listdir(folder)) == [target.name]
     saved = target.read_bytes()
     if action == "fail":
         assert saved == (data[:1 << 20] if keep_partial else b"previous")

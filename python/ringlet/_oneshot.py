@@ -185,13 +185,11 @@ async def copy_file(src: PathArg, dst: PathArg) -> int:
         # Truncate only once dst is known not to be src.
         try:
             dst_fd = await open_fd(engine, raw_dst, os.O_WRONLY | os.O_CREAT, 0o666, dst_name)
-        except IsADirectoryError as error:
+        except OSError as error:
             await _refuse_same_file(src, dst)
-            if not await ospath.exists(dst):  # "d/missing/", or "file/": shutil's clearer error
-                raise FileNotFoundError("Directory does not exist: " + str(dst)) from error  # b'..' too, as shutil
-            raise
-        except OSError:
-            await _refuse_same_file(src, dst)
+            # "d/missing/", or "file/": shutil's clearer error (b'..' too, as shutil formats it)
+            if isinstance(error, IsADirectoryError) and not await ospath.exists(dst):
+                raise FileNotFoundError("Directory does not exist: " + str(dst)) from error
             raise
         try:
             dst_st = os.fstat(dst_fd)

@@ -226,12 +226,11 @@ class StaticResource(_StockStaticResource):
     async def _found(self, filename: str, unresolved: pathlib.Path) -> Optional[web.StreamResponse]:
         """The stock lookup's answer where the kernel's lookup gives it, else None."""
         directory = self._directory  # a real path (resolved when the resource was made)
-        if self._follow_symlinks:  # inside by its spelling; its symbolic links may lead anywhere
-            unresolved = pathlib.Path(os.path.normpath(unresolved))
-            if not unresolved.is_relative_to(directory):
-                raise web.HTTPNotFound()
+        normalized = pathlib.Path(os.path.normpath(unresolved))
+        if self._follow_symlinks and not normalized.is_relative_to(directory):
+            raise web.HTTPNotFound()  # inside by its spelling; its symbolic links may lead anywhere
         try:
-            found = await look_up(unresolved, real=True)
+            found = await look_up(normalized if self._follow_symlinks else unresolved, real=True)
         except (OSError, ValueError):  # a loop of links, a folder it may not search, a NUL: the stock's outcome
             return None
         if found is None:
@@ -239,7 +238,7 @@ class StaticResource(_StockStaticResource):
             if relative.startswith("..") or await symlink_on_the_way(str(directory), relative):
                 return None
             # Nothing there and no link on the way: the stock lookup's path, which its FileResponse answers 404.
-            return FileResponse(pathlib.Path(os.path.normpath(unresolved)), chunk_size=self._chunk_size)
+            return FileResponse(normalized, chunk_size=self._chunk_size)
         real_path, st = found
         if not self._follow_symlinks and not pathlib.Path(real_path).is_relative_to(directory):
             raise web.HTTPNotFound()
