@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import importlib.util
 import json
 import mmap
@@ -418,16 +419,47 @@ async def _fair(path: str, ntasks: int, size: int, per_task: int) -> Dict[str, A
             "p99_ms": pct(lat, 0.99) / 1e6, "rate": len(lat) / (elapsed / 1e9), "turns": ticker.turns}
 
 
-def _write_files(key: str, path: str, size: int, duration: float, new: bool = False) -> Dict[str, Any]:
+# ext4 without a journal (this VM's root) does not reuse an inode for 60 s
+# after its file was deleted, 360 s while its inode table block is dirty
+# (recently_deleted in fs/ext4/ialloc.c): a create scans past every such
+# inode of its group.  Here a new 64 KiB file took 40 us with none nearby,
+# 650 us after a few thousand deletions, on either side.  So the new-file
+# scenarios delete nothing until the run ends, and a run waits for the last
+# one's deletions to be forgotten.
+INODE_MEMORY_S = 360
+
+
+def prepare_new_files(where: str) -> None:
+    """Make the folder of the new-file scenarios, deleted when the run ends;
+    first wait until INODE_MEMORY_S have passed since the last run's."""
+    stamp = where + ".deleted"
+    if os.path.exists(stamp):
+        wait = os.stat(stamp).st_mtime + INODE_MEMORY_S - time.time()
+        if wait > 0:
+            print(f"waiting {wait:.0f} s: the files the last run made were deleted {INODE_MEMORY_S - wait:.0f} s ago, "
+                  "and ext4 without a journal skips their inodes for a while (a slower create)", flush=True)
+            time.sleep(wait)
+    os.makedirs(where, exist_ok=True)
+
+    def delete() -> None:
+        shutil.rmtree(where, ignore_errors=True)
+        with open(stamp, "w"):
+            pass
+    atexit.register(delete)
+
+
+def _write_files(key: str, path: str, size: int, duration: float, new_dir: Optional[str] = None) -> Dict[str, Any]:
     """write_file against open(p, "wb").write(), files/s: the same file over
     and over (a rewrite: O_TRUNC of the last round's content), or new files
     (a pipeline's outputs: distinct paths that do not exist yet, in a
-    directory of the process's own).  New files are deleted, untimed, once
-    256 MiB of them are written and after each phase, so the disk and the
-    dirty page cache stay bounded.  Both sides run the same loop."""
+    directory of the process's own under new_dir).  New files are emptied,
+    untimed, once 256 MiB of them are written and after each phase, so the
+    dirty page cache stays bounded, and deleted only when the run ends (see
+    INODE_MEMORY_S).  Both sides run the same loop."""
     data = os.urandom(size)
     out = path + ".out"
-    where = tempfile.mkdtemp(prefix=f"new-{key}-", dir=os.path.dirname(path)) if new else ""
+    new = new_dir is not None
+    where = tempfile.mkdtemp(prefix=f"{key}-", dir=new_dir) if new else ""
     unit = max(1, min(16, (16 << 20) // size))  # files between two looks at the clock
     now = time.perf_counter_ns
 
@@ -447,7 +479,7 @@ def _write_files(key: str, path: str, size: int, duration: float, new: bool = Fa
                     written += names
                 if new and (len(written) * size >= 256 << 20 or elapsed >= phase * 1e9):
                     for name in written:  # untimed
-                        os.unlink(name)
+                        os.truncate(name, 0)
                     written = []
         return count, elapsed
 
@@ -469,8 +501,6 @@ def _write_files(key: str, path: str, size: int, duration: float, new: bool = Fa
             for name in names:
                 await ringlet.write_file(name, data)
         count, elapsed = asyncio.run(run(write_ringlet))
-    if new:
-        shutil.rmtree(where)
     return {"status": "ok", "value": count / (elapsed / 1e9)}
 
 
@@ -657,7 +687,7 @@ def worker(p: Dict[str, Any]) -> Dict[str, Any]:
         warm(p["path"])
         return asyncio.run(_read_file_paired(p["path"], p["duration"]))
     if kind == "write_file":
-        return _write_files(p["key"], p["path"], p["size"], p["duration"], p.get("new", False))
+        return _write_files(p["key"], p["path"], p["size"], p["duration"], p.get("new_dir"))
     if kind == "pieces":
         warm(p["path"])
         return _pieces(p["key"], p["path"], p["mode"], p["duration"], p.get("size"))
@@ -812,14 +842,15 @@ def main(argv: Optional[List[str]] = None) -> None:
                               what=f"read_file vs open(p,'rb').read() taking turns in one process, {label} (files/s)",
                               higher=True, contenders={"ringlet": dict(common, key="ringlet")},
                               goals=[("ringlet", "sync", goal)], paired="sync_value"))
+    new_files = os.path.join(a.dir, "new-files")  # made by the first scenario that writes new files
     for size, label in [(64 << 10, "64 KiB"), (8 << 20, "8 MiB")]:
         for new in (False, True):
             common = dict(kind="write_file", path=os.path.join(a.dir, f"write-{size}.bin"), size=size,
-                          duration=a.duration, new=new)
+                          duration=a.duration, new_dir=new_files if new else None)
             what = "new files (paths that do not exist yet)" if new else "the same file rewritten"
             scenarios.append(dict(name=f"write_file {label}" + (" new" if new else ""),
                                   what=f"write_file vs open(p,'wb').write(), {label}, {what} (files/s)",
-                                  higher=True, contenders={"sync": dict(common, key="sync"),
+                                  higher=True, new_files=new, contenders={"sync": dict(common, key="sync"),
                                                            "ringlet": dict(common, key="ringlet")},
                                   goals=[("ringlet", "sync", 1.0)]))
     for size, label in [(256 << 20, "256 MiB"), (1 << 30, "1 GiB")]:
@@ -835,9 +866,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     only = {s for s in a.only.split(",") if s}
     rows: List[Tuple[str, ...]] = []
     notes: List[str] = []
+    new_files_ready = False
     for sc in scenarios:
         if only and sc["name"] not in only:
             continue
+        if sc.get("new_files") and not new_files_ready:
+            prepare_new_files(new_files)
+            new_files_ready = True
         contenders = dict(sc["contenders"])
         if base and "ringlet" in contenders:
             contenders["ringlet@base"] = dict(contenders["ringlet"], base=True)
