@@ -448,19 +448,22 @@ def prepare_new_files(where: str) -> None:
     atexit.register(delete)
 
 
-def _write_files(key: str, path: str, size: int, duration: float, new_dir: Optional[str] = None) -> Dict[str, Any]:
+def _write_files(key: str, path: str, size: int, duration: float, new_dir: Optional[str] = None,
+                 tasks: int = 1) -> Dict[str, Any]:
     """write_file against open(p, "wb").write(), files/s: the same file over
     and over (a rewrite: O_TRUNC of the last round's content), or new files
     (a pipeline's outputs: distinct paths that do not exist yet, in a
     directory of the process's own under new_dir).  New files are emptied,
     untimed, once 256 MiB of them are written and after each phase, so the
     dirty page cache stays bounded, and deleted only when the run ends (see
-    INODE_MEMORY_S).  Both sides run the same loop."""
+    INODE_MEMORY_S).  Both sides run the same loop; with tasks > 1 ringlet
+    writes each batch of files with that many tasks at once (the synchronous
+    side one after another, as always)."""
     data = os.urandom(size)
     out = path + ".out"
     new = new_dir is not None
     where = tempfile.mkdtemp(prefix=f"{key}-", dir=new_dir) if new else ""
-    unit = max(1, min(16, (16 << 20) // size))  # files between two looks at the clock
+    unit = max(tasks, min(16, (16 << 20) // size))  # files between two looks at the clock
     now = time.perf_counter_ns
 
     async def run(write_some: Callable[[List[str]], Any]) -> Tuple[int, int]:
@@ -497,9 +500,12 @@ def _write_files(key: str, path: str, size: int, duration: float, new_dir: Optio
     else:
         import ringlet
 
-        async def write_ringlet(names: List[str]) -> None:
+        async def write_in_turn(names: List[str]) -> None:
             for name in names:
                 await ringlet.write_file(name, data)
+
+        async def write_ringlet(names: List[str]) -> None:
+            await asyncio.gather(*(write_in_turn(names[k::tasks]) for k in range(tasks)))
         count, elapsed = asyncio.run(run(write_ringlet))
     return {"status": "ok", "value": count / (elapsed / 1e9)}
 
@@ -687,7 +693,7 @@ def worker(p: Dict[str, Any]) -> Dict[str, Any]:
         warm(p["path"])
         return asyncio.run(_read_file_paired(p["path"], p["duration"]))
     if kind == "write_file":
-        return _write_files(p["key"], p["path"], p["size"], p["duration"], p.get("new_dir"))
+        return _write_files(p["key"], p["path"], p["size"], p["duration"], p.get("new_dir"), p.get("tasks", 1))
     if kind == "pieces":
         warm(p["path"])
         return _pieces(p["key"], p["path"], p["mode"], p["duration"], p.get("size"))
@@ -844,15 +850,20 @@ def main(argv: Optional[List[str]] = None) -> None:
                               goals=[("ringlet", "sync", goal)], paired="sync_value"))
     new_files = os.path.join(a.dir, "new-files")  # made by the first scenario that writes new files
     for size, label in [(64 << 10, "64 KiB"), (8 << 20, "8 MiB")]:
-        for new in (False, True):
+        # (new files?, ringlet's tasks, goal): several at a time has no goal, it shows where the trips overlap
+        variants: List[Tuple[bool, int, Optional[float]]] = [(False, 1, 1.0), (True, 1, 1.0), (True, 4, None)]
+        for new, tasks, target in variants:
             common = dict(kind="write_file", path=os.path.join(a.dir, f"write-{size}.bin"), size=size,
                           duration=a.duration, new_dir=new_files if new else None)
             what = "new files (paths that do not exist yet)" if new else "the same file rewritten"
-            scenarios.append(dict(name=f"write_file {label}" + (" new" if new else ""),
-                                  what=f"write_file vs open(p,'wb').write(), {label}, {what} (files/s)",
-                                  higher=True, new_files=new, contenders={"sync": dict(common, key="sync"),
-                                                           "ringlet": dict(common, key="ringlet")},
-                                  goals=[("ringlet", "sync", 1.0)]))
+            by = f", ringlet {tasks} tasks at a time" if tasks > 1 else ""
+            name = f"write_file {label}" + (" new" if new else "") + (f" in {tasks} tasks" if tasks > 1 else "")
+            scenarios.append(dict(name=name,
+                                  what=f"write_file vs open(p,'wb').write(), {label}, {what}{by} (files/s)",
+                                  higher=True, new_files=new,
+                                  contenders={"sync": dict(common, key="sync"),
+                                              "ringlet": dict(common, key="ringlet", tasks=tasks)},
+                                  goals=[("ringlet", "sync", target)]))
     for size, label in [(256 << 20, "256 MiB"), (1 << 30, "1 GiB")]:
         for fresh in (False, True):
             common = dict(kind="copy", path=os.path.join(a.dir, f"copy-{size}.bin"), size=size, fresh=fresh)
