@@ -766,6 +766,22 @@ def check_failed_save(run: Any, folder: Any, save: Any, data: bytes, action: str
         assert saved in (b"previous", data)
 
 
+def no_thread(*args: Any, **kwargs: Any) -> Any:
+    """Put in place of a way to a worker thread: a test that promises none fails on it."""
+    raise AssertionError("a worker thread was asked for")
+
+
+def refuse_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make anyio's thread pool and executors' submit (run_in_executor's way
+    to a thread, whatever the loop, uvloop's too) fail for the test."""
+    import concurrent.futures
+
+    import anyio.to_thread
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", no_thread)
+    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", no_thread)
+
+
 def load_example(name: str) -> ModuleType:
     """examples/<name>.py, imported as a module (the examples are scripts, not a package)."""
     import importlib.util

@@ -19,7 +19,7 @@ from aiohttp import web  # noqa: E402
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 from multidict import CIMultiDict, CIMultiDictProxy  # noqa: E402
 
-from conftest import check_failed_save  # noqa: E402
+from conftest import check_failed_save, no_thread  # noqa: E402
 from ringlet.integrations.aiohttp import save_upload  # noqa: E402
 
 DATA = bytes(range(256)) * 12289  # 3 MiB + 256: several of save_upload's 1 MiB chunks
@@ -125,16 +125,12 @@ def test_failed_or_cancelled_save(tmp_path, run, action, keep_partial):
                       DATA, action, keep_partial)
 
 
-def _no_thread(*args, **kwargs):
-    raise AssertionError("a worker thread was asked for")
-
-
 class _NoThreads:
     """While saving: no executor job, and no new thread."""
 
     def __enter__(self):
         self.submit = concurrent.futures.ThreadPoolExecutor.submit
-        concurrent.futures.ThreadPoolExecutor.submit = _no_thread  # run_in_executor's way in, any loop
+        concurrent.futures.ThreadPoolExecutor.submit = no_thread  # run_in_executor's way in, any loop
         self.threads = set(threading.enumerate())  # a thread may end meanwhile: none may start
         return self
 

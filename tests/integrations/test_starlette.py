@@ -2,7 +2,6 @@
 starlette.responses.FileResponse, request by request, with Starlette's own
 TestClient, in a Starlette app and in a FastAPI app."""
 
-import concurrent.futures
 import os
 import random
 import re
@@ -14,14 +13,13 @@ import pytest
 starlette = pytest.importorskip("starlette", reason="the Starlette integration needs starlette (ringlet[starlette])")
 pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
 
-import anyio.to_thread  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import FileResponse as StockFileResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from conftest import asgi_request, cancelled_request  # noqa: E402
+from conftest import asgi_request, cancelled_request, refuse_threads  # noqa: E402
 from ringlet.integrations.starlette import FileResponse as RingletFileResponse  # noqa: E402
 
 # Sizes below each class's chunk size, one byte over, and an exact multiple of both.
@@ -211,19 +209,13 @@ def test_missing_file_or_directory_raises_as_stock(client, name):
 # -- no thread ---------------------------------------------------------------------
 
 
-def _no_thread(*args, **kwargs):
-    raise AssertionError("a worker thread was asked for")
-
-
 def test_no_thread_is_used(folder, monkeypatch, backend_name, run):
     """Serve every request kind by calling the ASGI app in this thread's
     loop, with anyio's thread pool and the loop's executor made to fail, and
     the thread count watched."""
     if not backend_name.startswith("io_uring"):
         pytest.skip("the thread backend does its I/O on threads by design (RINGLET_BACKEND=threads)")
-    monkeypatch.setattr(anyio.to_thread, "run_sync", _no_thread)
-    # run_in_executor's way to a thread, whatever the loop (uvloop's too).
-    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", _no_thread)
+    refuse_threads(monkeypatch)
     app = _starlette_app(folder)
     probe = os.stat(folder / "odd.html")
 

@@ -4,7 +4,6 @@ each app (so that paths a client would clean up, "..", NUL, "//", reach
 them as they are), must give the same status, headers and body, or the same
 exception."""
 
-import concurrent.futures
 import os
 import random
 import sys
@@ -18,7 +17,7 @@ import anyio.to_thread  # noqa: E402
 from starlette.exceptions import HTTPException  # noqa: E402
 from starlette.staticfiles import StaticFiles as StockStaticFiles  # noqa: E402
 
-from conftest import asgi_request, cancelled_request, random_link_tree  # noqa: E402
+from conftest import asgi_request, cancelled_request, random_link_tree, refuse_threads  # noqa: E402
 from ringlet.integrations import starlette as ringlet_starlette  # noqa: E402
 from ringlet.integrations.starlette import StaticFiles as RingletStaticFiles  # noqa: E402
 
@@ -159,10 +158,6 @@ def test_the_checks_see_what_they_test(root, run):
     assert (page[0], page[2]) == (200, (root / "static" / "page.txt").read_bytes())
 
 
-def _no_thread(*args, **kwargs):
-    raise AssertionError("a worker thread was asked for")
-
-
 def test_no_thread_is_used(root, monkeypatch, backend_name, run):
     """Every request of the comparison, served by ringlet's app with
     anyio's thread pool and the executors made to fail: none starts a
@@ -171,8 +166,7 @@ def test_no_thread_is_used(root, monkeypatch, backend_name, run):
     lookup raises its error)."""
     if not backend_name.startswith("io_uring"):
         pytest.skip("the thread backend does its I/O on threads by design (RINGLET_BACKEND=threads)")
-    monkeypatch.setattr(anyio.to_thread, "run_sync", _no_thread)
-    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", _no_thread)
+    refuse_threads(monkeypatch)
     apps = [RingletStaticFiles(**config(root)) for config in CONFIGS.values()]
 
     async def main():

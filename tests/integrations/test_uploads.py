@@ -1,7 +1,6 @@
 """ringlet.integrations.starlette.save_upload: an UploadFile (Starlette's
 or FastAPI's) streamed to disk through ringlet, whole or not at all."""
 
-import concurrent.futures
 import io
 import os
 import tempfile
@@ -11,10 +10,9 @@ import pytest
 
 pytest.importorskip("starlette", reason="save_upload needs starlette (ringlet[starlette])")
 
-import anyio.to_thread  # noqa: E402
 from starlette.datastructures import UploadFile  # noqa: E402
 
-from conftest import check_failed_save  # noqa: E402
+from conftest import check_failed_save, refuse_threads  # noqa: E402
 from ringlet.integrations.starlette import save_upload  # noqa: E402
 
 DATA = bytes(range(256)) * 12289  # 3 MiB + 256: several of save_upload's 1 MiB chunks
@@ -82,16 +80,10 @@ def test_failed_or_cancelled_save(tmp_path, run, action, keep_partial):
                       DATA, action, keep_partial)
 
 
-def _no_thread(*args, **kwargs):
-    raise AssertionError("a worker thread was asked for")
-
-
 def test_no_thread_is_used(tmp_path, monkeypatch, backend_name, run):
     if not backend_name.startswith("io_uring"):
         pytest.skip("the thread backend does its I/O on threads by design (RINGLET_BACKEND=threads)")
-    monkeypatch.setattr(anyio.to_thread, "run_sync", _no_thread)
-    # run_in_executor's way to a thread, whatever the loop (uvloop's too).
-    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", _no_thread)
+    refuse_threads(monkeypatch)
 
     async def main():
         threads = set(threading.enumerate())  # a thread may end meanwhile: none may start
